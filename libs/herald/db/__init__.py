@@ -1,0 +1,1 @@
+"""PostgreSQL access with asyncpg: pool, migrations and one repository module per aggregate."""

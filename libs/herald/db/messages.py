@@ -1,0 +1,123 @@
+"""The message-status projection: rows from the class topics, events from `herald.events`.
+
+`apply_batch` is idempotent and order-independent: message rows and events are inserted with
+ON CONFLICT DO NOTHING, then every touched message's status is recomputed from its full event
+set with `status.fold`. So a replayed batch, or an event read before its message row, ends in the
+same state.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import asyncpg
+import msgspec
+
+from herald.domain.records import OutboundMessageV1, StatusEventV1
+from herald.domain.status import Status, fold
+
+
+class EventView(msgspec.Struct, frozen=True):
+    status: Status
+    at: datetime
+    detail: str | None = None
+
+
+class MessageView(msgspec.Struct, frozen=True):
+    id: uuid.UUID
+    status: Status
+    channel: str
+    category: str
+    template_name: str
+    template_language: str
+    template_version: int
+    reference: str | None
+    created_at: datetime
+    events: list[EventView]
+
+
+def _ts(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+async def apply_batch(
+    pool: asyncpg.Pool, messages: Sequence[OutboundMessageV1], events: Sequence[StatusEventV1]
+) -> None:
+    """Make the batch durable in one transaction (the caller commits offsets only after this)."""
+    touched = list({*(m.id for m in messages), *(e.message_id for e in events)})
+    async with pool.acquire() as conn, conn.transaction():
+        # A message's row (class topic) and its events (events topic) may be applied by two sink
+        # processes at once. Per-message locks, taken in a fixed order, make the second wait and
+        # then see the first's commit, so neither recomputes from a partial picture.
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock(k) FROM"
+            " (SELECT DISTINCT hashtextextended(id::text, 0) AS k FROM unnest($1::uuid[]) id ORDER BY 1) l",
+            touched,
+        )
+        if messages:
+            await conn.executemany(
+                "INSERT INTO messages (id, tenant_id, key_kind, channel, category, template_name,"
+                " template_language, template_version, country, reference, status, created_at, expires_at)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'accepted', $11, $12)"
+                " ON CONFLICT (id) DO NOTHING",
+                [
+                    (m.id, m.tenant_id, m.key_kind.value, m.channel.value, m.category.value, m.template_name,
+                     m.template_language, m.template_version, m.country, m.reference, _ts(m.created_at_ms),
+                     _ts(m.expires_at_ms))
+                    for m in messages
+                ],
+            )
+        if events:
+            await conn.executemany(
+                "INSERT INTO message_events (message_id, status, at, reason, provider_message_id)"
+                " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (message_id, status) DO NOTHING",
+                [(e.message_id, e.status.value, _ts(e.at_ms), e.reason, e.provider_message_id) for e in events],
+            )
+        await _recompute(conn, touched)
+
+
+async def _recompute(conn: asyncpg.Connection, ids: list[uuid.UUID]) -> None:
+    rows = await conn.fetch(
+        "SELECT m.id, m.status, e.status AS event_status, e.at FROM messages m"
+        " LEFT JOIN message_events e ON e.message_id = m.id WHERE m.id = ANY($1::uuid[])",
+        ids,
+    )
+    current: dict[uuid.UUID, str] = {}
+    seen: dict[uuid.UUID, list[tuple[int, Status]]] = {}
+    for r in rows:
+        current[r["id"]] = r["status"]
+        history = seen.setdefault(r["id"], [])
+        if r["event_status"] is not None:
+            history.append((int(r["at"].timestamp() * 1000), Status(r["event_status"])))
+    changes = []
+    for message_id, history in seen.items():
+        status = fold(history)
+        if status.value != current[message_id]:
+            changes.append((message_id, status.value))
+    if changes:
+        await conn.executemany(
+            "UPDATE messages SET status = $2, updated_at = now() WHERE id = $1", changes
+        )
+
+
+async def get(pool: asyncpg.Pool, tenant_id: uuid.UUID, message_id: uuid.UUID) -> MessageView | None:
+    """Tenant-scoped: another tenant's id is indistinguishable from an unknown one."""
+    row = await pool.fetchrow(
+        "SELECT id, status, channel, category, template_name, template_language, template_version,"
+        " reference, created_at FROM messages WHERE id = $1 AND tenant_id = $2",
+        message_id, tenant_id,
+    )
+    if row is None:
+        return None
+    events = await pool.fetch(
+        "SELECT status, at, reason FROM message_events WHERE message_id = $1 ORDER BY at, status", message_id
+    )
+    accepted = EventView(status=Status.ACCEPTED, at=row["created_at"])
+    return MessageView(
+        id=row["id"], status=Status(row["status"]), channel=row["channel"], category=row["category"],
+        template_name=row["template_name"], template_language=row["template_language"],
+        template_version=row["template_version"], reference=row["reference"], created_at=row["created_at"],
+        events=[accepted, *(EventView(status=Status(e["status"]), at=e["at"], detail=e["reason"]) for e in events)],
+    )

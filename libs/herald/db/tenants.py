@@ -1,0 +1,112 @@
+"""Tenants and their API keys."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+import asyncpg
+import msgspec
+
+from herald.domain.apikeys import IssuedKey
+from herald.domain.models import KeyKind, Tier
+
+
+class TenantRow(msgspec.Struct, frozen=True):
+    id: uuid.UUID
+    name: str
+    tier: Tier
+    verified: bool
+    suspended: bool
+    callback_url: str | None
+    rate_limit_per_second: int | None
+    daily_recipient_limit: int | None
+    created_at: datetime
+
+
+class KeyLookup(msgspec.Struct, frozen=True):
+    """A key row joined with the tenant state that authorisation needs."""
+
+    key_id: uuid.UUID
+    kind: KeyKind
+    salt: bytes
+    hash: bytes
+    revoked: bool
+    tenant: TenantRow
+
+
+_TENANT_COLUMNS = (
+    "id, name, tier, verified, suspended, callback_url, rate_limit_per_second, daily_recipient_limit, created_at"
+)
+
+
+def _tenant(row: asyncpg.Record) -> TenantRow:
+    values = {k: row[k] for k in TenantRow.__struct_fields__}
+    values["tier"] = Tier(values["tier"])
+    return TenantRow(**values)
+
+
+async def create(
+    conn: asyncpg.Pool | asyncpg.Connection, tenant_id: uuid.UUID, name: str, tier: Tier, verified: bool,
+    callback_url: str | None, callback_secret: str | None,
+) -> TenantRow:
+    row = await conn.fetchrow(
+        f"INSERT INTO tenants (id, name, tier, verified, callback_url, callback_secret)"
+        f" VALUES ($1, $2, $3, $4, $5, $6) RETURNING {_TENANT_COLUMNS}",
+        tenant_id, name, tier.value, verified, callback_url, callback_secret,
+    )
+    assert row is not None
+    return _tenant(row)
+
+
+async def get(conn: asyncpg.Pool | asyncpg.Connection, tenant_id: uuid.UUID) -> TenantRow | None:
+    row = await conn.fetchrow(f"SELECT {_TENANT_COLUMNS} FROM tenants WHERE id = $1", tenant_id)
+    return None if row is None else _tenant(row)
+
+
+# Columns a PATCH may set; the mapping keeps SQL identifiers out of user input.
+PATCHABLE = ("tier", "verified", "suspended", "callback_url", "rate_limit_per_second", "daily_recipient_limit")
+
+
+async def patch(
+    conn: asyncpg.Pool | asyncpg.Connection, tenant_id: uuid.UUID, changes: dict[str, object]
+) -> TenantRow | None:
+    assert set(changes) <= set(PATCHABLE)
+    if not changes:
+        return await get(conn, tenant_id)
+    assignments = ", ".join(f"{col} = ${i}" for i, col in enumerate(changes, start=2))
+    row = await conn.fetchrow(
+        f"UPDATE tenants SET {assignments}, updated_at = now() WHERE id = $1 RETURNING {_TENANT_COLUMNS}",  # noqa: S608
+        tenant_id, *changes.values(),
+    )
+    return None if row is None else _tenant(row)
+
+
+async def add_key(conn: asyncpg.Pool | asyncpg.Connection, tenant_id: uuid.UUID, key: IssuedKey) -> None:
+    await conn.execute(
+        "INSERT INTO api_keys (id, tenant_id, kind, salt, hash) VALUES ($1, $2, $3, $4, $5)",
+        key.id, tenant_id, key.kind.value, key.salt, key.hash,
+    )
+
+
+async def revoke_key(conn: asyncpg.Pool | asyncpg.Connection, tenant_id: uuid.UUID, key_id: uuid.UUID) -> bool:
+    status = await conn.execute(
+        "UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1 AND tenant_id = $2",
+        key_id, tenant_id,
+    )
+    return bool(status.endswith(" 1"))
+
+
+async def lookup_key(conn: asyncpg.Pool | asyncpg.Connection, key_id: uuid.UUID) -> KeyLookup | None:
+    row = await conn.fetchrow(
+        "SELECT k.id AS key_id, k.kind, k.salt, k.hash, k.revoked_at IS NOT NULL AS revoked,"
+        f" {', '.join('t.' + c.strip() for c in _TENANT_COLUMNS.split(','))}"
+        " FROM api_keys k JOIN tenants t ON t.id = k.tenant_id WHERE k.id = $1",
+        key_id,
+    )
+    if row is None:
+        return None
+    return KeyLookup(
+        key_id=row["key_id"], kind=KeyKind(row["kind"]), salt=row["salt"], hash=row["hash"],
+        revoked=row["revoked"], tenant=_tenant(row),
+    )

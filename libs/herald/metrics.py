@@ -1,0 +1,54 @@
+"""The closed catalogue of Herald's Prometheus metrics. Nothing else creates metrics.
+
+Every name starts with `herald_`. Label values come from closed sets (status, class, reason
+codes, topic names), never from tenant-supplied text, so cardinality stays bounded.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+# Request-path latencies: a broker ack on loopback is ~1-5 ms; tails up to seconds when the
+# broker is slow or re-electing.
+_FAST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+# End-to-end delivery: sub-second for OTPs, up to minutes under pacing or retries.
+_E2E_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0)
+
+MESSAGES_ACCEPTED = Counter(
+    "herald_messages_accepted_total", "Messages the broker acknowledged and the API answered 202 for.",
+    ["category", "channel"],
+)
+MESSAGES_REJECTED = Counter(
+    "herald_messages_rejected_total", "Send requests refused, by problem code.", ["code"],
+)
+PRODUCE_SECONDS = Histogram(
+    "herald_produce_seconds", "Time from enqueueing records to the broker's acks=all acknowledgement.",
+    buckets=_FAST_BUCKETS,
+)
+CONSUMER_LAG = Gauge(
+    "herald_consumer_lag_records", "Records behind the partition highwater after the last committed batch.",
+    ["topic", "partition"],
+)
+IN_FLIGHT = Gauge("herald_worker_in_flight", "Messages currently handed to providers by this worker.")
+PROVIDER_OUTCOMES = Counter(
+    "herald_provider_outcomes_total", "Provider call outcomes by kind (success, retryable, permanent).",
+    ["provider", "outcome"],
+)
+PROVIDER_SECONDS = Histogram(
+    "herald_provider_seconds", "Latency of one provider send call.", ["provider"], buckets=_FAST_BUCKETS,
+)
+ACCEPTED_TO_SENT_SECONDS = Histogram(
+    "herald_accepted_to_sent_seconds", "From API acceptance to provider acceptance, by class.",
+    ["category"], buckets=_E2E_BUCKETS,
+)
+MESSAGES_FINAL = Counter(
+    "herald_messages_final_total", "Messages reaching a final status, as emitted by workers and receipts.",
+    ["status"],
+)
+STATUS_ROWS = Counter(
+    "herald_status_projection_rows_total", "Rows written by the status projection sink.", ["kind"],
+)
+HTTP_REQUESTS = Counter(
+    "herald_http_requests_total", "HTTP responses by route template and status class.",
+    ["route", "status_class"],
+)

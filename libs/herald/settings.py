@@ -1,0 +1,122 @@
+"""Typed settings, one Struct per concern, read from the environment once.
+
+`Settings.from_env()` is called in exactly one place per process (the CLI entry point, or a
+test fixture) and the result is passed down; nothing reads `os.environ` at import time.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import msgspec
+
+
+class DatabaseSettings(msgspec.Struct, frozen=True):
+    url: str = ""
+    """Empty means "start the embedded PostgreSQL" (only `herald dev` and the tests do that)."""
+    pool_min: int = 1
+    pool_max: int = 10
+
+
+class KafkaSettings(msgspec.Struct, frozen=True):
+    bootstrap: str = ""
+    """Empty means "start the embedded broker" (only `herald dev` and the tests do that)."""
+    topic_prefix: str = ""
+    """Prepended to every topic and consumer-group name; lets tests share one broker."""
+    idempotent_producer: bool = False
+    """On for real Kafka; the embedded Tansu broker cannot do InitProducerId (INFRA.md)."""
+    linger_ms: int = 2
+    fetch_max_wait_ms: int = 20
+    session_timeout_ms: int = 10_000
+    heartbeat_interval_ms: int = 2_500
+    request_timeout_ms: int = 30_000
+
+
+class ApiSettings(msgspec.Struct, frozen=True):
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 1
+    admin_token: str = ""
+    max_body_bytes: int = 1024 * 1024
+    auth_cache_seconds: float = 5.0
+    """A revoked key stops working in every API process within this many seconds."""
+    template_cache_seconds: float = 5.0
+
+
+class WorkerSettings(msgspec.Struct, frozen=True):
+    max_in_flight: int = 256
+    """Messages handed to providers concurrently per worker; bounds duplicates after SIGKILL."""
+    batch_max_records: int = 500
+    provider_url: str = "http://127.0.0.1:8090"
+    provider_timeout_seconds: float = 5.0
+    provider_attempts: int = 4
+    """In-process tenacity attempts for transient provider errors."""
+    drain_seconds: float = 20.0
+    metrics_port: int = 0
+
+
+class SinkSettings(msgspec.Struct, frozen=True):
+    batch_max_records: int = 2000
+    metrics_port: int = 0
+
+
+class CarrierSimSettings(msgspec.Struct, frozen=True):
+    host: str = "127.0.0.1"
+    port: int = 8090
+    receipt_url: str = "http://127.0.0.1:8080/v1/providers/carrier-sim/receipts"
+    receipt_delay_ms: int = 50
+    latency_ms: int = 5
+
+
+class ProviderSettings(msgspec.Struct, frozen=True):
+    receipt_secret: str = "dev-receipt-secret"
+    """Shared secret carrier-sim signs delivery receipts with (HMAC-SHA256)."""
+
+
+class Settings(msgspec.Struct, frozen=True):
+    data_dir: Path = Path(".herald")
+    log_level: str = "INFO"
+    database: DatabaseSettings = msgspec.field(default_factory=DatabaseSettings)
+    kafka: KafkaSettings = msgspec.field(default_factory=KafkaSettings)
+    api: ApiSettings = msgspec.field(default_factory=ApiSettings)
+    worker: WorkerSettings = msgspec.field(default_factory=WorkerSettings)
+    sinks: SinkSettings = msgspec.field(default_factory=SinkSettings)
+    carrier_sim: CarrierSimSettings = msgspec.field(default_factory=CarrierSimSettings)
+    provider: ProviderSettings = msgspec.field(default_factory=ProviderSettings)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from `HERALD_*` variables; unknown or malformed values raise ValueError."""
+        env = os.environ if env is None else env
+        raw: dict[str, object] = {}
+        for name, value in env.items():
+            if not name.startswith("HERALD_"):
+                continue
+            key = name.removeprefix("HERALD_").lower()
+            key = _ALIASES.get(key, key)
+            if key in _TOP_LEVEL:
+                raw[key] = value
+                continue
+            for section in _SECTIONS:
+                if key.startswith(section + "_"):
+                    raw.setdefault(section, {})[key.removeprefix(section + "_")] = value  # type: ignore[index]
+                    break
+        try:
+            return msgspec.convert(raw, cls, strict=False, dec_hook=_decode_path)
+        except msgspec.ValidationError as exc:
+            raise ValueError(f"invalid HERALD_* setting: {exc}") from exc
+
+
+_TOP_LEVEL = {"data_dir", "log_level"}
+# Public names from the design that do not follow the SECTION_FIELD pattern.
+_ALIASES = {"admin_token": "api_admin_token"}
+# Longest first, so HERALD_CARRIER_SIM_PORT maps to carrier_sim.port.
+_SECTIONS = ("carrier_sim", "database", "provider", "worker", "kafka", "sinks", "api")
+
+
+def _decode_path(type_: type, obj: object) -> object:
+    if type_ is Path and isinstance(obj, str):
+        return Path(obj)
+    raise NotImplementedError(type_)
