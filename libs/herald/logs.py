@@ -46,3 +46,4 @@ def configure(level: str, process: str) -> None:
     root.setLevel(level.upper())
     logging.getLogger("aiokafka").setLevel("WARNING")
     logging.getLogger("uvicorn.access").setLevel("WARNING")
+    logging.getLogger("httpx").setLevel("WARNING")

@@ -79,3 +79,16 @@ class ConsumerLoop:
                 metrics.CONSUMER_LAG.labels(self._names.unprefixed(tp.topic), str(tp.partition)).set(
                     max(0, highwater - records[-1].offset - 1)
                 )
+
+
+async def drain(loop: ConsumerLoop, task: asyncio.Task[None], deadline_seconds: float) -> None:
+    """Stop fetching, let the current batch finish and commit; cancel it past the deadline.
+
+    A cancelled batch is not committed: its records are replayed by the next owner, which is
+    safe because every effect is idempotent on the message id.
+    """
+    loop.stop()
+    try:
+        await asyncio.wait_for(task, deadline_seconds)
+    except TimeoutError:
+        log.warning("drain deadline passed; uncommitted batch will be replayed")

@@ -1,0 +1,97 @@
+"""The `herald` command: one subcommand per process or operation."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+import uvloop
+
+from herald import logs
+from herald.settings import Settings
+
+
+def _api(settings: Settings) -> None:
+    import uvicorn  # noqa: PLC0415 - only this subcommand needs it
+
+    uvicorn.run(
+        "herald_api.server:factory", factory=True, host=settings.api.host, port=settings.api.port,
+        workers=settings.api.workers, loop="uvloop", http="httptools", log_level="warning",
+        access_log=False, timeout_graceful_shutdown=10, log_config=None,
+    )
+
+
+def _worker(settings: Settings) -> None:
+    from herald.runtime import run_until_signalled  # noqa: PLC0415
+    from herald_worker.main import ops_app, run_worker  # noqa: PLC0415
+
+    uvloop.run(run_until_signalled(lambda stop: run_worker(settings, stop), ops_app(settings),
+                                   "127.0.0.1", settings.worker.metrics_port))
+
+
+def _sinks(settings: Settings) -> None:
+    from herald.runtime import run_until_signalled  # noqa: PLC0415
+    from herald_sinks.main import ops_app, run_sinks  # noqa: PLC0415
+
+    uvloop.run(run_until_signalled(lambda stop: run_sinks(settings, stop), ops_app(settings),
+                                   "127.0.0.1", settings.sinks.metrics_port))
+
+
+def _carrier_sim(settings: Settings) -> None:
+    import uvicorn  # noqa: PLC0415
+
+    from herald_carrier_sim.app import create_app  # noqa: PLC0415
+
+    uvicorn.run(create_app(settings.carrier_sim, settings.provider), host=settings.carrier_sim.host,
+                port=settings.carrier_sim.port, loop="uvloop", http="httptools", log_level="warning",
+                access_log=False, log_config=None)
+
+
+def _migrate(settings: Settings) -> None:
+    from herald.db.migrate import migrate  # noqa: PLC0415
+    from herald.kafka.admin import ensure_topics  # noqa: PLC0415
+    from herald.kafka.topics import Names  # noqa: PLC0415
+
+    async def run() -> None:
+        applied = await migrate(settings.database.url)
+        created = await ensure_topics(settings.kafka, Names(settings.kafka.topic_prefix))
+        print(f"migrations applied: {len(applied)}; topics created: {len(created)}")
+
+    if not settings.database.url or not settings.kafka.bootstrap:
+        sys.exit("herald migrate needs HERALD_DATABASE_URL and HERALD_KAFKA_BOOTSTRAP")
+    asyncio.run(run())
+
+
+def _dev(settings: Settings) -> None:
+    from herald_dev.supervisor import run_dev  # noqa: PLC0415
+
+    sys.exit(run_dev(settings))
+
+
+COMMANDS = {
+    "api": (_api, "serve the HTTP API"),
+    "worker": (_worker, "deliver messages (a consumer-group member)"),
+    "sinks": (_sinks, "project statuses into Postgres"),
+    "carrier-sim": (_carrier_sim, "run the simulated carrier"),
+    "migrate": (_migrate, "apply database migrations and create topics"),
+    "dev": (_dev, "run everything on embedded Postgres and broker (make run)"),
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="herald", description="Herald notification platform")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (_, help_text) in COMMANDS.items():
+        sub.add_parser(name, help=help_text)
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except ValueError as exc:
+        sys.exit(str(exc))
+    logs.configure(settings.log_level, args.command)
+    COMMANDS[args.command][0](settings)
+
+
+if __name__ == "__main__":
+    main()

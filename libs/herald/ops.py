@@ -1,0 +1,58 @@
+"""`/healthz`, `/readyz` and `/metrics`, the same on every Herald process.
+
+`/healthz` answers while the event loop runs. `/readyz` runs the process's readiness check
+(dependencies reachable, topics present), caching the verdict briefly so that probes cannot
+overload the database or broker.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+
+import asyncpg
+import msgspec
+import prometheus_client
+from litestar import Response, get
+from litestar.handlers import HTTPRouteHandler
+
+ReadyCheck = Callable[[], Awaitable[dict[str, str]]]
+"""Returns a map of component -> "ok" or a short reason; ready when all are "ok"."""
+
+
+class Health(msgspec.Struct, frozen=True):
+    status: str
+    checks: dict[str, str] = msgspec.field(default_factory=dict)
+
+
+def ops_handlers(check: ReadyCheck, cache_seconds: float = 1.0) -> list[HTTPRouteHandler]:
+    cached: list[tuple[float, dict[str, str]]] = []
+
+    @get("/healthz", include_in_schema=False, sync_to_thread=False)
+    def healthz() -> Health:
+        return Health(status="ok")
+
+    @get("/readyz", include_in_schema=False)
+    async def readyz() -> Response[Health]:
+        now = time.monotonic()
+        if not cached or cached[0][0] < now:
+            try:
+                result = await check()
+            except Exception as exc:  # noqa: BLE001 - a probe must answer, whatever failed
+                result = {"check": type(exc).__name__}
+            cached[:] = [(now + cache_seconds, result)]
+        checks = cached[0][1]
+        ready = all(v == "ok" for v in checks.values())
+        return Response(Health(status="ok" if ready else "unavailable", checks=checks),
+                        status_code=200 if ready else 503)
+
+    @get("/metrics", include_in_schema=False, sync_to_thread=False)
+    def metrics() -> Response[bytes]:
+        return Response(prometheus_client.generate_latest(), media_type=prometheus_client.CONTENT_TYPE_LATEST)
+
+    return [healthz, readyz, metrics]
+
+
+async def check_postgres(pool: asyncpg.Pool) -> str:
+    await pool.fetchval("SELECT 1")
+    return "ok"

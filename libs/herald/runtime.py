@@ -1,0 +1,49 @@
+"""Process lifecycle shared by every long-running Herald process.
+
+`run_until_signalled(main, ops_app, host, port)` runs the process's main coroutine beside a small
+HTTP server for `/healthz`, `/readyz` and `/metrics`. SIGTERM or SIGINT sets the stop event the
+main coroutine watches; it then drains (finishes in-flight work, commits) and returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+
+import uvicorn
+from litestar import Litestar
+
+log = logging.getLogger(__name__)
+
+
+async def run_until_signalled(
+    main: Callable[[asyncio.Event], Awaitable[None]], ops: Litestar | None, host: str, port: int
+) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    server: uvicorn.Server | None = None
+    server_task: asyncio.Task[None] | None = None
+    if ops is not None and port:
+        server = uvicorn.Server(uvicorn.Config(ops, host=host, port=port, log_level="warning", lifespan="off"))
+        server_task = asyncio.create_task(server.serve())
+    try:
+        await main(stop)
+    finally:
+        if server is not None and server_task is not None:
+            server.should_exit = True
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(server_task, 5)
+
+
+async def until_stopped(work: asyncio.Task[None], stop: asyncio.Event) -> None:
+    """Wait for `stop` or for `work` to end; re-raise if `work` failed (the supervisor restarts us)."""
+    stopper = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait({work, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    stopper.cancel()
+    if work in done:
+        work.result()

@@ -1,0 +1,1 @@
+"""`herald api`: the HTTP boundary (Litestar + msgspec)."""

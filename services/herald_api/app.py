@@ -1,0 +1,110 @@
+"""The Litestar application: `create_app(settings)` wires everything once, at startup."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from aiokafka.errors import KafkaError
+from typing import Any
+
+from litestar import Litestar, Request, Response
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import Components, SecurityScheme
+
+from herald.db.pool import create_pool
+from herald.kafka.admin import missing_topics
+from herald.kafka.producer import Producer
+from herald.kafka.topics import Names
+from herald.ops import check_postgres, ops_handlers
+from herald.settings import Settings
+from herald_api import problems
+from herald_api.auth import KeyAuthenticator, Principal, principal_dependency
+from herald_api.controllers.admin import AdminController
+from herald_api.controllers.messages import MessageController
+from herald_api.controllers.receipts import ReceiptController
+from herald_api.controllers.templates import TemplateController
+from herald_api.sending import Sender, TemplateCache
+from herald_api.services import Services
+
+log = logging.getLogger(__name__)
+
+_SECURITY_HEADERS = {
+    "x-content-type-options": "nosniff",
+    "cache-control": "no-store",
+    "x-frame-options": "DENY",
+    "referrer-policy": "no-referrer",
+}
+
+
+def _services(state: State) -> Services:
+    services: Services = state.services
+    return services
+
+
+def create_app(settings: Settings) -> Litestar:
+    names = Names(settings.kafka.topic_prefix)
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        pool = await create_pool(settings.database)
+        producer = Producer(settings.kafka, names)
+        await producer.start()
+        template_cache = TemplateCache(pool, settings.api.template_cache_seconds)
+        app.state.services = Services(
+            settings=settings, names=names, pool=pool, producer=producer,
+            authenticator=KeyAuthenticator(pool, settings.api.auth_cache_seconds),
+            templates=template_cache, sender=Sender(producer, template_cache),
+        )
+        app.state.authenticator = app.state.services.authenticator
+        app.state.admin_token = settings.api.admin_token
+        try:
+            yield
+        finally:
+            await producer.stop()
+            await pool.close()
+
+    async def ready() -> dict[str, str]:
+        services: Services = app.state.services
+        checks = {"postgres": "unreachable", "kafka": "unreachable"}
+        try:
+            checks["postgres"] = await check_postgres(services.pool)
+        except (OSError, Exception) as exc:  # noqa: BLE001
+            checks["postgres"] = type(exc).__name__
+        try:
+            missing = await missing_topics(settings.kafka, names)
+            checks["kafka"] = "ok" if not missing else f"missing topics: {', '.join(missing)}"
+        except (KafkaError, OSError) as exc:
+            checks["kafka"] = type(exc).__name__
+        return checks
+
+    app = Litestar(
+        route_handlers=[AdminController, TemplateController, MessageController, ReceiptController,
+                        *ops_handlers(ready)],
+        dependencies={
+            "svc": Provide(_services, sync_to_thread=False),
+            "principal": Provide(principal_dependency),
+        },
+        signature_namespace={"Services": Services, "Principal": Principal, "Request": Request},
+        exception_handlers=problems.HANDLERS,
+        lifespan=[lifespan],
+        request_max_body_size=settings.api.max_body_bytes,
+        after_request=_add_security_headers,
+        openapi_config=OpenAPIConfig(
+            title="Herald API", version="1.0.0", path="/schema",
+            components=Components(security_schemes={
+                "apiKey": SecurityScheme(type="http", scheme="bearer", description="Tenant API key"),
+                "adminToken": SecurityScheme(type="http", scheme="bearer", description="HERALD_ADMIN_TOKEN"),
+            }),
+        ),
+        debug=False,
+    )
+    return app
+
+
+async def _add_security_headers(response: Response[Any]) -> Response[Any]:
+    response.headers.update(_SECURITY_HEADERS)
+    return response

@@ -1,0 +1,74 @@
+"""Authentication: tenant API keys (Bearer) and the separate admin token.
+
+Tenant keys are verified against a salted hash in constant time. Lookups are cached per
+process for `auth_cache_seconds`: that is the bound on how long a revoked key, a suspension or
+a tier change takes to reach every API process.
+"""
+
+from __future__ import annotations
+
+import hmac
+import uuid
+
+import asyncpg
+import msgspec
+from litestar import Request
+from litestar.connection import ASGIConnection
+from litestar.handlers.base import BaseRouteHandler
+
+from herald.db import tenants
+from herald.db.tenants import KeyLookup, TenantRow
+from herald.domain import apikeys
+from herald.domain.models import KeyKind
+from herald.errors import Forbidden, Unauthenticated
+from herald_api.caches import TTLCache
+
+
+class Principal(msgspec.Struct, frozen=True):
+    tenant: TenantRow
+    key_id: uuid.UUID
+    key_kind: KeyKind
+
+
+def bearer(connection: ASGIConnection) -> str:  # type: ignore[type-arg]
+    value = connection.headers.get("authorization", "")
+    scheme, _, token = value.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated("send 'Authorization: Bearer <key>'", code="missing_credentials")
+    return token.strip()
+
+
+class KeyAuthenticator:
+    def __init__(self, pool: asyncpg.Pool, cache_seconds: float) -> None:
+        self._pool = pool
+        self._cache: TTLCache[uuid.UUID, KeyLookup | None] = TTLCache(cache_seconds)
+
+    async def authenticate(self, presented: str) -> Principal:
+        parsed = apikeys.parse(presented)
+        if parsed is None:
+            raise Unauthenticated("the API key is not valid", code="invalid_api_key")
+        found = await self._cache.get(parsed.id, lambda: tenants.lookup_key(self._pool, parsed.id))
+        # Verify the secret before looking at any state, so an attacker learns nothing from timing
+        # or from the error about keys they do not hold.
+        if found is None or not apikeys.verify(parsed, found.salt, found.hash) or found.kind != parsed.kind:
+            raise Unauthenticated("the API key is not valid", code="invalid_api_key")
+        if found.revoked:
+            raise Unauthenticated("the API key has been revoked", code="api_key_revoked")
+        if found.tenant.suspended:
+            raise Forbidden("the tenant is suspended", code="tenant_suspended")
+        return Principal(tenant=found.tenant, key_id=found.key_id, key_kind=found.kind)
+
+    def forget(self, key_id: uuid.UUID) -> None:
+        self._cache.invalidate(key_id)
+
+
+def admin_guard(connection: ASGIConnection, _: BaseRouteHandler) -> None:  # type: ignore[type-arg]
+    expected: str = connection.app.state.admin_token
+    presented = bearer(connection)
+    if not expected or not hmac.compare_digest(presented.encode(), expected.encode()):
+        raise Unauthenticated("the admin token is not valid", code="invalid_admin_token")
+
+
+async def principal_dependency(request: Request) -> Principal:  # type: ignore[type-arg]
+    authenticator: KeyAuthenticator = request.app.state.authenticator
+    return await authenticator.authenticate(bearer(request))

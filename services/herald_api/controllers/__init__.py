@@ -1,0 +1,1 @@
+"""HTTP controllers, one per context; thin: decode, call the domain, encode."""

@@ -1,0 +1,105 @@
+"""The one place where errors become HTTP: RFC 9457 application/problem+json.
+
+Every response body for an error has `type`, `title`, `status`, `detail` and a stable `code`;
+validation problems add `errors: [{field, message}]`. Unexpected exceptions are logged with a
+traceback and answered with a generic 500 that reveals nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import msgspec
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.types import ExceptionHandlersMap
+
+from herald import metrics
+from herald.errors import FieldError, HeraldError
+
+log = logging.getLogger(__name__)
+PROBLEM_JSON = "application/problem+json"
+TYPE_BASE = "https://herald.dev/problems/"
+
+
+class Problem(msgspec.Struct, frozen=True, omit_defaults=True):
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+    errors: list[FieldError] = msgspec.field(default_factory=list)
+
+
+def _response(status: int, code: str, title: str, detail: str, errors: list[FieldError] | None = None,
+              headers: dict[str, str] | None = None) -> Response[Problem]:
+    body = Problem(type=TYPE_BASE + code, title=title, status=status, detail=detail, code=code, errors=errors or [])
+    return Response(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def _herald(_: Request, exc: HeraldError) -> Response[Problem]:  # type: ignore[type-arg]
+    headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
+    return _response(exc.status, exc.code, exc.title, exc.detail, list(exc.fields), headers)
+
+
+_AT = re.compile(r"at `\$\.?(?:data\.?)?([^`]*)`")
+_UNKNOWN = re.compile(r"unknown field `([^`]+)`")
+
+
+def _field_errors(exc: ValidationException) -> list[FieldError]:
+    errors = []
+    for item in exc.extra if isinstance(exc.extra, list) else []:
+        message = str(item.get("message", "invalid"))
+        field = str(item.get("key") or "")
+        if unknown := _UNKNOWN.search(message):
+            field = f"{field}.{unknown.group(1)}".strip(".") if field not in ("", "data") else unknown.group(1)
+        elif at := _AT.search(message):
+            field = at.group(1) or field
+        errors.append(FieldError(field=field or "body", message=message.split(" - at ")[0]))
+    return errors
+
+
+def _validation(_: Request, exc: ValidationException) -> Response[Problem]:  # type: ignore[type-arg]
+    errors = _field_errors(exc)
+    if not errors:
+        # Litestar raises ValidationException without field details when the body is not JSON.
+        return _response(400, "malformed_request", "The request body could not be parsed",
+                         "the body is not valid JSON")
+    detail = "; ".join(f"{e.field}: {e.message}" for e in errors)
+    return _response(422, "validation_failed", "The request is not valid", detail, errors)
+
+
+_HTTP_CODES = {
+    400: ("malformed_request", "Bad request"),
+    401: ("unauthenticated", "Missing or invalid credentials"),
+    404: ("route_not_found", "Not found"),
+    405: ("method_not_allowed", "Method not allowed"),
+    413: ("payload_too_large", "Request body too large"),
+    415: ("unsupported_media_type", "Unsupported media type"),
+}
+
+
+def _http(_: Request, exc: HTTPException) -> Response[Problem]:  # type: ignore[type-arg]
+    status = exc.status_code
+    code, title = _HTTP_CODES.get(status, (f"http_{status}", "Error"))
+    if status >= 500:
+        log.error("http error", extra={"status": status})
+        return _response(status, code, title, "the server could not handle the request")
+    headers = dict(exc.headers or {})
+    return _response(status, code, title, str(exc.detail), headers=headers or None)
+
+
+def _unexpected(request: Request, exc: Exception) -> Response[Problem]:  # type: ignore[type-arg]
+    log.exception("unhandled error", extra={"path": request.url.path})
+    metrics.MESSAGES_REJECTED.labels("internal_error").inc()
+    return _response(500, "internal_error", "Internal server error", "the server failed; it has been logged")
+
+
+HANDLERS: ExceptionHandlersMap = {
+    HeraldError: _herald,
+    ValidationException: _validation,
+    HTTPException: _http,
+    Exception: _unexpected,
+}
+

@@ -1,0 +1,140 @@
+"""One msgspec Struct per operation's request and response. Unknown fields are rejected."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+import msgspec
+
+from herald.domain.models import Category, Channel, KeyKind, TemplateStatus, Tier
+from herald.domain.status import Status
+
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+TemplateName = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9_]{1,64}$", description="lowercase, digits, _")]
+Language = Annotated[str, msgspec.Meta(pattern=r"^[a-z]{2,3}([_-][A-Za-z]{2,4})?$", examples=["en", "pt_BR"])]
+Url = Annotated[str, msgspec.Meta(max_length=2048, pattern=r"^https?://")]
+Reference = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+
+
+class Strict(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """Base for request bodies: a misspelt field is an error, not silently ignored."""
+
+
+# --- admin -------------------------------------------------------------------------------------
+class TenantCreate(Strict):
+    name: Name
+    tier: Tier
+    verified: bool = False
+    callback_url: Url | None = None
+
+
+class TenantPatch(Strict):
+    tier: Tier | msgspec.UnsetType = msgspec.UNSET
+    verified: bool | msgspec.UnsetType = msgspec.UNSET
+    suspended: bool | msgspec.UnsetType = msgspec.UNSET
+    callback_url: Url | None | msgspec.UnsetType = msgspec.UNSET
+    rate_limit_per_second: Annotated[int, msgspec.Meta(ge=1, le=100_000)] | None | msgspec.UnsetType = msgspec.UNSET
+    daily_recipient_limit: Annotated[int, msgspec.Meta(ge=0)] | None | msgspec.UnsetType = msgspec.UNSET
+
+
+class TenantOut(msgspec.Struct, frozen=True):
+    id: uuid.UUID
+    name: str
+    tier: Tier
+    verified: bool
+    suspended: bool
+    callback_url: str | None
+    rate_limit_per_second: int | None
+    daily_recipient_limit: int | None
+    created_at: datetime
+    callback_secret: str | None = None
+    """Only in the creation response: shown once."""
+
+
+class KeyCreate(Strict):
+    kind: KeyKind
+
+
+class KeyOut(msgspec.Struct, frozen=True):
+    id: uuid.UUID
+    kind: KeyKind
+    key: str
+    """The plaintext key: shown once, store it now."""
+
+
+# --- templates ---------------------------------------------------------------------------------
+class TemplateCreate(Strict):
+    name: TemplateName
+    language: Language
+    category: Category
+    channel: Channel
+    body: Annotated[str, msgspec.Meta(max_length=100_000)]
+
+
+class TemplateOut(msgspec.Struct, frozen=True):
+    name: str
+    language: str
+    version: int
+    category: Category
+    channel: Channel
+    body: str
+    status: TemplateStatus
+    placeholders: list[str]
+    created_at: datetime
+
+
+# --- messages ----------------------------------------------------------------------------------
+class TemplateRef(Strict):
+    name: TemplateName
+    language: Language
+
+
+class MessageCreate(Strict):
+    to: Annotated[str, msgspec.Meta(min_length=1, max_length=320)]
+    channel: Channel
+    template: TemplateRef
+    params: Annotated[dict[str, str], msgspec.Meta(max_length=50)] = msgspec.field(default_factory=dict)
+    reference: Reference | None = None
+    ttl_seconds: Annotated[int, msgspec.Meta(ge=1, le=7 * 24 * 3600)] | None = None
+
+
+class MessageAccepted(msgspec.Struct, frozen=True):
+    id: uuid.UUID
+    status: Status = Status.ACCEPTED
+
+
+class TemplateUsed(msgspec.Struct, frozen=True):
+    name: str
+    language: str
+    version: int
+
+
+class EventOut(msgspec.Struct, frozen=True, omit_defaults=True):
+    status: Status
+    at: datetime
+    detail: str | None = None
+
+
+class MessageOut(msgspec.Struct, frozen=True, omit_defaults=True):
+    id: uuid.UUID
+    status: Status
+    channel: Channel
+    category: Category
+    template: TemplateUsed
+    created_at: datetime
+    events: list[EventOut]
+    reference: str | None = None
+
+
+# --- provider receipts -------------------------------------------------------------------------
+class ReceiptIn(Strict):
+    """A delivery receipt; `message_id`/`tenant_id` are the metadata Herald attached to the send."""
+
+    message_id: uuid.UUID
+    tenant_id: uuid.UUID
+    provider_message_id: Annotated[str, msgspec.Meta(max_length=128)]
+    status: Status
+    at_ms: int
+    error_code: Annotated[str, msgspec.Meta(max_length=64)] | None = None

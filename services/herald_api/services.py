@@ -1,0 +1,24 @@
+"""What the handlers need, built once at startup and injected as the `svc` dependency."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import asyncpg
+
+from herald.kafka.producer import Producer
+from herald.kafka.topics import Names
+from herald.settings import Settings
+from herald_api.auth import KeyAuthenticator
+from herald_api.sending import Sender, TemplateCache
+
+
+@dataclass(frozen=True)
+class Services:
+    settings: Settings
+    names: Names
+    pool: asyncpg.Pool
+    producer: Producer
+    authenticator: KeyAuthenticator
+    templates: TemplateCache
+    sender: Sender

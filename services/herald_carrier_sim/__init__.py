@@ -1,0 +1,1 @@
+"""`herald carrier-sim`: a simulated carrier / WhatsApp gateway for demos, tests and load runs."""

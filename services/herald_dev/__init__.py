@@ -1,0 +1,1 @@
+"""`herald dev`: the whole platform on embedded services, supervised (what `make run` starts)."""

@@ -1,0 +1,160 @@
+"""Start embedded PostgreSQL and broker (unless external ones are configured), migrate, then
+run api, worker, sinks and carrier-sim as child processes, restarting any child that dies (as
+an orchestrator would). SIGINT/SIGTERM stop the children (SIGTERM, then SIGKILL after a
+deadline), then the broker and the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import msgspec
+
+from herald.db.migrate import migrate
+from herald.embedded import free_port
+from herald.embedded.broker import EmbeddedBroker
+from herald.embedded.postgres import EmbeddedPostgres
+from herald.kafka.admin import ensure_topics
+from herald.kafka.topics import Names
+from herald.settings import Settings
+
+CHILDREN = ("carrier-sim", "sinks", "worker", "api")
+
+
+class Child:
+    def __init__(self, name: str, env: dict[str, str], log_dir: Path) -> None:
+        self.name = name
+        self.env = env
+        self.log_path = log_dir / f"{name}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.restarts = 0
+        self.next_start = 0.0
+
+    def start(self) -> None:
+        log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it for its lifetime
+        # A session of its own: Ctrl-C reaches only the supervisor, which stops children in order.
+        self.process = subprocess.Popen([sys.executable, "-m", "herald.cli", self.name], env=self.env,
+                                        stdout=log, stderr=log, start_new_session=True)
+
+    def poll_and_restart(self) -> None:
+        if self.process is None or self.process.poll() is None or time.monotonic() < self.next_start:
+            return
+        self.restarts += 1
+        delay = min(30.0, 0.5 * 2 ** min(self.restarts, 6))
+        print(f"herald dev: {self.name} exited with {self.process.returncode}; restarting (see {self.log_path})",
+              flush=True)
+        self.next_start = time.monotonic() + delay
+        self.start()
+
+    def terminate(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+
+    def wait_or_kill(self, deadline: float) -> None:
+        if self.process is None:
+            return
+        try:
+            self.process.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def _banner(api_url: str, admin_token: str) -> str:
+    return f"""
+Herald is running.
+  API:          {api_url}   (OpenAPI: {api_url}/schema/openapi.json)
+  Admin token:  {admin_token}
+  Logs:         .herald/logs/   Stop with Ctrl-C.
+
+Try:
+  export HERALD_URL={api_url} ADMIN={admin_token}
+  curl -s -X POST $HERALD_URL/v1/admin/tenants -H "Authorization: Bearer $ADMIN" \\
+       -H 'content-type: application/json' -d '{{"name": "Acme Air", "tier": "standard", "verified": true}}'
+  (the README walks on from there: key, template, message, status)
+"""
+
+
+def run_dev(settings: Settings) -> int:
+    data_dir = settings.data_dir.resolve()
+    (data_dir / "logs").mkdir(parents=True, exist_ok=True)
+    admin_token = settings.api.admin_token or secrets.token_urlsafe(24)
+    postgres: EmbeddedPostgres | None = None
+    broker: EmbeddedBroker | None = None
+    stop = {"now": False}
+
+    def request_stop(*_: object) -> None:
+        stop["now"] = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    children: list[Child] = []
+    try:
+        database_url = settings.database.url
+        if not database_url:
+            postgres = EmbeddedPostgres(data_dir / "postgres", free_port())
+            postgres.start()
+            if not postgres.psql("postgres", "SELECT 1 FROM pg_database WHERE datname = 'herald'").strip():
+                postgres.psql("postgres", "CREATE DATABASE herald")
+            database_url = postgres.dsn("herald")
+        bootstrap = settings.kafka.bootstrap
+        if not bootstrap:
+            broker = EmbeddedBroker(free_port(), data_dir / "logs" / "broker.log")
+            broker.start()
+            bootstrap = broker.bootstrap
+        kafka = msgspec.structs.replace(settings.kafka, bootstrap=bootstrap)
+        asyncio.run(migrate(database_url))
+        asyncio.run(ensure_topics(kafka, Names(kafka.topic_prefix)))
+        sim_port = free_port()
+        api_url = f"http://{settings.api.host}:{settings.api.port}"
+        env = {
+            **os.environ,
+            "HERALD_DATABASE_URL": database_url, "HERALD_KAFKA_BOOTSTRAP": bootstrap,
+            "HERALD_ADMIN_TOKEN": admin_token, "HERALD_API_PORT": str(settings.api.port),
+            "HERALD_CARRIER_SIM_PORT": str(sim_port),
+            "HERALD_WORKER_PROVIDER_URL": f"http://127.0.0.1:{sim_port}",
+            "HERALD_CARRIER_SIM_RECEIPT_URL": f"{api_url}/v1/providers/carrier-sim/receipts",
+            "HERALD_WORKER_METRICS_PORT": str(free_port()), "HERALD_SINKS_METRICS_PORT": str(free_port()),
+        }
+        children = [Child(name, env, data_dir / "logs") for name in CHILDREN]
+        for child in children:
+            child.start()
+        if _wait_ready(f"{api_url}/readyz", stop):
+            print(_banner(api_url, admin_token), flush=True)
+        while not stop["now"]:
+            for child in children:
+                child.poll_and_restart()
+            time.sleep(0.2)
+        print("herald dev: stopping", flush=True)
+        return 0
+    finally:
+        for child in reversed(children):
+            child.terminate()
+        deadline = time.monotonic() + 25
+        for child in reversed(children):
+            child.wait_or_kill(deadline)
+        if broker is not None:
+            broker.stop()
+        if postgres is not None:
+            postgres.stop()
+
+
+def _wait_ready(url: str, stop: dict[str, bool], timeout: float = 60.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not stop["now"]:
+        try:
+            if httpx.get(url, timeout=1.0).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    print(f"herald dev: the API did not become ready at {url}; see .herald/logs/", flush=True)
+    return False

@@ -1,0 +1,53 @@
+"""The status projection sink (group `herald-sinks-status`).
+
+Reads the three class topics (a message's `accepted` fact) and `herald.events` (every later
+transition), and applies each batch to Postgres in one transaction before the loop commits the
+offsets. `db.messages.apply_batch` is idempotent and order-independent, so replays are harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import asyncpg
+import msgspec
+from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
+
+from herald import metrics
+from herald.db import messages as message_store
+from herald.domain.records import EVENT_DECODER, MESSAGE_DECODER, OutboundMessageV1, StatusEventV1
+from herald.kafka.consumer import Batch
+from herald.kafka.topics import EVENTS, Names
+
+log = logging.getLogger(__name__)
+
+
+class StatusProjection:
+    def __init__(self, pool: asyncpg.Pool, names: Names) -> None:
+        self._pool = pool
+        self._names = names
+
+    async def __call__(self, batch: Batch) -> None:
+        messages: list[OutboundMessageV1] = []
+        events: list[StatusEventV1] = []
+        for tp, records in batch.items():
+            is_events = self._names.unprefixed(tp.topic) == EVENTS
+            for record in records:
+                try:
+                    if is_events:
+                        events.append(EVENT_DECODER.decode(record.value or b""))
+                    else:
+                        messages.append(MESSAGE_DECODER.decode(record.value or b""))
+                except msgspec.DecodeError:
+                    log.error("undecodable record skipped",
+                              extra={"topic": tp.topic, "partition": tp.partition, "offset": record.offset})
+        # A database outage must not skip records: retry until it is back (or we are stopped,
+        # in which case nothing is committed and the batch is replayed).
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type((OSError, asyncpg.PostgresError, asyncpg.InterfaceError)),
+            wait=wait_exponential_jitter(initial=0.1, max=5.0),
+        ):
+            with attempt:
+                await message_store.apply_batch(self._pool, messages, events)
+        metrics.STATUS_ROWS.labels("message").inc(len(messages))
+        metrics.STATUS_ROWS.labels("event").inc(len(events))

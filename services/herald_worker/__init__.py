@@ -1,0 +1,1 @@
+"""`herald worker`: consume class topics, send through providers, emit status events."""

@@ -1,0 +1,65 @@
+"""The delivery worker: one consumer-group member over the three class topics.
+
+Per batch: decode, deliver concurrently with at most `max_in_flight` provider calls, produce
+every resulting status event and wait for the broker's acks, and only then let the loop commit
+the offsets. A SIGKILL at any point replays the uncommitted batch: messages already handed to a
+provider in that batch may be sent again (at most one batch, bounded by `batch_max_records`),
+never lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import msgspec
+
+from herald import metrics
+from herald.domain.records import ENCODER, MESSAGE_DECODER, OutboundMessageV1, StatusEventV1
+from herald.kafka.consumer import Batch
+from herald.kafka.producer import Producer, Record
+from herald.kafka.topics import EVENTS
+from herald_worker.delivery import Deliverer
+
+log = logging.getLogger(__name__)
+
+
+class DeliveryHandler:
+    def __init__(self, deliverer: Deliverer, producer: Producer, max_in_flight: int) -> None:
+        self._deliverer = deliverer
+        self._producer = producer
+        self._slots = asyncio.Semaphore(max_in_flight)
+
+    async def __call__(self, batch: Batch) -> None:
+        messages: list[OutboundMessageV1] = []
+        for records in batch.values():
+            for record in records:
+                try:
+                    messages.append(MESSAGE_DECODER.decode(record.value or b""))
+                except msgspec.DecodeError:
+                    # Not something our API produced; skipping beats wedging the partition.
+                    log.error("undecodable record skipped",
+                              extra={"topic": record.topic, "partition": record.partition, "offset": record.offset})
+        # Same tenant+recipient: in order, one after another. Different recipients: concurrently.
+        lanes: dict[tuple[object, str], list[OutboundMessageV1]] = {}
+        for m in messages:
+            lanes.setdefault((m.tenant_id, m.to), []).append(m)
+        results = await asyncio.gather(*(self._lane(lane) for lane in lanes.values()))
+        events = [e for group in results for e in group]
+        await self._producer.send_many(
+            [Record(EVENTS, str(e.message_id).encode(), ENCODER.encode(e)) for e in events]
+        )
+
+    async def _lane(self, lane: list[OutboundMessageV1]) -> list[StatusEventV1]:
+        events: list[StatusEventV1] = []
+        for message in lane:
+            events += await self._bounded(message)
+        return events
+
+    async def _bounded(self, message: OutboundMessageV1) -> list[StatusEventV1]:
+        async with self._slots:
+            metrics.IN_FLIGHT.inc()
+            try:
+                return await self._deliverer.deliver(message)
+            finally:
+                metrics.IN_FLIGHT.dec()
