@@ -13,7 +13,7 @@ from herald.settings import Settings
 
 
 def _api(settings: Settings) -> None:
-    import uvicorn  # noqa: PLC0415 - only this subcommand needs it
+    import uvicorn
 
     uvicorn.run(
         "herald_api.server:factory", factory=True, host=settings.api.host, port=settings.api.port,
@@ -23,25 +23,25 @@ def _api(settings: Settings) -> None:
 
 
 def _worker(settings: Settings) -> None:
-    from herald.runtime import run_until_signalled  # noqa: PLC0415
-    from herald_worker.main import ops_app, run_worker  # noqa: PLC0415
+    from herald.runtime import run_until_signalled
+    from herald_worker.main import ops_app, run_worker
 
     uvloop.run(run_until_signalled(lambda stop: run_worker(settings, stop), ops_app(settings),
                                    "127.0.0.1", settings.worker.metrics_port))
 
 
 def _sinks(settings: Settings) -> None:
-    from herald.runtime import run_until_signalled  # noqa: PLC0415
-    from herald_sinks.main import ops_app, run_sinks  # noqa: PLC0415
+    from herald.runtime import run_until_signalled
+    from herald_sinks.main import ops_app, run_sinks
 
     uvloop.run(run_until_signalled(lambda stop: run_sinks(settings, stop), ops_app(settings),
                                    "127.0.0.1", settings.sinks.metrics_port))
 
 
 def _carrier_sim(settings: Settings) -> None:
-    import uvicorn  # noqa: PLC0415
+    import uvicorn
 
-    from herald_carrier_sim.app import create_app  # noqa: PLC0415
+    from herald_carrier_sim.app import create_app
 
     uvicorn.run(create_app(settings.carrier_sim, settings.provider), host=settings.carrier_sim.host,
                 port=settings.carrier_sim.port, loop="uvloop", http="httptools", log_level="warning",
@@ -49,9 +49,9 @@ def _carrier_sim(settings: Settings) -> None:
 
 
 def _migrate(settings: Settings) -> None:
-    from herald.db.migrate import migrate  # noqa: PLC0415
-    from herald.kafka.admin import ensure_topics  # noqa: PLC0415
-    from herald.kafka.topics import Names  # noqa: PLC0415
+    from herald.db.migrate import migrate
+    from herald.kafka.admin import ensure_topics
+    from herald.kafka.topics import Names
 
     async def run() -> None:
         applied = await migrate(settings.database.url)
@@ -64,7 +64,7 @@ def _migrate(settings: Settings) -> None:
 
 
 def _dev(settings: Settings) -> None:
-    from herald_dev.supervisor import run_dev  # noqa: PLC0415
+    from herald_dev.supervisor import run_dev
 
     sys.exit(run_dev(settings))
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-
-from aiokafka.errors import KafkaError
 from typing import Any
 
+from aiokafka.errors import KafkaError
 from litestar import Litestar, Request, Response
 from litestar.datastructures import State
 from litestar.di import Provide
@@ -72,7 +71,7 @@ def create_app(settings: Settings) -> Litestar:
         checks = {"postgres": "unreachable", "kafka": "unreachable"}
         try:
             checks["postgres"] = await check_postgres(services.pool)
-        except (OSError, Exception) as exc:  # noqa: BLE001
+        except (OSError, Exception) as exc:
             checks["postgres"] = type(exc).__name__
         try:
             missing = await missing_topics(settings.kafka, names)

@@ -34,9 +34,9 @@ class TenantPatch(Strict):
     tier: Tier | msgspec.UnsetType = msgspec.UNSET
     verified: bool | msgspec.UnsetType = msgspec.UNSET
     suspended: bool | msgspec.UnsetType = msgspec.UNSET
-    callback_url: Url | None | msgspec.UnsetType = msgspec.UNSET
-    rate_limit_per_second: Annotated[int, msgspec.Meta(ge=1, le=100_000)] | None | msgspec.UnsetType = msgspec.UNSET
-    daily_recipient_limit: Annotated[int, msgspec.Meta(ge=0)] | None | msgspec.UnsetType = msgspec.UNSET
+    callback_url: Url | msgspec.UnsetType | None = msgspec.UNSET
+    rate_limit_per_second: Annotated[int, msgspec.Meta(ge=1, le=100000)] | msgspec.UnsetType | None = msgspec.UNSET
+    daily_recipient_limit: Annotated[int, msgspec.Meta(ge=0)] | msgspec.UnsetType | None = msgspec.UNSET
 
 
 class TenantOut(msgspec.Struct, frozen=True):

@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator
 import httpx
 import msgspec
 from litestar import Litestar, Response, post
+from litestar.params import JSONBody
 
 from herald import signing
 from herald.ops import ops_handlers
@@ -76,7 +77,7 @@ def create_app(settings: CarrierSimSettings, provider: ProviderSettings) -> Lite
         log.warning("receipt not delivered after retries")
 
     @post("/v1/messages", status_code=201)
-    async def send(data: SendIn) -> Response[SendOut | ErrorOut]:
+    async def send(data: JSONBody[SendIn]) -> Response[SendOut | ErrorOut]:
         if settings.latency_ms:
             await asyncio.sleep(settings.latency_ms / 1000)
         suffix = data.to[-4:]

@@ -39,10 +39,10 @@ class Child:
         self.next_start = 0.0
 
     def start(self) -> None:
-        log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it for its lifetime
         # A session of its own: Ctrl-C reaches only the supervisor, which stops children in order.
-        self.process = subprocess.Popen([sys.executable, "-m", "herald.cli", self.name], env=self.env,
-                                        stdout=log, stderr=log, start_new_session=True)
+        with open(self.log_path, "ab") as log:  # the child keeps its own descriptor
+            self.process = subprocess.Popen([sys.executable, "-m", "herald.cli", self.name], env=self.env,
+                                            stdout=log, stderr=log, start_new_session=True)
 
     def poll_and_restart(self) -> None:
         if self.process is None or self.process.poll() is None or time.monotonic() < self.next_start:

@@ -45,7 +45,7 @@ class StatusProjection:
         # in which case nothing is committed and the batch is replayed).
         async for attempt in AsyncRetrying(
             retry=retry_if_exception_type((OSError, asyncpg.PostgresError, asyncpg.InterfaceError)),
-            wait=wait_exponential_jitter(initial=0.1, max=5.0),
+            wait=wait_exponential_jitter(multiplier=0.1, max=5.0, jitter=0.1),
         ):
             with attempt:
                 await message_store.apply_batch(self._pool, messages, events)

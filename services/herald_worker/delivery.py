@@ -66,7 +66,7 @@ class Deliverer:
     async def _send_with_retries(self, provider: Provider, message: OutboundMessageV1) -> Accepted:
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self._attempts),
-            wait=wait_exponential_jitter(initial=0.05, max=2.0),
+            wait=wait_exponential_jitter(multiplier=0.05, max=2.0, jitter=0.05),
             retry=retry_if_exception_type(RetryableError),
             reraise=True,
         )

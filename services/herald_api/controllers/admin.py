@@ -7,6 +7,8 @@ import uuid
 
 import msgspec
 from litestar import Controller, delete, get, patch, post
+from litestar.di import NamedDependency
+from litestar.params import FromPath, JSONBody
 
 from herald.db import tenants
 from herald.db.tenants import TenantRow
@@ -28,20 +30,20 @@ class AdminController(Controller):
     tags = ["admin"]
 
     @post("/tenants", status_code=201, summary="Create a tenant; the callback secret is shown once")
-    async def create_tenant(self, data: TenantCreate, svc: Services) -> TenantOut:
+    async def create_tenant(self, data: JSONBody[TenantCreate], svc: NamedDependency[Services]) -> TenantOut:
         secret = "whsec_" + secrets.token_urlsafe(32)
         row = await tenants.create(svc.pool, uuid7(), data.name, data.tier, data.verified, data.callback_url, secret)
         return _out(row, callback_secret=secret)
 
     @get("/tenants/{tenant_id:uuid}", summary="Read a tenant")
-    async def get_tenant(self, tenant_id: uuid.UUID, svc: Services) -> TenantOut:
+    async def get_tenant(self, tenant_id: FromPath[uuid.UUID], svc: NamedDependency[Services]) -> TenantOut:
         row = await tenants.get(svc.pool, tenant_id)
         if row is None:
             raise NotFound("no such tenant", code="tenant_not_found")
         return _out(row)
 
     @patch("/tenants/{tenant_id:uuid}", summary="Change tier, verification, suspension or limits")
-    async def patch_tenant(self, tenant_id: uuid.UUID, data: TenantPatch, svc: Services) -> TenantOut:
+    async def patch_tenant(self, tenant_id: FromPath[uuid.UUID], data: JSONBody[TenantPatch], svc: NamedDependency[Services]) -> TenantOut:
         changes = {
             k: (v.value if hasattr(v, "value") else v)
             for k, v in msgspec.structs.asdict(data).items()
@@ -53,7 +55,7 @@ class AdminController(Controller):
         return _out(row)
 
     @post("/tenants/{tenant_id:uuid}/keys", status_code=201, summary="Issue an API key; shown once")
-    async def create_key(self, tenant_id: uuid.UUID, data: KeyCreate, svc: Services) -> KeyOut:
+    async def create_key(self, tenant_id: FromPath[uuid.UUID], data: JSONBody[KeyCreate], svc: NamedDependency[Services]) -> KeyOut:
         if await tenants.get(svc.pool, tenant_id) is None:
             raise NotFound("no such tenant", code="tenant_not_found")
         issued = apikeys.issue(data.kind)
@@ -61,7 +63,7 @@ class AdminController(Controller):
         return KeyOut(id=issued.id, kind=issued.kind, key=issued.plaintext)
 
     @delete("/tenants/{tenant_id:uuid}/keys/{key_id:uuid}", status_code=204, summary="Revoke an API key")
-    async def revoke_key(self, tenant_id: uuid.UUID, key_id: uuid.UUID, svc: Services) -> None:
+    async def revoke_key(self, tenant_id: FromPath[uuid.UUID], key_id: FromPath[uuid.UUID], svc: NamedDependency[Services]) -> None:
         if not await tenants.revoke_key(svc.pool, tenant_id, key_id):
             raise NotFound("no such key", code="key_not_found")
         svc.authenticator.forget(key_id)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import uuid
 
 from litestar import Controller, get, post
+from litestar.di import NamedDependency
+from litestar.params import FromPath, JSONBody
 
 from herald.db import messages
 from herald.domain.models import Category, Channel
@@ -19,11 +21,11 @@ class MessageController(Controller):
     tags = ["messages"]
 
     @post("/", status_code=202, summary="Send one templated message; 202 once the queue has it")
-    async def send(self, data: MessageCreate, principal: Principal, svc: Services) -> MessageAccepted:
+    async def send(self, data: JSONBody[MessageCreate], principal: NamedDependency[Principal], svc: NamedDependency[Services]) -> MessageAccepted:
         return MessageAccepted(id=await svc.sender.accept(principal, data))
 
     @get("/{message_id:uuid}", summary="Status and event timeline of a message")
-    async def read(self, message_id: uuid.UUID, principal: Principal, svc: Services) -> MessageOut:
+    async def read(self, message_id: FromPath[uuid.UUID], principal: NamedDependency[Principal], svc: NamedDependency[Services]) -> MessageOut:
         view = await messages.get(svc.pool, principal.tenant.id, message_id)
         if view is None:
             # Also for another tenant's message: existence is not disclosed.

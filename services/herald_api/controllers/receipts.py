@@ -5,6 +5,8 @@ from __future__ import annotations
 import msgspec
 from aiokafka.errors import KafkaError
 from litestar import Controller, Request, post
+from litestar.di import NamedDependency
+from litestar.params import FromPath
 
 from herald import signing
 from herald.domain.records import ENCODER, StatusEventV1
@@ -24,7 +26,7 @@ class ReceiptController(Controller):
     tags = ["providers"]
 
     @post("/{provider:str}/receipts", status_code=202, summary="Provider delivery receipt (HMAC-signed)")
-    async def receipt(self, provider: str, request: Request, svc: Services) -> None:  # type: ignore[type-arg]
+    async def receipt(self, provider: FromPath[str], request: Request, svc: NamedDependency[Services]) -> None:  # type: ignore[type-arg]
         if provider not in PROVIDERS:
             raise NotFound("unknown provider", code="provider_not_found")
         raw = await request.body()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from litestar import Controller, delete, get, post
+from litestar.di import NamedDependency
+from litestar.params import FromPath, JSONBody
 
 from herald.db import templates
 from herald.db.templates import TemplateRow
@@ -25,7 +27,7 @@ class TemplateController(Controller):
     tags = ["templates"]
 
     @post("/", status_code=201, summary="Create a template (a new version if name+language exists)")
-    async def create(self, data: TemplateCreate, principal: Principal, svc: Services) -> TemplateOut:
+    async def create(self, data: JSONBody[TemplateCreate], principal: NamedDependency[Principal], svc: NamedDependency[Services]) -> TemplateOut:
         problems = lint(data.body, data.channel, data.category)
         if problems:
             raise InvalidRequest("; ".join(f"{p.field}: {p.message}" for p in problems),
@@ -37,20 +39,20 @@ class TemplateController(Controller):
         return _out(row)
 
     @get("/", summary="List the latest version of each template")
-    async def list_templates(self, principal: Principal, svc: Services) -> list[TemplateOut]:
+    async def list_templates(self, principal: NamedDependency[Principal], svc: NamedDependency[Services]) -> list[TemplateOut]:
         return [_out(r) for r in await templates.list_latest(svc.pool, principal.tenant.id)]
 
     @get("/{name:str}/{language:str}", summary="Read the latest version of a template")
-    async def get_template(self, name: TemplateName, language: Language, principal: Principal,
-                           svc: Services) -> TemplateOut:
+    async def get_template(self, name: FromPath[TemplateName], language: FromPath[Language], principal: NamedDependency[Principal],
+                           svc: NamedDependency[Services]) -> TemplateOut:
         row = await templates.latest(svc.pool, principal.tenant.id, name, language)
         if row is None:
             raise NotFound("no such template", code="template_not_found")
         return _out(row)
 
     @delete("/{name:str}/{language:str}", status_code=204, summary="Delete every version of a template")
-    async def delete_template(self, name: TemplateName, language: Language, principal: Principal,
-                              svc: Services) -> None:
+    async def delete_template(self, name: FromPath[TemplateName], language: FromPath[Language], principal: NamedDependency[Principal],
+                              svc: NamedDependency[Services]) -> None:
         if not await templates.delete(svc.pool, principal.tenant.id, name, language):
             raise NotFound("no such template", code="template_not_found")
         svc.templates.invalidate(principal.tenant.id, name, language)

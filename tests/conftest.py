@@ -1,0 +1,88 @@
+"""Session fixtures: one private PostgreSQL and one private broker for the whole run.
+
+Isolation per test: each test gets its own database (copied from a migrated template database,
+~50 ms) and its own topic/consumer-group prefix on the shared broker.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from herald.db.migrate import migrate
+from herald.embedded import free_port
+from herald.embedded.broker import EmbeddedBroker
+from herald.embedded.postgres import EmbeddedPostgres
+from herald.kafka.admin import ensure_topics
+from herald.kafka.topics import Names
+from herald.settings import (
+    ApiSettings,
+    CarrierSimSettings,
+    DatabaseSettings,
+    KafkaSettings,
+    Settings,
+    WorkerSettings,
+)
+
+TEMPLATE_DB = "herald_template"
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostgres]:
+    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data", free_port())
+    server.start()
+    server.psql("postgres", f"CREATE DATABASE {TEMPLATE_DB}")
+    import asyncio  # noqa: PLC0415
+
+    asyncio.run(migrate(server.dsn(TEMPLATE_DB)))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
+    server = EmbeddedBroker(free_port(), tmp_path_factory.mktemp("broker") / "broker.log")
+    server.start()
+    yield server
+    server.kill()  # memory storage: nothing to flush, and SIGTERM takes seconds
+
+
+@pytest.fixture
+async def database_url(postgres: EmbeddedPostgres) -> AsyncIterator[str]:
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(postgres.dsn("postgres"))
+    try:
+        await admin.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE_DB}")
+    finally:
+        await admin.close()
+    yield postgres.dsn(name)
+    admin = await asyncpg.connect(postgres.dsn("postgres"))
+    try:
+        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+async def settings(database_url: str, broker: EmbeddedBroker, tmp_path: Path) -> Settings:
+    prefix = f"t{uuid.uuid4().hex[:8]}."
+    api_port, sim_port = free_port(), free_port()
+    result = Settings(
+        data_dir=tmp_path,
+        database=DatabaseSettings(url=database_url, pool_max=10),
+        kafka=KafkaSettings(bootstrap=broker.bootstrap, topic_prefix=prefix, session_timeout_ms=3000,
+                            heartbeat_interval_ms=750, fetch_max_wait_ms=20),
+        api=ApiSettings(port=api_port, admin_token="test-admin-token", auth_cache_seconds=0.5,
+                        template_cache_seconds=0.5),
+        worker=WorkerSettings(provider_url=f"http://127.0.0.1:{sim_port}", provider_attempts=3,
+                              drain_seconds=5.0),
+        carrier_sim=CarrierSimSettings(port=sim_port, receipt_delay_ms=20, latency_ms=1,
+                                       receipt_url=f"http://127.0.0.1:{api_port}/v1/providers/carrier-sim/receipts"),
+    )
+    await ensure_topics(result.kafka, Names(prefix))
+    return result
+

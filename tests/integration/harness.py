@@ -1,0 +1,133 @@
+"""Runs the real processes' code in the test's event loop, over real sockets.
+
+The API and carrier-sim are served by uvicorn on free loopback ports; the worker and the
+status sink run as tasks with their own stop events, exactly as `herald worker` / `herald
+sinks` run them. Helpers create tenants, keys and templates through the public API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import httpx
+import uvicorn
+from litestar import Litestar
+
+from herald.settings import Settings
+from herald_api.app import create_app
+from herald_carrier_sim.app import create_app as create_sim
+from herald_sinks.main import run_sinks
+from herald_worker.main import run_worker
+
+FINAL = {"delivered", "failed", "expired", "read"}
+
+
+class Served:
+    def __init__(self, app: Litestar, port: int) -> None:
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                                    lifespan="on", log_config=None))
+        self.task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self.task = asyncio.create_task(self.server.serve())
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            if self.task.done():
+                self.task.result()
+            assert time.monotonic() < deadline, "server did not start"
+            await asyncio.sleep(0.01)
+
+    async def stop(self) -> None:
+        self.server.should_exit = True
+        if self.task is not None:
+            await asyncio.wait_for(self.task, 15)
+
+
+class Loop:
+    """A worker or sink main coroutine with its own stop event."""
+
+    def __init__(self, settings: Settings, main: Any) -> None:
+        self.stop_event = asyncio.Event()
+        self.task = asyncio.create_task(main(settings, self.stop_event))
+
+    async def stop(self) -> None:
+        self.stop_event.set()
+        await asyncio.wait_for(self.task, 30)
+
+
+class Platform:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.url = f"http://127.0.0.1:{settings.api.port}"
+        self.admin = {"authorization": f"Bearer {settings.api.admin_token}"}
+        self.http = httpx.AsyncClient(base_url=self.url, timeout=10)
+        self._servers: list[Served] = []
+        self._loops: list[Loop] = []
+
+    async def start(self, *, worker: bool = True, sinks: bool = True, sim: bool = True) -> Platform:
+        if sim:
+            self._servers.append(Served(create_sim(self.settings.carrier_sim, self.settings.provider),
+                                        self.settings.carrier_sim.port))
+        self._servers.append(Served(create_app(self.settings), self.settings.api.port))
+        for served in self._servers:
+            await served.start()
+        if sinks:
+            self._loops.append(Loop(self.settings, run_sinks))
+        if worker:
+            self._loops.append(Loop(self.settings, run_worker))
+        return self
+
+    def add_worker(self) -> Loop:
+        loop = Loop(self.settings, run_worker)
+        self._loops.append(loop)
+        return loop
+
+    async def stop(self) -> None:
+        for loop in self._loops:
+            await loop.stop()
+        for served in reversed(self._servers):
+            await served.stop()
+        await self.http.aclose()
+
+    # --- helpers over the public API --------------------------------------------------------
+    async def tenant(self, tier: str = "standard", verified: bool = True, **extra: Any) -> dict[str, Any]:
+        r = await self.http.post("/v1/admin/tenants", headers=self.admin,
+                                 json={"name": "Acme", "tier": tier, "verified": verified, **extra})
+        assert r.status_code == 201, r.text
+        return dict(r.json())
+
+    async def key(self, tenant_id: str, kind: str = "live") -> str:
+        r = await self.http.post(f"/v1/admin/tenants/{tenant_id}/keys", headers=self.admin, json={"kind": kind})
+        assert r.status_code == 201, r.text
+        return str(r.json()["key"])
+
+    async def tenant_with_key(self, kind: str = "live", **tenant: Any) -> tuple[str, dict[str, str]]:
+        t = await self.tenant(**tenant)
+        return t["id"], {"authorization": f"Bearer {await self.key(t['id'], kind)}"}
+
+    async def template(self, auth: dict[str, str], name: str = "otp", body: str = "Your code is {{code}}",
+                       category: str = "authentication", channel: str = "sms") -> dict[str, Any]:
+        r = await self.http.post("/v1/templates", headers=auth, json={
+            "name": name, "language": "en", "category": category, "channel": channel, "body": body})
+        assert r.status_code == 201, r.text
+        return dict(r.json())
+
+    async def send(self, auth: dict[str, str], to: str = "+447911123456", **fields: Any) -> httpx.Response:
+        body = {"to": to, "channel": "sms", "template": {"name": "otp", "language": "en"},
+                "params": {"code": "123456"}, **fields}
+        return await self.http.post("/v1/messages", headers=auth, json=body)
+
+    async def wait_status(self, auth: dict[str, str], message_id: str, statuses: set[str] = FINAL,
+                          timeout: float = 20.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        last: Any = None
+        while time.monotonic() < deadline:
+            r = await self.http.get(f"/v1/messages/{message_id}", headers=auth)
+            if r.status_code == 200:
+                last = r.json()
+                if last["status"] in statuses:
+                    return dict(last)
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"message {message_id} did not reach {statuses}; last seen {last}")

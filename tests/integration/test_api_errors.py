@@ -1,0 +1,118 @@
+"""Bad input gets a clear problem+json with a code and the field, and changes nothing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+import pytest
+
+from tests.integration.harness import Platform
+
+GOOD: dict[str, Any] = {"to": "+447911123456", "channel": "sms", "template": {"name": "otp", "language": "en"},
+                        "params": {"code": "123456"}}
+
+
+def _problem(r: Any, status: int, code: str, field: str | None = None) -> None:
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+    body = r.json()
+    assert body["code"] == code and body["status"] == status
+    assert {"type", "title", "detail"} <= body.keys()
+    if field is not None:
+        assert field in [e["field"] for e in body["errors"]], body
+
+
+@pytest.mark.parametrize(("change", "status", "code", "field"), [
+    ({"template": {"name": "nope", "language": "en"}}, 404, "template_not_found", None),
+    ({"params": {}}, 422, "params_missing", "params.code"),
+    ({"params": {"code": "1", "extra": "2"}}, 422, "params_invalid", "params.extra"),
+    ({"to": "+4479111"}, 422, "invalid_recipient", "to"),
+    ({"to": "07911123456"}, 422, "invalid_recipient", "to"),
+    ({"to": 447911123456}, 422, "validation_failed", "to"),
+    ({"channel": "fax"}, 422, "validation_failed", "channel"),
+    ({"channel": "whatsapp"}, 422, "channel_mismatch", "channel"),
+    ({"surprise": True}, 422, "validation_failed", "surprise"),
+    ({"ttl_seconds": 0}, 422, "validation_failed", "ttl_seconds"),
+    ({"params": {"code": "x" * 1001}}, 422, "params_invalid", "params.code"),
+])
+async def test_bad_send_is_rejected_with_code_and_field(
+    platform: Platform, change: dict[str, Any], status: int, code: str, field: str | None
+) -> None:
+    _, auth = await platform.tenant_with_key()
+    await platform.template(auth)
+    r = await platform.http.post("/v1/messages", headers=auth, json={**GOOD, **change})
+    _problem(r, status, code, field)
+
+
+async def test_rejected_requests_change_nothing(platform: Platform) -> None:
+    tenant_id, auth = await platform.tenant_with_key()
+    await platform.template(auth)
+    for bad in ({"params": {}}, {"to": "+1"}, {"template": {"name": "x", "language": "en"}}):
+        assert (await platform.http.post("/v1/messages", headers=auth, json={**GOOD, **bad})).status_code >= 400
+    good = await platform.send(auth)
+    await platform.wait_status(auth, good.json()["id"])
+    # Topics are read in order per partition and the good message is projected: had any rejected
+    # request been produced, the sink would have projected it by now too (same recipient key).
+    conn = await asyncpg.connect(platform.settings.database.url)
+    try:
+        count = await conn.fetchval("SELECT count(*) FROM messages WHERE tenant_id = $1::uuid", tenant_id)
+    finally:
+        await conn.close()
+    assert count == 1
+
+
+async def test_protocol_level_errors_are_problems_not_500(platform: Platform) -> None:
+    _, auth = await platform.tenant_with_key()
+    h = {**auth, "content-type": "application/json"}
+    _problem(await platform.http.post("/v1/messages", headers=h, content=b'{"to":'), 400, "malformed_request")
+    _problem(await platform.http.post("/v1/messages", headers=h, content=b"x" * (1024 * 1024 + 1)), 413,
+             "payload_too_large")
+    _problem(await platform.http.get("/v1/nothing-here", headers=auth), 404, "route_not_found")
+    _problem(await platform.http.put("/v1/messages", headers=auth), 405, "method_not_allowed")
+    _problem(await platform.http.get("/v1/messages/not-a-uuid", headers=auth), 404, "route_not_found")
+    _problem(await platform.http.post("/v1/messages", json=GOOD), 401, "missing_credentials")
+    _problem(await platform.http.post("/v1/messages", json=GOOD, headers={"authorization": "Bearer hk_x"}), 401,
+             "invalid_api_key")
+
+
+@pytest.mark.parametrize(("body", "code"), [
+    ("", "template_invalid"),
+    ("Hello {{ first-name }}", "template_invalid"),
+    ("Hello {{name}", "template_invalid"),
+    ("x" * 1601, "template_invalid"),
+    ("Big SALE today {{name}}", "template_invalid"),
+])
+async def test_template_lint_rejects_on_create(platform: Platform, body: str, code: str) -> None:
+    _, auth = await platform.tenant_with_key()
+    r = await platform.http.post("/v1/templates", headers=auth, json={
+        "name": "t", "language": "en", "category": "utility", "channel": "sms", "body": body})
+    _problem(r, 422, code, "body")
+    assert (await platform.http.get("/v1/templates", headers=auth)).json() == []
+
+
+async def test_template_lifecycle(platform: Platform) -> None:
+    _, auth = await platform.tenant_with_key()
+    first = await platform.template(auth)
+    second = await platform.template(auth, body="Code: {{code}}. Valid 10 minutes.")
+    assert (first["version"], second["version"]) == (1, 2)
+    listed = (await platform.http.get("/v1/templates", headers=auth)).json()
+    assert [(t["name"], t["version"]) for t in listed] == [("otp", 2)]
+    assert (await platform.http.get("/v1/templates/otp/en", headers=auth)).json()["placeholders"] == ["code"]
+    assert (await platform.http.delete("/v1/templates/otp/en", headers=auth)).status_code == 204
+    assert (await platform.http.get("/v1/templates/otp/en", headers=auth)).status_code == 404
+    assert (await platform.http.delete("/v1/templates/otp/en", headers=auth)).status_code == 404
+
+
+async def test_unverified_tenant_cannot_send_marketing(platform: Platform) -> None:
+    _, auth = await platform.tenant_with_key(verified=False)
+    await platform.template(auth, name="promo", body="Winter sale: {{pct}} off", category="marketing")
+    r = await platform.http.post("/v1/messages", headers=auth, json={
+        **GOOD, "template": {"name": "promo", "language": "en"}, "params": {"pct": "20%"}})
+    _problem(r, 403, "verification_required")
+
+
+async def test_openapi_document_is_served(platform: Platform) -> None:
+    r = await platform.http.get("/schema/openapi.json")
+    assert r.status_code == 200
+    assert "/v1/messages" in r.json()["paths"]

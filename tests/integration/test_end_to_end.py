@@ -1,0 +1,68 @@
+"""Admin -> template -> send -> delivered, through the real broker, worker, sink and carrier-sim."""
+
+from __future__ import annotations
+
+import asyncio
+
+from herald.settings import Settings
+from tests.integration.harness import Platform
+
+
+async def test_message_is_delivered_and_timeline_is_recorded(platform: Platform) -> None:
+    _, auth = await platform.tenant_with_key()
+    await platform.template(auth)
+
+    accepted = await platform.send(auth, reference="booking-42")
+    assert accepted.status_code == 202, accepted.text
+    assert accepted.json()["status"] == "accepted"
+
+    message = await platform.wait_status(auth, accepted.json()["id"], {"delivered"})
+    assert [e["status"] for e in message["events"]] == ["accepted", "sent", "delivered"]
+    assert message["template"] == {"name": "otp", "language": "en", "version": 1}
+    assert message["reference"] == "booking-42"
+    assert message["category"] == "authentication"
+
+
+async def test_permanent_provider_error_fails_with_reason(platform: Platform) -> None:
+    _, auth = await platform.tenant_with_key()
+    await platform.template(auth)
+    # carrier-sim answers 400 invalid_number for recipients ending in 0000
+    accepted = await platform.send(auth, to="+447911120000")
+    message = await platform.wait_status(auth, accepted.json()["id"])
+    assert message["status"] == "failed"
+    assert message["events"][-1] == {**message["events"][-1], "status": "failed", "detail": "invalid_number"}
+
+
+async def test_failed_receipt_after_sent_ends_failed(platform: Platform) -> None:
+    _, auth = await platform.tenant_with_key()
+    await platform.template(auth)
+    accepted = await platform.send(auth, to="+447911120002")
+    message = await platform.wait_status(auth, accepted.json()["id"])
+    assert message["status"] == "failed"
+    assert [e["status"] for e in message["events"]] == ["accepted", "sent", "failed"]
+
+
+async def test_test_key_runs_pipeline_through_the_sink_provider(platform: Platform) -> None:
+    _, auth = await platform.tenant_with_key(kind="test")
+    await platform.template(auth)
+    # Even a number the carrier would reject is "delivered": test keys never reach the carrier.
+    accepted = await platform.send(auth, to="+447911120000")
+    message = await platform.wait_status(auth, accepted.json()["id"])
+    assert message["status"] == "delivered"
+
+
+async def test_message_past_its_ttl_expires_unsent(settings: Settings) -> None:
+    platform = await Platform(settings).start(worker=False)
+    try:
+        _, auth = await platform.tenant_with_key()
+        await platform.template(auth)
+        accepted = await platform.send(auth, ttl_seconds=1)
+        assert accepted.status_code == 202
+        await asyncio.sleep(1.2)  # the TTL elapses while no worker runs
+        platform.add_worker()
+        message = await platform.wait_status(auth, accepted.json()["id"])
+        assert message["status"] == "expired"
+        assert [e["status"] for e in message["events"]] == ["accepted", "expired"]
+        assert message["events"][-1]["detail"] == "ttl_elapsed"
+    finally:
+        await platform.stop()
