@@ -36,7 +36,7 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostg
     server = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data", free_port())
     server.start()
     server.psql("postgres", f"CREATE DATABASE {TEMPLATE_DB}")
-    import asyncio  # noqa: PLC0415
+    import asyncio
 
     asyncio.run(migrate(server.dsn(TEMPLATE_DB)))
     yield server
@@ -74,15 +74,23 @@ async def settings(database_url: str, broker: EmbeddedBroker, tmp_path: Path) ->
     result = Settings(
         data_dir=tmp_path,
         database=DatabaseSettings(url=database_url, pool_max=10),
-        kafka=KafkaSettings(bootstrap=broker.bootstrap, topic_prefix=prefix, session_timeout_ms=3000,
-                            heartbeat_interval_ms=750, fetch_max_wait_ms=20),
-        api=ApiSettings(port=api_port, admin_token="test-admin-token", auth_cache_seconds=0.5,
-                        template_cache_seconds=0.5),
-        worker=WorkerSettings(provider_url=f"http://127.0.0.1:{sim_port}", provider_attempts=3,
-                              drain_seconds=5.0),
-        carrier_sim=CarrierSimSettings(port=sim_port, receipt_delay_ms=20, latency_ms=1,
-                                       receipt_url=f"http://127.0.0.1:{api_port}/v1/providers/carrier-sim/receipts"),
+        kafka=KafkaSettings(
+            bootstrap=broker.bootstrap,
+            topic_prefix=prefix,
+            session_timeout_ms=3000,
+            heartbeat_interval_ms=750,
+            fetch_max_wait_ms=20,
+        ),
+        api=ApiSettings(
+            port=api_port, admin_token="test-admin-token", auth_cache_seconds=0.5, template_cache_seconds=0.5
+        ),
+        worker=WorkerSettings(provider_url=f"http://127.0.0.1:{sim_port}", provider_attempts=3, drain_seconds=5.0),
+        carrier_sim=CarrierSimSettings(
+            port=sim_port,
+            receipt_delay_ms=20,
+            latency_ms=1,
+            receipt_url=f"http://127.0.0.1:{api_port}/v1/providers/carrier-sim/receipts",
+        ),
     )
     await ensure_topics(result.kafka, Names(prefix))
     return result
-

@@ -16,9 +16,17 @@ def _api(settings: Settings) -> None:
     import uvicorn
 
     uvicorn.run(
-        "herald_api.server:factory", factory=True, host=settings.api.host, port=settings.api.port,
-        workers=settings.api.workers, loop="uvloop", http="httptools", log_level="warning",
-        access_log=False, timeout_graceful_shutdown=10, log_config=None,
+        "herald_api.server:factory",
+        factory=True,
+        host=settings.api.host,
+        port=settings.api.port,
+        workers=settings.api.workers,
+        loop="uvloop",
+        http="httptools",
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=10,
+        log_config=None,
     )
 
 
@@ -26,16 +34,22 @@ def _worker(settings: Settings) -> None:
     from herald.runtime import run_until_signalled
     from herald_worker.main import ops_app, run_worker
 
-    uvloop.run(run_until_signalled(lambda stop: run_worker(settings, stop), ops_app(settings),
-                                   "127.0.0.1", settings.worker.metrics_port))
+    uvloop.run(
+        run_until_signalled(
+            lambda stop: run_worker(settings, stop), ops_app(settings), "127.0.0.1", settings.worker.metrics_port
+        )
+    )
 
 
 def _sinks(settings: Settings) -> None:
     from herald.runtime import run_until_signalled
     from herald_sinks.main import ops_app, run_sinks
 
-    uvloop.run(run_until_signalled(lambda stop: run_sinks(settings, stop), ops_app(settings),
-                                   "127.0.0.1", settings.sinks.metrics_port))
+    uvloop.run(
+        run_until_signalled(
+            lambda stop: run_sinks(settings, stop), ops_app(settings), "127.0.0.1", settings.sinks.metrics_port
+        )
+    )
 
 
 def _carrier_sim(settings: Settings) -> None:
@@ -43,9 +57,16 @@ def _carrier_sim(settings: Settings) -> None:
 
     from herald_carrier_sim.app import create_app
 
-    uvicorn.run(create_app(settings.carrier_sim, settings.provider), host=settings.carrier_sim.host,
-                port=settings.carrier_sim.port, loop="uvloop", http="httptools", log_level="warning",
-                access_log=False, log_config=None)
+    uvicorn.run(
+        create_app(settings.carrier_sim, settings.provider),
+        host=settings.carrier_sim.host,
+        port=settings.carrier_sim.port,
+        loop="uvloop",
+        http="httptools",
+        log_level="warning",
+        access_log=False,
+        log_config=None,
+    )
 
 
 def _migrate(settings: Settings) -> None:

@@ -15,40 +15,55 @@ _FAST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2
 _E2E_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0)
 
 MESSAGES_ACCEPTED = Counter(
-    "herald_messages_accepted_total", "Messages the broker acknowledged and the API answered 202 for.",
+    "herald_messages_accepted_total",
+    "Messages the broker acknowledged and the API answered 202 for.",
     ["category", "channel"],
 )
 MESSAGES_REJECTED = Counter(
-    "herald_messages_rejected_total", "Send requests refused, by problem code.", ["code"],
+    "herald_messages_rejected_total",
+    "Send requests refused, by problem code.",
+    ["code"],
 )
 PRODUCE_SECONDS = Histogram(
-    "herald_produce_seconds", "Time from enqueueing records to the broker's acks=all acknowledgement.",
+    "herald_produce_seconds",
+    "Time from enqueueing records to the broker's acks=all acknowledgement.",
     buckets=_FAST_BUCKETS,
 )
 CONSUMER_LAG = Gauge(
-    "herald_consumer_lag_records", "Records behind the partition highwater after the last committed batch.",
+    "herald_consumer_lag_records",
+    "Records behind the partition highwater after the last committed batch.",
     ["topic", "partition"],
 )
 IN_FLIGHT = Gauge("herald_worker_in_flight", "Messages currently handed to providers by this worker.")
 PROVIDER_OUTCOMES = Counter(
-    "herald_provider_outcomes_total", "Provider call outcomes by kind (success, retryable, permanent).",
+    "herald_provider_outcomes_total",
+    "Provider call outcomes by kind (success, retryable, permanent).",
     ["provider", "outcome"],
 )
 PROVIDER_SECONDS = Histogram(
-    "herald_provider_seconds", "Latency of one provider send call.", ["provider"], buckets=_FAST_BUCKETS,
+    "herald_provider_seconds",
+    "Latency of one provider send call.",
+    ["provider"],
+    buckets=_FAST_BUCKETS,
 )
 ACCEPTED_TO_SENT_SECONDS = Histogram(
-    "herald_accepted_to_sent_seconds", "From API acceptance to provider acceptance, by class.",
-    ["category"], buckets=_E2E_BUCKETS,
+    "herald_accepted_to_sent_seconds",
+    "From API acceptance to provider acceptance, by class.",
+    ["category"],
+    buckets=_E2E_BUCKETS,
 )
 MESSAGES_FINAL = Counter(
-    "herald_messages_final_total", "Messages reaching a final status, as emitted by workers and receipts.",
+    "herald_messages_final_total",
+    "Messages reaching a final status, as emitted by workers and receipts.",
     ["status"],
 )
 STATUS_ROWS = Counter(
-    "herald_status_projection_rows_total", "Rows written by the status projection sink.", ["kind"],
+    "herald_status_projection_rows_total",
+    "Rows written by the status projection sink.",
+    ["kind"],
 )
 HTTP_REQUESTS = Counter(
-    "herald_http_requests_total", "HTTP responses by route template and status class.",
+    "herald_http_requests_total",
+    "HTTP responses by route template and status class.",
     ["route", "status_class"],
 )

@@ -43,8 +43,9 @@ def ops_handlers(check: ReadyCheck, cache_seconds: float = 1.0) -> list[HTTPRout
             cached[:] = [(now + cache_seconds, result)]
         checks = cached[0][1]
         ready = all(v == "ok" for v in checks.values())
-        return Response(Health(status="ok" if ready else "unavailable", checks=checks),
-                        status_code=200 if ready else 503)
+        return Response(
+            Health(status="ok" if ready else "unavailable", checks=checks), status_code=200 if ready else 503
+        )
 
     @get("/metrics", include_in_schema=False, sync_to_thread=False)
     def metrics() -> Response[bytes]:

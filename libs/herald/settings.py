@@ -71,7 +71,7 @@ class CarrierSimSettings(msgspec.Struct, frozen=True):
 
 
 class ProviderSettings(msgspec.Struct, frozen=True):
-    receipt_secret: str = "dev-receipt-secret"
+    receipt_secret: str = "dev-receipt-secret"  # noqa: S105 - development default; production sets its own
     """Shared secret carrier-sim signs delivery receipts with (HMAC-SHA256)."""
 
 

@@ -54,9 +54,13 @@ def create_app(settings: Settings) -> Litestar:
         await producer.start()
         template_cache = TemplateCache(pool, settings.api.template_cache_seconds)
         app.state.services = Services(
-            settings=settings, names=names, pool=pool, producer=producer,
+            settings=settings,
+            names=names,
+            pool=pool,
+            producer=producer,
             authenticator=KeyAuthenticator(pool, settings.api.auth_cache_seconds),
-            templates=template_cache, sender=Sender(producer, template_cache),
+            templates=template_cache,
+            sender=Sender(producer, template_cache),
         )
         app.state.authenticator = app.state.services.authenticator
         app.state.admin_token = settings.api.admin_token
@@ -81,8 +85,13 @@ def create_app(settings: Settings) -> Litestar:
         return checks
 
     app = Litestar(
-        route_handlers=[AdminController, TemplateController, MessageController, ReceiptController,
-                        *ops_handlers(ready)],
+        route_handlers=[
+            AdminController,
+            TemplateController,
+            MessageController,
+            ReceiptController,
+            *ops_handlers(ready),
+        ],
         dependencies={
             "svc": Provide(_services, sync_to_thread=False),
             "principal": Provide(principal_dependency),
@@ -93,11 +102,15 @@ def create_app(settings: Settings) -> Litestar:
         request_max_body_size=settings.api.max_body_bytes,
         after_request=_add_security_headers,
         openapi_config=OpenAPIConfig(
-            title="Herald API", version="1.0.0", path="/schema",
-            components=Components(security_schemes={
-                "apiKey": SecurityScheme(type="http", scheme="bearer", description="Tenant API key"),
-                "adminToken": SecurityScheme(type="http", scheme="bearer", description="HERALD_ADMIN_TOKEN"),
-            }),
+            title="Herald API",
+            version="1.0.0",
+            path="/schema",
+            components=Components(
+                security_schemes={
+                    "apiKey": SecurityScheme(type="http", scheme="bearer", description="Tenant API key"),
+                    "adminToken": SecurityScheme(type="http", scheme="bearer", description="HERALD_ADMIN_TOKEN"),
+                }
+            ),
         ),
         debug=False,
     )

@@ -32,8 +32,14 @@ class Problem(msgspec.Struct, frozen=True, omit_defaults=True):
     errors: list[FieldError] = msgspec.field(default_factory=list)
 
 
-def _response(status: int, code: str, title: str, detail: str, errors: list[FieldError] | None = None,
-              headers: dict[str, str] | None = None) -> Response[Problem]:
+def _response(
+    status: int,
+    code: str,
+    title: str,
+    detail: str,
+    errors: list[FieldError] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response[Problem]:
     body = Problem(type=TYPE_BASE + code, title=title, status=status, detail=detail, code=code, errors=errors or [])
     return Response(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
@@ -64,8 +70,7 @@ def _validation(_: Request, exc: ValidationException) -> Response[Problem]:  # t
     errors = _field_errors(exc)
     if not errors:
         # Litestar raises ValidationException without field details when the body is not JSON.
-        return _response(400, "malformed_request", "The request body could not be parsed",
-                         "the body is not valid JSON")
+        return _response(400, "malformed_request", "The request body could not be parsed", "the body is not valid JSON")
     detail = "; ".join(f"{e.field}: {e.message}" for e in errors)
     return _response(422, "validation_failed", "The request is not valid", detail, errors)
 
@@ -102,4 +107,3 @@ HANDLERS: ExceptionHandlersMap = {
     HTTPException: _http,
     Exception: _unexpected,
 }
-

@@ -23,14 +23,14 @@ class Strict(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 
 
 # --- admin -------------------------------------------------------------------------------------
-class TenantCreate(Strict):
+class TenantCreate(Strict, frozen=True):
     name: Name
     tier: Tier
     verified: bool = False
     callback_url: Url | None = None
 
 
-class TenantPatch(Strict):
+class TenantPatch(Strict, frozen=True):
     tier: Tier | msgspec.UnsetType = msgspec.UNSET
     verified: bool | msgspec.UnsetType = msgspec.UNSET
     suspended: bool | msgspec.UnsetType = msgspec.UNSET
@@ -53,7 +53,7 @@ class TenantOut(msgspec.Struct, frozen=True):
     """Only in the creation response: shown once."""
 
 
-class KeyCreate(Strict):
+class KeyCreate(Strict, frozen=True):
     kind: KeyKind
 
 
@@ -65,7 +65,7 @@ class KeyOut(msgspec.Struct, frozen=True):
 
 
 # --- templates ---------------------------------------------------------------------------------
-class TemplateCreate(Strict):
+class TemplateCreate(Strict, frozen=True):
     name: TemplateName
     language: Language
     category: Category
@@ -86,12 +86,12 @@ class TemplateOut(msgspec.Struct, frozen=True):
 
 
 # --- messages ----------------------------------------------------------------------------------
-class TemplateRef(Strict):
+class TemplateRef(Strict, frozen=True):
     name: TemplateName
     language: Language
 
 
-class MessageCreate(Strict):
+class MessageCreate(Strict, frozen=True):
     to: Annotated[str, msgspec.Meta(min_length=1, max_length=320)]
     channel: Channel
     template: TemplateRef
@@ -129,7 +129,7 @@ class MessageOut(msgspec.Struct, frozen=True, omit_defaults=True):
 
 
 # --- provider receipts -------------------------------------------------------------------------
-class ReceiptIn(Strict):
+class ReceiptIn(Strict, frozen=True):
     """A delivery receipt; `message_id`/`tenant_id` are the metadata Herald attached to the send."""
 
     message_id: uuid.UUID

@@ -70,10 +70,20 @@ class Sender:
         body = render(template.body, request.params, template.channel)
         ttl = request.ttl_seconds or DEFAULT_TTL_SECONDS[template.category]
         return OutboundMessageV1(
-            id=uuid7(now_ms), tenant_id=tenant.id, key_kind=principal.key_kind, channel=template.channel,
-            category=template.category, template_name=template.name, template_language=template.language,
-            template_version=template.version, to=recipient.address, country=recipient.country, body=body,
-            created_at_ms=now_ms, expires_at_ms=now_ms + ttl * 1000, verified_sender=tenant.verified,
+            id=uuid7(now_ms),
+            tenant_id=tenant.id,
+            key_kind=principal.key_kind,
+            channel=template.channel,
+            category=template.category,
+            template_name=template.name,
+            template_language=template.language,
+            template_version=template.version,
+            to=recipient.address,
+            country=recipient.country,
+            body=body,
+            created_at_ms=now_ms,
+            expires_at_ms=now_ms + ttl * 1000,
+            verified_sender=tenant.verified,
             reference=request.reference,
         )
 
@@ -90,8 +100,8 @@ class Sender:
         try:
             await self._producer.send_many(records)
         except KafkaError as exc:
-            raise Unavailable("the message queue did not acknowledge; retry", code="broker_unavailable",
-                              retry_after=1) from exc
+            raise Unavailable(
+                "the message queue did not acknowledge; retry", code="broker_unavailable", retry_after=1
+            ) from exc
         for m in messages:
             metrics.MESSAGES_ACCEPTED.labels(m.category.value, m.channel.value).inc()
-

@@ -66,9 +66,14 @@ def create_app(settings: CarrierSimSettings, provider: ProviderSettings) -> Lite
         body = msgspec.json.encode(payload)
         for attempt in range(5):
             try:
-                response = await client.post(settings.receipt_url, content=body, headers={
-                    "content-type": "application/json",
-                    "x-provider-signature": signing.sign(provider.receipt_secret, body)})
+                response = await client.post(
+                    settings.receipt_url,
+                    content=body,
+                    headers={
+                        "content-type": "application/json",
+                        "x-provider-signature": signing.sign(provider.receipt_secret, body),
+                    },
+                )
                 if response.status_code < 500:
                     return
             except httpx.HTTPError:
@@ -85,14 +90,18 @@ def create_app(settings: CarrierSimSettings, provider: ProviderSettings) -> Lite
             code = _PERMANENT[suffix]
             return Response(ErrorOut(ErrorDetail(code, "rejected")), status_code=400)
         if suffix == "0003":
-            return Response(ErrorOut(ErrorDetail("recipient_busy", "pair rate limit")), status_code=409,
-                            headers={"retry-after": "1"})
+            return Response(
+                ErrorOut(ErrorDetail("recipient_busy", "pair rate limit")),
+                status_code=409,
+                headers={"retry-after": "1"},
+            )
         if suffix == "0004":
             return Response(ErrorOut(ErrorDetail("internal", "outage")), status_code=500)
         provider_id = f"sim-{next(counter):012d}"
         if "message_id" in data.metadata and "tenant_id" in data.metadata:
-            receipt = {
-                "message_id": data.metadata["message_id"], "tenant_id": data.metadata["tenant_id"],
+            receipt: dict[str, object] = {
+                "message_id": data.metadata["message_id"],
+                "tenant_id": data.metadata["tenant_id"],
                 "provider_message_id": provider_id,
                 "status": "failed" if suffix == "0002" else "delivered",
             }

@@ -41,16 +41,23 @@ class Child:
     def start(self) -> None:
         # A session of its own: Ctrl-C reaches only the supervisor, which stops children in order.
         with open(self.log_path, "ab") as log:  # the child keeps its own descriptor
-            self.process = subprocess.Popen([sys.executable, "-m", "herald.cli", self.name], env=self.env,
-                                            stdout=log, stderr=log, start_new_session=True)
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "herald.cli", self.name],
+                env=self.env,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+            )
 
     def poll_and_restart(self) -> None:
         if self.process is None or self.process.poll() is None or time.monotonic() < self.next_start:
             return
         self.restarts += 1
         delay = min(30.0, 0.5 * 2 ** min(self.restarts, 6))
-        print(f"herald dev: {self.name} exited with {self.process.returncode}; restarting (see {self.log_path})",
-              flush=True)
+        print(
+            f"herald dev: {self.name} exited with {self.process.returncode}; restarting (see {self.log_path})",
+            flush=True,
+        )
         self.next_start = time.monotonic() + delay
         self.start()
 
@@ -117,12 +124,15 @@ def run_dev(settings: Settings) -> int:
         api_url = f"http://{settings.api.host}:{settings.api.port}"
         env = {
             **os.environ,
-            "HERALD_DATABASE_URL": database_url, "HERALD_KAFKA_BOOTSTRAP": bootstrap,
-            "HERALD_ADMIN_TOKEN": admin_token, "HERALD_API_PORT": str(settings.api.port),
+            "HERALD_DATABASE_URL": database_url,
+            "HERALD_KAFKA_BOOTSTRAP": bootstrap,
+            "HERALD_ADMIN_TOKEN": admin_token,
+            "HERALD_API_PORT": str(settings.api.port),
             "HERALD_CARRIER_SIM_PORT": str(sim_port),
             "HERALD_WORKER_PROVIDER_URL": f"http://127.0.0.1:{sim_port}",
             "HERALD_CARRIER_SIM_RECEIPT_URL": f"{api_url}/v1/providers/carrier-sim/receipts",
-            "HERALD_WORKER_METRICS_PORT": str(free_port()), "HERALD_SINKS_METRICS_PORT": str(free_port()),
+            "HERALD_WORKER_METRICS_PORT": str(free_port()),
+            "HERALD_SINKS_METRICS_PORT": str(free_port()),
         }
         children = [Child(name, env, data_dir / "logs") for name in CHILDREN]
         for child in children:

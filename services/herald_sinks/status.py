@@ -39,8 +39,10 @@ class StatusProjection:
                     else:
                         messages.append(MESSAGE_DECODER.decode(record.value or b""))
                 except msgspec.DecodeError:
-                    log.error("undecodable record skipped",
-                              extra={"topic": tp.topic, "partition": tp.partition, "offset": record.offset})
+                    log.error(
+                        "undecodable record skipped",
+                        extra={"topic": tp.topic, "partition": tp.partition, "offset": record.offset},
+                    )
         # A database outage must not skip records: retry until it is back (or we are stopped,
         # in which case nothing is committed and the batch is replayed).
         async for attempt in AsyncRetrying(

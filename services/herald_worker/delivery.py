@@ -33,10 +33,17 @@ class Deliverer:
         self._attempts = attempts
         self._clock = clock
 
-    def _event(self, m: OutboundMessageV1, status: Status, reason: str | None = None,
-               provider_id: str | None = None) -> StatusEventV1:
-        return StatusEventV1(message_id=m.id, tenant_id=m.tenant_id, status=status, at_ms=self._clock(),
-                             reason=reason, provider_message_id=provider_id)
+    def _event(
+        self, m: OutboundMessageV1, status: Status, reason: str | None = None, provider_id: str | None = None
+    ) -> StatusEventV1:
+        return StatusEventV1(
+            message_id=m.id,
+            tenant_id=m.tenant_id,
+            status=status,
+            at_ms=self._clock(),
+            reason=reason,
+            provider_message_id=provider_id,
+        )
 
     async def deliver(self, message: OutboundMessageV1) -> list[StatusEventV1]:
         if self._clock() >= message.expires_at_ms:

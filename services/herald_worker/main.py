@@ -25,10 +25,12 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     names = Names(settings.kafka.topic_prefix)
     producer = Producer(settings.kafka, names)
     await producer.start()
-    live = CarrierProvider(settings.worker.provider_url, settings.worker.provider_timeout_seconds,
-                           settings.worker.max_in_flight)
-    handler = DeliveryHandler(Deliverer(live, SinkProvider(), settings.worker.provider_attempts), producer,
-                              settings.worker.max_in_flight)
+    live = CarrierProvider(
+        settings.worker.provider_url, settings.worker.provider_timeout_seconds, settings.worker.max_in_flight
+    )
+    handler = DeliveryHandler(
+        Deliverer(live, SinkProvider(), settings.worker.provider_attempts), producer, settings.worker.max_in_flight
+    )
     consumer = make_consumer(settings.kafka, names, WORKER_GROUP, MESSAGE_TOPICS)
     await consumer.start()
     loop = ConsumerLoop(consumer, handler, names, max_records=settings.worker.batch_max_records)

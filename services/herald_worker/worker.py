@@ -38,17 +38,17 @@ class DeliveryHandler:
                     messages.append(MESSAGE_DECODER.decode(record.value or b""))
                 except msgspec.DecodeError:
                     # Not something our API produced; skipping beats wedging the partition.
-                    log.error("undecodable record skipped",
-                              extra={"topic": record.topic, "partition": record.partition, "offset": record.offset})
+                    log.error(
+                        "undecodable record skipped",
+                        extra={"topic": record.topic, "partition": record.partition, "offset": record.offset},
+                    )
         # Same tenant+recipient: in order, one after another. Different recipients: concurrently.
         lanes: dict[tuple[object, str], list[OutboundMessageV1]] = {}
         for m in messages:
             lanes.setdefault((m.tenant_id, m.to), []).append(m)
         results = await asyncio.gather(*(self._lane(lane) for lane in lanes.values()))
         events = [e for group in results for e in group]
-        await self._producer.send_many(
-            [Record(EVENTS, str(e.message_id).encode(), ENCODER.encode(e)) for e in events]
-        )
+        await self._producer.send_many([Record(EVENTS, str(e.message_id).encode(), ENCODER.encode(e)) for e in events])
 
     async def _lane(self, lane: list[OutboundMessageV1]) -> list[StatusEventV1]:
         events: list[StatusEventV1] = []

@@ -13,3 +13,11 @@ async def platform(settings: Settings) -> AsyncIterator[Platform]:
     running = await Platform(settings).start()
     yield running
     await running.stop()
+
+
+@pytest.fixture
+async def api(settings: Settings) -> AsyncIterator[Platform]:
+    """Only the HTTP API (no worker, sink or carrier): for tests of the request boundary."""
+    running = await Platform(settings).start(worker=False, sinks=False, sim=False)
+    yield running
+    await running.stop()

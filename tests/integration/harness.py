@@ -26,8 +26,9 @@ FINAL = {"delivered", "failed", "expired", "read"}
 
 class Served:
     def __init__(self, app: Litestar, port: int) -> None:
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                                    lifespan="on", log_config=None))
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", log_config=None)
+        )
         self.task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -68,8 +69,9 @@ class Platform:
 
     async def start(self, *, worker: bool = True, sinks: bool = True, sim: bool = True) -> Platform:
         if sim:
-            self._servers.append(Served(create_sim(self.settings.carrier_sim, self.settings.provider),
-                                        self.settings.carrier_sim.port))
+            self._servers.append(
+                Served(create_sim(self.settings.carrier_sim, self.settings.provider), self.settings.carrier_sim.port)
+            )
         self._servers.append(Served(create_app(self.settings), self.settings.api.port))
         for served in self._servers:
             await served.start()
@@ -93,8 +95,9 @@ class Platform:
 
     # --- helpers over the public API --------------------------------------------------------
     async def tenant(self, tier: str = "standard", verified: bool = True, **extra: Any) -> dict[str, Any]:
-        r = await self.http.post("/v1/admin/tenants", headers=self.admin,
-                                 json={"name": "Acme", "tier": tier, "verified": verified, **extra})
+        r = await self.http.post(
+            "/v1/admin/tenants", headers=self.admin, json={"name": "Acme", "tier": tier, "verified": verified, **extra}
+        )
         assert r.status_code == 201, r.text
         return dict(r.json())
 
@@ -107,21 +110,36 @@ class Platform:
         t = await self.tenant(**tenant)
         return t["id"], {"authorization": f"Bearer {await self.key(t['id'], kind)}"}
 
-    async def template(self, auth: dict[str, str], name: str = "otp", body: str = "Your code is {{code}}",
-                       category: str = "authentication", channel: str = "sms") -> dict[str, Any]:
-        r = await self.http.post("/v1/templates", headers=auth, json={
-            "name": name, "language": "en", "category": category, "channel": channel, "body": body})
+    async def template(
+        self,
+        auth: dict[str, str],
+        name: str = "otp",
+        body: str = "Your code is {{code}}",
+        category: str = "authentication",
+        channel: str = "sms",
+    ) -> dict[str, Any]:
+        r = await self.http.post(
+            "/v1/templates",
+            headers=auth,
+            json={"name": name, "language": "en", "category": category, "channel": channel, "body": body},
+        )
         assert r.status_code == 201, r.text
         return dict(r.json())
 
-    async def send(self, auth: dict[str, str], to: str = "+447911123456", **fields: Any) -> httpx.Response:
-        body = {"to": to, "channel": "sms", "template": {"name": "otp", "language": "en"},
-                "params": {"code": "123456"}, **fields}
+    async def send(self, auth: dict[str, str], to: str = "+447400123456", **fields: Any) -> httpx.Response:
+        body = {
+            "to": to,
+            "channel": "sms",
+            "template": {"name": "otp", "language": "en"},
+            "params": {"code": "123456"},
+            **fields,
+        }
         return await self.http.post("/v1/messages", headers=auth, json=body)
 
-    async def wait_status(self, auth: dict[str, str], message_id: str, statuses: set[str] = FINAL,
-                          timeout: float = 20.0) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
+    async def wait_status(
+        self, auth: dict[str, str], message_id: str, statuses: set[str] = FINAL, deadline_s: float = 20.0
+    ) -> dict[str, Any]:
+        deadline = time.monotonic() + deadline_s
         last: Any = None
         while time.monotonic() < deadline:
             r = await self.http.get(f"/v1/messages/{message_id}", headers=auth)

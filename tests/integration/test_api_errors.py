@@ -9,39 +9,47 @@ import pytest
 
 from tests.integration.harness import Platform
 
-GOOD: dict[str, Any] = {"to": "+447911123456", "channel": "sms", "template": {"name": "otp", "language": "en"},
-                        "params": {"code": "123456"}}
+GOOD: dict[str, Any] = {
+    "to": "+447400123456",
+    "channel": "sms",
+    "template": {"name": "otp", "language": "en"},
+    "params": {"code": "123456"},
+}
 
 
 def _problem(r: Any, status: int, code: str, field: str | None = None) -> None:
     assert r.status_code == status, r.text
     assert r.headers["content-type"].startswith("application/problem+json")
     body = r.json()
-    assert body["code"] == code and body["status"] == status
+    assert body["code"] == code
+    assert body["status"] == status
     assert {"type", "title", "detail"} <= body.keys()
     if field is not None:
         assert field in [e["field"] for e in body["errors"]], body
 
 
-@pytest.mark.parametrize(("change", "status", "code", "field"), [
-    ({"template": {"name": "nope", "language": "en"}}, 404, "template_not_found", None),
-    ({"params": {}}, 422, "params_missing", "params.code"),
-    ({"params": {"code": "1", "extra": "2"}}, 422, "params_invalid", "params.extra"),
-    ({"to": "+4479111"}, 422, "invalid_recipient", "to"),
-    ({"to": "07911123456"}, 422, "invalid_recipient", "to"),
-    ({"to": 447911123456}, 422, "validation_failed", "to"),
-    ({"channel": "fax"}, 422, "validation_failed", "channel"),
-    ({"channel": "whatsapp"}, 422, "channel_mismatch", "channel"),
-    ({"surprise": True}, 422, "validation_failed", "surprise"),
-    ({"ttl_seconds": 0}, 422, "validation_failed", "ttl_seconds"),
-    ({"params": {"code": "x" * 1001}}, 422, "params_invalid", "params.code"),
-])
+@pytest.mark.parametrize(
+    ("change", "status", "code", "field"),
+    [
+        ({"template": {"name": "nope", "language": "en"}}, 404, "template_not_found", None),
+        ({"params": {}}, 422, "params_missing", "params.code"),
+        ({"params": {"code": "1", "extra": "2"}}, 422, "params_invalid", "params.extra"),
+        ({"to": "+4474001"}, 422, "invalid_recipient", "to"),
+        ({"to": "07911123456"}, 422, "invalid_recipient", "to"),
+        ({"to": 447911123456}, 422, "validation_failed", "to"),
+        ({"channel": "fax"}, 422, "validation_failed", "channel"),
+        ({"channel": "whatsapp"}, 422, "channel_mismatch", "channel"),
+        ({"surprise": True}, 422, "validation_failed", "surprise"),
+        ({"ttl_seconds": 0}, 422, "validation_failed", "ttl_seconds"),
+        ({"params": {"code": "x" * 1001}}, 422, "params_invalid", "params.code"),
+    ],
+)
 async def test_bad_send_is_rejected_with_code_and_field(
-    platform: Platform, change: dict[str, Any], status: int, code: str, field: str | None
+    api: Platform, change: dict[str, Any], status: int, code: str, field: str | None
 ) -> None:
-    _, auth = await platform.tenant_with_key()
-    await platform.template(auth)
-    r = await platform.http.post("/v1/messages", headers=auth, json={**GOOD, **change})
+    _, auth = await api.tenant_with_key()
+    await api.template(auth)
+    r = await api.http.post("/v1/messages", headers=auth, json={**GOOD, **change})
     _problem(r, status, code, field)
 
 
@@ -62,57 +70,66 @@ async def test_rejected_requests_change_nothing(platform: Platform) -> None:
     assert count == 1
 
 
-async def test_protocol_level_errors_are_problems_not_500(platform: Platform) -> None:
-    _, auth = await platform.tenant_with_key()
+async def test_protocol_level_errors_are_problems_not_500(api: Platform) -> None:
+    _, auth = await api.tenant_with_key()
     h = {**auth, "content-type": "application/json"}
-    _problem(await platform.http.post("/v1/messages", headers=h, content=b'{"to":'), 400, "malformed_request")
-    _problem(await platform.http.post("/v1/messages", headers=h, content=b"x" * (1024 * 1024 + 1)), 413,
-             "payload_too_large")
-    _problem(await platform.http.get("/v1/nothing-here", headers=auth), 404, "route_not_found")
-    _problem(await platform.http.put("/v1/messages", headers=auth), 405, "method_not_allowed")
-    _problem(await platform.http.get("/v1/messages/not-a-uuid", headers=auth), 404, "route_not_found")
-    _problem(await platform.http.post("/v1/messages", json=GOOD), 401, "missing_credentials")
-    _problem(await platform.http.post("/v1/messages", json=GOOD, headers={"authorization": "Bearer hk_x"}), 401,
-             "invalid_api_key")
+    _problem(await api.http.post("/v1/messages", headers=h, content=b'{"to":'), 400, "malformed_request")
+    _problem(await api.http.post("/v1/messages", headers=h, content=b"x" * (1024 * 1024 + 1)), 413, "payload_too_large")
+    _problem(await api.http.get("/v1/nothing-here", headers=auth), 404, "route_not_found")
+    _problem(await api.http.put("/v1/messages", headers=auth), 405, "method_not_allowed")
+    _problem(await api.http.get("/v1/messages/not-a-uuid", headers=auth), 404, "route_not_found")
+    _problem(await api.http.post("/v1/messages", json=GOOD), 401, "missing_credentials")
+    _problem(
+        await api.http.post("/v1/messages", json=GOOD, headers={"authorization": "Bearer hk_x"}), 401, "invalid_api_key"
+    )
 
 
-@pytest.mark.parametrize(("body", "code"), [
-    ("", "template_invalid"),
-    ("Hello {{ first-name }}", "template_invalid"),
-    ("Hello {{name}", "template_invalid"),
-    ("x" * 1601, "template_invalid"),
-    ("Big SALE today {{name}}", "template_invalid"),
-])
-async def test_template_lint_rejects_on_create(platform: Platform, body: str, code: str) -> None:
-    _, auth = await platform.tenant_with_key()
-    r = await platform.http.post("/v1/templates", headers=auth, json={
-        "name": "t", "language": "en", "category": "utility", "channel": "sms", "body": body})
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ("", "template_invalid"),
+        ("Hello {{ first-name }}", "template_invalid"),
+        ("Hello {{name}", "template_invalid"),
+        ("x" * 1601, "template_invalid"),
+        ("Big SALE today {{name}}", "template_invalid"),
+    ],
+)
+async def test_template_lint_rejects_on_create(api: Platform, body: str, code: str) -> None:
+    _, auth = await api.tenant_with_key()
+    r = await api.http.post(
+        "/v1/templates",
+        headers=auth,
+        json={"name": "t", "language": "en", "category": "utility", "channel": "sms", "body": body},
+    )
     _problem(r, 422, code, "body")
-    assert (await platform.http.get("/v1/templates", headers=auth)).json() == []
+    assert (await api.http.get("/v1/templates", headers=auth)).json() == []
 
 
-async def test_template_lifecycle(platform: Platform) -> None:
-    _, auth = await platform.tenant_with_key()
-    first = await platform.template(auth)
-    second = await platform.template(auth, body="Code: {{code}}. Valid 10 minutes.")
+async def test_template_lifecycle(api: Platform) -> None:
+    _, auth = await api.tenant_with_key()
+    first = await api.template(auth)
+    second = await api.template(auth, body="Code: {{code}}. Valid 10 minutes.")
     assert (first["version"], second["version"]) == (1, 2)
-    listed = (await platform.http.get("/v1/templates", headers=auth)).json()
+    listed = (await api.http.get("/v1/templates", headers=auth)).json()
     assert [(t["name"], t["version"]) for t in listed] == [("otp", 2)]
-    assert (await platform.http.get("/v1/templates/otp/en", headers=auth)).json()["placeholders"] == ["code"]
-    assert (await platform.http.delete("/v1/templates/otp/en", headers=auth)).status_code == 204
-    assert (await platform.http.get("/v1/templates/otp/en", headers=auth)).status_code == 404
-    assert (await platform.http.delete("/v1/templates/otp/en", headers=auth)).status_code == 404
+    assert (await api.http.get("/v1/templates/otp/en", headers=auth)).json()["placeholders"] == ["code"]
+    assert (await api.http.delete("/v1/templates/otp/en", headers=auth)).status_code == 204
+    assert (await api.http.get("/v1/templates/otp/en", headers=auth)).status_code == 404
+    assert (await api.http.delete("/v1/templates/otp/en", headers=auth)).status_code == 404
 
 
-async def test_unverified_tenant_cannot_send_marketing(platform: Platform) -> None:
-    _, auth = await platform.tenant_with_key(verified=False)
-    await platform.template(auth, name="promo", body="Winter sale: {{pct}} off", category="marketing")
-    r = await platform.http.post("/v1/messages", headers=auth, json={
-        **GOOD, "template": {"name": "promo", "language": "en"}, "params": {"pct": "20%"}})
+async def test_unverified_tenant_cannot_send_marketing(api: Platform) -> None:
+    _, auth = await api.tenant_with_key(verified=False)
+    await api.template(auth, name="promo", body="Winter sale: {{pct}} off", category="marketing")
+    r = await api.http.post(
+        "/v1/messages",
+        headers=auth,
+        json={**GOOD, "template": {"name": "promo", "language": "en"}, "params": {"pct": "20%"}},
+    )
     _problem(r, 403, "verification_required")
 
 
-async def test_openapi_document_is_served(platform: Platform) -> None:
-    r = await platform.http.get("/schema/openapi.json")
+async def test_openapi_document_is_served(api: Platform) -> None:
+    r = await api.http.get("/schema/openapi.json")
     assert r.status_code == 200
     assert "/v1/messages" in r.json()["paths"]

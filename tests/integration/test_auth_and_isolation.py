@@ -25,80 +25,92 @@ async def test_tenant_cannot_read_another_tenants_message(platform: Platform) ->
     assert unknown.json() == r.json()
 
 
-async def test_tenant_cannot_see_or_use_another_tenants_templates(platform: Platform) -> None:
-    _, alice = await platform.tenant_with_key()
-    _, bob = await platform.tenant_with_key()
-    await platform.template(alice)
-    assert (await platform.http.get("/v1/templates/otp/en", headers=bob)).status_code == 404
-    assert (await platform.http.get("/v1/templates", headers=bob)).json() == []
-    r = await platform.send(bob)
+async def test_tenant_cannot_see_or_use_another_tenants_templates(api: Platform) -> None:
+    _, alice = await api.tenant_with_key()
+    _, bob = await api.tenant_with_key()
+    await api.template(alice)
+    assert (await api.http.get("/v1/templates/otp/en", headers=bob)).status_code == 404
+    assert (await api.http.get("/v1/templates", headers=bob)).json() == []
+    r = await api.send(bob)
     assert r.status_code == 404
     assert r.json()["code"] == "template_not_found"
 
 
-async def test_revoked_key_gets_401(platform: Platform) -> None:
-    tenant = await platform.tenant()
-    r = await platform.http.post(f"/v1/admin/tenants/{tenant['id']}/keys", headers=platform.admin,
-                                 json={"kind": "live"})
+async def test_revoked_key_gets_401(api: Platform) -> None:
+    tenant = await api.tenant()
+    r = await api.http.post(f"/v1/admin/tenants/{tenant['id']}/keys", headers=api.admin, json={"kind": "live"})
     key_id, auth = r.json()["id"], {"authorization": f"Bearer {r.json()['key']}"}
-    assert (await platform.http.get("/v1/templates", headers=auth)).status_code == 200
+    assert (await api.http.get("/v1/templates", headers=auth)).status_code == 200
 
-    revoked = await platform.http.delete(f"/v1/admin/tenants/{tenant['id']}/keys/{key_id}", headers=platform.admin)
+    revoked = await api.http.delete(f"/v1/admin/tenants/{tenant['id']}/keys/{key_id}", headers=api.admin)
     assert revoked.status_code == 204
     # Other API processes notice within auth_cache_seconds (0.5 s in tests); this one at once.
-    await asyncio.sleep(platform.settings.api.auth_cache_seconds)
-    r = await platform.http.get("/v1/templates", headers=auth)
+    await asyncio.sleep(api.settings.api.auth_cache_seconds)
+    r = await api.http.get("/v1/templates", headers=auth)
     assert r.status_code == 401
     assert r.json()["code"] == "api_key_revoked"
 
 
-async def test_wrong_secret_for_a_real_key_id_is_rejected(platform: Platform) -> None:
-    tenant = await platform.tenant()
-    key = await platform.key(tenant["id"])
+async def test_wrong_secret_for_a_real_key_id_is_rejected(api: Platform) -> None:
+    tenant = await api.tenant()
+    key = await api.key(tenant["id"])
     forged = key[: key.rindex("_") + 1] + "A" * 43
-    r = await platform.http.get("/v1/templates", headers={"authorization": f"Bearer {forged}"})
+    r = await api.http.get("/v1/templates", headers={"authorization": f"Bearer {forged}"})
     assert r.status_code == 401
     assert r.json()["code"] == "invalid_api_key"
 
 
-async def test_keys_are_stored_only_as_salted_hashes(platform: Platform) -> None:
-    tenant = await platform.tenant()
-    key = await platform.key(tenant["id"])
-    conn = await asyncpg.connect(platform.settings.database.url)
+async def test_keys_are_stored_only_as_salted_hashes(api: Platform) -> None:
+    tenant = await api.tenant()
+    key = await api.key(tenant["id"])
+    conn = await asyncpg.connect(api.settings.database.url)
     try:
         rows = await conn.fetch("SELECT salt, hash FROM api_keys WHERE tenant_id = $1::uuid", tenant["id"])
     finally:
         await conn.close()
     assert len(rows) == 1
     secret = key.rsplit("_", 1)[1]
-    assert secret.encode() not in rows[0]["hash"] and len(rows[0]["hash"]) == 32 and len(rows[0]["salt"]) == 16
+    assert secret.encode() not in rows[0]["hash"]
+    assert len(rows[0]["hash"]) == 32
+    assert len(rows[0]["salt"]) == 16
 
 
-async def test_suspended_tenant_gets_403(platform: Platform) -> None:
-    tenant_id, auth = await platform.tenant_with_key()
-    r = await platform.http.patch(f"/v1/admin/tenants/{tenant_id}", headers=platform.admin, json={"suspended": True})
-    assert r.status_code == 200 and r.json()["suspended"] is True
-    await asyncio.sleep(platform.settings.api.auth_cache_seconds + 0.1)
-    r = await platform.http.get("/v1/templates", headers=auth)
+async def test_suspended_tenant_gets_403(api: Platform) -> None:
+    tenant_id, auth = await api.tenant_with_key()
+    r = await api.http.patch(f"/v1/admin/tenants/{tenant_id}", headers=api.admin, json={"suspended": True})
+    assert r.status_code == 200
+    assert r.json()["suspended"] is True
+    await asyncio.sleep(api.settings.api.auth_cache_seconds + 0.1)
+    r = await api.http.get("/v1/templates", headers=auth)
     assert r.status_code == 403
     assert r.json()["code"] == "tenant_suspended"
 
 
-async def test_admin_endpoints_refuse_tenant_keys_and_bad_tokens(platform: Platform) -> None:
-    _, auth = await platform.tenant_with_key()
+async def test_admin_endpoints_refuse_tenant_keys_and_bad_tokens(api: Platform) -> None:
+    _, auth = await api.tenant_with_key()
     for headers in (auth, {"authorization": "Bearer wrong"}, {}):
-        r = await platform.http.post("/v1/admin/tenants", headers=headers, json={"name": "x", "tier": "free"})
+        r = await api.http.post("/v1/admin/tenants", headers=headers, json={"name": "x", "tier": "free"})
         assert r.status_code == 401, headers
 
 
-async def test_patch_tenant_changes_tier_and_limits(platform: Platform) -> None:
-    tenant = await platform.tenant(tier="free", verified=False)
-    r = await platform.http.patch(f"/v1/admin/tenants/{tenant['id']}", headers=platform.admin, json={
-        "tier": "enterprise", "verified": True, "rate_limit_per_second": 250, "daily_recipient_limit": 5000})
+async def test_patch_tenant_changes_tier_and_limits(api: Platform) -> None:
+    tenant = await api.tenant(tier="free", verified=False)
+    r = await api.http.patch(
+        f"/v1/admin/tenants/{tenant['id']}",
+        headers=api.admin,
+        json={"tier": "enterprise", "verified": True, "rate_limit_per_second": 250, "daily_recipient_limit": 5000},
+    )
     assert r.status_code == 200, r.text
     body = r.json()
     assert (body["tier"], body["verified"], body["rate_limit_per_second"], body["daily_recipient_limit"]) == (
-        "enterprise", True, 250, 5000)
+        "enterprise",
+        True,
+        250,
+        5000,
+    )
     assert "callback_secret" not in body or body["callback_secret"] is None
-    assert (await platform.http.patch("/v1/admin/tenants/01a21f37-0000-7000-8000-000000000000",
-                                      headers=platform.admin, json={"verified": True})).status_code == 404
+    assert (
+        await api.http.patch(
+            "/v1/admin/tenants/01a21f37-0000-7000-8000-000000000000", headers=api.admin, json={"verified": True}
+        )
+    ).status_code == 404

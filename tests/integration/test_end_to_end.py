@@ -27,7 +27,7 @@ async def test_permanent_provider_error_fails_with_reason(platform: Platform) ->
     _, auth = await platform.tenant_with_key()
     await platform.template(auth)
     # carrier-sim answers 400 invalid_number for recipients ending in 0000
-    accepted = await platform.send(auth, to="+447911120000")
+    accepted = await platform.send(auth, to="+447400120000")
     message = await platform.wait_status(auth, accepted.json()["id"])
     assert message["status"] == "failed"
     assert message["events"][-1] == {**message["events"][-1], "status": "failed", "detail": "invalid_number"}
@@ -36,7 +36,7 @@ async def test_permanent_provider_error_fails_with_reason(platform: Platform) ->
 async def test_failed_receipt_after_sent_ends_failed(platform: Platform) -> None:
     _, auth = await platform.tenant_with_key()
     await platform.template(auth)
-    accepted = await platform.send(auth, to="+447911120002")
+    accepted = await platform.send(auth, to="+447400120002")
     message = await platform.wait_status(auth, accepted.json()["id"])
     assert message["status"] == "failed"
     assert [e["status"] for e in message["events"]] == ["accepted", "sent", "failed"]
@@ -46,7 +46,7 @@ async def test_test_key_runs_pipeline_through_the_sink_provider(platform: Platfo
     _, auth = await platform.tenant_with_key(kind="test")
     await platform.template(auth)
     # Even a number the carrier would reject is "delivered": test keys never reach the carrier.
-    accepted = await platform.send(auth, to="+447911120000")
+    accepted = await platform.send(auth, to="+447400120000")
     message = await platform.wait_status(auth, accepted.json()["id"])
     assert message["status"] == "delivered"
 

@@ -63,9 +63,20 @@ async def apply_batch(
                 " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'accepted', $11, $12)"
                 " ON CONFLICT (id) DO NOTHING",
                 [
-                    (m.id, m.tenant_id, m.key_kind.value, m.channel.value, m.category.value, m.template_name,
-                     m.template_language, m.template_version, m.country, m.reference, _ts(m.created_at_ms),
-                     _ts(m.expires_at_ms))
+                    (
+                        m.id,
+                        m.tenant_id,
+                        m.key_kind.value,
+                        m.channel.value,
+                        m.category.value,
+                        m.template_name,
+                        m.template_language,
+                        m.template_version,
+                        m.country,
+                        m.reference,
+                        _ts(m.created_at_ms),
+                        _ts(m.expires_at_ms),
+                    )
                     for m in messages
                 ],
             )
@@ -78,7 +89,7 @@ async def apply_batch(
         await _recompute(conn, touched)
 
 
-async def _recompute(conn: asyncpg.Connection, ids: list[uuid.UUID]) -> None:
+async def _recompute(conn: asyncpg.pool.PoolConnectionProxy[asyncpg.Record], ids: list[uuid.UUID]) -> None:
     rows = await conn.fetch(
         "SELECT m.id, m.status, e.status AS event_status, e.at FROM messages m"
         " LEFT JOIN message_events e ON e.message_id = m.id WHERE m.id = ANY($1::uuid[])",
@@ -97,9 +108,7 @@ async def _recompute(conn: asyncpg.Connection, ids: list[uuid.UUID]) -> None:
         if status.value != current[message_id]:
             changes.append((message_id, status.value))
     if changes:
-        await conn.executemany(
-            "UPDATE messages SET status = $2, updated_at = now() WHERE id = $1", changes
-        )
+        await conn.executemany("UPDATE messages SET status = $2, updated_at = now() WHERE id = $1", changes)
 
 
 async def get(pool: asyncpg.Pool, tenant_id: uuid.UUID, message_id: uuid.UUID) -> MessageView | None:
@@ -107,7 +116,8 @@ async def get(pool: asyncpg.Pool, tenant_id: uuid.UUID, message_id: uuid.UUID) -
     row = await pool.fetchrow(
         "SELECT id, status, channel, category, template_name, template_language, template_version,"
         " reference, created_at FROM messages WHERE id = $1 AND tenant_id = $2",
-        message_id, tenant_id,
+        message_id,
+        tenant_id,
     )
     if row is None:
         return None
@@ -116,8 +126,14 @@ async def get(pool: asyncpg.Pool, tenant_id: uuid.UUID, message_id: uuid.UUID) -
     )
     accepted = EventView(status=Status.ACCEPTED, at=row["created_at"])
     return MessageView(
-        id=row["id"], status=Status(row["status"]), channel=row["channel"], category=row["category"],
-        template_name=row["template_name"], template_language=row["template_language"],
-        template_version=row["template_version"], reference=row["reference"], created_at=row["created_at"],
+        id=row["id"],
+        status=Status(row["status"]),
+        channel=row["channel"],
+        category=row["category"],
+        template_name=row["template_name"],
+        template_language=row["template_language"],
+        template_version=row["template_version"],
+        reference=row["reference"],
+        created_at=row["created_at"],
         events=[accepted, *(EventView(status=Status(e["status"]), at=e["at"], detail=e["reason"]) for e in events)],
     )

@@ -27,14 +27,24 @@ _COLUMNS = "name, language, version, category, channel, body, status, created_at
 
 def _row(row: asyncpg.Record) -> TemplateRow:
     return TemplateRow(
-        name=row["name"], language=row["language"], version=row["version"], category=Category(row["category"]),
-        channel=Channel(row["channel"]), body=row["body"], status=TemplateStatus(row["status"]),
+        name=row["name"],
+        language=row["language"],
+        version=row["version"],
+        category=Category(row["category"]),
+        channel=Channel(row["channel"]),
+        body=row["body"],
+        status=TemplateStatus(row["status"]),
         created_at=row["created_at"],
     )
 
 
 async def create(
-    pool: asyncpg.Pool, tenant_id: uuid.UUID, name: str, language: str, category: Category, channel: Channel,
+    pool: asyncpg.Pool,
+    tenant_id: uuid.UUID,
+    name: str,
+    language: str,
+    category: Category,
+    channel: Channel,
     body: str,
 ) -> TemplateRow:
     async with pool.acquire() as conn, conn.transaction():
@@ -45,7 +55,12 @@ async def create(
             f" SELECT $1, $2, $3, coalesce(max(version), 0) + 1, $4, $5, $6"
             f"   FROM templates WHERE tenant_id = $1 AND name = $2 AND language = $3"
             f" RETURNING {_COLUMNS}",
-            tenant_id, name, language, category.value, channel.value, body,
+            tenant_id,
+            name,
+            language,
+            category.value,
+            channel.value,
+            body,
         )
     assert row is not None
     return _row(row)
@@ -55,7 +70,9 @@ async def latest(pool: asyncpg.Pool, tenant_id: uuid.UUID, name: str, language: 
     row = await pool.fetchrow(
         f"SELECT {_COLUMNS} FROM templates WHERE tenant_id = $1 AND name = $2 AND language = $3"
         " AND deleted_at IS NULL ORDER BY version DESC LIMIT 1",
-        tenant_id, name, language,
+        tenant_id,
+        name,
+        language,
     )
     return None if row is None else _row(row)
 
@@ -74,6 +91,8 @@ async def delete(pool: asyncpg.Pool, tenant_id: uuid.UUID, name: str, language: 
     status = await pool.execute(
         "UPDATE templates SET deleted_at = now() WHERE tenant_id = $1 AND name = $2 AND language = $3"
         " AND deleted_at IS NULL",
-        tenant_id, name, language,
+        tenant_id,
+        name,
+        language,
     )
     return not status.endswith(" 0")

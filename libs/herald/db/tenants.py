@@ -47,13 +47,23 @@ def _tenant(row: asyncpg.Record) -> TenantRow:
 
 
 async def create(
-    conn: asyncpg.Pool | asyncpg.Connection, tenant_id: uuid.UUID, name: str, tier: Tier, verified: bool,
-    callback_url: str | None, callback_secret: str | None,
+    conn: asyncpg.Pool | asyncpg.Connection,
+    tenant_id: uuid.UUID,
+    name: str,
+    tier: Tier,
+    verified: bool,
+    callback_url: str | None,
+    callback_secret: str | None,
 ) -> TenantRow:
     row = await conn.fetchrow(
         f"INSERT INTO tenants (id, name, tier, verified, callback_url, callback_secret)"
         f" VALUES ($1, $2, $3, $4, $5, $6) RETURNING {_TENANT_COLUMNS}",
-        tenant_id, name, tier.value, verified, callback_url, callback_secret,
+        tenant_id,
+        name,
+        tier.value,
+        verified,
+        callback_url,
+        callback_secret,
     )
     assert row is not None
     return _tenant(row)
@@ -76,8 +86,9 @@ async def patch(
         return await get(conn, tenant_id)
     assignments = ", ".join(f"{col} = ${i}" for i, col in enumerate(changes, start=2))
     row = await conn.fetchrow(
-        f"UPDATE tenants SET {assignments}, updated_at = now() WHERE id = $1 RETURNING {_TENANT_COLUMNS}",  # noqa: S608
-        tenant_id, *changes.values(),
+        f"UPDATE tenants SET {assignments}, updated_at = now() WHERE id = $1 RETURNING {_TENANT_COLUMNS}",
+        tenant_id,
+        *changes.values(),
     )
     return None if row is None else _tenant(row)
 
@@ -85,14 +96,19 @@ async def patch(
 async def add_key(conn: asyncpg.Pool | asyncpg.Connection, tenant_id: uuid.UUID, key: IssuedKey) -> None:
     await conn.execute(
         "INSERT INTO api_keys (id, tenant_id, kind, salt, hash) VALUES ($1, $2, $3, $4, $5)",
-        key.id, tenant_id, key.kind.value, key.salt, key.hash,
+        key.id,
+        tenant_id,
+        key.kind.value,
+        key.salt,
+        key.hash,
     )
 
 
 async def revoke_key(conn: asyncpg.Pool | asyncpg.Connection, tenant_id: uuid.UUID, key_id: uuid.UUID) -> bool:
     status = await conn.execute(
         "UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1 AND tenant_id = $2",
-        key_id, tenant_id,
+        key_id,
+        tenant_id,
     )
     return bool(status.endswith(" 1"))
 
@@ -107,6 +123,10 @@ async def lookup_key(conn: asyncpg.Pool | asyncpg.Connection, key_id: uuid.UUID)
     if row is None:
         return None
     return KeyLookup(
-        key_id=row["key_id"], kind=KeyKind(row["kind"]), salt=row["salt"], hash=row["hash"],
-        revoked=row["revoked"], tenant=_tenant(row),
+        key_id=row["key_id"],
+        kind=KeyKind(row["kind"]),
+        salt=row["salt"],
+        hash=row["hash"],
+        revoked=row["revoked"],
+        tenant=_tenant(row),
     )

@@ -44,7 +44,10 @@ def issue(kind: KeyKind) -> IssuedKey:
     secret = secrets.token_urlsafe(32)
     salt = secrets.token_bytes(16)
     return IssuedKey(
-        id=key_id, kind=kind, plaintext=f"{_PREFIX}_{kind}_{key_id.hex}_{secret}", salt=salt,
+        id=key_id,
+        kind=kind,
+        plaintext=f"{_PREFIX}_{kind}_{key_id.hex}_{secret}",
+        salt=salt,
         hash=digest(salt, secret),
     )
 

@@ -15,7 +15,9 @@ from herald.domain.models import Channel
 from herald.errors import InvalidRequest
 
 # Deliberately simple: one @, a dot in the domain, no spaces. Deliverability is the provider's job.
-_EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$")
+_EMAIL = re.compile(
+    r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$"
+)
 
 
 class Recipient(msgspec.Struct, frozen=True):
@@ -34,8 +36,9 @@ def normalize(channel: Channel, raw: str, *, field: str = "to") -> Recipient:
 def _phone(raw: str, field: str) -> Recipient:
     candidate = raw.strip()
     if not candidate.startswith("+"):
-        raise InvalidRequest.field(field, "must be an E.164 number starting with + and a country code",
-                                   code="invalid_recipient")
+        raise InvalidRequest.field(
+            field, "must be an E.164 number starting with + and a country code", code="invalid_recipient"
+        )
     try:
         number = phonenumbers.parse(candidate, None)
     except phonenumbers.NumberParseException:

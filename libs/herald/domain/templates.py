@@ -51,9 +51,7 @@ def lint(body: str, channel: Channel, category: Category, *, field: str = "body"
     if category is not Category.MARKETING:
         match = _MARKETING.search(body.lower())
         if match:
-            errors.append(
-                FieldError(field, f"promotional wording ({match.group(1)!r}) needs the marketing category")
-            )
+            errors.append(FieldError(field, f"promotional wording ({match.group(1)!r}) needs the marketing category"))
     return errors
 
 
@@ -74,7 +72,5 @@ def render(body: str, params: Mapping[str, str], channel: Channel) -> str:
         raise InvalidRequest("template parameters do not match the template", code=code, fields=tuple(errors))
     rendered = PLACEHOLDER.sub(lambda m: params[m.group(1)], body)
     if len(rendered) > BODY_LIMITS[channel]:
-        raise InvalidRequest.field(
-            "params", f"the rendered body exceeds the {channel} limit", code="body_too_long"
-        )
+        raise InvalidRequest.field("params", f"the rendered body exceeds the {channel} limit", code="body_too_long")
     return rendered

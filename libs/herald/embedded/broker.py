@@ -36,15 +36,23 @@ class EmbeddedBroker:
 
     def start(self, timeout: float = 15.0) -> None:
         url = f"tcp://127.0.0.1:{self.port}"
-        argv = [str(_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url,
-                "--storage-engine", "memory://tansu/"]
+        argv = [
+            str(_binary()),
+            "broker",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+            "--storage-engine",
+            "memory://tansu/",
+        ]
         if self._log_path is None:
-            self._process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
-                                             env={"RUST_LOG": "warn"})
+            self._process = subprocess.Popen(
+                argv, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, env={"RUST_LOG": "warn"}
+            )
         else:
             with open(self._log_path, "ab") as out:  # the child keeps its own descriptor
-                self._process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
-                                                 env={"RUST_LOG": "warn"})
+                self._process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env={"RUST_LOG": "warn"})
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None:

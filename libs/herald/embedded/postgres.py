@@ -48,28 +48,62 @@ class EmbeddedPostgres:
         if (self.data_dir / "PG_VERSION").exists():
             return
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self._run("initdb", "-D", str(self.data_dir), "-U", "postgres", "--auth=trust", "-E", "UTF8",
-                  "--locale=C", "--no-sync")
+        self._run(
+            "initdb",
+            "-D",
+            str(self.data_dir),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--locale=C",
+            "--no-sync",
+        )
 
     def start(self) -> None:
         self.initialise()
         pid_file = self.data_dir / "postmaster.pid"
         if pid_file.exists():
             # A previous run was killed without stopping its server: stop it if still alive.
-            subprocess.run(_wrap([str(self._bin / "pg_ctl"), "-D", str(self.data_dir), "-m", "immediate", "stop"]),
-                           capture_output=True, timeout=30, check=False)
+            subprocess.run(
+                _wrap([str(self._bin / "pg_ctl"), "-D", str(self.data_dir), "-m", "immediate", "stop"]),
+                capture_output=True,
+                timeout=30,
+                check=False,
+            )
         options = f"-h 127.0.0.1 -p {self.port} -k {self.data_dir} -c fsync=off -c max_connections=200"
-        self._run("pg_ctl", "-D", str(self.data_dir), "-o", options, "-l", str(self.data_dir / "server.log"),
-                  "-w", "-t", "30", "start")
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(self.data_dir),
+            "-o",
+            options,
+            "-l",
+            str(self.data_dir / "server.log"),
+            "-w",
+            "-t",
+            "30",
+            "start",
+        )
         log.info("embedded postgres started", extra={"port": self.port})
 
     def stop(self) -> None:
-        subprocess.run(_wrap([str(self._bin / "pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "-w", "stop"]),
-                       capture_output=True, timeout=60, check=False)
+        subprocess.run(
+            _wrap([str(self._bin / "pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "-w", "stop"]),
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
 
     def psql(self, database: str, sql: str) -> str:
-        out = subprocess.run([str(self._bin / "psql"), "-X", "-q", "-A", "-t", "-d", self.dsn(database), "-c", sql],
-                             check=True, capture_output=True, text=True, timeout=60)
+        out = subprocess.run(
+            [str(self._bin / "psql"), "-X", "-q", "-A", "-t", "-d", self.dsn(database), "-c", sql],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         return out.stdout
 
     def destroy(self) -> None:

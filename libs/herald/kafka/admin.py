@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -30,11 +31,9 @@ async def ensure_topics(settings: KafkaSettings, names: Names, *, replication_fa
             if names.topic(c.name) not in existing
         ]
         if wanted:
-            try:
+            # Another process may create them between our list and our create: fine.
+            with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(wanted)
-            except TopicAlreadyExistsError:
-                # Another process created them between our list and our create: fine.
-                pass
             log.info("created topics", extra={"topics": [t.name for t in wanted]})
         return [t.name for t in wanted]
     finally:

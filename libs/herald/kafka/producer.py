@@ -48,9 +48,7 @@ class Producer:
     async def send_many(self, records: Sequence[Record]) -> None:
         """Raises (aiokafka's KafkaError) if any record was not acknowledged."""
         started = time.perf_counter()
-        futures = [
-            await self._producer.send(self._names.topic(r.topic), value=r.value, key=r.key) for r in records
-        ]
+        futures = [await self._producer.send(self._names.topic(r.topic), value=r.value, key=r.key) for r in records]
         await asyncio.gather(*futures)
         metrics.PRODUCE_SECONDS.observe(time.perf_counter() - started)
 

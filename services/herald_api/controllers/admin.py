@@ -43,7 +43,9 @@ class AdminController(Controller):
         return _out(row)
 
     @patch("/tenants/{tenant_id:uuid}", summary="Change tier, verification, suspension or limits")
-    async def patch_tenant(self, tenant_id: FromPath[uuid.UUID], data: JSONBody[TenantPatch], svc: NamedDependency[Services]) -> TenantOut:
+    async def patch_tenant(
+        self, tenant_id: FromPath[uuid.UUID], data: JSONBody[TenantPatch], svc: NamedDependency[Services]
+    ) -> TenantOut:
         changes = {
             k: (v.value if hasattr(v, "value") else v)
             for k, v in msgspec.structs.asdict(data).items()
@@ -55,7 +57,9 @@ class AdminController(Controller):
         return _out(row)
 
     @post("/tenants/{tenant_id:uuid}/keys", status_code=201, summary="Issue an API key; shown once")
-    async def create_key(self, tenant_id: FromPath[uuid.UUID], data: JSONBody[KeyCreate], svc: NamedDependency[Services]) -> KeyOut:
+    async def create_key(
+        self, tenant_id: FromPath[uuid.UUID], data: JSONBody[KeyCreate], svc: NamedDependency[Services]
+    ) -> KeyOut:
         if await tenants.get(svc.pool, tenant_id) is None:
             raise NotFound("no such tenant", code="tenant_not_found")
         issued = apikeys.issue(data.kind)
@@ -63,7 +67,9 @@ class AdminController(Controller):
         return KeyOut(id=issued.id, kind=issued.kind, key=issued.plaintext)
 
     @delete("/tenants/{tenant_id:uuid}/keys/{key_id:uuid}", status_code=204, summary="Revoke an API key")
-    async def revoke_key(self, tenant_id: FromPath[uuid.UUID], key_id: FromPath[uuid.UUID], svc: NamedDependency[Services]) -> None:
+    async def revoke_key(
+        self, tenant_id: FromPath[uuid.UUID], key_id: FromPath[uuid.UUID], svc: NamedDependency[Services]
+    ) -> None:
         if not await tenants.revoke_key(svc.pool, tenant_id, key_id):
             raise NotFound("no such key", code="key_not_found")
         svc.authenticator.forget(key_id)

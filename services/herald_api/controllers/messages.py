@@ -21,19 +21,26 @@ class MessageController(Controller):
     tags = ["messages"]
 
     @post("/", status_code=202, summary="Send one templated message; 202 once the queue has it")
-    async def send(self, data: JSONBody[MessageCreate], principal: NamedDependency[Principal], svc: NamedDependency[Services]) -> MessageAccepted:
+    async def send(
+        self, data: JSONBody[MessageCreate], principal: NamedDependency[Principal], svc: NamedDependency[Services]
+    ) -> MessageAccepted:
         return MessageAccepted(id=await svc.sender.accept(principal, data))
 
     @get("/{message_id:uuid}", summary="Status and event timeline of a message")
-    async def read(self, message_id: FromPath[uuid.UUID], principal: NamedDependency[Principal], svc: NamedDependency[Services]) -> MessageOut:
+    async def read(
+        self, message_id: FromPath[uuid.UUID], principal: NamedDependency[Principal], svc: NamedDependency[Services]
+    ) -> MessageOut:
         view = await messages.get(svc.pool, principal.tenant.id, message_id)
         if view is None:
             # Also for another tenant's message: existence is not disclosed.
-            raise NotFound("no such message (a just-accepted message appears within moments)",
-                           code="message_not_found")
+            raise NotFound("no such message (a just-accepted message appears within moments)", code="message_not_found")
         return MessageOut(
-            id=view.id, status=view.status, channel=Channel(view.channel), category=Category(view.category),
+            id=view.id,
+            status=view.status,
+            channel=Channel(view.channel),
+            category=Category(view.category),
             template=TemplateUsed(view.template_name, view.template_language, view.template_version),
-            created_at=view.created_at, reference=view.reference,
+            created_at=view.created_at,
+            reference=view.reference,
             events=[EventOut(status=e.status, at=e.at, detail=e.detail) for e in view.events],
         )

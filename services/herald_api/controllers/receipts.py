@@ -42,8 +42,12 @@ class ReceiptController(Controller):
         if receipt.status not in RECEIPT_STATUSES:
             raise InvalidRequest.field("status", "must be delivered, read or failed", code="invalid_receipt")
         event = StatusEventV1(
-            message_id=receipt.message_id, tenant_id=receipt.tenant_id, status=receipt.status,
-            at_ms=receipt.at_ms, reason=receipt.error_code, provider_message_id=receipt.provider_message_id,
+            message_id=receipt.message_id,
+            tenant_id=receipt.tenant_id,
+            status=receipt.status,
+            at_ms=receipt.at_ms,
+            reason=receipt.error_code,
+            provider_message_id=receipt.provider_message_id,
         )
         try:
             await svc.producer.send(Record(EVENTS, str(receipt.message_id).encode(), ENCODER.encode(event)))

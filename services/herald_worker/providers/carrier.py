@@ -49,13 +49,16 @@ class CarrierProvider:
 
     def __init__(self, base_url: str, timeout: float, max_connections: int) -> None:
         self._client = httpx.AsyncClient(
-            base_url=base_url, timeout=timeout,
+            base_url=base_url,
+            timeout=timeout,
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
         )
 
     async def send(self, message: OutboundMessageV1) -> Accepted:
         payload = _SendRequest(
-            to=message.to, channel=message.channel.value, body=message.body,
+            to=message.to,
+            channel=message.channel.value,
+            body=message.body,
             metadata={"message_id": str(message.id), "tenant_id": str(message.tenant_id)},
             verified_sender=message.verified_sender,
         )

@@ -1,0 +1,52 @@
+# Herald. `make run` starts the whole platform on embedded services; `make test` runs every test.
+# Both create .venv and install the locked dependencies first (nothing else needs to be installed).
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: install run test unit integration lint typecheck check lock clean bench-e2e
+
+$(STAMP): pyproject.toml requirements.lock
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(BIN)/herald dev
+
+# Static checks first (fast, and a type error is a test failure), then the whole pytest suite.
+test: install lint typecheck
+	$(BIN)/pytest
+
+unit: install
+	$(BIN)/pytest tests/unit
+
+integration: install
+	$(BIN)/pytest tests/integration
+
+lint: install
+	$(BIN)/ruff check libs services tests loadtests
+
+typecheck: install
+	$(BIN)/mypy
+
+check: lint typecheck
+
+# Re-resolve the lock from pyproject's pins (run after changing a dependency).
+lock:
+	rm -rf /tmp/herald-lock && $(PYTHON) -m venv /tmp/herald-lock
+	/tmp/herald-lock/bin/pip install --quiet --upgrade pip
+	/tmp/herald-lock/bin/pip install --quiet -e '.[dev]'
+	/tmp/herald-lock/bin/pip freeze --exclude-editable | grep -v '^herald' > requirements.lock
+
+bench-e2e: install
+	$(BIN)/python loadtests/e2e_smoke.py
+
+clean:
+	rm -rf $(VENV) .herald .mypy_cache .ruff_cache .pytest_cache

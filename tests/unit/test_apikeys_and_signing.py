@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import uuid
+
+from herald import signing
+from herald.domain import apikeys
+from herald.domain.models import KeyKind
+from herald.ids import uuid7
+
+
+def test_issued_key_parses_and_verifies() -> None:
+    issued = apikeys.issue(KeyKind.LIVE)
+    parsed = apikeys.parse(issued.plaintext)
+    assert parsed is not None
+    assert (parsed.id, parsed.kind) == (issued.id, KeyKind.LIVE)
+    assert apikeys.verify(parsed, issued.salt, issued.hash)
+    assert issued.plaintext.split("_")[-1] not in issued.hash.hex()
+
+
+def test_wrong_secret_does_not_verify() -> None:
+    issued = apikeys.issue(KeyKind.TEST)
+    parsed = apikeys.parse(issued.plaintext[:-1] + ("A" if issued.plaintext[-1] != "A" else "B"))
+    assert parsed is not None
+    assert not apikeys.verify(parsed, issued.salt, issued.hash)
+
+
+def test_same_secret_different_salt_different_hash() -> None:
+    assert apikeys.digest(b"a" * 16, "s") != apikeys.digest(b"b" * 16, "s")
+
+
+def test_garbage_does_not_parse() -> None:
+    for garbage in (
+        "",
+        "hk",
+        "hk_live_xyz_abc",
+        "hk_prod_" + "0" * 32 + "_s",
+        "Bearer x",
+        "hk_live_" + "g" * 32 + "_s",
+    ):
+        assert apikeys.parse(garbage) is None, garbage
+
+
+def test_signature_round_trip_and_tamper() -> None:
+    body = b'{"id":"1"}'
+    header = signing.sign("secret", body, now=1_700_000_000)
+    assert signing.verify("secret", header, body, now=1_700_000_100)
+    assert not signing.verify("secret", header, body + b" ", now=1_700_000_100)
+    assert not signing.verify("other", header, body, now=1_700_000_100)
+    # Replayed outside the tolerance window:
+    assert not signing.verify("secret", header, body, now=1_700_000_000 + 301)
+    assert not signing.verify("secret", "garbage", body)
+
+
+def test_uuid7_is_time_ordered_and_versioned() -> None:
+    ids = [uuid7(now_ms=ms) for ms in (1_000, 2_000, 3_000)]
+    assert ids == sorted(ids)
+    assert all(i.version == 7 and i.variant == uuid.RFC_4122 for i in ids)
+    assert len({uuid7() for _ in range(1000)}) == 1000

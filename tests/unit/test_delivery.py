@@ -1,0 +1,90 @@
+"""Deliverer's outcome handling with fake providers and a fake clock (no I/O)."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from herald.domain.models import Category, Channel, KeyKind
+from herald.domain.records import OutboundMessageV1
+from herald.domain.status import Status
+from herald_worker.delivery import Deliverer
+from herald_worker.providers.base import Accepted, PermanentError, RetryableError
+from herald_worker.providers.sink import SinkProvider
+
+NOW = 1_764_284_400_000
+
+
+def message(kind: KeyKind = KeyKind.LIVE, expires_in_ms: int = 60_000) -> OutboundMessageV1:
+    return OutboundMessageV1(
+        id=uuid.uuid4(), tenant_id=uuid.uuid4(), key_kind=kind, channel=Channel.SMS,
+        category=Category.AUTHENTICATION, template_name="otp", template_language="en", template_version=1,
+        to="+447400123456", country="GB", body="code 1", created_at_ms=NOW - 10, expires_at_ms=NOW + expires_in_ms,
+    )  # fmt: skip
+
+
+class Scripted:
+    """Answers with the scripted outcomes in order and records every call."""
+
+    name = "scripted"
+
+    def __init__(self, *outcomes: Accepted | Exception) -> None:
+        self.outcomes = list(outcomes)
+        self.calls = 0
+
+    async def send(self, m: OutboundMessageV1) -> Accepted:
+        self.calls += 1
+        outcome = self.outcomes.pop(0)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    async def close(self) -> None:
+        return None
+
+
+def deliverer(live: Scripted, attempts: int = 3) -> Deliverer:
+    return Deliverer(live, SinkProvider(), attempts, clock=lambda: NOW)
+
+
+async def test_success_emits_sent_with_provider_id() -> None:
+    live = Scripted(Accepted("p-1"))
+    events = await deliverer(live).deliver(message())
+    assert [(e.status, e.provider_message_id) for e in events] == [(Status.SENT, "p-1")]
+
+
+async def test_transient_errors_are_retried_then_succeed() -> None:
+    live = Scripted(RetryableError("provider_unavailable"), RetryableError("throttled", 0.0), Accepted("p-2"))
+    events = await deliverer(live).deliver(message())
+    assert live.calls == 3
+    assert [e.status for e in events] == [Status.SENT]
+
+
+async def test_permanent_error_fails_at_once_with_reason() -> None:
+    live = Scripted(PermanentError("opted_out"), Accepted("never"))
+    events = await deliverer(live).deliver(message())
+    assert live.calls == 1
+    assert [(e.status, e.reason) for e in events] == [(Status.FAILED, "opted_out")]
+
+
+async def test_retries_are_bounded() -> None:
+    live = Scripted(*(RetryableError("provider_unavailable") for _ in range(10)))
+    events = await deliverer(live, attempts=3).deliver(message())
+    assert live.calls == 3
+    assert [(e.status, e.reason) for e in events] == [(Status.FAILED, "provider_unavailable_retries_exhausted")]
+
+
+async def test_expired_message_is_not_sent() -> None:
+    live = Scripted(Accepted("never"))
+    events = await deliverer(live).deliver(message(expires_in_ms=0))
+    assert live.calls == 0
+    assert [(e.status, e.reason) for e in events] == [(Status.EXPIRED, "ttl_elapsed")]
+
+
+@pytest.mark.parametrize("kind", [KeyKind.TEST])
+async def test_test_keys_never_reach_the_live_provider(kind: KeyKind) -> None:
+    live = Scripted(Accepted("never"))
+    events = await deliverer(live).deliver(message(kind))
+    assert live.calls == 0
+    assert [e.status for e in events] == [Status.SENT, Status.DELIVERED]

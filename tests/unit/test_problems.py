@@ -1,0 +1,85 @@
+"""The single error mapping, exercised through a tiny Litestar app (no database, no broker)."""
+
+from __future__ import annotations
+
+from litestar import Litestar, get, post
+from litestar.params import JSONBody
+from litestar.testing import TestClient
+
+from herald.errors import Conflict, InvalidRequest, NotFound, RateLimited
+from herald_api import problems
+from herald_api.schemas import KeyCreate
+
+
+@get("/invalid", sync_to_thread=False)
+def invalid() -> None:
+    raise InvalidRequest.field("params.code", "is required", code="params_missing")
+
+
+@get("/missing", sync_to_thread=False)
+def missing() -> None:
+    raise NotFound("no such thing", code="thing_not_found")
+
+
+@get("/limited", sync_to_thread=False)
+def limited() -> None:
+    raise RateLimited("slow down", code="daily_recipient_limit", retry_after=30)
+
+
+@get("/conflict", sync_to_thread=False)
+def conflict() -> None:
+    raise Conflict("exists")
+
+
+@get("/boom", sync_to_thread=False)
+def boom() -> None:
+    raise RuntimeError("secret internal detail +447400123456")
+
+
+@post("/typed", sync_to_thread=False)
+def typed(data: JSONBody[KeyCreate]) -> None:
+    return None
+
+
+app = Litestar([invalid, missing, limited, conflict, boom, typed], exception_handlers=problems.HANDLERS)
+
+
+def test_domain_errors_map_to_problem_json() -> None:
+    with TestClient(app) as client:
+        r = client.get("/invalid")
+        assert r.status_code == 422
+        assert r.headers["content-type"] == "application/problem+json"
+        assert r.json() == {
+            "type": "https://herald.dev/problems/params_missing", "title": "The request is not valid",
+            "status": 422, "detail": "params.code: is required", "code": "params_missing",
+            "errors": [{"field": "params.code", "message": "is required"}],
+        }  # fmt: skip
+        assert client.get("/missing").json()["code"] == "thing_not_found"
+        assert client.get("/conflict").status_code == 409
+
+
+def test_rate_limit_carries_retry_after() -> None:
+    with TestClient(app) as client:
+        r = client.get("/limited")
+        assert r.status_code == 429
+        assert r.headers["retry-after"] == "30"
+
+
+def test_unexpected_error_is_a_generic_500_without_details() -> None:
+    with TestClient(app) as client:
+        r = client.get("/boom")
+        assert r.status_code == 500
+        assert r.json()["code"] == "internal_error"
+        assert "secret" not in r.text
+        assert "+44" not in r.text
+
+
+def test_body_validation_names_the_field() -> None:
+    with TestClient(app) as client:
+        r = client.post("/typed", json={"kind": "gold"})
+        assert r.status_code == 422
+        assert [e["field"] for e in r.json()["errors"]] == ["kind"]
+        r = client.post("/typed", json={"kind": "live", "colour": "red"})
+        assert [e["field"] for e in r.json()["errors"]] == ["colour"]
+        r = client.post("/typed", content=b"{", headers={"content-type": "application/json"})
+        assert (r.status_code, r.json()["code"]) == (400, "malformed_request")
