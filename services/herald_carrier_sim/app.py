@@ -13,6 +13,7 @@ Twilio's status callbacks do). Deterministic outcomes by recipient suffix, for t
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import itertools
 import logging
@@ -57,6 +58,8 @@ _PERMANENT = {"0000": "invalid_number", "0001": "opted_out"}
 
 def create_app(settings: CarrierSimSettings, provider: ProviderSettings) -> Litestar:
     counter = itertools.count(1)
+    # Accepted sends per Herald message id: lets tests count duplicate sends after crashes.
+    sends: collections.Counter[str] = collections.Counter()
     pending: set[asyncio.Task[None]] = set()
     client = httpx.AsyncClient(timeout=5.0)
 
@@ -98,6 +101,7 @@ def create_app(settings: CarrierSimSettings, provider: ProviderSettings) -> Lite
         if suffix == "0004":
             return Response(ErrorOut(ErrorDetail("internal", "outage")), status_code=500)
         provider_id = f"sim-{next(counter):012d}"
+        sends[data.metadata.get("message_id", "")] += 1
         if "message_id" in data.metadata and "tenant_id" in data.metadata:
             receipt: dict[str, object] = {
                 "message_id": data.metadata["message_id"],
@@ -125,4 +129,6 @@ def create_app(settings: CarrierSimSettings, provider: ProviderSettings) -> Lite
                 await asyncio.wait(pending, timeout=5)
             await client.aclose()
 
-    return Litestar(route_handlers=[send, *ops_handlers(ready)], lifespan=[lifespan], openapi_config=None)
+    app = Litestar(route_handlers=[send, *ops_handlers(ready)], lifespan=[lifespan], openapi_config=None)
+    app.state.sends = sends
+    return app

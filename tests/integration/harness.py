@@ -81,6 +81,11 @@ class Platform:
             self._loops.append(Loop(self.settings, run_worker))
         return self
 
+    def sim_sends(self) -> dict[str, int]:
+        """Accepted carrier sends per Herald message id (the in-process carrier-sim's ledger)."""
+        sim = self._servers[0].server.config.app
+        return dict(sim.state.sends)
+
     def add_worker(self) -> Loop:
         loop = Loop(self.settings, run_worker)
         self._loops.append(loop)

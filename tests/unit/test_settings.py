@@ -35,5 +35,5 @@ def test_public_variable_names_map_to_sections() -> None:
 
 
 def test_malformed_value_is_a_clear_error() -> None:
-    with pytest.raises(ValueError, match="api.port"):
+    with pytest.raises(ValueError, match=r"api\.port"):
         Settings.from_env({"HERALD_API_PORT": "eighty"})

@@ -1,0 +1,33 @@
+"""Herald processes as real OS processes (for tests that kill them), configured like the harness."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from herald.settings import Settings
+
+
+def env_for(settings: Settings, **overrides: str) -> dict[str, str]:
+    k, w = settings.kafka, settings.worker
+    env = {
+        **os.environ,
+        "HERALD_DATABASE_URL": settings.database.url,
+        "HERALD_KAFKA_BOOTSTRAP": k.bootstrap,
+        "HERALD_KAFKA_TOPIC_PREFIX": k.topic_prefix,
+        "HERALD_KAFKA_SESSION_TIMEOUT_MS": str(k.session_timeout_ms),
+        "HERALD_KAFKA_HEARTBEAT_INTERVAL_MS": str(k.heartbeat_interval_ms),
+        "HERALD_KAFKA_FETCH_MAX_WAIT_MS": str(k.fetch_max_wait_ms),
+        "HERALD_WORKER_PROVIDER_URL": w.provider_url,
+        "HERALD_WORKER_PROVIDER_ATTEMPTS": str(w.provider_attempts),
+        "HERALD_LOG_LEVEL": "WARNING",
+    }
+    env.update(overrides)
+    return env
+
+
+def spawn(command: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with open(log, "ab") as out:
+        return subprocess.Popen([sys.executable, "-m", "herald.cli", command], env=env, stdout=out, stderr=out)

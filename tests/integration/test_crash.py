@@ -1,0 +1,114 @@
+"""Break things: SIGKILL a worker mid-flow, lose the broker under the API."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+
+import asyncpg
+import msgspec
+import pytest
+
+from herald.embedded import free_port
+from herald.embedded.broker import EmbeddedBroker
+from herald.settings import Settings
+from tests.integration.harness import Platform
+from tests.integration.processes import env_for, spawn
+
+N = 800
+
+
+async def _statuses(dsn: str, tenant_id: str) -> dict[str, int]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch(
+            "SELECT status, count(*) AS n FROM messages WHERE tenant_id = $1::uuid GROUP BY status", tenant_id
+        )
+    finally:
+        await conn.close()
+    return {r["status"]: r["n"] for r in rows}
+
+
+async def test_worker_sigkill_mid_flow_loses_nothing(settings: Settings) -> None:
+    # A slower carrier keeps a few hundred messages in flight when the kill lands.
+    settings = msgspec.structs.replace(
+        settings, carrier_sim=msgspec.structs.replace(settings.carrier_sim, latency_ms=30)
+    )
+    platform = await Platform(settings).start(worker=False)
+    worker_env = env_for(settings, HERALD_WORKER_BATCH_MAX_RECORDS="200", HERALD_WORKER_MAX_IN_FLIGHT="100")
+    log = settings.data_dir / "worker.log"
+    first = spawn("worker", worker_env, log)
+    second = None
+    try:
+        tenant_id, auth = await platform.tenant_with_key()
+        await platform.template(auth)
+        sem = asyncio.Semaphore(32)
+
+        async def send(i: int) -> str:
+            async with sem:
+                r = await platform.send(auth, to=f"+4474001{i + 10:05d}")
+                assert r.status_code == 202, r.text
+                return str(r.json()["id"])
+
+        ids = await asyncio.gather(*(send(i) for i in range(N)))
+        assert len(set(ids)) == N
+
+        deadline = time.monotonic() + 60
+        while (await _statuses(settings.database.url, tenant_id)).get("delivered", 0) < N // 5:
+            assert time.monotonic() < deadline, "worker made no progress"
+            await asyncio.sleep(0.05)
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+        done_at_kill = await _statuses(settings.database.url, tenant_id)
+        assert done_at_kill.get("delivered", 0) < N, "the kill came too late to prove anything"
+
+        second = spawn("worker", worker_env, log)
+        deadline = time.monotonic() + 90
+        while True:
+            statuses = await _statuses(settings.database.url, tenant_id)
+            if statuses.get("delivered", 0) == N:
+                break
+            assert time.monotonic() < deadline, f"not all delivered after restart: {statuses}"
+            await asyncio.sleep(0.1)
+
+        sends = platform.sim_sends()
+        assert set(ids) <= set(sends)
+        duplicates = sum(n - 1 for n in sends.values())
+        # Only the uncommitted batch can be re-sent: bounded by the batch size.
+        assert duplicates <= 200, duplicates
+    finally:
+        for process in (first, second):
+            if process is not None and process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                process.wait(30)
+        await platform.stop()
+
+
+async def test_broker_outage_answers_503_never_202(settings: Settings) -> None:
+    broker = EmbeddedBroker(free_port())
+    broker.start()
+    kafka = msgspec.structs.replace(settings.kafka, bootstrap=broker.bootstrap, request_timeout_ms=3000)
+    settings = msgspec.structs.replace(settings, kafka=kafka)
+    from herald.kafka.admin import ensure_topics  # noqa: PLC0415
+    from herald.kafka.topics import Names  # noqa: PLC0415
+
+    await ensure_topics(kafka, Names(kafka.topic_prefix))
+    platform = await Platform(settings).start(worker=False, sinks=False, sim=False)
+    try:
+        _, auth = await platform.tenant_with_key()
+        await platform.template(auth)
+        assert (await platform.send(auth)).status_code == 202
+        broker.kill()
+        r = await platform.send(auth)
+        assert r.status_code == 503, r.text
+        assert r.json()["code"] == "broker_unavailable"
+        assert r.headers["retry-after"] == "1"
+        ready = await platform.http.get("/readyz")
+        assert ready.status_code == 503
+    finally:
+        await platform.stop()
+        broker.kill()
+
+
+pytestmark = pytest.mark.timeout(240)
