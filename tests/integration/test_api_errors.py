@@ -133,3 +133,13 @@ async def test_openapi_document_is_served(api: Platform) -> None:
     r = await api.http.get("/schema/openapi.json")
     assert r.status_code == 200
     assert "/v1/messages" in r.json()["paths"]
+
+
+async def test_health_readiness_and_metrics(api: Platform) -> None:
+    assert (await api.http.get("/healthz")).json() == {"status": "ok", "checks": {}}
+    ready = await api.http.get("/readyz")
+    assert ready.status_code == 200, ready.text
+    assert ready.json()["checks"] == {"postgres": "ok", "kafka": "ok"}
+    metrics = (await api.http.get("/metrics")).text
+    assert "herald_messages_accepted_total" in metrics
+    assert "herald_produce_seconds_bucket" in metrics

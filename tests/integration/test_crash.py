@@ -90,8 +90,8 @@ async def test_broker_outage_answers_503_never_202(settings: Settings) -> None:
     broker.start()
     kafka = msgspec.structs.replace(settings.kafka, bootstrap=broker.bootstrap, request_timeout_ms=3000)
     settings = msgspec.structs.replace(settings, kafka=kafka)
-    from herald.kafka.admin import ensure_topics  # noqa: PLC0415
-    from herald.kafka.topics import Names  # noqa: PLC0415
+    from herald.kafka.admin import ensure_topics
+    from herald.kafka.topics import Names
 
     await ensure_topics(kafka, Names(kafka.topic_prefix))
     platform = await Platform(settings).start(worker=False, sinks=False, sim=False)

@@ -1,0 +1,38 @@
+"""Provider receipts must be signed; unsigned or tampered ones change nothing."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import msgspec
+
+from herald import signing
+from tests.integration.harness import Platform
+
+
+def _receipt(message_id: str, tenant_id: str, status: str = "delivered") -> bytes:
+    return msgspec.json.encode({"message_id": message_id, "tenant_id": tenant_id, "provider_message_id": "p",
+                                "status": status, "at_ms": time.time_ns() // 1_000_000})  # fmt: skip
+
+
+async def test_unsigned_and_forged_receipts_are_refused(api: Platform) -> None:
+    body = _receipt(str(uuid.uuid4()), str(uuid.uuid4()))
+    url = "/v1/providers/carrier-sim/receipts"
+    r = await api.http.post(url, content=body)
+    assert (r.status_code, r.json()["code"]) == (401, "invalid_signature")
+    forged = signing.sign("not-the-secret", body)
+    r = await api.http.post(url, content=body, headers={"x-provider-signature": forged})
+    assert r.status_code == 401
+    good = signing.sign(api.settings.provider.receipt_secret, body)
+    r = await api.http.post(url, content=body + b" ", headers={"x-provider-signature": good})
+    assert r.status_code == 401
+    r = await api.http.post("/v1/providers/unknown/receipts", content=body, headers={"x-provider-signature": good})
+    assert r.status_code == 404
+
+
+async def test_signed_receipt_with_bad_status_is_422(api: Platform) -> None:
+    body = _receipt(str(uuid.uuid4()), str(uuid.uuid4()), status="sent")
+    headers = {"x-provider-signature": signing.sign(api.settings.provider.receipt_secret, body)}
+    r = await api.http.post("/v1/providers/carrier-sim/receipts", content=body, headers=headers)
+    assert (r.status_code, r.json()["code"]) == (422, "invalid_receipt")
