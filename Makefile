@@ -46,7 +46,7 @@ lock:
 	/tmp/herald-lock/bin/pip freeze --exclude-editable | grep -v '^herald' > requirements.lock
 
 bench-e2e: install
-	$(BIN)/python loadtests/e2e_smoke.py
+	$(BIN)/python loadtests/e2e.py
 
 clean:
 	rm -rf $(VENV) .herald .mypy_cache .ruff_cache .pytest_cache

@@ -51,6 +51,9 @@ class WorkerSettings(msgspec.Struct, frozen=True):
     batch_max_records: int = 500
     provider_url: str = "http://127.0.0.1:8090"
     provider_timeout_seconds: float = 5.0
+    provider_connections: int = 32
+    """Keep-alive connections to the provider. httpcore's pool scans every connection per request,
+    so a pool as large as max_in_flight costs more CPU than the extra parallelism buys (profiled)."""
     provider_attempts: int = 4
     """In-process tenacity attempts for transient provider errors."""
     drain_seconds: float = 20.0

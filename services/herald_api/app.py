@@ -113,6 +113,7 @@ def create_app(settings: Settings) -> Litestar:
             ),
         ),
         debug=False,
+        logging_config=None,
     )
     return app
 

@@ -20,7 +20,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 
-import httpx
+import aiohttp
 import msgspec
 from litestar import Litestar, Response, post
 from litestar.params import JSONBody
@@ -61,7 +61,16 @@ def create_app(settings: CarrierSimSettings, provider: ProviderSettings) -> Lite
     # Accepted sends per Herald message id: lets tests count duplicate sends after crashes.
     sends: collections.Counter[str] = collections.Counter()
     pending: set[asyncio.Task[None]] = set()
-    client = httpx.AsyncClient(timeout=5.0)
+    clients: list[aiohttp.ClientSession] = []
+
+    def client() -> aiohttp.ClientSession:
+        if not clients:  # created lazily, inside the running loop
+            clients.append(
+                aiohttp.ClientSession(
+                    timeout=aiohttp.ClientTimeout(total=5.0), connector=aiohttp.TCPConnector(limit=32)
+                )
+            )
+        return clients[0]
 
     async def send_receipt(payload: dict[str, object]) -> None:
         await asyncio.sleep(settings.receipt_delay_ms / 1000)
@@ -69,17 +78,17 @@ def create_app(settings: CarrierSimSettings, provider: ProviderSettings) -> Lite
         body = msgspec.json.encode(payload)
         for attempt in range(5):
             try:
-                response = await client.post(
+                async with client().post(
                     settings.receipt_url,
-                    content=body,
+                    data=body,
                     headers={
                         "content-type": "application/json",
                         "x-provider-signature": signing.sign(provider.receipt_secret, body),
                     },
-                )
-                if response.status_code < 500:
-                    return
-            except httpx.HTTPError:
+                ) as response:
+                    if response.status < 500:
+                        return
+            except (aiohttp.ClientError, TimeoutError):
                 pass
             await asyncio.sleep(0.2 * 2**attempt)
         log.warning("receipt not delivered after retries")
@@ -127,8 +136,11 @@ def create_app(settings: CarrierSimSettings, provider: ProviderSettings) -> Lite
             # Give in-flight receipts a moment, then drop them (a real carrier would retry later).
             if pending:
                 await asyncio.wait(pending, timeout=5)
-            await client.aclose()
+            for session in clients:
+                await session.close()
 
-    app = Litestar(route_handlers=[send, *ops_handlers(ready)], lifespan=[lifespan], openapi_config=None)
+    app = Litestar(
+        route_handlers=[send, *ops_handlers(ready)], lifespan=[lifespan], openapi_config=None, logging_config=None
+    )
     app.state.sends = sends
     return app

@@ -13,9 +13,11 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
-import httpx
 import msgspec
 
 from herald.db.migrate import migrate
@@ -90,12 +92,76 @@ Try:
 """
 
 
+class DevStack:
+    """Embedded services plus supervised children. Used by `herald dev` and the load tests.
+
+    `start()` returns once the API answers /readyz; `supervise(should_stop)` restarts dead
+    children until `should_stop()` is true; `stop()` stops children, broker and database.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.data_dir = settings.data_dir.resolve()
+        self.admin_token = settings.api.admin_token or secrets.token_urlsafe(24)
+        self.api_url = f"http://{settings.api.host}:{settings.api.port}"
+        self.database_url = settings.database.url
+        self.bootstrap = settings.kafka.bootstrap
+        self.postgres: EmbeddedPostgres | None = None
+        self.broker: EmbeddedBroker | None = None
+        self.children: list[Child] = []
+
+    def start(self, should_stop: Callable[[], bool] = lambda: False) -> bool:
+        (self.data_dir / "logs").mkdir(parents=True, exist_ok=True)
+        if not self.database_url:
+            self.postgres = EmbeddedPostgres(self.data_dir / "postgres", free_port())
+            self.postgres.start()
+            if not self.postgres.psql("postgres", "SELECT 1 FROM pg_database WHERE datname = 'herald'").strip():
+                self.postgres.psql("postgres", "CREATE DATABASE herald")
+            self.database_url = self.postgres.dsn("herald")
+        if not self.bootstrap:
+            self.broker = EmbeddedBroker(free_port(), self.data_dir / "logs" / "broker.log")
+            self.broker.start()
+            self.bootstrap = self.broker.bootstrap
+        kafka = msgspec.structs.replace(self.settings.kafka, bootstrap=self.bootstrap)
+        asyncio.run(migrate(self.database_url))
+        asyncio.run(ensure_topics(kafka, Names(kafka.topic_prefix)))
+        sim_port = free_port()
+        env = {
+            **os.environ,
+            "HERALD_DATABASE_URL": self.database_url,
+            "HERALD_KAFKA_BOOTSTRAP": self.bootstrap,
+            "HERALD_ADMIN_TOKEN": self.admin_token,
+            "HERALD_API_PORT": str(self.settings.api.port),
+            "HERALD_CARRIER_SIM_PORT": str(sim_port),
+            "HERALD_WORKER_PROVIDER_URL": f"http://127.0.0.1:{sim_port}",
+            "HERALD_CARRIER_SIM_RECEIPT_URL": f"{self.api_url}/v1/providers/carrier-sim/receipts",
+            "HERALD_WORKER_METRICS_PORT": str(free_port()),
+            "HERALD_SINKS_METRICS_PORT": str(free_port()),
+        }
+        self.children = [Child(name, env, self.data_dir / "logs") for name in CHILDREN]
+        for child in self.children:
+            child.start()
+        return _wait_ready(f"{self.api_url}/readyz", should_stop)
+
+    def supervise(self, should_stop: Callable[[], bool]) -> None:
+        while not should_stop():
+            for child in self.children:
+                child.poll_and_restart()
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        for child in reversed(self.children):
+            child.terminate()
+        deadline = time.monotonic() + 25
+        for child in reversed(self.children):
+            child.wait_or_kill(deadline)
+        if self.broker is not None:
+            self.broker.stop()
+        if self.postgres is not None:
+            self.postgres.stop()
+
+
 def run_dev(settings: Settings) -> int:
-    data_dir = settings.data_dir.resolve()
-    (data_dir / "logs").mkdir(parents=True, exist_ok=True)
-    admin_token = settings.api.admin_token or secrets.token_urlsafe(24)
-    postgres: EmbeddedPostgres | None = None
-    broker: EmbeddedBroker | None = None
     stop = {"now": False}
 
     def request_stop(*_: object) -> None:
@@ -103,67 +169,25 @@ def run_dev(settings: Settings) -> int:
 
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
-    children: list[Child] = []
+    stack = DevStack(settings)
     try:
-        database_url = settings.database.url
-        if not database_url:
-            postgres = EmbeddedPostgres(data_dir / "postgres", free_port())
-            postgres.start()
-            if not postgres.psql("postgres", "SELECT 1 FROM pg_database WHERE datname = 'herald'").strip():
-                postgres.psql("postgres", "CREATE DATABASE herald")
-            database_url = postgres.dsn("herald")
-        bootstrap = settings.kafka.bootstrap
-        if not bootstrap:
-            broker = EmbeddedBroker(free_port(), data_dir / "logs" / "broker.log")
-            broker.start()
-            bootstrap = broker.bootstrap
-        kafka = msgspec.structs.replace(settings.kafka, bootstrap=bootstrap)
-        asyncio.run(migrate(database_url))
-        asyncio.run(ensure_topics(kafka, Names(kafka.topic_prefix)))
-        sim_port = free_port()
-        api_url = f"http://{settings.api.host}:{settings.api.port}"
-        env = {
-            **os.environ,
-            "HERALD_DATABASE_URL": database_url,
-            "HERALD_KAFKA_BOOTSTRAP": bootstrap,
-            "HERALD_ADMIN_TOKEN": admin_token,
-            "HERALD_API_PORT": str(settings.api.port),
-            "HERALD_CARRIER_SIM_PORT": str(sim_port),
-            "HERALD_WORKER_PROVIDER_URL": f"http://127.0.0.1:{sim_port}",
-            "HERALD_CARRIER_SIM_RECEIPT_URL": f"{api_url}/v1/providers/carrier-sim/receipts",
-            "HERALD_WORKER_METRICS_PORT": str(free_port()),
-            "HERALD_SINKS_METRICS_PORT": str(free_port()),
-        }
-        children = [Child(name, env, data_dir / "logs") for name in CHILDREN]
-        for child in children:
-            child.start()
-        if _wait_ready(f"{api_url}/readyz", stop):
-            print(_banner(api_url, admin_token), flush=True)
-        while not stop["now"]:
-            for child in children:
-                child.poll_and_restart()
-            time.sleep(0.2)
+        if stack.start(lambda: stop["now"]):
+            print(_banner(stack.api_url, stack.admin_token), flush=True)
+        stack.supervise(lambda: stop["now"])
         print("herald dev: stopping", flush=True)
         return 0
     finally:
-        for child in reversed(children):
-            child.terminate()
-        deadline = time.monotonic() + 25
-        for child in reversed(children):
-            child.wait_or_kill(deadline)
-        if broker is not None:
-            broker.stop()
-        if postgres is not None:
-            postgres.stop()
+        stack.stop()
 
 
-def _wait_ready(url: str, stop: dict[str, bool], timeout: float = 60.0) -> bool:
+def _wait_ready(url: str, should_stop: Callable[[], bool], timeout: float = 60.0) -> bool:
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and not stop["now"]:
+    while time.monotonic() < deadline and not should_stop():
         try:
-            if httpx.get(url, timeout=1.0).status_code == 200:
-                return True
-        except httpx.HTTPError:
+            with urllib.request.urlopen(url, timeout=1.0) as response:  # noqa: S310 - our own loopback URL
+                if response.status == 200:
+                    return True
+        except (urllib.error.URLError, OSError):
             pass
         time.sleep(0.2)
     print(f"herald dev: the API did not become ready at {url}; see .herald/logs/", flush=True)

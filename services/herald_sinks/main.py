@@ -41,4 +41,4 @@ def ops_app(settings: Settings) -> Litestar:
             state["pool"] = await create_pool(settings.database)
         return {"postgres": await check_postgres(state["pool"])}  # type: ignore[arg-type]
 
-    return Litestar(route_handlers=ops_handlers(ready, cache_seconds=5.0), openapi_config=None)
+    return Litestar(route_handlers=ops_handlers(ready, cache_seconds=5.0), openapi_config=None, logging_config=None)

@@ -26,7 +26,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     producer = Producer(settings.kafka, names)
     await producer.start()
     live = CarrierProvider(
-        settings.worker.provider_url, settings.worker.provider_timeout_seconds, settings.worker.max_in_flight
+        settings.worker.provider_url, settings.worker.provider_timeout_seconds, settings.worker.provider_connections
     )
     handler = DeliveryHandler(
         Deliverer(live, SinkProvider(), settings.worker.provider_attempts), producer, settings.worker.max_in_flight
@@ -53,4 +53,4 @@ def ops_app(settings: Settings) -> Litestar:
         missing = await missing_topics(settings.kafka, names)
         return {"kafka": "ok" if not missing else "missing topics"}
 
-    return Litestar(route_handlers=ops_handlers(ready, cache_seconds=5.0), openapi_config=None)
+    return Litestar(route_handlers=ops_handlers(ready, cache_seconds=5.0), openapi_config=None, logging_config=None)

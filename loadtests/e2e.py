@@ -1,0 +1,114 @@
+"""End-to-end figures for the spine, on the whole platform as `make run` starts it.
+
+One run, one machine, everything sharing its cores (api, worker, sinks, carrier-sim, broker,
+database and the load generator):
+  * accept: `wrk` posts single messages for --seconds at --connections; req/s and latency;
+  * delivery: from the database, accepted -> delivered latency per message and the drain rate
+    (first accept to last delivered), once every accepted message is delivered.
+Issues #3 and #4 add the ceilings (bare endpoint, raw produce) and the sustained benchmark.
+
+    make bench-e2e            # or: .venv/bin/python loadtests/e2e.py --seconds 10 --connections 32
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import asyncpg
+import httpx
+
+from herald.embedded import free_port
+from herald.settings import ApiSettings, Settings
+from herald_dev.supervisor import DevStack
+
+# Distinct recipients (+4474001xxxxx): one recipient's messages are delivered in order, one
+# at a time, so a single-recipient load would measure that lane, not the platform.
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer %s"
+local n = 0
+request = function()
+  n = n + 1
+  local body = string.format('{"to":"+4474001%%05d","channel":"sms","template":{"name":"otp","language":"en"},'
+    .. '"params":{"code":"%%d"}}', 10 + n %% 90000, n)
+  return wrk.format(nil, nil, nil, body)
+end
+"""
+
+
+def setup_tenant(base: str, admin_token: str) -> str:
+    admin = {"authorization": f"Bearer {admin_token}"}
+    with httpx.Client(base_url=base, timeout=10) as http:
+        tenant = http.post("/v1/admin/tenants", headers=admin, json={"name": "Bench", "tier": "enterprise",
+                                                                      "verified": True}).json()  # fmt: skip
+        key = http.post(f"/v1/admin/tenants/{tenant['id']}/keys", headers=admin, json={"kind": "live"}).json()["key"]
+        template = {"name": "otp", "language": "en", "category": "authentication", "channel": "sms",
+                    "body": "Your code is {{code}}"}  # fmt: skip
+        assert http.post("/v1/templates", headers={"authorization": f"Bearer {key}"}, json=template).status_code == 201
+    return str(key)
+
+
+def run_wrk(url: str, key: str, seconds: int, connections: int, workdir: Path) -> tuple[int, str]:
+    script = workdir / "post.lua"
+    script.write_text(WRK_SCRIPT % key)
+    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", str(script), "--latency",
+                          f"{url}/v1/messages"], capture_output=True, text=True, check=True).stdout  # fmt: skip
+    assert "Non-2xx" not in out, out
+    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    return requests, out
+
+
+async def delivery_figures(dsn: str, expected: int, deadline_s: float = 600) -> str:
+    conn = await asyncpg.connect(dsn)
+    try:
+        deadline = time.monotonic() + deadline_s
+        while (done := await conn.fetchval("SELECT count(*) FROM messages WHERE status = 'delivered'")) < expected:
+            assert time.monotonic() < deadline, f"only {done}/{expected} delivered"
+            await asyncio.sleep(0.5)
+        row = await conn.fetchrow("""
+            SELECT count(*) AS n,
+                   percentile_cont(0.5) WITHIN GROUP (ORDER BY e.at - m.created_at) AS p50,
+                   percentile_cont(0.99) WITHIN GROUP (ORDER BY e.at - m.created_at) AS p99,
+                   extract(epoch FROM max(e.at) - min(m.created_at)) AS span
+            FROM messages m JOIN message_events e ON e.message_id = m.id AND e.status = 'delivered'""")
+    finally:
+        await conn.close()
+    assert row is not None
+    return (f"delivered {row['n']}: accepted->delivered p50 {row['p50'].total_seconds() * 1000:.0f} ms, "
+            f"p99 {row['p99'].total_seconds() * 1000:.0f} ms; drain {row['n'] / float(row['span']):,.0f} msg/s "
+            "(first accept to last delivered)")  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=32)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is needed (Debian package 'wrk')")
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings(data_dir=Path(tmp), api=ApiSettings(port=free_port(), admin_token="bench"),
+                            log_level="WARNING")  # fmt: skip
+        stack = DevStack(settings)
+        try:
+            assert stack.start(), "platform did not become ready"
+            key = setup_tenant(stack.api_url, stack.admin_token)
+            requests, out = run_wrk(stack.api_url, key, args.seconds, args.connections, Path(tmp))
+            print(out)
+            print(f"accept: {requests} messages, {requests / args.seconds:,.0f} req/s over {args.seconds}s "
+                  f"at {args.connections} connections (whole platform running)")  # fmt: skip
+            print(asyncio.run(delivery_figures(stack.database_url, requests)))
+        finally:
+            stack.stop()
+
+
+if __name__ == "__main__":
+    main()
