@@ -34,6 +34,10 @@ CONSUMER_LAG = Gauge(
     "Records behind the partition highwater after the last committed batch.",
     ["topic", "partition"],
 )
+IDEMPOTENT_REPEATS = Counter(
+    "herald_idempotent_repeats_total",
+    "Records skipped by workers because another record already claimed the id.",
+)
 IN_FLIGHT = Gauge("herald_worker_in_flight", "Messages currently handed to providers by this worker.")
 PROVIDER_OUTCOMES = Counter(
     "herald_provider_outcomes_total",

@@ -23,7 +23,7 @@ from herald.settings import Settings
 from herald_api import problems
 from herald_api.auth import KeyAuthenticator, Principal, principal_dependency
 from herald_api.controllers.admin import AdminController
-from herald_api.controllers.messages import MessageController
+from herald_api.controllers.messages import LimitsController, MessageController
 from herald_api.controllers.receipts import ReceiptController
 from herald_api.controllers.templates import TemplateController
 from herald_api.sending import Sender, TemplateCache
@@ -60,7 +60,7 @@ def create_app(settings: Settings) -> Litestar:
             producer=producer,
             authenticator=KeyAuthenticator(pool, settings.api.auth_cache_seconds),
             templates=template_cache,
-            sender=Sender(producer, template_cache),
+            sender=Sender(producer, template_cache, pool),
         )
         app.state.authenticator = app.state.services.authenticator
         app.state.admin_token = settings.api.admin_token
@@ -89,6 +89,7 @@ def create_app(settings: Settings) -> Litestar:
             AdminController,
             TemplateController,
             MessageController,
+            LimitsController,
             ReceiptController,
             *ops_handlers(ready),
         ],

@@ -53,6 +53,16 @@ _AT = re.compile(r"at `\$\.?(?:data\.?)?([^`]*)`")
 _UNKNOWN = re.compile(r"unknown field `([^`]+)`")
 
 
+def field_from_message(message: str) -> str:
+    """The dotted field a msgspec validation message points at (`$.params.code` -> `params.code`)."""
+    if unknown := _UNKNOWN.search(message):
+        prefix = at.group(1) if (at := _AT.search(message)) else ""
+        return f"{prefix}.{unknown.group(1)}".strip(".")
+    if at := _AT.search(message):
+        return at.group(1) or "body"
+    return "body"
+
+
 def _field_errors(exc: ValidationException) -> list[FieldError]:
     errors = []
     for item in exc.extra if isinstance(exc.extra, list) else []:

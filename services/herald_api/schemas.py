@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
 
@@ -98,6 +98,46 @@ class MessageCreate(Strict, frozen=True):
     params: Annotated[dict[str, str], msgspec.Meta(max_length=50)] = msgspec.field(default_factory=dict)
     reference: Reference | None = None
     ttl_seconds: Annotated[int, msgspec.Meta(ge=1, le=7 * 24 * 3600)] | None = None
+    idempotency_key: Annotated[str, msgspec.Meta(min_length=1, max_length=128)] | None = None
+    """Same tenant + key within 24 h: same message id, one delivery, one bill."""
+
+
+MAX_BATCH = 1_000
+
+
+class BatchCreate(Strict, frozen=True):
+    """Each item is validated on its own (as a MessageCreate); the list itself must be 1..1000."""
+
+    messages: Annotated[list[dict[str, Any]], msgspec.Meta(min_length=1, max_length=MAX_BATCH)]
+
+
+class ItemError(msgspec.Struct, frozen=True, omit_defaults=True):
+    code: str
+    detail: str
+    fields: list[str] = msgspec.field(default_factory=list)
+    retry_after: int | None = None
+
+
+class BatchItemResult(msgspec.Struct, frozen=True, omit_defaults=True):
+    index: int
+    id: uuid.UUID | None = None
+    error: ItemError | None = None
+
+
+class BatchAccepted(msgspec.Struct, frozen=True):
+    accepted: int
+    rejected: int
+    results: list[BatchItemResult]
+
+
+class LimitsOut(msgspec.Struct, frozen=True):
+    tier: Tier
+    verified: bool
+    rate_per_second: int
+    daily_recipient_limit: int | None
+    """Unique recipients per rolling 24 h; null is unlimited."""
+    recipients_used_24h: int
+    recipients_remaining_24h: int | None
 
 
 class MessageAccepted(msgspec.Struct, frozen=True):

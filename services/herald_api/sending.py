@@ -1,34 +1,44 @@
-"""The accept pipeline: validate, render, produce, and only then answer 202.
+"""The accept pipeline: validate, render, reserve recipients, produce, and only then answer.
 
-`Sender.prepare` is pure validation and rendering against cached templates (no database round
-trip on a warm cache); `Sender.accept` produces with acks=all and returns the id only after the
-broker acknowledged. If the broker does not acknowledge, the client gets 503 and may retry.
+`Sender.prepare` is validation and rendering against cached templates (no database round trip
+on a warm cache). `Sender.accept_many` admits the prepared messages against the tenant's rolling
+24 h recipient limit (only for limited tenants, in a transaction committed after the broker's
+acknowledgement) and produces them in one round: every record is enqueued, then the broker's
+acks are awaited once. If the broker does not acknowledge, nothing is reported accepted (503).
 """
 
 from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 import asyncpg
+import msgspec
 from aiokafka.errors import KafkaError
 
 from herald import metrics
+from herald.db import recipients as recipient_store
 from herald.db import templates
 from herald.db.templates import TemplateRow
 from herald.domain import recipients
+from herald.domain.limits import effective, recipient_hash
 from herald.domain.models import DEFAULT_TTL_SECONDS, Category, TemplateStatus
 from herald.domain.records import ENCODER, OutboundMessageV1, message_key
 from herald.domain.templates import render
-from herald.errors import Forbidden, InvalidRequest, NotFound, Unavailable
-from herald.ids import uuid7
+from herald.errors import FieldError, Forbidden, HeraldError, InvalidRequest, NotFound, RateLimited, Unavailable
+from herald.ids import idempotent_id, uuid7
 from herald.kafka.producer import Producer, Record
 from herald.kafka.topics import class_topic
 from herald_api.auth import Principal
 from herald_api.caches import TTLCache
+from herald_api.problems import field_from_message
 from herald_api.schemas import MessageCreate
 
 TemplateKey = tuple[uuid.UUID, str, str]
+Outcome = uuid.UUID | HeraldError
 
 
 class TemplateCache:
@@ -45,10 +55,21 @@ class TemplateCache:
         self._cache.invalidate((tenant_id, name, language))
 
 
+def decode_item(item: Any) -> MessageCreate:
+    """One batch item, validated exactly like a single send's body."""
+    try:
+        return msgspec.convert(item, MessageCreate, strict=True)
+    except msgspec.ValidationError as exc:
+        message = str(exc)
+        field = field_from_message(message)
+        raise InvalidRequest(message, fields=(FieldError(field, message.split(" - at ")[0]),)) from exc
+
+
 class Sender:
-    def __init__(self, producer: Producer, template_cache: TemplateCache) -> None:
+    def __init__(self, producer: Producer, template_cache: TemplateCache, pool: asyncpg.Pool) -> None:
         self._producer = producer
         self._templates = template_cache
+        self._pool = pool
 
     async def prepare(self, principal: Principal, request: MessageCreate, now_ms: int) -> OutboundMessageV1:
         tenant = principal.tenant
@@ -57,6 +78,7 @@ class Sender:
             raise NotFound(
                 f"no template {request.template.name!r} in language {request.template.language!r}",
                 code="template_not_found",
+                fields=(FieldError("template", "no such template"),),
             )
         if template.status is not TemplateStatus.APPROVED:
             raise InvalidRequest.field("template", f"the template is {template.status}", code="template_not_approved")
@@ -69,8 +91,9 @@ class Sender:
         recipient = recipients.normalize(request.channel, request.to)
         body = render(template.body, request.params, template.channel)
         ttl = request.ttl_seconds or DEFAULT_TTL_SECONDS[template.category]
+        key = request.idempotency_key
         return OutboundMessageV1(
-            id=uuid7(now_ms),
+            id=uuid7(now_ms) if key is None else idempotent_id(tenant.id, key),
             tenant_id=tenant.id,
             key_kind=principal.key_kind,
             channel=template.channel,
@@ -85,14 +108,57 @@ class Sender:
             expires_at_ms=now_ms + ttl * 1000,
             verified_sender=tenant.verified,
             reference=request.reference,
+            idempotent=key is not None,
         )
 
     async def accept(self, principal: Principal, request: MessageCreate) -> uuid.UUID:
-        message = await self.prepare(principal, request, time.time_ns() // 1_000_000)
-        await self.produce([message])
-        return message.id
+        message = await self.prepare(principal, request, _now_ms())
+        (outcome,) = await self.accept_many(principal, [message])
+        if isinstance(outcome, HeraldError):
+            raise outcome
+        return outcome
 
-    async def produce(self, messages: list[OutboundMessageV1]) -> None:
+    async def accept_batch(self, principal: Principal, items: Sequence[Any]) -> list[Outcome]:
+        now_ms = _now_ms()
+        outcomes: list[Outcome | OutboundMessageV1] = []
+        for item in items:
+            try:
+                outcomes.append(await self.prepare(principal, decode_item(item), now_ms))
+            except HeraldError as exc:
+                outcomes.append(exc)
+        valid = [o for o in outcomes if isinstance(o, OutboundMessageV1)]
+        accepted = iter(await self.accept_many(principal, valid))
+        return [next(accepted) if isinstance(o, OutboundMessageV1) else o for o in outcomes]
+
+    async def accept_many(self, principal: Principal, messages: list[OutboundMessageV1]) -> list[Outcome]:
+        """Admit and produce; one outcome per message, in order. Raises Unavailable if the broker fails."""
+        tenant = principal.tenant
+        limit = effective(
+            tenant.tier, tenant.verified, tenant.rate_limit_per_second, tenant.daily_recipient_limit
+        ).daily_recipients
+        if not messages:
+            return []
+        if limit is None:
+            await self._produce(messages)
+            return [m.id for m in messages]
+        async with self._pool.acquire() as conn, conn.transaction():
+            reservation = await recipient_store.reserve(
+                conn, tenant.id, [recipient_hash(tenant.id, m.to) for m in messages], limit, datetime.now(UTC)
+            )
+            await self._produce([m for m, ok in zip(messages, reservation.admitted, strict=True) if ok])
+            # Leaving the block commits the reservation: only after the broker acknowledged.
+        refused = RateLimited(
+            f"the tenant's limit of {limit} unique recipients per rolling 24 h is reached",
+            code="daily_recipient_limit",
+            retry_after=reservation.retry_after_seconds,
+            fields=(FieldError("to", "over the daily unique-recipient limit"),),
+        )
+        for ok in reservation.admitted:
+            if not ok:
+                metrics.MESSAGES_REJECTED.labels("daily_recipient_limit").inc()
+        return [m.id if ok else refused for m, ok in zip(messages, reservation.admitted, strict=True)]
+
+    async def _produce(self, messages: list[OutboundMessageV1]) -> None:
         records = [
             Record(topic=class_topic(m.category), key=message_key(m.tenant_id, m.to), value=ENCODER.encode(m))
             for m in messages
@@ -101,7 +167,13 @@ class Sender:
             await self._producer.send_many(records)
         except KafkaError as exc:
             raise Unavailable(
-                "the message queue did not acknowledge; retry", code="broker_unavailable", retry_after=1
+                "the message queue did not acknowledge; retry (with idempotency keys, retries are safe)",
+                code="broker_unavailable",
+                retry_after=1,
             ) from exc
         for m in messages:
             metrics.MESSAGES_ACCEPTED.labels(m.category.value, m.channel.value).inc()
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000

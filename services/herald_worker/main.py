@@ -7,6 +7,7 @@ import contextlib
 
 from litestar import Litestar
 
+from herald.db.pool import create_pool
 from herald.kafka.admin import missing_topics
 from herald.kafka.consumer import ConsumerLoop, drain, make_consumer
 from herald.kafka.producer import Producer
@@ -25,11 +26,15 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     names = Names(settings.kafka.topic_prefix)
     producer = Producer(settings.kafka, names)
     await producer.start()
+    pool = await create_pool(settings.database)
     live = CarrierProvider(
         settings.worker.provider_url, settings.worker.provider_timeout_seconds, settings.worker.provider_connections
     )
     handler = DeliveryHandler(
-        Deliverer(live, SinkProvider(), settings.worker.provider_attempts), producer, settings.worker.max_in_flight
+        Deliverer(live, SinkProvider(), settings.worker.provider_attempts),
+        producer,
+        pool,
+        settings.worker.max_in_flight,
     )
     consumer = make_consumer(settings.kafka, names, WORKER_GROUP, MESSAGE_TOPICS)
     await consumer.start()
@@ -44,6 +49,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
             await asyncio.wait_for(consumer.stop(), 10)
         await producer.stop()
         await live.close()
+        await pool.close()
 
 
 def ops_app(settings: Settings) -> Litestar:

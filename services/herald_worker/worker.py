@@ -12,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import asyncpg
 import msgspec
 
 from herald import metrics
+from herald.db import claims
 from herald.domain.records import ENCODER, MESSAGE_DECODER, OutboundMessageV1, StatusEventV1
 from herald.kafka.consumer import Batch
 from herald.kafka.producer import Producer, Record
@@ -25,23 +27,32 @@ log = logging.getLogger(__name__)
 
 
 class DeliveryHandler:
-    def __init__(self, deliverer: Deliverer, producer: Producer, max_in_flight: int) -> None:
+    def __init__(self, deliverer: Deliverer, producer: Producer, pool: asyncpg.Pool, max_in_flight: int) -> None:
         self._deliverer = deliverer
         self._producer = producer
+        self._pool = pool
         self._slots = asyncio.Semaphore(max_in_flight)
 
     async def __call__(self, batch: Batch) -> None:
-        messages: list[OutboundMessageV1] = []
+        read: list[tuple[OutboundMessageV1, claims.Source | None]] = []
         for records in batch.values():
             for record in records:
                 try:
-                    messages.append(MESSAGE_DECODER.decode(record.value or b""))
+                    message = MESSAGE_DECODER.decode(record.value or b"")
                 except msgspec.DecodeError:
                     # Not something our API produced; skipping beats wedging the partition.
                     log.error(
                         "undecodable record skipped",
                         extra={"topic": record.topic, "partition": record.partition, "offset": record.offset},
                     )
+                    continue
+                source = claims.Source(message.id, record.topic, record.partition, record.offset)
+                read.append((message, source if message.idempotent else None))
+        # Idempotency: a repeated request produced a second record with the same id; only the
+        # record that claimed the id first is delivered (one delivery, one bill).
+        repeats = await claims.claim(self._pool, [s for _, s in read if s is not None])
+        metrics.IDEMPOTENT_REPEATS.inc(len(repeats))
+        messages = [m for m, source in read if source is None or source not in repeats]
         # Same tenant+recipient: in order, one after another. Different recipients: concurrently.
         lanes: dict[tuple[object, str], list[OutboundMessageV1]] = {}
         for m in messages:

@@ -35,6 +35,9 @@ class OutboundMessageV1(msgspec.Struct, frozen=True, tag="herald.message.v1", ta
     verified_sender: bool = False
     reference: str | None = None
     attempt: int = 0
+    idempotent: bool = False
+    """The id was derived from an idempotency key: the worker claims it before sending, so a
+    repeated request (same id, another record) is delivered once."""
 
 
 class StatusEventV1(msgspec.Struct, frozen=True, tag="herald.status.v1", tag_field="schema"):

@@ -1,19 +1,47 @@
-"""Sending and reading messages."""
+"""Sending (one or a batch) and reading messages; the tenant's own limits."""
 
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 
 from litestar import Controller, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
 
 from herald.db import messages
+from herald.db import recipients as recipient_store
+from herald.domain.limits import effective
 from herald.domain.models import Category, Channel
-from herald.errors import NotFound
+from herald.errors import HeraldError, NotFound
 from herald_api.auth import Principal
-from herald_api.schemas import EventOut, MessageAccepted, MessageCreate, MessageOut, TemplateUsed
+from herald_api.schemas import (
+    BatchAccepted,
+    BatchCreate,
+    BatchItemResult,
+    EventOut,
+    ItemError,
+    LimitsOut,
+    MessageAccepted,
+    MessageCreate,
+    MessageOut,
+    TemplateUsed,
+)
 from herald_api.services import Services
+
+
+def _item(index: int, outcome: uuid.UUID | HeraldError) -> BatchItemResult:
+    if isinstance(outcome, uuid.UUID):
+        return BatchItemResult(index=index, id=outcome)
+    return BatchItemResult(
+        index=index,
+        error=ItemError(
+            code=outcome.code,
+            detail=outcome.detail,
+            fields=[f.field for f in outcome.fields],
+            retry_after=outcome.retry_after,
+        ),
+    )
 
 
 class MessageController(Controller):
@@ -25,6 +53,15 @@ class MessageController(Controller):
         self, data: JSONBody[MessageCreate], principal: NamedDependency[Principal], svc: NamedDependency[Services]
     ) -> MessageAccepted:
         return MessageAccepted(id=await svc.sender.accept(principal, data))
+
+    @post("/batch", status_code=202, summary="Send up to 1,000 messages; each item accepted or rejected on its own")
+    async def send_batch(
+        self, data: JSONBody[BatchCreate], principal: NamedDependency[Principal], svc: NamedDependency[Services]
+    ) -> BatchAccepted:
+        outcomes = await svc.sender.accept_batch(principal, data.messages)
+        results = [_item(i, o) for i, o in enumerate(outcomes)]
+        accepted = sum(1 for r in results if r.id is not None)
+        return BatchAccepted(accepted=accepted, rejected=len(results) - accepted, results=results)
 
     @get("/{message_id:uuid}", summary="Status and event timeline of a message")
     async def read(
@@ -43,4 +80,24 @@ class MessageController(Controller):
             created_at=view.created_at,
             reference=view.reference,
             events=[EventOut(status=e.status, at=e.at, detail=e.detail) for e in view.events],
+        )
+
+
+class LimitsController(Controller):
+    path = "/v1/limits"
+    tags = ["messages"]
+
+    @get("/", summary="Tier, rates, the daily recipient limit and what remains of it")
+    async def limits(self, principal: NamedDependency[Principal], svc: NamedDependency[Services]) -> LimitsOut:
+        t = principal.tenant
+        limits = effective(t.tier, t.verified, t.rate_limit_per_second, t.daily_recipient_limit)
+        used = await recipient_store.used(svc.pool, t.id, datetime.now(UTC))
+        daily = limits.daily_recipients
+        return LimitsOut(
+            tier=t.tier,
+            verified=t.verified,
+            rate_per_second=limits.rate_per_second,
+            daily_recipient_limit=daily,
+            recipients_used_24h=used,
+            recipients_remaining_24h=None if daily is None else max(0, daily - used),
         )

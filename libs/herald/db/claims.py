@@ -1,0 +1,40 @@
+"""Claims of idempotent message ids by the worker (see migration 0002)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+import asyncpg
+import msgspec
+
+
+class Source(msgspec.Struct, frozen=True):
+    """The Kafka record a message was read from."""
+
+    message_id: uuid.UUID
+    topic: str
+    partition: int
+    offset: int
+
+
+async def claim(pool: asyncpg.Pool, sources: Sequence[Source]) -> set[Source]:
+    """Claim every id; return the sources whose id is claimed by a *different* record (repeats).
+
+    A redelivery of the claiming record itself (same topic, partition, offset) is not a repeat:
+    the crash that caused it may have happened before the send.
+    """
+    if not sources:
+        return set()
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.executemany(
+            'INSERT INTO message_claims (message_id, topic, partition, "offset") VALUES ($1, $2, $3, $4)'
+            " ON CONFLICT (message_id) DO NOTHING",
+            [(s.message_id, s.topic, s.partition, s.offset) for s in sources],
+        )
+        rows = await conn.fetch(
+            'SELECT message_id, topic, partition, "offset" FROM message_claims WHERE message_id = ANY($1::uuid[])',
+            [s.message_id for s in sources],
+        )
+    owner = {r["message_id"]: (r["topic"], r["partition"], r["offset"]) for r in rows}
+    return {s for s in sources if owner.get(s.message_id) != (s.topic, s.partition, s.offset)}

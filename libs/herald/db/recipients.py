@@ -1,0 +1,83 @@
+"""Rolling 24 h unique-recipient reservations (free/standard tiers and unverified tenants).
+
+`reserve` runs inside the caller's transaction and takes a per-tenant advisory lock, so
+concurrent API processes admit new recipients one tenant at a time and never overshoot the
+limit. The caller commits only after the broker acknowledged the messages; a failed produce
+rolls the reservation back. Unlimited tenants never come here (no database round trip).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+import asyncpg
+import msgspec
+
+from herald.domain.limits import WINDOW_SECONDS
+
+
+class Reservation(msgspec.Struct, frozen=True):
+    admitted: list[bool]
+    """Per input hash, in order."""
+    retry_after_seconds: int
+    """When a rejected recipient could next be admitted (the oldest in-window entry ages out)."""
+
+
+async def reserve(
+    conn: asyncpg.pool.PoolConnectionProxy[asyncpg.Record],
+    tenant_id: uuid.UUID,
+    hashes: Sequence[bytes],
+    limit: int,
+    now: datetime,
+) -> Reservation:
+    since = now - timedelta(seconds=WINDOW_SECONDS)
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 7))", str(tenant_id))
+    known = {
+        r["recipient_hash"]
+        for r in await conn.fetch(
+            "SELECT recipient_hash FROM tenant_recipients"
+            " WHERE tenant_id = $1 AND recipient_hash = ANY($2::bytea[]) AND last_sent_at > $3",
+            tenant_id,
+            list(set(hashes)),
+            since,
+        )
+    }
+    used: int = await conn.fetchval(
+        "SELECT count(*) FROM tenant_recipients WHERE tenant_id = $1 AND last_sent_at > $2", tenant_id, since
+    )
+    admitted: list[bool] = []
+    for h in hashes:
+        if h not in known and used < limit:
+            known.add(h)
+            used += 1
+        admitted.append(h in known)
+    chosen = list({h for h, ok in zip(hashes, admitted, strict=True) if ok})
+    if chosen:
+        await conn.execute(
+            "INSERT INTO tenant_recipients (tenant_id, recipient_hash, last_sent_at)"
+            " SELECT $1, h, $3 FROM unnest($2::bytea[]) h"
+            " ON CONFLICT (tenant_id, recipient_hash) DO UPDATE SET last_sent_at = excluded.last_sent_at",
+            tenant_id,
+            chosen,
+            now,
+        )
+    retry_after = 0
+    if not all(admitted):
+        oldest = await conn.fetchval(
+            "SELECT min(last_sent_at) FROM tenant_recipients WHERE tenant_id = $1 AND last_sent_at > $2",
+            tenant_id,
+            since,
+        )
+        retry_after = max(1, int(((oldest or now) - since).total_seconds()) + 1)
+    return Reservation(admitted=admitted, retry_after_seconds=retry_after)
+
+
+async def used(pool: asyncpg.Pool, tenant_id: uuid.UUID, now: datetime) -> int:
+    since = now - timedelta(seconds=WINDOW_SECONDS)
+    return int(
+        await pool.fetchval(
+            "SELECT count(*) FROM tenant_recipients WHERE tenant_id = $1 AND last_sent_at > $2", tenant_id, since
+        )
+    )
