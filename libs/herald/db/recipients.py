@@ -8,6 +8,7 @@ rolls the reservation back. Unlimited tenants never come here (no database round
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -70,7 +71,7 @@ async def reserve(
             tenant_id,
             since,
         )
-        retry_after = max(1, int(((oldest or now) - since).total_seconds()) + 1)
+        retry_after = max(1, math.ceil(((oldest or now) - since).total_seconds()))
     return Reservation(admitted=admitted, retry_after_seconds=retry_after)
 
 
