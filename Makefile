@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run test unit integration lint typecheck check lock clean bench-e2e
+.PHONY: install run test unit integration lint typecheck check lock clean bench-e2e bench-ingest
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -46,7 +46,11 @@ lock:
 	/tmp/herald-lock/bin/pip freeze --exclude-editable | grep -v '^herald' > requirements.lock
 
 bench-e2e: install
-	$(BIN)/python loadtests/e2e.py
+	$(BIN)/python -m loadtests.e2e
+
+bench-ingest: install
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(BIN)/python -m loadtests.ingest
 
 clean:
 	rm -rf $(VENV) .herald .mypy_cache .ruff_cache .pytest_cache

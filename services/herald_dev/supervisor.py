@@ -99,8 +99,9 @@ class DevStack:
     children until `should_stop()` is true; `stop()` stops children, broker and database.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, children: tuple[str, ...] = CHILDREN) -> None:
         self.settings = settings
+        self.child_names = children
         self.data_dir = settings.data_dir.resolve()
         self.admin_token = settings.api.admin_token or secrets.token_urlsafe(24)
         self.api_url = f"http://{settings.api.host}:{settings.api.port}"
@@ -138,7 +139,7 @@ class DevStack:
             "HERALD_WORKER_METRICS_PORT": str(free_port()),
             "HERALD_SINKS_METRICS_PORT": str(free_port()),
         }
-        self.children = [Child(name, env, self.data_dir / "logs") for name in CHILDREN]
+        self.children = [Child(name, env, self.data_dir / "logs") for name in self.child_names]
         for child in self.children:
             child.start()
         return _wait_ready(f"{self.api_url}/readyz", should_stop)

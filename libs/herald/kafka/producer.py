@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
+import zlib
 from collections.abc import Sequence
 
 import msgspec
@@ -21,6 +23,16 @@ class Record(msgspec.Struct, frozen=True):
     value: bytes
 
 
+def crc32_partitioner(key: bytes | None, all_partitions: list[int], available: list[int]) -> int:
+    """Key -> partition with zlib's C crc32 instead of aiokafka's pure-Python murmur2 (8% of the
+    API's CPU under batch load). Every Herald producer uses this one function, so a tenant +
+    recipient key always lands on the same partition, which is all ordering needs. Keyless
+    records (none today) go to any available partition."""
+    if key is None:
+        return (available or all_partitions)[zlib.crc32(os.urandom(4)) % len(available or all_partitions)]
+    return all_partitions[zlib.crc32(key) % len(all_partitions)]
+
+
 class Producer:
     """Produces records and returns only once the broker acknowledged every one of them.
 
@@ -36,6 +48,7 @@ class Producer:
             enable_idempotence=settings.idempotent_producer,
             linger_ms=settings.linger_ms,
             max_batch_size=64 * 1024,
+            partitioner=crc32_partitioner,
             request_timeout_ms=settings.request_timeout_ms,
         )
 

@@ -1,0 +1,211 @@
+"""Ingestion benchmark (issue #3) with its ceilings, all measured in one run on this machine.
+
+1. ceiling A: a bare Litestar + msgspec 202 endpoint (loadtests/bare_app.py), same server settings;
+2. single:    `herald api` POST /v1/messages (auth, template, phonenumbers, render, produce acks=all);
+3. ceiling B: raw aiokafka production of the same records to the same broker, enqueue-all then
+              await-all (what `Producer.send_many` does), one process;
+4. batch:     `herald api` POST /v1/messages/batch with 1,000 messages per request.
+
+Only the API runs (plus the embedded database and broker): workers would compete for the same
+two cores and this measures ingestion. `wrk` is the client (an httpx client was the bottleneck).
+
+    make bench-ingest   # = .venv/bin/python loadtests/ingest.py --seconds 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from aiokafka import AIOKafkaProducer
+
+from herald.domain.records import ENCODER, OutboundMessageV1
+from herald.embedded import free_port
+from herald.ids import uuid7
+from herald.settings import ApiSettings, Settings
+from herald_dev.supervisor import DevStack
+from loadtests.e2e import WRK_SCRIPT, setup_tenant
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def wrk(url: str, script: Path, seconds: int, connections: int) -> dict[str, float]:
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", str(script), "--latency", url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "Non-2xx" not in out, out
+
+    def ms(label: str) -> float:
+        m = re.search(rf"{label}\s+([\d.]+)(us|ms|s)", out)
+        assert m is not None, out
+        return float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
+
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    return {"rps": rps, "p50": ms("50%"), "p99": ms("99%")}
+
+
+def bare_ceiling(seconds: int, connections: int, tmp: Path) -> dict[str, float]:
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "loadtests.bare_app:app",
+            "--port",
+            str(port),
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                subprocess.run(
+                    ["wrk", "-t1", "-c1", "-d1s", f"http://127.0.0.1:{port}/"], capture_output=True, check=True
+                )
+                break
+            except subprocess.CalledProcessError:
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+        script = tmp / "bare.lua"
+        script.write_text(
+            'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+            'wrk.body = \'{"to":"+447400100010","channel":"sms","template":{"name":"otp","language":"en"},'
+            '"params":{"code":"1"}}\'\n'
+        )
+        return wrk(f"http://127.0.0.1:{port}/v1/messages", script, seconds, connections)
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+async def raw_produce(bootstrap: str, records: int) -> float:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=2, max_batch_size=64 * 1024)
+    await producer.start()
+    sample = OutboundMessageV1(
+        id=uuid7(),
+        tenant_id=uuid7(),
+        key_kind="live",
+        channel="sms",
+        category="authentication",  # type: ignore[arg-type]
+        template_name="otp",
+        template_language="en",
+        template_version=1,
+        to="+447400100010",
+        country="GB",
+        body="Your code is 123456",
+        created_at_ms=0,
+        expires_at_ms=0,
+    )
+    value = ENCODER.encode(sample)
+    try:
+        started = time.perf_counter()
+        for start in range(0, records, 1000):
+            futures = [
+                await producer.send("herald.messages.authentication", value=value, key=f"k{i}".encode())
+                for i in range(start, min(records, start + 1000))
+            ]
+            await asyncio.gather(*futures)
+        return records / (time.perf_counter() - started)
+    finally:
+        await producer.stop()
+
+
+def batch_script(key: str, tmp: Path) -> Path:
+    items = [
+        {
+            "to": f"+4474001{10 + i:05d}",
+            "channel": "sms",
+            "template": {"name": "otp", "language": "en"},
+            "params": {"code": str(i)},
+        }
+        for i in range(1000)
+    ]
+    script = tmp / "batch.lua"
+    script.write_text(
+        f'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+        f'wrk.headers["Authorization"] = "Bearer {key}"\nwrk.body = [[{json.dumps({"messages": items})}]]\n'
+    )
+    return script
+
+
+BATCH_DISTINCT = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer %s"
+local n = 0
+request = function()
+  local items = {}
+  for i = 1, 1000 do
+    n = n + 1
+    items[i] = string.format('{"to":"+447400%%06d","channel":"sms","template":{"name":"otp","language":"en"},'
+      .. '"params":{"code":"%%d"}}', n %% 1000000, n)
+  end
+  return wrk.format(nil, nil, nil, '{"messages":[' .. table.concat(items, ",") .. ']}')
+end
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=64)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        bare = bare_ceiling(args.seconds, args.connections, tmp)
+        settings = Settings(data_dir=tmp, api=ApiSettings(port=free_port(), admin_token="bench"), log_level="WARNING")
+        stack = DevStack(settings, children=("api",))
+        try:
+            assert stack.start(), "API did not become ready"
+            key = setup_tenant(stack.api_url, stack.admin_token)
+            (tmp / "single.lua").write_text(WRK_SCRIPT % key)
+            single = wrk(f"{stack.api_url}/v1/messages", tmp / "single.lua", args.seconds, args.connections)
+            raw = asyncio.run(raw_produce(stack.bootstrap, 100_000))
+            batch = wrk(f"{stack.api_url}/v1/messages/batch", batch_script(key, tmp), args.seconds, 4)
+            (tmp / "distinct.lua").write_text(BATCH_DISTINCT % key)
+            distinct = wrk(f"{stack.api_url}/v1/messages/batch", tmp / "distinct.lua", args.seconds, 4)
+        finally:
+            stack.stop()
+    batch_mps, distinct_mps = batch["rps"] * 1000, distinct["rps"] * 1000
+    print(
+        f"ceiling A  bare Litestar 202         {bare['rps']:>9,.0f} req/s  "
+        f"p50 {bare['p50']:.1f} ms  p99 {bare['p99']:.1f} ms"
+    )
+    print(
+        f"single     POST /v1/messages          {single['rps']:>9,.0f} req/s  p50 {single['p50']:.1f} ms  "
+        f"p99 {single['p99']:.1f} ms  ratio {single['rps'] / bare['rps']:.2f} (target 0.6)"
+    )
+    print(f"ceiling B  raw aiokafka produce      {raw:>9,.0f} msg/s")
+    print(
+        f"batch      POST /v1/messages/batch    {batch_mps:>9,.0f} msg/s  ({batch['rps']:.1f} req/s of 1,000; "
+        f"p50 {batch['p50']:.0f} ms)  ratio {batch_mps / raw:.2f} (target 0.5)  [same 1,000 recipients each request]"
+    )
+    print(
+        f"batch      POST /v1/messages/batch    {distinct_mps:>9,.0f} msg/s  ({distinct['rps']:.1f} req/s of 1,000; "
+        f"p50 {distinct['p50']:.0f} ms)  ratio {distinct_mps / raw:.2f} (target 0.5)  [every recipient new]"
+    )
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONPATH", str(ROOT))
+    main()
