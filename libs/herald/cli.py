@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import sys
 
 import uvloop
@@ -30,26 +31,20 @@ def _api(settings: Settings) -> None:
     )
 
 
-def _worker(settings: Settings) -> None:
+def _consumer_process(settings: Settings, module: str, port: int) -> None:
+    """worker and sinks: a main coroutine `run(settings, stop)` beside the ops HTTP server."""
     from herald.runtime import run_until_signalled
-    from herald_worker.main import ops_app, run_worker
 
-    uvloop.run(
-        run_until_signalled(
-            lambda stop: run_worker(settings, stop), ops_app(settings), "127.0.0.1", settings.worker.metrics_port
-        )
-    )
+    mod = importlib.import_module(module)
+    uvloop.run(run_until_signalled(lambda stop: mod.run(settings, stop), mod.ops_app(settings), "127.0.0.1", port))
+
+
+def _worker(settings: Settings) -> None:
+    _consumer_process(settings, "herald_worker.main", settings.worker.metrics_port)
 
 
 def _sinks(settings: Settings) -> None:
-    from herald.runtime import run_until_signalled
-    from herald_sinks.main import ops_app, run_sinks
-
-    uvloop.run(
-        run_until_signalled(
-            lambda stop: run_sinks(settings, stop), ops_app(settings), "127.0.0.1", settings.sinks.metrics_port
-        )
-    )
+    _consumer_process(settings, "herald_sinks.main", settings.sinks.metrics_port)
 
 
 def _carrier_sim(settings: Settings) -> None:

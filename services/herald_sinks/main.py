@@ -42,3 +42,6 @@ def ops_app(settings: Settings) -> Litestar:
         return {"postgres": await check_postgres(state["pool"])}  # type: ignore[arg-type]
 
     return Litestar(route_handlers=ops_handlers(ready, cache_seconds=5.0), openapi_config=None, logging_config=None)
+
+
+run = run_sinks

@@ -60,3 +60,6 @@ def ops_app(settings: Settings) -> Litestar:
         return {"kafka": "ok" if not missing else "missing topics"}
 
     return Litestar(route_handlers=ops_handlers(ready, cache_seconds=5.0), openapi_config=None, logging_config=None)
+
+
+run = run_worker

