@@ -61,6 +61,10 @@ MESSAGES_FINAL = Counter(
     "Messages reaching a final status, as emitted by workers and receipts.",
     ["status"],
 )
+RECEIPT_TIMEOUTS = Counter(
+    "herald_receipt_timeouts_total",
+    "Sent messages failed by the sweep because no receipt arrived in time.",
+)
 STATUS_ROWS = Counter(
     "herald_status_projection_rows_total",
     "Rows written by the status projection sink.",

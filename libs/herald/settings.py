@@ -62,6 +62,10 @@ class WorkerSettings(msgspec.Struct, frozen=True):
 
 class SinkSettings(msgspec.Struct, frozen=True):
     batch_max_records: int = 2000
+    receipt_timeout_seconds: float = 72 * 3600
+    """A `sent` message with no receipt after this long becomes `failed` (receipt_timeout).
+    72 h is the longest SMS validity period carriers commonly apply."""
+    sweep_interval_seconds: float = 60.0
     metrics_port: int = 0
 
 

@@ -8,6 +8,7 @@ Twilio's status callbacks do). Deterministic outcomes by recipient suffix, for t
     ...0000  permanent `invalid_number` (400)       ...0001  permanent `opted_out` (400)
     ...0002  accepted, then a `failed` receipt       ...0003  `recipient_busy` (409, Retry-After: 1)
     ...0004  500 on every attempt (provider outage for that recipient)
+    ...0005  accepted, and no receipt ever (a lost delivery report)
 """
 
 from __future__ import annotations
@@ -111,7 +112,7 @@ def create_app(settings: CarrierSimSettings, provider: ProviderSettings) -> Lite
             return Response(ErrorOut(ErrorDetail("internal", "outage")), status_code=500)
         provider_id = f"sim-{next(counter):012d}"
         sends[data.metadata.get("message_id", "")] += 1
-        if "message_id" in data.metadata and "tenant_id" in data.metadata:
+        if "message_id" in data.metadata and "tenant_id" in data.metadata and suffix != "0005":
             receipt: dict[str, object] = {
                 "message_id": data.metadata["message_id"],
                 "tenant_id": data.metadata["tenant_id"],

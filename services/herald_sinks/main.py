@@ -9,16 +9,21 @@ from litestar import Litestar
 
 from herald.db.pool import create_pool
 from herald.kafka.consumer import ConsumerLoop, drain, make_consumer
+from herald.kafka.producer import Producer
 from herald.kafka.topics import EVENTS, MESSAGE_TOPICS, STATUS_SINK_GROUP, Names
 from herald.ops import check_postgres, ops_handlers
 from herald.runtime import until_stopped
 from herald.settings import Settings
 from herald_sinks.status import StatusProjection
+from herald_sinks.sweeper import run_sweeper
 
 
 async def run_sinks(settings: Settings, stop: asyncio.Event) -> None:
     names = Names(settings.kafka.topic_prefix)
     pool = await create_pool(settings.database)
+    producer = Producer(settings.kafka, names)
+    await producer.start()
+    sweeper = asyncio.create_task(run_sweeper(pool, producer, settings.sinks, stop))
     consumer = make_consumer(settings.kafka, names, STATUS_SINK_GROUP, (*MESSAGE_TOPICS, EVENTS))
     await consumer.start()
     loop = ConsumerLoop(consumer, StatusProjection(pool, names), names, max_records=settings.sinks.batch_max_records)
@@ -30,6 +35,10 @@ async def run_sinks(settings: Settings, stop: asyncio.Event) -> None:
         task.cancel()
         with contextlib.suppress(BaseException):
             await asyncio.wait_for(consumer.stop(), 10)
+        sweeper.cancel()
+        with contextlib.suppress(BaseException):
+            await sweeper
+        await producer.stop()
         await pool.close()
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import msgspec
+
 from herald.settings import Settings
 from tests.integration.harness import Platform
 
@@ -64,5 +66,23 @@ async def test_message_past_its_ttl_expires_unsent(settings: Settings) -> None:
         assert message["status"] == "expired"
         assert [e["status"] for e in message["events"]] == ["accepted", "expired"]
         assert message["events"][-1]["detail"] == "ttl_elapsed"
+    finally:
+        await platform.stop()
+
+
+async def test_lost_receipt_ends_failed_by_the_deadline_sweep(settings: Settings) -> None:
+    sinks = msgspec.structs.replace(settings.sinks, receipt_timeout_seconds=1.0, sweep_interval_seconds=0.3)
+    platform = await Platform(msgspec.structs.replace(settings, sinks=sinks)).start()
+    try:
+        _, auth = await platform.tenant_with_key()
+        await platform.template(auth)
+        lost = await platform.send(auth, to="+447400120005")  # carrier-sim: accepted, never a receipt
+        normal = await platform.send(auth, to="+447400120006")
+        message = await platform.wait_status(auth, lost.json()["id"], {"failed"})
+        assert [e["status"] for e in message["events"]] == ["accepted", "sent", "failed"]
+        assert message["events"][-1]["detail"] == "receipt_timeout"
+        # A message whose receipt came in time is untouched by the sweep.
+        await asyncio.sleep(1.5)
+        assert (await platform.wait_status(auth, normal.json()["id"]))["status"] == "delivered"
     finally:
         await platform.stop()

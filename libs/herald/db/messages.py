@@ -137,3 +137,13 @@ async def get(pool: asyncpg.Pool, tenant_id: uuid.UUID, message_id: uuid.UUID) -
         created_at=row["created_at"],
         events=[accepted, *(EventView(status=Status(e["status"]), at=e["at"], detail=e["reason"]) for e in events)],
     )
+
+
+async def awaiting_receipt(pool: asyncpg.Pool, older_than: datetime, limit: int) -> list[tuple[uuid.UUID, uuid.UUID]]:
+    """(message id, tenant id) of messages still `sent` since before `older_than`."""
+    rows = await pool.fetch(
+        "SELECT id, tenant_id FROM messages WHERE status = 'sent' AND updated_at < $1 ORDER BY updated_at LIMIT $2",
+        older_than,
+        limit,
+    )
+    return [(r["id"], r["tenant_id"]) for r in rows]

@@ -1,0 +1,58 @@
+"""The receipt-deadline sweep: no message stays `sent` forever.
+
+Every `sweep_interval_seconds` the sweep finds messages that have waited longer than
+`receipt_timeout_seconds` for a provider receipt and emits `failed` (reason `receipt_timeout`)
+on `herald.events`, where the projection (and later billing and callbacks) see it like any
+other transition. Safe with several sink processes: the event table is keyed on (message,
+status), so two sweeps of the same message record one event. A receipt that arrives later
+still wins if its own time is earlier than the sweep's (the projection folds in time order).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+from aiokafka.errors import KafkaError
+
+from herald import metrics
+from herald.db import messages
+from herald.domain.records import ENCODER, StatusEventV1
+from herald.domain.status import Status
+from herald.kafka.producer import Producer, Record
+from herald.kafka.topics import EVENTS
+from herald.settings import SinkSettings
+
+log = logging.getLogger(__name__)
+
+
+async def sweep_once(pool: asyncpg.Pool, producer: Producer, timeout_seconds: float, limit: int = 1000) -> int:
+    older_than = datetime.now(UTC) - timedelta(seconds=timeout_seconds)
+    overdue = await messages.awaiting_receipt(pool, older_than, limit)
+    now_ms = time.time_ns() // 1_000_000
+    events = [
+        StatusEventV1(message_id=mid, tenant_id=tid, status=Status.FAILED, at_ms=now_ms, reason="receipt_timeout")
+        for mid, tid in overdue
+    ]
+    await producer.send_many([Record(EVENTS, str(e.message_id).encode(), ENCODER.encode(e)) for e in events])
+    metrics.RECEIPT_TIMEOUTS.inc(len(events))
+    return len(events)
+
+
+async def run_sweeper(pool: asyncpg.Pool, producer: Producer, settings: SinkSettings, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), settings.sweep_interval_seconds)
+        if stop.is_set():
+            return
+        try:
+            swept = await sweep_once(pool, producer, settings.receipt_timeout_seconds)
+        except (OSError, asyncpg.PostgresError, KafkaError) as exc:
+            log.warning("receipt sweep failed; will retry", extra={"error": type(exc).__name__})
+            continue
+        if swept:
+            log.info("messages failed for want of a receipt", extra={"count": swept})
