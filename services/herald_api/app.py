@@ -95,7 +95,7 @@ def create_app(settings: Settings) -> Litestar:
         ],
         dependencies={
             "svc": Provide(_services, sync_to_thread=False),
-            "principal": Provide(principal_dependency),
+            "principal": Provide(principal_dependency, sync_to_thread=False),
         },
         signature_namespace={"Services": Services, "Principal": Principal, "Request": Request},
         exception_handlers=problems.HANDLERS,

@@ -15,6 +15,7 @@ import msgspec
 from litestar import Request
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
+from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult, DefineMiddleware
 
 from herald.db import tenants
 from herald.db.tenants import KeyLookup, TenantRow
@@ -69,6 +70,20 @@ def admin_guard(connection: ASGIConnection, _: BaseRouteHandler) -> None:  # typ
         raise Unauthenticated("the admin token is not valid", code="invalid_admin_token")
 
 
-async def principal_dependency(request: Request) -> Principal:  # type: ignore[type-arg]
-    authenticator: KeyAuthenticator = request.app.state.authenticator
-    return await authenticator.authenticate(bearer(request))
+class TenantAuthMiddleware(AbstractAuthenticationMiddleware):
+    """Authenticates every request to the tenant controllers before the body is even read, so an
+    unauthenticated caller learns nothing from validation errors. Middleware rather than a DI
+    provider: the send path is hot and Litestar's dependency resolution cost ~10% of it."""
+
+    async def authenticate_request(self, connection: ASGIConnection) -> AuthenticationResult:  # type: ignore[type-arg]
+        authenticator: KeyAuthenticator = connection.app.state.authenticator
+        return AuthenticationResult(user=await authenticator.authenticate(bearer(connection)), auth=None)
+
+
+TENANT_AUTH = DefineMiddleware(TenantAuthMiddleware)
+
+
+def principal_dependency(request: Request) -> Principal:  # type: ignore[type-arg]
+    """The principal TenantAuthMiddleware put on the request (for handlers that take it by DI)."""
+    principal: Principal = request.user
+    return principal

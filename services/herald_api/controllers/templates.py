@@ -10,7 +10,7 @@ from herald.db import templates
 from herald.db.templates import TemplateRow
 from herald.domain.templates import lint, placeholders
 from herald.errors import InvalidRequest, NotFound
-from herald_api.auth import Principal
+from herald_api.auth import TENANT_AUTH, Principal
 from herald_api.schemas import Language, TemplateCreate, TemplateName, TemplateOut
 from herald_api.services import Services
 
@@ -32,6 +32,7 @@ def _out(row: TemplateRow) -> TemplateOut:
 class TemplateController(Controller):
     path = "/v1/templates"
     tags = ["templates"]
+    middleware = [TENANT_AUTH]
 
     @post("/", status_code=201, summary="Create a template (a new version if name+language exists)")
     async def create(
