@@ -54,8 +54,10 @@ class WorkerSettings(msgspec.Struct, frozen=True):
     provider_connections: int = 32
     """Keep-alive connections to the provider. httpcore's pool scans every connection per request,
     so a pool as large as max_in_flight costs more CPU than the extra parallelism buys (profiled)."""
-    provider_attempts: int = 4
-    """In-process tenacity attempts for transient provider errors."""
+    provider_attempts: int = 6
+    """In-process tenacity attempts for transient provider errors: backoff 0.1, 0.2, 0.4, 0.8,
+    1.6 s (+ jitter, and at least the provider's Retry-After), so a blip of a few seconds is
+    ridden out; a longer outage fails the message with `<reason>_retries_exhausted`."""
     drain_seconds: float = 20.0
     metrics_port: int = 0
 

@@ -11,7 +11,13 @@ import logging
 import time
 from collections.abc import Callable
 
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
 
 from herald import metrics
 from herald.domain.models import KeyKind
@@ -24,6 +30,21 @@ log = logging.getLogger(__name__)
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+_BACKOFF = wait_exponential_jitter(multiplier=0.1, max=5.0, jitter=0.1)
+MAX_RETRY_AFTER_SECONDS = 10.0
+"""A longer Retry-After is not waited out in process (it would hold the whole batch); the
+message fails with the reason instead (the retry topic of issue #4 will carry it)."""
+
+
+def provider_wait(state: RetryCallState) -> float:
+    """Exponential backoff with jitter, but never sooner than the provider's Retry-After."""
+    backoff = _BACKOFF(state)
+    exc = state.outcome.exception() if state.outcome is not None else None
+    if isinstance(exc, RetryableError) and exc.retry_after is not None:
+        return max(backoff, min(exc.retry_after, MAX_RETRY_AFTER_SECONDS))
+    return backoff
 
 
 class Deliverer:
@@ -73,7 +94,7 @@ class Deliverer:
     async def _send_with_retries(self, provider: Provider, message: OutboundMessageV1) -> Accepted:
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self._attempts),
-            wait=wait_exponential_jitter(multiplier=0.05, max=2.0, jitter=0.05),
+            wait=provider_wait,
             retry=retry_if_exception_type(RetryableError),
             reraise=True,
         )

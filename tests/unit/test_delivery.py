@@ -88,3 +88,19 @@ async def test_test_keys_never_reach_the_live_provider(kind: KeyKind) -> None:
     events = await deliverer(live).deliver(message(kind))
     assert live.calls == 0
     assert [e.status for e in events] == [Status.SENT, Status.DELIVERED]
+
+
+def test_wait_honours_retry_after_but_caps_it() -> None:
+    from tenacity import RetryCallState
+
+    from herald_worker.delivery import MAX_RETRY_AFTER_SECONDS, provider_wait
+
+    def state_after(exc: Exception) -> RetryCallState:
+        state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
+        state.attempt_number = 1
+        state.set_exception((type(exc), exc, None))
+        return state
+
+    assert provider_wait(state_after(RetryableError("throttled", 3.0))) >= 3.0
+    assert provider_wait(state_after(RetryableError("throttled", 3600.0))) <= MAX_RETRY_AFTER_SECONDS + 0.2
+    assert provider_wait(state_after(RetryableError("provider_unavailable"))) < 1.0
