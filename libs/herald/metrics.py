@@ -67,7 +67,7 @@ RECEIPT_TIMEOUTS = Counter(
 )
 STATUS_ROWS = Counter(
     "herald_status_projection_rows_total",
-    "Rows written by the status projection sink.",
+    "Rows written by the status projection sink (kind: message, event; refused: skipped as invalid).",
     ["kind"],
 )
 HTTP_REQUESTS = Counter(

@@ -11,11 +11,16 @@ import msgspec
 from herald.domain.models import Category, Channel, KeyKind, TemplateStatus, Tier
 from herald.domain.status import Status
 
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+# Control characters (NUL above all: PostgreSQL text cannot hold it) are refused at the boundary,
+# so no downstream consumer can be handed a record it cannot store. Tab, CR and LF are allowed.
+_NO_CONTROL = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
+Text = Annotated[str, msgspec.Meta(pattern=_NO_CONTROL)]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=_NO_CONTROL)]
 TemplateName = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9_]{1,64}$", description="lowercase, digits, _")]
 Language = Annotated[str, msgspec.Meta(pattern=r"^[a-z]{2,3}([_-][A-Za-z]{2,4})?$", examples=["en", "pt_BR"])]
-Url = Annotated[str, msgspec.Meta(max_length=2048, pattern=r"^https?://")]
-Reference = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+Url = Annotated[str, msgspec.Meta(max_length=2048, pattern=r"^https?://[^\x00-\x20\x7f]+$")]
+Reference = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=_NO_CONTROL)]
+ParamName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]
 
 
 class Strict(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -70,7 +75,7 @@ class TemplateCreate(Strict, frozen=True):
     language: Language
     category: Category
     channel: Channel
-    body: Annotated[str, msgspec.Meta(max_length=100_000)]
+    body: Annotated[str, msgspec.Meta(max_length=100_000, pattern=_NO_CONTROL)]
 
 
 class TemplateOut(msgspec.Struct, frozen=True):
@@ -92,13 +97,13 @@ class TemplateRef(Strict, frozen=True):
 
 
 class MessageCreate(Strict, frozen=True):
-    to: Annotated[str, msgspec.Meta(min_length=1, max_length=320)]
+    to: Annotated[str, msgspec.Meta(min_length=1, max_length=320, pattern=_NO_CONTROL)]
     channel: Channel
     template: TemplateRef
-    params: Annotated[dict[str, str], msgspec.Meta(max_length=50)] = msgspec.field(default_factory=dict)
+    params: Annotated[dict[ParamName, Text], msgspec.Meta(max_length=50)] = msgspec.field(default_factory=dict)
     reference: Reference | None = None
     ttl_seconds: Annotated[int, msgspec.Meta(ge=1, le=7 * 24 * 3600)] | None = None
-    idempotency_key: Annotated[str, msgspec.Meta(min_length=1, max_length=128)] | None = None
+    idempotency_key: Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=_NO_CONTROL)] | None = None
     """Same tenant + key within 24 h: same message id, one delivery, one bill."""
 
 
@@ -174,7 +179,7 @@ class ReceiptIn(Strict, frozen=True):
 
     message_id: uuid.UUID
     tenant_id: uuid.UUID
-    provider_message_id: Annotated[str, msgspec.Meta(max_length=128)]
+    provider_message_id: Annotated[str, msgspec.Meta(max_length=128, pattern=_NO_CONTROL)]
     status: Status
     at_ms: int
-    error_code: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+    error_code: Annotated[str, msgspec.Meta(max_length=64, pattern=_NO_CONTROL)] | None = None

@@ -43,13 +43,32 @@ class StatusProjection:
                         "undecodable record skipped",
                         extra={"topic": tp.topic, "partition": tp.partition, "offset": record.offset},
                     )
+        try:
+            await self._apply(messages, events)
+        except asyncpg.DataError:
+            # A record the database refuses (the API validates so this should not happen) must not
+            # wedge the partition: apply one by one and skip only what is refused, loudly.
+            for m in messages:
+                await self._apply_or_skip([m], [], str(m.id))
+            for e in events:
+                await self._apply_or_skip([], [e], str(e.message_id))
+        metrics.STATUS_ROWS.labels("message").inc(len(messages))
+        metrics.STATUS_ROWS.labels("event").inc(len(events))
+
+    async def _apply(self, messages: list[OutboundMessageV1], events: list[StatusEventV1]) -> None:
         # A database outage must not skip records: retry until it is back (or we are stopped,
-        # in which case nothing is committed and the batch is replayed).
+        # in which case nothing is committed and the batch is replayed). Data errors are not
+        # transient and are not retried here.
         async for attempt in AsyncRetrying(
-            retry=retry_if_exception_type((OSError, asyncpg.PostgresError, asyncpg.InterfaceError)),
+            retry=retry_if_exception_type((OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError)),
             wait=wait_exponential_jitter(multiplier=0.1, max=5.0, jitter=0.1),
         ):
             with attempt:
                 await message_store.apply_batch(self._pool, messages, events)
-        metrics.STATUS_ROWS.labels("message").inc(len(messages))
-        metrics.STATUS_ROWS.labels("event").inc(len(events))
+
+    async def _apply_or_skip(self, messages: list[OutboundMessageV1], events: list[StatusEventV1], ref: str) -> None:
+        try:
+            await self._apply(messages, events)
+        except asyncpg.DataError as exc:
+            metrics.STATUS_ROWS.labels("refused").inc()
+            log.error("record refused by the database, skipped", extra={"message_id": ref, "error": type(exc).__name__})

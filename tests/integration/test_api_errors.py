@@ -143,3 +143,20 @@ async def test_health_readiness_and_metrics(api: Platform) -> None:
     metrics = (await api.http.get("/metrics")).text
     assert "herald_messages_accepted_total" in metrics
     assert "herald_produce_seconds_bucket" in metrics
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"reference": "a\x00b"}, {"params": {"code": "1\x00"}}, {"idempotency_key": "k\x01"}, {"to": "+447400123456\x00"}],
+)
+async def test_control_characters_are_refused_at_the_boundary(api: Platform, change: dict[str, Any]) -> None:
+    _, auth = await api.tenant_with_key()
+    await api.template(auth)
+    r = await api.http.post("/v1/messages", headers=auth, json={**GOOD, **change})
+    _problem(r, 422, "validation_failed")
+    r = await api.http.post(
+        "/v1/templates",
+        headers=auth,
+        json={"name": "t2", "language": "en", "category": "utility", "channel": "sms", "body": "nul \x00 here"},
+    )
+    _problem(r, 422, "validation_failed", "body")

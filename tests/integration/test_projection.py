@@ -8,6 +8,7 @@ import uuid
 from collections.abc import AsyncIterator
 
 import asyncpg
+import msgspec
 import pytest
 
 from herald.db import messages as store
@@ -84,3 +85,19 @@ async def test_read_scoped_to_tenant(pool: asyncpg.Pool) -> None:
     assert view is not None
     assert [e.status for e in view.events] == [Status.ACCEPTED, Status.SENT]
     assert await store.get(pool, uuid.uuid4(), mid) is None
+
+
+async def test_a_record_the_database_refuses_is_skipped_not_wedging(pool: asyncpg.Pool) -> None:
+    """Defence in depth behind API validation: a NUL in a text field must not block the sink."""
+    from herald.kafka.topics import Names
+    from herald_sinks.status import StatusProjection
+
+    good, bad = uuid.uuid4(), uuid.uuid4()
+    poisoned = msgspec.structs.replace(msg(bad), reference="a\x00b")
+    projection = StatusProjection(pool, Names())
+    await projection._apply_or_skip([msg(good), poisoned], [], "batch")  # the whole batch is refused...
+    assert await pool.fetchval("SELECT count(*) FROM messages") == 0
+    await projection._apply_or_skip([msg(good)], [], str(good))  # ...record by record, the good one lands
+    await projection._apply_or_skip([poisoned], [], str(bad))
+    assert await status_of(pool, good) == "accepted"
+    assert await pool.fetchval("SELECT count(*) FROM messages WHERE id = $1", bad) == 0
