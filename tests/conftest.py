@@ -82,7 +82,11 @@ async def settings(database_url: str, broker: EmbeddedBroker, tmp_path: Path) ->
             fetch_max_wait_ms=20,
         ),
         api=ApiSettings(
-            port=api_port, admin_token="test-admin-token", auth_cache_seconds=0.5, template_cache_seconds=0.5
+            allow_private_callbacks=True,
+            port=api_port,
+            admin_token="test-admin-token",
+            auth_cache_seconds=0.5,
+            template_cache_seconds=0.5,
         ),
         worker=WorkerSettings(provider_url=f"http://127.0.0.1:{sim_port}", provider_attempts=3, drain_seconds=5.0),
         carrier_sim=CarrierSimSettings(

@@ -70,6 +70,16 @@ STATUS_ROWS = Counter(
     "Rows written by the status projection sink (kind: message, event; refused: skipped as invalid).",
     ["kind"],
 )
+CALLBACK_OUTCOMES = Counter(
+    "herald_callback_outcomes_total",
+    "Tenant callback attempts by outcome (delivered, refused, http_5xx/429, timeout_or_network).",
+    ["outcome"],
+)
+CALLBACK_SECONDS = Histogram(
+    "herald_callback_seconds",
+    "Duration of one callback attempt, including the tenant's response time.",
+    buckets=_FAST_BUCKETS,
+)
 HTTP_REQUESTS = Counter(
     "herald_http_requests_total",
     "HTTP responses by route template and status class.",

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import signal
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import uvicorn
 from litestar import Litestar
@@ -40,7 +41,7 @@ async def run_until_signalled(
                 await asyncio.wait_for(server_task, 5)
 
 
-async def until_stopped(work: asyncio.Task[None], stop: asyncio.Event) -> None:
+async def until_stopped(work: asyncio.Future[Any], stop: asyncio.Event) -> None:
     """Wait for `stop` or for `work` to end; re-raise if `work` failed (the supervisor restarts us)."""
     stopper = asyncio.create_task(stop.wait())
     done, _ = await asyncio.wait({work, stopper}, return_when=asyncio.FIRST_COMPLETED)

@@ -43,6 +43,9 @@ class ApiSettings(msgspec.Struct, frozen=True):
     auth_cache_seconds: float = 5.0
     """A revoked key stops working in every API process within this many seconds."""
     template_cache_seconds: float = 5.0
+    allow_private_callbacks: bool = False
+    """Production refuses callback URLs that resolve to private, loopback or link-local addresses
+    (SSRF). `herald dev` and the tests turn this on to call back to localhost."""
 
 
 class WorkerSettings(msgspec.Struct, frozen=True):
@@ -68,6 +71,11 @@ class SinkSettings(msgspec.Struct, frozen=True):
     """A `sent` message with no receipt after this long becomes `failed` (receipt_timeout).
     72 h is the longest SMS validity period carriers commonly apply."""
     sweep_interval_seconds: float = 60.0
+    callback_timeout_seconds: float = 5.0
+    callback_per_tenant_in_flight: int = 4
+    """A slow or failing endpoint holds at most this many of the dispatcher's slots."""
+    callback_retry_hours: float = 24.0
+    callback_poll_seconds: float = 0.1
     metrics_port: int = 0
 
 

@@ -17,12 +17,12 @@ from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult, DefineMiddleware
 
+from herald.caches import TTLCache
 from herald.db import tenants
 from herald.db.tenants import KeyLookup, TenantRow
 from herald.domain import apikeys
 from herald.domain.models import KeyKind
 from herald.errors import Forbidden, Unauthenticated
-from herald_api.caches import TTLCache
 
 
 class Principal(msgspec.Struct, frozen=True):

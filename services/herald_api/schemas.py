@@ -58,6 +58,11 @@ class TenantOut(msgspec.Struct, frozen=True):
     """Only in the creation response: shown once."""
 
 
+class CallbackSecretOut(msgspec.Struct, frozen=True):
+    callback_secret: str
+    """Shown once. The previous secret stops signing immediately."""
+
+
 class KeyCreate(Strict, frozen=True):
     kind: KeyKind
 

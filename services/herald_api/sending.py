@@ -20,6 +20,7 @@ import msgspec
 from aiokafka.errors import KafkaError
 
 from herald import metrics
+from herald.caches import TTLCache
 from herald.db import recipients as recipient_store
 from herald.db import templates
 from herald.db.templates import TemplateRow
@@ -33,7 +34,6 @@ from herald.ids import idempotent_id, uuid7
 from herald.kafka.producer import Producer, Record
 from herald.kafka.topics import class_topic
 from herald_api.auth import Principal
-from herald_api.caches import TTLCache
 from herald_api.problems import field_from_message
 from herald_api.schemas import MessageCreate
 

@@ -132,6 +132,8 @@ class DevStack:
             "HERALD_DATABASE_URL": self.database_url,
             "HERALD_KAFKA_BOOTSTRAP": self.bootstrap,
             "HERALD_ADMIN_TOKEN": self.admin_token,
+            # Development: tenants may point callbacks at localhost (production refuses: SSRF).
+            "HERALD_API_ALLOW_PRIVATE_CALLBACKS": os.environ.get("HERALD_API_ALLOW_PRIVATE_CALLBACKS", "true"),
             "HERALD_API_PORT": str(self.settings.api.port),
             "HERALD_CARRIER_SIM_PORT": str(sim_port),
             "HERALD_WORKER_PROVIDER_URL": f"http://127.0.0.1:{sim_port}",

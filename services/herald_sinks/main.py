@@ -10,34 +10,50 @@ from litestar import Litestar
 from herald.db.pool import create_pool
 from herald.kafka.consumer import ConsumerLoop, drain, make_consumer
 from herald.kafka.producer import Producer
-from herald.kafka.topics import EVENTS, MESSAGE_TOPICS, STATUS_SINK_GROUP, Names
+from herald.kafka.topics import CALLBACK_SINK_GROUP, EVENTS, MESSAGE_TOPICS, STATUS_SINK_GROUP, Names
 from herald.ops import check_postgres, ops_handlers
 from herald.runtime import until_stopped
 from herald.settings import Settings
+from herald_sinks.callbacks import CallbackRecorder, Dispatcher
 from herald_sinks.status import StatusProjection
 from herald_sinks.sweeper import run_sweeper
 
 
 async def run_sinks(settings: Settings, stop: asyncio.Event) -> None:
+    """Status projection and callback recording (two consumer groups, so a slow callback table
+    never delays status), plus the receipt-deadline sweep and the callback dispatcher."""
     names = Names(settings.kafka.topic_prefix)
     pool = await create_pool(settings.database)
     producer = Producer(settings.kafka, names)
     await producer.start()
-    sweeper = asyncio.create_task(run_sweeper(pool, producer, settings.sinks, stop))
-    consumer = make_consumer(settings.kafka, names, STATUS_SINK_GROUP, (*MESSAGE_TOPICS, EVENTS))
-    await consumer.start()
-    loop = ConsumerLoop(consumer, StatusProjection(pool, names), names, max_records=settings.sinks.batch_max_records)
-    task = asyncio.create_task(loop.run())
+    background = [
+        asyncio.create_task(run_sweeper(pool, producer, settings.sinks, stop)),
+        asyncio.create_task(Dispatcher(pool, settings.sinks).run(stop)),
+    ]
+    groups = (
+        (STATUS_SINK_GROUP, (*MESSAGE_TOPICS, EVENTS), StatusProjection(pool, names)),
+        (CALLBACK_SINK_GROUP, (EVENTS,), CallbackRecorder(pool)),
+    )
+    consumers, loops = [], []
+    for group, topics, handler in groups:
+        consumer = make_consumer(settings.kafka, names, group, topics)
+        await consumer.start()
+        consumers.append(consumer)
+        loops.append(ConsumerLoop(consumer, handler, names, max_records=settings.sinks.batch_max_records))
+    tasks = [asyncio.create_task(loop.run()) for loop in loops]
     try:
-        await until_stopped(task, stop)
-        await drain(loop, task, 20.0)
+        await until_stopped(asyncio.gather(*tasks), stop)
+        for loop, task in zip(loops, tasks, strict=True):
+            await drain(loop, task, 20.0)
     finally:
-        task.cancel()
+        for task in tasks:
+            task.cancel()
+        for consumer in consumers:
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(consumer.stop(), 10)
+        stop.set()
         with contextlib.suppress(BaseException):
-            await asyncio.wait_for(consumer.stop(), 10)
-        sweeper.cancel()
-        with contextlib.suppress(BaseException):
-            await sweeper
+            await asyncio.wait_for(asyncio.gather(*background), 15)
         await producer.stop()
         await pool.close()
 

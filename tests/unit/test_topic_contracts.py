@@ -8,7 +8,7 @@ from pathlib import Path
 import msgspec
 
 from herald.domain.records import OutboundMessageV1, StatusEventV1
-from herald.kafka.topics import EVENTS, MESSAGE_TOPICS, STATUS_SINK_GROUP, WORKER_GROUP, contracts
+from herald.kafka.topics import CALLBACK_SINK_GROUP, EVENTS, MESSAGE_TOPICS, STATUS_SINK_GROUP, WORKER_GROUP, contracts
 
 SCHEMAS: dict[str, type[msgspec.Struct]] = {"herald.message.v1": OutboundMessageV1, "herald.status.v1": StatusEventV1}
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,7 +29,7 @@ def test_code_topics_and_contracts_agree() -> None:
 
 def test_consumer_groups_in_contracts_are_the_code_groups() -> None:
     groups = {g for c in contracts() for g in c.consumers}
-    assert groups == {WORKER_GROUP, STATUS_SINK_GROUP}
+    assert groups == {WORKER_GROUP, STATUS_SINK_GROUP, CALLBACK_SINK_GROUP}
 
 
 def test_no_topic_literal_in_code_is_missing_from_contracts() -> None:

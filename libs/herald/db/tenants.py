@@ -130,3 +130,22 @@ async def lookup_key(conn: asyncpg.Pool | asyncpg.Connection, key_id: uuid.UUID)
         revoked=row["revoked"],
         tenant=_tenant(row),
     )
+
+
+class CallbackConfig(msgspec.Struct, frozen=True):
+    url: str
+    secret: str
+
+
+async def callback_config(pool: asyncpg.Pool, tenant_id: uuid.UUID) -> CallbackConfig | None:
+    row = await pool.fetchrow("SELECT callback_url, callback_secret FROM tenants WHERE id = $1", tenant_id)
+    if row is None or not row["callback_url"] or not row["callback_secret"]:
+        return None
+    return CallbackConfig(url=row["callback_url"], secret=row["callback_secret"])
+
+
+async def rotate_callback_secret(pool: asyncpg.Pool, tenant_id: uuid.UUID, secret: str) -> bool:
+    status = await pool.execute(
+        "UPDATE tenants SET callback_secret = $2, updated_at = now() WHERE id = $1", tenant_id, secret
+    )
+    return not status.endswith(" 0")

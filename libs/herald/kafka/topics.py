@@ -28,6 +28,7 @@ class _Contracts(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 EVENTS = "herald.events"
 WORKER_GROUP = "herald-workers"
 STATUS_SINK_GROUP = "herald-sinks-status"
+CALLBACK_SINK_GROUP = "herald-sinks-callbacks"
 
 
 def class_topic(category: Category) -> str:

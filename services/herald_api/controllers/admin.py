@@ -12,12 +12,16 @@ from litestar.params import FromPath, JSONBody
 
 from herald.db import tenants
 from herald.db.tenants import TenantRow
-from herald.domain import apikeys
+from herald.domain import apikeys, callback_urls
 from herald.errors import NotFound
 from herald.ids import uuid7
 from herald_api.auth import admin_guard
-from herald_api.schemas import KeyCreate, KeyOut, TenantCreate, TenantOut, TenantPatch
+from herald_api.schemas import CallbackSecretOut, KeyCreate, KeyOut, TenantCreate, TenantOut, TenantPatch
 from herald_api.services import Services
+
+
+def new_callback_secret() -> str:
+    return "whsec_" + secrets.token_urlsafe(32)
 
 
 def _out(row: TenantRow, callback_secret: str | None = None) -> TenantOut:
@@ -31,7 +35,9 @@ class AdminController(Controller):
 
     @post("/tenants", status_code=201, summary="Create a tenant; the callback secret is shown once")
     async def create_tenant(self, data: JSONBody[TenantCreate], svc: NamedDependency[Services]) -> TenantOut:
-        secret = "whsec_" + secrets.token_urlsafe(32)
+        if data.callback_url is not None:
+            await callback_urls.validate(data.callback_url, allow_private=svc.settings.api.allow_private_callbacks)
+        secret = new_callback_secret()
         row = await tenants.create(svc.pool, uuid7(), data.name, data.tier, data.verified, data.callback_url, secret)
         return _out(row, callback_secret=secret)
 
@@ -51,10 +57,21 @@ class AdminController(Controller):
             for k, v in msgspec.structs.asdict(data).items()
             if v is not msgspec.UNSET
         }
+        if isinstance(data.callback_url, str):
+            await callback_urls.validate(data.callback_url, allow_private=svc.settings.api.allow_private_callbacks)
         row = await tenants.patch(svc.pool, tenant_id, changes)
         if row is None:
             raise NotFound("no such tenant", code="tenant_not_found")
         return _out(row)
+
+    @post("/tenants/{tenant_id:uuid}/callback-secret", status_code=201, summary="Rotate the callback secret")
+    async def rotate_callback_secret(
+        self, tenant_id: FromPath[uuid.UUID], svc: NamedDependency[Services]
+    ) -> CallbackSecretOut:
+        secret = new_callback_secret()
+        if not await tenants.rotate_callback_secret(svc.pool, tenant_id, secret):
+            raise NotFound("no such tenant", code="tenant_not_found")
+        return CallbackSecretOut(callback_secret=secret)
 
     @post("/tenants/{tenant_id:uuid}/keys", status_code=201, summary="Issue an API key; shown once")
     async def create_key(

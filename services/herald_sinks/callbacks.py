@@ -1,0 +1,158 @@
+"""Tenant status callbacks: record durably, then dispatch with retries and per-tenant isolation.
+
+`CallbackRecorder` is the handler of consumer group `herald-sinks-callbacks` on `herald.events`:
+it writes one outbox row per (message, status) for tenants with a callback URL, and the loop
+commits the offsets only after that insert. Delivery never blocks consumption.
+
+`Dispatcher` sends due rows as independent tasks: at most `callback_per_tenant_in_flight` per
+tenant, so a slow or failing endpoint only ever delays its own tenant. Each POST carries
+`Herald-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>." + body)>`. 2xx deletes the row;
+5xx, 429 (honouring Retry-After) and timeouts retry with exponential backoff for
+`callback_retry_hours`; other 4xx are the receiver refusing: the row is marked dead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import aiohttp
+import asyncpg
+import msgspec
+
+from herald import metrics, signing
+from herald.caches import TTLCache
+from herald.db import callbacks as outbox
+from herald.db import tenants
+from herald.db.tenants import CallbackConfig
+from herald.domain.records import EVENT_DECODER
+from herald.kafka.consumer import Batch
+from herald.settings import SinkSettings
+
+log = logging.getLogger(__name__)
+
+
+class CallbackV1(msgspec.Struct, frozen=True, omit_defaults=True):
+    """The JSON body a tenant receives. Receivers should dedupe on (message_id, status)."""
+
+    message_id: uuid.UUID
+    status: str
+    at: datetime
+    reason: str | None = None
+    type: str = "message.status"
+
+
+class CallbackRecorder:
+    def __init__(self, pool: asyncpg.Pool, cache_seconds: float = 5.0) -> None:
+        self._pool = pool
+        self._configs: TTLCache[uuid.UUID, CallbackConfig | None] = TTLCache(cache_seconds)
+
+    async def __call__(self, batch: Batch) -> None:
+        pending: list[outbox.Pending] = []
+        for records in batch.values():
+            for record in records:
+                try:
+                    event = EVENT_DECODER.decode(record.value or b"")
+                except msgspec.DecodeError:
+                    continue
+                config = await self._config(event.tenant_id)
+                if config is None:
+                    continue
+                body = CallbackV1(
+                    message_id=event.message_id, status=event.status.value,
+                    at=datetime.fromtimestamp(event.at_ms / 1000, tz=UTC), reason=event.reason,
+                )  # fmt: skip
+                pending.append(
+                    outbox.Pending(event.message_id, event.tenant_id, event.status.value, msgspec.json.encode(body))
+                )
+        await outbox.record(self._pool, pending)
+
+    async def _config(self, tenant_id: uuid.UUID) -> CallbackConfig | None:
+        return await self._configs.get(tenant_id, lambda: tenants.callback_config(self._pool, tenant_id))
+
+
+class Dispatcher:
+    def __init__(self, pool: asyncpg.Pool, settings: SinkSettings) -> None:
+        self._pool = pool
+        self._settings = settings
+        self._in_flight: dict[int, uuid.UUID] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._configs: TTLCache[uuid.UUID, CallbackConfig | None] = TTLCache(5.0)
+        self._session: aiohttp.ClientSession | None = None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self._session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=self._settings.callback_timeout_seconds)
+        )
+        try:
+            while not stop.is_set():
+                try:
+                    await self._start_due()
+                except (OSError, asyncpg.PostgresError) as exc:
+                    log.warning("callback dispatch poll failed", extra={"error": type(exc).__name__})
+                await asyncio.sleep(self._settings.callback_poll_seconds)
+        finally:
+            if self._tasks:
+                await asyncio.wait(self._tasks, timeout=self._settings.callback_timeout_seconds + 1)
+            await self._session.close()
+
+    async def _start_due(self) -> None:
+        cap = self._settings.callback_per_tenant_in_flight
+        rows = await outbox.due(self._pool, datetime.now(UTC), per_tenant=cap, limit=500)
+        busy: dict[uuid.UUID, int] = {}
+        for tenant_id in self._in_flight.values():
+            busy[tenant_id] = busy.get(tenant_id, 0) + 1
+        for row in rows:
+            if row.id in self._in_flight or busy.get(row.tenant_id, 0) >= cap:
+                continue
+            busy[row.tenant_id] = busy.get(row.tenant_id, 0) + 1
+            self._in_flight[row.id] = row.tenant_id
+            task = asyncio.create_task(self._deliver(row))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _deliver(self, row: outbox.Due) -> None:
+        started = time.perf_counter()
+        try:
+            config = await self._configs.get(row.tenant_id, lambda: tenants.callback_config(self._pool, row.tenant_id))
+            if config is None:
+                await outbox.dead(self._pool, row.id, "no callback url")
+                return
+            outcome, retry_after = await self._post(config, row.payload)
+            metrics.CALLBACK_OUTCOMES.labels(outcome).inc()
+            metrics.CALLBACK_SECONDS.observe(time.perf_counter() - started)
+            if outcome == "delivered":
+                await outbox.delivered(self._pool, row.id)
+            elif outcome == "refused":
+                await outbox.dead(self._pool, row.id, outcome)
+            elif datetime.now(UTC) - row.created_at > timedelta(hours=self._settings.callback_retry_hours):
+                await outbox.dead(self._pool, row.id, f"{outcome}; retry window over")
+            else:
+                delay = max(retry_after or 0.0, min(3600.0, 2.0**row.attempts) * random.uniform(0.8, 1.2))
+                await outbox.retry_later(self._pool, row.id, datetime.now(UTC) + timedelta(seconds=delay), outcome)
+        except (OSError, asyncpg.PostgresError) as exc:
+            log.warning("callback bookkeeping failed; will retry", extra={"error": type(exc).__name__})
+        finally:
+            self._in_flight.pop(row.id, None)
+
+    async def _post(self, config: CallbackConfig, body: bytes) -> tuple[str, float | None]:
+        assert self._session is not None
+        headers = {"content-type": "application/json", "herald-signature": signing.sign(config.secret, body)}
+        try:
+            async with self._session.post(config.url, data=body, headers=headers, allow_redirects=False) as response:
+                status = response.status
+                retry_after = response.headers.get("retry-after")
+        except (aiohttp.ClientError, TimeoutError):
+            return "timeout_or_network", None
+        if 200 <= status < 300:
+            return "delivered", None
+        if status == 429 or status >= 500:
+            try:
+                return f"http_{status}", float(retry_after) if retry_after else None
+            except ValueError:
+                return f"http_{status}", None
+        return "refused", None

@@ -1,0 +1,134 @@
+"""Signed status callbacks: order, signature, retries, per-tenant isolation, SSRF, rotation."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import msgspec
+import pytest
+from litestar import Litestar, Request, Response, post
+from litestar.params import FromPath
+
+from herald import signing
+from herald.embedded import free_port
+from herald.settings import Settings
+from tests.integration.harness import Platform, Served
+
+
+class Receiver:
+    """A tenant's webhook endpoint; behaviour per path name: fail the first N, or be slow."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[str, float, dict[str, str], bytes]] = []
+        self.fail_first: dict[str, int] = {}
+        self.sleep: dict[str, float] = {}
+        self.calls: dict[str, int] = {}
+
+        @post("/cb/{name:str}", status_code=200)
+        async def receive(name: FromPath[str], request: Request[Any, Any, Any]) -> Response[str]:
+            self.calls[name] = self.calls.get(name, 0) + 1
+            await asyncio.sleep(self.sleep.get(name, 0))
+            if self.calls[name] <= self.fail_first.get(name, 0):
+                return Response("busy", status_code=503)
+            self.received.append((name, time.monotonic(), dict(request.headers), await request.body()))
+            return Response("ok", status_code=200)
+
+        self.app = Litestar([receive], openapi_config=None, logging_config=None)
+
+    def bodies(self, name: str) -> list[dict[str, Any]]:
+        return [msgspec.json.decode(body) for n, _, _, body in self.received if n == name]
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[tuple[Receiver, str]]:
+    r, port = Receiver(), free_port()
+    served = Served(r.app, port)
+    await served.start()
+    yield r, f"http://127.0.0.1:{port}"
+    await served.stop()
+
+
+@pytest.fixture
+async def platform(settings: Settings) -> AsyncIterator[Platform]:
+    sinks = msgspec.structs.replace(settings.sinks, callback_timeout_seconds=1.0, callback_poll_seconds=0.05)
+    running = await Platform(msgspec.structs.replace(settings, sinks=sinks)).start()
+    yield running
+    await running.stop()
+
+
+async def _wait(predicate: Any, seconds: float = 15.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached"
+        await asyncio.sleep(0.05)
+
+
+async def test_signed_callbacks_in_order(platform: Platform, receiver: tuple[Receiver, str]) -> None:
+    rec, base = receiver
+    tenant = await platform.tenant(callback_url=f"{base}/cb/acme")
+    auth = {"authorization": f"Bearer {await platform.key(tenant['id'])}"}
+    await platform.template(auth)
+    sent = await platform.send(auth)
+    await _wait(lambda: len(rec.bodies("acme")) >= 2)
+    bodies = rec.bodies("acme")
+    assert [(b["message_id"], b["status"]) for b in bodies] == [
+        (sent.json()["id"], "sent"),
+        (sent.json()["id"], "delivered"),
+    ]
+    for _, _, headers, body in rec.received:
+        assert signing.verify(tenant["callback_secret"], headers["herald-signature"], body)
+        assert not signing.verify("whsec_wrong", headers["herald-signature"], body)
+
+
+async def test_failing_endpoint_is_retried_until_it_accepts(platform: Platform, receiver: tuple[Receiver, str]) -> None:
+    rec, base = receiver
+    rec.fail_first["flaky"] = 2  # 503 twice, then 200 (backoff ~1 s, then ~2 s)
+    tenant = await platform.tenant(callback_url=f"{base}/cb/flaky")
+    auth = {"authorization": f"Bearer {await platform.key(tenant['id'])}"}
+    await platform.template(auth)
+    await platform.send(auth)
+    await _wait(lambda: [b["status"] for b in rec.bodies("flaky")] == ["sent", "delivered"], 20)
+    assert rec.calls["flaky"] >= 4  # two refusals, then both statuses, still in order
+
+
+async def test_slow_tenant_never_delays_another(platform: Platform, receiver: tuple[Receiver, str]) -> None:
+    rec, base = receiver
+    rec.sleep["slow"] = 3.0  # beyond the 1 s callback timeout: every attempt times out
+    slow = await platform.tenant(callback_url=f"{base}/cb/slow")
+    fast = await platform.tenant(callback_url=f"{base}/cb/fast")
+    slow_auth = {"authorization": f"Bearer {await platform.key(slow['id'])}"}
+    fast_auth = {"authorization": f"Bearer {await platform.key(fast['id'])}"}
+    await platform.template(slow_auth)
+    await platform.template(fast_auth)
+    ids = [(await platform.send(slow_auth, to=f"+4474001{100 + i:05d}")).json()["id"] for i in range(20)]
+    for message_id in ids:  # the pipeline is warm and the slow tenant has 40 callbacks pending
+        await platform.wait_status(slow_auth, message_id, {"delivered"})
+    await _wait(lambda: rec.calls.get("slow", 0) >= 4)  # its endpoint is now hanging our requests
+    started = time.monotonic()
+    message = await platform.send(fast_auth, to="+447400100099")
+    await _wait(lambda: len(rec.bodies("fast")) == 2, 10)
+    # Both of the fast tenant's callbacks arrive in well under one slow attempt's timeout chain.
+    assert time.monotonic() - started < 2.0
+    assert [b["message_id"] for b in rec.bodies("fast")] == [message.json()["id"]] * 2
+    assert rec.bodies("slow") == []
+    assert rec.bodies("slow") == []
+
+
+async def test_rotated_secret_signs_from_then_on(platform: Platform, receiver: tuple[Receiver, str]) -> None:
+    rec, base = receiver
+    tenant = await platform.tenant(callback_url=f"{base}/cb/rot")
+    r = await platform.http.post(f"/v1/admin/tenants/{tenant['id']}/callback-secret", headers=platform.admin)
+    assert r.status_code == 201
+    new_secret = r.json()["callback_secret"]
+    assert new_secret != tenant["callback_secret"]
+    await asyncio.sleep(5.2)  # the sinks cache callback config for 5 s
+    auth = {"authorization": f"Bearer {await platform.key(tenant['id'])}"}
+    await platform.template(auth)
+    await platform.send(auth)
+    await _wait(lambda: len(rec.bodies("rot")) >= 1)
+    _, _, headers, body = rec.received[0]
+    assert signing.verify(new_secret, headers["herald-signature"], body)
+    assert not signing.verify(tenant["callback_secret"], headers["herald-signature"], body)
