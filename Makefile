@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run test unit integration lint typecheck check lock clean bench-e2e bench-ingest
+.PHONY: install tools run test unit integration lint typecheck check lock clean bench-e2e bench-ingest
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,8 +21,15 @@ run: install
 	$(BIN)/herald dev
 
 # Static checks first (fast, and a type error is a test failure), then the whole pytest suite.
-test: install lint typecheck
+test: install tools lint typecheck
 	$(BIN)/pytest
+
+# promtool (Debian package prometheus) unit-tests the alert rules; installed when missing and
+# possible (root with apt), otherwise that one test is skipped and says why.
+tools:
+	@command -v promtool >/dev/null || [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null \
+	  || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null) \
+	  || echo "promtool could not be installed; tests/unit/test_observability.py will skip its promtool test"
 
 unit: install
 	$(BIN)/pytest tests/unit
