@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import os
+import shutil
 import sys
 
 import uvloop
@@ -15,6 +17,15 @@ from herald.settings import Settings
 
 def _api(settings: Settings) -> None:
     import uvicorn
+
+    if settings.api.workers > 1:
+        # Several processes: each writes its metrics to files here and /metrics sums them
+        # (prometheus_client's multiprocess mode, read at import time, so set before the
+        # worker processes import the app). Stale files from an earlier run are removed.
+        folder = (settings.data_dir / "prometheus-api").resolve()
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
 
     uvicorn.run(
         "herald_api.server:factory",

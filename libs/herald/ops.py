@@ -7,6 +7,7 @@ overload the database or broker.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Awaitable, Callable
 
@@ -15,6 +16,7 @@ import msgspec
 import prometheus_client
 from litestar import Response, get
 from litestar.handlers import HTTPRouteHandler
+from prometheus_client import multiprocess
 
 ReadyCheck = Callable[[], Awaitable[dict[str, str]]]
 """Returns a map of component -> "ok" or a short reason; ready when all are "ok"."""
@@ -49,7 +51,7 @@ def ops_handlers(check: ReadyCheck, cache_seconds: float = 1.0) -> list[HTTPRout
 
     @get("/metrics", include_in_schema=False, sync_to_thread=False)
     def metrics() -> Response[bytes]:
-        return Response(prometheus_client.generate_latest(), media_type=prometheus_client.CONTENT_TYPE_LATEST)
+        return Response(exposition(), media_type=prometheus_client.CONTENT_TYPE_LATEST)
 
     return [healthz, readyz, metrics]
 
@@ -57,3 +59,13 @@ def ops_handlers(check: ReadyCheck, cache_seconds: float = 1.0) -> list[HTTPRout
 async def check_postgres(pool: asyncpg.Pool) -> str:
     await pool.fetchval("SELECT 1")
     return "ok"
+
+
+def exposition() -> bytes:
+    """This process's metrics, or, with several API worker processes (PROMETHEUS_MULTIPROC_DIR set
+    by `herald api`), the sum over all of them, whichever process the scrape lands on."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = prometheus_client.CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return prometheus_client.generate_latest(registry)
+    return prometheus_client.generate_latest()

@@ -44,7 +44,13 @@ def _response(
     return Response(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
-def _herald(_: Request, exc: HeraldError) -> Response[Problem]:  # type: ignore[type-arg]
+def _count_rejected_send(request: Request, code: str) -> None:  # type: ignore[type-arg]
+    if request.url.path.startswith("/v1/messages") and request.method == "POST":
+        metrics.MESSAGES_REJECTED.labels(code).inc()
+
+
+def _herald(request: Request, exc: HeraldError) -> Response[Problem]:  # type: ignore[type-arg]
+    _count_rejected_send(request, exc.code)
     headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
     return _response(exc.status, exc.code, exc.title, exc.detail, list(exc.fields), headers)
 
@@ -76,8 +82,9 @@ def _field_errors(exc: ValidationException) -> list[FieldError]:
     return errors
 
 
-def _validation(_: Request, exc: ValidationException) -> Response[Problem]:  # type: ignore[type-arg]
+def _validation(request: Request, exc: ValidationException) -> Response[Problem]:  # type: ignore[type-arg]
     errors = _field_errors(exc)
+    _count_rejected_send(request, "validation_failed" if errors else "malformed_request")
     if not errors:
         # Litestar raises ValidationException without field details when the body is not JSON.
         return _response(400, "malformed_request", "The request body could not be parsed", "the body is not valid JSON")
@@ -107,7 +114,7 @@ def _http(_: Request, exc: HTTPException) -> Response[Problem]:  # type: ignore[
 
 def _unexpected(request: Request, exc: Exception) -> Response[Problem]:  # type: ignore[type-arg]
     log.exception("unhandled error", extra={"path": request.url.path})
-    metrics.MESSAGES_REJECTED.labels("internal_error").inc()
+    _count_rejected_send(request, "internal_error")
     return _response(500, "internal_error", "Internal server error", "the server failed; it has been logged")
 
 

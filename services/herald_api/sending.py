@@ -153,9 +153,6 @@ class Sender:
             retry_after=reservation.retry_after_seconds,
             fields=(FieldError("to", "over the daily unique-recipient limit"),),
         )
-        for ok in reservation.admitted:
-            if not ok:
-                metrics.MESSAGES_REJECTED.labels("daily_recipient_limit").inc()
         return [m.id if ok else refused for m, ok in zip(messages, reservation.admitted, strict=True)]
 
     async def _produce(self, messages: list[OutboundMessageV1]) -> None:

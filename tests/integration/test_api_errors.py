@@ -160,3 +160,20 @@ async def test_control_characters_are_refused_at_the_boundary(api: Platform, cha
         json={"name": "t2", "language": "en", "category": "utility", "channel": "sms", "body": "nul \x00 here"},
     )
     _problem(r, 422, "validation_failed", "body")
+
+
+async def test_rejections_are_counted_by_code(api: Platform) -> None:
+    from herald import metrics
+
+    def count(code: str) -> float:
+        return metrics.MESSAGES_REJECTED.labels(code)._value.get()
+
+    _, auth = await api.tenant_with_key()
+    await api.template(auth)
+    before = {c: count(c) for c in ("invalid_recipient", "validation_failed", "params_missing")}
+    await api.http.post("/v1/messages", headers=auth, json={**GOOD, "to": "+1"})
+    await api.http.post("/v1/messages", headers=auth, json={**GOOD, "surprise": 1})
+    await api.http.post("/v1/messages/batch", headers=auth, json={"messages": [{**GOOD, "params": {}}, GOOD]})
+    assert count("invalid_recipient") == before["invalid_recipient"] + 1
+    assert count("validation_failed") == before["validation_failed"] + 1
+    assert count("params_missing") == before["params_missing"] + 1

@@ -10,6 +10,7 @@ from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
 
+from herald import metrics
 from herald.db import messages
 from herald.db import recipients as recipient_store
 from herald.domain.limits import effective
@@ -34,6 +35,7 @@ from herald_api.services import Services
 def _item(index: int, outcome: uuid.UUID | HeraldError) -> BatchItemResult:
     if isinstance(outcome, uuid.UUID):
         return BatchItemResult(index=index, id=outcome)
+    metrics.MESSAGES_REJECTED.labels(outcome.code).inc()
     return BatchItemResult(
         index=index,
         error=ItemError(
