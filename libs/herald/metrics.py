@@ -56,6 +56,12 @@ ACCEPTED_TO_SENT_SECONDS = Histogram(
     ["category"],
     buckets=_E2E_BUCKETS,
 )
+ACCEPTED_TO_FINAL_SECONDS = Histogram(
+    "herald_accepted_to_final_seconds",
+    "From API acceptance to the final status as projected (delivered, failed, expired), by class.",
+    ["category", "status"],
+    buckets=_E2E_BUCKETS,
+)
 MESSAGES_FINAL = Counter(
     "herald_messages_final_total",
     "Messages reaching a final status, as emitted by workers and receipts.",

@@ -16,6 +16,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_ji
 from herald import metrics
 from herald.db import messages as message_store
 from herald.domain.records import EVENT_DECODER, MESSAGE_DECODER, OutboundMessageV1, StatusEventV1
+from herald.domain.status import Status
 from herald.kafka.consumer import Batch
 from herald.kafka.topics import EVENTS, Names
 
@@ -59,12 +60,16 @@ class StatusProjection:
         # A database outage must not skip records: retry until it is back (or we are stopped,
         # in which case nothing is committed and the batch is replayed). Data errors are not
         # transient and are not retried here.
+        transitions: list[message_store.Transition] = []
         async for attempt in AsyncRetrying(
             retry=retry_if_exception_type((OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError)),
             wait=wait_exponential_jitter(multiplier=0.1, max=5.0, jitter=0.1),
         ):
             with attempt:
-                await message_store.apply_batch(self._pool, messages, events)
+                transitions = await message_store.apply_batch(self._pool, messages, events)
+        for t in transitions:
+            if t.status in (Status.DELIVERED, Status.FAILED, Status.EXPIRED):
+                metrics.ACCEPTED_TO_FINAL_SECONDS.labels(t.category, t.status.value).observe(t.seconds_since_accepted)
 
     async def _apply_or_skip(self, messages: list[OutboundMessageV1], events: list[StatusEventV1], ref: str) -> None:
         try:

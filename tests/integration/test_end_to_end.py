@@ -11,6 +11,10 @@ from tests.integration.harness import Platform
 
 
 async def test_message_is_delivered_and_timeline_is_recorded(platform: Platform) -> None:
+    from herald import metrics
+
+    final = metrics.ACCEPTED_TO_FINAL_SECONDS.labels("authentication", "delivered")
+    observed_before = sum(b.get() for b in final._buckets)
     _, auth = await platform.tenant_with_key()
     await platform.template(auth)
 
@@ -23,6 +27,8 @@ async def test_message_is_delivered_and_timeline_is_recorded(platform: Platform)
     assert message["template"] == {"name": "otp", "language": "en", "version": 1}
     assert message["reference"] == "booking-42"
     assert message["category"] == "authentication"
+    # The projection observed the accepted -> delivered latency for the class.
+    assert sum(b.get() for b in final._buckets) == observed_before + 1
 
 
 async def test_permanent_provider_error_fails_with_reason(platform: Platform) -> None:

@@ -42,9 +42,17 @@ def _ts(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
+class Transition(msgspec.Struct, frozen=True):
+    """A projected status change, for metrics: how long after acceptance it happened."""
+
+    category: str
+    status: Status
+    seconds_since_accepted: float
+
+
 async def apply_batch(
     pool: asyncpg.Pool, messages: Sequence[OutboundMessageV1], events: Sequence[StatusEventV1]
-) -> None:
+) -> list[Transition]:
     """Make the batch durable in one transaction (the caller commits offsets only after this)."""
     touched = list({*(m.id for m in messages), *(e.message_id for e in events)})
     async with pool.acquire() as conn, conn.transaction():
@@ -86,29 +94,36 @@ async def apply_batch(
                 " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (message_id, status) DO NOTHING",
                 [(e.message_id, e.status.value, _ts(e.at_ms), e.reason, e.provider_message_id) for e in events],
             )
-        await _recompute(conn, touched)
+        return await _recompute(conn, touched)
 
 
-async def _recompute(conn: asyncpg.pool.PoolConnectionProxy[asyncpg.Record], ids: list[uuid.UUID]) -> None:
+async def _recompute(conn: asyncpg.pool.PoolConnectionProxy[asyncpg.Record], ids: list[uuid.UUID]) -> list[Transition]:
     rows = await conn.fetch(
-        "SELECT m.id, m.status, e.status AS event_status, e.at FROM messages m"
+        "SELECT m.id, m.status, m.category, m.created_at, e.status AS event_status, e.at FROM messages m"
         " LEFT JOIN message_events e ON e.message_id = m.id WHERE m.id = ANY($1::uuid[])",
         ids,
     )
     current: dict[uuid.UUID, str] = {}
+    accepted: dict[uuid.UUID, tuple[str, datetime]] = {}
     seen: dict[uuid.UUID, list[tuple[int, Status]]] = {}
     for r in rows:
         current[r["id"]] = r["status"]
+        accepted[r["id"]] = (r["category"], r["created_at"])
         history = seen.setdefault(r["id"], [])
         if r["event_status"] is not None:
             history.append((int(r["at"].timestamp() * 1000), Status(r["event_status"])))
     changes = []
+    transitions = []
     for message_id, history in seen.items():
         status = fold(history)
         if status.value != current[message_id]:
             changes.append((message_id, status.value))
+            category, created_at = accepted[message_id]
+            at_ms = max((at for at, s in history if s is status), default=int(created_at.timestamp() * 1000))
+            transitions.append(Transition(category, status, max(0.0, at_ms / 1000 - created_at.timestamp())))
     if changes:
         await conn.executemany("UPDATE messages SET status = $2, updated_at = now() WHERE id = $1", changes)
+    return transitions
 
 
 async def get(pool: asyncpg.Pool, tenant_id: uuid.UUID, message_id: uuid.UUID) -> MessageView | None:
