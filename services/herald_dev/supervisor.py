@@ -85,8 +85,8 @@ Herald is running.
   Logs:         .herald/logs/   Stop with Ctrl-C.
 
 Try:
-  export HERALD_URL={api_url} ADMIN={admin_token}
-  curl -s -X POST $HERALD_URL/v1/admin/tenants -H "Authorization: Bearer $ADMIN" \\
+  export H={api_url} ADMIN={admin_token}
+  curl -s -X POST $H/v1/admin/tenants -H "Authorization: Bearer $ADMIN" \\
        -H 'content-type: application/json' -d '{{"name": "Acme Air", "tier": "standard", "verified": true}}'
   (the README walks on from there: key, template, message, status)
 """
