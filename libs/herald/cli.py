@@ -90,6 +90,28 @@ def _migrate(settings: Settings) -> None:
     asyncio.run(run())
 
 
+def _retention(settings: Settings) -> None:
+    from datetime import UTC, datetime
+
+    from herald.db.pool import create_pool
+    from herald.db.retention import purge
+
+    async def run() -> None:
+        pool = await create_pool(settings.database)
+        try:
+            purged = await purge(pool, datetime.now(UTC))
+        finally:
+            await pool.close()
+        print(
+            f"purged: {purged.recipients} expired recipient entries, {purged.claims} idempotency claims, "
+            f"{purged.dead_callbacks} dead callbacks"
+        )
+
+    if not settings.database.url:
+        sys.exit("herald retention needs HERALD_DATABASE_URL")
+    asyncio.run(run())
+
+
 def _dev(settings: Settings) -> None:
     from herald_dev.supervisor import run_dev
 
@@ -102,6 +124,7 @@ COMMANDS = {
     "sinks": (_sinks, "project statuses into Postgres"),
     "carrier-sim": (_carrier_sim, "run the simulated carrier"),
     "migrate": (_migrate, "apply database migrations and create topics"),
+    "retention": (_retention, "delete expired limit entries, old idempotency claims and dead callbacks (run daily)"),
     "dev": (_dev, "run everything on embedded Postgres and broker (make run)"),
 }
 

@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
+
+from herald.db.retention import purge
+
+
+@pytest.fixture
+async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    p = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
+    yield p
+    await p.close()
+
+
+async def test_purge_removes_only_what_has_expired(pool: asyncpg.Pool) -> None:
+    now = datetime.now(UTC)
+    tenant = uuid.uuid4()
+    await pool.executemany(
+        "INSERT INTO tenant_recipients (tenant_id, recipient_hash, last_sent_at) VALUES ($1, $2, $3)",
+        [(tenant, b"old", now - timedelta(hours=25)), (tenant, b"new", now - timedelta(hours=1))],
+    )
+    await pool.executemany(
+        'INSERT INTO message_claims (message_id, topic, partition, "offset", claimed_at) VALUES ($1, $2, 0, 0, $3)',
+        [(uuid.uuid4(), "t", now - timedelta(days=8)), (uuid.uuid4(), "t", now - timedelta(days=2))],
+    )
+    await pool.executemany(
+        "INSERT INTO callback_outbox (tenant_id, message_id, status, payload, dead_at) VALUES ($1, $2, 'sent', '', $3)",
+        [(tenant, uuid.uuid4(), now - timedelta(days=31)), (tenant, uuid.uuid4(), None)],
+    )
+    purged = await purge(pool, now)
+    assert (purged.recipients, purged.claims, purged.dead_callbacks) == (1, 1, 1)
+    assert await pool.fetchval("SELECT count(*) FROM tenant_recipients") == 1
+    assert await pool.fetchval("SELECT count(*) FROM message_claims") == 1
+    assert await pool.fetchval("SELECT count(*) FROM callback_outbox") == 1
+    again = await purge(pool, now)
+    assert (again.recipients, again.claims, again.dead_callbacks) == (0, 0, 0)
