@@ -38,6 +38,11 @@ IDEMPOTENT_REPEATS = Counter(
     "herald_idempotent_repeats_total",
     "Records skipped by workers because another record already claimed the id.",
 )
+DLQ_RECORDS = Counter(
+    "herald_dlq_records_total",
+    "Messages copied to herald.dlq by workers, by kind (permanent, retries_exhausted).",
+    ["kind"],
+)
 IN_FLIGHT = Gauge("herald_worker_in_flight", "Messages currently handed to providers by this worker.")
 PROVIDER_OUTCOMES = Counter(
     "herald_provider_outcomes_total",

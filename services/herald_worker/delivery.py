@@ -47,6 +47,9 @@ def provider_wait(state: RetryCallState) -> float:
     return backoff
 
 
+RETRIES_EXHAUSTED = "_retries_exhausted"
+
+
 class Deliverer:
     def __init__(self, live: Provider, test: Provider, attempts: int, clock: Callable[[], int] = _now_ms) -> None:
         self._live = live
@@ -80,7 +83,7 @@ class Deliverer:
         except RetryableError as exc:
             # Retries exhausted in process. (The retry topic with growing delays is issue #4.)
             metrics.MESSAGES_FINAL.labels(Status.FAILED.value).inc()
-            return [self._event(message, Status.FAILED, f"{exc.reason}_retries_exhausted")]
+            return [self._event(message, Status.FAILED, f"{exc.reason}{RETRIES_EXHAUSTED}")]
         metrics.PROVIDER_OUTCOMES.labels(provider.name, "success").inc()
         metrics.ACCEPTED_TO_SENT_SECONDS.labels(message.category.value).observe(
             max(0.0, (self._clock() - message.created_at_ms) / 1000)

@@ -17,11 +17,12 @@ import msgspec
 
 from herald import metrics
 from herald.db import claims
-from herald.domain.records import ENCODER, MESSAGE_DECODER, OutboundMessageV1, StatusEventV1
+from herald.domain.records import ENCODER, MESSAGE_DECODER, DeadLetterV1, OutboundMessageV1, StatusEventV1
+from herald.domain.status import Status
 from herald.kafka.consumer import Batch
 from herald.kafka.producer import Producer, Record
-from herald.kafka.topics import EVENTS
-from herald_worker.delivery import Deliverer
+from herald.kafka.topics import DLQ, EVENTS
+from herald_worker.delivery import RETRIES_EXHAUSTED, Deliverer
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,22 @@ class DeliveryHandler:
             lanes.setdefault((m.tenant_id, m.to), []).append(m)
         results = await asyncio.gather(*(self._lane(lane) for lane in lanes.values()))
         events = [e for group in results for e in group]
-        await self._producer.send_many([Record(EVENTS, str(e.message_id).encode(), ENCODER.encode(e)) for e in events])
+        records = [Record(EVENTS, str(e.message_id).encode(), ENCODER.encode(e)) for e in events]
+        records += self._dead_letters(messages, events)
+        # Events and dead letters are acknowledged before the loop commits the offsets.
+        await self._producer.send_many(records)
+
+    def _dead_letters(self, messages: list[OutboundMessageV1], events: list[StatusEventV1]) -> list[Record]:
+        by_id = {m.id: m for m in messages}
+        letters = []
+        for e in events:
+            if e.status is Status.FAILED and e.message_id in by_id:
+                reason = e.reason or "unknown"
+                kind = "retries_exhausted" if reason.endswith(RETRIES_EXHAUSTED) else "permanent"
+                metrics.DLQ_RECORDS.labels(kind).inc()
+                letter = DeadLetterV1(message=by_id[e.message_id], reason=reason, kind=kind, failed_at_ms=e.at_ms)
+                letters.append(Record(DLQ, str(e.message_id).encode(), ENCODER.encode(letter)))
+        return letters
 
     async def _lane(self, lane: list[OutboundMessageV1]) -> list[StatusEventV1]:
         events: list[StatusEventV1] = []

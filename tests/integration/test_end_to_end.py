@@ -92,3 +92,30 @@ async def test_lost_receipt_ends_failed_by_the_deadline_sweep(settings: Settings
         assert (await platform.wait_status(auth, normal.json()["id"]))["status"] == "delivered"
     finally:
         await platform.stop()
+
+
+async def test_failed_message_is_copied_to_the_dead_letter_topic(platform: Platform) -> None:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from herald.domain.records import DeadLetterV1
+    from herald.kafka.topics import DLQ, contracts
+
+    _, auth = await platform.tenant_with_key()
+    await platform.template(auth)
+    failed = await platform.send(auth, to="+447400120001", reference="r-1")  # carrier-sim: opted out
+    delivered = await platform.send(auth, to="+447400120007")
+    await platform.wait_status(auth, failed.json()["id"], {"failed"})
+    await platform.wait_status(auth, delivered.json()["id"], {"delivered"})
+    topic = platform.settings.kafka.topic_prefix + DLQ
+    partitions = next(c.partitions for c in contracts() if c.name == DLQ)
+    consumer = AIOKafkaConsumer(bootstrap_servers=platform.settings.kafka.bootstrap, enable_auto_commit=False,
+                                auto_offset_reset="earliest")  # fmt: skip
+    consumer.assign([TopicPartition(topic, p) for p in range(partitions)])
+    await consumer.start()
+    try:
+        batch = await consumer.getmany(timeout_ms=3000)
+    finally:
+        await consumer.stop()
+    letters = [msgspec.json.decode(r.value, type=DeadLetterV1) for records in batch.values() for r in records]
+    assert [(str(x.message.id), x.reason, x.kind) for x in letters] == [(failed.json()["id"], "opted_out", "permanent")]
+    assert letters[0].message.reference == "r-1"

@@ -7,10 +7,22 @@ from pathlib import Path
 
 import msgspec
 
-from herald.domain.records import OutboundMessageV1, StatusEventV1
-from herald.kafka.topics import CALLBACK_SINK_GROUP, EVENTS, MESSAGE_TOPICS, STATUS_SINK_GROUP, WORKER_GROUP, contracts
+from herald.domain.records import DeadLetterV1, OutboundMessageV1, StatusEventV1
+from herald.kafka.topics import (
+    CALLBACK_SINK_GROUP,
+    DLQ,
+    EVENTS,
+    MESSAGE_TOPICS,
+    STATUS_SINK_GROUP,
+    WORKER_GROUP,
+    contracts,
+)
 
-SCHEMAS: dict[str, type[msgspec.Struct]] = {"herald.message.v1": OutboundMessageV1, "herald.status.v1": StatusEventV1}
+SCHEMAS: dict[str, type[msgspec.Struct]] = {
+    "herald.message.v1": OutboundMessageV1,
+    "herald.status.v1": StatusEventV1,
+    "herald.deadletter.v1": DeadLetterV1,
+}
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -24,7 +36,7 @@ def test_every_example_decodes_with_its_schema() -> None:
 
 
 def test_code_topics_and_contracts_agree() -> None:
-    assert {c.name for c in contracts()} == {*MESSAGE_TOPICS, EVENTS}
+    assert {c.name for c in contracts()} == {*MESSAGE_TOPICS, EVENTS, DLQ}
 
 
 def test_consumer_groups_in_contracts_are_the_code_groups() -> None:

@@ -52,6 +52,17 @@ class StatusEventV1(msgspec.Struct, frozen=True, tag="herald.status.v1", tag_fie
     provider_message_id: str | None = None
 
 
+class DeadLetterV1(msgspec.Struct, frozen=True, tag="herald.deadletter.v1", tag_field="schema"):
+    """A message that failed in the worker, copied to `herald.dlq` with why, for inspection and
+    replay. Written in the same acknowledged produce as its `failed` event."""
+
+    message: OutboundMessageV1
+    reason: str
+    kind: str
+    """`permanent` (the provider refused it) or `retries_exhausted` (transient errors persisted)."""
+    failed_at_ms: int
+
+
 MESSAGE_DECODER = msgspec.json.Decoder(OutboundMessageV1)
 EVENT_DECODER = msgspec.json.Decoder(StatusEventV1)
 ENCODER = msgspec.json.Encoder()

@@ -26,6 +26,7 @@ class _Contracts(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 EVENTS = "herald.events"
+DLQ = "herald.dlq"
 WORKER_GROUP = "herald-workers"
 STATUS_SINK_GROUP = "herald-sinks-status"
 CALLBACK_SINK_GROUP = "herald-sinks-callbacks"
