@@ -59,27 +59,28 @@ _AT = re.compile(r"at `\$\.?(?:data\.?)?([^`]*)`")
 _UNKNOWN = re.compile(r"unknown field `([^`]+)`")
 
 
-def field_from_message(message: str) -> str:
-    """The dotted field a msgspec validation message points at (`$.params.code` -> `params.code`)."""
+def field_from_message(message: str, location: str = "") -> str:
+    """The dotted field a msgspec validation message points at (`$.params.code` -> `params.code`).
+
+    `location` is the path when the caller already split it off the message: Litestar does, and
+    passes it as the error's `key` (prefixed `data` for the body).
+    """
+    if location == "data" or location.startswith("data."):
+        location = location.removeprefix("data").lstrip(".")
+    path = at.group(1) if (at := _AT.search(message)) else location
     if unknown := _UNKNOWN.search(message):
-        prefix = at.group(1) if (at := _AT.search(message)) else ""
-        return f"{prefix}.{unknown.group(1)}".strip(".")
-    if at := _AT.search(message):
-        return at.group(1) or "body"
-    return "body"
+        return f"{path}.{unknown.group(1)}".strip(".")
+    return path or "body"
 
 
 def _field_errors(exc: ValidationException) -> list[FieldError]:
-    errors = []
-    for item in exc.extra if isinstance(exc.extra, list) else []:
-        message = str(item.get("message", "invalid"))
-        field = str(item.get("key") or "")
-        if unknown := _UNKNOWN.search(message):
-            field = f"{field}.{unknown.group(1)}".strip(".") if field not in ("", "data") else unknown.group(1)
-        elif at := _AT.search(message):
-            field = at.group(1) or field
-        errors.append(FieldError(field=field or "body", message=message.split(" - at ")[0]))
-    return errors
+    return [
+        FieldError(
+            field=field_from_message(str(item.get("message", "")), str(item.get("key") or "")),
+            message=str(item.get("message", "invalid")).split(" - at ")[0],
+        )
+        for item in (exc.extra if isinstance(exc.extra, list) else [])
+    ]
 
 
 def _validation(request: Request, exc: ValidationException) -> Response[Problem]:  # type: ignore[type-arg]
