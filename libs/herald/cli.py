@@ -8,6 +8,7 @@ import importlib
 import os
 import shutil
 import sys
+from typing import Any
 
 import uvloop
 
@@ -16,8 +17,6 @@ from herald.settings import Settings
 
 
 def _api(settings: Settings) -> None:
-    import uvicorn
-
     if settings.api.workers > 1:
         # Several processes: each writes its metrics to files here and /metrics sums them
         # (prometheus_client's multiprocess mode, read at import time, so set before the
@@ -27,18 +26,13 @@ def _api(settings: Settings) -> None:
         folder.mkdir(parents=True)
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
 
-    uvicorn.run(
+    _serve(
         "herald_api.server:factory",
+        settings.api.host,
+        settings.api.port,
         factory=True,
-        host=settings.api.host,
-        port=settings.api.port,
         workers=settings.api.workers,
-        loop="uvloop",
-        http="httptools",
-        log_level="warning",
-        access_log=False,
         timeout_graceful_shutdown=10,
-        log_config=None,
     )
 
 
@@ -59,20 +53,19 @@ def _sinks(settings: Settings) -> None:
 
 
 def _carrier_sim(settings: Settings) -> None:
-    import uvicorn
-
     from herald_carrier_sim.app import create_app
 
+    _serve(create_app(settings.carrier_sim, settings.provider), settings.carrier_sim.host, settings.carrier_sim.port)
+
+
+def _serve(app: Any, host: str, port: int, **options: Any) -> None:
+    """uvicorn with the measured settings (uvloop + httptools), no access log, our JSON logging."""
+    import uvicorn
+
     uvicorn.run(
-        create_app(settings.carrier_sim, settings.provider),
-        host=settings.carrier_sim.host,
-        port=settings.carrier_sim.port,
-        loop="uvloop",
-        http="httptools",
-        log_level="warning",
-        access_log=False,
-        log_config=None,
-    )
+        app, host=host, port=port, loop="uvloop", http="httptools", log_level="warning", access_log=False,
+        log_config=None, **options,
+    )  # fmt: skip
 
 
 def _migrate(settings: Settings) -> None:
