@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import re
 import shutil
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -27,6 +25,8 @@ import httpx
 from herald.embedded import free_port
 from herald.settings import ApiSettings, Settings
 from herald_dev.supervisor import DevStack
+from loadtests import wrk
+from loadtests.wrk import WrkResult
 
 # Distinct recipients (+4474001xxxxx): one recipient's messages are delivered in order, one
 # at a time, so a single-recipient load would measure that lane, not the platform.
@@ -56,14 +56,10 @@ def setup_tenant(base: str, admin_token: str) -> str:
     return str(key)
 
 
-def run_wrk(url: str, key: str, seconds: int, connections: int, workdir: Path) -> tuple[int, str]:
+def run_wrk(url: str, key: str, seconds: int, connections: int, workdir: Path) -> WrkResult:
     script = workdir / "post.lua"
     script.write_text(WRK_SCRIPT % key)
-    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", str(script), "--latency",
-                          f"{url}/v1/messages"], capture_output=True, text=True, check=True).stdout  # fmt: skip
-    assert "Non-2xx" not in out, out
-    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
-    return requests, out
+    return wrk.run(f"{url}/v1/messages", script, seconds, connections)
 
 
 async def delivery_figures(dsn: str, expected: int, deadline_s: float = 600) -> str:
@@ -101,8 +97,9 @@ def main() -> None:
         try:
             assert stack.start(), "platform did not become ready"
             key = setup_tenant(stack.api_url, stack.admin_token)
-            requests, out = run_wrk(stack.api_url, key, args.seconds, args.connections, Path(tmp))
-            print(out)
+            result = run_wrk(stack.api_url, key, args.seconds, args.connections, Path(tmp))
+            requests = result.requests
+            print(result.output)
             print(f"accept: {requests} messages, {requests / args.seconds:,.0f} req/s over {args.seconds}s "
                   f"at {args.connections} connections (whole platform running)")  # fmt: skip
             print(asyncio.run(delivery_figures(stack.database_url, requests)))

@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -28,34 +27,18 @@ from pathlib import Path
 from aiokafka import AIOKafkaProducer
 
 from herald.domain.records import ENCODER, OutboundMessageV1
-from herald.embedded import free_port
+from herald.embedded import free_port, wait_for_port
 from herald.ids import uuid7
 from herald.settings import ApiSettings, Settings
 from herald_dev.supervisor import DevStack
+from loadtests import wrk
 from loadtests.e2e import WRK_SCRIPT, setup_tenant
+from loadtests.wrk import WrkResult
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def wrk(url: str, script: Path, seconds: int, connections: int) -> dict[str, float]:
-    out = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", str(script), "--latency", url],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    assert "Non-2xx" not in out, out
-
-    def ms(label: str) -> float:
-        m = re.search(rf"{label}\s+([\d.]+)(us|ms|s)", out)
-        assert m is not None, out
-        return float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
-
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    return {"rps": rps, "p50": ms("50%"), "p99": ms("99%")}
-
-
-def bare_ceiling(seconds: int, connections: int, tmp: Path) -> dict[str, float]:
+def bare_ceiling(seconds: int, connections: int, tmp: Path) -> WrkResult:
     port = free_port()
     server = subprocess.Popen(
         [
@@ -76,23 +59,14 @@ def bare_ceiling(seconds: int, connections: int, tmp: Path) -> dict[str, float]:
         cwd=ROOT,
     )
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                subprocess.run(
-                    ["wrk", "-t1", "-c1", "-d1s", f"http://127.0.0.1:{port}/"], capture_output=True, check=True
-                )
-                break
-            except subprocess.CalledProcessError:
-                assert time.monotonic() < deadline
-                time.sleep(0.2)
+        wait_for_port(port, 20, alive=lambda: server.poll() is None)
         script = tmp / "bare.lua"
         script.write_text(
             'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
             'wrk.body = \'{"to":"+447400100010","channel":"sms","template":{"name":"otp","language":"en"},'
             '"params":{"code":"1"}}\'\n'
         )
-        return wrk(f"http://127.0.0.1:{port}/v1/messages", script, seconds, connections)
+        return wrk.run(f"http://127.0.0.1:{port}/v1/messages", script, seconds, connections)
     finally:
         server.terminate()
         server.wait(10)
@@ -179,30 +153,30 @@ def main() -> None:
             assert stack.start(), "API did not become ready"
             key = setup_tenant(stack.api_url, stack.admin_token)
             (tmp / "single.lua").write_text(WRK_SCRIPT % key)
-            single = wrk(f"{stack.api_url}/v1/messages", tmp / "single.lua", args.seconds, args.connections)
+            single = wrk.run(f"{stack.api_url}/v1/messages", tmp / "single.lua", args.seconds, args.connections)
             raw = asyncio.run(raw_produce(stack.bootstrap, 100_000))
-            batch = wrk(f"{stack.api_url}/v1/messages/batch", batch_script(key, tmp), args.seconds, 4)
+            batch = wrk.run(f"{stack.api_url}/v1/messages/batch", batch_script(key, tmp), args.seconds, 4)
             (tmp / "distinct.lua").write_text(BATCH_DISTINCT % key)
-            distinct = wrk(f"{stack.api_url}/v1/messages/batch", tmp / "distinct.lua", args.seconds, 4)
+            distinct = wrk.run(f"{stack.api_url}/v1/messages/batch", tmp / "distinct.lua", args.seconds, 4)
         finally:
             stack.stop()
-    batch_mps, distinct_mps = batch["rps"] * 1000, distinct["rps"] * 1000
+    batch_mps, distinct_mps = batch.rps * 1000, distinct.rps * 1000
     print(
-        f"ceiling A  bare Litestar 202         {bare['rps']:>9,.0f} req/s  "
-        f"p50 {bare['p50']:.1f} ms  p99 {bare['p99']:.1f} ms"
+        f"ceiling A  bare Litestar 202         {bare.rps:>9,.0f} req/s  "
+        f"p50 {bare.p50_ms:.1f} ms  p99 {bare.p99_ms:.1f} ms"
     )
     print(
-        f"single     POST /v1/messages          {single['rps']:>9,.0f} req/s  p50 {single['p50']:.1f} ms  "
-        f"p99 {single['p99']:.1f} ms  ratio {single['rps'] / bare['rps']:.2f} (target 0.6)"
+        f"single     POST /v1/messages          {single.rps:>9,.0f} req/s  p50 {single.p50_ms:.1f} ms  "
+        f"p99 {single.p99_ms:.1f} ms  ratio {single.rps / bare.rps:.2f} (target 0.6)"
     )
     print(f"ceiling B  raw aiokafka produce      {raw:>9,.0f} msg/s")
     print(
-        f"batch      POST /v1/messages/batch    {batch_mps:>9,.0f} msg/s  ({batch['rps']:.1f} req/s of 1,000; "
-        f"p50 {batch['p50']:.0f} ms)  ratio {batch_mps / raw:.2f} (target 0.5)  [same 1,000 recipients each request]"
+        f"batch      POST /v1/messages/batch    {batch_mps:>9,.0f} msg/s  ({batch.rps:.1f} req/s of 1,000; "
+        f"p50 {batch.p50_ms:.0f} ms)  ratio {batch_mps / raw:.2f} (target 0.5)  [same 1,000 recipients each request]"
     )
     print(
-        f"batch      POST /v1/messages/batch    {distinct_mps:>9,.0f} msg/s  ({distinct['rps']:.1f} req/s of 1,000; "
-        f"p50 {distinct['p50']:.0f} ms)  ratio {distinct_mps / raw:.2f} (target 0.5)  [every recipient new]"
+        f"batch      POST /v1/messages/batch    {distinct_mps:>9,.0f} msg/s  ({distinct.rps:.1f} req/s of 1,000; "
+        f"p50 {distinct.p50_ms:.0f} ms)  ratio {distinct_mps / raw:.2f} (target 0.5)  [every recipient new]"
     )
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import importlib.util
 import socket
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -23,3 +25,20 @@ def package_dir(package: str, setting: str) -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise RuntimeError(f"{package} is not installed; set {setting} to use an external service")
     return Path(next(iter(spec.submodule_search_locations)))
+
+
+def wait_for_port(port: int, timeout: float, alive: Callable[[], bool] = lambda: True) -> None:
+    """Block until something accepts connections on 127.0.0.1:`port`.
+
+    Raises RuntimeError when `alive()` turns false (the server process died) or on timeout.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not alive():
+            raise RuntimeError(f"the process meant to listen on port {port} exited")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listened on port {port} within {timeout} s")

@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import logging
 import signal
-import socket
 import subprocess
-import time
 from pathlib import Path
 
-from herald.embedded import package_dir
+from herald.embedded import package_dir, wait_for_port
 
 log = logging.getLogger(__name__)
 
@@ -51,17 +49,9 @@ class EmbeddedBroker:
         else:
             with open(self._log_path, "ab") as out:  # the child keeps its own descriptor
                 self._process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env={"RUST_LOG": "warn"})
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise RuntimeError(f"broker exited with {self._process.returncode}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    log.info("embedded broker started", extra={"port": self.port})
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("broker did not open its port in time")
+        process = self._process
+        wait_for_port(self.port, timeout, alive=lambda: process.poll() is None)
+        log.info("embedded broker started", extra={"port": self.port})
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM, then SIGKILL: with memory storage there is nothing to flush."""
