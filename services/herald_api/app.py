@@ -62,8 +62,6 @@ def create_app(settings: Settings) -> Litestar:
             templates=template_cache,
             sender=Sender(producer, template_cache, pool),
         )
-        app.state.authenticator = app.state.services.authenticator
-        app.state.admin_token = settings.api.admin_token
         try:
             yield
         finally:

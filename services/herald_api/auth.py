@@ -64,7 +64,7 @@ class KeyAuthenticator:
 
 
 def admin_guard(connection: ASGIConnection, _: BaseRouteHandler) -> None:  # type: ignore[type-arg]
-    expected: str = connection.app.state.admin_token
+    expected: str = connection.app.state.services.settings.api.admin_token
     presented = bearer(connection)
     if not expected or not hmac.compare_digest(presented.encode(), expected.encode()):
         raise Unauthenticated("the admin token is not valid", code="invalid_admin_token")
@@ -76,7 +76,7 @@ class TenantAuthMiddleware(AbstractAuthenticationMiddleware):
     provider: the send path is hot and Litestar's dependency resolution cost ~10% of it."""
 
     async def authenticate_request(self, connection: ASGIConnection) -> AuthenticationResult:  # type: ignore[type-arg]
-        authenticator: KeyAuthenticator = connection.app.state.authenticator
+        authenticator: KeyAuthenticator = connection.app.state.services.authenticator
         return AuthenticationResult(user=await authenticator.authenticate(bearer(connection)), auth=None)
 
 

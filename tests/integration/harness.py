@@ -59,19 +59,20 @@ class Loop:
 
 
 class Platform:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, url: str | None = None) -> None:
+        """`url` points the helpers at an API served elsewhere (e.g. a spawned `herald api`)."""
         self.settings = settings
-        self.url = f"http://127.0.0.1:{settings.api.port}"
+        self.url = url or f"http://127.0.0.1:{settings.api.port}"
         self.admin = {"authorization": f"Bearer {settings.api.admin_token}"}
         self.http = httpx.AsyncClient(base_url=self.url, timeout=10)
+        self._sim: Litestar | None = None
         self._servers: list[Served] = []
         self._loops: list[Loop] = []
 
     async def start(self, *, worker: bool = True, sinks: bool = True, sim: bool = True) -> Platform:
         if sim:
-            self._servers.append(
-                Served(create_sim(self.settings.carrier_sim, self.settings.provider), self.settings.carrier_sim.port)
-            )
+            self._sim = create_sim(self.settings.carrier_sim, self.settings.provider)
+            self._servers.append(Served(self._sim, self.settings.carrier_sim.port))
         self._servers.append(Served(create_app(self.settings), self.settings.api.port))
         for served in self._servers:
             await served.start()
@@ -83,8 +84,8 @@ class Platform:
 
     def sim_sends(self) -> dict[str, int]:
         """Accepted carrier sends per Herald message id (the in-process carrier-sim's ledger)."""
-        sim = self._servers[0].server.config.app
-        return dict(sim.state.sends)
+        assert self._sim is not None, "started without the carrier-sim"
+        return dict(self._sim.state.sends)
 
     def add_worker(self) -> Loop:
         loop = Loop(self.settings, run_worker)

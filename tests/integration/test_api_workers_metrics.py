@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 import signal
 
 import httpx
 
-from herald.embedded import free_port
+from herald.embedded import free_port, wait_for_port
 from herald.settings import Settings
 from tests.integration.harness import Platform
 from tests.integration.processes import env_for, spawn
@@ -19,17 +18,9 @@ async def test_metrics_are_summed_across_api_processes(settings: Settings) -> No
     env = env_for(settings, HERALD_API_PORT=str(port), HERALD_API_WORKERS="2", HERALD_DATA_DIR=str(settings.data_dir),
                   HERALD_ADMIN_TOKEN=settings.api.admin_token)  # fmt: skip
     process = spawn("api", env, settings.data_dir / "api.log")
-    helper = Platform(settings)  # only for its HTTP helpers, pointed at the spawned API
-    helper.url = f"http://127.0.0.1:{port}"
-    helper.http = httpx.AsyncClient(base_url=helper.url, timeout=10)
+    helper = Platform(settings, url=f"http://127.0.0.1:{port}")  # only its HTTP helpers, at the spawned API
     try:
-        for _ in range(100):
-            try:
-                if (await helper.http.get("/readyz")).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.1)
+        wait_for_port(port, 30, alive=lambda: process.poll() is None)
         _, auth = await helper.tenant_with_key(tier="enterprise")
         await helper.template(auth)
         # Fresh connections, so that requests spread over both processes.
