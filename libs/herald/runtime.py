@@ -30,7 +30,7 @@ async def run_until_signalled(
     server: uvicorn.Server | None = None
     server_task: asyncio.Task[None] | None = None
     if ops is not None and port:
-        server = uvicorn.Server(uvicorn.Config(ops, host=host, port=port, log_level="warning", lifespan="off"))
+        server = uvicorn.Server(uvicorn.Config(ops, host=host, port=port, log_level="warning", lifespan="on"))
         server_task = asyncio.create_task(server.serve())
     try:
         await main(stop)

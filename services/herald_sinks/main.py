@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+import asyncpg
+import msgspec
 from litestar import Litestar
 
 from herald.db.pool import create_pool
@@ -59,14 +61,23 @@ async def run_sinks(settings: Settings, stop: asyncio.Event) -> None:
 
 
 def ops_app(settings: Settings) -> Litestar:
-    state: dict[str, object] = {}
+    # The probe gets one connection of its own (not a second full pool), opened on first use.
+    probe = msgspec.structs.replace(settings.database, pool_min=1, pool_max=1)
+    pools: list[asyncpg.Pool] = []
 
     async def ready() -> dict[str, str]:
-        if "pool" not in state:
-            state["pool"] = await create_pool(settings.database)
-        return {"postgres": await check_postgres(state["pool"])}  # type: ignore[arg-type]
+        if not pools:
+            pools.append(await create_pool(probe))
+        return {"postgres": await check_postgres(pools[0])}
 
-    return Litestar(route_handlers=ops_handlers(ready, cache_seconds=5.0), openapi_config=None, logging_config=None)
+    async def close() -> None:
+        for pool in pools:
+            await pool.close()
+
+    return Litestar(
+        route_handlers=ops_handlers(ready, cache_seconds=5.0), on_shutdown=[close], openapi_config=None,
+        logging_config=None,
+    )  # fmt: skip
 
 
 run = run_sinks

@@ -50,8 +50,8 @@ async def due(pool: asyncpg.Pool, now: datetime, per_tenant: int, limit: int) ->
             SELECT o.*, row_number() OVER (PARTITION BY o.tenant_id ORDER BY o.id) AS rank
             FROM callback_outbox o
             WHERE o.dead_at IS NULL AND o.next_attempt_at <= $1
-              AND o.id = (SELECT min(p.id) FROM callback_outbox p
-                          WHERE p.message_id = o.message_id AND p.dead_at IS NULL)
+              AND NOT EXISTS (SELECT 1 FROM callback_outbox p  -- an earlier pending callback of this message
+                              WHERE p.message_id = o.message_id AND p.dead_at IS NULL AND p.id < o.id)
         ) ranked
         WHERE rank <= $2 ORDER BY id LIMIT $3
         """,
