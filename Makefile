@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install tools run test unit integration lint typecheck check lock clean bench-e2e bench-ingest
+.PHONY: install tools wrk run test unit integration lint typecheck check lock clean bench-e2e bench-ingest
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -52,12 +52,15 @@ lock:
 	/tmp/herald-lock/bin/pip install --quiet -e '.[dev]'
 	/tmp/herald-lock/bin/pip freeze --exclude-editable | grep -v '^herald' > requirements.lock
 
-bench-e2e: install
+bench-e2e: install wrk
 	$(BIN)/python -m loadtests.e2e
 
-bench-ingest: install
-	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+bench-ingest: install wrk
 	$(BIN)/python -m loadtests.ingest
+
+# The benchmarks' load generator (Debian package).
+wrk:
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 
 clean:
 	rm -rf $(VENV) .herald .mypy_cache .ruff_cache .pytest_cache
