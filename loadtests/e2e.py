@@ -7,7 +7,7 @@ database and the load generator):
     (first accept to last delivered), once every accepted message is delivered.
 Issues #3 and #4 add the ceilings (bare endpoint, raw produce) and the sustained benchmark.
 
-    make bench-e2e            # or: .venv/bin/python loadtests/e2e.py --seconds 10 --connections 32
+    make bench-e2e            # or: .venv/bin/python -m loadtests.e2e --seconds 10 --connections 32
 """
 
 from __future__ import annotations

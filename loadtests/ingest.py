@@ -9,7 +9,7 @@
 Only the API runs (plus the embedded database and broker): workers would compete for the same
 two cores and this measures ingestion. `wrk` is the client (an httpx client was the bottleneck).
 
-    make bench-ingest   # = .venv/bin/python loadtests/ingest.py --seconds 10
+    make bench-ingest   # = .venv/bin/python -m loadtests.ingest --seconds 10
 """
 
 from __future__ import annotations
