@@ -46,10 +46,22 @@ class CallbackV1(msgspec.Struct, frozen=True, omit_defaults=True):
     type: str = "message.status"
 
 
-class CallbackRecorder:
+class CallbackConfigs:
+    """Tenants' callback URL and secret, cached for 5 s: a changed URL or rotated secret takes
+    effect within that. One instance per process, shared by recorder and dispatcher."""
+
     def __init__(self, pool: asyncpg.Pool, cache_seconds: float = 5.0) -> None:
         self._pool = pool
-        self._configs: TTLCache[uuid.UUID, CallbackConfig | None] = TTLCache(cache_seconds)
+        self._cache: TTLCache[uuid.UUID, CallbackConfig | None] = TTLCache(cache_seconds)
+
+    async def get(self, tenant_id: uuid.UUID) -> CallbackConfig | None:
+        return await self._cache.get(tenant_id, lambda: tenants.callback_config(self._pool, tenant_id))
+
+
+class CallbackRecorder:
+    def __init__(self, pool: asyncpg.Pool, configs: CallbackConfigs) -> None:
+        self._pool = pool
+        self._configs = configs
 
     async def __call__(self, batch: Batch) -> None:
         pending: list[outbox.Pending] = []
@@ -59,7 +71,7 @@ class CallbackRecorder:
                     event = EVENT_DECODER.decode(record.value or b"")
                 except msgspec.DecodeError:
                     continue
-                config = await self._config(event.tenant_id)
+                config = await self._configs.get(event.tenant_id)
                 if config is None:
                     continue
                 body = CallbackV1(
@@ -71,17 +83,14 @@ class CallbackRecorder:
                 )
         await outbox.record(self._pool, pending)
 
-    async def _config(self, tenant_id: uuid.UUID) -> CallbackConfig | None:
-        return await self._configs.get(tenant_id, lambda: tenants.callback_config(self._pool, tenant_id))
-
 
 class Dispatcher:
-    def __init__(self, pool: asyncpg.Pool, settings: SinkSettings) -> None:
+    def __init__(self, pool: asyncpg.Pool, settings: SinkSettings, configs: CallbackConfigs) -> None:
         self._pool = pool
         self._settings = settings
         self._in_flight: dict[int, uuid.UUID] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._configs: TTLCache[uuid.UUID, CallbackConfig | None] = TTLCache(5.0)
+        self._configs = configs
         self._session: aiohttp.ClientSession | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -118,7 +127,7 @@ class Dispatcher:
     async def _deliver(self, row: outbox.Due) -> None:
         started = time.perf_counter()
         try:
-            config = await self._configs.get(row.tenant_id, lambda: tenants.callback_config(self._pool, row.tenant_id))
+            config = await self._configs.get(row.tenant_id)
             if config is None:
                 await outbox.dead(self._pool, row.id, "no callback url")
                 return

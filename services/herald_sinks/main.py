@@ -16,7 +16,7 @@ from herald.kafka.topics import CALLBACK_SINK_GROUP, EVENTS, MESSAGE_TOPICS, STA
 from herald.ops import check_postgres, ops_handlers
 from herald.runtime import until_stopped
 from herald.settings import Settings
-from herald_sinks.callbacks import CallbackRecorder, Dispatcher
+from herald_sinks.callbacks import CallbackConfigs, CallbackRecorder, Dispatcher
 from herald_sinks.status import StatusProjection
 from herald_sinks.sweeper import run_sweeper
 
@@ -28,13 +28,14 @@ async def run_sinks(settings: Settings, stop: asyncio.Event) -> None:
     pool = await create_pool(settings.database)
     producer = Producer(settings.kafka, names)
     await producer.start()
+    configs = CallbackConfigs(pool)
     background = [
         asyncio.create_task(run_sweeper(pool, producer, settings.sinks, stop)),
-        asyncio.create_task(Dispatcher(pool, settings.sinks).run(stop)),
+        asyncio.create_task(Dispatcher(pool, settings.sinks, configs).run(stop)),
     ]
     groups = (
         (STATUS_SINK_GROUP, (*MESSAGE_TOPICS, EVENTS), StatusProjection(pool, names)),
-        (CALLBACK_SINK_GROUP, (EVENTS,), CallbackRecorder(pool)),
+        (CALLBACK_SINK_GROUP, (EVENTS,), CallbackRecorder(pool, configs)),
     )
     consumers, loops = [], []
     for group, topics, handler in groups:
