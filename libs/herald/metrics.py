@@ -81,6 +81,12 @@ STATUS_ROWS = Counter(
     "Rows written by the status projection sink (kind: message, event; refused: skipped as invalid).",
     ["kind"],
 )
+BILLING_RECORDS = Counter(
+    "herald_billing_records_total",
+    "Billing ledger rows written by the billing sink (outcome: written; deferred: the event waits for"
+    " its message row in billing_pending).",
+    ["outcome"],
+)
 CALLBACK_OUTCOMES = Counter(
     "herald_callback_outcomes_total",
     "Tenant callback attempts by outcome (delivered, refused, http_5xx/429, timeout_or_network).",

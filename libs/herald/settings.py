@@ -76,6 +76,8 @@ class SinkSettings(msgspec.Struct, frozen=True):
     """A slow or failing endpoint holds at most this many of the dispatcher's slots."""
     callback_retry_hours: float = 24.0
     callback_poll_seconds: float = 0.1
+    billing_settle_seconds: float = 2.0
+    """How often billable events that arrived before their message row are settled."""
     metrics_port: int = 0
 
 

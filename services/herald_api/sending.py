@@ -109,6 +109,7 @@ class Sender:
             verified_sender=tenant.verified,
             reference=request.reference,
             idempotent=key is not None,
+            tier=tenant.tier,
         )
 
     async def accept(self, principal: Principal, request: MessageCreate) -> uuid.UUID:

@@ -12,18 +12,27 @@ from litestar import Litestar
 from herald.db.pool import create_pool
 from herald.kafka.consumer import ConsumerLoop, drain, make_consumer
 from herald.kafka.producer import Producer
-from herald.kafka.topics import CALLBACK_SINK_GROUP, EVENTS, MESSAGE_TOPICS, STATUS_SINK_GROUP, Names
+from herald.kafka.topics import (
+    BILLING_SINK_GROUP,
+    CALLBACK_SINK_GROUP,
+    EVENTS,
+    MESSAGE_TOPICS,
+    STATUS_SINK_GROUP,
+    Names,
+)
 from herald.ops import check_postgres, ops_handlers
 from herald.runtime import until_stopped
 from herald.settings import Settings
+from herald_sinks.billing import BillingLedger, run_settler
 from herald_sinks.callbacks import CallbackConfigs, CallbackRecorder, Dispatcher
 from herald_sinks.status import StatusProjection
 from herald_sinks.sweeper import run_sweeper
 
 
 async def run_sinks(settings: Settings, stop: asyncio.Event) -> None:
-    """Status projection and callback recording (two consumer groups, so a slow callback table
-    never delays status), plus the receipt-deadline sweep and the callback dispatcher."""
+    """Status projection, billing ledger and callback recording (three consumer groups, so a slow
+    callback table or billing never delays status), plus the receipt-deadline sweep, the billing
+    settler and the callback dispatcher."""
     names = Names(settings.kafka.topic_prefix)
     pool = await create_pool(settings.database)
     producer = Producer(settings.kafka, names)
@@ -32,9 +41,11 @@ async def run_sinks(settings: Settings, stop: asyncio.Event) -> None:
     background = [
         asyncio.create_task(run_sweeper(pool, producer, settings.sinks, stop)),
         asyncio.create_task(Dispatcher(pool, settings.sinks, configs).run(stop)),
+        asyncio.create_task(run_settler(pool, settings.sinks.billing_settle_seconds, stop)),
     ]
     groups = (
         (STATUS_SINK_GROUP, (*MESSAGE_TOPICS, EVENTS), StatusProjection(pool, names)),
+        (BILLING_SINK_GROUP, (EVENTS,), BillingLedger(pool)),
         (CALLBACK_SINK_GROUP, (EVENTS,), CallbackRecorder(pool, configs)),
     )
     consumers, loops = [], []

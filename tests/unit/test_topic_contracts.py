@@ -9,6 +9,7 @@ import msgspec
 
 from herald.domain.records import DeadLetterV1, OutboundMessageV1, StatusEventV1
 from herald.kafka.topics import (
+    BILLING_SINK_GROUP,
     CALLBACK_SINK_GROUP,
     DLQ,
     EVENTS,
@@ -41,7 +42,7 @@ def test_code_topics_and_contracts_agree() -> None:
 
 def test_consumer_groups_in_contracts_are_the_code_groups() -> None:
     groups = {g for c in contracts() for g in c.consumers}
-    assert groups == {WORKER_GROUP, STATUS_SINK_GROUP, CALLBACK_SINK_GROUP}
+    assert groups == {WORKER_GROUP, STATUS_SINK_GROUP, BILLING_SINK_GROUP, CALLBACK_SINK_GROUP}
 
 
 def test_no_topic_literal_in_code_is_missing_from_contracts() -> None:

@@ -67,8 +67,8 @@ async def apply_batch(
         if messages:
             await conn.executemany(
                 "INSERT INTO messages (id, tenant_id, key_kind, channel, category, template_name,"
-                " template_language, template_version, country, reference, status, created_at, expires_at)"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'accepted', $11, $12)"
+                " template_language, template_version, country, reference, status, created_at, expires_at, tier)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'accepted', $11, $12, $13)"
                 " ON CONFLICT (id) DO NOTHING",
                 [
                     (
@@ -84,6 +84,7 @@ async def apply_batch(
                         m.reference,
                         _ts(m.created_at_ms),
                         _ts(m.expires_at_ms),
+                        m.tier.value if m.tier is not None else None,
                     )
                     for m in messages
                 ],

@@ -1,7 +1,8 @@
 """Forward-only SQL migrations, applied in file-name order under an advisory lock.
 
 Safe to run from several processes at once (`herald dev` and a test fixture may race): the lock
-serialises them and each file runs in its own transaction with its version recorded.
+serialises them and each file runs in its own transaction with its version recorded. A database
+without a rate card gets the one shipped with Herald, so every billable message has a price.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import logging
 from importlib import resources
 
 import asyncpg
+
+from herald.db.billing import ensure_default_rate_card
 
 log = logging.getLogger(__name__)
 _LOCK_ID = 0x4845524C  # "HERL"
@@ -43,6 +46,8 @@ async def migrate(dsn: str) -> list[str]:
                 await conn.execute("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", version, name)
             applied.append(name)
             log.info("applied migration", extra={"migration": name})
+        if await ensure_default_rate_card(conn) is not None:
+            log.info("installed the default rate card")
         return applied
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_ID)

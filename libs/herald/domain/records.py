@@ -12,7 +12,7 @@ import uuid
 
 import msgspec
 
-from herald.domain.models import Category, Channel, KeyKind
+from herald.domain.models import Category, Channel, KeyKind, Tier
 from herald.domain.status import Status
 
 
@@ -38,6 +38,9 @@ class OutboundMessageV1(msgspec.Struct, frozen=True, tag="herald.message.v1", ta
     idempotent: bool = False
     """The id was derived from an idempotency key: the worker claims it before sending, so a
     repeated request (same id, another record) is delivered once."""
+    tier: Tier | None = None
+    """The tenant's tier at acceptance: decides whether the message is billed (None on records
+    produced before this field existed; billing then uses the tenant's current tier)."""
 
 
 class StatusEventV1(msgspec.Struct, frozen=True, tag="herald.status.v1", tag_field="schema"):

@@ -30,6 +30,7 @@ DLQ = "herald.dlq"
 WORKER_GROUP = "herald-workers"
 STATUS_SINK_GROUP = "herald-sinks-status"
 CALLBACK_SINK_GROUP = "herald-sinks-callbacks"
+BILLING_SINK_GROUP = "herald-sinks-billing"
 
 
 def class_topic(category: Category) -> str:

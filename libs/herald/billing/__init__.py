@@ -1,0 +1,1 @@
+"""Billing: rate cards, usage exports and the commands the billing team runs."""

@@ -1,0 +1,321 @@
+"""The billing ledger, rate cards, usage reads and reconciliation (SQL only; policy is stated here once).
+
+**Billable** (one rule, used by the ledger sink and by reconciliation alike): a message accepted
+with a live key by a tenant on a paid tier at the time (standard, enterprise), at its first
+billable event: `delivered` (or `read`, which implies it) for sms and whatsapp, provider
+acceptance (`sent`) for email; and not if it had already failed or expired by then. `billed_at` is
+that event's own time, so a replay prices a message exactly as the first pass did.
+
+**Exactly once**: `billing_records.message_id` is the primary key and every write is
+`INSERT ... ON CONFLICT DO NOTHING` in the same transaction that stages the batch, committed
+before the sink commits its Kafka offsets. A redelivered batch, a replayed topic or a second sink
+process can only hit the conflict. Events whose message row the status projection has not
+written yet wait in `billing_pending` and are settled when it appears.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
+
+import asyncpg
+import msgspec
+
+from herald.billing.period import Month
+from herald.billing.ratecards import FALLBACK_COUNTRY, RateCardIn, default_card
+from herald.domain.models import TIER_POLICIES
+
+_PAID_TIERS = ", ".join(f"'{tier.value}'" for tier, policy in TIER_POLICIES.items() if policy.billed)
+
+# `s` is an event (message_id, status, at), `m` its message row, `t` its tenant.
+BILLABLE = f"""(
+    m.key_kind = 'live'
+    AND coalesce(m.tier, t.tier) IN ({_PAID_TIERS})
+    AND (s.status IN ('delivered', 'read') OR (s.status = 'sent' AND m.channel = 'email'))
+    AND NOT EXISTS (
+        SELECT 1 FROM message_events f
+        WHERE f.message_id = m.id AND f.status IN ('failed', 'expired') AND f.at <= s.at
+    )
+)"""
+
+
+def _priced(candidates: str, at: str, join: str = "CROSS JOIN LATERAL") -> str:
+    """The version in force at `at` (latest effective_from not after it), and its price for the
+    message's country or the fallback row. The ledger joins inner (an unpriced event stays
+    pending); reconciliation joins outer so that one shows up as a difference."""
+    on = " ON true" if join.startswith("LEFT") else ""
+    return f"""
+    {candidates}
+    {join} (
+        SELECT rc.version, rc.currency FROM rate_cards rc
+        WHERE rc.effective_from <= {at} ORDER BY rc.effective_from DESC, rc.version DESC LIMIT 1
+    ) card{on}
+    {join} (
+        SELECT p.unit_price_micros FROM rate_card_prices p
+        WHERE p.version = card.version AND p.channel = c.channel AND p.category = c.category
+          AND p.country IN (coalesce(c.country, '{FALLBACK_COUNTRY}'), '{FALLBACK_COUNTRY}')
+        ORDER BY p.country = '{FALLBACK_COUNTRY}' LIMIT 1
+    ) price{on}"""
+
+
+def _first_billable(source: str, extra: str = "") -> str:
+    """One row per message: its earliest billable event in `source`."""
+    return f"""
+    SELECT DISTINCT ON (s.message_id)
+        s.message_id, s.at, m.tenant_id, m.channel, m.category, m.country
+    FROM {source} s
+    JOIN messages m ON m.id = s.message_id
+    LEFT JOIN tenants t ON t.id = m.tenant_id
+    WHERE {BILLABLE} {extra}
+    ORDER BY s.message_id, s.at, s.status"""
+
+
+def _settle(source: str) -> str:
+    return f"""
+    INSERT INTO billing_records (message_id, tenant_id, channel, category, country,
+                                 rate_card_version, unit_price_micros, currency, billed_at)
+    SELECT c.message_id, c.tenant_id, c.channel, c.category, c.country,
+           card.version, price.unit_price_micros, card.currency, c.at
+    FROM {_priced(f"({_first_billable(source)}) c", "c.at")}
+    ON CONFLICT (message_id) DO NOTHING"""
+
+
+_STAGING_EXISTS = "SELECT to_regclass('pg_temp.billing_staging') IS NOT NULL"
+_STAGING = (
+    "CREATE TEMP TABLE billing_staging (message_id uuid NOT NULL, status text NOT NULL, at timestamptz NOT NULL)"
+    " ON COMMIT DELETE ROWS"
+)
+# What the batch could not settle and might still be billable: the message row is not projected
+# yet, or (never with a complete rate card) no price was found.
+_DEFER = f"""
+    INSERT INTO billing_pending (message_id, status, at)
+    SELECT s.message_id, s.status, s.at FROM billing_staging s
+    LEFT JOIN messages m ON m.id = s.message_id
+    LEFT JOIN tenants t ON t.id = m.tenant_id
+    WHERE NOT EXISTS (SELECT 1 FROM billing_records b WHERE b.message_id = s.message_id)
+      AND (m.id IS NULL OR coalesce({BILLABLE}, false))
+    ON CONFLICT (message_id, status) DO NOTHING"""
+_RESOLVED = f"""
+    DELETE FROM billing_pending s USING messages m LEFT JOIN tenants t ON t.id = m.tenant_id
+    WHERE m.id = s.message_id
+      AND (EXISTS (SELECT 1 FROM billing_records b WHERE b.message_id = s.message_id)
+           OR NOT coalesce({BILLABLE}, false))"""
+
+CANDIDATE_STATUSES = frozenset({"sent", "delivered", "read"})
+"""Statuses that can make a message billable; the sink ignores every other event."""
+
+
+class Candidate(msgspec.Struct, frozen=True, array_like=True):
+    message_id: uuid.UUID
+    status: str
+    at: datetime
+
+
+class Recorded(msgspec.Struct, frozen=True):
+    written: int
+    """New ledger rows."""
+    deferred: int
+    """Events parked in billing_pending (message row not projected yet)."""
+
+
+def _count(status: str) -> int:
+    return int(status.rsplit(" ", 1)[-1])
+
+
+async def record(pool: asyncpg.Pool, candidates: Sequence[Candidate]) -> Recorded:
+    """Write the ledger rows a batch of events makes due, in one transaction: COPY into a
+    per-connection staging table, then one set-based insert with conflict handling."""
+    async with pool.acquire() as conn, conn.transaction():
+        if not await conn.fetchval(_STAGING_EXISTS):
+            await conn.execute(_STAGING)
+        await conn.copy_records_to_table(
+            "billing_staging", records=[(c.message_id, c.status, c.at) for c in candidates],
+            columns=("message_id", "status", "at"),
+        )  # fmt: skip
+        written = _count(await conn.execute(_settle("billing_staging")))
+        deferred = _count(await conn.execute(_DEFER))
+    return Recorded(written=written, deferred=deferred)
+
+
+async def settle_pending(pool: asyncpg.Pool) -> int:
+    """Bill parked events whose message row has appeared; drop those that turned out not billable."""
+    async with pool.acquire() as conn, conn.transaction():
+        written = _count(await conn.execute(_settle("billing_pending")))
+        await conn.execute(_RESOLVED)
+    return written
+
+
+# --- rate cards ---------------------------------------------------------------------------
+
+
+class RateCardSummary(msgspec.Struct, frozen=True):
+    version: int
+    effective_from: datetime
+    currency: str
+    note: str | None
+    imported_at: datetime
+    prices: int
+
+
+class PriceRow(msgspec.Struct, frozen=True):
+    channel: str
+    category: str
+    country: str
+    unit_price_micros: int
+
+
+async def import_rate_card(
+    conn: asyncpg.Connection | asyncpg.pool.PoolConnectionProxy[asyncpg.Record], card: RateCardIn
+) -> int:
+    """Store a new version (the next integer) with its prices; returns the version."""
+    async with conn.transaction():
+        # Serialises concurrent imports so versions are dense and increase with import time.
+        await conn.execute("LOCK TABLE rate_cards IN EXCLUSIVE MODE")
+        version: int = await conn.fetchval("SELECT coalesce(max(version), 0) + 1 FROM rate_cards")
+        await conn.execute(
+            "INSERT INTO rate_cards (version, effective_from, currency, note) VALUES ($1, $2, $3, $4)",
+            version, card.effective_from, card.currency, card.note,
+        )  # fmt: skip
+        await conn.copy_records_to_table(
+            "rate_card_prices",
+            records=[(version, p.channel.value, p.category.value, p.country, p.unit_price_micros) for p in card.prices],
+            columns=("version", "channel", "category", "country", "unit_price_micros"),
+        )
+    return version
+
+
+async def ensure_default_rate_card(conn: asyncpg.Connection) -> int | None:
+    """Install the shipped card if there is none (a fresh database must price every message)."""
+    if await conn.fetchval("SELECT EXISTS (SELECT 1 FROM rate_cards)"):
+        return None
+    return await import_rate_card(conn, default_card())
+
+
+_CARD_SUMMARY = (
+    "SELECT rc.version, rc.effective_from, rc.currency, rc.note, rc.imported_at,"
+    " (SELECT count(*) FROM rate_card_prices p WHERE p.version = rc.version) AS prices FROM rate_cards rc"
+)
+
+
+async def rate_cards(pool: asyncpg.Pool) -> list[RateCardSummary]:
+    rows = await pool.fetch(_CARD_SUMMARY + " ORDER BY rc.version")
+    return [RateCardSummary(**dict(r)) for r in rows]
+
+
+async def rate_card(pool: asyncpg.Pool, version: int) -> tuple[RateCardSummary, list[PriceRow]] | None:
+    row = await pool.fetchrow(_CARD_SUMMARY + " WHERE rc.version = $1", version)
+    if row is None:
+        return None
+    prices = await pool.fetch(
+        "SELECT channel, category, country, unit_price_micros FROM rate_card_prices WHERE version = $1"
+        " ORDER BY channel, category, country",
+        version,
+    )
+    return RateCardSummary(**dict(row)), [PriceRow(**dict(p)) for p in prices]
+
+
+# --- usage --------------------------------------------------------------------------------
+
+DETAIL_COLUMNS = (
+    "message_id", "tenant_id", "channel", "category", "country", "rate_card_version", "unit_price_micros",
+    "currency", "billed_at",
+)  # fmt: skip
+SUMMARY_COLUMNS = ("tenant_id", "channel", "category", "country", "currency", "messages", "amount_micros")
+
+
+def _usage_sql(detail: bool, tenant_id: uuid.UUID | None) -> str:
+    where = "billed_at >= $1 AND billed_at < $2" + (" AND tenant_id = $3" if tenant_id is not None else "")
+    if detail:
+        return f"SELECT {', '.join(DETAIL_COLUMNS)} FROM billing_records WHERE {where} ORDER BY billed_at, message_id"
+    return (
+        "SELECT tenant_id, channel, category, country, currency, count(*) AS messages,"
+        f" sum(unit_price_micros)::bigint AS amount_micros FROM billing_records WHERE {where}"
+        " GROUP BY tenant_id, channel, category, country, currency"
+        " ORDER BY tenant_id, channel, category, country NULLS FIRST, currency"
+    )
+
+
+async def usage_rows(
+    pool: asyncpg.Pool, month: Month, *, detail: bool, tenant_id: uuid.UUID | None = None, chunk: int = 10_000
+) -> AsyncIterator[list[asyncpg.Record]]:
+    """The month's ledger rows (detail) or totals per tenant/channel/category/country/currency
+    (summary), in chunks from a server-side cursor: memory stays at one chunk for any size."""
+    args: list[object] = [month.start, month.end]
+    if tenant_id is not None:
+        args.append(tenant_id)
+    async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+        cursor = await conn.cursor(_usage_sql(detail, tenant_id), *args)
+        while rows := await cursor.fetch(chunk):
+            yield rows
+
+
+# --- reconciliation -----------------------------------------------------------------------
+
+BILLING_WINDOW_DAYS = 10
+"""Reconciliation looks at messages accepted up to this long before the month: a message is billed
+within its TTL (24 h at most by default) plus the receipt deadline (72 h) of acceptance."""
+
+
+class Difference(msgspec.Struct, frozen=True):
+    message_id: uuid.UUID
+    tenant_id: uuid.UUID
+    kind: str
+    """`missing` (billable, no ledger row), `unexpected` (ledger row, not billable) or `mismatch`."""
+    expected_billed_at: datetime | None
+    billed_at: datetime | None
+    expected_version: int | None
+    rate_card_version: int | None
+    expected_unit_price_micros: int | None
+    unit_price_micros: int | None
+
+
+class Reconciliation(msgspec.Struct, frozen=True):
+    month: str
+    ledger_rows: int
+    billable_messages: int
+    pending: int
+    """Events still waiting in billing_pending (a lagging status projection); not differences."""
+    differences: list[Difference]
+
+
+_RECONCILE_CTES = f"""
+WITH billable AS ({
+    _first_billable(
+        "message_events",
+        f"AND m.created_at >= $1::timestamptz - interval '{BILLING_WINDOW_DAYS} days' AND m.created_at < $2",
+    )
+}),
+expected AS (
+    SELECT c.message_id, c.tenant_id, c.at, card.version, price.unit_price_micros
+    FROM {_priced("billable c", "c.at", "LEFT JOIN LATERAL")}
+    WHERE c.at >= $1 AND c.at < $2
+),
+ledger AS (SELECT * FROM billing_records WHERE billed_at >= $1 AND billed_at < $2)
+"""
+_DIFFERENCES = f"""{_RECONCILE_CTES}
+SELECT coalesce(e.message_id, l.message_id) AS message_id, coalesce(e.tenant_id, l.tenant_id) AS tenant_id,
+       CASE WHEN l.message_id IS NULL THEN 'missing' WHEN e.message_id IS NULL THEN 'unexpected'
+            ELSE 'mismatch' END AS kind,
+       e.at AS expected_billed_at, l.billed_at, e.version AS expected_version, l.rate_card_version,
+       e.unit_price_micros AS expected_unit_price_micros, l.unit_price_micros
+FROM expected e FULL JOIN ledger l ON l.message_id = e.message_id
+WHERE l.message_id IS NULL OR e.message_id IS NULL
+   OR (e.at, e.version, e.unit_price_micros) IS DISTINCT FROM (l.billed_at, l.rate_card_version, l.unit_price_micros)
+ORDER BY 1
+"""
+
+
+async def reconcile(pool: asyncpg.Pool, month: Month) -> Reconciliation:
+    """Compare the ledger with what the status projection says was billable in `month`."""
+    async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+        rows = await conn.fetch(_DIFFERENCES, month.start, month.end)
+        expected: int = await conn.fetchval(_RECONCILE_CTES + "SELECT count(*) FROM expected", month.start, month.end)
+        ledger: int = await conn.fetchval(
+            "SELECT count(*) FROM billing_records WHERE billed_at >= $1 AND billed_at < $2", month.start, month.end
+        )
+        pending: int = await conn.fetchval("SELECT count(*) FROM billing_pending")
+    differences = [Difference(**dict(r)) for r in rows]
+    return Reconciliation(
+        month=month.label, ledger_rows=ledger, billable_messages=expected, pending=pending, differences=differences
+    )

@@ -1,0 +1,224 @@
+"""The billing ledger: one row per billable message, exactly once, priced by the card in force."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import msgspec
+
+from herald.billing.ratecards import Price, default_card
+from herald.db import billing
+from herald.domain.models import Category, Channel, KeyKind, Tier
+from herald.domain.records import ENCODER, OutboundMessageV1, StatusEventV1
+from herald.domain.status import Status
+from herald.kafka.producer import Producer, Record
+from herald.kafka.topics import EVENTS, Names, class_topic
+from herald.settings import Settings
+from herald_sinks.main import run_sinks
+from tests.integration.harness import Loop, Platform
+
+
+async def _ledger(dsn: str) -> list[dict[str, Any]]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch(
+            "SELECT message_id, tenant_id, channel, category, country, rate_card_version, unit_price_micros,"
+            " currency, billed_at FROM billing_records ORDER BY message_id"
+        )
+    finally:
+        await conn.close()
+    return [dict(r) for r in rows]
+
+
+async def _wait_rows(dsn: str, n: int, deadline_s: float = 30.0) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + deadline_s
+    while True:
+        rows = await _ledger(dsn)
+        if len(rows) >= n:
+            return rows
+        assert time.monotonic() < deadline, f"ledger has {len(rows)} rows, expected {n}"
+        await asyncio.sleep(0.1)
+
+
+def _price(channel: str, category: str, country: str) -> int:
+    prices = {(p.channel.value, p.category.value, p.country): p.unit_price_micros for p in default_card().prices}
+    return prices.get((channel, category, country)) or prices[(channel, category, "*")]
+
+
+async def test_paid_live_messages_are_billed_once_free_and_test_keys_never(platform: Platform) -> None:
+    paid_id, paid = await platform.tenant_with_key(tier="standard")
+    _, free = await platform.tenant_with_key(tier="free")
+    _, test_key = await platform.tenant_with_key(kind="test", tier="enterprise")
+    for auth in (paid, free, test_key):
+        await platform.template(auth)
+        await platform.template(auth, name="promo", body="Sale {{pct}}", category="marketing", channel="whatsapp")
+
+    billed = [
+        (await platform.send(paid, to="+447400123456")).json()["id"],  # GB sms authentication
+        (await platform.send(paid, to="+14155550123")).json()["id"],  # US sms authentication
+        (
+            await platform.send(
+                paid, to="+33612345678", channel="whatsapp", template={"name": "promo", "language": "en"},
+                params={"pct": "20"},
+            )
+        ).json()["id"],
+    ]  # fmt: skip
+    failed = (await platform.send(paid, to="+447400120000")).json()["id"]  # carrier: invalid_number
+    unbilled = [(await platform.send(auth)).json()["id"] for auth in (free, test_key)]
+    for message_id in billed:
+        await platform.wait_status(paid, message_id, {"delivered"})
+    await platform.wait_status(paid, failed, {"failed"})
+    for message_id, auth in zip(unbilled, (free, test_key), strict=True):
+        await platform.wait_status(auth, message_id, {"delivered"})
+
+    rows = await _wait_rows(platform.settings.database.url, 3)
+    await asyncio.sleep(0.5)  # anything else would have been written by now
+    rows = await _ledger(platform.settings.database.url)
+    assert sorted(str(r["message_id"]) for r in rows) == sorted(billed)
+    by_id = {str(r["message_id"]): r for r in rows}
+    expected = [
+        ("sms", "authentication", "GB"),
+        ("sms", "authentication", "US"),
+        ("whatsapp", "marketing", "FR"),
+    ]
+    for message_id, (channel, category, country) in zip(billed, expected, strict=True):
+        row = by_id[message_id]
+        assert str(row["tenant_id"]) == paid_id
+        assert (row["channel"], row["category"], row["country"]) == (channel, category, country)
+        assert row["unit_price_micros"] == _price(channel, category, country)
+        assert (row["rate_card_version"], row["currency"]) == (1, "EUR")
+        # Billed at the delivery receipt's time, which the message timeline shows.
+        message = (await platform.http.get(f"/v1/messages/{message_id}", headers=paid)).json()
+        delivered_at = next(e["at"] for e in message["events"] if e["status"] == "delivered")
+        assert row["billed_at"] == datetime.fromisoformat(delivered_at)
+
+
+# --- replay and crash, with events produced directly ----------------------------------------------
+
+
+def _message(tenant_id: uuid.UUID, index: int, at_ms: int, **fields: Any) -> OutboundMessageV1:
+    values: dict[str, Any] = {
+        "id": uuid.uuid4(),
+        "tenant_id": tenant_id,
+        "key_kind": KeyKind.LIVE,
+        "channel": Channel.SMS,
+        "category": Category.UTILITY,
+        "template_name": "t",
+        "template_language": "en",
+        "template_version": 1,
+        "to": f"+4474{index:08d}",
+        "country": "GB",
+        "body": "b",
+        "created_at_ms": at_ms,
+        "expires_at_ms": at_ms + 3_600_000,
+        "tier": Tier.ENTERPRISE,
+        **fields,
+    }
+    return OutboundMessageV1(**values)
+
+
+def _delivered(message: OutboundMessageV1, at_ms: int) -> list[StatusEventV1]:
+    return [
+        StatusEventV1(message_id=message.id, tenant_id=message.tenant_id, status=Status.SENT, at_ms=at_ms),
+        StatusEventV1(message_id=message.id, tenant_id=message.tenant_id, status=Status.DELIVERED, at_ms=at_ms + 1),
+    ]
+
+
+async def _produce(settings: Settings, messages: list[OutboundMessageV1], events: list[StatusEventV1]) -> None:
+    producer = Producer(settings.kafka, Names(settings.kafka.topic_prefix))
+    await producer.start()
+    try:
+        await producer.send_many(
+            [Record(class_topic(m.category), m.id.bytes, ENCODER.encode(m)) for m in messages]
+            + [Record(EVENTS, str(e.message_id).encode(), ENCODER.encode(e)) for e in events]
+        )
+    finally:
+        await producer.stop()
+
+
+async def _tenant(dsn: str) -> uuid.UUID:
+    tenant_id = uuid.uuid4()
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("INSERT INTO tenants (id, name, tier) VALUES ($1, 'Billed', 'enterprise')", tenant_id)
+    finally:
+        await conn.close()
+    return tenant_id
+
+
+async def test_replayed_events_and_a_second_sink_leave_the_ledger_unchanged(settings: Settings) -> None:
+    dsn = settings.database.url
+    tenant_id = await _tenant(dsn)
+    now_ms = int(time.time() * 1000)
+    messages = [_message(tenant_id, i, now_ms) for i in range(300)]
+    events = [e for m in messages for e in _delivered(m, now_ms + 100)]
+    # Events before their message rows: the billing sink must park them, not drop them.
+    await _produce(settings, [], events)
+    sinks = Loop(settings, run_sinks)
+    try:
+        await asyncio.sleep(1.0)
+        await _produce(settings, messages, [])
+        first = await _wait_rows(dsn, 300)
+        # The same events again (a producer retry, a replayed topic), and a second sink process
+        # competing for the partitions.
+        second_sinks = Loop(settings, run_sinks)
+        await _produce(settings, messages, events)
+        await _produce(settings, [], events)
+        await asyncio.sleep(3.0)
+        await second_sinks.stop()
+    finally:
+        await sinks.stop()
+    assert await _ledger(dsn) == first
+    assert {r["message_id"] for r in first} == {m.id for m in messages}
+    conn = await asyncpg.connect(dsn)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM billing_pending") == 0
+    finally:
+        await conn.close()
+
+
+async def test_rate_card_change_mid_month_prices_by_the_version_in_force(settings: Settings) -> None:
+    dsn = settings.database.url
+    tenant_id = await _tenant(dsn)
+    now = datetime.now(UTC)
+    effective = now + timedelta(seconds=60)
+    new_card = msgspec.structs.replace(
+        default_card(),
+        effective_from=effective,
+        note="price rise",
+        prices=[
+            msgspec.structs.replace(p, unit_price_micros=p.unit_price_micros * 2) if p.channel is Channel.SMS else p
+            for p in default_card().prices
+        ]
+        + [Price(Channel.SMS, Category.UTILITY, "IE", 51_000)],
+    )
+    conn = await asyncpg.connect(dsn)
+    try:
+        version = await billing.import_rate_card(conn, new_card)
+    finally:
+        await conn.close()
+    assert version == 2
+    before_ms = int((effective - timedelta(seconds=30)).timestamp() * 1000)
+    after_ms = int((effective + timedelta(seconds=30)).timestamp() * 1000)
+    old = [_message(tenant_id, i, before_ms) for i in range(5)]
+    new = [_message(tenant_id, 100 + i, after_ms) for i in range(5)]
+    irish = _message(tenant_id, 200, after_ms, country="IE", to="+353851234567")
+    events = [e for m in old for e in _delivered(m, before_ms)] + [
+        e for m in [*new, irish] for e in _delivered(m, after_ms)
+    ]
+    await _produce(settings, [*old, *new, irish], events)
+    sinks = Loop(settings, run_sinks)
+    try:
+        rows = await _wait_rows(dsn, 11)
+    finally:
+        await sinks.stop()
+    by_id = {r["message_id"]: r for r in rows}
+    gb_utility = _price("sms", "utility", "GB")
+    assert {(by_id[m.id]["rate_card_version"], by_id[m.id]["unit_price_micros"]) for m in old} == {(1, gb_utility)}
+    assert {(by_id[m.id]["rate_card_version"], by_id[m.id]["unit_price_micros"]) for m in new} == {(2, 2 * gb_utility)}
+    assert (by_id[irish.id]["rate_card_version"], by_id[irish.id]["unit_price_micros"]) == (2, 51_000)
