@@ -105,6 +105,12 @@ def _retention(settings: Settings) -> None:
     asyncio.run(run())
 
 
+def _billing(settings: Settings, args: argparse.Namespace) -> None:
+    from herald.billing import commands
+
+    commands.run(settings, args)
+
+
 def _dev(settings: Settings) -> None:
     from herald_dev.supervisor import run_dev
 
@@ -120,6 +126,10 @@ COMMANDS = {
     "retention": (_retention, "delete expired limit entries, old idempotency claims and dead callbacks (run daily)"),
     "dev": (_dev, "run everything on embedded Postgres and broker (make run)"),
 }
+# Commands with arguments of their own: (run, help, add_arguments).
+ARG_COMMANDS = {
+    "billing": (_billing, "rate cards, usage exports and reconciliation", "herald.billing.commands"),
+}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -127,13 +137,18 @@ def main(argv: list[str] | None = None) -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (_, help_text) in COMMANDS.items():
         sub.add_parser(name, help=help_text)
+    for name, (_, help_text, module) in ARG_COMMANDS.items():
+        importlib.import_module(module).add_arguments(sub.add_parser(name, help=help_text))
     args = parser.parse_args(argv)
     try:
         settings = Settings.from_env()
     except ValueError as exc:
         sys.exit(str(exc))
     logs.configure(settings.log_level, args.command)
-    COMMANDS[args.command][0](settings)
+    if args.command in ARG_COMMANDS:
+        ARG_COMMANDS[args.command][0](settings, args)
+    else:
+        COMMANDS[args.command][0](settings)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from herald.settings import Settings
 from herald_api import problems
 from herald_api.auth import KeyAuthenticator, Principal, principal_dependency
 from herald_api.controllers.admin import AdminController
+from herald_api.controllers.billing import AdminUsageController, RateCardController, UsageController
 from herald_api.controllers.messages import LimitsController, MessageController
 from herald_api.controllers.receipts import ReceiptController
 from herald_api.controllers.templates import TemplateController
@@ -85,6 +86,9 @@ def create_app(settings: Settings) -> Litestar:
     app = Litestar(
         route_handlers=[
             AdminController,
+            RateCardController,
+            AdminUsageController,
+            UsageController,
             TemplateController,
             MessageController,
             LimitsController,

@@ -83,8 +83,14 @@ def _field_errors(exc: ValidationException) -> list[FieldError]:
     ]
 
 
+_MISSING_PARAMETER = re.compile(r"^Missing required \w+ parameter '([^']+)'")
+
+
 def _validation(request: Request, exc: ValidationException) -> Response[Problem]:  # type: ignore[type-arg]
     errors = _field_errors(exc)
+    if not errors and (missing := _MISSING_PARAMETER.match(str(exc.detail))):
+        # A required query/path/header parameter is absent: Litestar names it only in the text.
+        errors = [FieldError(field=missing.group(1), message="required")]
     _count_rejected_send(request, "validation_failed" if errors else "malformed_request")
     if not errors:
         # Litestar raises ValidationException without field details when the body is not JSON.

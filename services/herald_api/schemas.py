@@ -188,3 +188,44 @@ class ReceiptIn(Strict, frozen=True):
     status: Status
     at_ms: int
     error_code: Annotated[str, msgspec.Meta(max_length=64, pattern=_NO_CONTROL)] | None = None
+
+
+# --- billing -----------------------------------------------------------------------------------
+class PriceOut(msgspec.Struct, frozen=True):
+    channel: str
+    category: str
+    country: str
+    """ISO 3166-1 alpha-2, or `*` for the channel/category fallback."""
+    unit_price_micros: int
+
+
+class RateCardOut(msgspec.Struct, frozen=True):
+    version: int
+    effective_from: datetime
+    currency: str
+    note: str | None
+    imported_at: datetime
+    price_count: int
+    prices: list[PriceOut]
+
+
+class UsageLine(msgspec.Struct, frozen=True):
+    channel: str
+    category: str
+    country: str | None
+    currency: str
+    messages: int
+    amount_micros: int
+    """Integer micro-units of `currency` (EUR 1.00 = 1,000,000)."""
+
+
+class UsageTotal(msgspec.Struct, frozen=True):
+    currency: str
+    messages: int
+    amount_micros: int
+
+
+class UsageOut(msgspec.Struct, frozen=True):
+    month: str
+    lines: list[UsageLine]
+    totals: list[UsageTotal]

@@ -155,7 +155,7 @@ class RateCardSummary(msgspec.Struct, frozen=True):
     currency: str
     note: str | None
     imported_at: datetime
-    prices: int
+    price_count: int
 
 
 class PriceRow(msgspec.Struct, frozen=True):
@@ -194,7 +194,7 @@ async def ensure_default_rate_card(conn: asyncpg.Connection) -> int | None:
 
 _CARD_SUMMARY = (
     "SELECT rc.version, rc.effective_from, rc.currency, rc.note, rc.imported_at,"
-    " (SELECT count(*) FROM rate_card_prices p WHERE p.version = rc.version) AS prices FROM rate_cards rc"
+    " (SELECT count(*) FROM rate_card_prices p WHERE p.version = rc.version) AS price_count FROM rate_cards rc"
 )
 
 

@@ -1,0 +1,158 @@
+"""`herald billing ...`: the billing team's commands (import a rate card, export usage, reconcile).
+
+Exit status: 0 on success; 1 when `reconcile` finds differences; 2 for bad input (argparse's
+convention), with the reason on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import msgspec
+
+from herald.billing import ratecards
+from herald.billing.exports import Detail, Format, export
+from herald.billing.period import Month
+from herald.db import billing
+from herald.db.pool import create_pool
+from herald.errors import HeraldError
+from herald.settings import Settings
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="billing_command", required=True)
+
+    card = sub.add_parser("import-rate-card", help="import a rate card version from CSV")
+    card.add_argument("csv", type=Path, help="channel,category,country,unit_price_micros (country * = fallback)")
+    card.add_argument("--effective-from", required=True, help="ISO 8601 with a UTC offset, not in the past")
+    card.add_argument("--currency", default=ratecards.DEFAULT_CURRENCY, help="ISO 4217 (default %(default)s)")
+    card.add_argument("--note")
+
+    sub.add_parser("rate-cards", help="list rate card versions")
+
+    out = sub.add_parser("export", help="write a usage export to a file, with progress on stderr")
+    out.add_argument("--month", required=True, help="YYYY-MM (UTC)")
+    out.add_argument("--tenant-id", type=uuid.UUID)
+    out.add_argument("--format", choices=[f.value for f in Format], default=Format.CSV.value)
+    out.add_argument("--detail", choices=[d.value for d in Detail], default=Detail.SUMMARY.value)
+    out.add_argument("--output", "-o", type=Path, required=True)
+
+    rec = sub.add_parser("reconcile", help="compare the ledger with billable delivered messages; exit 1 if they differ")
+    rec.add_argument("--month", required=True, help="YYYY-MM (UTC)")
+    rec.add_argument("--limit", type=int, default=50, help="differences to print (default %(default)s)")
+
+
+def run(settings: Settings, args: argparse.Namespace) -> None:
+    if not settings.database.url:
+        sys.exit("herald billing needs HERALD_DATABASE_URL")
+    commands = {
+        "import-rate-card": _import,
+        "rate-cards": _list,
+        "export": _export,
+        "reconcile": _reconcile,
+    }
+    try:
+        code = asyncio.run(commands[args.billing_command](settings, args))
+    except HeraldError as exc:
+        print(f"herald billing: {exc.detail}", file=sys.stderr)
+        code = 2
+    sys.exit(code)
+
+
+async def _import(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        effective = datetime.fromisoformat(args.effective_from)
+    except ValueError:
+        print("herald billing: --effective-from is not an ISO 8601 time", file=sys.stderr)
+        return 2
+    try:
+        card = msgspec.convert(
+            {
+                "effective_from": effective, "currency": args.currency, "note": args.note,
+                "prices": ratecards.parse_csv(args.csv.read_text()),
+            },
+            ratecards.RateCardIn, from_attributes=True,
+        )  # fmt: skip
+    except msgspec.ValidationError as exc:
+        print(f"herald billing: {exc}", file=sys.stderr)
+        return 2
+    ratecards.check(card, datetime.now(UTC))
+    pool = await create_pool(settings.database)
+    try:
+        async with pool.acquire() as conn:
+            version = await billing.import_rate_card(conn, card)
+    finally:
+        await pool.close()
+    print(f"rate card version {version}: {len(card.prices)} prices in {card.currency}, effective {card.effective_from}")
+    return 0
+
+
+async def _list(settings: Settings, _: argparse.Namespace) -> int:
+    pool = await create_pool(settings.database)
+    try:
+        for card in await billing.rate_cards(pool):
+            print(
+                f"v{card.version}\teffective {card.effective_from.isoformat()}\t{card.currency}"
+                f"\t{card.price_count} prices\t{card.note or ''}"
+            )
+    finally:
+        await pool.close()
+    return 0
+
+
+async def _export(settings: Settings, args: argparse.Namespace) -> int:
+    month = Month.parse(args.month)
+    rows = 0
+    started = time.monotonic()
+    last_report = started
+
+    def progress(n: int) -> None:
+        nonlocal rows, last_report
+        rows += n
+        if time.monotonic() - last_report >= 1.0:
+            last_report = time.monotonic()
+            print(f"  {rows:,} rows ...", file=sys.stderr, flush=True)
+
+    partial = args.output.with_name(args.output.name + ".partial")
+    pool = await create_pool(settings.database)
+    try:
+        with partial.open("wb") as out:
+            async for data in export(
+                pool, month, Detail(args.detail), Format(args.format), args.tenant_id, on_rows=progress
+            ):
+                out.write(data)
+    finally:
+        await pool.close()
+    # Only a complete export gets the requested name: a crash leaves `.partial`, never a short file.
+    partial.replace(args.output)
+    elapsed = time.monotonic() - started
+    print(f"{rows:,} rows written to {args.output} in {elapsed:.1f} s", file=sys.stderr)
+    return 0
+
+
+async def _reconcile(settings: Settings, args: argparse.Namespace) -> int:
+    month = Month.parse(args.month)
+    pool = await create_pool(settings.database)
+    try:
+        result = await billing.reconcile(pool, month)
+    finally:
+        await pool.close()
+    print(
+        f"{result.month}: {result.ledger_rows:,} ledger rows, {result.billable_messages:,} billable messages,"
+        f" {len(result.differences):,} differences, {result.pending:,} events pending"
+    )
+    for d in result.differences[: args.limit]:
+        print(
+            f"{d.kind}\tmessage {d.message_id}\ttenant {d.tenant_id}"
+            f"\texpected {d.expected_billed_at} v{d.expected_version} {d.expected_unit_price_micros}"
+            f"\tledger {d.billed_at} v{d.rate_card_version} {d.unit_price_micros}"
+        )
+    if len(result.differences) > args.limit:
+        print(f"... and {len(result.differences) - args.limit:,} more")
+    return 1 if result.differences else 0

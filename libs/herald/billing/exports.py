@@ -1,0 +1,196 @@
+"""Usage exports in CSV, JSON Lines and Parquet, produced chunk by chunk.
+
+The same stream serves `GET /v1/admin/usage` and `herald billing export`: rows come from a
+server-side cursor (`db.billing.usage_rows`) and each chunk is encoded and handed on before the
+next is fetched, so memory is bounded by one chunk (Parquet: one row group) whatever the month's
+size. Money is integer micro-units in every format; times are UTC.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+import asyncpg
+import msgspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from herald.billing.period import Month
+from herald.db import billing
+
+
+class Format(StrEnum):
+    CSV = "csv"
+    JSONL = "jsonl"
+    PARQUET = "parquet"
+
+
+class Detail(StrEnum):
+    SUMMARY = "summary"
+    """Per tenant, channel, category, country and currency: message count and amount."""
+    MESSAGES = "messages"
+    """One row per billing record."""
+
+
+MEDIA_TYPES = {
+    Format.CSV: "text/csv; charset=utf-8",
+    Format.JSONL: "application/jsonl",
+    Format.PARQUET: "application/vnd.apache.parquet",
+}
+
+_STRING = pa.string()
+_SCHEMAS = {
+    Detail.MESSAGES: pa.schema(
+        [
+            ("message_id", _STRING),
+            ("tenant_id", _STRING),
+            ("channel", _STRING),
+            ("category", _STRING),
+            ("country", _STRING),
+            ("rate_card_version", pa.int32()),
+            ("unit_price_micros", pa.int64()),
+            ("currency", _STRING),
+            ("billed_at", pa.timestamp("us", tz="UTC")),
+        ]
+    ),
+    Detail.SUMMARY: pa.schema(
+        [
+            ("tenant_id", _STRING),
+            ("channel", _STRING),
+            ("category", _STRING),
+            ("country", _STRING),
+            ("currency", _STRING),
+            ("messages", pa.int64()),
+            ("amount_micros", pa.int64()),
+        ]
+    ),
+}
+
+
+def columns(detail: Detail) -> Sequence[str]:
+    return billing.DETAIL_COLUMNS if detail is Detail.MESSAGES else billing.SUMMARY_COLUMNS
+
+
+def filename(month: Month, detail: Detail, fmt: Format, tenant_id: uuid.UUID | None) -> str:
+    scope = f"-{tenant_id}" if tenant_id is not None else ""
+    return f"herald-usage-{month.label}-{detail.value}{scope}.{fmt.value}"
+
+
+async def export(
+    pool: asyncpg.Pool,
+    month: Month,
+    detail: Detail,
+    fmt: Format,
+    tenant_id: uuid.UUID | None = None,
+    *,
+    chunk: int = 10_000,
+    on_rows: Callable[[int], None] | None = None,
+) -> AsyncIterator[bytes]:
+    """The encoded export, as byte chunks. `on_rows(n)` is called after each chunk (progress)."""
+    rows = billing.usage_rows(pool, month, detail=detail is Detail.MESSAGES, tenant_id=tenant_id, chunk=chunk)
+    encoder = _ENCODERS[fmt]
+    async for data in encoder(_counted(rows, on_rows), detail):
+        yield data
+
+
+async def _counted(
+    rows: AsyncIterator[list[asyncpg.Record]], on_rows: Callable[[int], None] | None
+) -> AsyncIterator[list[asyncpg.Record]]:
+    async for chunk in rows:
+        yield chunk
+        if on_rows is not None:
+            on_rows(len(chunk))
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
+
+
+async def _csv(rows: AsyncIterator[list[asyncpg.Record]], detail: Detail) -> AsyncIterator[bytes]:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns(detail))
+    async for chunk in rows:
+        writer.writerows([_text(v) for v in r.values()] for r in chunk)
+        yield buffer.getvalue().encode()
+        buffer.seek(0)
+        buffer.truncate()
+    # The header alone, for an empty month.
+    if buffer.tell():
+        yield buffer.getvalue().encode()
+
+
+_JSON = msgspec.json.Encoder()
+
+
+async def _jsonl(rows: AsyncIterator[list[asyncpg.Record]], detail: Detail) -> AsyncIterator[bytes]:
+    names = columns(detail)
+    async for chunk in rows:
+        lines = bytearray()
+        for r in chunk:
+            _JSON.encode_into(dict(zip(names, r.values(), strict=True)), lines, -1)
+            lines += b"\n"
+        yield bytes(lines)
+
+
+class _Spool(io.RawIOBase):
+    """A write-only file that keeps what was written until taken: lets ParquetWriter's output
+    be streamed row group by row group."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._parts: list[bytes] = []
+        self._position = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        chunk = bytes(data)
+        self._parts.append(chunk)
+        self._position += len(chunk)
+        return len(chunk)
+
+    def tell(self) -> int:
+        return self._position
+
+    def take(self) -> bytes:
+        data = b"".join(self._parts)
+        self._parts.clear()
+        return data
+
+
+async def _parquet(rows: AsyncIterator[list[asyncpg.Record]], detail: Detail) -> AsyncIterator[bytes]:
+    schema = _SCHEMAS[detail]
+    spool = _Spool()
+    writer = pq.ParquetWriter(spool, schema, compression="zstd")
+    try:
+        async for chunk in rows:
+            arrays = []
+            for index, field in enumerate(schema):
+                values = [r[index] for r in chunk]
+                if field.type == _STRING:
+                    values = [None if v is None else str(v) for v in values]
+                arrays.append(pa.array(values, type=field.type))
+            writer.write_table(pa.Table.from_arrays(arrays, schema=schema))
+            yield spool.take()
+    finally:
+        writer.close()
+    yield spool.take()
+
+
+_ENCODERS: dict[Format, Callable[[AsyncIterator[list[asyncpg.Record]], Detail], AsyncIterator[bytes]]] = {
+    Format.CSV: _csv,
+    Format.JSONL: _jsonl,
+    Format.PARQUET: _parquet,
+}
