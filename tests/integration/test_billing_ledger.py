@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -11,6 +12,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
+from herald.billing.period import Month
 from herald.billing.ratecards import Price, default_card
 from herald.db import billing
 from herald.domain.models import Category, Channel, KeyKind, Tier
@@ -21,6 +23,7 @@ from herald.kafka.topics import EVENTS, Names, class_topic
 from herald.settings import Settings
 from herald_sinks.main import run_sinks
 from tests.integration.harness import Loop, Platform
+from tests.integration.processes import env_for, spawn
 
 
 async def _ledger(dsn: str) -> list[dict[str, Any]]:
@@ -222,3 +225,113 @@ async def test_rate_card_change_mid_month_prices_by_the_version_in_force(setting
     assert {(by_id[m.id]["rate_card_version"], by_id[m.id]["unit_price_micros"]) for m in old} == {(1, gb_utility)}
     assert {(by_id[m.id]["rate_card_version"], by_id[m.id]["unit_price_micros"]) for m in new} == {(2, 2 * gb_utility)}
     assert (by_id[irish.id]["rate_card_version"], by_id[irish.id]["unit_price_micros"]) == (2, 51_000)
+
+
+def _event(m: OutboundMessageV1, status: Status, at_ms: int, reason: str | None = None) -> StatusEventV1:
+    return StatusEventV1(message_id=m.id, tenant_id=m.tenant_id, status=status, at_ms=at_ms, reason=reason)
+
+
+async def test_billable_rule_and_reconciliation_catch_every_kind_of_difference(settings: Settings) -> None:
+    dsn = settings.database.url
+    tenant_id = await _tenant(dsn)
+    now_ms = int(time.time() * 1000)
+    sms = _message(tenant_id, 1, now_ms)
+    read_only = _message(tenant_id, 2, now_ms, channel=Channel.WHATSAPP)  # delivered receipt lost, read arrived
+    email = _message(tenant_id, 3, now_ms, channel=Channel.EMAIL, country=None, to="a@example.com")
+    failed = _message(tenant_id, 4, now_ms)
+    expired = _message(tenant_id, 5, now_ms)
+    free = _message(tenant_id, 6, now_ms, tier=Tier.FREE)
+    test_key = _message(tenant_id, 7, now_ms, key_kind=KeyKind.TEST)
+    timed_out = _message(tenant_id, 8, now_ms)  # failed by the receipt sweep, then a late receipt
+    events = [
+        *_delivered(sms, now_ms),
+        _event(read_only, Status.SENT, now_ms), _event(read_only, Status.READ, now_ms + 5),
+        _event(email, Status.SENT, now_ms),
+        _event(failed, Status.FAILED, now_ms, "invalid_number"),
+        _event(expired, Status.EXPIRED, now_ms),
+        *_delivered(free, now_ms), *_delivered(test_key, now_ms),
+        _event(timed_out, Status.SENT, now_ms), _event(timed_out, Status.FAILED, now_ms + 10, "receipt_timeout"),
+    ]  # fmt: skip
+    messages = [sms, read_only, email, failed, expired, free, test_key, timed_out]
+    await _produce(settings, messages, events)
+    sinks = Loop(settings, run_sinks)
+    try:
+        rows = await _wait_rows(dsn, 3)
+        # The late receipt comes after the sweep's `failed` has been projected.
+        await asyncio.sleep(1.0)
+        await _produce(settings, [], [_event(timed_out, Status.DELIVERED, now_ms + 20)])
+        await asyncio.sleep(2.0)
+    finally:
+        await sinks.stop()
+    rows = await _ledger(dsn)
+    assert {r["message_id"] for r in rows} == {sms.id, read_only.id, email.id}
+    email_row = next(r for r in rows if r["message_id"] == email.id)
+    assert (email_row["country"], email_row["unit_price_micros"]) == (None, _price("email", "utility", "*"))
+
+    month = billing_month(now_ms)
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
+    try:
+        clean = await billing.reconcile(pool, month)
+        assert (clean.ledger_rows, clean.billable_messages, clean.differences) == (3, 3, [])
+        # Break the ledger three ways; reconciliation names each.
+        await pool.execute("DELETE FROM billing_records WHERE message_id = $1", sms.id)
+        await pool.execute("UPDATE billing_records SET unit_price_micros = 1 WHERE message_id = $1", email.id)
+        await pool.execute(
+            "INSERT INTO billing_records (message_id, tenant_id, channel, category, country, rate_card_version,"
+            " unit_price_micros, currency, billed_at) SELECT $1, tenant_id, channel, category, country,"
+            " rate_card_version, unit_price_micros, currency, billed_at FROM billing_records WHERE message_id = $2",
+            free.id, read_only.id,
+        )  # fmt: skip
+        broken = await billing.reconcile(pool, month)
+    finally:
+        await pool.close()
+    assert {(d.message_id, d.kind) for d in broken.differences} == {
+        (sms.id, "missing"),
+        (email.id, "mismatch"),
+        (free.id, "unexpected"),
+    }
+
+
+def billing_month(at_ms: int) -> Month:
+    return Month.of(datetime.fromtimestamp(at_ms / 1000, tz=UTC))
+
+
+async def test_sinks_sigkilled_mid_batch_bill_every_message_exactly_once(settings: Settings) -> None:
+    dsn = settings.database.url
+    tenant_id = await _tenant(dsn)
+    n = 12_000
+    now_ms = int(time.time() * 1000)
+    messages = [_message(tenant_id, i, now_ms) for i in range(n)]
+    await _produce(settings, messages, [e for m in messages for e in _delivered(m, now_ms + 50)])
+
+    env = env_for(settings, HERALD_SINKS_BATCH_MAX_RECORDS="300")
+    log = settings.data_dir / "sinks.log"
+    first = spawn("sinks", env, log)
+    second = None
+    try:
+        deadline = time.monotonic() + 60
+        while len(await _ledger(dsn)) < n // 10:
+            assert first.poll() is None, log.read_text()[-2000:]
+            assert time.monotonic() < deadline, "the billing sink made no progress"
+            await asyncio.sleep(0.02)
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+        at_kill = len(await _ledger(dsn))
+        assert at_kill < n, "the kill came too late to prove anything"
+
+        second = spawn("sinks", env, log)
+        rows = await _wait_rows(dsn, n, deadline_s=120)
+    finally:
+        for process in (first, second):
+            if process is not None and process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                process.wait(30)
+    assert len(rows) == n
+    assert {r["message_id"] for r in rows} == {m.id for m in messages}
+    assert {r["billed_at"] for r in rows} == {datetime.fromtimestamp((now_ms + 51) / 1000, tz=UTC)}
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
+    try:
+        result = await billing.reconcile(pool, billing_month(now_ms))
+    finally:
+        await pool.close()
+    assert (result.ledger_rows, result.billable_messages, result.differences) == (n, n, [])
