@@ -31,8 +31,8 @@ PRODUCE_SECONDS = Histogram(
 )
 CONSUMER_LAG = Gauge(
     "herald_consumer_lag_records",
-    "Records behind the partition highwater after the last committed batch.",
-    ["topic", "partition"],
+    "Records behind the partition highwater after the last committed batch, per consumer group.",
+    ["group", "topic", "partition"],
 )
 IDEMPOTENT_REPEATS = Counter(
     "herald_idempotent_repeats_total",

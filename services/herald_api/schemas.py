@@ -176,6 +176,16 @@ class MessageOut(msgspec.Struct, frozen=True, omit_defaults=True):
     created_at: datetime
     events: list[EventOut]
     reference: str | None = None
+    price: Price | None = None
+    """Present once the message is billed (paid tiers, live keys; delivered, or sent for email)."""
+
+
+class Price(msgspec.Struct, frozen=True):
+    unit_price_micros: int
+    """Integer micro-units of `currency` (EUR 0.035 = 35,000)."""
+    currency: str
+    rate_card_version: int
+    billed_at: datetime
 
 
 # --- provider receipts -------------------------------------------------------------------------

@@ -38,7 +38,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     )
     consumer = make_consumer(settings.kafka, names, WORKER_GROUP, MESSAGE_TOPICS)
     await consumer.start()
-    loop = ConsumerLoop(consumer, handler, names, max_records=settings.worker.batch_max_records)
+    loop = ConsumerLoop(consumer, handler, names, group=WORKER_GROUP, max_records=settings.worker.batch_max_records)
     task = asyncio.create_task(loop.run())
     try:
         await until_stopped(task, stop)

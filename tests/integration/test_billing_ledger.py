@@ -12,6 +12,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
+from herald import metrics
 from herald.billing.period import Month
 from herald.billing.ratecards import Price, default_card
 from herald.db import billing
@@ -54,6 +55,7 @@ def _price(channel: str, category: str, country: str) -> int:
 
 
 async def test_paid_live_messages_are_billed_once_free_and_test_keys_never(platform: Platform) -> None:
+    written_before = metrics.BILLING_RECORDS.labels("written")._value.get()
     paid_id, paid = await platform.tenant_with_key(tier="standard")
     _, free = await platform.tenant_with_key(tier="free")
     _, test_key = await platform.tenant_with_key(kind="test", tier="enterprise")
@@ -99,6 +101,13 @@ async def test_paid_live_messages_are_billed_once_free_and_test_keys_never(platf
         message = (await platform.http.get(f"/v1/messages/{message_id}", headers=paid)).json()
         delivered_at = next(e["at"] for e in message["events"] if e["status"] == "delivered")
         assert row["billed_at"] == datetime.fromisoformat(delivered_at)
+        assert message["price"] == {
+            "unit_price_micros": row["unit_price_micros"], "currency": "EUR", "rate_card_version": 1,
+            "billed_at": delivered_at,
+        }  # fmt: skip
+    failed_view = (await platform.http.get(f"/v1/messages/{failed}", headers=paid)).json()
+    assert "price" not in failed_view
+    assert metrics.BILLING_RECORDS.labels("written")._value.get() == written_before + 3
 
 
 # --- replay and crash, with events produced directly ----------------------------------------------

@@ -25,6 +25,15 @@ class EventView(msgspec.Struct, frozen=True):
     detail: str | None = None
 
 
+class Charge(msgspec.Struct, frozen=True):
+    """The message's billing record, when it has one."""
+
+    unit_price_micros: int
+    currency: str
+    rate_card_version: int
+    billed_at: datetime
+
+
 class MessageView(msgspec.Struct, frozen=True):
     id: uuid.UUID
     status: Status
@@ -36,6 +45,7 @@ class MessageView(msgspec.Struct, frozen=True):
     reference: str | None
     created_at: datetime
     events: list[EventView]
+    charge: Charge | None = None
 
 
 def _ts(ms: int) -> datetime:
@@ -130,8 +140,9 @@ async def _recompute(conn: asyncpg.pool.PoolConnectionProxy[asyncpg.Record], ids
 async def get(pool: asyncpg.Pool, tenant_id: uuid.UUID, message_id: uuid.UUID) -> MessageView | None:
     """Tenant-scoped: another tenant's id is indistinguishable from an unknown one."""
     row = await pool.fetchrow(
-        "SELECT id, status, channel, category, template_name, template_language, template_version,"
-        " reference, created_at FROM messages WHERE id = $1 AND tenant_id = $2",
+        "SELECT m.id, m.status, m.channel, m.category, m.template_name, m.template_language, m.template_version,"
+        " m.reference, m.created_at, b.unit_price_micros, b.currency, b.rate_card_version, b.billed_at"
+        " FROM messages m LEFT JOIN billing_records b ON b.message_id = m.id WHERE m.id = $1 AND m.tenant_id = $2",
         message_id,
         tenant_id,
     )
@@ -152,6 +163,9 @@ async def get(pool: asyncpg.Pool, tenant_id: uuid.UUID, message_id: uuid.UUID) -
         reference=row["reference"],
         created_at=row["created_at"],
         events=[accepted, *(EventView(status=Status(e["status"]), at=e["at"], detail=e["reason"]) for e in events)],
+        charge=None
+        if row["billed_at"] is None
+        else Charge(row["unit_price_micros"], row["currency"], row["rate_card_version"], row["billed_at"]),
     )
 
 

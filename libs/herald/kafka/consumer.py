@@ -44,8 +44,13 @@ def make_consumer(settings: KafkaSettings, names: Names, group: str, topics: Seq
 class ConsumerLoop:
     """Runs `handler` over batches until `stop()`; then finishes the current batch and commits."""
 
-    def __init__(self, consumer: AIOKafkaConsumer, handler: Handler, names: Names, *, max_records: int) -> None:
+    def __init__(
+        self, consumer: AIOKafkaConsumer, handler: Handler, names: Names, *, group: str, max_records: int
+    ) -> None:
+        """`group` is the unprefixed consumer group, the lag metric's label (several groups read
+        `herald.events` in one sinks process)."""
         self._consumer = consumer
+        self._group = group
         self._handler = handler
         self._names = names
         self._max_records = max_records
@@ -76,7 +81,7 @@ class ConsumerLoop:
         for tp, records in batch.items():
             highwater = self._consumer.highwater(tp)
             if highwater is not None:
-                metrics.CONSUMER_LAG.labels(self._names.unprefixed(tp.topic), str(tp.partition)).set(
+                metrics.CONSUMER_LAG.labels(self._group, self._names.unprefixed(tp.topic), str(tp.partition)).set(
                     max(0, highwater - records[-1].offset - 1)
                 )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
+import msgspec
 from litestar import Controller, Request, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency
@@ -27,6 +28,7 @@ from herald_api.schemas import (
     MessageAccepted,
     MessageCreate,
     MessageOut,
+    Price,
     TemplateUsed,
 )
 from herald_api.services import Services
@@ -83,6 +85,7 @@ class MessageController(Controller):
             created_at=view.created_at,
             reference=view.reference,
             events=[EventOut(status=e.status, at=e.at, detail=e.detail) for e in view.events],
+            price=None if view.charge is None else Price(**msgspec.structs.asdict(view.charge)),
         )
 
 
