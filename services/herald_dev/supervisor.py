@@ -77,11 +77,12 @@ class Child:
             self.process.wait()
 
 
-def _banner(api_url: str, admin_token: str) -> str:
+def _banner(api_url: str, admin_token: str, database_url: str) -> str:
     return f"""
 Herald is running.
   API:          {api_url}   (OpenAPI: {api_url}/schema/openapi.json)
   Admin token:  {admin_token}
+  Database:     {database_url}   (HERALD_DATABASE_URL for `herald billing ...`)
   Logs:         .herald/logs/   Stop with Ctrl-C.
 
 Try:
@@ -175,7 +176,7 @@ def run_dev(settings: Settings) -> int:
     stack = DevStack(settings)
     try:
         if stack.start(lambda: stop["now"]):
-            print(_banner(stack.api_url, stack.admin_token), flush=True)
+            print(_banner(stack.api_url, stack.admin_token, stack.database_url), flush=True)
         stack.supervise(lambda: stop["now"])
         print("herald dev: stopping", flush=True)
         return 0

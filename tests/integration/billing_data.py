@@ -19,7 +19,7 @@ SELECT gen_random_uuid(), ($1::uuid[])[1 + i % cardinality($1::uuid[])],
        (ARRAY['sms', 'whatsapp', 'email'])[1 + i % 3],
        (ARRAY['authentication', 'utility', 'marketing'])[1 + (i / 3) % 3],
        CASE WHEN i % 3 = 2 THEN NULL ELSE (ARRAY['GB', 'US', 'DE', 'FR'])[1 + (i / 9) % 4] END,
-       1, 1000 + (i * 7919) % 99991, 'EUR',
+       1, 1000 + (i::bigint * 7919) % 99991, 'EUR',
        $2::timestamptz + ((i::bigint * 104729) % (extract(epoch FROM $3::timestamptz - $2::timestamptz)::bigint))
                          * interval '1 second'
 FROM generate_series(1, $4) AS i

@@ -72,6 +72,7 @@ def test_month_bounds() -> None:
     december = Month.parse("2026-12")
     assert (december.start, december.end) == (datetime(2026, 12, 1, tzinfo=UTC), datetime(2027, 1, 1, tzinfo=UTC))
     assert Month.of(datetime(2026, 2, 28, 23, 59, tzinfo=UTC)).label == "2026-02"
-    for bad in ("2026-13", "2026-1", "26-01", "2026-01-01"):
+    assert Month.parse("2999-12").end.year == 3000
+    for bad in ("2026-13", "2026-1", "26-01", "2026-01-01", "0000-01", "9999-12"):
         with pytest.raises(InvalidRequest):
             Month.parse(bad)

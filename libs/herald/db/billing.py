@@ -71,14 +71,40 @@ def _first_billable(source: str, extra: str = "") -> str:
     ORDER BY s.message_id, s.at, s.status"""
 
 
-def _settle(source: str) -> str:
+def _bill(source: str, *, defer: bool) -> str:
+    """One statement over `source`'s events (message_id, status, at): insert the ledger rows they
+    make due (ON CONFLICT DO NOTHING) and, with `defer`, park in billing_pending what may still
+    become billable: events whose message row is not projected yet, or (never with a complete
+    card) that found no price. Returns one row (written, deferred)."""
+    deferred = (
+        f""",
+    deferred AS (
+        INSERT INTO billing_pending (message_id, status, at)
+        SELECT s.message_id, s.status, s.at FROM {source} s
+        WHERE NOT EXISTS (SELECT 1 FROM messages m WHERE m.id = s.message_id)
+           OR (s.message_id IN (SELECT message_id FROM due) AND s.message_id NOT IN (SELECT message_id FROM priced))
+        ON CONFLICT (message_id, status) DO NOTHING
+        RETURNING 1
+    )"""
+        if defer
+        else ""
+    )
     return f"""
-    INSERT INTO billing_records (message_id, tenant_id, channel, category, country,
-                                 rate_card_version, unit_price_micros, currency, billed_at)
-    SELECT c.message_id, c.tenant_id, c.channel, c.category, c.country,
-           card.version, price.unit_price_micros, card.currency, c.at
-    FROM {_priced(f"({_first_billable(source)}) c", "c.at")}
-    ON CONFLICT (message_id) DO NOTHING"""
+    WITH due AS ({_first_billable(source)}),
+    priced AS (
+        SELECT c.message_id, c.tenant_id, c.channel, c.category, c.country, card.version,
+               price.unit_price_micros, card.currency, c.at
+        FROM {_priced("due c", "c.at")}
+    ),
+    written AS (
+        INSERT INTO billing_records (message_id, tenant_id, channel, category, country,
+                                     rate_card_version, unit_price_micros, currency, billed_at)
+        SELECT * FROM priced
+        ON CONFLICT (message_id) DO NOTHING
+        RETURNING 1
+    ){deferred}
+    SELECT (SELECT count(*) FROM written) AS written,
+           {"(SELECT count(*) FROM deferred)" if defer else "0::bigint"} AS deferred"""
 
 
 _STAGING_EXISTS = "SELECT to_regclass('pg_temp.billing_staging') IS NOT NULL"
@@ -86,16 +112,8 @@ _STAGING = (
     "CREATE TEMP TABLE billing_staging (message_id uuid NOT NULL, status text NOT NULL, at timestamptz NOT NULL)"
     " ON COMMIT DELETE ROWS"
 )
-# What the batch could not settle and might still be billable: the message row is not projected
-# yet, or (never with a complete rate card) no price was found.
-_DEFER = f"""
-    INSERT INTO billing_pending (message_id, status, at)
-    SELECT s.message_id, s.status, s.at FROM billing_staging s
-    LEFT JOIN messages m ON m.id = s.message_id
-    LEFT JOIN tenants t ON t.id = m.tenant_id
-    WHERE NOT EXISTS (SELECT 1 FROM billing_records b WHERE b.message_id = s.message_id)
-      AND (m.id IS NULL OR coalesce({BILLABLE}, false))
-    ON CONFLICT (message_id, status) DO NOTHING"""
+_RECORD = _bill("billing_staging", defer=True)
+_SETTLE = _bill("billing_pending", defer=False)
 _RESOLVED = f"""
     DELETE FROM billing_pending s USING messages m LEFT JOIN tenants t ON t.id = m.tenant_id
     WHERE m.id = s.message_id
@@ -119,13 +137,9 @@ class Recorded(msgspec.Struct, frozen=True):
     """Events parked in billing_pending (message row not projected yet)."""
 
 
-def _count(status: str) -> int:
-    return int(status.rsplit(" ", 1)[-1])
-
-
 async def record(pool: asyncpg.Pool, candidates: Sequence[Candidate]) -> Recorded:
     """Write the ledger rows a batch of events makes due, in one transaction: COPY into a
-    per-connection staging table, then one set-based insert with conflict handling."""
+    per-connection staging table, then one statement: insert with conflict handling, defer the rest."""
     async with pool.acquire() as conn, conn.transaction():
         if not await conn.fetchval(_STAGING_EXISTS):
             await conn.execute(_STAGING)
@@ -133,15 +147,15 @@ async def record(pool: asyncpg.Pool, candidates: Sequence[Candidate]) -> Recorde
             "billing_staging", records=[(c.message_id, c.status, c.at) for c in candidates],
             columns=("message_id", "status", "at"),
         )  # fmt: skip
-        written = _count(await conn.execute(_settle("billing_staging")))
-        deferred = _count(await conn.execute(_DEFER))
-    return Recorded(written=written, deferred=deferred)
+        row = await conn.fetchrow(_RECORD)
+    assert row is not None
+    return Recorded(written=row["written"], deferred=row["deferred"])
 
 
 async def settle_pending(pool: asyncpg.Pool) -> int:
     """Bill parked events whose message row has appeared; drop those that turned out not billable."""
     async with pool.acquire() as conn, conn.transaction():
-        written = _count(await conn.execute(_settle("billing_pending")))
+        written: int = await conn.fetchval(_SETTLE)
         await conn.execute(_RESOLVED)
     return written
 

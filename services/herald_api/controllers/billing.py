@@ -43,7 +43,9 @@ class RateCardController(Controller):
         return await billing.rate_cards(svc.pool)
 
     @get("/{version:int}", summary="One rate card version with its prices")
-    async def read(self, version: FromPath[int], svc: NamedDependency[Services]) -> RateCardOut:
+    async def read(
+        self, version: FromPath[Annotated[int, Parameter(ge=1, le=2**31 - 1)]], svc: NamedDependency[Services]
+    ) -> RateCardOut:
         found = await billing.rate_card(svc.pool, version)
         if found is None:
             raise NotFound("no such rate card version", code="rate_card_not_found")
