@@ -81,7 +81,10 @@ def _bill(source: str, *, defer: bool) -> str:
     deferred AS (
         INSERT INTO billing_pending (message_id, status, at)
         SELECT s.message_id, s.status, s.at FROM {source} s
-        WHERE NOT EXISTS (SELECT 1 FROM messages m WHERE m.id = s.message_id)
+        -- A LATERAL probe rather than NOT EXISTS: inside an OR, the planner otherwise hashes the
+        -- whole messages table for every batch (measured: 70% of the statement at 200k rows).
+        LEFT JOIN LATERAL (SELECT true AS projected FROM messages m WHERE m.id = s.message_id) m ON true
+        WHERE m.projected IS NULL
            OR (s.message_id IN (SELECT message_id FROM due) AND s.message_id NOT IN (SELECT message_id FROM priced))
         ON CONFLICT (message_id, status) DO NOTHING
         RETURNING 1
