@@ -88,7 +88,15 @@ async def settings(database_url: str, broker: EmbeddedBroker, tmp_path: Path) ->
             auth_cache_seconds=0.5,
             template_cache_seconds=0.5,
         ),
-        worker=WorkerSettings(provider_url=f"http://127.0.0.1:{sim_port}", provider_attempts=3, drain_seconds=5.0),
+        # No recipient gap and no retry topic unless a test asks: most tests send to one recipient
+        # several times, and expect in-process retries to end in `failed` within seconds.
+        worker=WorkerSettings(
+            provider_url=f"http://127.0.0.1:{sim_port}",
+            provider_attempts=3,
+            drain_seconds=5.0,
+            recipient_gap_seconds=0.0,
+            retry_delays_seconds=(),
+        ),
         carrier_sim=CarrierSimSettings(
             port=sim_port,
             receipt_delay_ms=20,

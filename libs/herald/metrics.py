@@ -43,6 +43,23 @@ DLQ_RECORDS = Counter(
     "Messages copied to herald.dlq by workers, by kind (permanent, retries_exhausted).",
     ["kind"],
 )
+PACING_WAIT_SECONDS = Histogram(
+    "herald_pacing_wait_seconds",
+    "How long a tenant with a ready message waited for a token of its rate limit, by tier.",
+    ["tier"],
+    # From a few ms (the next 100 ms chunk) to seconds (a free tenant's campaign at 10 msg/s).
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+PACED_TOKENS = Counter(
+    "herald_pacing_tokens_total",
+    "Send tokens taken from tenants' shared rate buckets, by tier (compare with the tier's limit).",
+    ["tier"],
+)
+RETRIES_SCHEDULED = Counter(
+    "herald_retries_scheduled_total",
+    "Messages put on herald.retry after in-process retries ran out, by reason (throttled, busy, ...).",
+    ["reason"],
+)
 IN_FLIGHT = Gauge("herald_worker_in_flight", "Messages currently handed to providers by this worker.")
 PROVIDER_OUTCOMES = Counter(
     "herald_provider_outcomes_total",

@@ -62,6 +62,20 @@ class WorkerSettings(msgspec.Struct, frozen=True):
     1.6 s (+ jitter, and at least the provider's Retry-After), so a blip of a few seconds is
     ridden out; a longer outage fails the message with `<reason>_retries_exhausted`."""
     drain_seconds: float = 20.0
+    retry_delays_seconds: tuple[float, ...] = (30.0, 120.0, 600.0, 1800.0, 7200.0)
+    """Delays before each try from `herald.retry` once in-process retries ran out; when all are
+    spent the message fails with `<reason>_retries_exhausted` (or expires first, at its TTL)."""
+    recipient_gap_seconds: float = 6.0
+    """Minimum time between two sends to one recipient of one tenant (WhatsApp's pair limit)."""
+    buffer_per_class: int = 2000
+    """Fetched messages waiting per class before that class's partitions are paused."""
+    tenant_buffer_seconds: float = 5.0
+    """A tenant may have this many seconds of its rate waiting in a worker; the rest is deferred
+    to `herald.retry` for when its turn comes, so it cannot fill the buffer others share."""
+    tenant_buffer_min: int = 50
+    commit_interval_seconds: float = 0.5
+    retry_hold_max: int = 5000
+    """`herald.retry` records held in memory until due; beyond this the retry partitions pause."""
     metrics_port: int = 0
 
 
@@ -120,7 +134,10 @@ class Settings(msgspec.Struct, frozen=True):
                 continue
             for section in _SECTIONS:
                 if key.startswith(section + "_"):
-                    raw.setdefault(section, {})[key.removeprefix(section + "_")] = value  # type: ignore[index]
+                    field = key.removeprefix(section + "_")
+                    # Tuple settings are written comma-separated: HERALD_WORKER_RETRY_DELAYS_SECONDS=30,120
+                    parsed = value.split(",") if field in _TUPLE_FIELDS.get(section, ()) else value
+                    raw.setdefault(section, {})[field] = parsed  # type: ignore[index]
                     break
         try:
             return msgspec.convert(raw, cls, strict=False, dec_hook=_decode_path)
@@ -129,6 +146,7 @@ class Settings(msgspec.Struct, frozen=True):
 
 
 _TOP_LEVEL = {"data_dir", "log_level"}
+_TUPLE_FIELDS = {"worker": ("retry_delays_seconds",)}
 # Public names from the design that do not follow the SECTION_FIELD pattern.
 _ALIASES = {"admin_token": "api_admin_token"}
 # Longest first, so HERALD_CARRIER_SIM_PORT maps to carrier_sim.port.

@@ -1,8 +1,18 @@
-"""Delivering one message: TTL check, provider call with bounded retries, the resulting events.
+"""Delivering one message: TTL check, provider call with bounded retries, the outcome.
 
-Every call to `deliver` returns at least one event and exactly one of them is final-or-sent:
-`expired`, `failed`, or `sent` (plus `delivered` when the provider's acceptance is final). So
-every message a worker commits past has a recorded outcome.
+Outcome taxonomy (decided by the provider adapter, acted on here):
+  success                    -> `sent` (+ `delivered` when acceptance is final: email, test keys)
+  permanent (invalid number, opted out, template paused, rejected)  -> `failed` now, with reason
+  transient (throttled, recipient busy, provider unavailable)       -> retried in process with
+      tenacity (exponential backoff with jitter, never sooner than Retry-After), then handed to
+      `herald.retry` with a growing delay (`retry_delays_seconds`), then `failed` with
+      `<reason>_retries_exhausted`
+  quota exhausted, or a Retry-After longer than `MAX_RETRY_AFTER_SECONDS`  -> straight to
+      `herald.retry`, not before the time the provider named (tomorrow, for a daily quota)
+  past its TTL (before any attempt) -> `expired`: never sent, never billed
+
+Every call returns exactly one of: final-or-sent events, or a message to re-queue. So every
+message a worker commits past has a recorded outcome or is durably waiting on `herald.retry`.
 """
 
 from __future__ import annotations
@@ -11,10 +21,11 @@ import logging
 import time
 from collections.abc import Callable
 
+import msgspec
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
-    retry_if_exception_type,
+    retry_if_exception,
     stop_after_attempt,
     wait_exponential_jitter,
 )
@@ -34,8 +45,12 @@ def _now_ms() -> int:
 
 _BACKOFF = wait_exponential_jitter(multiplier=0.1, max=5.0, jitter=0.1)
 MAX_RETRY_AFTER_SECONDS = 10.0
-"""A longer Retry-After is not waited out in process (it would hold the whole batch); the
-message fails with the reason instead (the retry topic of issue #4 will carry it)."""
+"""A longer Retry-After is not waited out in process (it would hold a provider slot): the message
+goes to `herald.retry` with that delay."""
+
+
+def _retry_in_process(exc: BaseException) -> bool:
+    return isinstance(exc, RetryableError) and (exc.retry_after or 0.0) <= MAX_RETRY_AFTER_SECONDS
 
 
 def provider_wait(state: RetryCallState) -> float:
@@ -50,11 +65,25 @@ def provider_wait(state: RetryCallState) -> float:
 RETRIES_EXHAUSTED = "_retries_exhausted"
 
 
+class Outcome(msgspec.Struct, frozen=True):
+    events: list[StatusEventV1]
+    retry: OutboundMessageV1 | None = None
+    """The message to put on `herald.retry` (attempt + 1, not_before_ms set); no event then."""
+
+
 class Deliverer:
-    def __init__(self, live: Provider, test: Provider, attempts: int, clock: Callable[[], int] = _now_ms) -> None:
+    def __init__(
+        self,
+        live: Provider,
+        test: Provider,
+        attempts: int,
+        retry_delays_seconds: tuple[float, ...] = (),
+        clock: Callable[[], int] = _now_ms,
+    ) -> None:
         self._live = live
         self._test = test
         self._attempts = attempts
+        self._delays = retry_delays_seconds
         self._clock = clock
 
     def _event(
@@ -69,21 +98,19 @@ class Deliverer:
             provider_message_id=provider_id,
         )
 
-    async def deliver(self, message: OutboundMessageV1) -> list[StatusEventV1]:
+    async def deliver(self, message: OutboundMessageV1) -> Outcome:
         if self._clock() >= message.expires_at_ms:
             metrics.MESSAGES_FINAL.labels(Status.EXPIRED.value).inc()
-            return [self._event(message, Status.EXPIRED, "ttl_elapsed")]
+            return Outcome([self._event(message, Status.EXPIRED, "ttl_elapsed")])
         provider = self._test if message.key_kind is KeyKind.TEST else self._live
         try:
             accepted = await self._send_with_retries(provider, message)
         except PermanentError as exc:
             metrics.PROVIDER_OUTCOMES.labels(provider.name, "permanent").inc()
             metrics.MESSAGES_FINAL.labels(Status.FAILED.value).inc()
-            return [self._event(message, Status.FAILED, exc.reason)]
+            return Outcome([self._event(message, Status.FAILED, exc.reason)])
         except RetryableError as exc:
-            # Retries exhausted in process. (The retry topic with growing delays is issue #4.)
-            metrics.MESSAGES_FINAL.labels(Status.FAILED.value).inc()
-            return [self._event(message, Status.FAILED, f"{exc.reason}{RETRIES_EXHAUSTED}")]
+            return self._later(message, exc)
         metrics.PROVIDER_OUTCOMES.labels(provider.name, "success").inc()
         metrics.ACCEPTED_TO_SENT_SECONDS.labels(message.category.value).observe(
             max(0.0, (self._clock() - message.created_at_ms) / 1000)
@@ -92,13 +119,29 @@ class Deliverer:
         if accepted.delivered:
             metrics.MESSAGES_FINAL.labels(Status.DELIVERED.value).inc()
             events.append(self._event(message, Status.DELIVERED, provider_id=accepted.provider_message_id))
-        return events
+        return Outcome(events)
+
+    def _later(self, message: OutboundMessageV1, exc: RetryableError) -> Outcome:
+        """In-process retries are over: re-queue on herald.retry, or fail once the retry budget
+        (one delay per attempt) is spent."""
+        now = self._clock()
+        if message.attempt < len(self._delays):
+            delay = max(self._delays[message.attempt], exc.retry_after or 0.0)
+            # Not after the TTL: a message whose wait outlasts it is picked up then and expires.
+            not_before = min(now + int(delay * 1000), message.expires_at_ms)
+            metrics.RETRIES_SCHEDULED.labels(exc.reason).inc()
+            retry = msgspec.structs.replace(
+                message, attempt=message.attempt + 1, not_before_ms=not_before, last_error=exc.reason
+            )
+            return Outcome([], retry=retry)
+        metrics.MESSAGES_FINAL.labels(Status.FAILED.value).inc()
+        return Outcome([self._event(message, Status.FAILED, f"{exc.reason}{RETRIES_EXHAUSTED}")])
 
     async def _send_with_retries(self, provider: Provider, message: OutboundMessageV1) -> Accepted:
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self._attempts),
             wait=provider_wait,
-            retry=retry_if_exception_type(RetryableError),
+            retry=retry_if_exception(_retry_in_process),
             reraise=True,
         )
         async for attempt in retrying:

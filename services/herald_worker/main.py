@@ -9,16 +9,16 @@ from litestar import Litestar
 
 from herald.db.pool import create_pool
 from herald.kafka.admin import missing_topics
-from herald.kafka.consumer import ConsumerLoop, drain, make_consumer
+from herald.kafka.consumer import make_consumer
 from herald.kafka.producer import Producer
-from herald.kafka.topics import MESSAGE_TOPICS, WORKER_GROUP, Names
+from herald.kafka.topics import MESSAGE_TOPICS, RETRY, WORKER_GROUP, Names
 from herald.ops import ops_handlers
-from herald.runtime import until_stopped
 from herald.settings import Settings
 from herald_worker.delivery import Deliverer
+from herald_worker.pipeline import Pipeline
 from herald_worker.providers.carrier import CarrierProvider
 from herald_worker.providers.sink import SinkProvider
-from herald_worker.worker import DeliveryHandler
+from herald_worker.worker import Processor
 
 
 async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
@@ -27,26 +27,21 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     producer = Producer(settings.kafka, names)
     await producer.start()
     pool = await create_pool(settings.database)
-    live = CarrierProvider(
-        settings.worker.provider_url, settings.worker.provider_timeout_seconds, settings.worker.provider_connections
-    )
-    handler = DeliveryHandler(
-        Deliverer(live, SinkProvider(), settings.worker.provider_attempts),
-        producer,
-        pool,
-        settings.worker.max_in_flight,
-    )
-    consumer = make_consumer(settings.kafka, names, WORKER_GROUP, MESSAGE_TOPICS)
-    await consumer.start()
-    loop = ConsumerLoop(consumer, handler, names, group=WORKER_GROUP, max_records=settings.worker.batch_max_records)
-    task = asyncio.create_task(loop.run())
+    w = settings.worker
+    live = CarrierProvider(w.provider_url, w.provider_timeout_seconds, w.provider_connections)
+    processor = Processor(Deliverer(live, SinkProvider(), w.provider_attempts, w.retry_delays_seconds), producer)
+    consumer = None
     try:
-        await until_stopped(task, stop)
-        await drain(loop, task, settings.worker.drain_seconds)
+        # Subscribed once the pipeline exists: it is the rebalance listener.
+        consumer = make_consumer(settings.kafka, names, WORKER_GROUP, ())
+        pipeline = Pipeline(consumer, names, processor, pool, w)
+        consumer.subscribe([names.topic(t) for t in (*MESSAGE_TOPICS, RETRY)], listener=pipeline)
+        await consumer.start()
+        await pipeline.run(stop)
     finally:
-        task.cancel()
-        with contextlib.suppress(BaseException):
-            await asyncio.wait_for(consumer.stop(), 10)
+        if consumer is not None:
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(consumer.stop(), 10)
         await producer.stop()
         await live.close()
         await pool.close()

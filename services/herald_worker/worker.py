@@ -1,10 +1,9 @@
-"""The delivery worker: one consumer-group member over the three class topics.
+"""What happens to one message once the scheduler picked it: deliver, then make the outcome durable.
 
-Per batch: decode, deliver concurrently with at most `max_in_flight` provider calls, produce
-every resulting status event and wait for the broker's acks, and only then let the loop commit
-the offsets. A SIGKILL at any point replays the uncommitted batch: messages already handed to a
-provider in that batch may be sent again (at most one batch, bounded by `batch_max_records`),
-never lost.
+The outcome's records (status events, a dead letter, or the message re-queued on `herald.retry`)
+are acknowledged by the broker before `process` returns, and only then does the pipeline count
+the message's offset as finished. A broker that refuses is retried until it takes them (or the
+worker stops, leaving the offset uncommitted for the next owner).
 """
 
 from __future__ import annotations
@@ -12,81 +11,52 @@ from __future__ import annotations
 import asyncio
 import logging
 
-import asyncpg
-import msgspec
+from aiokafka.errors import KafkaError
+from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
 
 from herald import metrics
-from herald.db import claims
-from herald.domain.records import ENCODER, MESSAGE_DECODER, DeadLetterV1, OutboundMessageV1, StatusEventV1
+from herald.domain.records import ENCODER, DeadLetterV1, OutboundMessageV1, message_key
 from herald.domain.status import Status
-from herald.kafka.consumer import Batch
 from herald.kafka.producer import Producer, Record
-from herald.kafka.topics import DLQ, EVENTS
-from herald_worker.delivery import RETRIES_EXHAUSTED, Deliverer
+from herald.kafka.topics import DLQ, EVENTS, RETRY
+from herald_worker.delivery import RETRIES_EXHAUSTED, Deliverer, Outcome
 
 log = logging.getLogger(__name__)
 
 
-class DeliveryHandler:
-    def __init__(self, deliverer: Deliverer, producer: Producer, pool: asyncpg.Pool, max_in_flight: int) -> None:
+class Processor:
+    def __init__(self, deliverer: Deliverer, producer: Producer) -> None:
         self._deliverer = deliverer
         self._producer = producer
-        self._pool = pool
-        self._slots = asyncio.Semaphore(max_in_flight)
 
-    async def __call__(self, batch: Batch) -> None:
-        read: list[tuple[OutboundMessageV1, claims.Source | None]] = []
-        for records in batch.values():
-            for record in records:
-                try:
-                    message = MESSAGE_DECODER.decode(record.value or b"")
-                except msgspec.DecodeError:
-                    # Not something our API produced; skipping beats wedging the partition.
-                    log.error(
-                        "undecodable record skipped",
-                        extra={"topic": record.topic, "partition": record.partition, "offset": record.offset},
-                    )
-                    continue
-                source = claims.Source(message.id, record.topic, record.partition, record.offset)
-                read.append((message, source if message.idempotent else None))
-        # Idempotency: a repeated request produced a second record with the same id; only the
-        # record that claimed the id first is delivered (one delivery, one bill).
-        repeats = await claims.claim(self._pool, [s for _, s in read if s is not None])
-        metrics.IDEMPOTENT_REPEATS.inc(len(repeats))
-        messages = [m for m, source in read if source is None or source not in repeats]
-        # Same tenant+recipient: in order, one after another. Different recipients: concurrently.
-        lanes: dict[tuple[object, str], list[OutboundMessageV1]] = {}
-        for m in messages:
-            lanes.setdefault((m.tenant_id, m.to), []).append(m)
-        results = await asyncio.gather(*(self._lane(lane) for lane in lanes.values()))
-        events = [e for group in results for e in group]
-        records = [Record(EVENTS, str(e.message_id).encode(), ENCODER.encode(e)) for e in events]
-        records += self._dead_letters(messages, events)
-        # Events and dead letters are acknowledged before the loop commits the offsets.
-        await self._producer.send_many(records)
+    async def process(self, message: OutboundMessageV1) -> None:
+        metrics.IN_FLIGHT.inc()
+        try:
+            outcome = await self._deliverer.deliver(message)
+        finally:
+            metrics.IN_FLIGHT.dec()
+        await self.publish(self.records(message, outcome))
 
-    def _dead_letters(self, messages: list[OutboundMessageV1], events: list[StatusEventV1]) -> list[Record]:
-        by_id = {m.id: m for m in messages}
-        letters = []
-        for e in events:
-            if e.status is Status.FAILED and e.message_id in by_id:
+    async def publish(self, records: list[Record]) -> None:
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type((KafkaError, asyncio.TimeoutError)),
+            wait=wait_exponential_jitter(multiplier=0.2, max=5.0, jitter=0.2),
+        ):
+            with attempt:
+                await self._producer.send_many(records)
+
+    @staticmethod
+    def records(message: OutboundMessageV1, outcome: Outcome) -> list[Record]:
+        records = [Record(EVENTS, str(e.message_id).encode(), ENCODER.encode(e)) for e in outcome.events]
+        if outcome.retry is not None:
+            # Same key as the class topic: one recipient's retries stay in order on one partition.
+            key = message_key(message.tenant_id, message.to)
+            records.append(Record(RETRY, key, ENCODER.encode(outcome.retry)))
+        for e in outcome.events:
+            if e.status is Status.FAILED:
                 reason = e.reason or "unknown"
                 kind = "retries_exhausted" if reason.endswith(RETRIES_EXHAUSTED) else "permanent"
                 metrics.DLQ_RECORDS.labels(kind).inc()
-                letter = DeadLetterV1(message=by_id[e.message_id], reason=reason, kind=kind, failed_at_ms=e.at_ms)
-                letters.append(Record(DLQ, str(e.message_id).encode(), ENCODER.encode(letter)))
-        return letters
-
-    async def _lane(self, lane: list[OutboundMessageV1]) -> list[StatusEventV1]:
-        events: list[StatusEventV1] = []
-        for message in lane:
-            events += await self._bounded(message)
-        return events
-
-    async def _bounded(self, message: OutboundMessageV1) -> list[StatusEventV1]:
-        async with self._slots:
-            metrics.IN_FLIGHT.inc()
-            try:
-                return await self._deliverer.deliver(message)
-            finally:
-                metrics.IN_FLIGHT.dec()
+                letter = DeadLetterV1(message=message, reason=reason, kind=kind, failed_at_ms=e.at_ms)
+                records.append(Record(DLQ, str(e.message_id).encode(), ENCODER.encode(letter)))
+        return records

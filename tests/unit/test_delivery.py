@@ -42,47 +42,47 @@ class Scripted:
         return None
 
 
-def deliverer(live: Scripted, attempts: int = 3) -> Deliverer:
-    return Deliverer(live, SinkProvider(), attempts, clock=lambda: NOW)
+def deliverer(live: Scripted, attempts: int = 3, delays: tuple[float, ...] = ()) -> Deliverer:
+    return Deliverer(live, SinkProvider(), attempts, delays, clock=lambda: NOW)
 
 
 async def test_success_emits_sent_with_provider_id() -> None:
     live = Scripted(Accepted("p-1"))
-    events = await deliverer(live).deliver(message())
+    events = (await deliverer(live).deliver(message())).events
     assert [(e.status, e.provider_message_id) for e in events] == [(Status.SENT, "p-1")]
 
 
 async def test_transient_errors_are_retried_then_succeed() -> None:
     live = Scripted(RetryableError("provider_unavailable"), RetryableError("throttled", 0.0), Accepted("p-2"))
-    events = await deliverer(live).deliver(message())
+    events = (await deliverer(live).deliver(message())).events
     assert live.calls == 3
     assert [e.status for e in events] == [Status.SENT]
 
 
 async def test_permanent_error_fails_at_once_with_reason() -> None:
     live = Scripted(PermanentError("opted_out"), Accepted("never"))
-    events = await deliverer(live).deliver(message())
+    events = (await deliverer(live).deliver(message())).events
     assert live.calls == 1
     assert [(e.status, e.reason) for e in events] == [(Status.FAILED, "opted_out")]
 
 
 async def test_retries_are_bounded() -> None:
     live = Scripted(*(RetryableError("provider_unavailable") for _ in range(10)))
-    events = await deliverer(live, attempts=3).deliver(message())
+    events = (await deliverer(live, attempts=3).deliver(message())).events
     assert live.calls == 3
     assert [(e.status, e.reason) for e in events] == [(Status.FAILED, "provider_unavailable_retries_exhausted")]
 
 
 async def test_expired_message_is_not_sent() -> None:
     live = Scripted(Accepted("never"))
-    events = await deliverer(live).deliver(message(expires_in_ms=0))
+    events = (await deliverer(live).deliver(message(expires_in_ms=0))).events
     assert live.calls == 0
     assert [(e.status, e.reason) for e in events] == [(Status.EXPIRED, "ttl_elapsed")]
 
 
 async def test_test_keys_never_reach_the_live_provider() -> None:
     live = Scripted(Accepted("never"))
-    events = await deliverer(live).deliver(message(KeyKind.TEST))
+    events = (await deliverer(live).deliver(message(KeyKind.TEST))).events
     assert live.calls == 0
     assert [e.status for e in events] == [Status.SENT, Status.DELIVERED]
 
@@ -101,3 +101,31 @@ def test_wait_honours_retry_after_but_caps_it() -> None:
     assert provider_wait(state_after(RetryableError("throttled", 3.0))) >= 3.0
     assert provider_wait(state_after(RetryableError("throttled", 3600.0))) <= MAX_RETRY_AFTER_SECONDS + 0.2
     assert provider_wait(state_after(RetryableError("provider_unavailable"))) < 1.0
+
+
+async def test_after_in_process_retries_the_retry_topic_takes_over_with_growing_delays() -> None:
+    d = deliverer(Scripted(*(RetryableError("recipient_busy") for _ in range(3))), delays=(30.0, 120.0))
+    first = await d.deliver(message(expires_in_ms=3_600_000))
+    assert first.events == []
+    assert first.retry is not None
+    assert (first.retry.attempt, first.retry.not_before_ms, first.retry.last_error) == (
+        1,
+        NOW + 30_000,
+        "recipient_busy",
+    )
+    d = deliverer(Scripted(*(RetryableError("recipient_busy") for _ in range(3))), delays=(30.0, 120.0))
+    second = await d.deliver(first.retry)
+    assert second.retry is not None
+    assert (second.retry.attempt, second.retry.not_before_ms) == (2, NOW + 120_000)
+    d = deliverer(Scripted(*(RetryableError("recipient_busy") for _ in range(3))), delays=(30.0, 120.0))
+    last = await d.deliver(second.retry)
+    assert last.retry is None
+    assert [(e.status, e.reason) for e in last.events] == [(Status.FAILED, "recipient_busy_retries_exhausted")]
+
+
+async def test_a_wait_past_the_ttl_is_cut_to_the_ttl_and_a_daily_quota_skips_in_process_retries() -> None:
+    live = Scripted(RetryableError("quota_exhausted", retry_after=8 * 3600), Accepted("never"))
+    outcome = await deliverer(live, delays=(30.0,)).deliver(message(expires_in_ms=600_000))
+    assert live.calls == 1  # a Retry-After of hours is not waited out in process
+    assert outcome.retry is not None
+    assert outcome.retry.not_before_ms == NOW + 600_000  # then it expires, never sent late

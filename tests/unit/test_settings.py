@@ -37,3 +37,9 @@ def test_public_variable_names_map_to_sections() -> None:
 def test_malformed_value_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match=r"api\.port"):
         Settings.from_env({"HERALD_API_PORT": "eighty"})
+
+
+def test_tuple_settings_are_comma_separated() -> None:
+    settings = Settings.from_env({"HERALD_WORKER_RETRY_DELAYS_SECONDS": "1.5,30", "HERALD_KAFKA_BOOTSTRAP": "a:1,b:2"})
+    assert settings.worker.retry_delays_seconds == (1.5, 30.0)
+    assert settings.kafka.bootstrap == "a:1,b:2"

@@ -14,6 +14,7 @@ from herald.kafka.topics import (
     DLQ,
     EVENTS,
     MESSAGE_TOPICS,
+    RETRY,
     STATUS_SINK_GROUP,
     WORKER_GROUP,
     contracts,
@@ -37,7 +38,7 @@ def test_every_example_decodes_with_its_schema() -> None:
 
 
 def test_code_topics_and_contracts_agree() -> None:
-    assert {c.name for c in contracts()} == {*MESSAGE_TOPICS, EVENTS, DLQ}
+    assert {c.name for c in contracts()} == {*MESSAGE_TOPICS, EVENTS, RETRY, DLQ}
 
 
 def test_consumer_groups_in_contracts_are_the_code_groups() -> None:

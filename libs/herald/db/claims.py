@@ -38,3 +38,26 @@ async def claim(pool: asyncpg.Pool, sources: Sequence[Source]) -> set[Source]:
         )
     owner = {r["message_id"]: (r["topic"], r["partition"], r["offset"]) for r in rows}
     return {s for s in sources if owner.get(s.message_id) != (s.topic, s.partition, s.offset)}
+
+
+RetryKey = tuple[uuid.UUID, int, int]
+"""(message id, attempt, not_before_ms): one record of herald.retry."""
+
+
+async def retries_done(pool: asyncpg.Pool, keys: Sequence[RetryKey]) -> set[RetryKey]:
+    """The keys already handled (see migration 0006)."""
+    if not keys:
+        return set()
+    rows = await pool.fetch(
+        "SELECT d.message_id, d.attempt, d.not_before FROM retries_done d"
+        " JOIN unnest($1::uuid[], $2::int[], $3::bigint[]) AS k(message_id, attempt, not_before)"
+        " USING (message_id, attempt, not_before)",
+        [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys],
+    )  # fmt: skip
+    return {(r["message_id"], r["attempt"], r["not_before"]) for r in rows}
+
+
+async def retry_done(pool: asyncpg.Pool, key: RetryKey) -> None:
+    await pool.execute(
+        "INSERT INTO retries_done (message_id, attempt, not_before) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING", *key
+    )

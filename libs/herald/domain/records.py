@@ -41,6 +41,10 @@ class OutboundMessageV1(msgspec.Struct, frozen=True, tag="herald.message.v1", ta
     tier: Tier | None = None
     """The tenant's tier at acceptance: decides whether the message is billed (None on records
     produced before this field existed; billing then uses the tenant's current tier)."""
+    not_before_ms: int = 0
+    """On `herald.retry`: the worker does not try again before this time."""
+    last_error: str | None = None
+    """On `herald.retry`: the transient reason of the previous attempt."""
 
 
 class StatusEventV1(msgspec.Struct, frozen=True, tag="herald.status.v1", tag_field="schema"):

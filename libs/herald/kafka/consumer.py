@@ -12,7 +12,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
 from herald import metrics
@@ -25,9 +25,15 @@ Batch = dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
 Handler = Callable[[Batch], Awaitable[None]]
 
 
-def make_consumer(settings: KafkaSettings, names: Names, group: str, topics: Sequence[str]) -> AIOKafkaConsumer:
-    return AIOKafkaConsumer(
-        *(names.topic(t) for t in topics),
+def make_consumer(
+    settings: KafkaSettings,
+    names: Names,
+    group: str,
+    topics: Sequence[str],
+    listener: ConsumerRebalanceListener | None = None,
+) -> AIOKafkaConsumer:
+    """A group member subscribed to `topics` (with `listener` told of rebalances, if given)."""
+    consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.bootstrap,
         group_id=names.group(group),
         enable_auto_commit=False,
@@ -39,6 +45,9 @@ def make_consumer(settings: KafkaSettings, names: Names, group: str, topics: Seq
         heartbeat_interval_ms=settings.heartbeat_interval_ms,
         max_poll_interval_ms=300_000,
     )
+    if topics:
+        consumer.subscribe([names.topic(t) for t in topics], listener=listener)
+    return consumer
 
 
 class ConsumerLoop:

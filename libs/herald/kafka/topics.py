@@ -27,6 +27,7 @@ class _Contracts(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 EVENTS = "herald.events"
 DLQ = "herald.dlq"
+RETRY = "herald.retry"
 WORKER_GROUP = "herald-workers"
 STATUS_SINK_GROUP = "herald-sinks-status"
 CALLBACK_SINK_GROUP = "herald-sinks-callbacks"

@@ -1,0 +1,132 @@
+"""Per-tenant send rate, held across any number of worker processes.
+
+Design: **one token bucket per tenant in PostgreSQL** (`herald_take_tokens`, migration 0006),
+filled at the tenant's rate (tier default or `rate_limit_per_second`) up to a burst of half a
+second's worth. A worker never asks per message: it takes a chunk of ~100 ms of tokens
+(`ceil(rate / 10)`) and spends it locally, so an enterprise tenant at 1,000 msg/s costs each
+worker at most ~10 small transactions per second, and the rate holds whatever the number of
+workers, because every token comes from the one bucket. Chunks a worker took but did not spend
+(its tenant's backlog ran out) expire after a second, so they cannot pile up into a burst.
+
+Rejected alternatives: coordination-free partition shares (each worker paces at rate x its share
+of partitions) are exact only when a tenant's traffic spreads evenly over partitions; with a few
+recipients it does not (their key picks the partition), and a rebalance changes shares under
+load. A Redis-like store would be one more stateful service to run, for a few thousand tiny
+transactions per second that PostgreSQL absorbs.
+
+The scheduler asks `try_take(tenant)` without waiting: when the local chunk is spent it answers
+False, a background refill asks the bucket (waiting out a dry bucket at the tenant's rate), and
+`wake` tells the pipeline to look again. Time spent without a token is observed per tier.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
+import asyncpg
+
+from herald import metrics
+from herald.caches import TTLCache
+from herald.db import pacing, tenants
+from herald.domain.limits import effective
+from herald.domain.models import Tier
+
+log = logging.getLogger(__name__)
+
+CHUNK_SECONDS = 0.1
+BURST_SECONDS = 0.5
+ALLOWANCE_TTL_SECONDS = 1.0
+
+
+class TenantRates:
+    """Each tenant's effective msg/s, cached for `ttl` seconds (how long a PATCH of the tier or of
+    `rate_limit_per_second` takes to reach the workers)."""
+
+    def __init__(self, pool: asyncpg.Pool, ttl: float = 5.0) -> None:
+        self._pool = pool
+        self._cache: TTLCache[uuid.UUID, tuple[Tier, float]] = TTLCache(ttl)
+
+    async def get(self, tenant_id: uuid.UUID) -> tuple[Tier, float]:
+        return await self._cache.get(tenant_id, lambda: self._load(tenant_id))
+
+    async def _load(self, tenant_id: uuid.UUID) -> tuple[Tier, float]:
+        row = await tenants.get(self._pool, tenant_id)
+        if row is None:
+            # A deleted tenant's queued messages still drain, at the lowest tier's rate.
+            return Tier.FREE, float(effective(Tier.FREE, False, None, None).rate_per_second)
+        limits = effective(row.tier, row.verified, row.rate_limit_per_second, row.daily_recipient_limit)
+        return row.tier, float(limits.rate_per_second)
+
+
+TakeTokens = Callable[[uuid.UUID, float, float, int], Awaitable[int]]
+
+
+class TenantPacer:
+    def __init__(
+        self,
+        take_tokens: TakeTokens,
+        rates: Callable[[uuid.UUID], Awaitable[tuple[Tier, float]]],
+        wake: Callable[[], None],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._take_tokens = take_tokens
+        self._rates = rates
+        self._wake = wake
+        self._clock = clock
+        self._allowance: dict[uuid.UUID, tuple[int, float]] = {}
+        """tenant -> (tokens in hand, expiry)."""
+        self._refills: dict[uuid.UUID, asyncio.Task[None]] = {}
+        self._waiting_since: dict[uuid.UUID, float] = {}
+
+    @classmethod
+    def on_postgres(cls, pool: asyncpg.Pool, rates: TenantRates, wake: Callable[[], None]) -> TenantPacer:
+        async def take(tenant_id: uuid.UUID, rate: float, burst: float, want: int) -> int:
+            return await pacing.take_tokens(pool, tenant_id, rate, burst, want)
+
+        return cls(take, rates.get, wake)
+
+    def try_take(self, tenant_id: uuid.UUID) -> bool:
+        tokens, expiry = self._allowance.get(tenant_id, (0, 0.0))
+        now = self._clock()
+        if tokens > 0 and now < expiry:
+            self._allowance[tenant_id] = (tokens - 1, expiry)
+            return True
+        self._waiting_since.setdefault(tenant_id, now)
+        if tenant_id not in self._refills:
+            self._refills[tenant_id] = asyncio.create_task(self._refill(tenant_id))
+        return False
+
+    async def close(self) -> None:
+        for task in self._refills.values():
+            task.cancel()
+        for task in list(self._refills.values()):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _refill(self, tenant_id: uuid.UUID) -> None:
+        try:
+            tier, rate = await self._rates(tenant_id)
+            want = max(1, math.ceil(rate * CHUNK_SECONDS))
+            while True:
+                try:
+                    granted = await self._take_tokens(tenant_id, rate, max(1.0, rate * BURST_SECONDS), want)
+                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                    log.warning("token store unavailable; pacing waits", extra={"error": type(exc).__name__})
+                    granted = 0
+                if granted > 0:
+                    break
+                # The bucket is dry: the next chunk exists in want/rate seconds at the earliest.
+                await asyncio.sleep(max(0.005, want / rate))
+            now = self._clock()
+            self._allowance[tenant_id] = (granted, now + ALLOWANCE_TTL_SECONDS)
+            metrics.PACING_WAIT_SECONDS.labels(tier.value).observe(now - self._waiting_since.pop(tenant_id, now))
+            metrics.PACED_TOKENS.labels(tier.value).inc(granted)
+        finally:
+            self._refills.pop(tenant_id, None)
+            self._wake()

@@ -1,0 +1,326 @@
+"""The worker's pipelined consume loop: fetch, schedule, deliver, commit — concurrently.
+
+* **Fetch** reads the three class topics and `herald.retry`. Records enter the scheduler (class
+  priority, tenant round robin, recipient lanes; see `scheduler.py`); `herald.retry` records wait
+  in a timer heap until their `not_before_ms`. Fetching is bounded: a class whose waiting
+  messages reach `buffer_per_class` is paused, and **lower classes are paused while a higher
+  class has records on the broker not yet fetched**, so a marketing backlog never stands between
+  the broker and an OTP. A tenant whose waiting messages exceed ~`tenant_buffer_seconds` of its
+  rate has the excess deferred to `herald.retry` (not before its turn would come), so one slow
+  tenant cannot fill the buffer and stall the partitions every other tenant shares.
+* **Dispatch** hands the scheduler's next message to the processor while fewer than
+  `max_in_flight` are in flight; a tenant is skipped while its pacer (shared token bucket) has
+  no token.
+* **Commit**: every `commit_interval_seconds`, each partition's offset advances past the records
+  whose outcome the broker has acknowledged (out-of-order completion, `offsets.py`).
+
+SIGTERM: fetching stops, waiting messages are left for the next owner (uncommitted), in-flight
+ones finish within `drain_seconds`, the final offsets are committed. SIGKILL: uncommitted records
+are read again; those that had been sent are the duplicates, bounded by what was in hand.
+Rebalance: waiting messages of revoked partitions are dropped, their in-flight ones finished and
+committed before the partitions are released.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import itertools
+import logging
+import time
+from collections.abc import Iterable
+
+import asyncpg
+import msgspec
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
+
+from herald import metrics
+from herald.db import claims
+from herald.domain.models import Category
+from herald.domain.records import ENCODER, MESSAGE_DECODER, OutboundMessageV1, message_key
+from herald.kafka.producer import Record
+from herald.kafka.topics import RETRY, WORKER_GROUP, Names, class_topic
+from herald.settings import WorkerSettings
+from herald_worker.offsets import OffsetTracker
+from herald_worker.pacing import TenantPacer, TenantRates
+from herald_worker.scheduler import PRIORITY, Item, Scheduler
+from herald_worker.worker import Processor
+
+log = logging.getLogger(__name__)
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(
+        self,
+        consumer: AIOKafkaConsumer,
+        names: Names,
+        processor: Processor,
+        pool: asyncpg.Pool,
+        settings: WorkerSettings,
+    ) -> None:
+        self._consumer = consumer
+        self._names = names
+        self._processor = processor
+        self._pool = pool
+        self._settings = settings
+        self._scheduler = Scheduler(settings.recipient_gap_seconds)
+        self._tracker: OffsetTracker[TopicPartition] = OffsetTracker()
+        self._wake = asyncio.Event()
+        self._rates = TenantRates(pool)
+        self._pacer = TenantPacer.on_postgres(pool, self._rates, self._wake.set)
+        self._slots = asyncio.Semaphore(settings.max_in_flight)
+        self._tasks: dict[asyncio.Task[None], TopicPartition] = {}
+        self._held: list[tuple[int, int, Item]] = []
+        self._sequence = itertools.count()
+        self._class_of = {names.topic(class_topic(c)): c for c in Category}
+        self._retry_topic = names.topic(RETRY)
+        self._fetched_next: dict[TopicPartition, int] = {}
+        self._horizon_ms: dict[object, int] = {}
+        """Per tenant: when its next deferred message may go (deferrals are spread at its rate)."""
+        self._paused: set[TopicPartition] = set()
+        self._stopping = asyncio.Event()
+
+    # --- the three loops ----------------------------------------------------------------------
+    async def run(self, stop: asyncio.Event) -> None:
+        loops = [
+            asyncio.create_task(self._fetch_loop()),
+            asyncio.create_task(self._dispatch_loop()),
+            asyncio.create_task(self._commit_loop()),
+        ]
+        try:
+            stopped = asyncio.create_task(stop.wait())
+            done, _ = await asyncio.wait([stopped, *loops], return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if task is not stopped:
+                    task.result()  # a loop died: surface it
+            await self._drain()
+        finally:
+            self._stopping.set()
+            for task in loops:
+                task.cancel()
+            for task in loops:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await self._pacer.close()
+
+    async def _fetch_loop(self) -> None:
+        while not self._stopping.is_set():
+            self._apply_pauses()
+            batch = await self._consumer.getmany(timeout_ms=100, max_records=self._settings.batch_max_records)
+            if batch:
+                await self._admit(batch)
+                self._report_lag(batch)
+            self._release_due()
+
+    async def _dispatch_loop(self) -> None:
+        while not self._stopping.is_set():
+            await self._slots.acquire()
+            item = self._scheduler.take(self._pacer.try_take)
+            while item is None:
+                self._wake.clear()
+                await self._sleep_until_something_may_be_ready()
+                if self._stopping.is_set():
+                    self._slots.release()
+                    return
+                self._release_due()
+                item = self._scheduler.take(self._pacer.try_take)
+            task = asyncio.create_task(self._deliver(item))
+            self._tasks[task] = item.partition
+            task.add_done_callback(self._forget_task)
+
+    async def _commit_loop(self) -> None:
+        while not self._stopping.is_set():
+            await asyncio.sleep(self._settings.commit_interval_seconds)
+            await self._commit()
+
+    # --- pieces ---------------------------------------------------------------------------------
+    def _forget_task(self, task: asyncio.Task[None]) -> None:
+        self._tasks.pop(task, None)
+
+    async def _deliver(self, item: Item) -> None:
+        try:
+            await self._processor.process(item.message)
+            if self._from_retry(item):
+                await claims.retry_done(self._pool, _retry_key(item.message))
+        finally:
+            self._scheduler.done(item)
+            self._tracker.finish(item.partition, item.offset)
+            self._slots.release()
+            self._wake.set()
+
+    async def _admit(self, batch: dict[TopicPartition, list[object]]) -> None:
+        now_ms = _now_ms()
+        fresh: list[Item] = []
+        for tp, records in batch.items():
+            for record in records:
+                offset: int = record.offset  # type: ignore[attr-defined]
+                self._tracker.read(tp, offset)
+                self._fetched_next[tp] = offset + 1
+                try:
+                    message = MESSAGE_DECODER.decode(record.value or b"")  # type: ignore[attr-defined]
+                except msgspec.DecodeError:
+                    log.error(
+                        "undecodable record skipped",
+                        extra={"topic": tp.topic, "partition": tp.partition, "offset": offset},
+                    )
+                    self._tracker.finish(tp, offset)
+                    continue
+                fresh.append(Item(message, tp, offset))
+        # Idempotency: a repeated request produced a second record with the same id; only the
+        # record that claimed the id first is delivered (one delivery, one bill).
+        sources = {
+            claims.Source(i.message.id, i.partition.topic, i.partition.partition, i.offset): i  # type: ignore[attr-defined]
+            for i in fresh if i.message.idempotent
+        }  # fmt: skip
+        repeats = await claims.claim(self._pool, list(sources))
+        metrics.IDEMPOTENT_REPEATS.inc(len(repeats))
+        skipped = {id(sources[s]) for s in repeats}
+        # herald.retry records read again after a crash that were handled before it.
+        retried = {_retry_key(i.message): i for i in fresh if self._from_retry(i)}
+        skipped |= {id(retried[k]) for k in await claims.retries_done(self._pool, list(retried))}
+        deferred: list[tuple[Item, OutboundMessageV1]] = []
+        for item in fresh:
+            if id(item) in skipped:
+                self._tracker.finish(item.partition, item.offset)
+            elif item.message.not_before_ms > now_ms:
+                heapq.heappush(self._held, (item.message.not_before_ms, next(self._sequence), item))
+            elif (later := await self._overflow(item, now_ms)) is not None:
+                deferred.append((item, later))
+            else:
+                self._scheduler.add(item)
+        if deferred:
+            await self._processor.publish(
+                [Record(RETRY, message_key(m.tenant_id, m.to), ENCODER.encode(m)) for _, m in deferred]
+            )
+            for item, _ in deferred:
+                if self._from_retry(item):
+                    await claims.retry_done(self._pool, _retry_key(item.message))
+                self._tracker.finish(item.partition, item.offset)
+        self._wake.set()
+
+    async def _overflow(self, item: Item, now_ms: int) -> OutboundMessageV1 | None:
+        """The message re-queued for later if its tenant already has more waiting than it may send
+        in `tenant_buffer_seconds`; else None."""
+        m = item.message
+        waiting = self._scheduler.waiting(m.tenant_id, m.category)
+        _, rate = await self._rates.get(m.tenant_id)
+        allowed = max(self._settings.tenant_buffer_min, int(rate * self._settings.tenant_buffer_seconds))
+        if waiting < allowed:
+            return None
+        # Its turn: after what is already waiting and what was deferred before it, at the tenant's
+        # rate, so the deferred messages come back one by one, never all at once.
+        horizon = max(self._horizon_ms.get(m.tenant_id, 0), now_ms + int(1000 * waiting / rate))
+        self._horizon_ms[m.tenant_id] = horizon + max(1, int(1000 / rate))
+        metrics.RETRIES_SCHEDULED.labels("tenant_backlog").inc()
+        return msgspec.structs.replace(m, not_before_ms=horizon)
+
+    def _from_retry(self, item: Item) -> bool:
+        return item.partition.topic == self._retry_topic  # type: ignore[attr-defined, no-any-return]
+
+    def _release_due(self) -> None:
+        now_ms = _now_ms()
+        while self._held and self._held[0][0] <= now_ms:
+            _, _, item = heapq.heappop(self._held)
+            self._scheduler.add(item)
+            self._wake.set()
+
+    async def _sleep_until_something_may_be_ready(self) -> None:
+        deadlines = [0.5]
+        if (resting := self._scheduler.next_wakeup()) is not None:
+            deadlines.append(resting - time.monotonic())
+        if self._held:
+            deadlines.append((self._held[0][0] - _now_ms()) / 1000)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), max(0.001, min(deadlines)))
+
+    def _apply_pauses(self) -> None:
+        assigned = self._consumer.assignment()
+        by_class: dict[Category, list[TopicPartition]] = {c: [] for c in PRIORITY}
+        retry: list[TopicPartition] = []
+        for tp in assigned:
+            category = self._class_of.get(tp.topic)
+            if category is not None:
+                by_class[category].append(tp)
+            elif tp.topic == self._retry_topic:
+                retry.append(tp)
+        pause: set[TopicPartition] = set()
+        higher_backlog = False
+        for category in PRIORITY:
+            partitions = by_class[category]
+            if higher_backlog or self._scheduler.buffered[category] >= self._settings.buffer_per_class:
+                pause.update(partitions)
+            higher_backlog = higher_backlog or any(self._unfetched(tp) > 0 for tp in partitions)
+        if len(self._held) >= self._settings.retry_hold_max:
+            pause.update(retry)
+        if pause != self._paused:
+            if resume := [tp for tp in self._paused - pause if tp in assigned]:
+                self._consumer.resume(*resume)
+            if newly := [tp for tp in pause - self._paused]:
+                self._consumer.pause(*newly)
+            self._paused = pause
+
+    def _unfetched(self, tp: TopicPartition) -> int:
+        highwater: int | None = self._consumer.highwater(tp)
+        fetched = self._fetched_next.get(tp)
+        if highwater is None or fetched is None:
+            return 0
+        return max(0, highwater - fetched)
+
+    def _report_lag(self, batch: dict[TopicPartition, list[object]]) -> None:
+        for tp in batch:
+            metrics.CONSUMER_LAG.labels(WORKER_GROUP, self._names.unprefixed(tp.topic), str(tp.partition)).set(
+                self._unfetched(tp)
+            )
+
+    async def _commit(self, partitions: Iterable[TopicPartition] | None = None) -> None:
+        offsets = self._tracker.committable()
+        if partitions is not None:
+            wanted = set(partitions)
+            offsets = {tp: o for tp, o in offsets.items() if tp in wanted}
+        if not offsets:
+            return
+        try:
+            await self._consumer.commit(offsets)
+        except KafkaError as exc:
+            # A rebalance took the partitions: their next owner re-reads from the last commit.
+            log.warning("commit failed; records will be re-read by the partition's owner", extra={"error": repr(exc)})
+            return
+        self._tracker.committed(offsets)
+
+    async def _drain(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+        if self._tasks:
+            _, pending = await asyncio.wait(set(self._tasks), timeout=self._settings.drain_seconds)
+            if pending:
+                log.warning("drain deadline passed with messages in flight", extra={"count": len(pending)})
+        await self._commit()
+
+    # --- rebalance (aiokafka awaits these around a group rejoin) -----------------------------------
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        if not revoked:
+            return
+        self._scheduler.drop(revoked)
+        self._held = [h for h in self._held if h[2].partition not in revoked]
+        heapq.heapify(self._held)
+        finishing = [task for task, tp in self._tasks.items() if tp in revoked]
+        if finishing:
+            await asyncio.wait(finishing, timeout=self._settings.drain_seconds)
+        await self._commit(revoked)
+        self._tracker.forget(revoked)
+        for tp in revoked:
+            self._fetched_next.pop(tp, None)
+        self._paused -= revoked
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        return None
+
+
+def _retry_key(message: OutboundMessageV1) -> claims.RetryKey:
+    return (message.id, message.attempt, message.not_before_ms)
