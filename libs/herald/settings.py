@@ -101,6 +101,11 @@ class CarrierSimSettings(msgspec.Struct, frozen=True):
     receipt_url: str = "http://127.0.0.1:8080/v1/providers/carrier-sim/receipts"
     receipt_delay_ms: int = 50
     latency_ms: int = 5
+    """Median send latency."""
+    latency_p99_ms: int = 0
+    """99th percentile of send latency (log-normal); 0 means the median, i.e. constant."""
+    max_per_second: float = 0.0
+    """Throughput cap answering 429 + Retry-After beyond it; 0 is none."""
 
 
 class ProviderSettings(msgspec.Struct, frozen=True):

@@ -9,6 +9,13 @@ Twilio's status callbacks do). Deterministic outcomes by recipient suffix, for t
     ...0002  accepted, then a `failed` receipt       ...0003  `recipient_busy` (409, Retry-After: 1)
     ...0004  500 on every attempt (provider outage for that recipient)
     ...0005  accepted, and no receipt ever (a lost delivery report)
+    ...0006  429 `quota_exhausted` with Retry-After until the next UTC midnight (daily quota)
+
+And configurable, like the real thing under load (WhatsApp Cloud API, Twilio):
+  * latency: log-normal around `latency_ms` (median) with `latency_p99_ms` as its 99th percentile;
+  * throughput cap `max_per_second` (token bucket, 0 = none): beyond it, 429 `throttled` with
+    `Retry-After` (Twilio's 20429 / WhatsApp's 130429);
+  * outages: `POST /v1/sim/outage {"seconds": N}` answers 503 to every send for N seconds.
 """
 
 from __future__ import annotations
@@ -18,8 +25,11 @@ import collections
 import contextlib
 import itertools
 import logging
+import math
+import random
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 
 import aiohttp
 import msgspec
@@ -54,6 +64,47 @@ class ErrorOut(msgspec.Struct, frozen=True):
     error: ErrorDetail
 
 
+class OutageIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    seconds: float
+
+
+class Latency:
+    """Log-normal: median `median_ms`, 99th percentile `p99_ms` (the long tail real gateways have)."""
+
+    def __init__(self, median_ms: float, p99_ms: float) -> None:
+        self._mu = math.log(max(median_ms, 0.001))
+        self._sigma = max(0.0, math.log(max(p99_ms, median_ms, 0.001) / max(median_ms, 0.001)) / 2.326)
+
+    def sample_seconds(self) -> float:
+        return random.lognormvariate(self._mu, self._sigma) / 1000
+
+
+class Throughput:
+    """Token bucket of `per_second` with one second of burst; `take` answers the wait if empty."""
+
+    def __init__(self, per_second: float) -> None:
+        self._rate = per_second
+        self._tokens = per_second
+        self._at = time.monotonic()
+
+    def take(self) -> float | None:
+        if self._rate <= 0:
+            return None
+        now = time.monotonic()
+        self._tokens = min(self._rate, self._tokens + (now - self._at) * self._rate)
+        self._at = now
+        if self._tokens >= 1:
+            self._tokens -= 1
+            return None
+        return (1 - self._tokens) / self._rate
+
+
+def _until_midnight_utc() -> int:
+    now = datetime.now(UTC)
+    midnight = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    return max(1, int((midnight - now).total_seconds()))
+
+
 _PERMANENT = {"0000": "invalid_number", "0001": "opted_out"}
 
 
@@ -61,8 +112,13 @@ def create_app(settings: CarrierSimSettings, provider: ProviderSettings) -> Lite
     counter = itertools.count(1)
     # Accepted sends per Herald message id: lets tests count duplicate sends after crashes.
     sends: collections.Counter[str] = collections.Counter()
+    # (monotonic time, tenant id) of every accepted send: lets tests measure paced rates.
+    log_sends: list[tuple[float, str]] = []
     pending: set[asyncio.Task[None]] = set()
     clients: list[aiohttp.ClientSession] = []
+    latency = Latency(settings.latency_ms, settings.latency_p99_ms or settings.latency_ms)
+    throughput = Throughput(settings.max_per_second)
+    outage_until = [0.0]
 
     def client() -> aiohttp.ClientSession:
         if not clients:  # created lazily, inside the running loop
@@ -97,7 +153,15 @@ def create_app(settings: CarrierSimSettings, provider: ProviderSettings) -> Lite
     @post("/v1/messages", status_code=201)
     async def send(data: JSONBody[SendIn]) -> Response[SendOut | ErrorOut]:
         if settings.latency_ms:
-            await asyncio.sleep(settings.latency_ms / 1000)
+            await asyncio.sleep(latency.sample_seconds())
+        if time.monotonic() < outage_until[0]:
+            return Response(ErrorOut(ErrorDetail("unavailable", "outage")), status_code=503)
+        if (wait := throughput.take()) is not None:
+            return Response(
+                ErrorOut(ErrorDetail("throttled", "throughput cap")),
+                status_code=429,
+                headers={"retry-after": f"{max(wait, 0.05):.3f}"},
+            )
         suffix = data.to[-4:]
         if suffix in _PERMANENT:
             code = _PERMANENT[suffix]
@@ -110,8 +174,15 @@ def create_app(settings: CarrierSimSettings, provider: ProviderSettings) -> Lite
             )
         if suffix == "0004":
             return Response(ErrorOut(ErrorDetail("internal", "outage")), status_code=500)
+        if suffix == "0006":
+            return Response(
+                ErrorOut(ErrorDetail("quota_exhausted", "daily quota")),
+                status_code=429,
+                headers={"retry-after": str(_until_midnight_utc())},
+            )
         provider_id = f"sim-{next(counter):012d}"
         sends[data.metadata.get("message_id", "")] += 1
+        log_sends.append((time.monotonic(), data.metadata.get("tenant_id", "")))
         if "message_id" in data.metadata and "tenant_id" in data.metadata and suffix != "0005":
             receipt: dict[str, object] = {
                 "message_id": data.metadata["message_id"],
@@ -125,6 +196,10 @@ def create_app(settings: CarrierSimSettings, provider: ProviderSettings) -> Lite
             pending.add(task)
             task.add_done_callback(pending.discard)
         return Response(SendOut(id=provider_id), status_code=201)
+
+    @post("/v1/sim/outage", status_code=204)
+    async def outage(data: JSONBody[OutageIn]) -> None:
+        outage_until[0] = time.monotonic() + data.seconds
 
     async def ready() -> dict[str, str]:
         return {"self": "ok"}
@@ -141,7 +216,11 @@ def create_app(settings: CarrierSimSettings, provider: ProviderSettings) -> Lite
                 await session.close()
 
     app = Litestar(
-        route_handlers=[send, *ops_handlers(ready)], lifespan=[lifespan], openapi_config=None, logging_config=None
+        route_handlers=[send, outage, *ops_handlers(ready)],
+        lifespan=[lifespan],
+        openapi_config=None,
+        logging_config=None,
     )
     app.state.sends = sends
+    app.state.log_sends = log_sends
     return app

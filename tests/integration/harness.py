@@ -87,6 +87,11 @@ class Platform:
         assert self._sim is not None, "started without the carrier-sim"
         return dict(self._sim.state.sends)
 
+    def sim_log(self) -> list[tuple[float, str]]:
+        """(monotonic time, tenant id) of every send the in-process carrier-sim accepted."""
+        assert self._sim is not None, "started without the carrier-sim"
+        return list(self._sim.state.log_sends)
+
     def add_worker(self) -> Loop:
         loop = Loop(self.settings, run_worker)
         self._loops.append(loop)

@@ -3,6 +3,7 @@
 Outcome mapping, modelled on Twilio and the WhatsApp Cloud API:
   2xx                          -> Accepted(provider id); the final state arrives as a receipt
   429                          -> Retryable("throttled", Retry-After)
+  429 quota_exhausted          -> Retryable("quota_exhausted", Retry-After: until the quota resets)
   409 recipient_busy           -> Retryable("recipient_busy", Retry-After)
   5xx, timeouts, resets        -> Retryable("provider_unavailable")
   4xx with error.code          -> Permanent(code): invalid_number, opted_out, template_paused, ...
@@ -79,14 +80,15 @@ class CarrierProvider:
                 return Accepted(provider_message_id=msgspec.json.decode(content, type=_SendResponse).id)
             except msgspec.DecodeError as exc:
                 raise RetryableError("provider_bad_response") from exc
-        if status == 429:
-            raise RetryableError("throttled", _retry_after(headers))
         if status >= 500:
             raise RetryableError("provider_unavailable", _retry_after(headers))
         try:
             code = msgspec.json.decode(content, type=_ErrorResponse).error.code
         except msgspec.DecodeError:
             code = f"http_{status}"
+        if status == 429:
+            # A daily quota says so (and when it resets); anything else is throughput throttling.
+            raise RetryableError("quota_exhausted" if code == "quota_exhausted" else "throttled", _retry_after(headers))
         if code == "recipient_busy":
             raise RetryableError(code, _retry_after(headers))
         raise PermanentError(code)
