@@ -9,7 +9,7 @@ Twilio's status callbacks do). Deterministic outcomes by recipient suffix, for t
     ...0002  accepted, then a `failed` receipt       ...0003  `recipient_busy` (409, Retry-After: 1)
     ...0004  500 on every attempt (provider outage for that recipient)
     ...0005  accepted, and no receipt ever (a lost delivery report)
-    ...0006  429 `quota_exhausted` with Retry-After until the next UTC midnight (daily quota)
+    ...0009  429 `quota_exhausted` with Retry-After until the next UTC midnight (daily quota)
 
 And configurable, like the real thing under load (WhatsApp Cloud API, Twilio):
   * latency: log-normal around `latency_ms` (median) with `latency_p99_ms` as its 99th percentile;
@@ -174,7 +174,7 @@ def create_app(settings: CarrierSimSettings, provider: ProviderSettings) -> Lite
             )
         if suffix == "0004":
             return Response(ErrorOut(ErrorDetail("internal", "outage")), status_code=500)
-        if suffix == "0006":
+        if suffix == "0009":
             return Response(
                 ErrorOut(ErrorDetail("quota_exhausted", "daily quota")),
                 status_code=429,

@@ -24,7 +24,7 @@ async def _batch(platform: Platform, auth: dict[str, str], start: int, n: int, *
     ids: list[str] = []
     for first in range(start, start + n, 1000):
         messages = [
-            # ...99: clear of carrier-sim's scripted suffixes (0000-0006).
+            # ...99: clear of carrier-sim's scripted suffixes (0000-0005, 0009).
             {"to": f"+4474{i:06d}99", "channel": "sms", "template": {"name": "otp", "language": "en"},
              "params": {"code": "1"}, **fields}
             for i in range(first, min(first + 1000, start + n))
@@ -86,7 +86,7 @@ async def test_tenant_rate_holds_across_workers(settings: Settings, workers: int
 async def test_authentication_is_not_held_behind_a_marketing_backlog(settings: Settings) -> None:
     # A slower carrier, so the marketing backlog lasts while the OTPs go through.
     settings = msgspec.structs.replace(
-        settings, carrier_sim=msgspec.structs.replace(settings.carrier_sim, latency_ms=20)
+        settings, carrier_sim=msgspec.structs.replace(settings.carrier_sim, latency_ms=50)
     )
     settings = _with(settings, max_in_flight=64)
     platform = await Platform(settings).start(worker=False)
@@ -105,11 +105,10 @@ async def test_authentication_is_not_held_behind_a_marketing_backlog(settings: S
             otps.append(r.json()["id"])
             await asyncio.sleep(0.02)
         for message_id in otps:
-            await platform.wait_status(bank, message_id, {"delivered"}, deadline_s=30)
+            await platform.wait_status(bank, message_id, {"sent", "delivered"}, deadline_s=30)
         marketing_done = await _count(settings.database.url, campaign_id, "delivered")
     finally:
         await platform.stop()
-    assert marketing_done < n, "the backlog was gone before the OTPs: nothing was measured"
     conn = await asyncpg.connect(settings.database.url)
     try:
         latencies = sorted(
@@ -123,7 +122,9 @@ async def test_authentication_is_not_held_behind_a_marketing_backlog(settings: S
         await conn.close()
     assert len(latencies) == 40
     p99 = latencies[int(0.99 * len(latencies))]
-    assert p99 < 1.0, f"authentication accepted -> sent p99 {p99:.3f} s behind {n - marketing_done} marketing"
+    backlog = n - marketing_done
+    assert p99 < 1.0, f"authentication accepted -> sent p99 {p99:.3f} s behind {backlog} marketing"
+    assert backlog > 0, f"the backlog was gone before the OTPs went out (p99 {p99:.3f} s): nothing was measured"
 
 
 async def test_one_recipient_waits_the_gap_and_is_never_failed_for_it(settings: Settings) -> None:
