@@ -55,6 +55,11 @@ PACED_TOKENS = Counter(
     "Send tokens taken from tenants' shared rate buckets, by tier (compare with the tier's limit).",
     ["tier"],
 )
+DUPLICATE_SENDS = Counter(
+    "herald_duplicate_sends_total",
+    "Messages handed to a provider more than once (a worker crashed between send and commit), as"
+    " the status projection detects them from a second provider id; bounded by the in-flight window.",
+)
 RETRIES_SCHEDULED = Counter(
     "herald_retries_scheduled_total",
     "Messages put on herald.retry after in-process retries ran out, by reason (throttled, busy, ...).",

@@ -60,14 +60,15 @@ class StatusProjection:
         # A database outage must not skip records: retry until it is back (or we are stopped,
         # in which case nothing is committed and the batch is replayed). Data errors are not
         # transient and are not retried here.
-        transitions: list[message_store.Transition] = []
+        applied = message_store.Applied([], 0)
         async for attempt in AsyncRetrying(
             retry=retry_if_exception_type((OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError)),
             wait=wait_exponential_jitter(multiplier=0.1, max=5.0, jitter=0.1),
         ):
             with attempt:
-                transitions = await message_store.apply_batch(self._pool, messages, events)
-        for t in transitions:
+                applied = await message_store.apply_batch(self._pool, messages, events)
+        metrics.DUPLICATE_SENDS.inc(applied.duplicate_sends)
+        for t in applied.transitions:
             if t.status in (Status.DELIVERED, Status.FAILED, Status.EXPIRED):
                 metrics.ACCEPTED_TO_FINAL_SECONDS.labels(t.category, t.status.value).observe(t.seconds_since_accepted)
 

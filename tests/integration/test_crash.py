@@ -10,6 +10,7 @@ import asyncpg
 import msgspec
 import pytest
 
+from herald import metrics
 from herald.embedded import free_port
 from herald.embedded.broker import EmbeddedBroker
 from herald.settings import Settings
@@ -36,7 +37,13 @@ async def test_worker_sigkill_mid_flow_loses_nothing(settings: Settings) -> None
         settings, carrier_sim=msgspec.structs.replace(settings.carrier_sim, latency_ms=30)
     )
     platform = await Platform(settings).start(worker=False)
-    worker_env = env_for(settings, HERALD_WORKER_BATCH_MAX_RECORDS="200", HERALD_WORKER_MAX_IN_FLIGHT="100")
+    worker_env = env_for(
+        settings,
+        HERALD_WORKER_BATCH_MAX_RECORDS="200",
+        HERALD_WORKER_MAX_IN_FLIGHT="100",
+        HERALD_WORKER_BUFFER_PER_CLASS="100",
+    )
+    duplicates_before = metrics.DUPLICATE_SENDS._value.get()
     log = settings.data_dir / "worker.log"
     first = spawn("worker", worker_env, log)
     second = None
@@ -75,8 +82,15 @@ async def test_worker_sigkill_mid_flow_loses_nothing(settings: Settings) -> None
         sends = platform.sim_sends()
         assert set(ids) <= set(sends)
         duplicates = sum(n - 1 for n in sends.values())
-        # Only the uncommitted batch can be re-sent: bounded by the batch size.
-        assert duplicates <= 200, duplicates
+        # Only what the worker had in hand can be re-sent: at most the waiting buffer (100 per
+        # class, overshot by one fetch of 200) plus the 100 in flight.
+        assert duplicates <= 400, duplicates
+        # ...and the platform counted them (from the second provider id each re-send produced).
+        deadline = time.monotonic() + 10
+        while metrics.DUPLICATE_SENDS._value.get() - duplicates_before < duplicates:
+            assert time.monotonic() < deadline, (metrics.DUPLICATE_SENDS._value.get() - duplicates_before, duplicates)
+            await asyncio.sleep(0.1)
+        assert metrics.DUPLICATE_SENDS._value.get() - duplicates_before == duplicates
     finally:
         for process in (first, second):
             if process is not None and process.poll() is None:

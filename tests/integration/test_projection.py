@@ -101,3 +101,19 @@ async def test_a_record_the_database_refuses_is_skipped_not_wedging(pool: asyncp
     await projection._apply_or_skip([poisoned], [], str(bad))
     assert await status_of(pool, good) == "accepted"
     assert await pool.fetchval("SELECT count(*) FROM messages WHERE id = $1", bad) == 0
+
+
+async def test_a_second_provider_id_for_one_message_is_counted_as_a_duplicate_send(pool: asyncpg.Pool) -> None:
+    mid = uuid.uuid4()
+
+    def sent(pid: str, status: Status = Status.SENT, dt: int = 10) -> StatusEventV1:
+        return msgspec.structs.replace(ev(mid, status, dt), provider_message_id=pid)
+
+    first = await store.apply_batch(pool, [msg(mid)], [sent("sim-1"), sent("sim-1", Status.DELIVERED, 20)])
+    assert first.duplicate_sends == 0
+    replayed = await store.apply_batch(pool, [msg(mid)], [sent("sim-1"), sent("sim-1", Status.DELIVERED, 20)])
+    assert replayed.duplicate_sends == 0  # the same events again are not a second send
+    resent = await store.apply_batch(pool, [], [sent("sim-2", dt=30)])
+    receipt = await store.apply_batch(pool, [], [sent("sim-2", Status.DELIVERED, 40)])
+    assert (resent.duplicate_sends, receipt.duplicate_sends) == (0, 1)  # counted once, at the receipt
+    assert await status_of(pool, mid) == "delivered"

@@ -60,9 +60,33 @@ class Transition(msgspec.Struct, frozen=True):
     seconds_since_accepted: float
 
 
+class Applied(msgspec.Struct, frozen=True):
+    transitions: list[Transition]
+    duplicate_sends: int
+    """Sends of a message already delivered under another provider id (a re-send after a worker
+    crash): a `delivered` whose provider id differs from the recorded one."""
+
+
+async def _duplicate_sends(
+    conn: asyncpg.pool.PoolConnectionProxy[asyncpg.Record], events: Sequence[StatusEventV1]
+) -> int:
+    # Delivery receipts only: each send the provider accepted yields one, while a `sent` event may
+    # or may not have been produced before the crash (counting both would count some twice).
+    sent = [e for e in events if e.provider_message_id is not None and e.status is Status.DELIVERED]
+    if not sent:
+        return 0
+    found: int = await conn.fetchval(
+        "SELECT count(DISTINCT (n.id, n.pid)) FROM unnest($1::uuid[], $2::text[], $3::text[]) AS n(id, status, pid)"
+        " JOIN message_events e ON e.message_id = n.id AND e.status = n.status"
+        " WHERE e.provider_message_id IS DISTINCT FROM n.pid",
+        [e.message_id for e in sent], [e.status.value for e in sent], [e.provider_message_id for e in sent],
+    )  # fmt: skip
+    return found
+
+
 async def apply_batch(
     pool: asyncpg.Pool, messages: Sequence[OutboundMessageV1], events: Sequence[StatusEventV1]
-) -> list[Transition]:
+) -> Applied:
     """Make the batch durable in one transaction (the caller commits offsets only after this)."""
     touched = list({*(m.id for m in messages), *(e.message_id for e in events)})
     async with pool.acquire() as conn, conn.transaction():
@@ -99,13 +123,15 @@ async def apply_batch(
                     for m in messages
                 ],
             )
+        duplicates = 0
         if events:
             await conn.executemany(
                 "INSERT INTO message_events (message_id, status, at, reason, provider_message_id)"
                 " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (message_id, status) DO NOTHING",
                 [(e.message_id, e.status.value, _ts(e.at_ms), e.reason, e.provider_message_id) for e in events],
             )
-        return await _recompute(conn, touched)
+            duplicates = await _duplicate_sends(conn, events)
+        return Applied(await _recompute(conn, touched), duplicates)
 
 
 async def _recompute(conn: asyncpg.pool.PoolConnectionProxy[asyncpg.Record], ids: list[uuid.UUID]) -> list[Transition]:
