@@ -111,6 +111,12 @@ def _billing(settings: Settings, args: argparse.Namespace) -> None:
     commands.run(settings, args)
 
 
+def _dlq(settings: Settings, args: argparse.Namespace) -> None:
+    from herald_worker import replay
+
+    replay.run(settings, args)
+
+
 def _dev(settings: Settings) -> None:
     from herald_dev.supervisor import run_dev
 
@@ -129,6 +135,7 @@ COMMANDS = {
 # Commands with arguments of their own: (run, help, add_arguments).
 ARG_COMMANDS = {
     "billing": (_billing, "rate cards, usage exports and reconciliation", "herald.billing.commands"),
+    "dlq": (_dlq, "dead-letter topic: replay failed messages", "herald_worker.replay"),
 }
 
 

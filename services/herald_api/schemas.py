@@ -178,6 +178,8 @@ class MessageOut(msgspec.Struct, frozen=True, omit_defaults=True):
     reference: str | None = None
     price: Price | None = None
     """Present once the message is billed (paid tiers, live keys; delivered, or sent for email)."""
+    replay_of: uuid.UUID | None = None
+    """For a message re-queued from the dead-letter topic: the failed message it re-sends."""
 
 
 class Price(msgspec.Struct, frozen=True):

@@ -183,3 +183,64 @@ async def test_provider_outage_loses_nothing_and_drains_without_a_retry_storm(se
     # Each message waited on herald.retry instead of hammering the carrier: at most one retry
     # round per delay that fell inside the outage.
     assert metrics.RETRIES_SCHEDULED.labels("provider_unavailable")._value.get() <= 4 * n
+
+
+async def test_dead_letters_are_replayed_selectively_once_and_delivered(settings: Settings) -> None:
+    import subprocess
+    import sys
+
+    from tests.integration.processes import env_for
+
+    platform = await Platform(settings).start()
+    try:
+        tenant_a, auth_a = await platform.tenant_with_key()
+        _, auth_b = await platform.tenant_with_key()
+        for auth in (auth_a, auth_b):
+            await platform.template(auth)
+        sim = f"http://127.0.0.1:{settings.carrier_sim.port}/v1/sim/outage"
+        assert (await platform.http.post(sim, json={"seconds": 4})).status_code == 204
+        failed_a = [(await platform.send(auth_a, to=f"+4474000{i}0099")).json()["id"] for i in range(3)]
+        failed_b = [(await platform.send(auth_b, to=f"+4474001{i}0099")).json()["id"] for i in range(2)]
+        for message_id, auth in [*((m, auth_a) for m in failed_a), *((m, auth_b) for m in failed_b)]:
+            message = await platform.wait_status(auth, message_id, {"failed"})
+            assert message["events"][-1]["detail"] == "provider_unavailable_retries_exhausted"
+        await asyncio.sleep(4)  # the outage is over
+
+        def replay(*flags: str) -> str:
+            done = subprocess.run(
+                [sys.executable, "-m", "herald.cli", "dlq", "replay", "--tenant-id", tenant_a,
+                 "--reason", "provider_unavailable*", *flags],
+                env=env_for(settings), capture_output=True, text=True, timeout=60, check=False,
+            )  # fmt: skip
+            assert done.returncode == 0, done.stderr
+            return done.stdout
+
+        assert "5 dead letters, 3 matched, would replay 3" in replay("--dry-run")
+        await asyncio.sleep(1.0)
+        assert len(platform.sim_sends()) == 0  # a dry run produced nothing
+        assert "3 matched, replayed 3" in replay()
+        assert "3 matched, replayed 3" in replay()  # a second run: the same new ids, delivered once
+        conn = await asyncpg.connect(settings.database.url)
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                rows = await conn.fetch(
+                    "SELECT id, replay_of, status FROM messages WHERE replay_of IS NOT NULL ORDER BY replay_of"
+                )
+                if len(rows) == 3 and {r["status"] for r in rows} == {"delivered"}:
+                    break
+                assert time.monotonic() < deadline, rows
+                await asyncio.sleep(0.1)
+        finally:
+            await conn.close()
+        assert sorted(str(r["replay_of"]) for r in rows) == sorted(failed_a)
+        view = (await platform.http.get(f"/v1/messages/{rows[0]['id']}", headers=auth_a)).json()
+        assert view["replay_of"] == str(rows[0]["replay_of"])
+        await asyncio.sleep(1.0)
+        sends = platform.sim_sends()
+        assert sorted(sends) == sorted(str(r["id"]) for r in rows)
+        assert set(sends.values()) == {1}
+        for message_id in failed_a:  # the originals stay failed: their story is told
+            assert (await platform.http.get(f"/v1/messages/{message_id}", headers=auth_a)).json()["status"] == "failed"
+    finally:
+        await platform.stop()

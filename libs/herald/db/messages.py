@@ -46,6 +46,7 @@ class MessageView(msgspec.Struct, frozen=True):
     created_at: datetime
     events: list[EventView]
     charge: Charge | None = None
+    replay_of: uuid.UUID | None = None
 
 
 def _ts(ms: int) -> datetime:
@@ -101,8 +102,8 @@ async def apply_batch(
         if messages:
             await conn.executemany(
                 "INSERT INTO messages (id, tenant_id, key_kind, channel, category, template_name,"
-                " template_language, template_version, country, reference, status, created_at, expires_at, tier)"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'accepted', $11, $12, $13)"
+                " template_language, template_version, country, reference, status, created_at, expires_at, tier,"
+                " replay_of) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'accepted', $11, $12, $13, $14)"
                 " ON CONFLICT (id) DO NOTHING",
                 [
                     (
@@ -119,6 +120,7 @@ async def apply_batch(
                         _ts(m.created_at_ms),
                         _ts(m.expires_at_ms),
                         m.tier.value if m.tier is not None else None,
+                        m.replay_of,
                     )
                     for m in messages
                 ],
@@ -167,7 +169,7 @@ async def get(pool: asyncpg.Pool, tenant_id: uuid.UUID, message_id: uuid.UUID) -
     """Tenant-scoped: another tenant's id is indistinguishable from an unknown one."""
     row = await pool.fetchrow(
         "SELECT m.id, m.status, m.channel, m.category, m.template_name, m.template_language, m.template_version,"
-        " m.reference, m.created_at, b.unit_price_micros, b.currency, b.rate_card_version, b.billed_at"
+        " m.reference, m.created_at, m.replay_of, b.unit_price_micros, b.currency, b.rate_card_version, b.billed_at"
         " FROM messages m LEFT JOIN billing_records b ON b.message_id = m.id WHERE m.id = $1 AND m.tenant_id = $2",
         message_id,
         tenant_id,
@@ -187,6 +189,7 @@ async def get(pool: asyncpg.Pool, tenant_id: uuid.UUID, message_id: uuid.UUID) -
         template_language=row["template_language"],
         template_version=row["template_version"],
         reference=row["reference"],
+        replay_of=row["replay_of"],
         created_at=row["created_at"],
         events=[accepted, *(EventView(status=Status(e["status"]), at=e["at"], detail=e["reason"]) for e in events)],
         charge=None

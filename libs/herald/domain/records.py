@@ -45,6 +45,8 @@ class OutboundMessageV1(msgspec.Struct, frozen=True, tag="herald.message.v1", ta
     """On `herald.retry`: the worker does not try again before this time."""
     last_error: str | None = None
     """On `herald.retry`: the transient reason of the previous attempt."""
+    replay_of: uuid.UUID | None = None
+    """Set by `herald dlq replay`: the failed message this one re-sends."""
 
 
 class StatusEventV1(msgspec.Struct, frozen=True, tag="herald.status.v1", tag_field="schema"):

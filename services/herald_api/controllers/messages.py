@@ -86,6 +86,7 @@ class MessageController(Controller):
             reference=view.reference,
             events=[EventOut(status=e.status, at=e.at, detail=e.detail) for e in view.events],
             price=None if view.charge is None else Price(**msgspec.structs.asdict(view.charge)),
+            replay_of=view.replay_of,
         )
 
 

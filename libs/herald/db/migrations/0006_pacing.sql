@@ -38,3 +38,6 @@ CREATE TABLE retries_done (
     done_at     timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (message_id, attempt, not_before)
 );
+
+-- A message re-queued by `herald dlq replay` points at the failed message it re-sends.
+ALTER TABLE messages ADD COLUMN replay_of uuid;

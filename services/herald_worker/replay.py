@@ -1,0 +1,169 @@
+"""`herald dlq replay`: put dead letters back in the queue, selectively.
+
+Reads `herald.dlq` from its beginning to where it ended when the command started (no consumer
+group: the DLQ is a log to inspect and replay from, not a queue to drain, so two operators can
+replay different slices), keeps the letters matching every filter given, and produces each as a
+**new message** on its class topic:
+
+* Why a new id: `failed` is final for the tenant, for callbacks and for billing (a failed message
+  is never billed). Re-sending under the old id would deliver a message the platform reports as
+  failed and never bills. The new message says `replay_of: <failed id>` in its status reads.
+* The new id is `uuid5(failed id, "replay")` and the message is marked idempotent: replaying the
+  same letter twice (a second run, or a run restarted halfway) produces the same id, and the
+  worker's claim delivers it once. A replay that fails again lands in the DLQ under its new id,
+  from where it can be replayed in turn.
+* A fresh TTL of the original length, starting at the replay; attempt 0; the original
+  reference, template version and body (as rendered at acceptance).
+
+Filters: `--tenant-id`, `--reason` (exact, or a prefix ending in `*`), `--since`/`--until` (when
+it failed, ISO 8601). `--dry-run` counts without producing. Progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+import uuid
+from datetime import datetime
+
+import msgspec
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from herald.domain.records import ENCODER, DeadLetterV1, OutboundMessageV1, message_key
+from herald.kafka.producer import Producer, Record
+from herald.kafka.topics import DLQ, Names, class_topic
+from herald.settings import Settings
+
+_DECODER = msgspec.json.Decoder(DeadLetterV1)
+_REPLAY = uuid.UUID("7e0c9b1a-4d51-5c2f-9d8e-6a3b2f1c0d9e")
+
+
+class Filters(msgspec.Struct, frozen=True):
+    tenant_id: uuid.UUID | None = None
+    reason: str | None = None
+    since_ms: int | None = None
+    until_ms: int | None = None
+
+    def match(self, letter: DeadLetterV1) -> bool:
+        if self.tenant_id is not None and letter.message.tenant_id != self.tenant_id:
+            return False
+        if self.reason is not None:
+            if self.reason.endswith("*"):
+                if not letter.reason.startswith(self.reason[:-1]):
+                    return False
+            elif letter.reason != self.reason:
+                return False
+        if self.since_ms is not None and letter.failed_at_ms < self.since_ms:
+            return False
+        return self.until_ms is None or letter.failed_at_ms < self.until_ms
+
+
+def replayed(letter: DeadLetterV1, now_ms: int) -> OutboundMessageV1:
+    m = letter.message
+    return msgspec.structs.replace(
+        m,
+        id=uuid.uuid5(_REPLAY, str(m.id)),
+        created_at_ms=now_ms,
+        expires_at_ms=now_ms + max(1, m.expires_at_ms - m.created_at_ms),
+        attempt=0,
+        not_before_ms=0,
+        last_error=None,
+        idempotent=True,
+        replay_of=m.id,
+    )
+
+
+class Progress(msgspec.Struct):
+    read: int = 0
+    matched: int = 0
+    replayed: int = 0
+
+
+async def replay(settings: Settings, filters: Filters, *, dry_run: bool, report_every: float = 1.0) -> Progress:
+    names = Names(settings.kafka.topic_prefix)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka.bootstrap, group_id=None, enable_auto_commit=False,
+        fetch_max_wait_ms=settings.kafka.fetch_max_wait_ms,
+    )  # fmt: skip
+    producer = Producer(settings.kafka, names)
+    progress = Progress()
+    await consumer.start()
+    if not dry_run:
+        await producer.start()
+    try:
+        topic = names.topic(DLQ)
+        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        if not partitions:
+            return progress
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        # Where each partition ended when we started: the high watermark of its first fetch
+        # response (end_offsets() can be stale on some brokers; the watermark is not).
+        ends: dict[TopicPartition, int] = {}
+        remaining = set(partitions)
+        last_report = time.monotonic()
+        while remaining:
+            batch = await consumer.getmany(*remaining, timeout_ms=500, max_records=1000)
+            for tp in remaining:
+                if tp not in ends and (highwater := consumer.highwater(tp)) is not None:
+                    ends[tp] = highwater
+            out: list[Record] = []
+            now_ms = time.time_ns() // 1_000_000
+            for tp, records in batch.items():
+                for record in records:
+                    if record.offset >= ends.get(tp, record.offset + 1):
+                        continue
+                    progress.read += 1
+                    try:
+                        letter = _DECODER.decode(record.value or b"")
+                    except msgspec.DecodeError:
+                        continue
+                    if not filters.match(letter):
+                        continue
+                    progress.matched += 1
+                    m = replayed(letter, now_ms)
+                    out.append(Record(class_topic(m.category), message_key(m.tenant_id, m.to), ENCODER.encode(m)))
+            for tp in list(remaining):
+                if tp in ends and await consumer.position(tp) >= ends[tp]:
+                    remaining.discard(tp)
+            if out and not dry_run:
+                await producer.send_many(out)
+                progress.replayed += len(out)
+            if time.monotonic() - last_report >= report_every:
+                last_report = time.monotonic()
+                print(f"  read {progress.read:,}, matched {progress.matched:,} ...", file=sys.stderr, flush=True)
+    finally:
+        await consumer.stop()
+        if not dry_run:
+            await producer.stop()
+    return progress
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="dlq_command", required=True)
+    rep = sub.add_parser("replay", help="re-queue dead letters as new messages (see --dry-run)")
+    rep.add_argument("--tenant-id", type=uuid.UUID)
+    rep.add_argument("--reason", help="exact reason, or a prefix ending in * (e.g. 'provider_unavailable*')")
+    rep.add_argument("--since", type=datetime.fromisoformat, help="failed at or after (ISO 8601 with offset)")
+    rep.add_argument("--until", type=datetime.fromisoformat, help="failed before (ISO 8601 with offset)")
+    rep.add_argument("--dry-run", action="store_true", help="count what would be replayed; produce nothing")
+
+
+def run(settings: Settings, args: argparse.Namespace) -> None:
+    if not settings.kafka.bootstrap:
+        sys.exit("herald dlq needs HERALD_KAFKA_BOOTSTRAP")
+    for name in ("since", "until"):
+        value = getattr(args, name)
+        if value is not None and value.tzinfo is None:
+            sys.exit(f"herald dlq: --{name} needs a UTC offset (e.g. 2026-11-28T00:00:00+00:00)")
+    filters = Filters(
+        tenant_id=args.tenant_id,
+        reason=args.reason,
+        since_ms=None if args.since is None else int(args.since.timestamp() * 1000),
+        until_ms=None if args.until is None else int(args.until.timestamp() * 1000),
+    )
+    done = asyncio.run(replay(settings, filters, dry_run=args.dry_run))
+    verb = "would replay" if args.dry_run else "replayed"
+    print(f"read {done.read:,} dead letters, {done.matched:,} matched, {verb} {done.matched:,}")
