@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install tools wrk run test unit integration lint typecheck check lock clean bench-e2e bench-ingest bench-billing
+.PHONY: install tools wrk run test unit integration lint typecheck check lock clean bench-e2e bench-ingest bench-billing bench-delivery
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -57,6 +57,9 @@ bench-e2e: install wrk
 
 bench-ingest: install wrk
 	$(BIN)/python -m loadtests.ingest
+
+bench-delivery: install wrk
+	$(BIN)/python -m loadtests.delivery
 
 bench-billing: install
 	$(BIN)/python -m loadtests.billing

@@ -100,6 +100,10 @@ class CarrierSimSettings(msgspec.Struct, frozen=True):
     port: int = 8090
     receipt_url: str = "http://127.0.0.1:8080/v1/providers/carrier-sim/receipts"
     receipt_delay_ms: int = 50
+    receipt_batch_max: int = 200
+    """Receipts per POST (to `<receipt_url>/batch`); 1 sends each on its own."""
+    receipt_batch_ms: int = 20
+    """How long a due receipt may wait for others to share its POST."""
     latency_ms: int = 5
     """Median send latency."""
     latency_p99_ms: int = 0

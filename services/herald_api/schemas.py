@@ -202,6 +202,10 @@ class ReceiptIn(Strict, frozen=True):
     error_code: Annotated[str, msgspec.Meta(max_length=64, pattern=_NO_CONTROL)] | None = None
 
 
+class ReceiptBatchIn(Strict, frozen=True):
+    receipts: Annotated[list[ReceiptIn], msgspec.Meta(min_length=1, max_length=1000)]
+
+
 # --- billing -----------------------------------------------------------------------------------
 class PriceOut(msgspec.Struct, frozen=True):
     channel: str

@@ -129,14 +129,32 @@ def create_app(settings: CarrierSimSettings, provider: ProviderSettings) -> Lite
             )
         return clients[0]
 
-    async def send_receipt(payload: dict[str, object]) -> None:
-        await asyncio.sleep(settings.receipt_delay_ms / 1000)
+    # Receipts become due `receipt_delay_ms` after the send and are POSTed in batches (as WhatsApp
+    # webhooks carry several statuses): one timer per receipt, one request per batch.
+    due: asyncio.Queue[dict[str, object]] = asyncio.Queue()
+
+    def receipt_due(payload: dict[str, object]) -> None:
         payload["at_ms"] = time.time_ns() // 1_000_000
-        body = msgspec.json.encode(payload)
+        due.put_nowait(payload)
+
+    async def flush_receipts() -> None:
+        while True:
+            batch = [await due.get()]
+            deadline = time.monotonic() + settings.receipt_batch_ms / 1000
+            while len(batch) < settings.receipt_batch_max and (left := deadline - time.monotonic()) > 0:
+                with contextlib.suppress(TimeoutError):
+                    batch.append(await asyncio.wait_for(due.get(), left))
+            task = asyncio.create_task(post_receipts(batch))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+
+    async def post_receipts(batch: list[dict[str, object]]) -> None:
+        url = settings.receipt_url if len(batch) == 1 else settings.receipt_url + "/batch"
+        body = msgspec.json.encode(batch[0] if len(batch) == 1 else {"receipts": batch})
         for attempt in range(5):
             try:
                 async with client().post(
-                    settings.receipt_url,
+                    url,
                     data=body,
                     headers={
                         "content-type": "application/json",
@@ -192,9 +210,7 @@ def create_app(settings: CarrierSimSettings, provider: ProviderSettings) -> Lite
             }
             if suffix == "0002":
                 receipt["error_code"] = "undeliverable"
-            task = asyncio.create_task(send_receipt(receipt))
-            pending.add(task)
-            task.add_done_callback(pending.discard)
+            asyncio.get_running_loop().call_later(settings.receipt_delay_ms / 1000, receipt_due, receipt)
         return Response(SendOut(id=provider_id), status_code=201)
 
     @post("/v1/sim/outage", status_code=204)
@@ -206,9 +222,11 @@ def create_app(settings: CarrierSimSettings, provider: ProviderSettings) -> Lite
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
+        flusher = asyncio.create_task(flush_receipts())
         try:
             yield
         finally:
+            flusher.cancel()
             # Give in-flight receipts a moment, then drop them (a real carrier would retry later).
             if pending:
                 await asyncio.wait(pending, timeout=5)

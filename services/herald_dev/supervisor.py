@@ -111,6 +111,7 @@ class DevStack:
         self.postgres: EmbeddedPostgres | None = None
         self.broker: EmbeddedBroker | None = None
         self.children: list[Child] = []
+        self.sim_url = ""
 
     def start(self, should_stop: Callable[[], bool] = lambda: False) -> bool:
         (self.data_dir / "logs").mkdir(parents=True, exist_ok=True)
@@ -128,6 +129,7 @@ class DevStack:
         asyncio.run(migrate(self.database_url))
         asyncio.run(ensure_topics(kafka, Names(kafka.topic_prefix)))
         sim_port = free_port()
+        self.sim_url = f"http://127.0.0.1:{sim_port}"
         env = {
             **os.environ,
             "HERALD_DATABASE_URL": self.database_url,

@@ -36,3 +36,29 @@ async def test_signed_receipt_with_bad_status_is_422(api: Platform) -> None:
     headers = {"x-provider-signature": signing.sign(api.settings.provider.receipt_secret, body)}
     r = await api.http.post("/v1/providers/carrier-sim/receipts", content=body, headers=headers)
     assert (r.status_code, r.json()["code"]) == (422, "invalid_receipt")
+
+
+async def test_a_batch_of_receipts_is_all_or_nothing_and_signed(platform: Platform) -> None:
+    tenant_id, auth = await platform.tenant_with_key()
+    await platform.template(auth)
+    # Accepted but never receipted by the carrier-sim (suffix 0005): the receipts below decide.
+    ids = [(await platform.send(auth, to=f"+4474001{i}0005")).json()["id"] for i in range(3)]
+    for message_id in ids:
+        await platform.wait_status(auth, message_id, {"sent"})
+    items = [msgspec.json.decode(_receipt(m, tenant_id)) for m in ids]
+    url, secret = "/v1/providers/carrier-sim/receipts/batch", platform.settings.provider.receipt_secret
+
+    bad = msgspec.json.encode({"receipts": [*items[:2], {**items[2], "status": "sent"}]})
+    r = await platform.http.post(url, content=bad, headers={"x-provider-signature": signing.sign(secret, bad)})
+    assert (r.status_code, r.json()["errors"][0]["field"]) == (422, "receipts[2].status")
+    unsigned = msgspec.json.encode({"receipts": items})
+    assert (await platform.http.post(url, content=unsigned)).status_code == 401
+    for message_id in ids:  # nothing of the refused batch was applied
+        assert (await platform.http.get(f"/v1/messages/{message_id}", headers=auth)).json()["status"] == "sent"
+
+    r = await platform.http.post(
+        url, content=unsigned, headers={"x-provider-signature": signing.sign(secret, unsigned)}
+    )
+    assert r.status_code == 202
+    for message_id in ids:
+        await platform.wait_status(auth, message_id, {"delivered"})

@@ -1,0 +1,229 @@
+"""Delivery under pressure (issue #4), on the whole platform as `make run` starts it.
+
+One run, one machine (api, worker, sinks, carrier-sim, broker, database and the load generator
+share the two cores):
+
+1. ceiling: the carrier-sim alone, `wrk` posting sends straight to it (no Herald in the path);
+2. sustained: an enterprise tenant (rate limit lifted) keeps the queue fed with batches of 1,000
+   utility messages for --seconds; the figure is messages reaching `delivered` in PostgreSQL
+   per second (accept -> worker -> carrier-sim -> signed receipt -> API -> events -> status sink),
+   after a warm-up, and its ratio to the ceiling;
+3. priority: a marketing backlog of --backlog messages is queued, then authentication messages
+   are sent one by one at ~20/s for --otp-seconds; accepted -> handed-to-provider (`sent`) p50 and
+   p99 for them, with the marketing backlog still queued when the last OTP went out.
+
+    make bench-delivery   # = .venv/bin/python -m loadtests.delivery --seconds 120 --backlog 200000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+
+from herald.embedded import free_port
+from herald.settings import ApiSettings, Settings
+from herald_dev.supervisor import DevStack
+from loadtests import wrk
+
+SIM_SCRIPT = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local n = 0
+request = function()
+  n = n + 1
+  return wrk.format(nil, nil, nil, string.format('{"to":"+4474%06d99","channel":"sms","body":"x"}', n % 999999))
+end
+"""
+
+
+_RANGE = {"update": "74", "promo": "75", "otp": "77"}  # UK mobile ranges: one per class, 1M numbers each
+
+
+def _messages(template: str, params: dict[str, str], start: int, n: int) -> list[dict[str, Any]]:
+    """`n` messages to distinct recipients (numbered from `start`, ending in 99: clear of the
+    carrier-sim's scripted outcomes)."""
+    return [
+        {"to": f"+44{_RANGE[template]}{(start + i) % 1_000_000:06d}99", "channel": "sms",
+         "template": {"name": template, "language": "en"}, "params": params}
+        for i in range(n)
+    ]  # fmt: skip
+
+
+class Client:
+    def __init__(self, base: str, admin_token: str) -> None:
+        self.base = base
+        self.admin = {"authorization": f"Bearer {admin_token}"}
+        self.session = aiohttp.ClientSession(base_url=base, timeout=aiohttp.ClientTimeout(total=60))
+        self.auth: dict[str, str] = {}
+
+    async def setup(self) -> str:
+        async with self.session.post("/v1/admin/tenants", headers=self.admin,
+                                     json={"name": "Bench", "tier": "enterprise", "verified": True}) as r:  # fmt: skip
+            tenant = (await r.json())["id"]
+        # Throughput is the platform's here, not the tier's 1,000 msg/s.
+        async with self.session.patch(f"/v1/admin/tenants/{tenant}", headers=self.admin,
+                                      json={"rate_limit_per_second": 100_000}) as r:  # fmt: skip
+            assert r.status == 200
+        async with self.session.post(
+            f"/v1/admin/tenants/{tenant}/keys", headers=self.admin, json={"kind": "live"}
+        ) as r:
+            self.auth = {"authorization": f"Bearer {(await r.json())['key']}"}
+        for name, category, body in (
+            ("otp", "authentication", "Your code is {{code}}"),
+            ("update", "utility", "Your parcel {{ref}} is on its way"),
+            ("promo", "marketing", "Winter sale: {{pct}} off"),
+        ):
+            template = {"name": name, "language": "en", "category": category, "channel": "sms", "body": body}
+            async with self.session.post("/v1/templates", headers=self.auth, json=template) as r:
+                assert r.status == 201, await r.text()
+        return str(tenant)
+
+    async def batch(self, messages: list[dict[str, Any]]) -> int:
+        async with self.session.post("/v1/messages/batch", headers=self.auth, json={"messages": messages}) as r:
+            assert r.status == 202, await r.text()
+            return int((await r.json())["accepted"])
+
+    async def send(self, message: dict[str, Any]) -> None:
+        async with self.session.post("/v1/messages", headers=self.auth, json=message) as r:
+            assert r.status == 202, await r.text()
+
+    async def close(self) -> None:
+        await self.session.close()
+
+
+async def _count(conn: asyncpg.Connection, category: str, status: str | None = None) -> int:
+    if status is None:
+        return int(await conn.fetchval("SELECT count(*) FROM messages WHERE category = $1", category))
+    return int(
+        await conn.fetchval("SELECT count(*) FROM messages WHERE category = $1 AND status = $2", category, status)
+    )
+
+
+async def sustained(client: Client, dsn: str, seconds: int, warmup: int = 15) -> tuple[float, int]:
+    """Delivered msg/s over `seconds` after `warmup`, with the queue kept fed."""
+    conn = await asyncpg.connect(dsn)
+    accepted = 0
+    stop = asyncio.Event()
+
+    async def feed() -> None:
+        nonlocal accepted
+        while not stop.is_set():
+            delivered = await _count(conn, "utility", "delivered")
+            if accepted - delivered > 30_000:
+                await asyncio.sleep(0.5)
+                continue
+            accepted += await client.batch(_messages("update", {"ref": "X1"}, accepted, 1000))
+
+    feeder = asyncio.create_task(feed())
+    try:
+        await asyncio.sleep(warmup)
+        start_count, started = await _count(conn, "utility", "delivered"), time.monotonic()
+        await asyncio.sleep(seconds)
+        end_count, elapsed = await _count(conn, "utility", "delivered"), time.monotonic() - started
+    finally:
+        stop.set()
+        await feeder
+        await conn.close()
+    return (end_count - start_count) / elapsed, accepted
+
+
+async def priority(client: Client, dsn: str, backlog: int, otp_seconds: int) -> dict[str, float]:
+    queued = 0
+    while queued < backlog:
+        sizes = [min(1000, backlog - queued - k * 1000) for k in range(4)]
+        done = await asyncio.gather(
+            *(client.batch(_messages("promo", {"pct": "20%"}, queued + k * 1000, s))
+              for k, s in enumerate(sizes) if s > 0)
+        )  # fmt: skip
+        queued += sum(done)
+    queued_at = time.monotonic()
+    sent = 0
+    while time.monotonic() - queued_at < otp_seconds:
+        await client.send(_messages("otp", {"code": "424242"}, sent, 1)[0])
+        sent += 1
+        await asyncio.sleep(0.05)
+    conn = await asyncpg.connect(dsn)
+    try:
+        deadline = time.monotonic() + 120
+        while (
+            await conn.fetchval(
+                "SELECT count(*) FROM messages m JOIN message_events e ON e.message_id = m.id AND e.status = 'sent'"
+                " WHERE m.category = 'authentication'"
+            )
+            < sent
+        ):
+            assert time.monotonic() < deadline, "OTPs not all sent"
+            await asyncio.sleep(0.2)
+        marketing_left = backlog - await _count(conn, "marketing", "delivered")
+        row = await conn.fetchrow(
+            "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY e.at - m.created_at) AS p50,"
+            " percentile_cont(0.99) WITHIN GROUP (ORDER BY e.at - m.created_at) AS p99,"
+            " max(e.at - m.created_at) AS worst"
+            " FROM messages m JOIN message_events e ON e.message_id = m.id AND e.status = 'sent'"
+            " WHERE m.category = 'authentication'"
+        )
+    finally:
+        await conn.close()
+    assert row is not None
+    return {
+        "otps": sent,
+        "p50_ms": row["p50"].total_seconds() * 1000,
+        "p99_ms": row["p99"].total_seconds() * 1000,
+        "worst_ms": row["worst"].total_seconds() * 1000,
+        "marketing_left": marketing_left,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=int, default=120, help="sustained phase, after a 15 s warm-up")
+    parser.add_argument("--backlog", type=int, default=200_000, help="marketing messages queued before the OTPs")
+    parser.add_argument("--otp-seconds", type=int, default=20)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is needed (Debian package 'wrk')")
+    # Distinct recipients everywhere, so the 6 s per-recipient gap is not what is measured.
+    os.environ.setdefault("HERALD_LOG_LEVEL", "WARNING")
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings(data_dir=Path(tmp), api=ApiSettings(port=free_port(), admin_token="bench"),
+                            log_level="WARNING")  # fmt: skip
+        stack = DevStack(settings)
+        try:
+            assert stack.start(), "platform did not become ready"
+            script = Path(tmp) / "sim.lua"
+            script.write_text(SIM_SCRIPT)
+            ceiling = wrk.run(f"{stack.sim_url}/v1/messages", script, 10, 32)
+            print(f"ceiling: carrier-sim alone (wrk, 32 connections): {ceiling.rps:,.0f} sends/s")
+
+            async def measure() -> None:
+                client = Client(stack.api_url, stack.admin_token)
+                try:
+                    await client.setup()
+                    rate, accepted = await sustained(client, stack.database_url, args.seconds)
+                    print(f"sustained: {rate:,.0f} msg/s accepted -> delivered over {args.seconds} s "
+                          f"({accepted:,} accepted); ratio to the carrier-sim ceiling "
+                          f"{rate / ceiling.rps:.2f}")  # fmt: skip
+                    p = await priority(client, stack.database_url, args.backlog, args.otp_seconds)
+                    print(f"priority: {p['otps']:.0f} OTPs behind a {args.backlog:,}-message marketing backlog: "
+                          f"accepted -> sent p50 {p['p50_ms']:.0f} ms, p99 {p['p99_ms']:.0f} ms, "
+                          f"worst {p['worst_ms']:.0f} ms; marketing still queued at the end: "
+                          f"{p['marketing_left']:,.0f}")  # fmt: skip
+                finally:
+                    await client.close()
+
+            asyncio.run(measure())
+        finally:
+            stack.stop()
+
+
+if __name__ == "__main__":
+    main()
