@@ -60,6 +60,13 @@ DUPLICATE_SENDS = Counter(
     "Messages handed to a provider more than once (a worker crashed between send and commit), as"
     " the status projection detects them from a second provider id; bounded by the in-flight window.",
 )
+RATE_LIMIT_UTILISATION = Gauge(
+    "herald_rate_limit_utilisation_ratio",
+    "Per tier, over the last interval: send tokens granted to the tier's active tenants divided by what"
+    " their rate limits allowed (1 = sending at the limit). The same cluster-wide value on every worker.",
+    ["tier"],
+    multiprocess_mode="max",
+)
 RETRIES_SCHEDULED = Counter(
     "herald_retries_scheduled_total",
     "Messages put on herald.retry after in-process retries ran out, by reason (throttled, busy, ...).",

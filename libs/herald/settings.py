@@ -74,6 +74,7 @@ class WorkerSettings(msgspec.Struct, frozen=True):
     to `herald.retry` for when its turn comes, so it cannot fill the buffer others share."""
     tenant_buffer_min: int = 50
     commit_interval_seconds: float = 0.5
+    utilisation_interval_seconds: float = 10.0
     retry_hold_max: int = 5000
     """`herald.retry` records held in memory until due; beyond this the retry partitions pause."""
     metrics_port: int = 0

@@ -15,6 +15,7 @@ from herald.kafka.topics import MESSAGE_TOPICS, RETRY, WORKER_GROUP, Names
 from herald.ops import ops_handlers
 from herald.settings import Settings
 from herald_worker.delivery import Deliverer
+from herald_worker.pacing import report_utilisation
 from herald_worker.pipeline import Pipeline
 from herald_worker.providers.carrier import CarrierProvider
 from herald_worker.providers.sink import SinkProvider
@@ -37,7 +38,11 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
         pipeline = Pipeline(consumer, names, processor, pool, w)
         consumer.subscribe([names.topic(t) for t in (*MESSAGE_TOPICS, RETRY)], listener=pipeline)
         await consumer.start()
-        await pipeline.run(stop)
+        reporter = asyncio.create_task(report_utilisation(pool, w.utilisation_interval_seconds, stop))
+        try:
+            await pipeline.run(stop)
+        finally:
+            reporter.cancel()
     finally:
         if consumer is not None:
             with contextlib.suppress(BaseException):

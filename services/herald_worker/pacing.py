@@ -130,3 +130,31 @@ class TenantPacer:
         finally:
             self._refills.pop(tenant_id, None)
             self._wake()
+
+
+async def report_utilisation(pool: asyncpg.Pool, interval: float, stop: asyncio.Event) -> None:
+    """Every `interval` s, per tier: tokens granted by the shared buckets (to every worker) over
+    what the tier's busy tenants were allowed in that time. Every worker reports the same
+    cluster-wide figure (dashboards take `max by (tier)`)."""
+    previous: dict[uuid.UUID, int] = {}
+    last = time.monotonic()
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval)
+        try:
+            totals = await pacing.granted_totals(pool)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            continue
+        now = time.monotonic()
+        elapsed, last = now - last, now
+        granted: dict[str, float] = {}
+        allowed: dict[str, float] = {}
+        for tenant_id, (tier, rate, total) in totals.items():
+            delta = total - previous.get(tenant_id, total)
+            previous[tenant_id] = total
+            if delta > 0:
+                granted[tier] = granted.get(tier, 0.0) + delta
+                allowed[tier] = allowed.get(tier, 0.0) + rate * elapsed
+        for tier in Tier:
+            ratio = granted.get(tier.value, 0.0) / allowed[tier.value] if allowed.get(tier.value) else 0.0
+            metrics.RATE_LIMIT_UTILISATION.labels(tier.value).set(min(ratio, 1.0))

@@ -57,7 +57,9 @@ async def _wait_count(dsn: str, tenant_id: str, status: str, n: int, deadline_s:
 @pytest.mark.parametrize("workers", [1, 2, 3])
 async def test_tenant_rate_holds_across_workers(settings: Settings, workers: int) -> None:
     rate, n = 100, 700
+    settings = _with(settings, utilisation_interval_seconds=1.0)
     platform = await Platform(settings).start(worker=False)
+    seen: list[float] = []
     try:
         for _ in range(workers):
             platform.add_worker()
@@ -71,10 +73,23 @@ async def test_tenant_rate_holds_across_workers(settings: Settings, workers: int
         probe = await platform.send(auth, to="+447400999999")
         await platform.wait_status(auth, probe.json()["id"], {"delivered"}, deadline_s=30)
         await asyncio.sleep(2.0 if workers > 1 else 0.0)
+        from herald import metrics
+
+        gauge = metrics.RATE_LIMIT_UTILISATION.labels("enterprise")
+
+        async def sample() -> None:
+            while True:
+                seen.append(gauge._value.get())
+                await asyncio.sleep(0.2)
+
+        sampler = asyncio.create_task(sample())
         await _batch(platform, auth, 0, n)
         await _wait_count(settings.database.url, tenant_id, "delivered", n + 1, deadline_s=60)
+        sampler.cancel()
     finally:
         await platform.stop()
+    # While the tenant sent at its limit, the tier's utilisation read (close to) 1.
+    assert max(seen) >= 0.85, seen
     times = sorted(t for t, tenant in platform.sim_log() if tenant == tenant_id)[1:]  # without the probe
     assert len(times) == n
     # The first half second is the bucket's burst; the rate is what follows.

@@ -1,8 +1,11 @@
 -- Per-tenant send rate, shared by every worker: one token bucket per tenant.
 CREATE TABLE rate_buckets (
-    tenant_id    uuid PRIMARY KEY,
-    tokens       double precision NOT NULL,
-    refilled_at  timestamptz NOT NULL
+    tenant_id      uuid PRIMARY KEY,
+    tokens         double precision NOT NULL,
+    refilled_at    timestamptz NOT NULL,
+    rate           double precision NOT NULL,
+    granted_total  bigint NOT NULL DEFAULT 0
+    -- rate and granted_total: for the rate-limit utilisation metric (granted / (rate x time)).
 );
 
 -- Refill the tenant's bucket for the time elapsed (at `rate` tokens/s, up to `burst`), then
@@ -14,15 +17,17 @@ DECLARE
     available double precision;
     granted integer;
 BEGIN
-    INSERT INTO rate_buckets AS b (tenant_id, tokens, refilled_at)
-    VALUES (p_tenant, p_burst, clock_timestamp())
+    INSERT INTO rate_buckets AS b (tenant_id, tokens, refilled_at, rate)
+    VALUES (p_tenant, p_burst, clock_timestamp(), p_rate)
     ON CONFLICT (tenant_id) DO UPDATE
         SET tokens = least(p_burst, b.tokens + p_rate * extract(epoch FROM clock_timestamp() - b.refilled_at)),
-            refilled_at = clock_timestamp()
+            refilled_at = clock_timestamp(),
+            rate = p_rate
     RETURNING tokens INTO available;
     granted := least(p_want, floor(available))::integer;
     IF granted > 0 THEN
-        UPDATE rate_buckets SET tokens = tokens - granted WHERE tenant_id = p_tenant;
+        UPDATE rate_buckets SET tokens = tokens - granted, granted_total = granted_total + granted
+        WHERE tenant_id = p_tenant;
     END IF;
     RETURN granted;
 END
