@@ -144,15 +144,20 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
         self._tasks.pop(task, None)
 
     async def _deliver(self, item: Item) -> None:
+        # The provider slot is held for the provider call only: publishing the outcome waits for
+        # broker acks, and an OTP must not wait for a slot while others wait for acks.
         try:
-            await self._processor.process(item.message)
-            if self._from_retry(item):
-                await claims.retry_done(self._pool, _retry_key(item.message))
+            outcome = await self._processor.deliver(item.message)
         finally:
             self._scheduler.done(item)
-            self._tracker.finish(item.partition, item.offset)
             self._slots.release()
             self._wake.set()
+        await self._processor.publish(self._processor.records(item.message, outcome))
+        if self._from_retry(item):
+            await claims.retry_done(self._pool, _retry_key(item.message))
+        # Only now may the offset be committed: a cancelled or failed publish leaves it in hand,
+        # and the record is read again by the partition's next owner.
+        self._tracker.finish(item.partition, item.offset)
 
     async def _admit(self, batch: dict[TopicPartition, list[object]]) -> None:
         now_ms = _now_ms()
@@ -258,6 +263,9 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
             higher_backlog = higher_backlog or any(self._unfetched(tp) > 0 for tp in partitions)
         if len(self._held) >= self._settings.retry_hold_max:
             pause.update(retry)
+        # Publishing outcomes is outside the provider slots: bound what is in hand overall too.
+        if self._tracker.in_hand() >= len(PRIORITY) * self._settings.buffer_per_class + self._settings.max_in_flight:
+            pause.update(assigned)
         if pause != self._paused:
             if resume := [tp for tp in self._paused - pause if tp in assigned]:
                 self._consumer.resume(*resume)

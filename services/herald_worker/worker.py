@@ -1,7 +1,7 @@
 """What happens to one message once the scheduler picked it: deliver, then make the outcome durable.
 
 The outcome's records (status events, a dead letter, or the message re-queued on `herald.retry`)
-are acknowledged by the broker before `process` returns, and only then does the pipeline count
+are acknowledged by the broker before `publish` returns, and only then does the pipeline count
 the message's offset as finished. A broker that refuses is retried until it takes them (or the
 worker stops, leaving the offset uncommitted for the next owner).
 """
@@ -29,13 +29,12 @@ class Processor:
         self._deliverer = deliverer
         self._producer = producer
 
-    async def process(self, message: OutboundMessageV1) -> None:
+    async def deliver(self, message: OutboundMessageV1) -> Outcome:
         metrics.IN_FLIGHT.inc()
         try:
-            outcome = await self._deliverer.deliver(message)
+            return await self._deliverer.deliver(message)
         finally:
             metrics.IN_FLIGHT.dec()
-        await self.publish(self.records(message, outcome))
 
     async def publish(self, records: list[Record]) -> None:
         async for attempt in AsyncRetrying(
