@@ -36,20 +36,20 @@ def _api(settings: Settings) -> None:
     )
 
 
-def _consumer_process(settings: Settings, module: str, port: int) -> None:
+def _consumer_process(settings: Settings, module: str, host: str, port: int) -> None:
     """worker and sinks: a main coroutine `run(settings, stop)` beside the ops HTTP server."""
     from herald.runtime import run_until_signalled
 
     mod = importlib.import_module(module)
-    uvloop.run(run_until_signalled(lambda stop: mod.run(settings, stop), mod.ops_app(settings), "127.0.0.1", port))
+    uvloop.run(run_until_signalled(lambda stop: mod.run(settings, stop), mod.ops_app(settings), host, port))
 
 
 def _worker(settings: Settings) -> None:
-    _consumer_process(settings, "herald_worker.main", settings.worker.metrics_port)
+    _consumer_process(settings, "herald_worker.main", settings.worker.metrics_host, settings.worker.metrics_port)
 
 
 def _sinks(settings: Settings) -> None:
-    _consumer_process(settings, "herald_sinks.main", settings.sinks.metrics_port)
+    _consumer_process(settings, "herald_sinks.main", settings.sinks.metrics_host, settings.sinks.metrics_port)
 
 
 def _carrier_sim(settings: Settings) -> None:

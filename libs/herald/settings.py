@@ -80,6 +80,8 @@ class WorkerSettings(msgspec.Struct, frozen=True):
     utilisation_interval_seconds: float = 10.0
     retry_hold_max: int = 5000
     """`herald.retry` records held in memory until due; beyond this the retry partitions pause."""
+    metrics_host: str = "127.0.0.1"
+    """Where /metrics, /healthz and /readyz listen (0.0.0.0 in a container)."""
     metrics_port: int = 0
 
 
@@ -96,6 +98,8 @@ class SinkSettings(msgspec.Struct, frozen=True):
     callback_poll_seconds: float = 0.1
     billing_settle_seconds: float = 2.0
     """How often billable events that arrived before their message row are settled."""
+    metrics_host: str = "127.0.0.1"
+    """Where /metrics, /healthz and /readyz listen (0.0.0.0 in a container)."""
     metrics_port: int = 0
 
 

@@ -1,0 +1,89 @@
+"""The deploy files name every topic, consumer group and process the code defines."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from herald.cli import ARG_COMMANDS, COMMANDS
+from herald.kafka.topics import (
+    BILLING_SINK_GROUP,
+    CALLBACK_SINK_GROUP,
+    STATUS_SINK_GROUP,
+    WORKER_GROUP,
+    contracts,
+)
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+PROCESSES = {"api", "worker", "sinks"}
+"""The long-running production processes (carrier-sim and dev are for development)."""
+GROUPS = {WORKER_GROUP, STATUS_SINK_GROUP, BILLING_SINK_GROUP, CALLBACK_SINK_GROUP}
+
+
+def _documents(path: Path) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(path.read_text()) if d]
+
+
+def test_processes_are_commands_of_the_code() -> None:
+    assert PROCESSES | {"migrate", "carrier-sim"} <= set(COMMANDS) | set(ARG_COMMANDS)
+
+
+def test_readme_lists_every_topic_with_its_partitions_and_every_group() -> None:
+    text = (DEPLOY / "README.md").read_text()
+    for topic in contracts():
+        row = re.search(rf"^\| `{re.escape(topic.name)}` \| (\d+) \| (\d+) h \|", text, re.M)
+        assert row is not None, f"{topic.name} missing from deploy/README.md"
+        assert (int(row.group(1)), int(row.group(2))) == (topic.partitions, topic.retention_hours), topic.name
+    for group in GROUPS:
+        assert f"`{group}`" in text, group
+
+
+def test_compose_runs_every_process_on_real_kafka_and_postgres() -> None:
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    services = compose["services"]
+    herald = [s for s in services.values() if s.get("image") == "herald:local"]
+    assert PROCESSES | {"migrate"} <= {s["command"][0] for s in herald}
+    assert services["kafka"]["image"].startswith("apache/kafka:")
+    assert services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"  # KRaft
+    assert services["postgres"]["image"].startswith("postgres:")
+    for name in ("kafka", "postgres", "prometheus", "grafana"):
+        image = services[name]["image"]
+        assert re.search(r":v?\d+(\.\d+)+", image), f"{name} is not pinned: {image}"
+    # Every process's metrics are scraped.
+    prometheus = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
+    jobs = {job["job_name"] for job in prometheus["scrape_configs"]}
+    assert {f"herald-{p}" for p in PROCESSES} <= jobs
+    assert prometheus["rule_files"] == ["/etc/prometheus/alerts.yml"]
+
+
+def test_kubernetes_manifests_run_every_process_with_probes_resources_and_a_grace_period() -> None:
+    seen: dict[str, dict[str, Any]] = {}
+    kinds: set[tuple[str, str]] = set()
+    for path in (DEPLOY / "k8s").glob("*.yaml"):
+        for doc in _documents(path):
+            kinds.add((doc["kind"], doc["metadata"]["name"]))
+            if doc["kind"] == "Deployment":
+                spec = doc["spec"]["template"]["spec"]
+                (container,) = spec["containers"]
+                seen[container["args"][0]] = {"spec": spec, "container": container}
+    assert set(seen) == PROCESSES
+    assert {("Service", "herald-api"), ("HorizontalPodAutoscaler", "herald-api"), ("Job", "herald-migrate")} <= kinds
+    for process, found in seen.items():
+        container, spec = found["container"], found["spec"]
+        assert container["livenessProbe"]["httpGet"]["path"] == "/healthz", process
+        assert container["readinessProbe"]["httpGet"]["path"] == "/readyz", process
+        assert container["resources"]["requests"], process
+        assert spec["terminationGracePeriodSeconds"] >= 30, process
+        assert spec["securityContext"]["runAsNonRoot"] is True, process
+        assert {"configMapRef", "secretRef"} <= {k for ref in container["envFrom"] for k in ref}, process
+
+
+def test_dockerfile_is_multi_stage_pinned_and_non_root() -> None:
+    text = (DEPLOY.parent / "Dockerfile").read_text()
+    bases = re.findall(r"^FROM (\S+)", text, re.M)
+    assert len(bases) >= 2
+    assert all(re.search(r":\d+\.\d+\.\d+", base) for base in bases), bases
+    assert re.search(r"^USER 10001", text, re.M)
