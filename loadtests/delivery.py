@@ -112,13 +112,14 @@ async def _count(conn: asyncpg.Connection, category: str, status: str | None = N
 async def sustained(client: Client, dsn: str, seconds: int, warmup: int = 15) -> tuple[float, int]:
     """Delivered msg/s over `seconds` after `warmup`, with the queue kept fed."""
     conn = await asyncpg.connect(dsn)
+    feeder_conn = await asyncpg.connect(dsn)  # one connection per task: asyncpg's are not shared
     accepted = 0
     stop = asyncio.Event()
 
     async def feed() -> None:
         nonlocal accepted
         while not stop.is_set():
-            delivered = await _count(conn, "utility", "delivered")
+            delivered = await _count(feeder_conn, "utility", "delivered")
             if accepted - delivered > 30_000:
                 await asyncio.sleep(0.5)
                 continue
@@ -136,6 +137,7 @@ async def sustained(client: Client, dsn: str, seconds: int, warmup: int = 15) ->
         stop.set()
         await feeder
         await conn.close()
+        await feeder_conn.close()
     return (end_count - start_count) / elapsed, accepted
 
 

@@ -54,7 +54,8 @@ class WorkerSettings(msgspec.Struct, frozen=True):
     latency (1,000 msg/s at 30 ms needs 30). More only congests the event loop: on the 2-core
     bench, 256 instead of 24 raised the OTP p99 behind a backlog from 0.33 s to 1.3 s for no
     throughput (loadtests/RESULTS.md)."""
-    batch_max_records: int = 500
+    batch_max_records: int = 200
+    """Records per fetch: small enough that the fetch loop comes round often for an OTP."""
     provider_url: str = "http://127.0.0.1:8090"
     provider_timeout_seconds: float = 5.0
     provider_connections: int = 32

@@ -29,6 +29,7 @@ import heapq
 import itertools
 import logging
 import time
+import uuid
 from collections.abc import Iterable
 
 import asyncpg
@@ -190,12 +191,14 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
         retried = {_retry_key(i.message): i for i in fresh if self._from_retry(i)}
         skipped |= {id(retried[k]) for k in await claims.retries_done(self._pool, list(retried))}
         deferred: list[tuple[Item, OutboundMessageV1]] = []
+        # One rate lookup per tenant per fetch, not per message (the fetch loop is on the OTP path).
+        rates = {t: (await self._rates.get(t))[1] for t in {i.message.tenant_id for i in fresh}}
         for item in fresh:
             if id(item) in skipped:
                 self._tracker.finish(item.partition, item.offset)
             elif item.message.not_before_ms > now_ms:
                 heapq.heappush(self._held, (item.message.not_before_ms, next(self._sequence), item))
-            elif (later := await self._overflow(item, now_ms)) is not None:
+            elif (later := self._overflow(item, now_ms, rates)) is not None:
                 deferred.append((item, later))
             else:
                 self._scheduler.add(item)
@@ -209,12 +212,12 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
                 self._tracker.finish(item.partition, item.offset)
         self._wake.set()
 
-    async def _overflow(self, item: Item, now_ms: int) -> OutboundMessageV1 | None:
+    def _overflow(self, item: Item, now_ms: int, rates: dict[uuid.UUID, float]) -> OutboundMessageV1 | None:
         """The message re-queued for later if its tenant already has more waiting than it may send
         in `tenant_buffer_seconds`; else None."""
         m = item.message
         waiting = self._scheduler.waiting(m.tenant_id, m.category)
-        _, rate = await self._rates.get(m.tenant_id)
+        rate = rates[m.tenant_id]
         allowed = max(self._settings.tenant_buffer_min, int(rate * self._settings.tenant_buffer_seconds))
         if waiting < allowed:
             return None
