@@ -97,7 +97,7 @@ def _retention(settings: Settings) -> None:
             await pool.close()
         print(
             f"purged: {purged.recipients} expired recipient entries, {purged.claims} idempotency claims, "
-            f"{purged.dead_callbacks} dead callbacks"
+            f"{purged.dead_callbacks} dead callbacks, {purged.retries} handled-retry records"
         )
 
     if not settings.database.url:

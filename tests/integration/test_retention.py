@@ -32,10 +32,15 @@ async def test_purge_removes_only_what_has_expired(pool: asyncpg.Pool) -> None:
         "INSERT INTO callback_outbox (tenant_id, message_id, status, payload, dead_at) VALUES ($1, $2, 'sent', '', $3)",
         [(tenant, uuid.uuid4(), now - timedelta(days=31)), (tenant, uuid.uuid4(), None)],
     )
+    await pool.executemany(
+        "INSERT INTO retries_done (message_id, attempt, not_before, done_at) VALUES ($1, 1, 0, $2)",
+        [(uuid.uuid4(), now - timedelta(days=9)), (uuid.uuid4(), now - timedelta(days=1))],
+    )
     purged = await purge(pool, now)
-    assert (purged.recipients, purged.claims, purged.dead_callbacks) == (1, 1, 1)
+    assert (purged.recipients, purged.claims, purged.dead_callbacks, purged.retries) == (1, 1, 1, 1)
     assert await pool.fetchval("SELECT count(*) FROM tenant_recipients") == 1
     assert await pool.fetchval("SELECT count(*) FROM message_claims") == 1
     assert await pool.fetchval("SELECT count(*) FROM callback_outbox") == 1
     again = await purge(pool, now)
-    assert (again.recipients, again.claims, again.dead_callbacks) == (0, 0, 0)
+    assert (again.recipients, again.claims, again.dead_callbacks, again.retries) == (0, 0, 0, 0)
+    assert await pool.fetchval("SELECT count(*) FROM retries_done") == 1
