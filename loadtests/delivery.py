@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -30,10 +29,8 @@ from typing import Any
 import aiohttp
 import asyncpg
 
-from herald.embedded import free_port, wait_for_port
-from herald.settings import ApiSettings, Settings
-from herald_dev.supervisor import DevStack
 from loadtests import wrk
+from loadtests.stack import bench_stack, require_wrk
 
 SIM_SCRIPT = """
 wrk.method = "POST"
@@ -194,42 +191,32 @@ def main() -> None:
     parser.add_argument("--backlog", type=int, default=1_000_000, help="marketing messages queued before the OTPs")
     parser.add_argument("--otp-seconds", type=int, default=20)
     args = parser.parse_args()
-    if shutil.which("wrk") is None:
-        raise SystemExit("wrk is needed (Debian package 'wrk')")
+    require_wrk()
     # Distinct recipients everywhere, so the 6 s per-recipient gap is not what is measured.
     os.environ.setdefault("HERALD_LOG_LEVEL", "WARNING")
-    with tempfile.TemporaryDirectory() as tmp:
-        settings = Settings(data_dir=Path(tmp), api=ApiSettings(port=free_port(), admin_token="bench"),
-                            log_level="WARNING")  # fmt: skip
-        stack = DevStack(settings)
-        try:
-            assert stack.start(), "platform did not become ready"
-            # The stack is ready when the API is; the carrier-sim may still be binding its port.
-            wait_for_port(int(stack.sim_url.rsplit(":", 1)[1]), 30)
-            script = Path(tmp) / "sim.lua"
-            script.write_text(SIM_SCRIPT)
-            ceiling = wrk.run(f"{stack.sim_url}/v1/messages", script, 10, 32)
-            print(f"ceiling: carrier-sim alone (wrk, 32 connections): {ceiling.rps:,.0f} sends/s")
+    with tempfile.TemporaryDirectory() as tmp, bench_stack(Path(tmp)) as stack:
+        script = Path(tmp) / "sim.lua"
+        script.write_text(SIM_SCRIPT)
+        ceiling = wrk.run(f"{stack.sim_url}/v1/messages", script, 10, 32)
+        print(f"ceiling: carrier-sim alone (wrk, 32 connections): {ceiling.rps:,.0f} sends/s")
 
-            async def measure() -> None:
-                client = Client(stack.api_url, stack.admin_token)
-                try:
-                    await client.setup()
-                    p = await priority(client, stack.database_url, args.backlog, args.otp_seconds)
-                    print(f"priority: {p['otps']:.0f} OTPs behind a {args.backlog:,}-message marketing backlog: "
-                          f"accepted -> sent p50 {p['p50_ms']:.0f} ms, p99 {p['p99_ms']:.0f} ms, "
-                          f"worst {p['worst_ms']:.0f} ms; marketing still queued at the end: "
-                          f"{p['marketing_left']:,.0f}")  # fmt: skip
-                    rate, accepted = await sustained(client, stack.database_url, args.seconds)
-                    print(f"sustained: {rate:,.0f} msg/s accepted -> delivered over {args.seconds} s "
-                          f"({accepted:,} accepted); ratio to the carrier-sim ceiling "
-                          f"{rate / ceiling.rps:.2f}")  # fmt: skip
-                finally:
-                    await client.close()
+        async def measure() -> None:
+            client = Client(stack.api_url, stack.admin_token)
+            try:
+                await client.setup()
+                p = await priority(client, stack.database_url, args.backlog, args.otp_seconds)
+                print(f"priority: {p['otps']:.0f} OTPs behind a {args.backlog:,}-message marketing backlog: "
+                      f"accepted -> sent p50 {p['p50_ms']:.0f} ms, p99 {p['p99_ms']:.0f} ms, "
+                      f"worst {p['worst_ms']:.0f} ms; marketing still queued at the end: "
+                      f"{p['marketing_left']:,.0f}")  # fmt: skip
+                rate, accepted = await sustained(client, stack.database_url, args.seconds)
+                print(f"sustained: {rate:,.0f} msg/s accepted -> delivered over {args.seconds} s "
+                      f"({accepted:,} accepted); ratio to the carrier-sim ceiling "
+                      f"{rate / ceiling.rps:.2f}")  # fmt: skip
+            finally:
+                await client.close()
 
-            asyncio.run(measure())
-        finally:
-            stack.stop()
+        asyncio.run(measure())
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -22,10 +21,8 @@ from pathlib import Path
 import asyncpg
 import httpx
 
-from herald.embedded import free_port
-from herald.settings import ApiSettings, Settings
-from herald_dev.supervisor import DevStack
 from loadtests import wrk
+from loadtests.stack import bench_stack, require_wrk
 from loadtests.wrk import WrkResult
 
 # Distinct recipients (+4474001xxxxx): one recipient's messages are delivered in order, one
@@ -88,23 +85,15 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
     args = parser.parse_args()
-    if shutil.which("wrk") is None:
-        raise SystemExit("wrk is needed (Debian package 'wrk')")
-    with tempfile.TemporaryDirectory() as tmp:
-        settings = Settings(data_dir=Path(tmp), api=ApiSettings(port=free_port(), admin_token="bench"),
-                            log_level="WARNING")  # fmt: skip
-        stack = DevStack(settings)
-        try:
-            assert stack.start(), "platform did not become ready"
-            key = setup_tenant(stack.api_url, stack.admin_token)
-            result = run_wrk(stack.api_url, key, args.seconds, args.connections, Path(tmp))
-            requests = result.requests
-            print(result.output)
-            print(f"accept: {requests} messages, {requests / args.seconds:,.0f} req/s over {args.seconds}s "
-                  f"at {args.connections} connections (whole platform running)")  # fmt: skip
-            print(asyncio.run(delivery_figures(stack.database_url, requests)))
-        finally:
-            stack.stop()
+    require_wrk()
+    with tempfile.TemporaryDirectory() as tmp, bench_stack(Path(tmp)) as stack:
+        key = setup_tenant(stack.api_url, stack.admin_token)
+        result = run_wrk(stack.api_url, key, args.seconds, args.connections, Path(tmp))
+        requests = result.requests
+        print(result.output)
+        print(f"accept: {requests} messages, {requests / args.seconds:,.0f} req/s over {args.seconds}s "
+              f"at {args.connections} connections (whole platform running)")  # fmt: skip
+        print(asyncio.run(delivery_figures(stack.database_url, requests)))
 
 
 if __name__ == "__main__":

@@ -29,10 +29,9 @@ from aiokafka import AIOKafkaProducer
 from herald.domain.records import ENCODER, OutboundMessageV1
 from herald.embedded import free_port, wait_for_port
 from herald.ids import uuid7
-from herald.settings import ApiSettings, Settings
-from herald_dev.supervisor import DevStack
 from loadtests import wrk
 from loadtests.e2e import WRK_SCRIPT, setup_tenant
+from loadtests.stack import bench_stack
 from loadtests.wrk import WrkResult
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -147,10 +146,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         bare = bare_ceiling(args.seconds, args.connections, tmp)
-        settings = Settings(data_dir=tmp, api=ApiSettings(port=free_port(), admin_token="bench"), log_level="WARNING")
-        stack = DevStack(settings, children=("api",))
-        try:
-            assert stack.start(), "API did not become ready"
+        with bench_stack(tmp, children=("api",)) as stack:
             key = setup_tenant(stack.api_url, stack.admin_token)
             (tmp / "single.lua").write_text(WRK_SCRIPT % key)
             single = wrk.run(f"{stack.api_url}/v1/messages", tmp / "single.lua", args.seconds, args.connections)
@@ -158,8 +154,6 @@ def main() -> None:
             batch = wrk.run(f"{stack.api_url}/v1/messages/batch", batch_script(key, tmp), args.seconds, 4)
             (tmp / "distinct.lua").write_text(BATCH_DISTINCT % key)
             distinct = wrk.run(f"{stack.api_url}/v1/messages/batch", tmp / "distinct.lua", args.seconds, 4)
-        finally:
-            stack.stop()
     batch_mps, distinct_mps = batch.rps * 1000, distinct.rps * 1000
     print(
         f"ceiling A  bare Litestar 202         {bare.rps:>9,.0f} req/s  "

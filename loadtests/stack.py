@@ -1,0 +1,32 @@
+"""The platform as `make run` starts it, for a benchmark: one place that starts and stops it."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+from herald.embedded import free_port, wait_for_port
+from herald.settings import ApiSettings, Settings
+from herald_dev.supervisor import CHILDREN, DevStack
+
+
+def require_wrk() -> None:
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is needed (Debian package 'wrk'; `make bench-…` installs it)")
+
+
+@contextlib.contextmanager
+def bench_stack(data_dir: Path, children: tuple[str, ...] = CHILDREN) -> Iterator[DevStack]:
+    """Embedded Postgres and broker plus `children`, in `data_dir`; yielded once the API answers
+    /readyz (and the carrier-sim accepts connections, when it runs); stopped on exit."""
+    settings = Settings(data_dir=data_dir, api=ApiSettings(port=free_port(), admin_token="bench"), log_level="WARNING")
+    stack = DevStack(settings, children=children)
+    try:
+        assert stack.start(), "platform did not become ready"
+        if "carrier-sim" in children:
+            wait_for_port(int(stack.sim_url.rsplit(":", 1)[1]), 30)
+        yield stack
+    finally:
+        stack.stop()
