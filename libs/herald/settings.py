@@ -42,6 +42,8 @@ class ApiSettings(msgspec.Struct, frozen=True):
     max_body_bytes: int = 1024 * 1024
     auth_cache_seconds: float = 5.0
     """A revoked key stops working in every API process within this many seconds."""
+    key_requests_per_second: float = 2000.0
+    """HTTP requests per API key per API process (429 + Retry-After beyond); 0 turns it off."""
     template_cache_seconds: float = 5.0
     allow_private_callbacks: bool = False
     """Production refuses callback URLs that resolve to private, loopback or link-local addresses

@@ -27,6 +27,7 @@ from herald_api.controllers.billing import AdminUsageController, RateCardControl
 from herald_api.controllers.messages import LimitsController, MessageController
 from herald_api.controllers.receipts import ReceiptController
 from herald_api.controllers.templates import TemplateController
+from herald_api.ratelimit import KeyRateLimiter
 from herald_api.sending import Sender, TemplateCache
 from herald_api.services import Services
 
@@ -59,7 +60,9 @@ def create_app(settings: Settings) -> Litestar:
             names=names,
             pool=pool,
             producer=producer,
-            authenticator=KeyAuthenticator(pool, settings.api.auth_cache_seconds),
+            authenticator=KeyAuthenticator(
+                pool, settings.api.auth_cache_seconds, KeyRateLimiter(settings.api.key_requests_per_second)
+            ),
             templates=template_cache,
             sender=Sender(producer, template_cache, pool),
         )

@@ -23,6 +23,7 @@ from herald.db.tenants import KeyLookup, TenantRow
 from herald.domain import apikeys
 from herald.domain.models import KeyKind
 from herald.errors import Forbidden, Unauthenticated
+from herald_api.ratelimit import KeyRateLimiter
 
 
 class Principal(msgspec.Struct, frozen=True):
@@ -40,9 +41,10 @@ def bearer(connection: ASGIConnection) -> str:  # type: ignore[type-arg]
 
 
 class KeyAuthenticator:
-    def __init__(self, pool: asyncpg.Pool, cache_seconds: float) -> None:
+    def __init__(self, pool: asyncpg.Pool, cache_seconds: float, limiter: KeyRateLimiter | None = None) -> None:
         self._pool = pool
         self._cache: TTLCache[uuid.UUID, KeyLookup | None] = TTLCache(cache_seconds)
+        self._limiter = limiter or KeyRateLimiter(0)
 
     async def authenticate(self, presented: str) -> Principal:
         parsed = apikeys.parse(presented)
@@ -57,6 +59,7 @@ class KeyAuthenticator:
             raise Unauthenticated("the API key has been revoked", code="api_key_revoked")
         if found.tenant.suspended:
             raise Forbidden("the tenant is suspended", code="tenant_suspended")
+        self._limiter.check(found.key_id)
         return Principal(tenant=found.tenant, key_id=found.key_id, key_kind=found.kind)
 
     def forget(self, key_id: uuid.UUID) -> None:

@@ -6,8 +6,10 @@ import asyncio
 import hashlib
 
 import asyncpg
+import msgspec
 
 from herald.domain import apikeys
+from herald.settings import Settings
 from tests.integration.harness import Platform
 
 
@@ -119,3 +121,23 @@ async def test_patch_tenant_changes_tier_and_limits(api: Platform) -> None:
             "/v1/admin/tenants/01a21f37-0000-7000-8000-000000000000", headers=api.admin, json={"verified": True}
         )
     ).status_code == 404
+
+
+async def test_each_api_key_is_rate_limited_on_its_own_with_retry_after(settings: Settings) -> None:
+    limited = msgspec.structs.replace(settings, api=msgspec.structs.replace(settings.api, key_requests_per_second=5))
+    platform = await Platform(limited).start(worker=False, sinks=False, sim=False)
+    try:
+        _, noisy = await platform.tenant_with_key()
+        _, quiet = await platform.tenant_with_key()
+        answers = [(await platform.http.get("/v1/limits", headers=noisy)).status_code for _ in range(8)]
+        assert answers[:5] == [200] * 5
+        assert 429 in answers[5:]
+        r = await platform.http.get("/v1/limits", headers=noisy)
+        assert r.status_code == 429
+        assert r.headers["content-type"] == "application/problem+json"
+        assert (r.json()["code"], r.headers["retry-after"]) == ("rate_limited", "1")
+        assert (await platform.http.get("/v1/limits", headers=quiet)).status_code == 200  # another key
+        await asyncio.sleep(1.1)
+        assert (await platform.http.get("/v1/limits", headers=noisy)).status_code == 200  # refilled
+    finally:
+        await platform.stop()
