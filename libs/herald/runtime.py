@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import uvicorn
@@ -48,3 +48,14 @@ async def until_stopped(work: asyncio.Future[Any], stop: asyncio.Event) -> None:
     stopper.cancel()
     if work in done:
         work.result()
+
+
+async def ticks(interval: float, stop: asyncio.Event) -> AsyncIterator[None]:
+    """Yields every `interval` seconds until `stop` is set, and returns as soon as it is: the
+    loop of every periodic job (receipt sweep, billing settler, utilisation report)."""
+    while True:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval)
+        if stop.is_set():
+            return
+        yield

@@ -9,7 +9,6 @@ never skipped: the batch is retried, and on shutdown it is simply replayed by th
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from datetime import UTC, datetime
 
@@ -21,6 +20,7 @@ from herald import metrics
 from herald.db import billing
 from herald.domain.records import EVENT_DECODER
 from herald.kafka.consumer import Batch
+from herald.runtime import ticks
 
 log = logging.getLogger(__name__)
 
@@ -60,11 +60,7 @@ class BillingLedger:
 
 async def run_settler(pool: asyncpg.Pool, interval_seconds: float, stop: asyncio.Event) -> None:
     """Settle parked events every `interval_seconds` (they wait for the status projection)."""
-    while not stop.is_set():
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), interval_seconds)
-        if stop.is_set():
-            return
+    async for _ in ticks(interval_seconds, stop):
         try:
             written = await billing.settle_pending(pool)
         except (*_TRANSIENT, asyncpg.PostgresError) as exc:

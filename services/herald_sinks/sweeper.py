@@ -11,7 +11,6 @@ still wins if its own time is earlier than the sweep's (the projection folds in 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from datetime import UTC, datetime, timedelta
@@ -25,6 +24,7 @@ from herald.domain.records import ENCODER, StatusEventV1
 from herald.domain.status import Status
 from herald.kafka.producer import Producer, Record
 from herald.kafka.topics import EVENTS
+from herald.runtime import ticks
 from herald.settings import SinkSettings
 
 log = logging.getLogger(__name__)
@@ -44,11 +44,7 @@ async def sweep_once(pool: asyncpg.Pool, producer: Producer, timeout_seconds: fl
 
 
 async def run_sweeper(pool: asyncpg.Pool, producer: Producer, settings: SinkSettings, stop: asyncio.Event) -> None:
-    while not stop.is_set():
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), settings.sweep_interval_seconds)
-        if stop.is_set():
-            return
+    async for _ in ticks(settings.sweep_interval_seconds, stop):
         try:
             swept = await sweep_once(pool, producer, settings.receipt_timeout_seconds)
         except (OSError, asyncpg.PostgresError, KafkaError) as exc:

@@ -36,6 +36,7 @@ from herald.caches import TTLCache
 from herald.db import pacing, tenants
 from herald.domain.limits import effective
 from herald.domain.models import Tier
+from herald.runtime import ticks
 
 log = logging.getLogger(__name__)
 
@@ -138,9 +139,7 @@ async def report_utilisation(pool: asyncpg.Pool, interval: float, stop: asyncio.
     cluster-wide figure (dashboards take `max by (tier)`)."""
     previous: dict[uuid.UUID, int] = {}
     last = time.monotonic()
-    while not stop.is_set():
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), interval)
+    async for _ in ticks(interval, stop):
         try:
             totals = await pacing.granted_totals(pool)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):

@@ -43,6 +43,7 @@ from herald.domain.models import Category
 from herald.domain.records import ENCODER, MESSAGE_DECODER, OutboundMessageV1, message_key
 from herald.kafka.producer import Record
 from herald.kafka.topics import RETRY, WORKER_GROUP, Names, class_topic
+from herald.runtime import until_stopped
 from herald.settings import WorkerSettings
 from herald_worker.offsets import OffsetTracker
 from herald_worker.pacing import TenantPacer, TenantRates
@@ -95,11 +96,7 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
             asyncio.create_task(self._commit_loop()),
         ]
         try:
-            stopped = asyncio.create_task(stop.wait())
-            done, _ = await asyncio.wait([stopped, *loops], return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                if task is not stopped:
-                    task.result()  # a loop died: surface it
+            await until_stopped(asyncio.gather(*loops), stop)  # a loop that dies is re-raised
             await self._drain()
         finally:
             self._stopping.set()
