@@ -14,17 +14,15 @@ from datetime import UTC, datetime
 
 import asyncpg
 import msgspec
-from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
 
 from herald import metrics
 from herald.db import billing
+from herald.db.pool import DATABASE_ERRORS, until_written
 from herald.domain.records import EVENT_DECODER
 from herald.kafka.consumer import Batch
 from herald.runtime import ticks
 
 log = logging.getLogger(__name__)
-
-_TRANSIENT = (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError)
 
 
 class BillingLedger:
@@ -48,12 +46,7 @@ class BillingLedger:
                     candidates.append(billing.Candidate(event.message_id, event.status.value, at))
         if not candidates:
             return
-        recorded = billing.Recorded(written=0, deferred=0)
-        async for attempt in AsyncRetrying(
-            retry=retry_if_exception_type(_TRANSIENT), wait=wait_exponential_jitter(multiplier=0.1, max=5.0, jitter=0.1)
-        ):
-            with attempt:
-                recorded = await billing.record(self._pool, candidates)
+        recorded = await until_written(lambda: billing.record(self._pool, candidates))
         metrics.BILLING_RECORDS.labels("written").inc(recorded.written)
         metrics.BILLING_RECORDS.labels("deferred").inc(recorded.deferred)
 
@@ -63,7 +56,7 @@ async def run_settler(pool: asyncpg.Pool, interval_seconds: float, stop: asyncio
     async for _ in ticks(interval_seconds, stop):
         try:
             written = await billing.settle_pending(pool)
-        except (*_TRANSIENT, asyncpg.PostgresError) as exc:
+        except DATABASE_ERRORS as exc:
             log.warning("billing settle failed; will retry", extra={"error": type(exc).__name__})
             continue
         metrics.BILLING_RECORDS.labels("written").inc(written)

@@ -11,10 +11,10 @@ import logging
 
 import asyncpg
 import msgspec
-from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
 
 from herald import metrics
 from herald.db import messages as message_store
+from herald.db.pool import until_written
 from herald.domain.records import EVENT_DECODER, MESSAGE_DECODER, OutboundMessageV1, StatusEventV1
 from herald.domain.status import Status
 from herald.kafka.consumer import Batch
@@ -60,13 +60,7 @@ class StatusProjection:
         # A database outage must not skip records: retry until it is back (or we are stopped,
         # in which case nothing is committed and the batch is replayed). Data errors are not
         # transient and are not retried here.
-        applied = message_store.Applied([], 0)
-        async for attempt in AsyncRetrying(
-            retry=retry_if_exception_type((OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError)),
-            wait=wait_exponential_jitter(multiplier=0.1, max=5.0, jitter=0.1),
-        ):
-            with attempt:
-                applied = await message_store.apply_batch(self._pool, messages, events)
+        applied = await until_written(lambda: message_store.apply_batch(self._pool, messages, events))
         metrics.DUPLICATE_SENDS.inc(applied.duplicate_sends)
         for t in applied.transitions:
             if t.status in (Status.DELIVERED, Status.FAILED, Status.EXPIRED):

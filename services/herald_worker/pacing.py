@@ -34,6 +34,7 @@ import asyncpg
 from herald import metrics
 from herald.caches import TTLCache
 from herald.db import pacing, tenants
+from herald.db.pool import DATABASE_ERRORS
 from herald.domain.limits import effective
 from herald.domain.models import Tier
 from herald.runtime import ticks
@@ -117,7 +118,7 @@ class TenantPacer:
             while True:
                 try:
                     granted = await self._take_tokens(tenant_id, rate, max(1.0, rate * BURST_SECONDS), want)
-                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                except DATABASE_ERRORS as exc:
                     log.warning("token store unavailable; pacing waits", extra={"error": type(exc).__name__})
                     granted = 0
                 if granted > 0:
@@ -142,7 +143,7 @@ async def report_utilisation(pool: asyncpg.Pool, interval: float, stop: asyncio.
     async for _ in ticks(interval, stop):
         try:
             totals = await pacing.granted_totals(pool)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        except DATABASE_ERRORS:
             continue
         now = time.monotonic()
         elapsed, last = now - last, now

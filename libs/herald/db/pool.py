@@ -2,11 +2,37 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
 import asyncpg
+from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
 
 from herald.settings import DatabaseSettings
 
 Pool = asyncpg.Pool
+T = TypeVar("T")
+
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError)
+"""The database is unreachable or restarting: worth trying again. Data errors are not."""
+DATABASE_ERRORS: tuple[type[BaseException], ...] = (*TRANSIENT_ERRORS, asyncpg.PostgresError)
+"""Anything the database may raise: a periodic job logs it and tries again on its next tick."""
+
+
+async def until_written(write: Callable[[], Awaitable[T]]) -> T:
+    """`write()`, retried with backoff for as long as the database is unreachable.
+
+    For sinks, whose batch must not be skipped: they either write it or are stopped with the
+    batch uncommitted (the next owner replays it). Data errors propagate at once.
+    """
+    async for attempt in AsyncRetrying(
+        retry=retry_if_exception_type(TRANSIENT_ERRORS),
+        wait=wait_exponential_jitter(multiplier=0.1, max=5.0, jitter=0.1),
+        reraise=True,
+    ):
+        with attempt:
+            return await write()
+    raise AssertionError("unreachable: tenacity re-raises")
 
 
 async def create_pool(settings: DatabaseSettings) -> Pool:
