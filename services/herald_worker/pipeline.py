@@ -90,21 +90,15 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
 
     # --- the three loops ----------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
-        loops = [
-            asyncio.create_task(self._fetch_loop()),
-            asyncio.create_task(self._dispatch_loop()),
-            asyncio.create_task(self._commit_loop()),
-        ]
+        loops = asyncio.gather(self._fetch_loop(), self._dispatch_loop(), self._commit_loop())
         try:
-            await until_stopped(asyncio.gather(*loops), stop)  # a loop that dies is re-raised
+            await until_stopped(loops, stop)  # a loop that dies is re-raised
             await self._drain()
         finally:
             self._stopping.set()
-            for task in loops:
-                task.cancel()
-            for task in loops:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            loops.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await loops
             await self._pacer.close()
 
     async def _fetch_loop(self) -> None:
