@@ -2,10 +2,20 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import asyncpg
 import pytest
 
 from herald.settings import Settings
 from tests.integration.harness import Platform
+
+
+@pytest.fixture
+async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    """A small pool on the test's own database (for tests that read or write it directly)."""
+    p = await asyncpg.create_pool(database_url, min_size=1, max_size=4)
+    assert p is not None
+    yield p
+    await p.close()
 
 
 @pytest.fixture

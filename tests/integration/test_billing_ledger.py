@@ -27,37 +27,29 @@ from tests.integration.harness import Loop, Platform
 from tests.integration.processes import env_for, spawn
 
 
-async def _ledger(dsn: str) -> list[dict[str, Any]]:
-    conn = await asyncpg.connect(dsn)
-    try:
-        rows = await conn.fetch(
-            "SELECT message_id, tenant_id, channel, category, country, rate_card_version, unit_price_micros,"
-            " currency, billed_at FROM billing_records ORDER BY message_id"
-        )
-    finally:
-        await conn.close()
+async def _ledger(pool: asyncpg.Pool) -> list[dict[str, Any]]:
+    rows = await pool.fetch(
+        "SELECT message_id, tenant_id, channel, category, country, rate_card_version, unit_price_micros,"
+        " currency, billed_at FROM billing_records ORDER BY message_id"
+    )
     return [dict(r) for r in rows]
 
 
-async def _wait_rows(dsn: str, n: int, deadline_s: float = 30.0) -> list[dict[str, Any]]:
+async def _wait_rows(pool: asyncpg.Pool, n: int, deadline_s: float = 30.0) -> list[dict[str, Any]]:
     deadline = time.monotonic() + deadline_s
     while True:
-        rows = await _ledger(dsn)
+        rows = await _ledger(pool)
         if len(rows) >= n:
             return rows
         assert time.monotonic() < deadline, f"ledger has {len(rows)} rows, expected {n}"
         await asyncio.sleep(0.1)
 
 
-async def _wait_delivered(dsn: str, n: int, deadline_s: float) -> None:
+async def _wait_delivered(pool: asyncpg.Pool, n: int, deadline_s: float) -> None:
     deadline = time.monotonic() + deadline_s
-    conn = await asyncpg.connect(dsn)
-    try:
-        while (done := await conn.fetchval("SELECT count(*) FROM messages WHERE status = 'delivered'")) < n:
-            assert time.monotonic() < deadline, f"projection has {done} of {n} delivered"
-            await asyncio.sleep(0.1)
-    finally:
-        await conn.close()
+    while (done := await pool.fetchval("SELECT count(*) FROM messages WHERE status = 'delivered'")) < n:
+        assert time.monotonic() < deadline, f"projection has {done} of {n} delivered"
+        await asyncio.sleep(0.1)
 
 
 def _price(channel: str, category: str, country: str) -> int:
@@ -65,7 +57,9 @@ def _price(channel: str, category: str, country: str) -> int:
     return prices.get((channel, category, country)) or prices[(channel, category, "*")]
 
 
-async def test_paid_live_messages_are_billed_once_free_and_test_keys_never(platform: Platform) -> None:
+async def test_paid_live_messages_are_billed_once_free_and_test_keys_never(
+    platform: Platform, pool: asyncpg.Pool
+) -> None:
     written_before = metrics.BILLING_RECORDS.labels("written")._value.get()
     paid_id, paid = await platform.tenant_with_key(tier="standard")
     _, free = await platform.tenant_with_key(tier="free")
@@ -92,9 +86,9 @@ async def test_paid_live_messages_are_billed_once_free_and_test_keys_never(platf
     for message_id, auth in zip(unbilled, (free, test_key), strict=True):
         await platform.wait_status(auth, message_id, {"delivered"})
 
-    rows = await _wait_rows(platform.settings.database.url, 3)
+    rows = await _wait_rows(pool, 3)
     await asyncio.sleep(0.5)  # anything else would have been written by now
-    rows = await _ledger(platform.settings.database.url)
+    rows = await _ledger(pool)
     assert sorted(str(r["message_id"]) for r in rows) == sorted(billed)
     by_id = {str(r["message_id"]): r for r in rows}
     expected = [
@@ -164,19 +158,16 @@ async def _produce(settings: Settings, messages: list[OutboundMessageV1], events
         await producer.stop()
 
 
-async def _tenant(dsn: str) -> uuid.UUID:
+async def _tenant(pool: asyncpg.Pool) -> uuid.UUID:
     tenant_id = uuid.uuid4()
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute("INSERT INTO tenants (id, name, tier) VALUES ($1, 'Billed', 'enterprise')", tenant_id)
-    finally:
-        await conn.close()
+    await pool.execute("INSERT INTO tenants (id, name, tier) VALUES ($1, 'Billed', 'enterprise')", tenant_id)
     return tenant_id
 
 
-async def test_replayed_events_and_a_second_sink_leave_the_ledger_unchanged(settings: Settings) -> None:
-    dsn = settings.database.url
-    tenant_id = await _tenant(dsn)
+async def test_replayed_events_and_a_second_sink_leave_the_ledger_unchanged(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    tenant_id = await _tenant(pool)
     now_ms = int(time.time() * 1000)
     messages = [_message(tenant_id, i, now_ms) for i in range(300)]
     events = [e for m in messages for e in _delivered(m, now_ms + 100)]
@@ -186,7 +177,7 @@ async def test_replayed_events_and_a_second_sink_leave_the_ledger_unchanged(sett
     try:
         await asyncio.sleep(1.0)
         await _produce(settings, messages, [])
-        first = await _wait_rows(dsn, 300)
+        first = await _wait_rows(pool, 300)
         # The same events again (a producer retry, a replayed topic), and a second sink process
         # competing for the partitions.
         second_sinks = Loop(settings, run_sinks)
@@ -196,18 +187,15 @@ async def test_replayed_events_and_a_second_sink_leave_the_ledger_unchanged(sett
         await second_sinks.stop()
     finally:
         await sinks.stop()
-    assert await _ledger(dsn) == first
+    assert await _ledger(pool) == first
     assert {r["message_id"] for r in first} == {m.id for m in messages}
-    conn = await asyncpg.connect(dsn)
-    try:
-        assert await conn.fetchval("SELECT count(*) FROM billing_pending") == 0
-    finally:
-        await conn.close()
+    assert await pool.fetchval("SELECT count(*) FROM billing_pending") == 0
 
 
-async def test_rate_card_change_mid_month_prices_by_the_version_in_force(settings: Settings) -> None:
-    dsn = settings.database.url
-    tenant_id = await _tenant(dsn)
+async def test_rate_card_change_mid_month_prices_by_the_version_in_force(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    tenant_id = await _tenant(pool)
     now = datetime.now(UTC)
     effective = now + timedelta(seconds=60)
     new_card = msgspec.structs.replace(
@@ -220,11 +208,8 @@ async def test_rate_card_change_mid_month_prices_by_the_version_in_force(setting
         ]
         + [Price(Channel.SMS, Category.UTILITY, "IE", 51_000)],
     )
-    conn = await asyncpg.connect(dsn)
-    try:
+    async with pool.acquire() as conn:
         version = await billing.import_rate_card(conn, new_card)
-    finally:
-        await conn.close()
     assert version == 2
     before_ms = int((effective - timedelta(seconds=30)).timestamp() * 1000)
     after_ms = int((effective + timedelta(seconds=30)).timestamp() * 1000)
@@ -237,7 +222,7 @@ async def test_rate_card_change_mid_month_prices_by_the_version_in_force(setting
     await _produce(settings, [*old, *new, irish], events)
     sinks = Loop(settings, run_sinks)
     try:
-        rows = await _wait_rows(dsn, 11)
+        rows = await _wait_rows(pool, 11)
     finally:
         await sinks.stop()
     by_id = {r["message_id"]: r for r in rows}
@@ -251,9 +236,10 @@ def _event(m: OutboundMessageV1, status: Status, at_ms: int, reason: str | None 
     return StatusEventV1(message_id=m.id, tenant_id=m.tenant_id, status=status, at_ms=at_ms, reason=reason)
 
 
-async def test_billable_rule_and_reconciliation_catch_every_kind_of_difference(settings: Settings) -> None:
-    dsn = settings.database.url
-    tenant_id = await _tenant(dsn)
+async def test_billable_rule_and_reconciliation_catch_every_kind_of_difference(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    tenant_id = await _tenant(pool)
     now_ms = int(time.time() * 1000)
     sms = _message(tenant_id, 1, now_ms)
     read_only = _message(tenant_id, 2, now_ms, channel=Channel.WHATSAPP)  # delivered receipt lost, read arrived
@@ -276,35 +262,31 @@ async def test_billable_rule_and_reconciliation_catch_every_kind_of_difference(s
     await _produce(settings, messages, events)
     sinks = Loop(settings, run_sinks)
     try:
-        rows = await _wait_rows(dsn, 3)
+        rows = await _wait_rows(pool, 3)
         # The late receipt comes after the sweep's `failed` has been projected.
         await asyncio.sleep(1.0)
         await _produce(settings, [], [_event(timed_out, Status.DELIVERED, now_ms + 20)])
         await asyncio.sleep(2.0)
     finally:
         await sinks.stop()
-    rows = await _ledger(dsn)
+    rows = await _ledger(pool)
     assert {r["message_id"] for r in rows} == {sms.id, read_only.id, email.id}
     email_row = next(r for r in rows if r["message_id"] == email.id)
     assert (email_row["country"], email_row["unit_price_micros"]) == (None, _price("email", "utility", "*"))
 
     month = billing_month(now_ms)
-    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
-    try:
-        clean = await billing.reconcile(pool, month)
-        assert (clean.ledger_rows, clean.billable_messages, clean.differences) == (3, 3, [])
-        # Break the ledger three ways; reconciliation names each.
-        await pool.execute("DELETE FROM billing_records WHERE message_id = $1", sms.id)
-        await pool.execute("UPDATE billing_records SET unit_price_micros = 1 WHERE message_id = $1", email.id)
-        await pool.execute(
-            "INSERT INTO billing_records (message_id, tenant_id, channel, category, country, rate_card_version,"
-            " unit_price_micros, currency, billed_at) SELECT $1, tenant_id, channel, category, country,"
-            " rate_card_version, unit_price_micros, currency, billed_at FROM billing_records WHERE message_id = $2",
-            free.id, read_only.id,
-        )  # fmt: skip
-        broken = await billing.reconcile(pool, month)
-    finally:
-        await pool.close()
+    clean = await billing.reconcile(pool, month)
+    assert (clean.ledger_rows, clean.billable_messages, clean.differences) == (3, 3, [])
+    # Break the ledger three ways; reconciliation names each.
+    await pool.execute("DELETE FROM billing_records WHERE message_id = $1", sms.id)
+    await pool.execute("UPDATE billing_records SET unit_price_micros = 1 WHERE message_id = $1", email.id)
+    await pool.execute(
+        "INSERT INTO billing_records (message_id, tenant_id, channel, category, country, rate_card_version,"
+        " unit_price_micros, currency, billed_at) SELECT $1, tenant_id, channel, category, country,"
+        " rate_card_version, unit_price_micros, currency, billed_at FROM billing_records WHERE message_id = $2",
+        free.id, read_only.id,
+    )  # fmt: skip
+    broken = await billing.reconcile(pool, month)
     assert {(d.message_id, d.kind) for d in broken.differences} == {
         (sms.id, "missing"),
         (email.id, "mismatch"),
@@ -316,9 +298,10 @@ def billing_month(at_ms: int) -> Month:
     return Month.of(datetime.fromtimestamp(at_ms / 1000, tz=UTC))
 
 
-async def test_sinks_sigkilled_mid_batch_bill_every_message_exactly_once(settings: Settings) -> None:
-    dsn = settings.database.url
-    tenant_id = await _tenant(dsn)
+async def test_sinks_sigkilled_mid_batch_bill_every_message_exactly_once(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    tenant_id = await _tenant(pool)
     n = 12_000
     now_ms = int(time.time() * 1000)
     messages = [_message(tenant_id, i, now_ms) for i in range(n)]
@@ -330,20 +313,20 @@ async def test_sinks_sigkilled_mid_batch_bill_every_message_exactly_once(setting
     second = None
     try:
         deadline = time.monotonic() + 60
-        while len(await _ledger(dsn)) < n // 10:
+        while len(await _ledger(pool)) < n // 10:
             assert first.poll() is None, log.read_text()[-2000:]
             assert time.monotonic() < deadline, "the billing sink made no progress"
             await asyncio.sleep(0.02)
         first.send_signal(signal.SIGKILL)
         first.wait()
-        at_kill = len(await _ledger(dsn))
+        at_kill = len(await _ledger(pool))
         assert at_kill < n, "the kill came too late to prove anything"
 
         second = spawn("sinks", env, log)
-        rows = await _wait_rows(dsn, n, deadline_s=120)
+        rows = await _wait_rows(pool, n, deadline_s=120)
         # Reconciliation reads the status projection, a separate consumer group that may still be
         # behind the ledger: compare once it has caught up, as the month-end run does.
-        await _wait_delivered(dsn, n, deadline_s=120)
+        await _wait_delivered(pool, n, deadline_s=120)
     finally:
         for process in (first, second):
             if process is not None and process.poll() is None:
@@ -352,9 +335,5 @@ async def test_sinks_sigkilled_mid_batch_bill_every_message_exactly_once(setting
     assert len(rows) == n
     assert {r["message_id"] for r in rows} == {m.id for m in messages}
     assert {r["billed_at"] for r in rows} == {datetime.fromtimestamp((now_ms + 51) / 1000, tz=UTC)}
-    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
-    try:
-        result = await billing.reconcile(pool, billing_month(now_ms))
-    finally:
-        await pool.close()
+    result = await billing.reconcile(pool, billing_month(now_ms))
     assert (result.ledger_rows, result.billable_messages, result.differences) == (n, n, [])

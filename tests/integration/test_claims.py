@@ -3,19 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 
 import asyncpg
-import pytest
 
 from herald.db.claims import Source, claim
-
-
-@pytest.fixture
-async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    p = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
-    yield p
-    await p.close()
 
 
 async def test_first_record_claims_and_its_redelivery_is_not_a_repeat(pool: asyncpg.Pool) -> None:

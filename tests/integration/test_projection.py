@@ -5,11 +5,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import uuid
-from collections.abc import AsyncIterator
 
 import asyncpg
 import msgspec
-import pytest
 
 from herald.db import messages as store
 from herald.domain.models import Category, Channel, KeyKind
@@ -18,13 +16,6 @@ from herald.domain.status import Status
 
 T0 = 1_764_284_400_000
 TENANT = uuid.uuid4()
-
-
-@pytest.fixture
-async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    p = await asyncpg.create_pool(database_url, min_size=1, max_size=4)
-    yield p
-    await p.close()
 
 
 def msg(mid: uuid.UUID) -> OutboundMessageV1:

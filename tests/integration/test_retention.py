@@ -1,20 +1,11 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
-import pytest
 
 from herald.db.retention import purge
-
-
-@pytest.fixture
-async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    p = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
-    yield p
-    await p.close()
 
 
 async def test_purge_removes_only_what_has_expired(pool: asyncpg.Pool) -> None:
