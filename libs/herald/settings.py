@@ -6,11 +6,13 @@ test fixture) and the result is passed down; nothing reads `os.environ` at impor
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping
 from pathlib import Path
 
 import msgspec
+import msgspec.inspect
 
 
 class DatabaseSettings(msgspec.Struct, frozen=True):
@@ -156,7 +158,7 @@ class Settings(msgspec.Struct, frozen=True):
                 if key.startswith(section + "_"):
                     field = key.removeprefix(section + "_")
                     # Tuple settings are written comma-separated: HERALD_WORKER_RETRY_DELAYS_SECONDS=30,120
-                    parsed = value.split(",") if field in _TUPLE_FIELDS.get(section, ()) else value
+                    parsed = value.split(",") if (section, field) in _sequence_fields() else value
                     raw.setdefault(section, {})[field] = parsed  # type: ignore[index]
                     break
         try:
@@ -166,7 +168,19 @@ class Settings(msgspec.Struct, frozen=True):
 
 
 _TOP_LEVEL = {"data_dir", "log_level"}
-_TUPLE_FIELDS = {"worker": ("retry_delays_seconds",)}
+
+
+@functools.cache
+def _sequence_fields() -> frozenset[tuple[str, str]]:
+    """(section, field) of every setting typed as a sequence, read off the Structs themselves."""
+    sequences = (msgspec.inspect.VarTupleType, msgspec.inspect.TupleType, msgspec.inspect.ListType)
+    found: set[tuple[str, str]] = set()
+    for section in msgspec.inspect.type_info(Settings).fields:  # type: ignore[attr-defined]
+        if isinstance(section.type, msgspec.inspect.StructType):
+            found.update((section.name, f.name) for f in section.type.fields if isinstance(f.type, sequences))
+    return frozenset(found)
+
+
 # Public names from the design that do not follow the SECTION_FIELD pattern.
 _ALIASES = {"admin_token": "api_admin_token"}
 # Longest first, so HERALD_CARRIER_SIM_PORT maps to carrier_sim.port.
