@@ -113,7 +113,9 @@ def create_app(settings: CarrierSimSettings, provider: ProviderSettings) -> Lite
     # Accepted sends per Herald message id: lets tests count duplicate sends after crashes.
     sends: collections.Counter[str] = collections.Counter()
     # (monotonic time, tenant id) of every accepted send: lets tests measure paced rates.
-    log_sends: list[tuple[float, str]] = []
+    # Bounded: `make run` and the benchmarks keep the simulator up for millions of sends.
+    log_sends: collections.deque[tuple[float, str]] = collections.deque(maxlen=100_000)
+    outage_refusals = [0]
     pending: set[asyncio.Task[None]] = set()
     clients: list[aiohttp.ClientSession] = []
     latency = Latency(settings.latency_ms, settings.latency_p99_ms or settings.latency_ms)
@@ -173,6 +175,7 @@ def create_app(settings: CarrierSimSettings, provider: ProviderSettings) -> Lite
         if settings.latency_ms:
             await asyncio.sleep(latency.sample_seconds())
         if time.monotonic() < outage_until[0]:
+            outage_refusals[0] += 1
             return Response(ErrorOut(ErrorDetail("unavailable", "outage")), status_code=503)
         if (wait := throughput.take()) is not None:
             return Response(
@@ -241,4 +244,5 @@ def create_app(settings: CarrierSimSettings, provider: ProviderSettings) -> Lite
     )
     app.state.sends = sends
     app.state.log_sends = log_sends
+    app.state.outage_refusals = outage_refusals
     return app

@@ -92,6 +92,11 @@ class Platform:
         assert self._sim is not None, "started without the carrier-sim"
         return list(self._sim.state.log_sends)
 
+    def sim_outage_refusals(self) -> int:
+        """Sends the in-process carrier-sim refused with 503 during outages."""
+        assert self._sim is not None, "started without the carrier-sim"
+        return int(self._sim.state.outage_refusals[0])
+
     def add_worker(self) -> Loop:
         loop = Loop(self.settings, run_worker)
         self._loops.append(loop)
