@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,9 @@ def require_wrk() -> None:
 def bench_stack(data_dir: Path, children: tuple[str, ...] = CHILDREN) -> Iterator[DevStack]:
     """Embedded Postgres and broker plus `children`, in `data_dir`; yielded once the API answers
     /readyz (and the carrier-sim accepts connections, when it runs); stopped on exit."""
+    # Benchmarks measure capacity with one key: the per-key HTTP rate limit (2,000 req/s per API
+    # process by default) would cap the figure instead. The children inherit the environment.
+    os.environ.setdefault("HERALD_API_KEY_REQUESTS_PER_SECOND", "0")
     settings = Settings(data_dir=data_dir, api=ApiSettings(port=free_port(), admin_token="bench"), log_level="WARNING")
     stack = DevStack(settings, children=children)
     try:
