@@ -11,6 +11,7 @@ import asyncio
 import time
 from typing import Any
 
+import asyncpg
 import httpx
 import uvicorn
 from litestar import Litestar
@@ -165,3 +166,22 @@ class Platform:
                     return dict(last)
             await asyncio.sleep(0.05)
         raise AssertionError(f"message {message_id} did not reach {statuses}; last seen {last}")
+
+
+async def count_status(pool: asyncpg.Pool, status: str, tenant_id: str | None = None) -> int:
+    """Messages the status projection shows in `status` (of one tenant, if given)."""
+    n: int = await pool.fetchval(
+        "SELECT count(*) FROM messages WHERE status = $1 AND ($2::uuid IS NULL OR tenant_id = $2::uuid)",
+        status, tenant_id,
+    )  # fmt: skip
+    return n
+
+
+async def wait_status_count(
+    pool: asyncpg.Pool, n: int, status: str = "delivered", tenant_id: str | None = None, deadline_s: float = 30.0
+) -> None:
+    """Until the projection shows at least `n` messages in `status`."""
+    deadline = time.monotonic() + deadline_s
+    while (seen := await count_status(pool, status, tenant_id)) < n:
+        assert time.monotonic() < deadline, f"{seen} of {n} {status}"
+        await asyncio.sleep(0.1)

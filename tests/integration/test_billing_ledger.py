@@ -23,7 +23,7 @@ from herald.kafka.producer import Producer, Record
 from herald.kafka.topics import EVENTS, Names, class_topic
 from herald.settings import Settings
 from herald_sinks.main import run_sinks
-from tests.integration.harness import Loop, Platform
+from tests.integration.harness import Loop, Platform, wait_status_count
 from tests.integration.processes import env_for, spawn
 
 
@@ -42,13 +42,6 @@ async def _wait_rows(pool: asyncpg.Pool, n: int, deadline_s: float = 30.0) -> li
         if len(rows) >= n:
             return rows
         assert time.monotonic() < deadline, f"ledger has {len(rows)} rows, expected {n}"
-        await asyncio.sleep(0.1)
-
-
-async def _wait_delivered(pool: asyncpg.Pool, n: int, deadline_s: float) -> None:
-    deadline = time.monotonic() + deadline_s
-    while (done := await pool.fetchval("SELECT count(*) FROM messages WHERE status = 'delivered'")) < n:
-        assert time.monotonic() < deadline, f"projection has {done} of {n} delivered"
         await asyncio.sleep(0.1)
 
 
@@ -326,7 +319,7 @@ async def test_sinks_sigkilled_mid_batch_bill_every_message_exactly_once(
         rows = await _wait_rows(pool, n, deadline_s=120)
         # Reconciliation reads the status projection, a separate consumer group that may still be
         # behind the ledger: compare once it has caught up, as the month-end run does.
-        await _wait_delivered(pool, n, deadline_s=120)
+        await wait_status_count(pool, n, deadline_s=120)
     finally:
         for process in (first, second):
             if process is not None and process.poll() is None:

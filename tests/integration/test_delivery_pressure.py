@@ -13,7 +13,7 @@ import msgspec
 import pytest
 
 from herald.settings import Settings
-from tests.integration.harness import Platform
+from tests.integration.harness import Platform, count_status, wait_status_count
 
 
 def _with(settings: Settings, **worker: Any) -> Settings:
@@ -36,26 +36,8 @@ async def _batch(platform: Platform, auth: dict[str, str], start: int, n: int, *
     return ids
 
 
-async def _count(dsn: str, tenant_id: str, status: str) -> int:
-    conn = await asyncpg.connect(dsn)
-    try:
-        n: int = await conn.fetchval(
-            "SELECT count(*) FROM messages WHERE tenant_id = $1::uuid AND status = $2", tenant_id, status
-        )
-    finally:
-        await conn.close()
-    return n
-
-
-async def _wait_count(dsn: str, tenant_id: str, status: str, n: int, deadline_s: float) -> None:
-    deadline = time.monotonic() + deadline_s
-    while (seen := await _count(dsn, tenant_id, status)) < n:
-        assert time.monotonic() < deadline, f"{seen} of {n} {status}"
-        await asyncio.sleep(0.1)
-
-
 @pytest.mark.parametrize("workers", [1, 2, 3])
-async def test_tenant_rate_holds_across_workers(settings: Settings, workers: int) -> None:
+async def test_tenant_rate_holds_across_workers(settings: Settings, pool: asyncpg.Pool, workers: int) -> None:
     rate, n = 100, 700
     settings = _with(settings, utilisation_interval_seconds=1.0)
     platform = await Platform(settings).start(worker=False)
@@ -84,7 +66,7 @@ async def test_tenant_rate_holds_across_workers(settings: Settings, workers: int
 
         sampler = asyncio.create_task(sample())
         await _batch(platform, auth, 0, n)
-        await _wait_count(settings.database.url, tenant_id, "delivered", n + 1, deadline_s=60)
+        await wait_status_count(pool, n + 1, tenant_id=tenant_id, deadline_s=60)
         sampler.cancel()
     finally:
         await platform.stop()
@@ -98,7 +80,7 @@ async def test_tenant_rate_holds_across_workers(settings: Settings, workers: int
     assert abs(observed - rate) / rate <= 0.10, f"{workers} workers: {observed:.1f} msg/s for a limit of {rate}"
 
 
-async def test_authentication_is_not_held_behind_a_marketing_backlog(settings: Settings) -> None:
+async def test_authentication_is_not_held_behind_a_marketing_backlog(settings: Settings, pool: asyncpg.Pool) -> None:
     # A slower carrier, so the marketing backlog lasts while the OTPs go through.
     settings = msgspec.structs.replace(
         settings, carrier_sim=msgspec.structs.replace(settings.carrier_sim, latency_ms=50)
@@ -113,7 +95,7 @@ async def test_authentication_is_not_held_behind_a_marketing_backlog(settings: S
         n = 6000
         await _batch(platform, campaign, 0, n, template={"name": "promo", "language": "en"}, params={"pct": "5"})
         platform.add_worker()
-        await _wait_count(settings.database.url, campaign_id, "delivered", 200, deadline_s=30)
+        await wait_status_count(pool, 200, tenant_id=campaign_id)
         otps = []
         for i in range(40):
             r = await platform.send(bank, to=f"+4475{i:06d}99")
@@ -121,7 +103,7 @@ async def test_authentication_is_not_held_behind_a_marketing_backlog(settings: S
             await asyncio.sleep(0.02)
         for message_id in otps:
             await platform.wait_status(bank, message_id, {"sent", "delivered"}, deadline_s=30)
-        marketing_done = await _count(settings.database.url, campaign_id, "delivered")
+        marketing_done = await count_status(pool, "delivered", campaign_id)
     finally:
         await platform.stop()
     conn = await asyncpg.connect(settings.database.url)
@@ -177,7 +159,9 @@ async def test_busy_recipient_goes_through_the_retry_topic_then_fails_with_a_dea
     assert dead._value.get() - dead_before == 1
 
 
-async def test_provider_outage_loses_nothing_and_drains_without_a_retry_storm(settings: Settings) -> None:
+async def test_provider_outage_loses_nothing_and_drains_without_a_retry_storm(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
     # Every message in flight at once, so the worker's concurrency cannot be what limits the retries.
     settings = _with(settings, retry_delays_seconds=(2.0, 4.0, 8.0, 16.0), max_in_flight=512)
     platform = await Platform(settings).start()
@@ -191,7 +175,7 @@ async def test_provider_outage_loses_nothing_and_drains_without_a_retry_storm(se
         n = 300
         started = time.monotonic()
         await _batch(platform, auth, 0, n)
-        await _wait_count(settings.database.url, tenant_id, "delivered", n, deadline_s=60)
+        await wait_status_count(pool, n, tenant_id=tenant_id, deadline_s=60)
         drained_after = time.monotonic() - started
     finally:
         await platform.stop()
