@@ -92,12 +92,13 @@ def _retention(settings: Settings) -> None:
     async def run() -> None:
         pool = await create_pool(settings.database)
         try:
-            purged = await purge(pool, datetime.now(UTC))
+            purged = await purge(pool, datetime.now(UTC), content_days=settings.retention.content_days)
         finally:
             await pool.close()
         print(
             f"purged: {purged.recipients} expired recipient entries, {purged.claims} idempotency claims, "
-            f"{purged.dead_callbacks} dead callbacks, {purged.retries} handled-retry records"
+            f"{purged.dead_callbacks} dead callbacks, {purged.retries} handled-retry records, "
+            f"{purged.content_hours} hours of message content (older than {settings.retention.content_days} days)"
         )
 
     if not settings.database.url:
@@ -129,7 +130,10 @@ COMMANDS = {
     "sinks": (_sinks, "project statuses into Postgres"),
     "carrier-sim": (_carrier_sim, "run the simulated carrier"),
     "migrate": (_migrate, "apply database migrations and create topics"),
-    "retention": (_retention, "delete expired limit entries, old idempotency claims and dead callbacks (run daily)"),
+    "retention": (
+        _retention,
+        "purge message content past retention, old limit entries, claims, dead callbacks (daily)",
+    ),
     "dev": (_dev, "run everything on embedded Postgres and broker (make run)"),
 }
 # Commands with arguments of their own: (run, help, add_arguments).

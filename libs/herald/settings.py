@@ -10,9 +10,14 @@ import functools
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Annotated
 
 import msgspec
 import msgspec.inspect
+
+from herald.domain.models import MAX_TTL_SECONDS
+
+MIN_CONTENT_DAYS = -(-MAX_TTL_SECONDS // 86_400) + 1
 
 
 class DatabaseSettings(msgspec.Struct, frozen=True):
@@ -130,6 +135,14 @@ class ProviderSettings(msgspec.Struct, frozen=True):
     """Shared secret carrier-sim signs delivery receipts with (HMAC-SHA256)."""
 
 
+class RetentionSettings(msgspec.Struct, frozen=True):
+    content_days: Annotated[int, msgspec.Meta(ge=MIN_CONTENT_DAYS)] = 30
+    """Message recipients and bodies are unreadable after this many days (their hour's content
+    key is deleted by `herald retention`; every process refuses older keys anyway). At least
+    the longest TTL plus a day, so no message can lose its content while it may still be sent.
+    The billing ledger and the status projection are kept."""
+
+
 class Settings(msgspec.Struct, frozen=True):
     data_dir: Path = Path(".herald")
     log_level: str = "INFO"
@@ -140,6 +153,7 @@ class Settings(msgspec.Struct, frozen=True):
     sinks: SinkSettings = msgspec.field(default_factory=SinkSettings)
     carrier_sim: CarrierSimSettings = msgspec.field(default_factory=CarrierSimSettings)
     provider: ProviderSettings = msgspec.field(default_factory=ProviderSettings)
+    retention: RetentionSettings = msgspec.field(default_factory=RetentionSettings)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -184,7 +198,7 @@ def _sequence_fields() -> frozenset[tuple[str, str]]:
 # Public names from the design that do not follow the SECTION_FIELD pattern.
 _ALIASES = {"admin_token": "api_admin_token"}
 # Longest first, so HERALD_CARRIER_SIM_PORT maps to carrier_sim.port.
-_SECTIONS = ("carrier_sim", "database", "provider", "worker", "kafka", "sinks", "api")
+_SECTIONS = ("carrier_sim", "retention", "database", "provider", "worker", "kafka", "sinks", "api")
 
 
 def _decode_path(type_: type, obj: object) -> object:

@@ -19,6 +19,7 @@ from herald.kafka.admin import missing_topics
 from herald.kafka.producer import Producer
 from herald.kafka.topics import Names
 from herald.ops import check_postgres, ops_handlers
+from herald.sealing import ContentKeys
 from herald.settings import Settings
 from herald_api import problems
 from herald_api.auth import KeyAuthenticator, Principal, principal_dependency
@@ -64,7 +65,7 @@ def create_app(settings: Settings) -> Litestar:
                 pool, settings.api.auth_cache_seconds, KeyRateLimiter(settings.api.key_requests_per_second)
             ),
             templates=template_cache,
-            sender=Sender(producer, template_cache, pool),
+            sender=Sender(producer, template_cache, pool, ContentKeys(pool, settings.retention.content_days)),
         )
         try:
             yield

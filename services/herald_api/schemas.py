@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import msgspec
 
-from herald.domain.models import Category, Channel, KeyKind, TemplateStatus, Tier
+from herald.domain.models import MAX_TTL_SECONDS, Category, Channel, KeyKind, TemplateStatus, Tier
 from herald.domain.status import Status
 
 # Control characters (NUL above all: PostgreSQL text cannot hold it) are refused at the boundary,
@@ -107,7 +107,7 @@ class MessageCreate(Strict, frozen=True):
     template: TemplateRef
     params: Annotated[dict[ParamName, Text], msgspec.Meta(max_length=50)] = msgspec.field(default_factory=dict)
     reference: Reference | None = None
-    ttl_seconds: Annotated[int, msgspec.Meta(ge=1, le=7 * 24 * 3600)] | None = None
+    ttl_seconds: Annotated[int, msgspec.Meta(ge=1, le=MAX_TTL_SECONDS)] | None = None
     idempotency_key: Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=_NO_CONTROL)] | None = None
     """Same tenant + key within 24 h: same message id, one delivery, one bill."""
 

@@ -23,16 +23,18 @@ from herald import metrics
 from herald.caches import TTLCache
 from herald.db import recipients as recipient_store
 from herald.db import templates
+from herald.db.pool import TRANSIENT_ERRORS
 from herald.db.templates import TemplateRow
 from herald.domain import recipients
 from herald.domain.limits import effective, recipient_hash
 from herald.domain.models import DEFAULT_TTL_SECONDS, Category, TemplateStatus
-from herald.domain.records import ENCODER, OutboundMessageV1, message_key
+from herald.domain.records import ENCODER, OutboundMessage, message_key
 from herald.domain.templates import render
 from herald.errors import FieldError, Forbidden, HeraldError, InvalidRequest, NotFound, RateLimited, Unavailable
 from herald.ids import idempotent_id, uuid7
 from herald.kafka.producer import Producer, Record
 from herald.kafka.topics import class_topic
+from herald.sealing import ContentKeys
 from herald_api.auth import Principal
 from herald_api.problems import field_from_message
 from herald_api.schemas import MessageCreate
@@ -66,12 +68,15 @@ def decode_item(item: Any) -> MessageCreate:
 
 
 class Sender:
-    def __init__(self, producer: Producer, template_cache: TemplateCache, pool: asyncpg.Pool) -> None:
+    def __init__(
+        self, producer: Producer, template_cache: TemplateCache, pool: asyncpg.Pool, content_keys: ContentKeys
+    ) -> None:
         self._producer = producer
         self._templates = template_cache
         self._pool = pool
+        self._content_keys = content_keys
 
-    async def prepare(self, principal: Principal, request: MessageCreate, now_ms: int) -> OutboundMessageV1:
+    async def prepare(self, principal: Principal, request: MessageCreate, now_ms: int) -> OutboundMessage:
         tenant = principal.tenant
         template = await self._templates.get(tenant.id, request.template.name, request.template.language)
         if template is None:
@@ -92,7 +97,7 @@ class Sender:
         body = render(template.body, request.params, template.channel)
         ttl = request.ttl_seconds or DEFAULT_TTL_SECONDS[template.category]
         key = request.idempotency_key
-        return OutboundMessageV1(
+        return OutboundMessage(
             id=uuid7(now_ms) if key is None else idempotent_id(tenant.id, key),
             tenant_id=tenant.id,
             key_kind=principal.key_kind,
@@ -121,17 +126,17 @@ class Sender:
 
     async def accept_batch(self, principal: Principal, items: Sequence[Any]) -> list[Outcome]:
         now_ms = _now_ms()
-        outcomes: list[Outcome | OutboundMessageV1] = []
+        outcomes: list[Outcome | OutboundMessage] = []
         for item in items:
             try:
                 outcomes.append(await self.prepare(principal, decode_item(item), now_ms))
             except HeraldError as exc:
                 outcomes.append(exc)
-        valid = [o for o in outcomes if isinstance(o, OutboundMessageV1)]
+        valid = [o for o in outcomes if isinstance(o, OutboundMessage)]
         accepted = iter(await self.accept_many(principal, valid))
-        return [next(accepted) if isinstance(o, OutboundMessageV1) else o for o in outcomes]
+        return [next(accepted) if isinstance(o, OutboundMessage) else o for o in outcomes]
 
-    async def accept_many(self, principal: Principal, messages: list[OutboundMessageV1]) -> list[Outcome]:
+    async def accept_many(self, principal: Principal, messages: list[OutboundMessage]) -> list[Outcome]:
         """Admit and produce; one outcome per message, in order. Raises Unavailable if the broker fails."""
         tenant = principal.tenant
         limit = effective(
@@ -156,10 +161,15 @@ class Sender:
         )
         return [m.id if ok else refused for m, ok in zip(messages, reservation.admitted, strict=True)]
 
-    async def _produce(self, messages: list[OutboundMessageV1]) -> None:
+    async def _produce(self, messages: list[OutboundMessage]) -> None:
+        # The recipient and body never reach the broker in clear (herald.sealing).
+        try:
+            sealed = await self._content_keys.seal(messages)
+        except TRANSIENT_ERRORS as exc:  # only on the hour's first message, when the key is fetched
+            raise Unavailable("the database did not answer; retry", code="database_unavailable", retry_after=1) from exc
         records = [
-            Record(topic=class_topic(m.category), key=message_key(m.tenant_id, m.to), value=ENCODER.encode(m))
-            for m in messages
+            Record(topic=class_topic(m.category), key=message_key(m.tenant_id, m.to), value=ENCODER.encode(s))
+            for m, s in zip(messages, sealed, strict=True)
         ]
         try:
             await self._producer.send_many(records)

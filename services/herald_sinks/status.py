@@ -15,7 +15,7 @@ import msgspec
 from herald import metrics
 from herald.db import messages as message_store
 from herald.db.pool import until_written
-from herald.domain.records import EVENT_DECODER, MESSAGE_DECODER, OutboundMessageV1, StatusEventV1
+from herald.domain.records import EVENT_DECODER, MESSAGE_DECODER, MessageEnvelope, StatusEventV1
 from herald.domain.status import Status
 from herald.kafka.consumer import Batch
 from herald.kafka.topics import EVENTS, Names
@@ -29,7 +29,7 @@ class StatusProjection:
         self._names = names
 
     async def __call__(self, batch: Batch) -> None:
-        messages: list[OutboundMessageV1] = []
+        messages: list[MessageEnvelope] = []
         events: list[StatusEventV1] = []
         for tp, records in batch.items():
             is_events = self._names.unprefixed(tp.topic) == EVENTS
@@ -56,7 +56,7 @@ class StatusProjection:
         metrics.STATUS_ROWS.labels("message").inc(len(messages))
         metrics.STATUS_ROWS.labels("event").inc(len(events))
 
-    async def _apply(self, messages: list[OutboundMessageV1], events: list[StatusEventV1]) -> None:
+    async def _apply(self, messages: list[MessageEnvelope], events: list[StatusEventV1]) -> None:
         # A database outage must not skip records: retry until it is back (or we are stopped,
         # in which case nothing is committed and the batch is replayed). Data errors are not
         # transient and are not retried here.
@@ -66,7 +66,7 @@ class StatusProjection:
             if t.status in (Status.DELIVERED, Status.FAILED, Status.EXPIRED):
                 metrics.ACCEPTED_TO_FINAL_SECONDS.labels(t.category, t.status.value).observe(t.seconds_since_accepted)
 
-    async def _apply_or_skip(self, messages: list[OutboundMessageV1], events: list[StatusEventV1], ref: str) -> None:
+    async def _apply_or_skip(self, messages: list[MessageEnvelope], events: list[StatusEventV1], ref: str) -> None:
         try:
             await self._apply(messages, events)
         except asyncpg.DataError as exc:

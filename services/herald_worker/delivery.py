@@ -32,7 +32,7 @@ from tenacity import (
 
 from herald import metrics
 from herald.domain.models import KeyKind
-from herald.domain.records import OutboundMessageV1, StatusEventV1
+from herald.domain.records import OutboundMessage, StatusEventV1
 from herald.domain.status import Status
 from herald_worker.providers.base import Accepted, PermanentError, Provider, RetryableError
 
@@ -67,7 +67,7 @@ RETRIES_EXHAUSTED = "_retries_exhausted"
 
 class Outcome(msgspec.Struct, frozen=True):
     events: list[StatusEventV1]
-    retry: OutboundMessageV1 | None = None
+    retry: OutboundMessage | None = None
     """The message to put on `herald.retry` (attempt + 1, not_before_ms set); no event then."""
 
 
@@ -87,7 +87,7 @@ class Deliverer:
         self._clock = clock
 
     def _event(
-        self, m: OutboundMessageV1, status: Status, reason: str | None = None, provider_id: str | None = None
+        self, m: OutboundMessage, status: Status, reason: str | None = None, provider_id: str | None = None
     ) -> StatusEventV1:
         return StatusEventV1(
             message_id=m.id,
@@ -98,7 +98,7 @@ class Deliverer:
             provider_message_id=provider_id,
         )
 
-    async def deliver(self, message: OutboundMessageV1) -> Outcome:
+    async def deliver(self, message: OutboundMessage) -> Outcome:
         if self._clock() >= message.expires_at_ms:
             metrics.MESSAGES_FINAL.labels(Status.EXPIRED.value).inc()
             return Outcome([self._event(message, Status.EXPIRED, "ttl_elapsed")])
@@ -121,7 +121,7 @@ class Deliverer:
             events.append(self._event(message, Status.DELIVERED, provider_id=accepted.provider_message_id))
         return Outcome(events)
 
-    def _later(self, message: OutboundMessageV1, exc: RetryableError) -> Outcome:
+    def _later(self, message: OutboundMessage, exc: RetryableError) -> Outcome:
         """In-process retries are over: re-queue on herald.retry, or fail once the retry budget
         (one delay per attempt) is spent."""
         now = self._clock()
@@ -137,7 +137,7 @@ class Deliverer:
         metrics.MESSAGES_FINAL.labels(Status.FAILED.value).inc()
         return Outcome([self._event(message, Status.FAILED, f"{exc.reason}{RETRIES_EXHAUSTED}")])
 
-    async def _send_with_retries(self, provider: Provider, message: OutboundMessageV1) -> Accepted:
+    async def _send_with_retries(self, provider: Provider, message: OutboundMessage) -> Accepted:
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self._attempts),
             wait=provider_wait,

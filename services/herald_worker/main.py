@@ -13,6 +13,7 @@ from herald.kafka.consumer import make_consumer
 from herald.kafka.producer import Producer
 from herald.kafka.topics import MESSAGE_TOPICS, RETRY, WORKER_GROUP, Names
 from herald.ops import ops_handlers
+from herald.sealing import ContentKeys
 from herald.settings import Settings
 from herald_worker.delivery import Deliverer
 from herald_worker.pacing import report_utilisation
@@ -35,7 +36,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     try:
         # Subscribed once the pipeline exists: it is the rebalance listener.
         consumer = make_consumer(settings.kafka, names, WORKER_GROUP, ())
-        pipeline = Pipeline(consumer, names, processor, pool, w)
+        pipeline = Pipeline(consumer, names, processor, pool, w, ContentKeys(pool, settings.retention.content_days))
         consumer.subscribe([names.topic(t) for t in (*MESSAGE_TOPICS, RETRY)], listener=pipeline)
         await consumer.start()
         reporter = asyncio.create_task(report_utilisation(pool, w.utilisation_interval_seconds, stop))

@@ -39,11 +39,14 @@ from aiokafka.errors import KafkaError
 
 from herald import metrics
 from herald.db import claims
+from herald.db.pool import until_written
 from herald.domain.models import Category
-from herald.domain.records import ENCODER, MESSAGE_DECODER, OutboundMessageV1, message_key
+from herald.domain.records import ENCODER, MESSAGE_DECODER, OutboundMessage, SealedMessageV2, StatusEventV1, message_key
+from herald.domain.status import Status
 from herald.kafka.producer import Record
-from herald.kafka.topics import RETRY, WORKER_GROUP, Names, class_topic
+from herald.kafka.topics import EVENTS, RETRY, WORKER_GROUP, Names, class_topic
 from herald.runtime import until_stopped
+from herald.sealing import CONTENT_UNAVAILABLE, ContentKeys, ContentUnavailable, reseal
 from herald.settings import WorkerSettings
 from herald_worker.offsets import OffsetTracker
 from herald_worker.pacing import TenantPacer, TenantRates
@@ -65,12 +68,14 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
         processor: Processor,
         pool: asyncpg.Pool,
         settings: WorkerSettings,
+        content_keys: ContentKeys,
     ) -> None:
         self._consumer = consumer
         self._names = names
         self._processor = processor
         self._pool = pool
         self._settings = settings
+        self._content_keys = content_keys
         self._scheduler = Scheduler(settings.recipient_gap_seconds)
         self._tracker: OffsetTracker[TopicPartition] = OffsetTracker()
         self._wake = asyncio.Event()
@@ -144,7 +149,7 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
             self._scheduler.done(item)
             self._slots.release()
             self._wake.set()
-        await self._processor.publish(self._processor.records(item.message, outcome))
+        await self._processor.publish(self._processor.records(item.message, item.sealed, outcome))
         if self._from_retry(item):
             await claims.retry_done(self._pool, _retry_key(item.message))
         # Only now may the offset be committed: a cancelled or failed publish leaves it in hand,
@@ -153,22 +158,30 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def _admit(self, batch: dict[TopicPartition, list[object]]) -> None:
         now_ms = _now_ms()
-        fresh: list[Item] = []
+        arrived: list[tuple[SealedMessageV2, TopicPartition, int]] = []
         for tp, records in batch.items():
             for record in records:
                 offset: int = record.offset  # type: ignore[attr-defined]
                 self._tracker.read(tp, offset)
                 self._fetched_next[tp] = offset + 1
                 try:
-                    message = MESSAGE_DECODER.decode(record.value or b"")  # type: ignore[attr-defined]
+                    arrived.append((MESSAGE_DECODER.decode(record.value or b""), tp, offset))  # type: ignore[attr-defined]
                 except msgspec.DecodeError:
                     log.error(
                         "undecodable record skipped",
                         extra={"topic": tp.topic, "partition": tp.partition, "offset": offset},
                     )
                     self._tracker.finish(tp, offset)
-                    continue
-                fresh.append(Item(message, tp, offset))
+        await until_written(lambda: self._content_keys.load({sealed.content_key for sealed, _, _ in arrived}))
+        fresh: list[Item] = []
+        unreadable: list[tuple[SealedMessageV2, TopicPartition, int, str]] = []
+        for sealed, tp, offset in arrived:
+            try:
+                fresh.append(Item(self._content_keys.open(sealed), tp, offset, sealed))
+            except ContentUnavailable as exc:
+                unreadable.append((sealed, tp, offset, str(exc)))
+        if unreadable:
+            await self._settle_unreadable(unreadable, now_ms)
         # Idempotency: a repeated request produced a second record with the same id; only the
         # record that claimed the id first is delivered (one delivery, one bill).
         sources = {
@@ -181,7 +194,7 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
         # herald.retry records read again after a crash that were handled before it.
         retried = {_retry_key(i.message): i for i in fresh if self._from_retry(i)}
         skipped |= {id(retried[k]) for k in await claims.retries_done(self._pool, list(retried))}
-        deferred: list[tuple[Item, OutboundMessageV1]] = []
+        deferred: list[tuple[Item, OutboundMessage]] = []
         # One rate lookup per tenant per fetch, not per message (the fetch loop is on the OTP path).
         rates = {t: (await self._rates.get(t))[1] for t in {i.message.tenant_id for i in fresh}}
         for item in fresh:
@@ -195,7 +208,10 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
                 self._scheduler.add(item)
         if deferred:
             await self._processor.publish(
-                [Record(RETRY, message_key(m.tenant_id, m.to), ENCODER.encode(m)) for _, m in deferred]
+                [
+                    Record(RETRY, message_key(m.tenant_id, m.to), ENCODER.encode(reseal(i.sealed, m)))
+                    for i, m in deferred
+                ]
             )
             for item, _ in deferred:
                 if self._from_retry(item):
@@ -203,7 +219,24 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
                 self._tracker.finish(item.partition, item.offset)
         self._wake.set()
 
-    def _overflow(self, item: Item, now_ms: int, rates: dict[uuid.UUID, float]) -> OutboundMessageV1 | None:
+    async def _settle_unreadable(
+        self, unreadable: list[tuple[SealedMessageV2, TopicPartition, int, str]], now_ms: int
+    ) -> None:
+        """A record whose content cannot be opened is never sent: `expired` if its TTL is over
+        (the normal case: retention outlasts every TTL), else `failed` (a key deleted early, or
+        a record that does not authenticate). No dead letter: there would be nothing to replay."""
+        events = []
+        for sealed, _, _, why in unreadable:
+            if now_ms >= sealed.expires_at_ms:
+                events.append(StatusEventV1(sealed.id, sealed.tenant_id, Status.EXPIRED, now_ms))
+            else:
+                log.error("message content unreadable", extra={"message_id": str(sealed.id), "error": why})
+                events.append(StatusEventV1(sealed.id, sealed.tenant_id, Status.FAILED, now_ms, CONTENT_UNAVAILABLE))
+        await self._processor.publish([Record(EVENTS, str(e.message_id).encode(), ENCODER.encode(e)) for e in events])
+        for _, tp, offset, _ in unreadable:
+            self._tracker.finish(tp, offset)
+
+    def _overflow(self, item: Item, now_ms: int, rates: dict[uuid.UUID, float]) -> OutboundMessage | None:
         """The message re-queued for later if its tenant already has more waiting than it may send
         in `tenant_buffer_seconds`; else None."""
         m = item.message
@@ -324,5 +357,5 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
         return None
 
 
-def _retry_key(message: OutboundMessageV1) -> claims.RetryKey:
+def _retry_key(message: OutboundMessage) -> claims.RetryKey:
     return (message.id, message.attempt, message.not_before_ms)

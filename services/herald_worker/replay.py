@@ -13,7 +13,10 @@ replay different slices), keeps the letters matching every filter given, and pro
   worker's claim delivers it once. A replay that fails again lands in the DLQ under its new id,
   from where it can be replayed in turn.
 * A fresh TTL of the original length, starting at the replay; attempt 0; the original
-  reference, template version and body (as rendered at acceptance).
+  reference, template version and body (as rendered at acceptance), sealed again under the
+  current hour's content key (the id is the associated data of the seal).
+* A letter whose content is past retention (`herald.sealing`) cannot be replayed: it is counted
+  as `purged` and skipped.
 
 Filters: `--tenant-id`, `--reason` (exact, or a prefix ending in `*`), `--since`/`--until` (when
 it failed, ISO 8601). `--dry-run` counts without producing. Progress goes to stderr.
@@ -31,12 +34,13 @@ from datetime import datetime
 import msgspec
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from herald.domain.records import ENCODER, DeadLetterV1, OutboundMessageV1, message_key
+from herald.db.pool import create_pool
+from herald.domain.records import DEAD_LETTER_DECODER, ENCODER, DeadLetterV2, OutboundMessage, message_key
 from herald.kafka.producer import Producer, Record
 from herald.kafka.topics import DLQ, Names, class_topic
+from herald.sealing import ContentKeys, ContentUnavailable
 from herald.settings import Settings
 
-_DECODER = msgspec.json.Decoder(DeadLetterV1)
 _REPLAY = uuid.UUID("7e0c9b1a-4d51-5c2f-9d8e-6a3b2f1c0d9e")
 
 
@@ -46,7 +50,7 @@ class Filters(msgspec.Struct, frozen=True):
     since_ms: int | None = None
     until_ms: int | None = None
 
-    def match(self, letter: DeadLetterV1) -> bool:
+    def match(self, letter: DeadLetterV2) -> bool:
         if self.tenant_id is not None and letter.message.tenant_id != self.tenant_id:
             return False
         if self.reason is not None:
@@ -60,8 +64,8 @@ class Filters(msgspec.Struct, frozen=True):
         return self.until_ms is None or letter.failed_at_ms < self.until_ms
 
 
-def replayed(letter: DeadLetterV1, now_ms: int) -> OutboundMessageV1:
-    m = letter.message
+def replayed(m: OutboundMessage, now_ms: int) -> OutboundMessage:
+    """The failed message `m` (opened from its dead letter) as a new message."""
     return msgspec.structs.replace(
         m,
         id=uuid.uuid5(_REPLAY, str(m.id)),
@@ -78,6 +82,8 @@ def replayed(letter: DeadLetterV1, now_ms: int) -> OutboundMessageV1:
 class Progress(msgspec.Struct):
     read: int = 0
     matched: int = 0
+    purged: int = 0
+    """Matched, but the content is past retention: cannot be replayed."""
     replayed: int = 0
 
 
@@ -89,6 +95,8 @@ async def replay(settings: Settings, filters: Filters, *, dry_run: bool, report_
     )  # fmt: skip
     producer = Producer(settings.kafka, names)
     progress = Progress()
+    pool = await create_pool(settings.database)
+    keys = ContentKeys(pool, settings.retention.content_days)
     await consumer.start()
     if not dry_run:
         await producer.start()
@@ -109,28 +117,39 @@ async def replay(settings: Settings, filters: Filters, *, dry_run: bool, report_
             for tp in remaining:
                 if tp not in ends and (highwater := consumer.highwater(tp)) is not None:
                     ends[tp] = highwater
-            out: list[Record] = []
-            now_ms = time.time_ns() // 1_000_000
+            matched: list[DeadLetterV2] = []
             for tp, records in batch.items():
                 for record in records:
                     if record.offset >= ends.get(tp, record.offset + 1):
                         continue
                     progress.read += 1
                     try:
-                        letter = _DECODER.decode(record.value or b"")
+                        letter = DEAD_LETTER_DECODER.decode(record.value or b"")
                     except msgspec.DecodeError:
                         continue
-                    if not filters.match(letter):
-                        continue
-                    progress.matched += 1
-                    m = replayed(letter, now_ms)
-                    out.append(Record(class_topic(m.category), message_key(m.tenant_id, m.to), ENCODER.encode(m)))
+                    if filters.match(letter):
+                        matched.append(letter)
+            progress.matched += len(matched)
+            await keys.load({letter.message.content_key for letter in matched})
+            now_ms = time.time_ns() // 1_000_000
+            fresh: list[OutboundMessage] = []
+            for letter in matched:
+                try:
+                    fresh.append(replayed(keys.open(letter.message), now_ms))
+                except ContentUnavailable:
+                    progress.purged += 1
             for tp in list(remaining):
                 if tp in ends and await consumer.position(tp) >= ends[tp]:
                     remaining.discard(tp)
-            if out and not dry_run:
-                await producer.send_many(out)
-                progress.replayed += len(out)
+            if fresh and not dry_run:
+                sealed = await keys.seal(fresh)
+                await producer.send_many(
+                    [
+                        Record(class_topic(m.category), message_key(m.tenant_id, m.to), ENCODER.encode(s))
+                        for m, s in zip(fresh, sealed, strict=True)
+                    ]
+                )
+                progress.replayed += len(fresh)
             if time.monotonic() - last_report >= report_every:
                 last_report = time.monotonic()
                 print(f"  read {progress.read:,}, matched {progress.matched:,} ...", file=sys.stderr, flush=True)
@@ -138,6 +157,7 @@ async def replay(settings: Settings, filters: Filters, *, dry_run: bool, report_
         await consumer.stop()
         if not dry_run:
             await producer.stop()
+        await pool.close()
     return progress
 
 
@@ -152,8 +172,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(settings: Settings, args: argparse.Namespace) -> None:
-    if not settings.kafka.bootstrap:
-        sys.exit("herald dlq needs HERALD_KAFKA_BOOTSTRAP")
+    if not settings.kafka.bootstrap or not settings.database.url:
+        sys.exit("herald dlq needs HERALD_KAFKA_BOOTSTRAP and HERALD_DATABASE_URL (content keys)")
     for name in ("since", "until"):
         value = getattr(args, name)
         if value is not None and value.tzinfo is None:
@@ -166,4 +186,8 @@ def run(settings: Settings, args: argparse.Namespace) -> None:
     )
     done = asyncio.run(replay(settings, filters, dry_run=args.dry_run))
     verb = "would replay" if args.dry_run else "replayed"
-    print(f"read {done.read:,} dead letters, {done.matched:,} matched, {verb} {done.matched:,}")
+    replayable = done.matched - done.purged
+    print(
+        f"read {done.read:,} dead letters, {done.matched:,} matched, {verb} {replayable:,},"
+        f" {done.purged:,} past content retention (not replayable)"
+    )

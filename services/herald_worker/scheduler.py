@@ -29,7 +29,7 @@ from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 
 from herald.domain.models import Category
-from herald.domain.records import OutboundMessageV1
+from herald.domain.records import OutboundMessage, SealedMessageV2
 
 PRIORITY: tuple[Category, ...] = (Category.AUTHENTICATION, Category.UTILITY, Category.MARKETING)
 
@@ -38,9 +38,11 @@ LaneKey = tuple[uuid.UUID, str]
 
 @dataclass(eq=False, slots=True)
 class Item:
-    message: OutboundMessageV1
+    message: OutboundMessage
     partition: Hashable
     offset: int
+    sealed: SealedMessageV2
+    """The record as read: what goes back on a topic (retry, dead letter) keeps this content."""
 
 
 @dataclass(slots=True)

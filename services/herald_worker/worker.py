@@ -15,10 +15,11 @@ from aiokafka.errors import KafkaError
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
 
 from herald import metrics
-from herald.domain.records import ENCODER, DeadLetterV1, OutboundMessageV1, message_key
+from herald.domain.records import ENCODER, DeadLetterV2, OutboundMessage, SealedMessageV2, message_key
 from herald.domain.status import Status
 from herald.kafka.producer import Producer, Record
 from herald.kafka.topics import DLQ, EVENTS, RETRY
+from herald.sealing import reseal
 from herald_worker.delivery import RETRIES_EXHAUSTED, Deliverer, Outcome
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,7 @@ class Processor:
         self._deliverer = deliverer
         self._producer = producer
 
-    async def deliver(self, message: OutboundMessageV1) -> Outcome:
+    async def deliver(self, message: OutboundMessage) -> Outcome:
         metrics.IN_FLIGHT.inc()
         try:
             return await self._deliverer.deliver(message)
@@ -45,17 +46,18 @@ class Processor:
                 await self._producer.send_many(records)
 
     @staticmethod
-    def records(message: OutboundMessageV1, outcome: Outcome) -> list[Record]:
+    def records(message: OutboundMessage, sealed: SealedMessageV2, outcome: Outcome) -> list[Record]:
+        """The outcome's records; `sealed` is the message as read, whose content they carry."""
         records = [Record(EVENTS, str(e.message_id).encode(), ENCODER.encode(e)) for e in outcome.events]
         if outcome.retry is not None:
             # Same key as the class topic: one recipient's retries stay in order on one partition.
             key = message_key(message.tenant_id, message.to)
-            records.append(Record(RETRY, key, ENCODER.encode(outcome.retry)))
+            records.append(Record(RETRY, key, ENCODER.encode(reseal(sealed, outcome.retry))))
         for e in outcome.events:
             if e.status is Status.FAILED:
                 reason = e.reason or "unknown"
                 kind = "retries_exhausted" if reason.endswith(RETRIES_EXHAUSTED) else "permanent"
                 metrics.DLQ_RECORDS.labels(kind).inc()
-                letter = DeadLetterV1(message=message, reason=reason, kind=kind, failed_at_ms=e.at_ms)
+                letter = DeadLetterV2(message=sealed, reason=reason, kind=kind, failed_at_ms=e.at_ms)
                 records.append(Record(DLQ, str(e.message_id).encode(), ENCODER.encode(letter)))
         return records

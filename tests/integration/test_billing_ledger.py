@@ -11,16 +11,18 @@ from typing import Any
 
 import asyncpg
 import msgspec
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from herald import metrics
 from herald.billing.period import Month
 from herald.billing.ratecards import Price, default_card
 from herald.db import billing
 from herald.domain.models import Category, Channel, KeyKind, Tier
-from herald.domain.records import ENCODER, OutboundMessageV1, StatusEventV1
+from herald.domain.records import ENCODER, OutboundMessage, StatusEventV1
 from herald.domain.status import Status
 from herald.kafka.producer import Producer, Record
 from herald.kafka.topics import EVENTS, Names, class_topic
+from herald.sealing import seal
 from herald.settings import Settings
 from herald_sinks.main import run_sinks
 from tests.integration.harness import Loop, Platform, wait_status_count
@@ -111,7 +113,7 @@ async def test_paid_live_messages_are_billed_once_free_and_test_keys_never(
 # --- replay and crash, with events produced directly ----------------------------------------------
 
 
-def _message(tenant_id: uuid.UUID, index: int, at_ms: int, **fields: Any) -> OutboundMessageV1:
+def _message(tenant_id: uuid.UUID, index: int, at_ms: int, **fields: Any) -> OutboundMessage:
     values: dict[str, Any] = {
         "id": uuid.uuid4(),
         "tenant_id": tenant_id,
@@ -129,22 +131,26 @@ def _message(tenant_id: uuid.UUID, index: int, at_ms: int, **fields: Any) -> Out
         "tier": Tier.ENTERPRISE,
         **fields,
     }
-    return OutboundMessageV1(**values)
+    return OutboundMessage(**values)
 
 
-def _delivered(message: OutboundMessageV1, at_ms: int) -> list[StatusEventV1]:
+def _delivered(message: OutboundMessage, at_ms: int) -> list[StatusEventV1]:
     return [
         StatusEventV1(message_id=message.id, tenant_id=message.tenant_id, status=Status.SENT, at_ms=at_ms),
         StatusEventV1(message_id=message.id, tenant_id=message.tenant_id, status=Status.DELIVERED, at_ms=at_ms + 1),
     ]
 
 
-async def _produce(settings: Settings, messages: list[OutboundMessageV1], events: list[StatusEventV1]) -> None:
+async def _produce(settings: Settings, messages: list[OutboundMessage], events: list[StatusEventV1]) -> None:
     producer = Producer(settings.kafka, Names(settings.kafka.topic_prefix))
     await producer.start()
     try:
         await producer.send_many(
-            [Record(class_topic(m.category), m.id.bytes, ENCODER.encode(m)) for m in messages]
+            # Sinks read envelopes only: any key seals the content here.
+            [
+                Record(class_topic(m.category), m.id.bytes, ENCODER.encode(seal(AESGCM(bytes(32)), 0, m)))
+                for m in messages
+            ]
             + [Record(EVENTS, str(e.message_id).encode(), ENCODER.encode(e)) for e in events]
         )
     finally:
@@ -225,7 +231,7 @@ async def test_rate_card_change_mid_month_prices_by_the_version_in_force(
     assert (by_id[irish.id]["rate_card_version"], by_id[irish.id]["unit_price_micros"]) == (2, 51_000)
 
 
-def _event(m: OutboundMessageV1, status: Status, at_ms: int, reason: str | None = None) -> StatusEventV1:
+def _event(m: OutboundMessage, status: Status, at_ms: int, reason: str | None = None) -> StatusEventV1:
     return StatusEventV1(message_id=m.id, tenant_id=m.tenant_id, status=status, at_ms=at_ms, reason=reason)
 
 

@@ -97,7 +97,7 @@ async def test_lost_receipt_ends_failed_by_the_deadline_sweep(settings: Settings
 async def test_failed_message_is_copied_to_the_dead_letter_topic(platform: Platform) -> None:
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    from herald.domain.records import DeadLetterV1
+    from herald.domain.records import DeadLetterV2
     from herald.kafka.topics import DLQ, contracts
 
     _, auth = await platform.tenant_with_key()
@@ -116,6 +116,11 @@ async def test_failed_message_is_copied_to_the_dead_letter_topic(platform: Platf
         batch = await consumer.getmany(timeout_ms=3000)
     finally:
         await consumer.stop()
-    letters = [msgspec.json.decode(r.value, type=DeadLetterV1) for records in batch.values() for r in records]
+    records = [r for records in batch.values() for r in records]
+    letters = [msgspec.json.decode(r.value, type=DeadLetterV2) for r in records]
     assert [(str(x.message.id), x.reason, x.kind) for x in letters] == [(failed.json()["id"], "opted_out", "permanent")]
     assert letters[0].message.reference == "r-1"
+    # The recipient and body are on the topic sealed only, in the key as in the value.
+    assert b"+447400120001" not in records[0].value
+    assert b"7400120001" not in (records[0].key or b"")
+    assert b"Your code" not in records[0].value

@@ -11,15 +11,15 @@ import msgspec
 
 from herald.db import messages as store
 from herald.domain.models import Category, Channel, KeyKind
-from herald.domain.records import OutboundMessageV1, StatusEventV1
+from herald.domain.records import OutboundMessage, StatusEventV1
 from herald.domain.status import Status
 
 T0 = 1_764_284_400_000
 TENANT = uuid.uuid4()
 
 
-def msg(mid: uuid.UUID) -> OutboundMessageV1:
-    return OutboundMessageV1(
+def msg(mid: uuid.UUID) -> OutboundMessage:
+    return OutboundMessage(
         id=mid, tenant_id=TENANT, key_kind=KeyKind.LIVE, channel=Channel.SMS, category=Category.UTILITY,
         template_name="t", template_language="en", template_version=1, to="+447400123456", country="GB",
         body="b", created_at_ms=T0, expires_at_ms=T0 + 60_000,

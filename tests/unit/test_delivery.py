@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 from herald.domain.models import Category, Channel, KeyKind
-from herald.domain.records import OutboundMessageV1
+from herald.domain.records import OutboundMessage
 from herald.domain.status import Status
 from herald_worker.delivery import Deliverer
 from herald_worker.providers.base import Accepted, PermanentError, RetryableError
@@ -14,8 +14,8 @@ from herald_worker.providers.sink import SinkProvider
 NOW = 1_764_284_400_000
 
 
-def message(kind: KeyKind = KeyKind.LIVE, expires_in_ms: int = 60_000) -> OutboundMessageV1:
-    return OutboundMessageV1(
+def message(kind: KeyKind = KeyKind.LIVE, expires_in_ms: int = 60_000) -> OutboundMessage:
+    return OutboundMessage(
         id=uuid.uuid4(), tenant_id=uuid.uuid4(), key_kind=kind, channel=Channel.SMS,
         category=Category.AUTHENTICATION, template_name="otp", template_language="en", template_version=1,
         to="+447400123456", country="GB", body="code 1", created_at_ms=NOW - 10, expires_at_ms=NOW + expires_in_ms,
@@ -31,7 +31,7 @@ class Scripted:
         self.outcomes = list(outcomes)
         self.calls = 0
 
-    async def send(self, m: OutboundMessageV1) -> Accepted:
+    async def send(self, m: OutboundMessage) -> Accepted:
         self.calls += 1
         outcome = self.outcomes.pop(0)
         if isinstance(outcome, Exception):

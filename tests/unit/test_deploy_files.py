@@ -70,7 +70,12 @@ def test_kubernetes_manifests_run_every_process_with_probes_resources_and_a_grac
                 (container,) = spec["containers"]
                 seen[container["args"][0]] = {"spec": spec, "container": container}
     assert set(seen) == PROCESSES
-    assert {("Service", "herald-api"), ("HorizontalPodAutoscaler", "herald-api"), ("Job", "herald-migrate")} <= kinds
+    assert {
+        ("Service", "herald-api"),
+        ("HorizontalPodAutoscaler", "herald-api"),
+        ("Job", "herald-migrate"),
+        ("CronJob", "herald-retention"),
+    } <= kinds
     for process, found in seen.items():
         container, spec = found["container"], found["spec"]
         assert container["livenessProbe"]["httpGet"]["path"] == "/healthz", process
@@ -79,6 +84,14 @@ def test_kubernetes_manifests_run_every_process_with_probes_resources_and_a_grac
         assert spec["terminationGracePeriodSeconds"] >= 30, process
         assert spec["securityContext"]["runAsNonRoot"] is True, process
         assert {"configMapRef", "secretRef"} <= {k for ref in container["envFrom"] for k in ref}, process
+
+
+def test_retention_runs_daily_as_the_retention_command() -> None:
+    (job,) = _documents(DEPLOY / "k8s" / "retention-cronjob.yaml")
+    (container,) = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    assert container["args"] == ["retention"]
+    assert "retention" in COMMANDS
+    assert len(job["spec"]["schedule"].split()) == 5
 
 
 def test_dockerfile_is_multi_stage_pinned_and_non_root() -> None:

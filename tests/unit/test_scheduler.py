@@ -5,12 +5,16 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
 from herald.domain.models import Category, Channel, KeyKind
-from herald.domain.records import OutboundMessageV1
+from herald.domain.records import OutboundMessage
+from herald.sealing import seal
 from herald_worker.offsets import OffsetTracker
 from herald_worker.scheduler import Item, Scheduler
 
 A, B = uuid.UUID(int=1), uuid.UUID(int=2)
+KEY = AESGCM(bytes(32))
 
 
 class Clock:
@@ -22,12 +26,12 @@ class Clock:
 
 
 def _item(tenant: uuid.UUID, to: str, category: Category, offset: int, partition: Any = "p0") -> Item:
-    message = OutboundMessageV1(
+    message = OutboundMessage(
         id=uuid.uuid4(), tenant_id=tenant, key_kind=KeyKind.LIVE, channel=Channel.SMS, category=category,
         template_name="t", template_language="en", template_version=1, to=to, country="GB", body="b",
         created_at_ms=0, expires_at_ms=1,
     )  # fmt: skip
-    return Item(message, partition, offset)
+    return Item(message, partition, offset, seal(KEY, 0, message))
 
 
 def _yes(_: uuid.UUID) -> bool:

@@ -6,8 +6,9 @@ import re
 from pathlib import Path
 
 import msgspec
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from herald.domain.records import DeadLetterV1, OutboundMessageV1, StatusEventV1
+from herald.domain.records import DeadLetterV2, SealedMessageV2, StatusEventV1
 from herald.kafka.topics import (
     BILLING_SINK_GROUP,
     CALLBACK_SINK_GROUP,
@@ -19,12 +20,14 @@ from herald.kafka.topics import (
     WORKER_GROUP,
     contracts,
 )
+from herald.sealing import open_with
 
 SCHEMAS: dict[str, type[msgspec.Struct]] = {
-    "herald.message.v1": OutboundMessageV1,
+    "herald.message.v2": SealedMessageV2,
     "herald.status.v1": StatusEventV1,
-    "herald.deadletter.v1": DeadLetterV1,
+    "herald.deadletter.v2": DeadLetterV2,
 }
+EXAMPLE_KEY = AESGCM(bytes(32))
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -35,6 +38,20 @@ def test_every_example_decodes_with_its_schema() -> None:
         assert msgspec.json.decode(msgspec.json.encode(decoded), type=schema) == decoded
         # Examples use only fields the schema has (no silently ignored keys).
         assert set(msgspec.json.decode(contract.example)) <= {*schema.__struct_fields__, "schema"}
+
+
+def test_message_examples_carry_content_sealed_only() -> None:
+    """No recipient or body in clear on any message topic, yet the content is all there."""
+    for contract in contracts():
+        decoded = msgspec.json.decode(contract.example, type=SCHEMAS[contract.schema])
+        sealed = decoded.message if isinstance(decoded, DeadLetterV2) else decoded
+        if not isinstance(sealed, SealedMessageV2):
+            continue
+        assert not {"to", "body"} & set(msgspec.json.decode(contract.example)), contract.name
+        opened = open_with(EXAMPLE_KEY, sealed)
+        assert opened.id == sealed.id
+        assert opened.to not in contract.example
+        assert opened.body not in contract.example
 
 
 def test_code_topics_and_contracts_agree() -> None:

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 import asyncpg
 import msgspec
 
-from herald.domain.records import OutboundMessageV1, StatusEventV1
+from herald.domain.records import MessageEnvelope, StatusEventV1
 from herald.domain.status import Status, fold
 
 
@@ -86,7 +86,7 @@ async def _duplicate_sends(
 
 
 async def apply_batch(
-    pool: asyncpg.Pool, messages: Sequence[OutboundMessageV1], events: Sequence[StatusEventV1]
+    pool: asyncpg.Pool, messages: Sequence[MessageEnvelope], events: Sequence[StatusEventV1]
 ) -> Applied:
     """Make the batch durable in one transaction (the caller commits offsets only after this)."""
     touched = list({*(m.id for m in messages), *(e.message_id for e in events)})

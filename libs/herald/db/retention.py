@@ -5,8 +5,10 @@
   is delivered again, as documented);
 - dead `callback_outbox` rows older than `dead_callback_days` (kept for inspection until then);
 - `retries_done` rows older than `claim_days` (longer than `herald.retry`'s retention, 7 days:
-  no record they guard can be read again).
-Messages, their events and the billing ledger are kept.
+  no record they guard can be read again);
+- `content_keys` of hours that ended more than `content_days` ago: every recipient and body
+  sealed in those hours becomes unreadable, on every topic and in every copy (`herald.sealing`).
+The message envelopes, the status projection and the billing ledger are kept.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from datetime import datetime, timedelta
 import asyncpg
 import msgspec
 
+from herald.db import content_keys
 from herald.domain.limits import WINDOW_SECONDS
+from herald.sealing import first_readable_hour
 
 
 class Purged(msgspec.Struct, frozen=True):
@@ -24,13 +28,17 @@ class Purged(msgspec.Struct, frozen=True):
     claims: int
     dead_callbacks: int
     retries: int = 0
+    content_hours: int = 0
+    """Hours of message content (recipients, bodies) made unreadable."""
 
 
 def _count(status: str) -> int:
     return int(status.rsplit(" ", 1)[-1])
 
 
-async def purge(pool: asyncpg.Pool, now: datetime, claim_days: int = 7, dead_callback_days: int = 30) -> Purged:
+async def purge(
+    pool: asyncpg.Pool, now: datetime, *, content_days: int, claim_days: int = 7, dead_callback_days: int = 30
+) -> Purged:
     recipients = await pool.execute(
         "DELETE FROM tenant_recipients WHERE last_sent_at <= $1", now - timedelta(seconds=WINDOW_SECONDS)
     )
@@ -42,6 +50,11 @@ async def purge(pool: asyncpg.Pool, now: datetime, claim_days: int = 7, dead_cal
     retries = await pool.execute(
         "DELETE FROM retries_done WHERE done_at < $1", now - timedelta(days=max(claim_days, 8))
     )
+    content = await content_keys.purge_before(pool, first_readable_hour(int(now.timestamp() * 1000), content_days))
     return Purged(
-        recipients=_count(recipients), claims=_count(claims), dead_callbacks=_count(dead), retries=_count(retries)
+        recipients=_count(recipients),
+        claims=_count(claims),
+        dead_callbacks=_count(dead),
+        retries=_count(retries),
+        content_hours=content,
     )

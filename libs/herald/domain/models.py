@@ -59,3 +59,5 @@ DEFAULT_TTL_SECONDS: dict[Category, int] = {
     Category.UTILITY: 24 * 3600,
     Category.MARKETING: 24 * 3600,
 }
+MAX_TTL_SECONDS = 7 * 24 * 3600
+"""The longest `ttl_seconds` a message may ask for; content retention must outlast it."""

@@ -8,6 +8,7 @@ Times are integer Unix milliseconds.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 
 import msgspec
@@ -16,8 +17,8 @@ from herald.domain.models import Category, Channel, KeyKind, Tier
 from herald.domain.status import Status
 
 
-class OutboundMessageV1(msgspec.Struct, frozen=True, tag="herald.message.v1", tag_field="schema"):
-    """A rendered message accepted by the API, waiting on its class topic for a worker."""
+class MessageEnvelope(msgspec.Struct, frozen=True, kw_only=True):
+    """What every stage may read about a message: everything but its recipient and body."""
 
     id: uuid.UUID
     tenant_id: uuid.UUID
@@ -27,9 +28,7 @@ class OutboundMessageV1(msgspec.Struct, frozen=True, tag="herald.message.v1", ta
     template_name: str
     template_language: str
     template_version: int
-    to: str
     country: str | None
-    body: str
     created_at_ms: int
     expires_at_ms: int
     verified_sender: bool = False
@@ -49,6 +48,31 @@ class OutboundMessageV1(msgspec.Struct, frozen=True, tag="herald.message.v1", ta
     """Set by `herald dlq replay`: the failed message this one re-sends."""
 
 
+class OutboundMessage(MessageEnvelope, frozen=True, kw_only=True):
+    """A rendered message with its recipient and body in clear: in memory only (the API before
+    it produces, the worker after it opened the record). Never written to a topic as is: see
+    `SealedMessageV2` and `herald.sealing`."""
+
+    to: str
+    body: str
+
+
+class SealedMessageV2(MessageEnvelope, frozen=True, kw_only=True, tag="herald.message.v2", tag_field="schema"):
+    """A message on a class topic or `herald.retry`: the envelope in clear (routing, status
+    projection, billing need it), the recipient and body sealed with the hour's content key.
+
+    v1 carried `to` and `body` in clear; it was retired before any deployment, so nothing
+    decodes it any more.
+    """
+
+    content_key: int
+    """The content key's hour (hours since the Unix epoch, UTC) in table `content_keys`. Once
+    `herald retention` deleted it, the content cannot be read by anyone, from any copy."""
+    content: bytes
+    """AES-256-GCM: 12-byte nonce, then the sealed msgpack `[to, body]`; the message id is the
+    associated data, so a sealed content cannot be moved to another message."""
+
+
 class StatusEventV1(msgspec.Struct, frozen=True, tag="herald.status.v1", tag_field="schema"):
     """One status transition of one message, on `herald.events` (keyed by message id)."""
 
@@ -61,22 +85,28 @@ class StatusEventV1(msgspec.Struct, frozen=True, tag="herald.status.v1", tag_fie
     provider_message_id: str | None = None
 
 
-class DeadLetterV1(msgspec.Struct, frozen=True, tag="herald.deadletter.v1", tag_field="schema"):
+class DeadLetterV2(msgspec.Struct, frozen=True, tag="herald.deadletter.v2", tag_field="schema"):
     """A message that failed in the worker, copied to `herald.dlq` with why, for inspection and
-    replay. Written in the same acknowledged produce as its `failed` event."""
+    replay. Written in the same acknowledged produce as its `failed` event. The message stays
+    sealed (v1 held it in clear): replaying needs its content key, so retention covers the DLQ."""
 
-    message: OutboundMessageV1
+    message: SealedMessageV2
     reason: str
     kind: str
     """`permanent` (the provider refused it) or `retries_exhausted` (transient errors persisted)."""
     failed_at_ms: int
 
 
-MESSAGE_DECODER = msgspec.json.Decoder(OutboundMessageV1)
+MESSAGE_DECODER = msgspec.json.Decoder(SealedMessageV2)
+DEAD_LETTER_DECODER = msgspec.json.Decoder(DeadLetterV2)
 EVENT_DECODER = msgspec.json.Decoder(StatusEventV1)
 ENCODER = msgspec.json.Encoder()
 
 
 def message_key(tenant_id: uuid.UUID, recipient: str) -> bytes:
-    """Tenant + recipient: keeps one recipient's messages in order on one partition."""
-    return f"{tenant_id}:{recipient}".encode()
+    """Tenant + a 16-bit bucket of the recipient: one recipient's messages always share a key, so
+    they stay in order on one partition, while the key (which is never sealed and outlives the
+    content key in every copy of the log) names one of 65,536 buckets, not a person: reversing
+    it gives every number in the bucket, millions per country."""
+    digest = hashlib.sha256(f"{tenant_id}:{recipient}".encode()).digest()
+    return f"{tenant_id}:{int.from_bytes(digest[:2], 'big'):04x}".encode()

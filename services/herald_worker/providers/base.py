@@ -6,7 +6,7 @@ from typing import Protocol
 
 import msgspec
 
-from herald.domain.records import OutboundMessageV1
+from herald.domain.records import OutboundMessage
 
 
 class Accepted(msgspec.Struct, frozen=True):
@@ -35,7 +35,7 @@ class PermanentError(Exception):
 class Provider(Protocol):
     name: str
 
-    async def send(self, message: OutboundMessageV1) -> Accepted:
+    async def send(self, message: OutboundMessage) -> Accepted:
         """Hand one message over. Raises RetryableError or PermanentError; never anything else."""
         ...
 

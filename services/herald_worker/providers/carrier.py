@@ -16,7 +16,7 @@ from collections.abc import Mapping
 import aiohttp
 import msgspec
 
-from herald.domain.records import OutboundMessageV1
+from herald.domain.records import OutboundMessage
 from herald_worker.providers.base import Accepted, PermanentError, RetryableError
 
 
@@ -60,7 +60,7 @@ class CarrierProvider:
             connector=aiohttp.TCPConnector(limit=max_connections),
         )
 
-    async def send(self, message: OutboundMessageV1) -> Accepted:
+    async def send(self, message: OutboundMessage) -> Accepted:
         payload = _SendRequest(
             to=message.to,
             channel=message.channel.value,
