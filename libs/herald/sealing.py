@@ -17,6 +17,7 @@ the command makes it unreadable for everyone else too (a stolen dump, a backup).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -92,13 +93,17 @@ class ContentKeys:
         self._retention_days = retention_days
         self._clock = clock
         self._keys: dict[int, AESGCM] = {}
+        self._creating = asyncio.Lock()
 
     async def seal(self, messages: Sequence[OutboundMessage]) -> list[SealedMessageV2]:
         """Seal under the current hour's key (one database round trip per hour per process)."""
         hour = hour_of(self._clock())
         aead = self._keys.get(hour)
         if aead is None:
-            aead = self._keys[hour] = AESGCM(await content_keys.ensure(self._pool, hour))
+            async with self._creating:  # one query per process, not one per waiting request
+                aead = self._keys.get(hour)
+                if aead is None:
+                    aead = self._keys[hour] = AESGCM(await content_keys.ensure(self._pool, hour))
         return [seal(aead, hour, m) for m in messages]
 
     async def load(self, hours: Iterable[int]) -> None:

@@ -28,7 +28,7 @@ from herald.db.templates import TemplateRow
 from herald.domain import recipients
 from herald.domain.limits import effective, recipient_hash
 from herald.domain.models import DEFAULT_TTL_SECONDS, Category, TemplateStatus
-from herald.domain.records import ENCODER, OutboundMessage, message_key
+from herald.domain.records import ENCODER, OutboundMessage, SealedMessageV2, message_key
 from herald.domain.templates import render
 from herald.errors import FieldError, Forbidden, HeraldError, InvalidRequest, NotFound, RateLimited, Unavailable
 from herald.ids import idempotent_id, uuid7
@@ -144,14 +144,17 @@ class Sender:
         ).daily_recipients
         if not messages:
             return []
+        # Sealed before any connection is held: sealing may need one (the hour's first message).
+        sealed = await self._seal(messages)
         if limit is None:
-            await self._produce(messages)
+            await self._produce(messages, sealed)
             return [m.id for m in messages]
         async with self._pool.acquire() as conn, conn.transaction():
             reservation = await recipient_store.reserve(
                 conn, tenant.id, [recipient_hash(tenant.id, m.to) for m in messages], limit, datetime.now(UTC)
             )
-            await self._produce([m for m, ok in zip(messages, reservation.admitted, strict=True) if ok])
+            admitted = [i for i, ok in enumerate(reservation.admitted) if ok]
+            await self._produce([messages[i] for i in admitted], [sealed[i] for i in admitted])
             # Leaving the block commits the reservation: only after the broker acknowledged.
         refused = RateLimited(
             f"the tenant's limit of {limit} unique recipients per rolling 24 h is reached",
@@ -161,12 +164,14 @@ class Sender:
         )
         return [m.id if ok else refused for m, ok in zip(messages, reservation.admitted, strict=True)]
 
-    async def _produce(self, messages: list[OutboundMessage]) -> None:
+    async def _seal(self, messages: list[OutboundMessage]) -> list[SealedMessageV2]:
         # The recipient and body never reach the broker in clear (herald.sealing).
         try:
-            sealed = await self._content_keys.seal(messages)
+            return await self._content_keys.seal(messages)
         except TRANSIENT_ERRORS as exc:  # only on the hour's first message, when the key is fetched
             raise Unavailable("the database did not answer; retry", code="database_unavailable", retry_after=1) from exc
+
+    async def _produce(self, messages: list[OutboundMessage], sealed: list[SealedMessageV2]) -> None:
         records = [
             Record(topic=class_topic(m.category), key=message_key(m.tenant_id, m.to), value=ENCODER.encode(s))
             for m, s in zip(messages, sealed, strict=True)

@@ -168,3 +168,14 @@ async def test_a_message_whose_content_cannot_be_opened_is_never_sent(platform: 
     assert failed["events"][-1]["detail"] == "content_unavailable"
     assert (await platform.wait_status(auth, str(stale.id), {"failed", "expired", "delivered"}))["status"] == "expired"
     assert platform.sim_sends() == {}
+
+
+async def test_the_hours_first_sends_fetch_one_key_without_starving_the_pool(platform: Platform) -> None:
+    """More concurrent first-of-the-hour sends than the API has connections, for a tenant with a
+    recipient limit (whose sends hold a connection while they produce): all accepted. Sealing
+    inside that transaction once deadlocked the pool here."""
+    _, auth = await platform.tenant_with_key(tier="standard")
+    await platform.template(auth)
+    pool_max = platform.settings.database.pool_max
+    answers = await asyncio.gather(*(platform.send(auth, to=f"+4474005{i:05d}") for i in range(3 * pool_max)))
+    assert [r.status_code for r in answers] == [202] * (3 * pool_max)
