@@ -31,6 +31,7 @@ from herald_api.controllers.templates import TemplateController
 from herald_api.ratelimit import KeyRateLimiter
 from herald_api.sending import Sender, TemplateCache
 from herald_api.services import Services
+from herald_api.strict import strict_body
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +108,7 @@ def create_app(settings: Settings) -> Litestar:
         exception_handlers=problems.HANDLERS,
         lifespan=[lifespan],
         request_max_body_size=settings.api.max_body_bytes,
+        before_request=strict_body,
         after_request=_add_security_headers,
         openapi_config=OpenAPIConfig(
             title="Herald API",

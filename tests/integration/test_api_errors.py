@@ -41,6 +41,7 @@ def _problem(r: Any, status: int, code: str, field: str | None = None) -> None:
         ({"channel": "whatsapp"}, 422, "channel_mismatch", "channel"),
         ({"surprise": True}, 422, "validation_failed", "surprise"),
         ({"ttl_seconds": 0}, 422, "validation_failed", "ttl_seconds"),
+        ({"ttl_seconds": "60"}, 422, "validation_failed", "ttl_seconds"),  # strict JSON: no lax coercion
         ({"params": {"code": "x" * 1001}}, 422, "params_invalid", "params.code"),
     ],
 )
@@ -51,6 +52,21 @@ async def test_bad_send_is_rejected_with_code_and_field(
     await api.template(auth)
     r = await api.http.post("/v1/messages", headers=auth, json={**GOOD, **change})
     _problem(r, status, code, field)
+
+
+async def test_every_body_is_strict_json(api: Platform) -> None:
+    """Not only sends: a string is not a boolean or a number anywhere in the API."""
+    r = await api.http.post(
+        "/v1/admin/tenants", headers=api.admin, json={"name": "A", "tier": "free", "verified": "true"}
+    )
+    _problem(r, 422, "validation_failed", "verified")
+    tenant = await api.tenant()
+    r = await api.http.patch(
+        f"/v1/admin/tenants/{tenant['id']}", headers=api.admin, json={"rate_limit_per_second": "50"}
+    )
+    _problem(r, 422, "validation_failed", "rate_limit_per_second")
+    r = await api.http.get(f"/v1/admin/tenants/{tenant['id']}", headers=api.admin)
+    assert r.json()["rate_limit_per_second"] is None  # nothing changed
 
 
 async def test_rejected_requests_change_nothing(platform: Platform) -> None:
