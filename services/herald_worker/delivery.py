@@ -10,6 +10,8 @@ Outcome taxonomy (decided by the provider adapter, acted on here):
   quota exhausted, or a Retry-After longer than `MAX_RETRY_AFTER_SECONDS`  -> straight to
       `herald.retry`, not before the time the provider named (tomorrow, for a daily quota)
   past its TTL (before any attempt) -> `expired`: never sent, never billed
+  content that cannot be opened (`herald.sealing`) -> `expired` if past its TTL, else `failed`
+      with `content_unavailable`: never sent
 
 Every call returns exactly one of: final-or-sent events, or a message to re-queue. So every
 message a worker commits past has a recorded outcome or is durably waiting on `herald.retry`.
@@ -32,8 +34,9 @@ from tenacity import (
 
 from herald import metrics
 from herald.domain.models import KeyKind
-from herald.domain.records import OutboundMessage, StatusEventV1
+from herald.domain.records import MessageEnvelope, OutboundMessage, StatusEventV1
 from herald.domain.status import Status
+from herald.sealing import CONTENT_UNAVAILABLE
 from herald_worker.providers.base import Accepted, PermanentError, Provider, RetryableError
 
 log = logging.getLogger(__name__)
@@ -87,7 +90,7 @@ class Deliverer:
         self._clock = clock
 
     def _event(
-        self, m: OutboundMessage, status: Status, reason: str | None = None, provider_id: str | None = None
+        self, m: MessageEnvelope, status: Status, reason: str | None = None, provider_id: str | None = None
     ) -> StatusEventV1:
         return StatusEventV1(
             message_id=m.id,
@@ -98,10 +101,25 @@ class Deliverer:
             provider_message_id=provider_id,
         )
 
+    def _expired(self, message: MessageEnvelope) -> Outcome | None:
+        if self._clock() < message.expires_at_ms:
+            return None
+        metrics.MESSAGES_FINAL.labels(Status.EXPIRED.value).inc()
+        return Outcome([self._event(message, Status.EXPIRED, "ttl_elapsed")])
+
+    def unreadable(self, message: MessageEnvelope, why: str) -> Outcome:
+        """The outcome of a message whose content could not be opened: it is never sent. Past
+        its TTL (the normal case: content retention outlasts every TTL) it expired; otherwise its
+        key was deleted early or the record does not authenticate."""
+        if (expired := self._expired(message)) is not None:
+            return expired
+        log.error("message content unreadable", extra={"message_id": str(message.id), "error": why})
+        metrics.MESSAGES_FINAL.labels(Status.FAILED.value).inc()
+        return Outcome([self._event(message, Status.FAILED, CONTENT_UNAVAILABLE)])
+
     async def deliver(self, message: OutboundMessage) -> Outcome:
-        if self._clock() >= message.expires_at_ms:
-            metrics.MESSAGES_FINAL.labels(Status.EXPIRED.value).inc()
-            return Outcome([self._event(message, Status.EXPIRED, "ttl_elapsed")])
+        if (expired := self._expired(message)) is not None:
+            return expired
         provider = self._test if message.key_kind is KeyKind.TEST else self._live
         try:
             accepted = await self._send_with_retries(provider, message)

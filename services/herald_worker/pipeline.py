@@ -41,12 +41,11 @@ from herald import metrics
 from herald.db import claims
 from herald.db.pool import until_written
 from herald.domain.models import Category
-from herald.domain.records import ENCODER, MESSAGE_DECODER, OutboundMessage, SealedMessageV2, StatusEventV1, message_key
-from herald.domain.status import Status
+from herald.domain.records import ENCODER, MESSAGE_DECODER, OutboundMessage, SealedMessageV2, message_key
 from herald.kafka.producer import Record
-from herald.kafka.topics import EVENTS, RETRY, WORKER_GROUP, Names, class_topic
+from herald.kafka.topics import RETRY, WORKER_GROUP, Names, class_topic
 from herald.runtime import until_stopped
-from herald.sealing import CONTENT_UNAVAILABLE, ContentKeys, ContentUnavailable, reseal
+from herald.sealing import ContentKeys, ContentUnavailable, reseal
 from herald.settings import WorkerSettings
 from herald_worker.offsets import OffsetTracker
 from herald_worker.pacing import TenantPacer, TenantRates
@@ -181,7 +180,7 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
             except ContentUnavailable as exc:
                 unreadable.append((sealed, tp, offset, str(exc)))
         if unreadable:
-            await self._settle_unreadable(unreadable, now_ms)
+            await self._settle_unreadable(unreadable)
         # Idempotency: a repeated request produced a second record with the same id; only the
         # record that claimed the id first is delivered (one delivery, one bill).
         sources = {
@@ -219,20 +218,11 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
                 self._tracker.finish(item.partition, item.offset)
         self._wake.set()
 
-    async def _settle_unreadable(
-        self, unreadable: list[tuple[SealedMessageV2, TopicPartition, int, str]], now_ms: int
-    ) -> None:
-        """A record whose content cannot be opened is never sent: `expired` if its TTL is over
-        (the normal case: retention outlasts every TTL), else `failed` (a key deleted early, or
-        a record that does not authenticate). No dead letter: there would be nothing to replay."""
-        events = []
-        for sealed, _, _, why in unreadable:
-            if now_ms >= sealed.expires_at_ms:
-                events.append(StatusEventV1(sealed.id, sealed.tenant_id, Status.EXPIRED, now_ms))
-            else:
-                log.error("message content unreadable", extra={"message_id": str(sealed.id), "error": why})
-                events.append(StatusEventV1(sealed.id, sealed.tenant_id, Status.FAILED, now_ms, CONTENT_UNAVAILABLE))
-        await self._processor.publish([Record(EVENTS, str(e.message_id).encode(), ENCODER.encode(e)) for e in events])
+    async def _settle_unreadable(self, unreadable: list[tuple[SealedMessageV2, TopicPartition, int, str]]) -> None:
+        """Messages whose content could not be opened get their final status (never sent)."""
+        await self._processor.publish(
+            [r for sealed, _, _, why in unreadable for r in self._processor.unreadable(sealed, why)]
+        )
         for _, tp, offset, _ in unreadable:
             self._tracker.finish(tp, offset)
 

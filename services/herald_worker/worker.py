@@ -45,10 +45,15 @@ class Processor:
             with attempt:
                 await self._producer.send_many(records)
 
+    def unreadable(self, sealed: SealedMessageV2, why: str) -> list[Record]:
+        """The records of a message whose content could not be opened: its final event only (a
+        dead letter would hold nothing to replay)."""
+        return _event_records(self._deliverer.unreadable(sealed, why))
+
     @staticmethod
     def records(message: OutboundMessage, sealed: SealedMessageV2, outcome: Outcome) -> list[Record]:
         """The outcome's records; `sealed` is the message as read, whose content they carry."""
-        records = [Record(EVENTS, str(e.message_id).encode(), ENCODER.encode(e)) for e in outcome.events]
+        records = _event_records(outcome)
         if outcome.retry is not None:
             # Same key as the class topic: one recipient's retries stay in order on one partition.
             key = message_key(message.tenant_id, message.to)
@@ -61,3 +66,7 @@ class Processor:
                 letter = DeadLetterV2(message=sealed, reason=reason, kind=kind, failed_at_ms=e.at_ms)
                 records.append(Record(DLQ, str(e.message_id).encode(), ENCODER.encode(letter)))
         return records
+
+
+def _event_records(outcome: Outcome) -> list[Record]:
+    return [Record(EVENTS, str(e.message_id).encode(), ENCODER.encode(e)) for e in outcome.events]

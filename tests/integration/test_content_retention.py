@@ -166,7 +166,8 @@ async def test_a_message_whose_content_cannot_be_opened_is_never_sent(platform: 
     failed = await platform.wait_status(auth, str(live.id), {"failed", "expired", "delivered"})
     assert failed["status"] == "failed"
     assert failed["events"][-1]["detail"] == "content_unavailable"
-    assert (await platform.wait_status(auth, str(stale.id), {"failed", "expired", "delivered"}))["status"] == "expired"
+    expired = await platform.wait_status(auth, str(stale.id), {"failed", "expired", "delivered"})
+    assert (expired["status"], expired["events"][-1]["detail"]) == ("expired", "ttl_elapsed")
     assert platform.sim_sends() == {}
 
 

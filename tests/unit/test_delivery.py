@@ -129,3 +129,13 @@ async def test_a_wait_past_the_ttl_is_cut_to_the_ttl_and_a_daily_quota_skips_in_
     assert live.calls == 1  # a Retry-After of hours is not waited out in process
     assert outcome.retry is not None
     assert outcome.retry.not_before_ms == NOW + 600_000  # then it expires, never sent late
+
+
+def test_unreadable_content_is_never_sent_and_expires_like_any_message_past_its_ttl() -> None:
+    live = Scripted()
+    d = deliverer(live)
+    (failed,) = d.unreadable(message(), "the content key was purged").events
+    (expired,) = d.unreadable(message(expires_in_ms=0), "the content key was purged").events
+    assert (failed.status, failed.reason) == (Status.FAILED, "content_unavailable")
+    assert (expired.status, expired.reason) == (Status.EXPIRED, "ttl_elapsed")
+    assert live.calls == 0
