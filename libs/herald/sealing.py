@@ -118,10 +118,9 @@ class ContentKeys:
                 self._keys[hour] = AESGCM(key)
 
     def open(self, sealed: SealedMessageV2) -> OutboundMessage:
-        """The message in clear, from keys `load` fetched. Raises ContentUnavailable."""
-        if sealed.content_key < first_readable_hour(self._clock(), self._retention_days):
-            raise ContentUnavailable("the content is past retention")
+        """The message in clear, from the keys `load` holds (never one past retention: `load`
+        forgets those and does not fetch them). Raises ContentUnavailable."""
         aead = self._keys.get(sealed.content_key)
         if aead is None:
-            raise ContentUnavailable("the content key was purged")
+            raise ContentUnavailable("the content is past retention or its key was purged")
         return open_with(aead, sealed)

@@ -180,3 +180,18 @@ async def test_the_hours_first_sends_fetch_one_key_without_starving_the_pool(pla
     pool_max = platform.settings.database.pool_max
     answers = await asyncio.gather(*(platform.send(auth, to=f"+4474005{i:05d}") for i in range(3 * pool_max)))
     assert [r.status_code for r in answers] == [202] * (3 * pool_max)
+
+
+async def test_a_process_stops_reading_content_once_past_retention_even_with_the_key_cached(
+    pool: asyncpg.Pool,
+) -> None:
+    now = [_now_ms()]
+    keys = ContentKeys(pool, 8, clock=lambda: now[0])
+    (sealed,) = await keys.seal([_message(str(uuid.uuid4()), created_at_ms=now[0])])
+    await keys.load([sealed.content_key])
+    assert keys.open(sealed).to == RECIPIENT
+    now[0] += 8 * DAY_MS + HOUR_MS  # the hour ended more than 8 days ago; `herald retention` has not run
+    await keys.load([sealed.content_key])
+    with pytest.raises(ContentUnavailable):
+        keys.open(sealed)
+    assert await pool.fetchval("SELECT count(*) FROM content_keys") == 1  # only the command deletes

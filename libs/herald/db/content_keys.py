@@ -1,4 +1,4 @@
-"""The content keys table (see migration 0007 and `herald.sealing`)."""
+"""The content keys table (see migration 0007 and `herald.sealing`; `db.retention` deletes)."""
 
 from __future__ import annotations
 
@@ -24,8 +24,3 @@ async def fetch(pool: asyncpg.Pool, hours: Collection[int]) -> dict[int, bytes]:
     rows = await pool.fetch("SELECT hour, key FROM content_keys WHERE hour = ANY($1::int[])", list(hours))
     return {r["hour"]: r["key"] for r in rows}
 
-
-async def purge_before(pool: asyncpg.Pool, hour: int) -> int:
-    """Delete the keys of every hour before `hour`; returns how many were deleted."""
-    status: str = await pool.execute("DELETE FROM content_keys WHERE hour < $1", hour)
-    return int(status.rsplit(" ", 1)[-1])

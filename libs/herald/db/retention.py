@@ -18,7 +18,6 @@ from datetime import datetime, timedelta
 import asyncpg
 import msgspec
 
-from herald.db import content_keys
 from herald.domain.limits import WINDOW_SECONDS
 from herald.sealing import first_readable_hour
 
@@ -50,11 +49,13 @@ async def purge(
     retries = await pool.execute(
         "DELETE FROM retries_done WHERE done_at < $1", now - timedelta(days=max(claim_days, 8))
     )
-    content = await content_keys.purge_before(pool, first_readable_hour(int(now.timestamp() * 1000), content_days))
+    content = await pool.execute(
+        "DELETE FROM content_keys WHERE hour < $1", first_readable_hour(int(now.timestamp() * 1000), content_days)
+    )
     return Purged(
         recipients=_count(recipients),
         claims=_count(claims),
         dead_callbacks=_count(dead),
         retries=_count(retries),
-        content_hours=content,
+        content_hours=_count(content),
     )
