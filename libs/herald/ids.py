@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
-import time
 import uuid
+
+from herald import clock
 
 
 def uuid7(now_ms: int | None = None) -> uuid.UUID:
     """48-bit Unix milliseconds, version 7, 74 random bits (with variant bits per RFC 9562)."""
-    ms = time.time_ns() // 1_000_000 if now_ms is None else now_ms
+    ms = clock.now_ms() if now_ms is None else now_ms
     rand = int.from_bytes(os.urandom(10), "big")
     value = (ms & ((1 << 48) - 1)) << 80
     value |= 0x7 << 76

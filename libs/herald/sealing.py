@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 from collections.abc import Callable, Iterable, Sequence
 
 import asyncpg
@@ -27,6 +26,7 @@ import msgspec
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from herald import clock
 from herald.db import content_keys
 from herald.domain.records import MessageEnvelope, OutboundMessage, SealedMessageV2
 
@@ -81,14 +81,10 @@ def open_with(aead: AESGCM, sealed: SealedMessageV2) -> OutboundMessage:
     return OutboundMessage(**_envelope(sealed), to=to, body=body)  # type: ignore[arg-type]
 
 
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 class ContentKeys:
     """The content keys one process uses, cached; backed by Postgres."""
 
-    def __init__(self, pool: asyncpg.Pool, retention_days: int, clock: Callable[[], int] = _now_ms) -> None:
+    def __init__(self, pool: asyncpg.Pool, retention_days: int, clock: Callable[[], int] = clock.now_ms) -> None:
         self._pool = pool
         self._retention_days = retention_days
         self._clock = clock

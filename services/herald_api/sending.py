@@ -9,7 +9,6 @@ acks are awaited once. If the broker does not acknowledge, nothing is reported a
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -19,7 +18,7 @@ import asyncpg
 import msgspec
 from aiokafka.errors import KafkaError
 
-from herald import metrics
+from herald import clock, metrics
 from herald.caches import TTLCache
 from herald.db import recipients as recipient_store
 from herald.db import templates
@@ -118,14 +117,14 @@ class Sender:
         )
 
     async def accept(self, principal: Principal, request: MessageCreate) -> uuid.UUID:
-        message = await self.prepare(principal, request, _now_ms())
+        message = await self.prepare(principal, request, clock.now_ms())
         (outcome,) = await self.accept_many(principal, [message])
         if isinstance(outcome, HeraldError):
             raise outcome
         return outcome
 
     async def accept_batch(self, principal: Principal, items: Sequence[Any]) -> list[Outcome]:
-        now_ms = _now_ms()
+        now_ms = clock.now_ms()
         outcomes: list[Outcome | OutboundMessage] = []
         for item in items:
             try:
@@ -186,7 +185,3 @@ class Sender:
             ) from exc
         for m in messages:
             metrics.MESSAGES_ACCEPTED.labels(m.category.value, m.channel.value).inc()
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000

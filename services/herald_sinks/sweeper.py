@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
 from aiokafka.errors import KafkaError
 
-from herald import metrics
+from herald import clock, metrics
 from herald.db import messages
 from herald.domain.records import ENCODER, StatusEventV1
 from herald.domain.status import Status
@@ -33,7 +32,7 @@ log = logging.getLogger(__name__)
 async def sweep_once(pool: asyncpg.Pool, producer: Producer, timeout_seconds: float, limit: int = 1000) -> int:
     older_than = datetime.now(UTC) - timedelta(seconds=timeout_seconds)
     overdue = await messages.awaiting_receipt(pool, older_than, limit)
-    now_ms = time.time_ns() // 1_000_000
+    now_ms = clock.now_ms()
     events = [
         StatusEventV1(message_id=mid, tenant_id=tid, status=Status.FAILED, at_ms=now_ms, reason="receipt_timeout")
         for mid, tid in overdue

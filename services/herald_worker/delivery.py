@@ -32,7 +32,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from herald import metrics
+from herald import clock, metrics
 from herald.domain.models import KeyKind
 from herald.domain.records import MessageEnvelope, OutboundMessage, StatusEventV1
 from herald.domain.status import Status
@@ -40,10 +40,6 @@ from herald.sealing import CONTENT_UNAVAILABLE
 from herald_worker.providers.base import Accepted, PermanentError, Provider, RetryableError
 
 log = logging.getLogger(__name__)
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 _BACKOFF = wait_exponential_jitter(multiplier=0.1, max=5.0, jitter=0.1)
@@ -81,7 +77,7 @@ class Deliverer:
         test: Provider,
         attempts: int,
         retry_delays_seconds: tuple[float, ...] = (),
-        clock: Callable[[], int] = _now_ms,
+        clock: Callable[[], int] = clock.now_ms,
     ) -> None:
         self._live = live
         self._test = test

@@ -37,7 +37,7 @@ import msgspec
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
-from herald import metrics
+from herald import clock, metrics
 from herald.db import claims
 from herald.db.pool import until_written
 from herald.domain.models import Category
@@ -53,10 +53,6 @@ from herald_worker.scheduler import PRIORITY, Item, Scheduler
 from herald_worker.worker import Processor
 
 log = logging.getLogger(__name__)
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -156,7 +152,7 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
         self._tracker.finish(item.partition, item.offset)
 
     async def _admit(self, batch: dict[TopicPartition, list[object]]) -> None:
-        now_ms = _now_ms()
+        now_ms = clock.now_ms()
         arrived: list[tuple[SealedMessageV2, TopicPartition, int]] = []
         for tp, records in batch.items():
             for record in records:
@@ -246,7 +242,7 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
         return item.partition.topic == self._retry_topic  # type: ignore[attr-defined, no-any-return]
 
     def _release_due(self) -> None:
-        now_ms = _now_ms()
+        now_ms = clock.now_ms()
         while self._held and self._held[0][0] <= now_ms:
             _, _, item = heapq.heappop(self._held)
             self._scheduler.add(item)
@@ -257,7 +253,7 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
         if (resting := self._scheduler.next_wakeup()) is not None:
             deadlines.append(resting - time.monotonic())
         if self._held:
-            deadlines.append((self._held[0][0] - _now_ms()) / 1000)
+            deadlines.append((self._held[0][0] - clock.now_ms()) / 1000)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), max(0.001, min(deadlines)))
 

@@ -34,6 +34,7 @@ from datetime import datetime
 import msgspec
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from herald import clock
 from herald.db.pool import create_pool
 from herald.domain.records import DEAD_LETTER_DECODER, ENCODER, DeadLetterV2, OutboundMessage, message_key
 from herald.kafka.producer import Producer, Record
@@ -131,7 +132,7 @@ async def replay(settings: Settings, filters: Filters, *, dry_run: bool, report_
                         matched.append(letter)
             progress.matched += len(matched)
             await keys.load({letter.message.content_key for letter in matched})
-            now_ms = time.time_ns() // 1_000_000
+            now_ms = clock.now_ms()
             fresh: list[OutboundMessage] = []
             for letter in matched:
                 try:

@@ -16,6 +16,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from herald import clock
 from herald.domain.models import Category, Channel, KeyKind
 from herald.domain.records import ENCODER, DeadLetterV2, OutboundMessage, SealedMessageV2
 from herald.kafka.producer import Producer, Record
@@ -27,10 +28,6 @@ from tests.integration.processes import env_for
 
 pytestmark = pytest.mark.integration
 RECIPIENT = "+447400123987"
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def _message(tenant_id: str, *, created_at_ms: int, ttl_ms: int = 600_000) -> OutboundMessage:
@@ -105,7 +102,7 @@ async def test_retention_command_purges_old_content_everywhere_and_keeps_the_led
         await asyncio.sleep(0.1)
 
     # A dead letter from 40 days ago, sealed under that hour's key (as the API did back then).
-    old_ms = _now_ms() - 40 * DAY_MS
+    old_ms = clock.now_ms() - 40 * DAY_MS
     old_hour = hour_of(old_ms)
     old_key = os.urandom(32)
     await pool.execute("INSERT INTO content_keys (hour, key) VALUES ($1, $2)", old_hour, old_key)
@@ -136,7 +133,7 @@ async def test_retention_command_purges_old_content_everywhere_and_keeps_the_led
     with pytest.raises(ContentUnavailable):
         after.open(old)
     # This hour's content is within retention and untouched.
-    assert await pool.fetchval("SELECT count(*) FROM content_keys WHERE hour = $1", hour_of(_now_ms())) == 1
+    assert await pool.fetchval("SELECT count(*) FROM content_keys WHERE hour = $1", hour_of(clock.now_ms())) == 1
     assert "2 matched, replayed 1, 1 past content retention" in _herald(
         settings, "dlq", "replay", "--tenant-id", tenant_id
     )
@@ -152,10 +149,10 @@ async def test_a_message_whose_content_cannot_be_opened_is_never_sent(platform: 
     settings = platform.settings
     tenant_id, auth = await platform.tenant_with_key()
     await platform.template(auth)
-    hour = hour_of(_now_ms()) - 72  # within retention, but no key was ever made for it here
+    hour = hour_of(clock.now_ms()) - 72  # within retention, but no key was ever made for it here
     unknown = AESGCM(os.urandom(32))
-    live = seal(unknown, hour, _message(tenant_id, created_at_ms=_now_ms()))
-    stale = seal(unknown, hour, _message(tenant_id, created_at_ms=_now_ms() - 2 * HOUR_MS))
+    live = seal(unknown, hour, _message(tenant_id, created_at_ms=clock.now_ms()))
+    stale = seal(unknown, hour, _message(tenant_id, created_at_ms=clock.now_ms() - 2 * HOUR_MS))
     producer = Producer(settings.kafka, Names(settings.kafka.topic_prefix))
     await producer.start()
     try:
@@ -185,7 +182,7 @@ async def test_the_hours_first_sends_fetch_one_key_without_starving_the_pool(pla
 async def test_a_process_stops_reading_content_once_past_retention_even_with_the_key_cached(
     pool: asyncpg.Pool,
 ) -> None:
-    now = [_now_ms()]
+    now = [clock.now_ms()]
     keys = ContentKeys(pool, 8, clock=lambda: now[0])
     (sealed,) = await keys.seal([_message(str(uuid.uuid4()), created_at_ms=now[0])])
     await keys.load([sealed.content_key])

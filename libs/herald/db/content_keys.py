@@ -23,4 +23,3 @@ async def fetch(pool: asyncpg.Pool, hours: Collection[int]) -> dict[int, bytes]:
     """The keys of those hours that still exist."""
     rows = await pool.fetch("SELECT hour, key FROM content_keys WHERE hour = ANY($1::int[])", list(hours))
     return {r["hour"]: r["key"] for r in rows}
-
