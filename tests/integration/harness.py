@@ -14,8 +14,11 @@ from typing import Any
 import asyncpg
 import httpx
 import uvicorn
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from litestar import Litestar
 
+from herald.kafka.producer import Producer, Record
+from herald.kafka.topics import Names, contracts
 from herald.settings import Settings
 from herald_api.app import create_app
 from herald_carrier_sim.app import create_app as create_sim
@@ -184,4 +187,52 @@ async def wait_status_count(
     deadline = time.monotonic() + deadline_s
     while (seen := await count_status(pool, status, tenant_id)) < n:
         assert time.monotonic() < deadline, f"{seen} of {n} {status}"
+        await asyncio.sleep(0.1)
+
+
+async def produce(settings: Settings, records: list[Record]) -> None:
+    """Produce records to the test's topics as a Herald process would (acknowledged)."""
+    producer = Producer(settings.kafka, Names(settings.kafka.topic_prefix))
+    await producer.start()
+    try:
+        await producer.send_many(records)
+    finally:
+        await producer.stop()
+
+
+async def read_records(settings: Settings, topics: list[str]) -> list[tuple[bytes, bytes]]:
+    """(key, value) of every record on those contract topics, read from the beginning."""
+    names = Names(settings.kafka.topic_prefix)
+    partitions = {c.name: c.partitions for c in contracts()}
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka.bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
+    consumer.assign([TopicPartition(names.topic(t), p) for t in topics for p in range(partitions[t])])
+    await consumer.start()
+    try:
+        found: list[tuple[bytes, bytes]] = []
+        while batch := await consumer.getmany(timeout_ms=1500):
+            found += [(r.key or b"", r.value or b"") for records in batch.values() for r in records]
+        return found
+    finally:
+        await consumer.stop()
+
+
+async def ledger(pool: asyncpg.Pool) -> list[dict[str, Any]]:
+    """The billing ledger, by message id."""
+    rows = await pool.fetch(
+        "SELECT message_id, tenant_id, channel, category, country, rate_card_version, unit_price_micros,"
+        " currency, billed_at FROM billing_records ORDER BY message_id"
+    )
+    return [dict(r) for r in rows]
+
+
+async def wait_ledger_rows(pool: asyncpg.Pool, n: int, deadline_s: float = 30.0) -> list[dict[str, Any]]:
+    """Until the ledger holds at least `n` rows; returns them."""
+    deadline = time.monotonic() + deadline_s
+    while True:
+        rows = await ledger(pool)
+        if len(rows) >= n:
+            return rows
+        assert time.monotonic() < deadline, f"ledger has {len(rows)} rows, expected {n}"
         await asyncio.sleep(0.1)

@@ -20,31 +20,13 @@ from herald.db import billing
 from herald.domain.models import Category, Channel, KeyKind, Tier
 from herald.domain.records import ENCODER, OutboundMessage, StatusEventV1
 from herald.domain.status import Status
-from herald.kafka.producer import Producer, Record
-from herald.kafka.topics import EVENTS, Names, class_topic
+from herald.kafka.producer import Record
+from herald.kafka.topics import EVENTS, class_topic
 from herald.sealing import seal
 from herald.settings import Settings
 from herald_sinks.main import run_sinks
-from tests.integration.harness import Loop, Platform, wait_status_count
+from tests.integration.harness import Loop, Platform, ledger, produce, wait_ledger_rows, wait_status_count
 from tests.integration.processes import env_for, spawn
-
-
-async def _ledger(pool: asyncpg.Pool) -> list[dict[str, Any]]:
-    rows = await pool.fetch(
-        "SELECT message_id, tenant_id, channel, category, country, rate_card_version, unit_price_micros,"
-        " currency, billed_at FROM billing_records ORDER BY message_id"
-    )
-    return [dict(r) for r in rows]
-
-
-async def _wait_rows(pool: asyncpg.Pool, n: int, deadline_s: float = 30.0) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + deadline_s
-    while True:
-        rows = await _ledger(pool)
-        if len(rows) >= n:
-            return rows
-        assert time.monotonic() < deadline, f"ledger has {len(rows)} rows, expected {n}"
-        await asyncio.sleep(0.1)
 
 
 def _price(channel: str, category: str, country: str) -> int:
@@ -81,9 +63,9 @@ async def test_paid_live_messages_are_billed_once_free_and_test_keys_never(
     for message_id, auth in zip(unbilled, (free, test_key), strict=True):
         await platform.wait_status(auth, message_id, {"delivered"})
 
-    rows = await _wait_rows(pool, 3)
+    rows = await wait_ledger_rows(pool, 3)
     await asyncio.sleep(0.5)  # anything else would have been written by now
-    rows = await _ledger(pool)
+    rows = await ledger(pool)
     assert sorted(str(r["message_id"]) for r in rows) == sorted(billed)
     by_id = {str(r["message_id"]): r for r in rows}
     expected = [
@@ -142,19 +124,12 @@ def _delivered(message: OutboundMessage, at_ms: int) -> list[StatusEventV1]:
 
 
 async def _produce(settings: Settings, messages: list[OutboundMessage], events: list[StatusEventV1]) -> None:
-    producer = Producer(settings.kafka, Names(settings.kafka.topic_prefix))
-    await producer.start()
-    try:
-        await producer.send_many(
-            # Sinks read envelopes only: any key seals the content here.
-            [
-                Record(class_topic(m.category), m.id.bytes, ENCODER.encode(seal(AESGCM(bytes(32)), 0, m)))
-                for m in messages
-            ]
-            + [Record(EVENTS, str(e.message_id).encode(), ENCODER.encode(e)) for e in events]
-        )
-    finally:
-        await producer.stop()
+    any_key = AESGCM(bytes(32))  # the sinks read envelopes only: any key seals the content here
+    await produce(
+        settings,
+        [Record(class_topic(m.category), m.id.bytes, ENCODER.encode(seal(any_key, 0, m))) for m in messages]
+        + [Record(EVENTS, str(e.message_id).encode(), ENCODER.encode(e)) for e in events],
+    )
 
 
 async def _tenant(pool: asyncpg.Pool) -> uuid.UUID:
@@ -176,7 +151,7 @@ async def test_replayed_events_and_a_second_sink_leave_the_ledger_unchanged(
     try:
         await asyncio.sleep(1.0)
         await _produce(settings, messages, [])
-        first = await _wait_rows(pool, 300)
+        first = await wait_ledger_rows(pool, 300)
         # The same events again (a producer retry, a replayed topic), and a second sink process
         # competing for the partitions.
         second_sinks = Loop(settings, run_sinks)
@@ -186,7 +161,7 @@ async def test_replayed_events_and_a_second_sink_leave_the_ledger_unchanged(
         await second_sinks.stop()
     finally:
         await sinks.stop()
-    assert await _ledger(pool) == first
+    assert await ledger(pool) == first
     assert {r["message_id"] for r in first} == {m.id for m in messages}
     assert await pool.fetchval("SELECT count(*) FROM billing_pending") == 0
 
@@ -221,7 +196,7 @@ async def test_rate_card_change_mid_month_prices_by_the_version_in_force(
     await _produce(settings, [*old, *new, irish], events)
     sinks = Loop(settings, run_sinks)
     try:
-        rows = await _wait_rows(pool, 11)
+        rows = await wait_ledger_rows(pool, 11)
     finally:
         await sinks.stop()
     by_id = {r["message_id"]: r for r in rows}
@@ -261,14 +236,14 @@ async def test_billable_rule_and_reconciliation_catch_every_kind_of_difference(
     await _produce(settings, messages, events)
     sinks = Loop(settings, run_sinks)
     try:
-        rows = await _wait_rows(pool, 3)
+        rows = await wait_ledger_rows(pool, 3)
         # The late receipt comes after the sweep's `failed` has been projected.
         await asyncio.sleep(1.0)
         await _produce(settings, [], [_event(timed_out, Status.DELIVERED, now_ms + 20)])
         await asyncio.sleep(2.0)
     finally:
         await sinks.stop()
-    rows = await _ledger(pool)
+    rows = await ledger(pool)
     assert {r["message_id"] for r in rows} == {sms.id, read_only.id, email.id}
     email_row = next(r for r in rows if r["message_id"] == email.id)
     assert (email_row["country"], email_row["unit_price_micros"]) == (None, _price("email", "utility", "*"))
@@ -312,17 +287,17 @@ async def test_sinks_sigkilled_mid_batch_bill_every_message_exactly_once(
     second = None
     try:
         deadline = time.monotonic() + 60
-        while len(await _ledger(pool)) < n // 10:
+        while len(await ledger(pool)) < n // 10:
             assert first.poll() is None, log.read_text()[-2000:]
             assert time.monotonic() < deadline, "the billing sink made no progress"
             await asyncio.sleep(0.02)
         first.send_signal(signal.SIGKILL)
         first.wait()
-        at_kill = len(await _ledger(pool))
+        at_kill = len(await ledger(pool))
         assert at_kill < n, "the kill came too late to prove anything"
 
         second = spawn("sinks", env, log)
-        rows = await _wait_rows(pool, n, deadline_s=120)
+        rows = await wait_ledger_rows(pool, n, deadline_s=120)
         # Reconciliation reads the status projection, a separate consumer group that may still be
         # behind the ledger: compare once it has caught up, as the month-end run does.
         await wait_status_count(pool, n, deadline_s=120)

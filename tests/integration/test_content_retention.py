@@ -5,26 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
-import sys
-import time
 import uuid
 
 import asyncpg
 import msgspec
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from herald import clock
 from herald.domain.models import Category, Channel, KeyKind
 from herald.domain.records import ENCODER, DeadLetterV2, OutboundMessage, SealedMessageV2
-from herald.kafka.producer import Producer, Record
-from herald.kafka.topics import DLQ, MESSAGE_TOPICS, Names, class_topic, contracts
+from herald.kafka.producer import Record
+from herald.kafka.topics import DLQ, MESSAGE_TOPICS, class_topic
 from herald.sealing import DAY_MS, HOUR_MS, ContentKeys, ContentUnavailable, hour_of, seal
-from herald.settings import Settings
-from tests.integration.harness import Platform, wait_status_count
-from tests.integration.processes import env_for
+from tests.integration.harness import Platform, ledger, produce, read_records, wait_ledger_rows, wait_status_count
+from tests.integration.processes import run_cli
 
 pytestmark = pytest.mark.integration
 RECIPIENT = "+447400123987"
@@ -39,39 +34,12 @@ def _message(tenant_id: str, *, created_at_ms: int, ttl_ms: int = 600_000) -> Ou
     )  # fmt: skip
 
 
-async def _read_all(settings: Settings, topics: list[str]) -> list[tuple[bytes, bytes]]:
-    """(key, value) of every record on those topics."""
-    names = Names(settings.kafka.topic_prefix)
-    partitions = {c.name: c.partitions for c in contracts()}
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka.bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
-    )
-    consumer.assign([TopicPartition(names.topic(t), p) for t in topics for p in range(partitions[t])])
-    await consumer.start()
-    try:
-        found: list[tuple[bytes, bytes]] = []
-        while batch := await consumer.getmany(timeout_ms=1500):
-            found += [(r.key or b"", r.value or b"") for records in batch.values() for r in records]
-        return found
-    finally:
-        await consumer.stop()
-
-
-def _herald(settings: Settings, *argv: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "herald.cli", *argv],
-        env=env_for(settings), capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    return done.stdout
-
-
 async def test_recipients_and_bodies_reach_the_broker_sealed_only(platform: Platform, pool: asyncpg.Pool) -> None:
     _, auth = await platform.tenant_with_key()
     await platform.template(auth)
     sent = await platform.send(auth, to=RECIPIENT)
     await platform.wait_status(auth, sent.json()["id"], {"delivered"})
-    records = await _read_all(platform.settings, [*MESSAGE_TOPICS, DLQ])
+    records = await read_records(platform.settings, [*MESSAGE_TOPICS, DLQ])
     assert len(records) == 1
     key, value = records[0]
     for clear in (RECIPIENT.encode(), RECIPIENT[1:].encode(), b"Your code is 123456"):
@@ -96,10 +64,7 @@ async def test_retention_command_purges_old_content_everywhere_and_keeps_the_led
     await platform.wait_status(auth, delivered, {"delivered"})
     await platform.wait_status(auth, failed, {"failed"})
     await wait_status_count(pool, 1, "delivered", tenant_id)
-    deadline = time.monotonic() + 30
-    while (ledger := await pool.fetchval("SELECT count(*) FROM billing_records")) < 1:
-        assert time.monotonic() < deadline, "the delivered message was never billed"
-        await asyncio.sleep(0.1)
+    billed = await wait_ledger_rows(pool, 1)
 
     # A dead letter from 40 days ago, sealed under that hour's key (as the API did back then).
     old_ms = clock.now_ms() - 40 * DAY_MS
@@ -108,22 +73,17 @@ async def test_retention_command_purges_old_content_everywhere_and_keeps_the_led
     await pool.execute("INSERT INTO content_keys (hour, key) VALUES ($1, $2)", old_hour, old_key)
     old = seal(AESGCM(old_key), old_hour, _message(tenant_id, created_at_ms=old_ms))
     letter = DeadLetterV2(message=old, reason="opted_out", kind="permanent", failed_at_ms=old_ms + 1000)
-    producer = Producer(settings.kafka, Names(settings.kafka.topic_prefix))
-    await producer.start()
-    try:
-        await producer.send_many([Record(DLQ, str(old.id).encode(), ENCODER.encode(letter))])
-    finally:
-        await producer.stop()
+    await produce(settings, [Record(DLQ, str(old.id).encode(), ENCODER.encode(letter))])
 
     # Before: a process that does not enforce the window itself (a year's retention) can read it.
     lenient = ContentKeys(pool, 365)
     await lenient.load([old_hour])
     assert lenient.open(old).to == RECIPIENT
-    assert "2 matched, would replay 1, 1 past content retention" in _herald(
+    assert "2 matched, would replay 1, 1 past content retention" in run_cli(
         settings, "dlq", "replay", "--tenant-id", tenant_id, "--dry-run"
     )
 
-    out = _herald(settings, "retention")
+    out = run_cli(settings, "retention")
     assert "1 hours of message content (older than 30 days)" in out, out
 
     # After: the old hour's key is gone, so nobody can open that content, from any copy.
@@ -134,11 +94,11 @@ async def test_retention_command_purges_old_content_everywhere_and_keeps_the_led
         after.open(old)
     # This hour's content is within retention and untouched.
     assert await pool.fetchval("SELECT count(*) FROM content_keys WHERE hour = $1", hour_of(clock.now_ms())) == 1
-    assert "2 matched, replayed 1, 1 past content retention" in _herald(
+    assert "2 matched, replayed 1, 1 past content retention" in run_cli(
         settings, "dlq", "replay", "--tenant-id", tenant_id
     )
     # The ledger and the status projection are kept.
-    assert await pool.fetchval("SELECT count(*) FROM billing_records") == ledger
+    assert await ledger(pool) == billed
     view = (await platform.http.get(f"/v1/messages/{delivered}", headers=auth)).json()
     assert view["status"] == "delivered"
 
@@ -153,13 +113,8 @@ async def test_a_message_whose_content_cannot_be_opened_is_never_sent(platform: 
     unknown = AESGCM(os.urandom(32))
     live = seal(unknown, hour, _message(tenant_id, created_at_ms=clock.now_ms()))
     stale = seal(unknown, hour, _message(tenant_id, created_at_ms=clock.now_ms() - 2 * HOUR_MS))
-    producer = Producer(settings.kafka, Names(settings.kafka.topic_prefix))
-    await producer.start()
-    try:
-        topic = class_topic(Category.AUTHENTICATION)
-        await producer.send_many([Record(topic, m.id.bytes, ENCODER.encode(m)) for m in (live, stale)])
-    finally:
-        await producer.stop()
+    topic = class_topic(Category.AUTHENTICATION)
+    await produce(settings, [Record(topic, m.id.bytes, ENCODER.encode(m)) for m in (live, stale)])
     failed = await platform.wait_status(auth, str(live.id), {"failed", "expired", "delivered"})
     assert failed["status"] == "failed"
     assert failed["events"][-1]["detail"] == "content_unavailable"

@@ -191,10 +191,7 @@ async def test_provider_outage_loses_nothing_and_drains_without_a_retry_storm(
 
 
 async def test_dead_letters_are_replayed_selectively_once_and_delivered(settings: Settings) -> None:
-    import subprocess
-    import sys
-
-    from tests.integration.processes import env_for
+    from tests.integration.processes import run_cli
 
     platform = await Platform(settings).start()
     try:
@@ -212,13 +209,9 @@ async def test_dead_letters_are_replayed_selectively_once_and_delivered(settings
         await asyncio.sleep(4)  # the outage is over
 
         def replay(*flags: str) -> str:
-            done = subprocess.run(
-                [sys.executable, "-m", "herald.cli", "dlq", "replay", "--tenant-id", tenant_a,
-                 "--reason", "provider_unavailable*", *flags],
-                env=env_for(settings), capture_output=True, text=True, timeout=60, check=False,
-            )  # fmt: skip
-            assert done.returncode == 0, done.stderr
-            return done.stdout
+            return run_cli(
+                settings, "dlq", "replay", "--tenant-id", tenant_a, "--reason", "provider_unavailable*", *flags
+            )
 
         assert "5 dead letters, 3 matched, would replay 3" in replay("--dry-run")
         await asyncio.sleep(1.0)
