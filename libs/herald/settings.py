@@ -7,6 +7,7 @@ test fixture) and the result is passed down; nothing reads `os.environ` at impor
 from __future__ import annotations
 
 import functools
+import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,7 +18,8 @@ import msgspec.inspect
 
 from herald.domain.models import MAX_TTL_SECONDS
 
-MIN_CONTENT_DAYS = -(-MAX_TTL_SECONDS // 86_400) + 1
+MIN_CONTENT_DAYS = math.ceil(MAX_TTL_SECONDS / 86_400) + 1
+"""The longest TTL in days, plus one: content must outlast every message that may still be sent."""
 
 
 class DatabaseSettings(msgspec.Struct, frozen=True):
