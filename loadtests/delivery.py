@@ -29,7 +29,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 
-from loadtests import wrk
+from loadtests import cpu, wrk
 from loadtests.stack import bench_stack, require_wrk
 
 SIM_SCRIPT = """
@@ -106,8 +106,9 @@ async def _count(conn: asyncpg.Connection, category: str, status: str | None = N
     )
 
 
-async def sustained(client: Client, dsn: str, seconds: int, warmup: int = 15) -> tuple[float, int]:
-    """Delivered msg/s over `seconds` after `warmup`, with the queue kept fed."""
+async def sustained(client: Client, dsn: str, seconds: int, warmup: int = 15) -> tuple[float, int, str]:
+    """Delivered msg/s over `seconds` after `warmup`, with the queue kept fed; and where the CPU
+    went in that window (per process group, per delivered message)."""
     conn = await asyncpg.connect(dsn)
     feeder_conn = await asyncpg.connect(dsn)  # one connection per task: asyncpg's are not shared
     accepted = 0
@@ -127,15 +128,16 @@ async def sustained(client: Client, dsn: str, seconds: int, warmup: int = 15) ->
         await asyncio.sleep(warmup)
         # Every class counts: the rest of the marketing backlog fills whatever utility leaves.
         total = "SELECT count(*) FROM messages WHERE status = 'delivered'"
-        start_count, started = int(await conn.fetchval(total)), time.monotonic()
+        start_count, started, cpu_before = int(await conn.fetchval(total)), time.monotonic(), cpu.snapshot()
         await asyncio.sleep(seconds)
-        end_count, elapsed = int(await conn.fetchval(total)), time.monotonic() - started
+        end_count, elapsed, cpu_after = int(await conn.fetchval(total)), time.monotonic() - started, cpu.snapshot()
     finally:
         stop.set()
         await feeder
         await conn.close()
         await feeder_conn.close()
-    return (end_count - start_count) / elapsed, accepted
+    delivered = end_count - start_count
+    return delivered / elapsed, accepted, cpu.report(cpu.spent(cpu_before, cpu_after), elapsed, delivered)
 
 
 async def priority(client: Client, dsn: str, backlog: int, otp_seconds: int) -> dict[str, float]:
@@ -209,10 +211,11 @@ def main() -> None:
                       f"accepted -> sent p50 {p['p50_ms']:.0f} ms, p99 {p['p99_ms']:.0f} ms, "
                       f"worst {p['worst_ms']:.0f} ms; marketing still queued at the end: "
                       f"{p['marketing_left']:,.0f}")  # fmt: skip
-                rate, accepted = await sustained(client, stack.database_url, args.seconds)
+                rate, accepted, cpu_report = await sustained(client, stack.database_url, args.seconds)
                 print(f"sustained: {rate:,.0f} msg/s accepted -> delivered over {args.seconds} s "
                       f"({accepted:,} accepted); ratio to the carrier-sim ceiling "
                       f"{rate / ceiling.rps:.2f}")  # fmt: skip
+                print(f"CPU in the sustained window, by process:\n{cpu_report}")
             finally:
                 await client.close()
 

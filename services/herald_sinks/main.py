@@ -53,7 +53,13 @@ async def run_sinks(settings: Settings, stop: asyncio.Event) -> None:
         consumer = make_consumer(settings.kafka, names, group, topics)
         await consumer.start()
         consumers.append(consumer)
-        loops.append(ConsumerLoop(consumer, handler, names, group=group, max_records=settings.sinks.batch_max_records))
+        loops.append(
+            ConsumerLoop(
+                consumer, handler, names, group=group, max_records=settings.sinks.batch_max_records,
+                batch_wait_seconds=settings.sinks.batch_wait_seconds,
+                commit_interval_seconds=settings.sinks.commit_interval_seconds,
+            )
+        )  # fmt: skip
     tasks = [asyncio.create_task(loop.run()) for loop in loops]
     try:
         await until_stopped(asyncio.gather(*tasks), stop)

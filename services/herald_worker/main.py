@@ -35,7 +35,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     consumer = None
     try:
         # Subscribed once the pipeline exists: it is the rebalance listener.
-        consumer = make_consumer(settings.kafka, names, WORKER_GROUP, ())
+        consumer = make_consumer(settings.kafka, names, WORKER_GROUP, (), partition_fetch_bytes=w.fetch_partition_bytes)
         pipeline = Pipeline(consumer, names, processor, pool, w, ContentKeys(pool, settings.retention.content_days))
         consumer.subscribe([names.topic(t) for t in (*MESSAGE_TOPICS, RETRY)], listener=pipeline)
         await consumer.start()

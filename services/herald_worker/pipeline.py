@@ -86,6 +86,7 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
         self._horizon_ms: dict[object, int] = {}
         """Per tenant: when its next deferred message may go (deferrals are spread at its rate)."""
         self._paused: set[TopicPartition] = set()
+        self._full: set[Category] = set()
         self._stopping = asyncio.Event()
 
     # --- the three loops ----------------------------------------------------------------------
@@ -271,7 +272,14 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
         higher_backlog = False
         for category in PRIORITY:
             partitions = by_class[category]
-            if higher_backlog or self._scheduler.buffered[category] >= self._settings.buffer_per_class:
+            # Hysteresis: a full class resumes only once half its buffer is spent, not at the
+            # first free place (each pause drops the partitions' prefetch; see consumer.py).
+            buffered = self._scheduler.buffered[category]
+            if buffered >= self._settings.buffer_per_class:
+                self._full.add(category)
+            elif buffered <= self._settings.buffer_per_class // 2:
+                self._full.discard(category)
+            if higher_backlog or category in self._full:
                 pause.update(partitions)
             higher_backlog = higher_backlog or any(self._unfetched(tp) > 0 for tp in partitions)
         if len(self._held) >= self._settings.retry_hold_max:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 
 from herald.domain.models import Category, Channel, KeyKind
@@ -57,6 +58,21 @@ async def test_transient_errors_are_retried_then_succeed() -> None:
     events = (await deliverer(live).deliver(message())).events
     assert live.calls == 3
     assert [e.status for e in events] == [Status.SENT]
+
+
+async def test_the_first_failure_is_waited_out_like_any_other() -> None:
+    # The first attempt runs outside tenacity (fast path): its failure must still be followed by
+    # the provider's Retry-After before attempt 2, and count against the attempt budget.
+    live = Scripted(RetryableError("throttled", 0.2), Accepted("p-3"))
+    started = time.monotonic()
+    events = (await deliverer(live, attempts=2).deliver(message())).events
+    assert time.monotonic() - started >= 0.2  # a sleep never ends early: a lower bound cannot flake
+    assert (live.calls, [e.status for e in events]) == (2, [Status.SENT])
+    budget = Scripted(RetryableError("throttled", 0.0), RetryableError("throttled", 0.0), Accepted("never"))
+    assert [e.reason for e in (await deliverer(budget, attempts=2).deliver(message())).events] == [
+        "throttled_retries_exhausted"
+    ]
+    assert budget.calls == 2
 
 
 async def test_permanent_error_fails_at_once_with_reason() -> None:
