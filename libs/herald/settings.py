@@ -108,6 +108,9 @@ class SinkSettings(msgspec.Struct, frozen=True):
     pile up into fewer, larger transactions and broker fetches (a trickle of small batches cost
     the broker and Postgres about a third more per message on the 2-core bench). The status
     projection and callbacks lag by at most this much more."""
+    fetch_max_wait_ms: int = 100
+    """The sinks' broker long-poll (the worker keeps `kafka.fetch_max_wait_ms`, 20 ms, for OTPs:
+    Tansu does not answer a waiting fetch early when records arrive)."""
     commit_interval_seconds: float = 1.0
     """Offsets are committed at most this often; a crash replays what was handled since, which
     the idempotent sinks absorb."""
