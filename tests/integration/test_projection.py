@@ -57,6 +57,20 @@ async def test_every_arrival_order_and_replays_end_the_same(pool: asyncpg.Pool) 
         assert await pool.fetchval("SELECT count(*) FROM message_events WHERE message_id = $1", mid) == 3
 
 
+async def test_repeats_inside_one_batch_are_applied_once_and_the_first_record_wins(pool: asyncpg.Pool) -> None:
+    # An idempotent send repeated by a client puts one id on the class topic twice, and a replay
+    # can put an event twice into one fetch: one statement over arrays must take each once.
+    mid = uuid.uuid4()
+    first, second = msg(mid), msgspec.structs.replace(msg(mid), reference="the repeat")
+    sent = StatusEventV1(message_id=mid, tenant_id=TENANT, status=Status.SENT, at_ms=T0 + 10, provider_message_id="p1")
+    again = msgspec.structs.replace(sent, provider_message_id="p2")
+    await store.apply_batch(pool, [first, second], [sent, again, ev(mid, Status.DELIVERED, 20)])
+    assert await status_of(pool, mid) == "delivered"
+    assert await pool.fetchval("SELECT reference FROM messages WHERE id = $1", mid) is None
+    rows = await pool.fetch("SELECT status, provider_message_id FROM message_events WHERE message_id = $1", mid)
+    assert sorted((r["status"], r["provider_message_id"]) for r in rows) == [("delivered", None), ("sent", "p1")]
+
+
 async def test_concurrent_sinks_on_message_and_events_agree(pool: asyncpg.Pool) -> None:
     """Two sink processes apply a message row and its events at the same moment."""
     mids = [uuid.uuid4() for _ in range(200)]

@@ -100,37 +100,46 @@ async def apply_batch(
             touched,
         )
         if messages:
-            await conn.executemany(
+            # One statement over arrays, not a row-by-row executemany (several times cheaper for
+            # the server and the driver). The first record of an id wins, as it did row by row.
+            rows = list({m.id: m for m in reversed(messages)}.values())
+            await conn.execute(
                 "INSERT INTO messages (id, tenant_id, key_kind, channel, category, template_name,"
                 " template_language, template_version, country, reference, status, created_at, expires_at, tier,"
-                " replay_of) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'accepted', $11, $12, $13, $14)"
+                " replay_of) SELECT id, tenant_id, key_kind, channel, category, template_name, template_language,"
+                " template_version, country, reference, 'accepted', created_at, expires_at, tier, replay_of"
+                " FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],"
+                " $8::int[], $9::text[], $10::text[], $11::timestamptz[], $12::timestamptz[], $13::text[], $14::uuid[])"
+                " AS r(id, tenant_id, key_kind, channel, category, template_name, template_language, template_version,"
+                " country, reference, created_at, expires_at, tier, replay_of)"
                 " ON CONFLICT (id) DO NOTHING",
-                [
-                    (
-                        m.id,
-                        m.tenant_id,
-                        m.key_kind.value,
-                        m.channel.value,
-                        m.category.value,
-                        m.template_name,
-                        m.template_language,
-                        m.template_version,
-                        m.country,
-                        m.reference,
-                        _ts(m.created_at_ms),
-                        _ts(m.expires_at_ms),
-                        m.tier.value if m.tier is not None else None,
-                        m.replay_of,
-                    )
-                    for m in messages
-                ],
+                [m.id for m in rows],
+                [m.tenant_id for m in rows],
+                [m.key_kind.value for m in rows],
+                [m.channel.value for m in rows],
+                [m.category.value for m in rows],
+                [m.template_name for m in rows],
+                [m.template_language for m in rows],
+                [m.template_version for m in rows],
+                [m.country for m in rows],
+                [m.reference for m in rows],
+                [_ts(m.created_at_ms) for m in rows],
+                [_ts(m.expires_at_ms) for m in rows],
+                [m.tier.value if m.tier is not None else None for m in rows],
+                [m.replay_of for m in rows],
             )
         duplicates = 0
         if events:
-            await conn.executemany(
+            unique = list({(e.message_id, e.status): e for e in reversed(events)}.values())
+            await conn.execute(
                 "INSERT INTO message_events (message_id, status, at, reason, provider_message_id)"
-                " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (message_id, status) DO NOTHING",
-                [(e.message_id, e.status.value, _ts(e.at_ms), e.reason, e.provider_message_id) for e in events],
+                " SELECT * FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::text[], $5::text[])"
+                " ON CONFLICT (message_id, status) DO NOTHING",
+                [e.message_id for e in unique],
+                [e.status.value for e in unique],
+                [_ts(e.at_ms) for e in unique],
+                [e.reason for e in unique],
+                [e.provider_message_id for e in unique],
             )
             duplicates = await _duplicate_sends(conn, events)
         return Applied(await _recompute(conn, touched), duplicates)
@@ -161,7 +170,12 @@ async def _recompute(conn: asyncpg.pool.PoolConnectionProxy[asyncpg.Record], ids
             at_ms = max((at for at, s in history if s is status), default=int(created_at.timestamp() * 1000))
             transitions.append(Transition(category, status, max(0.0, at_ms / 1000 - created_at.timestamp())))
     if changes:
-        await conn.executemany("UPDATE messages SET status = $2, updated_at = now() WHERE id = $1", changes)
+        await conn.execute(
+            "UPDATE messages m SET status = c.status, updated_at = now()"
+            " FROM unnest($1::uuid[], $2::text[]) AS c(id, status) WHERE m.id = c.id",
+            [c[0] for c in changes],
+            [c[1] for c in changes],
+        )
     return transitions
 
 
