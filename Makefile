@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install tools wrk run test unit integration lint typecheck check lock clean bench-e2e bench-ingest bench-billing bench-delivery
+.PHONY: install tools wrk run test unit integration lint typecheck check lock clean bench-e2e bench-ingest bench-billing bench-delivery bench-broker
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -60,6 +60,9 @@ bench-ingest: install wrk
 
 bench-delivery: install wrk
 	$(BIN)/python -m loadtests.delivery
+
+bench-broker: install
+	$(BIN)/python -m loadtests.broker
 
 bench-billing: install
 	$(BIN)/python -m loadtests.billing

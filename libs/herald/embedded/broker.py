@@ -30,6 +30,11 @@ class EmbeddedBroker:
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    @property
+    def pid(self) -> int | None:
+        """The broker's process id while it runs (benchmarks measure its CPU)."""
+        return None if self._process is None else self._process.pid
+
     def start(self, timeout: float = 15.0) -> None:
         url = f"tcp://127.0.0.1:{self.port}"
         argv = [
