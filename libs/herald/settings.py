@@ -67,6 +67,11 @@ class WorkerSettings(msgspec.Struct, frozen=True):
     throughput (loadtests/RESULTS.md)."""
     batch_max_records: int = 200
     """Records per fetch: small enough that the fetch loop comes round often for an OTP."""
+    outcome_linger_ms: int = 20
+    """How long the worker's producer gathers outcome records (`sent` events, retries, dead
+    letters) into one batch per partition. Off the OTP's clock: `sent` is stamped when the
+    provider answers and the provider slot is already free. Larger batches on `herald.events`
+    cut the broker's CPU per message by ~20% on the bench (2 ms: 360 µs, 20 ms: 285 µs)."""
     fetch_partition_bytes: int = 128 * 1024
     """Prefetched per partition per fetch (~300 messages). aiokafka drops a partition's prefetch
     when it is paused, and priority pauses lower classes often: with the 1 MiB default the

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+import msgspec
 from litestar import Litestar
 
 from herald.db.pool import create_pool
@@ -26,10 +27,10 @@ from herald_worker.worker import Processor
 async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     """Deliver until `stop` is set, then drain within `worker.drain_seconds`."""
     names = Names(settings.kafka.topic_prefix)
-    producer = Producer(settings.kafka, names)
+    w = settings.worker
+    producer = Producer(msgspec.structs.replace(settings.kafka, linger_ms=w.outcome_linger_ms), names)
     await producer.start()
     pool = await create_pool(settings.database)
-    w = settings.worker
     live = CarrierProvider(w.provider_url, w.provider_timeout_seconds, w.provider_connections)
     processor = Processor(Deliverer(live, SinkProvider(), w.provider_attempts, w.retry_delays_seconds), producer)
     consumer = None
