@@ -21,7 +21,8 @@ def _group(process: psutil.Process) -> str | None:
     if process.pid == os.getpid():
         return "load generator"
     if "herald.cli" in argv:
-        return argv[argv.index("herald.cli") + 1] if argv.index("herald.cli") + 1 < len(argv) else "herald"
+        command = argv[argv.index("herald.cli") + 1 :]
+        return command[0] if command else "herald"
     name = os.path.basename(argv[0]) if argv else ""
     if "tansu" in name:
         return "broker"

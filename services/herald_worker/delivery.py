@@ -36,6 +36,7 @@ from herald import clock, metrics
 from herald.domain.models import KeyKind
 from herald.domain.records import MessageEnvelope, OutboundMessage, StatusEventV1
 from herald.domain.status import Status
+from herald.retrying import retried
 from herald.sealing import CONTENT_UNAVAILABLE
 from herald_worker.providers.base import Accepted, PermanentError, Provider, RetryableError
 
@@ -152,29 +153,15 @@ class Deliverer:
         return Outcome([self._event(message, Status.FAILED, f"{exc.reason}{RETRIES_EXHAUSTED}")])
 
     async def _send_with_retries(self, provider: Provider, message: OutboundMessage) -> Accepted:
-        # The first attempt runs outside tenacity: nearly every send succeeds first time, and an
-        # AsyncRetrying per message was ~12% of the worker's CPU (py-spy, loadtests/RESULTS.md).
-        # Only a failure enters tenacity, which replays it as attempt 1, so the schedule (waits,
-        # Retry-After, the attempt budget) is exactly tenacity's.
-        try:
-            return await self._attempt(provider, message)
-        except RetryableError as exc:
-            if self._attempts <= 1 or not _retry_in_process(exc):
-                raise
-            first: RetryableError | None = exc
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self._attempts),
-            wait=provider_wait,
-            retry=retry_if_exception(_retry_in_process),
-            reraise=True,
+        return await retried(
+            lambda: self._attempt(provider, message),
+            lambda: AsyncRetrying(
+                stop=stop_after_attempt(self._attempts),
+                wait=provider_wait,
+                retry=retry_if_exception(_retry_in_process),
+                reraise=True,
+            ),
         )
-        async for attempt in retrying:
-            with attempt:
-                if first is not None:
-                    failed, first = first, None
-                    raise failed
-                return await self._attempt(provider, message)
-        raise AssertionError("unreachable: tenacity reraises")
 
     @staticmethod
     async def _attempt(provider: Provider, message: OutboundMessage) -> Accepted:

@@ -8,7 +8,6 @@ worker stops, leaving the offset uncommitted for the next owner).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from aiokafka.errors import KafkaError
@@ -19,6 +18,7 @@ from herald.domain.records import ENCODER, DeadLetterV2, OutboundMessage, Sealed
 from herald.domain.status import Status
 from herald.kafka.producer import Producer, Record
 from herald.kafka.topics import DLQ, EVENTS, RETRY
+from herald.retrying import retried
 from herald.sealing import reseal
 from herald_worker.delivery import RETRIES_EXHAUSTED, Deliverer, Outcome
 
@@ -38,19 +38,13 @@ class Processor:
             metrics.IN_FLIGHT.dec()
 
     async def publish(self, records: list[Record]) -> None:
-        # Tenacity only once the broker refused: an AsyncRetrying per message costs CPU on the
-        # hot path for nothing when (nearly always) the first produce is acknowledged.
-        try:
-            await self._producer.send_many(records)
-            return
-        except (TimeoutError, KafkaError):
-            pass  # retried below, from the first attempt (aiokafka already backed off)
-        async for attempt in AsyncRetrying(
-            retry=retry_if_exception_type((KafkaError, asyncio.TimeoutError)),
-            wait=wait_exponential_jitter(multiplier=0.2, max=5.0, jitter=0.2),
-        ):
-            with attempt:
-                await self._producer.send_many(records)
+        await retried(
+            lambda: self._producer.send_many(records),
+            lambda: AsyncRetrying(
+                retry=retry_if_exception_type((KafkaError, TimeoutError)),
+                wait=wait_exponential_jitter(multiplier=0.2, max=5.0, jitter=0.2),
+            ),
+        )
 
     def unreadable(self, sealed: SealedMessageV2, why: str) -> list[Record]:
         """The records of a message whose content could not be opened: its final event only (a

@@ -54,62 +54,50 @@ def batches(sizes: list[int]) -> list[Batch]:
 
 
 class Counting:
-    """The handler: counts records, and says when `expected` were handled."""
+    """The handler: counts records, notes what was committed when each batch arrived, and says
+    when `expected` records were handled."""
 
-    def __init__(self, expected: int) -> None:
+    def __init__(self, consumer: ScriptedConsumer, expected: int) -> None:
+        self.consumer = consumer
         self.expected = expected
         self.handled = 0
+        self.committed_on_arrival: list[int] = []
         self.done = asyncio.Event()
 
     async def __call__(self, batch: Batch) -> None:
+        self.committed_on_arrival.append(max((c[TP] for c in self.consumer.commits), default=0))
         self.handled += sum(map(len, batch.values()))
         if self.handled >= self.expected:
             self.done.set()
 
 
-async def run_until_handled(loop: ConsumerLoop, handler: Counting) -> None:
+async def run(sizes: list[int], max_records: int, **options: float) -> tuple[ScriptedConsumer, Counting]:
+    """A ConsumerLoop over batches of `sizes`, stopped once every record was handled."""
+    consumer = ScriptedConsumer(batches(sizes))
+    handler = Counting(consumer, sum(sizes))
+    loop = ConsumerLoop(consumer, handler, Names(), group="g", max_records=max_records, **options)  # type: ignore[arg-type]
     task = asyncio.create_task(loop.run())
     await asyncio.wait_for(handler.done.wait(), 5)
     loop.stop()
     await asyncio.wait_for(task, 5)
+    return consumer, handler
 
 
 async def test_commits_are_batched_by_interval_and_the_last_offsets_are_committed_on_stop() -> None:
-    consumer = ScriptedConsumer(batches([10] * 20))
-    handler = Counting(200)
-    loop = ConsumerLoop(
-        consumer,  # type: ignore[arg-type]
-        handler,
-        Names(),
-        group="herald-sinks-status",
-        max_records=10,
-        commit_interval_seconds=3600,
-    )
-    await run_until_handled(loop, handler)
+    consumer, _ = await run([10] * 20, max_records=10, commit_interval_seconds=3600)
     # The interval never elapsed: no commit per batch, one on stop, past the last handled record.
     assert consumer.commits == [{TP: 200}]
 
 
 async def test_without_an_interval_every_batch_is_committed_after_its_handler() -> None:
-    consumer = ScriptedConsumer(batches([5, 5, 5]))
-    handler = Counting(15)
-    loop = ConsumerLoop(consumer, handler, Names(), group="g", max_records=5)  # type: ignore[arg-type]
-    await run_until_handled(loop, handler)
+    consumer, handler = await run([5, 5, 5], max_records=5)
     assert consumer.commits == [{TP: 5}, {TP: 10}, {TP: 15}]
+    # When each batch reached the handler, nothing of it was committed yet.
+    assert handler.committed_on_arrival == [0, 5, 10]
 
 
 async def test_a_short_batch_is_followed_by_the_batch_wait_and_a_full_one_is_not() -> None:
-    consumer = ScriptedConsumer(batches([10, 3, 10]))
-    handler = Counting(23)
-    loop = ConsumerLoop(
-        consumer,  # type: ignore[arg-type]
-        handler,
-        Names(),
-        group="g",
-        max_records=10,
-        batch_wait_seconds=0.3,
-    )
-    await run_until_handled(loop, handler)
+    consumer, _ = await run([10, 3, 10], max_records=10, batch_wait_seconds=0.3)
     first, second, third = consumer.fetched_at[:3]
     assert second - first < 0.3  # after a full batch: straight on
     assert third - second >= 0.3  # after a short one: the wait (a lower bound, it cannot flake)

@@ -101,8 +101,8 @@ async def apply_batch(
         )
         if messages:
             # One statement over arrays, not a row-by-row executemany (several times cheaper for
-            # the server and the driver). The first record of an id wins, as it did row by row.
-            rows = list({m.id: m for m in reversed(messages)}.values())
+            # the server and the driver). DO NOTHING lets the first row of a repeated id win, in
+            # one statement as it did row by row.
             await conn.execute(
                 "INSERT INTO messages (id, tenant_id, key_kind, channel, category, template_name,"
                 " template_language, template_version, country, reference, status, created_at, expires_at, tier,"
@@ -113,33 +113,32 @@ async def apply_batch(
                 " AS r(id, tenant_id, key_kind, channel, category, template_name, template_language, template_version,"
                 " country, reference, created_at, expires_at, tier, replay_of)"
                 " ON CONFLICT (id) DO NOTHING",
-                [m.id for m in rows],
-                [m.tenant_id for m in rows],
-                [m.key_kind.value for m in rows],
-                [m.channel.value for m in rows],
-                [m.category.value for m in rows],
-                [m.template_name for m in rows],
-                [m.template_language for m in rows],
-                [m.template_version for m in rows],
-                [m.country for m in rows],
-                [m.reference for m in rows],
-                [_ts(m.created_at_ms) for m in rows],
-                [_ts(m.expires_at_ms) for m in rows],
-                [m.tier.value if m.tier is not None else None for m in rows],
-                [m.replay_of for m in rows],
+                [m.id for m in messages],
+                [m.tenant_id for m in messages],
+                [m.key_kind.value for m in messages],
+                [m.channel.value for m in messages],
+                [m.category.value for m in messages],
+                [m.template_name for m in messages],
+                [m.template_language for m in messages],
+                [m.template_version for m in messages],
+                [m.country for m in messages],
+                [m.reference for m in messages],
+                [_ts(m.created_at_ms) for m in messages],
+                [_ts(m.expires_at_ms) for m in messages],
+                [m.tier.value if m.tier is not None else None for m in messages],
+                [m.replay_of for m in messages],
             )
         duplicates = 0
         if events:
-            unique = list({(e.message_id, e.status): e for e in reversed(events)}.values())
             await conn.execute(
                 "INSERT INTO message_events (message_id, status, at, reason, provider_message_id)"
                 " SELECT * FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::text[], $5::text[])"
                 " ON CONFLICT (message_id, status) DO NOTHING",
-                [e.message_id for e in unique],
-                [e.status.value for e in unique],
-                [_ts(e.at_ms) for e in unique],
-                [e.reason for e in unique],
-                [e.provider_message_id for e in unique],
+                [e.message_id for e in events],
+                [e.status.value for e in events],
+                [_ts(e.at_ms) for e in events],
+                [e.reason for e in events],
+                [e.provider_message_id for e in events],
             )
             duplicates = await _duplicate_sends(conn, events)
         return Applied(await _recompute(conn, touched), duplicates)

@@ -8,6 +8,7 @@ from typing import TypeVar
 import asyncpg
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
 
+from herald.retrying import retried
 from herald.settings import DatabaseSettings
 
 Pool = asyncpg.Pool
@@ -25,14 +26,14 @@ async def until_written(write: Callable[[], Awaitable[T]]) -> T:
     For sinks, whose batch must not be skipped: they either write it or are stopped with the
     batch uncommitted (the next owner replays it). Data errors propagate at once.
     """
-    async for attempt in AsyncRetrying(
-        retry=retry_if_exception_type(TRANSIENT_ERRORS),
-        wait=wait_exponential_jitter(multiplier=0.1, max=5.0, jitter=0.1),
-        reraise=True,
-    ):
-        with attempt:
-            return await write()
-    raise AssertionError("unreachable: tenacity re-raises")
+    return await retried(
+        write,
+        lambda: AsyncRetrying(
+            retry=retry_if_exception_type(TRANSIENT_ERRORS),
+            wait=wait_exponential_jitter(multiplier=0.1, max=5.0, jitter=0.1),
+            reraise=True,
+        ),
+    )
 
 
 async def create_pool(settings: DatabaseSettings) -> Pool:

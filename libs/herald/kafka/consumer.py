@@ -134,8 +134,9 @@ class ConsumerLoop:
 async def drain(loop: ConsumerLoop, task: asyncio.Task[None], deadline_seconds: float) -> None:
     """Stop fetching, let the current batch finish and commit; cancel it past the deadline.
 
-    A cancelled batch is not committed: its records are replayed by the next owner, which is
-    safe because every effect is idempotent on the message id.
+    A cancelled batch is not committed, nor is what was handled since the last commit (see
+    `commit_interval_seconds`): those records are replayed by the next owner, which is safe
+    because every effect is idempotent on the message id.
     """
     loop.stop()
     try:
