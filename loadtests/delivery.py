@@ -29,7 +29,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 
-from loadtests import cpu, wrk
+from loadtests import batches, cpu, wrk
 from loadtests.stack import bench_stack, require_wrk
 
 SIM_SCRIPT = """
@@ -42,6 +42,8 @@ request = function()
 end
 """
 
+
+STORED_TOPICS = ["herald.messages.marketing", "herald.messages.utility", "herald.events"]
 
 _RANGE = {"update": "74", "promo": "75", "otp": "77"}  # UK mobile ranges: one per class, 1M numbers each
 
@@ -216,6 +218,8 @@ def main() -> None:
                       f"({accepted:,} accepted); ratio to the carrier-sim ceiling "
                       f"{rate / ceiling.rps:.2f}")  # fmt: skip
                 print(f"CPU in the sustained window, by process:\n{cpu_report}")
+                stored = await batches.report(stack.bootstrap, STORED_TOPICS)
+                print(f"stored on the broker at the end (its fetch cost grows with batches):\n{stored}")
             finally:
                 await client.close()
 

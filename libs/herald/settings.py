@@ -54,6 +54,12 @@ class ApiSettings(msgspec.Struct, frozen=True):
     key_requests_per_second: float = 2000.0
     """HTTP requests per API key per API process (429 + Retry-After beyond); 0 turns it off."""
     template_cache_seconds: float = 5.0
+    receipt_linger_ms: int = 50
+    """How long the producer of receipt events (`delivered`, `read`, `failed` from providers)
+    gathers records into one batch per partition. Accepting messages keeps the 2 ms linger of
+    `kafka.linger_ms`: a client waits for that ack, while a provider's webhook can wait 50 ms.
+    Fewer, larger batches on `herald.events` are what the broker's fetch cost grows with
+    (on the embedded broker, every stored batch is listed on every fetch: loadtests/RESULTS.md)."""
     allow_private_callbacks: bool = False
     """Production refuses callback URLs that resolve to private, loopback or link-local addresses
     (SSRF). `herald dev` and the tests turn this on to call back to localhost."""
@@ -67,11 +73,13 @@ class WorkerSettings(msgspec.Struct, frozen=True):
     throughput (loadtests/RESULTS.md)."""
     batch_max_records: int = 200
     """Records per fetch: small enough that the fetch loop comes round often for an OTP."""
-    outcome_linger_ms: int = 20
+    outcome_linger_ms: int = 100
     """How long the worker's producer gathers outcome records (`sent` events, retries, dead
     letters) into one batch per partition. Off the OTP's clock: `sent` is stamped when the
-    provider answers and the provider slot is already free. Larger batches on `herald.events`
-    cut the broker's CPU per message by ~20% on the bench (2 ms: 360 µs, 20 ms: 285 µs)."""
+    provider answers and the provider slot is already free; what waits is the offset commit,
+    and what is in hand stays bounded (`Pipeline`). Larger batches on `herald.events` are what
+    the broker's fetch cost depends on: with the API's receipt linger, 100 ms instead of 20 ms
+    halved the broker's CPU per message on the bench (loadtests/RESULTS.md)."""
     fetch_partition_bytes: int = 128 * 1024
     """Prefetched per partition per fetch (~300 messages). aiokafka drops a partition's prefetch
     when it is paused, and priority pauses lower classes often: with the 1 MiB default the

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import msgspec
 from aiokafka.errors import KafkaError
 from litestar import Litestar, Request, Response
 from litestar.datastructures import State
@@ -55,13 +56,18 @@ def create_app(settings: Settings) -> Litestar:
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         pool = await create_pool(settings.database)
         producer = Producer(settings.kafka, names)
+        receipt_producer = Producer(
+            msgspec.structs.replace(settings.kafka, linger_ms=settings.api.receipt_linger_ms), names
+        )
         await producer.start()
+        await receipt_producer.start()
         template_cache = TemplateCache(pool, settings.api.template_cache_seconds)
         app.state.services = Services(
             settings=settings,
             names=names,
             pool=pool,
             producer=producer,
+            receipt_producer=receipt_producer,
             authenticator=KeyAuthenticator(
                 pool, settings.api.auth_cache_seconds, KeyRateLimiter(settings.api.key_requests_per_second)
             ),
@@ -71,6 +77,7 @@ def create_app(settings: Settings) -> Litestar:
         try:
             yield
         finally:
+            await receipt_producer.stop()
             await producer.stop()
             await pool.close()
 

@@ -76,7 +76,9 @@ async def _publish(svc: Services, receipts: list[ReceiptIn]) -> None:
         for r in receipts
     ]  # fmt: skip
     try:
-        await svc.producer.send_many([Record(EVENTS, str(e.message_id).encode(), ENCODER.encode(e)) for e in events])
+        await svc.receipt_producer.send_many(
+            [Record(EVENTS, str(e.message_id).encode(), ENCODER.encode(e)) for e in events]
+        )
     except KafkaError as exc:
         # The provider retries receipts it could not deliver: answering 503 keeps the receipt.
         raise Unavailable("queue unavailable", code="broker_unavailable", retry_after=1) from exc
