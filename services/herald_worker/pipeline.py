@@ -5,7 +5,7 @@
   in a timer heap until their `not_before_ms`. Fetching is bounded: a class whose waiting
   messages reach `buffer_per_class` is paused, and **lower classes are paused while a higher
   class has records on the broker not yet fetched**, so a marketing backlog never stands between
-  the broker and an OTP. A tenant whose waiting messages exceed ~`tenant_buffer_seconds` of its
+  the broker and an OTP (`pauses.py`). A tenant whose waiting messages exceed ~`tenant_buffer_seconds` of its
   rate has the excess deferred to `herald.retry` (not before its turn would come), so one slow
   tenant cannot fill the buffer and stall the partitions every other tenant shares.
 * **Dispatch** hands the scheduler's next message to the processor while fewer than
@@ -49,6 +49,7 @@ from herald.sealing import ContentKeys, ContentUnavailable, reseal
 from herald.settings import WorkerSettings
 from herald_worker.offsets import OffsetTracker
 from herald_worker.pacing import TenantPacer, TenantRates
+from herald_worker.pauses import PausePolicy
 from herald_worker.scheduler import PRIORITY, Item, Scheduler
 from herald_worker.worker import Processor
 
@@ -86,7 +87,9 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
         self._horizon_ms: dict[object, int] = {}
         """Per tenant: when its next deferred message may go (deferrals are spread at its rate)."""
         self._paused: set[TopicPartition] = set()
-        self._full: set[Category] = set()
+        self._pauses: PausePolicy[TopicPartition] = PausePolicy(
+            settings.buffer_per_class, settings.retry_hold_max, settings.max_in_flight
+        )
         self._stopping = asyncio.Event()
 
     # --- the three loops ----------------------------------------------------------------------
@@ -268,25 +271,14 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
                 by_class[category].append(tp)
             elif tp.topic == self._retry_topic:
                 retry.append(tp)
-        pause: set[TopicPartition] = set()
-        higher_backlog = False
-        for category in PRIORITY:
-            partitions = by_class[category]
-            # Hysteresis: a full class resumes only once half its buffer is spent, not at the
-            # first free place (each pause drops the partitions' prefetch; see consumer.py).
-            buffered = self._scheduler.buffered[category]
-            if buffered >= self._settings.buffer_per_class:
-                self._full.add(category)
-            elif buffered <= self._settings.buffer_per_class // 2:
-                self._full.discard(category)
-            if higher_backlog or category in self._full:
-                pause.update(partitions)
-            higher_backlog = higher_backlog or any(self._unfetched(tp) > 0 for tp in partitions)
-        if len(self._held) >= self._settings.retry_hold_max:
-            pause.update(retry)
-        # Publishing outcomes is outside the provider slots: bound what is in hand overall too.
-        if self._tracker.in_hand() >= len(PRIORITY) * self._settings.buffer_per_class + self._settings.max_in_flight:
-            pause.update(assigned)
+        pause = self._pauses.paused(
+            by_class,
+            retry,
+            buffered=self._scheduler.buffered,
+            unfetched=self._unfetched,
+            held=len(self._held),
+            in_hand=self._tracker.in_hand(),
+        )
         if pause != self._paused:
             if resume := [tp for tp in self._paused - pause if tp in assigned]:
                 self._consumer.resume(*resume)
