@@ -6,7 +6,12 @@ Prints the broker's own CPU (psutil, its process only) for:
 1. single requests in isolation: a produce of 1 and of 12 records, a commit of 12 partitions;
 2. a steady flow like Herald's (~2,000 records/s produced in requests of 20 records over 12
    partitions, one consumer group fetching up to 200 at a time and committing each batch), on an
-   empty topic and on the same topic once `--stored` records sit in it.
+   empty topic and on topics where `--stored` records sit: once stored in small batches (~50
+   records, as a busy producer with a short linger writes them) and once in large ones (1,000).
+
+Tansu's memory storage keeps each produced batch as one object and lists all of a partition's
+objects on every fetch that returns something from it: the flow's cost follows the number of
+batches stored, not the number of records (`loadtests/batches.py` counts them after a bench).
 
     .venv/bin/python -m loadtests.broker [--stored 1000000]
 """
@@ -42,10 +47,19 @@ async def _per_call(broker: psutil.Process, call: Callable[[], Awaitable[object]
     return (_cpu(broker) - before) / n * 1e6
 
 
-async def _fill(producer: AIOKafkaProducer, topic: str, n: int) -> None:
-    for start in range(0, n, 2000):
-        count = min(2000, n - start)
-        await asyncio.gather(*[await producer.send(topic, VALUE, partition=i % PARTITIONS) for i in range(count)])
+async def _fill(bootstrap: str, topic: str, n: int, per_batch: int) -> None:
+    """`n` records, `per_batch` to a batch (one produce request carries one batch per partition)."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", linger_ms=0, max_batch_size=per_batch * (len(VALUE) + 100)
+    )
+    await producer.start()
+    try:
+        chunk = per_batch * PARTITIONS
+        for start in range(0, n, chunk):
+            count = min(chunk, n - start)
+            await asyncio.gather(*[await producer.send(topic, VALUE, partition=i % PARTITIONS) for i in range(count)])
+    finally:
+        await producer.stop()
 
 
 async def _flow(bootstrap: str, broker: psutil.Process, topic: str, seconds: float) -> float:
@@ -92,7 +106,7 @@ async def measure(bootstrap: str, broker: psutil.Process, stored: int) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
-        await admin.create_topics([NewTopic(t, PARTITIONS, 1) for t in ("single", "empty", "stored")])
+        await admin.create_topics([NewTopic(t, PARTITIONS, 1) for t in ("single", "empty", "small", "large")])
     finally:
         await admin.close()
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0)
@@ -111,14 +125,18 @@ async def measure(bootstrap: str, broker: psutil.Process, stored: int) -> None:
         commit = await _per_call(broker, lambda: consumer.commit({tp: 1 for tp in partitions}), 500)
         print(f"one request alone: produce 1 record {one:.0f} µs, produce 12 records over 12 partitions "
               f"{spread:.0f} µs, commit 12 partitions {commit:.0f} µs of broker CPU")  # fmt: skip
-        await _fill(producer, "stored", stored)
     finally:
         await consumer.stop()
         await producer.stop()
+    await _fill(bootstrap, "small", stored, 50)
+    await _fill(bootstrap, "large", stored, 1000)
     empty = await _flow(bootstrap, broker, "empty", 10)
-    full = await _flow(bootstrap, broker, "stored", 10)
-    print(f"Herald-like flow (~2,000 records/s, one group): {empty * 100:.0f}% of a core on an empty topic, "
-          f"{full * 100:.0f}% with {stored:,} records stored in it")  # fmt: skip
+    small = await _flow(bootstrap, broker, "small", 10)
+    large = await _flow(bootstrap, broker, "large", 10)
+    print(f"Herald-like flow (~2,000 records/s, one group), share of a core: {empty * 100:.0f}% on an empty topic; "
+          f"with {stored:,} records stored in it, {small * 100:.0f}% in batches of 50 "
+          f"({stored // 50 // PARTITIONS:,} per partition), {large * 100:.0f}% in batches of 1,000 "
+          f"({stored // 1000 // PARTITIONS:,} per partition)")  # fmt: skip
 
 
 def main() -> None:
