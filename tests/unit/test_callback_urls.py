@@ -17,6 +17,11 @@ from herald.errors import InvalidRequest
         ("http://8.8.8.8/cb", "callback_url_invalid"),  # plain http in production
         ("https://user:pw@8.8.8.8/cb", "callback_url_invalid"),
         ("ftp://8.8.8.8/cb", "callback_url_invalid"),
+        # What the parser or the resolver raise on is a 422, not a 500 (found by the fuzzer).
+        ("https://\u00f6\U000d2276\u0117[", "callback_url_invalid"),  # an unbalanced IPv6 bracket
+        ("https://8.8.8.8:99999/cb", "callback_url_invalid"),
+        ("https://8.8.8.8:x/cb", "callback_url_invalid"),
+        ("https://a" + "b" * 70 + ".example/cb", "callback_url_invalid"),  # IDNA refuses a 71-char label
     ],
 )
 async def test_production_refuses_non_public_or_unsafe_urls(url: str, code: str) -> None:
@@ -31,3 +36,9 @@ async def test_public_https_address_is_allowed() -> None:
 
 async def test_development_allows_loopback() -> None:
     await validate("http://127.0.0.1:9000/cb", allow_private=True)
+
+
+async def test_development_still_refuses_a_url_that_cannot_be_called() -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        await validate("http://127.0.0.1:70000/cb", allow_private=True)
+    assert caught.value.code == "callback_url_invalid"
