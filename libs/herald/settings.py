@@ -73,13 +73,14 @@ class WorkerSettings(msgspec.Struct, frozen=True):
     throughput (loadtests/RESULTS.md)."""
     batch_max_records: int = 200
     """Records per fetch: small enough that the fetch loop comes round often for an OTP."""
-    outcome_linger_ms: int = 100
+    outcome_linger_ms: int = 20
     """How long the worker's producer gathers outcome records (`sent` events, retries, dead
     letters) into one batch per partition. Off the OTP's clock: `sent` is stamped when the
-    provider answers and the provider slot is already free; what waits is the offset commit,
-    and what is in hand stays bounded (`Pipeline`). Larger batches on `herald.events` are what
-    the broker's fetch cost depends on: with the API's receipt linger, 100 ms instead of 20 ms
-    halved the broker's CPU per message on the bench (loadtests/RESULTS.md)."""
+    provider answers and the provider slot is already free. Larger batches on `herald.events`
+    cut the broker's CPU (its fetch cost follows stored batches), but keep this well under the
+    time a provider takes to send a receipt: a `sent` event that reaches the topic after the
+    message's `delivered` reaches the tenant's callback after it too. 100 ms did that with the
+    carrier-sim's 50 ms receipts (loadtests/RESULTS.md)."""
     fetch_partition_bytes: int = 128 * 1024
     """Prefetched per partition per fetch (~300 messages). aiokafka drops a partition's prefetch
     when it is paused, and priority pauses lower classes often: with the 1 MiB default the
