@@ -54,6 +54,11 @@ def _counting() -> Iterator[None]:
         fetcher.MemoryRecords = _MEMORY_RECORDS  # type: ignore[misc]
 
 
+async def _caught_up(consumer: AIOKafkaConsumer, tp: TopicPartition) -> bool:
+    highwater = consumer.highwater(tp)
+    return highwater is not None and await consumer.position(tp) >= highwater
+
+
 async def stored(bootstrap: str, topic: str) -> tuple[int, int, int]:
     """(records, batches, partitions) stored in `topic` right now."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=20)
@@ -68,12 +73,11 @@ async def stored(bootstrap: str, topic: str) -> tuple[int, int, int]:
             consumer.assign(partitions)
             await consumer.seek_to_beginning(*partitions)
             records = 0
-            idle = 0
-            while idle < 3:  # three empty fetches in a row: the end (Tansu's end_offsets is unreliable)
-                got = await consumer.getmany(timeout_ms=200, max_records=50_000)
-                n = sum(len(batch) for batch in got.values())
-                records += n
-                idle = 0 if n else idle + 1
+            # The end is each partition's high watermark as its fetches report it (Tansu's
+            # end_offsets is stale, and an empty fetch only means a busy broker).
+            while not all([await _caught_up(consumer, tp) for tp in partitions]):
+                got = await consumer.getmany(timeout_ms=1000, max_records=50_000)
+                records += sum(len(batch) for batch in got.values())
             return records, _Counted.batches, len(partitions)
         finally:
             await consumer.stop()
