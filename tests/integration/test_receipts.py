@@ -11,9 +11,10 @@ from herald import signing
 from tests.integration.harness import Platform
 
 
-def _receipt(message_id: str, tenant_id: str, status: str = "delivered") -> bytes:
+def _receipt(message_id: str, tenant_id: str, status: str = "delivered", at_ms: int | None = None) -> bytes:
+    at_ms = time.time_ns() // 1_000_000 if at_ms is None else at_ms
     return msgspec.json.encode({"message_id": message_id, "tenant_id": tenant_id, "provider_message_id": "p",
-                                "status": status, "at_ms": time.time_ns() // 1_000_000})  # fmt: skip
+                                "status": status, "at_ms": at_ms})  # fmt: skip
 
 
 async def test_unsigned_and_forged_receipts_are_refused(api: Platform) -> None:
@@ -36,6 +37,15 @@ async def test_signed_receipt_with_bad_status_is_422(api: Platform) -> None:
     headers = {"x-provider-signature": signing.sign(api.settings.provider.receipt_secret, body)}
     r = await api.http.post("/v1/providers/carrier-sim/receipts", content=body, headers=headers)
     assert (r.status_code, r.json()["code"]) == (422, "invalid_receipt")
+
+
+async def test_signed_receipt_with_a_time_no_timestamp_can_hold_is_422(api: Platform) -> None:
+    # Accepted, it would reach herald.events and fail every sink that converts it (year 3170843).
+    for at_ms in (10**17, -1):
+        body = _receipt(str(uuid.uuid4()), str(uuid.uuid4()), at_ms=at_ms)
+        headers = {"x-provider-signature": signing.sign(api.settings.provider.receipt_secret, body)}
+        r = await api.http.post("/v1/providers/carrier-sim/receipts", content=body, headers=headers)
+        assert (r.status_code, r.json()["code"]) == (422, "invalid_receipt"), at_ms
 
 
 async def test_a_batch_of_receipts_is_all_or_nothing_and_signed(platform: Platform) -> None:

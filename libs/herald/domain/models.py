@@ -61,3 +61,6 @@ DEFAULT_TTL_SECONDS: dict[Category, int] = {
 }
 MAX_TTL_SECONDS = 7 * 24 * 3600
 """The longest `ttl_seconds` a message may ask for; content retention must outlast it."""
+MAX_TIMESTAMP_MS = 253_402_300_799_999
+"""9999-12-31T23:59:59.999Z, the last instant a Python datetime holds: a time a provider reports
+beyond it would be accepted and then fail every sink that turns it into a timestamp."""
