@@ -6,9 +6,10 @@ import re
 from pathlib import Path
 
 import msgspec
+import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from herald.domain.records import DeadLetterV2, SealedMessageV2, StatusEventV1
+from herald.domain.records import EVENT_DECODER, DeadLetterV2, SealedMessageV2, StatusEventV1
 from herald.kafka.topics import (
     BILLING_SINK_GROUP,
     CALLBACK_SINK_GROUP,
@@ -69,3 +70,13 @@ def test_no_topic_literal_in_code_is_missing_from_contracts() -> None:
     for path in [*ROOT.glob("libs/**/*.py"), *ROOT.glob("services/**/*.py")]:
         for name in pattern.findall(path.read_text()):
             assert name in known, f"{path}: topic {name} has no contract"
+
+
+def test_a_status_event_whose_time_no_timestamp_holds_does_not_decode() -> None:
+    # The sinks skip records that do not decode; one that decoded would stop every sink that
+    # converts its time ("year 3170843 is out of range") and be read again after each restart.
+    event = msgspec.json.decode(next(t.example for t in contracts() if t.name == EVENTS))
+    for at_ms in (10**17, -1):
+        with pytest.raises(msgspec.ValidationError, match="at_ms"):
+            EVENT_DECODER.decode(msgspec.json.encode({**event, "at_ms": at_ms}))
+    assert EVENT_DECODER.decode(msgspec.json.encode(event)).at_ms == event["at_ms"]
