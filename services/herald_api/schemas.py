@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import msgspec
 
-from herald.domain.models import MAX_TIMESTAMP_MS, MAX_TTL_SECONDS, Category, Channel, KeyKind, TemplateStatus, Tier
+from herald.domain.models import MAX_TTL_SECONDS, Category, Channel, EpochMillis, KeyKind, TemplateStatus, Tier
 from herald.domain.status import Status
 
 # Control characters (NUL above all: PostgreSQL text cannot hold it) are refused at the boundary,
@@ -199,7 +199,7 @@ class ReceiptIn(Strict, frozen=True):
     tenant_id: uuid.UUID
     provider_message_id: Annotated[str, msgspec.Meta(max_length=128, pattern=_NO_CONTROL)]
     status: Status
-    at_ms: Annotated[int, msgspec.Meta(ge=0, le=MAX_TIMESTAMP_MS)]
+    at_ms: EpochMillis
     error_code: Annotated[str, msgspec.Meta(max_length=64, pattern=_NO_CONTROL)] | None = None
 
 

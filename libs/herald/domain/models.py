@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Annotated
 
 import msgspec
 
@@ -62,5 +63,8 @@ DEFAULT_TTL_SECONDS: dict[Category, int] = {
 MAX_TTL_SECONDS = 7 * 24 * 3600
 """The longest `ttl_seconds` a message may ask for; content retention must outlast it."""
 MAX_TIMESTAMP_MS = 253_402_300_799_999
-"""9999-12-31T23:59:59.999Z, the last instant a Python datetime holds: a time a provider reports
-beyond it would be accepted and then fail every sink that turns it into a timestamp."""
+"""9999-12-31T23:59:59.999Z, the last instant a Python datetime holds."""
+EpochMillis = Annotated[int, msgspec.Meta(ge=0, le=MAX_TIMESTAMP_MS)]
+"""Milliseconds since the epoch that every sink can turn into a timestamp. Where a time arrives
+from outside (a provider's receipt) and on the status records the sinks decode: a value beyond
+it would otherwise be accepted and then stop every sink that converts it, on every restart."""

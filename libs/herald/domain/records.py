@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from typing import Annotated
 
 import msgspec
 
-from herald.domain.models import MAX_TIMESTAMP_MS, Category, Channel, KeyKind, Tier
+from herald.domain.models import Category, Channel, EpochMillis, KeyKind, Tier
 from herald.domain.status import Status
 
 
@@ -80,9 +79,9 @@ class StatusEventV1(msgspec.Struct, frozen=True, tag="herald.status.v1", tag_fie
     message_id: uuid.UUID
     tenant_id: uuid.UUID
     status: Status
-    at_ms: Annotated[int, msgspec.Meta(ge=0, le=MAX_TIMESTAMP_MS)]
-    """Bounded so that every sink can turn it into a timestamp: a record outside the bounds does
-    not decode, and the sinks skip undecodable records instead of stopping on them."""
+    at_ms: EpochMillis
+    """A record outside the bounds does not decode, and the sinks skip undecodable records
+    instead of stopping on them."""
     reason: str | None = None
     """Machine-readable failure reason (`invalid_number`, `provider_unavailable`, ...)."""
     provider_message_id: str | None = None
