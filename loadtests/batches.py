@@ -66,10 +66,8 @@ async def stored(bootstrap: str, topic: str) -> tuple[int, int, int]:
         _Counted.batches = 0
         await consumer.start()
         try:
+            await consumer.topics()  # fetches the cluster's metadata: a consumer learns topics lazily
             partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-            if not partitions:
-                await consumer._client.force_metadata_update()  # a consumer learns topics lazily
-                partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
             consumer.assign(partitions)
             await consumer.seek_to_beginning(*partitions)
             records = 0

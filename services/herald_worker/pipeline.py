@@ -5,9 +5,10 @@
   in a timer heap until their `not_before_ms`. Fetching is bounded: a class whose waiting
   messages reach `buffer_per_class` is paused, and **lower classes are paused while a higher
   class has records on the broker not yet fetched**, so a marketing backlog never stands between
-  the broker and an OTP (`pauses.py`). A tenant whose waiting messages exceed ~`tenant_buffer_seconds` of its
-  rate has the excess deferred to `herald.retry` (not before its turn would come), so one slow
-  tenant cannot fill the buffer and stall the partitions every other tenant shares.
+  the broker and an OTP (`pauses.py`). A tenant whose waiting messages exceed
+  ~`tenant_buffer_seconds` of its rate has the excess deferred to `herald.retry` (not before its
+  turn would come), so one slow tenant cannot fill the buffer and stall the partitions every
+  other tenant shares.
 * **Dispatch** hands the scheduler's next message to the processor while fewer than
   `max_in_flight` are in flight; a tenant is skipped while its pacer (shared token bucket) has
   no token.
