@@ -73,14 +73,14 @@ class WorkerSettings(msgspec.Struct, frozen=True):
     throughput (loadtests/RESULTS.md)."""
     batch_max_records: int = 200
     """Records per fetch: small enough that the fetch loop comes round often for an OTP."""
-    outcome_linger_ms: int = 20
+    outcome_linger_ms: int = 100
     """How long the worker's producer gathers outcome records (`sent` events, retries, dead
     letters) into one batch per partition. Off the OTP's clock: `sent` is stamped when the
     provider answers and the provider slot is already free. Larger batches on `herald.events`
-    cut the broker's CPU (its fetch cost follows stored batches), but keep this well under the
-    time a provider takes to send a receipt: a `sent` event that reaches the topic after the
-    message's `delivered` reaches the tenant's callback after it too. 100 ms did that with the
-    carrier-sim's 50 ms receipts (loadtests/RESULTS.md)."""
+    cut the broker's CPU (its fetch cost follows stored batches; 100 ms against 20 took a fifth
+    off it at the 1M backlog, loadtests/RESULTS.md). A `sent` event may then reach the topic
+    after its message's receipt; the callback outbox puts them back in order
+    (`herald.db.callbacks`), and the status projection folds events by time and rank."""
     fetch_partition_bytes: int = 128 * 1024
     """Prefetched per partition per fetch (~300 messages). aiokafka drops a partition's prefetch
     when it is paused, and priority pauses lower classes often: with the 1 MiB default the
@@ -137,6 +137,13 @@ class SinkSettings(msgspec.Struct, frozen=True):
     """A slow or failing endpoint holds at most this many of the dispatcher's slots."""
     callback_retry_hours: float = 24.0
     callback_poll_seconds: float = 0.1
+    callback_order_hold_seconds: float = 10.0
+    """How long a receipt's callback (`delivered`, `read`, a provider's `failed`) waits for its
+    message's `sent` to be recorded, so that the tenant gets `sent` first. Only a `sent` held up
+    this long (a worker restart between the provider's answer and the event) arrives after."""
+    callback_keep_sent_seconds: float = 600.0
+    """How long a delivered `sent` callback row is kept for its message's receipt to find. A
+    receipt recorded later than that (the callbacks sink lagging by minutes) waits out the hold."""
     billing_settle_seconds: float = 2.0
     """How often billable events that arrived before their message row are settled."""
     metrics_host: str = "127.0.0.1"

@@ -4,9 +4,10 @@
 it writes one outbox row per (message, status) for tenants with a callback URL, and the loop
 commits the offsets only after that insert. Delivery never blocks consumption.
 
-`Dispatcher` sends due rows as independent tasks: at most `callback_per_tenant_in_flight` per
-tenant, so a slow or failing endpoint only ever delays its own tenant. Each POST carries
-`Herald-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>." + body)>`. 2xx deletes the row;
+`Dispatcher` sends due rows (a message's in status order, see `herald.db.callbacks`) as
+independent tasks: at most `callback_per_tenant_in_flight` per tenant, so a slow or failing
+endpoint only ever delays its own tenant. Each POST carries
+`Herald-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>." + body)>`. 2xx marks the row done;
 5xx, 429 (honouring Retry-After) and timeouts retry with exponential backoff for
 `callback_retry_hours`; other 4xx are the receiver refusing: the row is marked dead.
 """
@@ -30,10 +31,12 @@ from herald.db import callbacks as outbox
 from herald.db import tenants
 from herald.db.tenants import CallbackConfig
 from herald.domain.records import EVENT_DECODER
+from herald.domain.status import RANK, Status
 from herald.kafka.consumer import Batch
 from herald.settings import SinkSettings
 
 log = logging.getLogger(__name__)
+PURGE_EVERY_SECONDS = 60.0
 
 
 class CallbackV1(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -79,8 +82,13 @@ class CallbackRecorder:
                     at=datetime.fromtimestamp(event.at_ms / 1000, tz=UTC), reason=event.reason,
                 )  # fmt: skip
                 pending.append(
-                    outbox.Pending(event.message_id, event.tenant_id, event.status.value, msgspec.json.encode(body))
-                )
+                    outbox.Pending(
+                        event.message_id, event.tenant_id, event.status.value, msgspec.json.encode(body),
+                        rank=RANK[event.status],
+                        # Only the provider names its message id after accepting: a receipt.
+                        follows_sent=event.status is not Status.SENT and event.provider_message_id is not None,
+                    )
+                )  # fmt: skip
         await outbox.record(self._pool, pending)
 
 
@@ -97,10 +105,15 @@ class Dispatcher:
         self._session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=self._settings.callback_timeout_seconds)
         )
+        purged_at = 0.0
         try:
             while not stop.is_set():
                 try:
                     await self._start_due()
+                    if time.monotonic() - purged_at >= PURGE_EVERY_SECONDS:
+                        keep = timedelta(seconds=self._settings.callback_keep_sent_seconds)
+                        await outbox.purge_delivered(self._pool, datetime.now(UTC) - keep)
+                        purged_at = time.monotonic()
                 except (OSError, asyncpg.PostgresError) as exc:
                     log.warning("callback dispatch poll failed", extra={"error": type(exc).__name__})
                 await asyncio.sleep(self._settings.callback_poll_seconds)
@@ -111,7 +124,8 @@ class Dispatcher:
 
     async def _start_due(self) -> None:
         cap = self._settings.callback_per_tenant_in_flight
-        rows = await outbox.due(self._pool, datetime.now(UTC), per_tenant=cap, limit=500)
+        hold = timedelta(seconds=self._settings.callback_order_hold_seconds)
+        rows = await outbox.due(self._pool, datetime.now(UTC), per_tenant=cap, limit=500, hold=hold)
         busy: dict[uuid.UUID, int] = {}
         for tenant_id in self._in_flight.values():
             busy[tenant_id] = busy.get(tenant_id, 0) + 1

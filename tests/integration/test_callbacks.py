@@ -13,9 +13,11 @@ from litestar import Litestar, Request, Response, post
 from litestar.params import FromPath
 
 from herald import signing
+from herald.domain.records import EVENT_DECODER
 from herald.embedded import free_port
+from herald.kafka.topics import EVENTS
 from herald.settings import Settings
-from tests.integration.harness import Platform, Served
+from tests.integration.harness import Platform, Served, read_records
 
 
 class Receiver:
@@ -81,6 +83,40 @@ async def test_signed_callbacks_in_order(platform: Platform, receiver: tuple[Rec
     for _, _, headers, body in rec.received:
         assert signing.verify(tenant["callback_secret"], headers["herald-signature"], body)
         assert not signing.verify("whsec_wrong", headers["herald-signature"], body)
+
+
+async def test_sent_goes_first_even_when_the_receipt_reaches_the_topic_first(
+    settings: Settings, receiver: tuple[Receiver, str]
+) -> None:
+    # The worker's outcome producer lingers 1 s and the carrier-sim answers with a receipt after
+    # 10 ms: `delivered` reaches herald.events about a second before `sent`.
+    worker = msgspec.structs.replace(settings.worker, outcome_linger_ms=1000)
+    carrier = msgspec.structs.replace(settings.carrier_sim, receipt_delay_ms=10, receipt_batch_ms=1)
+    sinks = msgspec.structs.replace(settings.sinks, callback_poll_seconds=0.05)
+    running = await Platform(
+        msgspec.structs.replace(settings, worker=worker, carrier_sim=carrier, sinks=sinks)
+    ).start()
+    try:
+        rec, base = receiver
+        tenant = await running.tenant(callback_url=f"{base}/cb/race")
+        auth = {"authorization": f"Bearer {await running.key(tenant['id'])}"}
+        await running.template(auth)
+        ids = [(await running.send(auth, to=f"+4474001{200 + i:05d}")).json()["id"] for i in range(5)]
+        await _wait(lambda: len(rec.bodies("race")) >= 10, 20)
+        # The race really happened: on herald.events (one partition per message, so in order)
+        # the receipt came first.
+        on_topic: dict[str, list[str]] = {}
+        for _, value in await read_records(running.settings, [EVENTS]):
+            event = EVENT_DECODER.decode(value)
+            on_topic.setdefault(str(event.message_id), []).append(event.status.value)
+        assert {message_id: on_topic[message_id] for message_id in ids} == {
+            message_id: ["delivered", "sent"] for message_id in ids
+        }
+        for message_id in ids:
+            statuses = [b["status"] for b in rec.bodies("race") if b["message_id"] == message_id]
+            assert statuses == ["sent", "delivered"], message_id
+    finally:
+        await running.stop()
 
 
 async def test_failing_endpoint_is_retried_until_it_accepts(platform: Platform, receiver: tuple[Receiver, str]) -> None:

@@ -1,0 +1,93 @@
+"""The callback outbox's order on real Postgres: status order whatever the recording order, the
+receipt's hold for its `sent`, and the kept `sent` row."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+
+from herald.db import callbacks as outbox
+from herald.domain.status import RANK, Status
+
+HOLD = timedelta(seconds=10)
+TENANT = uuid.uuid4()
+
+
+def _pending(message_id: uuid.UUID, status: Status, *, receipt: bool) -> outbox.Pending:
+    return outbox.Pending(
+        message_id, TENANT, status.value, status.value.encode(), rank=RANK[status], follows_sent=receipt
+    )
+
+
+async def _due(pool: asyncpg.Pool, now: datetime | None = None) -> list[bytes]:
+    rows = await outbox.due(pool, now or datetime.now(UTC), per_tenant=10, limit=100, hold=HOLD)
+    return [row.payload for row in rows]
+
+
+async def _deliver_all(pool: asyncpg.Pool) -> None:
+    for row in await outbox.due(pool, datetime.now(UTC), per_tenant=10, limit=100, hold=HOLD):
+        await outbox.delivered(pool, row.id)
+
+
+async def test_a_receipt_recorded_before_its_sent_waits_for_it(pool: asyncpg.Pool) -> None:
+    message = uuid.uuid4()
+    await outbox.record(pool, [_pending(message, Status.DELIVERED, receipt=True)])
+    assert await _due(pool) == []  # within the hold, and no `sent` yet
+    await outbox.record(pool, [_pending(message, Status.SENT, receipt=False)])
+    assert await _due(pool) == [b"sent"]  # recorded second, goes first
+    await _deliver_all(pool)
+    assert await _due(pool) == [b"delivered"]
+    await _deliver_all(pool)
+    assert await _due(pool) == []
+    # The delivered `sent` row stays (without its payload) for later receipts; the other went.
+    kept = await pool.fetch("SELECT status, payload, delivered_at FROM callback_outbox")
+    assert [(r["status"], bytes(r["payload"]), r["delivered_at"] is not None) for r in kept] == [("sent", b"", True)]
+
+
+async def test_a_receipt_after_its_sent_went_out_is_not_held(pool: asyncpg.Pool) -> None:
+    message = uuid.uuid4()
+    await outbox.record(pool, [_pending(message, Status.SENT, receipt=False)])
+    await _deliver_all(pool)
+    await outbox.record(pool, [_pending(message, Status.READ, receipt=True)])
+    assert await _due(pool) == [b"read"]
+    # A replayed `sent` finds its kept row and is not sent again.
+    await outbox.record(pool, [_pending(message, Status.SENT, receipt=False)])
+    assert await _due(pool) == [b"read"]
+
+
+async def test_past_the_hold_a_receipt_goes_out_alone(pool: asyncpg.Pool) -> None:
+    message = uuid.uuid4()
+    await outbox.record(pool, [_pending(message, Status.DELIVERED, receipt=True)])
+    assert await _due(pool) == []
+    assert await _due(pool, datetime.now(UTC) + HOLD + timedelta(seconds=1)) == [b"delivered"]
+
+
+async def test_only_receipts_are_held(pool: asyncpg.Pool) -> None:
+    # The worker's own `failed` (a permanent refusal) never had a `sent` to wait for.
+    message = uuid.uuid4()
+    await outbox.record(pool, [_pending(message, Status.FAILED, receipt=False)])
+    assert await _due(pool) == [b"failed"]
+
+
+async def test_a_pending_lower_status_in_backoff_holds_the_higher(pool: asyncpg.Pool) -> None:
+    message = uuid.uuid4()
+    await outbox.record(
+        pool, [_pending(message, Status.SENT, receipt=False), _pending(message, Status.DELIVERED, receipt=True)]
+    )
+    [sent] = await outbox.due(pool, datetime.now(UTC), per_tenant=10, limit=100, hold=HOLD)
+    await outbox.retry_later(pool, sent.id, datetime.now(UTC) + timedelta(minutes=5), "http_503")
+    assert await _due(pool) == []
+    assert await _due(pool, datetime.now(UTC) + timedelta(minutes=6)) == [b"sent"]
+
+
+async def test_purge_removes_kept_rows_delivered_before_the_cutoff(pool: asyncpg.Pool) -> None:
+    first, second = uuid.uuid4(), uuid.uuid4()
+    await outbox.record(pool, [_pending(first, Status.SENT, receipt=False)])
+    await _deliver_all(pool)
+    cutoff = datetime.now(UTC) + timedelta(milliseconds=1)
+    await outbox.record(pool, [_pending(second, Status.SENT, receipt=False)])
+    await pool.execute("UPDATE callback_outbox SET delivered_at = $1 WHERE message_id = $2", cutoff, second)
+    assert await outbox.purge_delivered(pool, cutoff) == 1
+    assert [r["message_id"] for r in await pool.fetch("SELECT message_id FROM callback_outbox")] == [second]
