@@ -118,6 +118,12 @@ def _dlq(settings: Settings, args: argparse.Namespace) -> None:
     replay.run(settings, args)
 
 
+def _parked(settings: Settings, args: argparse.Namespace) -> None:
+    from herald_sinks import parking
+
+    parking.run(settings, args)
+
+
 def _dev(settings: Settings) -> None:
     from herald_dev.supervisor import run_dev
 
@@ -140,6 +146,7 @@ COMMANDS = {
 ARG_COMMANDS = {
     "billing": (_billing, "rate cards, usage exports and reconciliation", "herald.billing.commands"),
     "dlq": (_dlq, "dead-letter topic: replay failed messages", "herald_worker.replay"),
+    "parked": (_parked, "records the sinks refused: list them, apply them again", "herald_sinks.parking"),
 }
 
 

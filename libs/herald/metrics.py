@@ -107,8 +107,14 @@ RECEIPT_TIMEOUTS = Counter(
 )
 STATUS_ROWS = Counter(
     "herald_status_projection_rows_total",
-    "Rows written by the status projection sink (kind: message, event; refused: skipped as invalid).",
+    "Rows written by the status projection sink (kind: message, event).",
     ["kind"],
+)
+SINK_RECORDS_PARKED = Counter(
+    "herald_sink_records_parked_total",
+    "Records a sink's handler refused on their own, parked in Postgres (parked_records) so the sink"
+    " moves on; `herald parked replay` applies them once the cause is fixed.",
+    ["group"],
 )
 BILLING_RECORDS = Counter(
     "herald_billing_records_total",

@@ -68,8 +68,9 @@ def field_from_message(message: str, location: str = "") -> str:
     if location == "data" or location.startswith("data."):
         location = location.removeprefix("data").lstrip(".")
     path = at.group(1) if (at := _AT.search(message)) else location
-    if unknown := _UNKNOWN.search(message):
-        return f"{path}.{unknown.group(1)}".strip(".")
+    if (unknown := _UNKNOWN.search(message)) and (name := unknown.group(1)):
+        # The unknown key as sent, even one made of dots (hypothesis found `.` giving "").
+        return f"{path}.{name}" if path else name
     return path or "body"
 
 

@@ -12,20 +12,14 @@ from litestar import Litestar
 from herald.db.pool import create_pool
 from herald.kafka.consumer import ConsumerLoop, drain, make_consumer
 from herald.kafka.producer import Producer
-from herald.kafka.topics import (
-    BILLING_SINK_GROUP,
-    CALLBACK_SINK_GROUP,
-    EVENTS,
-    MESSAGE_TOPICS,
-    STATUS_SINK_GROUP,
-    Names,
-)
+from herald.kafka.topics import Names
 from herald.ops import check_postgres, ops_handlers
 from herald.runtime import until_stopped
 from herald.settings import Settings
-from herald_sinks.billing import BillingLedger, run_settler
-from herald_sinks.callbacks import CallbackConfigs, CallbackRecorder, Dispatcher
-from herald_sinks.status import StatusProjection
+from herald_sinks.billing import run_settler
+from herald_sinks.callbacks import CallbackConfigs, Dispatcher
+from herald_sinks.groups import TOPICS, handlers
+from herald_sinks.parking import Parking
 from herald_sinks.sweeper import run_sweeper
 
 
@@ -43,24 +37,20 @@ async def run_sinks(settings: Settings, stop: asyncio.Event) -> None:
         asyncio.create_task(Dispatcher(pool, settings.sinks, configs).run(stop)),
         asyncio.create_task(run_settler(pool, settings.sinks.billing_settle_seconds, stop)),
     ]
-    groups = (
-        (STATUS_SINK_GROUP, (*MESSAGE_TOPICS, EVENTS), StatusProjection(pool, names)),
-        (BILLING_SINK_GROUP, (EVENTS,), BillingLedger(pool)),
-        (CALLBACK_SINK_GROUP, (EVENTS,), CallbackRecorder(pool, configs)),
-    )
+    parking = Parking(pool)
     # Sinks are off the send path: a longer long-poll costs their lag nothing under load and
     # spares the broker an empty fetch every 20 ms per group when idle.
     kafka = msgspec.structs.replace(settings.kafka, fetch_max_wait_ms=settings.sinks.fetch_max_wait_ms)
     consumers, loops = [], []
-    for group, topics, handler in groups:
-        consumer = make_consumer(kafka, names, group, topics)
+    for group, handler in handlers(pool, settings, configs).items():
+        consumer = make_consumer(kafka, names, group, TOPICS[group])
         await consumer.start()
         consumers.append(consumer)
         loops.append(
             ConsumerLoop(
                 consumer, handler, names, group=group, max_records=settings.sinks.batch_max_records,
                 batch_wait_seconds=settings.sinks.batch_wait_seconds,
-                commit_interval_seconds=settings.sinks.commit_interval_seconds,
+                commit_interval_seconds=settings.sinks.commit_interval_seconds, park=parking,
             )
         )  # fmt: skip
     tasks = [asyncio.create_task(loop.run()) for loop in loops]

@@ -44,15 +44,8 @@ class StatusProjection:
                         "undecodable record skipped",
                         extra={"topic": tp.topic, "partition": tp.partition, "offset": record.offset},
                     )
-        try:
-            await self._apply(messages, events)
-        except asyncpg.DataError:
-            # A record the database refuses (the API validates so this should not happen) must not
-            # wedge the partition: apply one by one and skip only what is refused, loudly.
-            for m in messages:
-                await self._apply_or_skip([m], [], str(m.id))
-            for e in events:
-                await self._apply_or_skip([], [e], str(e.message_id))
+        # A record the database refuses raises out of here; the consumer loop isolates and parks it.
+        await self._apply(messages, events)
         metrics.STATUS_ROWS.labels("message").inc(len(messages))
         metrics.STATUS_ROWS.labels("event").inc(len(events))
 
@@ -65,10 +58,3 @@ class StatusProjection:
         for t in applied.transitions:
             if t.status in (Status.DELIVERED, Status.FAILED, Status.EXPIRED):
                 metrics.ACCEPTED_TO_FINAL_SECONDS.labels(t.category, t.status.value).observe(t.seconds_since_accepted)
-
-    async def _apply_or_skip(self, messages: list[MessageEnvelope], events: list[StatusEventV1], ref: str) -> None:
-        try:
-            await self._apply(messages, events)
-        except asyncpg.DataError as exc:
-            metrics.STATUS_ROWS.labels("refused").inc()
-            log.error("record refused by the database, skipped", extra={"message_id": ref, "error": type(exc).__name__})

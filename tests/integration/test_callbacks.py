@@ -93,9 +93,7 @@ async def test_sent_goes_first_even_when_the_receipt_reaches_the_topic_first(
     worker = msgspec.structs.replace(settings.worker, outcome_linger_ms=1000)
     carrier = msgspec.structs.replace(settings.carrier_sim, receipt_delay_ms=10, receipt_batch_ms=1)
     sinks = msgspec.structs.replace(settings.sinks, callback_poll_seconds=0.05)
-    running = await Platform(
-        msgspec.structs.replace(settings, worker=worker, carrier_sim=carrier, sinks=sinks)
-    ).start()
+    running = await Platform(msgspec.structs.replace(settings, worker=worker, carrier_sim=carrier, sinks=sinks)).start()
     try:
         rec, base = receiver
         tenant = await running.tenant(callback_url=f"{base}/cb/race")

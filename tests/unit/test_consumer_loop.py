@@ -2,14 +2,16 @@
 
 What must hold: an offset is committed only past records whose handler returned; with a commit
 interval, commits are fewer than batches but the last handled offsets are committed on stop; a
-short batch is followed by the batch wait, a full one is not.
+short batch is followed by the batch wait, a full one is not; a record the handler refuses on
+its own is parked and the rest of its batch applied.
 """
 
 from __future__ import annotations
 
 import asyncio
 
-from aiokafka import TopicPartition
+import pytest
+from aiokafka import ConsumerRecord, TopicPartition
 
 from herald.kafka.consumer import Batch, ConsumerLoop
 from herald.kafka.topics import Names
@@ -101,3 +103,69 @@ async def test_a_short_batch_is_followed_by_the_batch_wait_and_a_full_one_is_not
     first, second, third = consumer.fetched_at[:3]
     assert second - first < 0.3  # after a full batch: straight on
     assert third - second >= 0.3  # after a short one: the wait (a lower bound, it cannot flake)
+
+
+# --- poison records: isolated, parked, the rest applied --------------------------------------
+
+OTHER = TopicPartition("herald.events", 1)
+
+
+def record(tp: TopicPartition, offset: int, value: bytes) -> ConsumerRecord[bytes, bytes]:
+    return ConsumerRecord(
+        topic=tp.topic, partition=tp.partition, offset=offset, timestamp=0, timestamp_type=0, key=None,
+        value=value, checksum=None, serialized_key_size=0, serialized_value_size=len(value), headers=(),
+    )  # fmt: skip
+
+
+class RefusesBad:
+    """Applies a batch all or nothing (one transaction): refuses any batch holding a b"bad" value."""
+
+    def __init__(self, fail_with: Exception | None = None) -> None:
+        self.applied: list[tuple[int, int]] = []
+        self.fail_with = fail_with
+
+    async def __call__(self, batch: Batch) -> None:
+        records = [r for rs in batch.values() for r in rs]
+        if self.fail_with is not None:
+            raise self.fail_with
+        if any(r.value == b"bad" for r in records):
+            raise ValueError("refused")
+        self.applied += [(r.partition, r.offset) for r in records]
+
+
+class Parked:
+    def __init__(self) -> None:
+        self.records: list[tuple[str, int, int, str]] = []
+
+    async def __call__(self, group: str, rec: ConsumerRecord[bytes, bytes], error: Exception) -> None:
+        self.records.append((group, rec.partition, rec.offset, str(error)))
+
+
+def mixed_batch(bad: set[tuple[int, int]]) -> Batch:
+    return {
+        tp: [record(tp, o, b"bad" if (tp.partition, o) in bad else b"ok") for o in range(100)] for tp in (TP, OTHER)
+    }
+
+
+async def test_the_records_a_handler_refuses_are_parked_and_the_rest_applied_in_order() -> None:
+    handler, parked = RefusesBad(), Parked()
+    loop = ConsumerLoop(None, handler, Names(), group="g", max_records=200, park=parked)  # type: ignore[arg-type]
+    await loop.handle(mixed_batch({(0, 17), (1, 0), (1, 99)}))
+    assert parked.records == [("g", 0, 17, "refused"), ("g", 1, 0, "refused"), ("g", 1, 99, "refused")]
+    for partition, bad in ((0, {17}), (1, {0, 99})):
+        offsets = [o for p, o in handler.applied if p == partition]
+        assert offsets == [o for o in range(100) if o not in bad]  # each good record once, in order
+
+
+async def test_more_refusals_than_poison_explains_stop_the_loop_with_nothing_parked() -> None:
+    handler, parked = RefusesBad(fail_with=RuntimeError("schema mismatch")), Parked()
+    loop = ConsumerLoop(None, handler, Names(), group="g", max_records=200, park=parked, max_parked=10)  # type: ignore[arg-type]
+    with pytest.raises(RuntimeError, match="schema mismatch"):
+        await loop.handle(mixed_batch(set()))
+    assert parked.records == []
+
+
+async def test_without_a_park_a_refusal_propagates() -> None:
+    loop = ConsumerLoop(None, RefusesBad(), Names(), group="g", max_records=200)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="refused"):
+        await loop.handle(mixed_batch({(0, 1)}))

@@ -83,3 +83,10 @@ def test_body_validation_names_the_field() -> None:
         assert [e["field"] for e in r.json()["errors"]] == ["colour"]
         r = client.post("/typed", content=b"{", headers={"content-type": "application/json"})
         assert (r.status_code, r.json()["code"]) == (400, "malformed_request")
+
+
+def test_an_unknown_key_is_named_as_sent_even_when_it_is_only_dots() -> None:
+    # hypothesis (test_properties) found `{".": ...}` named as "" once the dots were stripped.
+    assert problems.field_from_message("Object contains unknown field `.`") == "."
+    assert problems.field_from_message("Object contains unknown field `x` - at `$.template`") == "template.x"
+    assert problems.field_from_message("Object contains unknown field ``") == "body"

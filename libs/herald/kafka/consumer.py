@@ -13,6 +13,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeAlias
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
@@ -23,8 +24,11 @@ from herald.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
 
-Batch = dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+Record: TypeAlias = ConsumerRecord[bytes, bytes]
+Batch = dict[TopicPartition, list[Record]]
 Handler = Callable[[Batch], Awaitable[None]]
+Parker = Callable[[str, Record, Exception], Awaitable[None]]
+"""Keeps a record the handler refused, with the consumer group and the error (`herald.db.parked`)."""
 
 
 def make_consumer(
@@ -68,6 +72,14 @@ class ConsumerLoop:
     offsets are committed at most every `commit_interval_seconds` (each commit is a broker round
     trip). A crash replays at most what was handled since the last commit, which the idempotent
     handlers absorb. Both may be 0 (a batch per fetch, a commit per batch).
+
+    A handler that raises does not stop the loop when a `park` is given. Handlers retry
+    transient database errors themselves (`herald.db.pool.until_written`), so what reaches the
+    loop is a record the handler cannot take (poison) or a fault that affects every record. The
+    loop halves the batch until it has the records that fail on their own, applies the rest,
+    parks those and moves on: one bad record never halts a partition, let alone the three sinks
+    sharing the process. More than `max_parked` in one batch is a fault, not poison: the error
+    propagates with nothing parked and nothing committed, and the process stops.
     """
 
     def __init__(
@@ -80,6 +92,8 @@ class ConsumerLoop:
         max_records: int,
         batch_wait_seconds: float = 0.0,
         commit_interval_seconds: float = 0.0,
+        park: Parker | None = None,
+        max_parked: int = 10,
     ) -> None:
         """`group` is the unprefixed consumer group, the lag metric's label (several groups read
         `herald.events` in one sinks process)."""
@@ -90,6 +104,8 @@ class ConsumerLoop:
         self._max_records = max_records
         self._batch_wait = batch_wait_seconds
         self._commit_interval = commit_interval_seconds
+        self._park = park
+        self._max_parked = max_parked
         self._stopping = asyncio.Event()
 
     def stop(self) -> None:
@@ -102,7 +118,7 @@ class ConsumerLoop:
             batch: Batch = await self._consumer.getmany(timeout_ms=200, max_records=self._max_records)
             if not batch:
                 continue
-            await self._handler(batch)
+            await self.handle(batch)
             handled.update({tp: records[-1].offset + 1 for tp, records in batch.items()})
             if time.monotonic() - committed_at >= self._commit_interval:
                 await self._commit(handled)
@@ -113,6 +129,38 @@ class ConsumerLoop:
                     await asyncio.wait_for(self._stopping.wait(), self._batch_wait)
         if handled:
             await self._commit(handled)
+
+    async def handle(self, batch: Batch) -> None:
+        """Run the handler over `batch`; with a `park`, isolate and park the records it refuses."""
+        try:
+            await self._handler(batch)
+            return
+        except Exception as exc:
+            if self._park is None:
+                raise
+            refused: list[tuple[Record, Exception]] = []
+            await self._isolate([r for records in batch.values() for r in records], exc, refused)
+        for record, error in refused:
+            await self._park(self._group, record, error)
+
+    async def _isolate(self, records: list[Record], error: Exception, refused: list[tuple[Record, Exception]]) -> None:
+        """`records` failed together with `error`: find the ones that fail alone. Each half runs
+        in turn, in offset order within each partition, so what is applied keeps its order."""
+        if len(records) == 1:
+            refused.append((records[0], error))
+            if len(refused) > self._max_parked:
+                log.error(
+                    "more records of one batch refused than poison explains; stopping without parking",
+                    extra={"group": self._group, "limit": self._max_parked, "error": type(error).__name__},
+                )
+                raise error
+            return
+        middle = len(records) // 2
+        for half in (records[:middle], records[middle:]):
+            try:
+                await self._handler(_batch_of(half))
+            except Exception as exc:
+                await self._isolate(half, exc, refused)
 
     async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
         try:
@@ -129,6 +177,13 @@ class ConsumerLoop:
                 metrics.CONSUMER_LAG.labels(self._group, self._names.unprefixed(tp.topic), str(tp.partition)).set(
                     max(0, highwater - records[-1].offset - 1)
                 )
+
+
+def _batch_of(records: list[Record]) -> Batch:
+    batch: Batch = {}
+    for record in records:
+        batch.setdefault(TopicPartition(record.topic, record.partition), []).append(record)
+    return batch
 
 
 async def drain(loop: ConsumerLoop, task: asyncio.Task[None], deadline_seconds: float) -> None:

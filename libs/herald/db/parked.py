@@ -1,0 +1,94 @@
+"""Records a sink could not apply, kept for an operator instead of stopping the sink.
+
+A sink's consumer loop (`herald.kafka.consumer.ConsumerLoop`) parks a record here when its
+handler refuses that record on its own, then moves on; `herald parked replay` runs the sink's
+handler over parked records again once the cause is fixed and deletes those it applies. The
+value is the record as it was on the topic (recipients and bodies stay sealed); the error is
+the exception's type and message, cut to 500 characters.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import asyncpg
+import msgspec
+
+ERROR_CHARS = 500
+
+
+class Parked(msgspec.Struct, frozen=True):
+    consumer_group: str
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp_ms: int
+    error: str
+    parked_at: datetime | None = None
+
+
+class Count(msgspec.Struct, frozen=True):
+    consumer_group: str
+    error_type: str
+    records: int
+    first_parked_at: datetime
+    last_parked_at: datetime
+
+
+async def park(pool: asyncpg.Pool, record: Parked) -> None:
+    """Idempotent on (group, topic, partition, offset): a replayed batch parks nothing twice."""
+    await pool.execute(
+        'INSERT INTO parked_records (consumer_group, topic, partition, "offset", key, value, timestamp_ms, error)'
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
+        record.consumer_group,
+        record.topic,
+        record.partition,
+        record.offset,
+        record.key,
+        record.value,
+        record.timestamp_ms,
+        record.error[:ERROR_CHARS],
+    )
+
+
+async def counts(pool: asyncpg.Pool) -> list[Count]:
+    rows = await pool.fetch(
+        "SELECT consumer_group, split_part(error, ':', 1) AS error_type, count(*) AS records,"
+        " min(parked_at) AS first_parked_at, max(parked_at) AS last_parked_at"
+        " FROM parked_records GROUP BY 1, 2 ORDER BY 1, 2"
+    )
+    return [msgspec.convert(dict(r), Count) for r in rows]
+
+
+async def of_group(pool: asyncpg.Pool, group: str) -> list[Parked]:
+    """Oldest first (per partition, in offset order)."""
+    rows = await pool.fetch(
+        'SELECT consumer_group, topic, partition, "offset", key, value, timestamp_ms, error, parked_at'
+        ' FROM parked_records WHERE consumer_group = $1 ORDER BY parked_at, topic, partition, "offset"',
+        group,
+    )
+    return [msgspec.convert(dict(r), Parked) for r in rows]
+
+
+async def unpark(pool: asyncpg.Pool, record: Parked) -> None:
+    await pool.execute(
+        'DELETE FROM parked_records WHERE consumer_group = $1 AND topic = $2 AND partition = $3 AND "offset" = $4',
+        record.consumer_group,
+        record.topic,
+        record.partition,
+        record.offset,
+    )
+
+
+async def refused_again(pool: asyncpg.Pool, record: Parked, error: str) -> None:
+    await pool.execute(
+        "UPDATE parked_records SET error = $5, attempts = attempts + 1"
+        ' WHERE consumer_group = $1 AND topic = $2 AND partition = $3 AND "offset" = $4',
+        record.consumer_group,
+        record.topic,
+        record.partition,
+        record.offset,
+        error[:ERROR_CHARS],
+    )

@@ -1,0 +1,128 @@
+"""Poison records: park what a sink refuses, list it, and apply it again (`herald parked`).
+
+The consumer loop isolates a record its handler refuses on its own and hands it to `Parking`,
+which stores it in `parked_records` (`herald.db.parked`), logs where it was (never its content)
+and counts it (`herald_sink_records_parked_total`, alert `HeraldSinkRecordsParked`). After the
+cause is fixed, `herald parked replay --group <group>` runs that group's handler over each
+parked record, oldest first, and deletes those it applies. Handlers are idempotent, so a record
+that was applied in the meantime (a replay of its batch) changes nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+import asyncpg
+import msgspec
+from aiokafka import ConsumerRecord, TopicPartition
+
+from herald import metrics
+from herald.db import parked
+from herald.db.pool import create_pool, until_written
+from herald.kafka.consumer import Record
+from herald.settings import Settings
+from herald_sinks.groups import SINK_GROUPS, handlers
+
+log = logging.getLogger(__name__)
+
+
+class Parking:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def __call__(self, group: str, record: Record, error: Exception) -> None:
+        log.error(
+            "record refused by its sink; parked",
+            extra={
+                "group": group, "topic": record.topic, "partition": record.partition, "offset": record.offset,
+                "error": type(error).__name__,
+            },
+        )  # fmt: skip
+        entry = parked.Parked(
+            consumer_group=group, topic=record.topic, partition=record.partition, offset=record.offset,
+            key=record.key, value=record.value, timestamp_ms=record.timestamp, error=_describe(error),
+        )  # fmt: skip
+        await until_written(lambda: parked.park(self._pool, entry))
+        metrics.SINK_RECORDS_PARKED.labels(group).inc()
+
+
+def _describe(error: Exception) -> str:
+    return f"{type(error).__name__}: {error}"
+
+
+def _record(entry: parked.Parked) -> Record:
+    return ConsumerRecord(
+        topic=entry.topic, partition=entry.partition, offset=entry.offset, timestamp=entry.timestamp_ms,
+        timestamp_type=0, key=entry.key, value=entry.value, checksum=None,
+        serialized_key_size=len(entry.key or b""), serialized_value_size=len(entry.value or b""), headers=(),
+    )  # fmt: skip
+
+
+class Replayed(msgspec.Struct, frozen=True):
+    parked: int
+    applied: int
+    refused: int
+
+
+async def replay(settings: Settings, group: str, *, dry_run: bool) -> Replayed:
+    pool = await create_pool(settings.database)
+    try:
+        entries = await parked.of_group(pool, group)
+        if dry_run:
+            return Replayed(parked=len(entries), applied=0, refused=0)
+        handler = handlers(pool, settings)[group]
+        applied = refused = 0
+        for entry in entries:
+            record = _record(entry)
+            try:
+                await handler({TopicPartition(record.topic, record.partition): [record]})
+            except Exception as exc:  # the same refusal as before, or a new one: keep it parked
+                refused += 1
+                await parked.refused_again(pool, entry, _describe(exc))
+                continue
+            applied += 1
+            await parked.unpark(pool, entry)
+        return Replayed(parked=len(entries), applied=applied, refused=refused)
+    finally:
+        await pool.close()
+
+
+async def _list(settings: Settings) -> list[parked.Count]:
+    pool = await create_pool(settings.database)
+    try:
+        return await parked.counts(pool)
+    finally:
+        await pool.close()
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="parked_command", required=True)
+    sub.add_parser("list", help="parked records by consumer group and error type")
+    rep = sub.add_parser("replay", help="apply a group's parked records again; delete those applied")
+    rep.add_argument("--group", required=True, choices=SINK_GROUPS)
+    rep.add_argument("--dry-run", action="store_true", help="count what would be replayed; apply nothing")
+
+
+def run(settings: Settings, args: argparse.Namespace) -> None:
+    if not settings.database.url:
+        sys.exit("herald parked needs HERALD_DATABASE_URL")
+    if args.parked_command == "list":
+        counts = asyncio.run(_list(settings))
+        for c in counts:
+            span = f"{c.first_parked_at:%Y-%m-%d %H:%M} .. {c.last_parked_at:%Y-%m-%d %H:%M}"
+            print(f"{c.consumer_group}\t{c.error_type}\t{c.records:,}\t{span}")
+        print(f"{sum(c.records for c in counts):,} parked records")
+        return
+    done = asyncio.run(replay(settings, args.group, dry_run=args.dry_run))
+    if args.dry_run:
+        print(f"would replay {done.parked:,} parked records of {args.group}")
+    else:
+        print(
+            f"replayed {done.parked:,} parked records of {args.group}:"
+            f" {done.applied:,} applied, {done.refused:,} refused again"
+        )
+    if done.refused:
+        sys.exit(1)
