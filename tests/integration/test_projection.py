@@ -8,11 +8,16 @@ import uuid
 
 import asyncpg
 import msgspec
+from aiokafka import ConsumerRecord, TopicPartition
 
 from herald.db import messages as store
 from herald.domain.models import Category, Channel, KeyKind
-from herald.domain.records import OutboundMessage, StatusEventV1
+from herald.domain.records import ENCODER, OutboundMessage, StatusEventV1
 from herald.domain.status import Status
+from herald.kafka.consumer import ConsumerLoop
+from herald.kafka.topics import EVENTS, STATUS_SINK_GROUP, Names
+from herald_sinks.parking import Parking
+from herald_sinks.status import StatusProjection
 
 T0 = 1_764_284_400_000
 TENANT = uuid.uuid4()
@@ -92,20 +97,36 @@ async def test_read_scoped_to_tenant(pool: asyncpg.Pool) -> None:
     assert await store.get(pool, uuid.uuid4(), mid) is None
 
 
-async def test_a_record_the_database_refuses_is_skipped_not_wedging(pool: asyncpg.Pool) -> None:
-    """Defence in depth behind API validation: a NUL in a text field must not block the sink."""
-    from herald.kafka.topics import Names
-    from herald_sinks.status import StatusProjection
-
+async def test_a_record_the_database_refuses_is_parked_not_wedging(pool: asyncpg.Pool) -> None:
+    """Defence in depth behind API validation: a NUL in a text field must not block the sink.
+    The consumer loop isolates the refused record, applies the rest of its batch, parks it."""
     good, bad = uuid.uuid4(), uuid.uuid4()
-    poisoned = msgspec.structs.replace(msg(bad), reference="a\x00b")
-    projection = StatusProjection(pool, Names())
-    await projection._apply_or_skip([msg(good), poisoned], [], "batch")  # the whole batch is refused...
-    assert await pool.fetchval("SELECT count(*) FROM messages") == 0
-    await projection._apply_or_skip([msg(good)], [], str(good))  # ...record by record, the good one lands
-    await projection._apply_or_skip([poisoned], [], str(bad))
-    assert await status_of(pool, good) == "accepted"
-    assert await pool.fetchval("SELECT count(*) FROM messages WHERE id = $1", bad) == 0
+    await store.apply_batch(pool, [msg(good), msg(bad)], [])
+    events = [
+        ev(good, Status.SENT, 10),
+        msgspec.structs.replace(ev(bad, Status.FAILED, 10), reason="a\x00b"),
+        ev(good, Status.DELIVERED, 20),
+    ]
+    topic = Names().topic(EVENTS)
+    records = [
+        ConsumerRecord(
+            topic=topic, partition=0, offset=offset, timestamp=T0, timestamp_type=0, key=None,
+            value=ENCODER.encode(event), checksum=None, serialized_key_size=0, serialized_value_size=0, headers=(),
+        )
+        for offset, event in enumerate(events)
+    ]  # fmt: skip
+    loop = ConsumerLoop(
+        None,  # type: ignore[arg-type]  # handle() never fetches
+        StatusProjection(pool, Names()), Names(), group=STATUS_SINK_GROUP, max_records=10, park=Parking(pool),
+    )  # fmt: skip
+    await loop.handle({TopicPartition(topic, 0): records})
+    assert (await status_of(pool, good), await status_of(pool, bad)) == ("delivered", "accepted")
+    parked = await pool.fetch('SELECT consumer_group, topic, partition, "offset", value, error FROM parked_records')
+    assert [(r["consumer_group"], r["topic"], r["partition"], r["offset"]) for r in parked] == [
+        (STATUS_SINK_GROUP, topic, 0, 1)
+    ]
+    assert bytes(parked[0]["value"]) == records[1].value
+    assert "0x00" in parked[0]["error"]
 
 
 async def test_a_second_provider_id_for_one_message_is_counted_as_a_duplicate_send(pool: asyncpg.Pool) -> None:
