@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import msgspec
@@ -54,32 +54,33 @@ def create_app(settings: Settings) -> Litestar:
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        pool = await create_pool(settings.database)
-        producer = Producer(settings.kafka, names)
-        receipt_producer = Producer(
-            msgspec.structs.replace(settings.kafka, linger_ms=settings.api.receipt_linger_ms), names
-        )
-        await producer.start()
-        await receipt_producer.start()
-        template_cache = TemplateCache(pool, settings.api.template_cache_seconds)
-        app.state.services = Services(
-            settings=settings,
-            names=names,
-            pool=pool,
-            producer=producer,
-            receipt_producer=receipt_producer,
-            authenticator=KeyAuthenticator(
-                pool, settings.api.auth_cache_seconds, KeyRateLimiter(settings.api.key_requests_per_second)
-            ),
-            templates=template_cache,
-            sender=Sender(producer, template_cache, pool, ContentKeys(pool, settings.retention.content_days)),
-        )
-        try:
+        async with AsyncExitStack() as started:
+            # Each part is closed on the way out (last started, first closed), also when a later
+            # part fails to start: a broker that is down must not leave the pool open.
+            pool = await create_pool(settings.database)
+            started.push_async_callback(pool.close)
+            producer = Producer(settings.kafka, names)
+            started.push_async_callback(producer.stop)  # aiokafka: stop() also after a failed start()
+            await producer.start()
+            receipt_producer = Producer(
+                msgspec.structs.replace(settings.kafka, linger_ms=settings.api.receipt_linger_ms), names
+            )
+            started.push_async_callback(receipt_producer.stop)
+            await receipt_producer.start()
+            template_cache = TemplateCache(pool, settings.api.template_cache_seconds)
+            app.state.services = Services(
+                settings=settings,
+                names=names,
+                pool=pool,
+                producer=producer,
+                receipt_producer=receipt_producer,
+                authenticator=KeyAuthenticator(
+                    pool, settings.api.auth_cache_seconds, KeyRateLimiter(settings.api.key_requests_per_second)
+                ),
+                templates=template_cache,
+                sender=Sender(producer, template_cache, pool, ContentKeys(pool, settings.retention.content_days)),
+            )
             yield
-        finally:
-            await receipt_producer.stop()
-            await producer.stop()
-            await pool.close()
 
     async def ready() -> dict[str, str]:
         services: Services = app.state.services
