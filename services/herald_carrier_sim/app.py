@@ -106,11 +106,13 @@ def _until_midnight_utc() -> int:
 
 
 _PERMANENT = {"0000": "invalid_number", "0001": "opted_out"}
+SENDS_KEPT = 1_000_000
 
 
 def create_app(settings: CarrierSimSettings, provider: ProviderSettings) -> Litestar:
     counter = itertools.count(1)
     # Accepted sends per Herald message id: lets tests count duplicate sends after crashes.
+    # Bounded like log_sends: past SENDS_KEPT ids, the oldest is forgotten (dicts keep insertion order).
     sends: collections.Counter[str] = collections.Counter()
     # (monotonic time, tenant id) of every accepted send: lets tests measure paced rates.
     # Bounded: `make run` and the benchmarks keep the simulator up for millions of sends.
@@ -203,6 +205,8 @@ def create_app(settings: CarrierSimSettings, provider: ProviderSettings) -> Lite
             )
         provider_id = f"sim-{next(counter):012d}"
         sends[data.metadata.get("message_id", "")] += 1
+        if len(sends) > SENDS_KEPT:
+            del sends[next(iter(sends))]
         log_sends.append((time.monotonic(), data.metadata.get("tenant_id", "")))
         if "message_id" in data.metadata and "tenant_id" in data.metadata and suffix != "0005":
             receipt: dict[str, object] = {
