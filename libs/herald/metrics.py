@@ -122,6 +122,11 @@ BILLING_RECORDS = Counter(
     " its message row in billing_pending).",
     ["outcome"],
 )
+BILLING_PENDING_REFUSED = Gauge(
+    "herald_billing_pending_refused",
+    "Messages whose deferred billing events the database refused at the last settle; they stay in"
+    " billing_pending, retried every tick, unbilled until the cause is fixed.",
+)
 CALLBACK_OUTCOMES = Counter(
     "herald_callback_outcomes_total",
     "Tenant callback attempts by outcome (delivered, refused, http_5xx/429, timeout_or_network).",

@@ -52,11 +52,16 @@ class BillingLedger:
 
 
 async def run_settler(pool: asyncpg.Pool, interval_seconds: float, stop: asyncio.Event) -> None:
-    """Settle parked events every `interval_seconds` (they wait for the status projection)."""
+    """Settle deferred events every `interval_seconds` (they wait for the status projection)."""
     async for _ in ticks(interval_seconds, stop):
         try:
-            written = await billing.settle_pending(pool)
+            settled = await billing.settle_pending(pool)
         except DATABASE_ERRORS as exc:
             log.warning("billing settle failed; will retry", extra={"error": type(exc).__name__})
             continue
-        metrics.BILLING_RECORDS.labels("written").inc(written)
+        metrics.BILLING_RECORDS.labels("written").inc(settled.written)
+        metrics.BILLING_PENDING_REFUSED.set(settled.refused)
+        if settled.refused:
+            log.error(
+                "pending billing events refused by the database; left pending", extra={"messages": settled.refused}
+            )

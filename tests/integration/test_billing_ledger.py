@@ -316,3 +316,25 @@ async def test_sinks_sigkilled_mid_batch_bill_every_message_exactly_once(
     assert {r["billed_at"] for r in rows} == {datetime.fromtimestamp((now_ms + 51) / 1000, tz=UTC)}
     result = await billing.reconcile(pool, billing_month(now_ms))
     assert (result.ledger_rows, result.billable_messages, result.differences) == (n, n, [])
+
+
+async def test_a_deferred_bill_the_database_refuses_does_not_hold_back_the_others(pool: asyncpg.Pool) -> None:
+    from herald.db import messages as message_store
+
+    refused_tenant, tenant = await _tenant(pool), await _tenant(pool)
+    now_ms = int(time.time() * 1000)
+    refused, billed = _message(refused_tenant, 1, now_ms), _message(tenant, 2, now_ms)
+    await message_store.apply_batch(pool, [refused, billed], [])
+    at = datetime.fromtimestamp(now_ms / 1000, tz=UTC)
+    await pool.executemany(
+        "INSERT INTO billing_pending (message_id, status, at) VALUES ($1, 'delivered', $2)",
+        [(refused.id, at), (billed.id, at)],
+    )
+    await pool.execute(f"ALTER TABLE billing_records ADD CONSTRAINT refuse_one CHECK (tenant_id <> '{refused_tenant}')")
+    assert await billing.settle_pending(pool) == billing.Settled(written=1, refused=1)
+    assert [r["message_id"] for r in await ledger(pool)] == [billed.id]
+    assert [r["message_id"] for r in await pool.fetch("SELECT message_id FROM billing_pending")] == [refused.id]
+    await pool.execute("ALTER TABLE billing_records DROP CONSTRAINT refuse_one")
+    assert await billing.settle_pending(pool) == billing.Settled(written=1, refused=0)
+    assert await pool.fetchval("SELECT count(*) FROM billing_pending") == 0
+    assert len(await ledger(pool)) == 2

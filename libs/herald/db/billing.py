@@ -24,6 +24,7 @@ import msgspec
 
 from herald.billing.period import Month
 from herald.billing.ratecards import FALLBACK_COUNTRY, RateCardIn, default_card
+from herald.db.pool import TRANSIENT_ERRORS
 from herald.domain.models import TIER_POLICIES
 
 _PAID_TIERS = ", ".join(f"'{tier.value}'" for tier, policy in TIER_POLICIES.items() if policy.billed)
@@ -117,11 +118,14 @@ _STAGING = (
 )
 _RECORD = _bill("billing_staging", defer=True)
 _SETTLE = _bill("billing_pending", defer=False)
+_SETTLE_ONE = _bill("(SELECT * FROM billing_pending WHERE message_id = $1)", defer=False)
+_SETTLEABLE = "SELECT DISTINCT p.message_id FROM billing_pending p JOIN messages m ON m.id = p.message_id"
 _RESOLVED = f"""
     DELETE FROM billing_pending s USING messages m LEFT JOIN tenants t ON t.id = m.tenant_id
     WHERE m.id = s.message_id
       AND (EXISTS (SELECT 1 FROM billing_records b WHERE b.message_id = s.message_id)
            OR NOT coalesce({BILLABLE}, false))"""
+_RESOLVED_ONE = _RESOLVED + " AND s.message_id = $1"
 
 CANDIDATE_STATUSES = frozenset({"sent", "delivered", "read"})
 """Statuses that can make a message billable; the sink ignores every other event."""
@@ -155,11 +159,41 @@ async def record(pool: asyncpg.Pool, candidates: Sequence[Candidate]) -> Recorde
     return Recorded(written=row["written"], deferred=row["deferred"])
 
 
-async def settle_pending(pool: asyncpg.Pool) -> int:
-    """Bill parked events whose message row has appeared; drop those that turned out not billable."""
+class Settled(msgspec.Struct, frozen=True):
+    written: int
+    """New ledger rows."""
+    refused: int = 0
+    """Messages whose pending events the database refused to settle; they stay pending."""
+
+
+async def settle_pending(pool: asyncpg.Pool) -> Settled:
+    """Bill pending events whose message row has appeared; drop those that turned out not billable.
+
+    One statement for all of them. If the database refuses it (an outage propagates, for the
+    caller to retry on its next tick), one message's events must not hold back every other
+    deferred bill: settle message by message and leave the refused ones pending, counted.
+    """
+    try:
+        return Settled(await _settle(pool, _SETTLE, _RESOLVED))
+    except TRANSIENT_ERRORS:
+        raise
+    except asyncpg.PostgresError:
+        pass
+    written = refused = 0
+    for row in await pool.fetch(_SETTLEABLE):
+        try:
+            written += await _settle(pool, _SETTLE_ONE, _RESOLVED_ONE, row["message_id"])
+        except TRANSIENT_ERRORS:
+            raise
+        except asyncpg.PostgresError:
+            refused += 1
+    return Settled(written, refused)
+
+
+async def _settle(pool: asyncpg.Pool, settle: str, resolved: str, *args: object) -> int:
     async with pool.acquire() as conn, conn.transaction():
-        written: int = await conn.fetchval(_SETTLE)
-        await conn.execute(_RESOLVED)
+        written: int = await conn.fetchval(settle, *args)
+        await conn.execute(resolved, *args)
     return written
 
 
