@@ -9,7 +9,7 @@ import asyncpg
 import msgspec
 from litestar import Litestar
 
-from herald.db.pool import create_pool
+from herald.db.pool import TRANSIENT_ERRORS, create_pool
 from herald.kafka.consumer import ConsumerLoop, drain, make_consumer
 from herald.kafka.producer import Producer
 from herald.kafka.topics import Names
@@ -51,6 +51,7 @@ async def run_sinks(settings: Settings, stop: asyncio.Event) -> None:
                 consumer, handler, names, group=group, max_records=settings.sinks.batch_max_records,
                 batch_wait_seconds=settings.sinks.batch_wait_seconds,
                 commit_interval_seconds=settings.sinks.commit_interval_seconds, park=parking,
+                transient=TRANSIENT_ERRORS,
             )
         )  # fmt: skip
     tasks = [asyncio.create_task(loop.run()) for loop in loops]

@@ -169,3 +169,15 @@ async def test_without_a_park_a_refusal_propagates() -> None:
     loop = ConsumerLoop(None, RefusesBad(), Names(), group="g", max_records=200)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="refused"):
         await loop.handle(mixed_batch({(0, 1)}))
+
+
+async def test_a_transient_error_propagates_with_nothing_parked() -> None:
+    # The database away is no reason to park: the process stops and its successor replays.
+    handler, parked = RefusesBad(fail_with=ConnectionRefusedError("database away")), Parked()
+    loop = ConsumerLoop(
+        None,  # type: ignore[arg-type]
+        handler, Names(), group="g", max_records=200, park=parked, transient=(OSError,),
+    )  # fmt: skip
+    with pytest.raises(ConnectionRefusedError):
+        await loop.handle({TP: [record(TP, 0, b"ok"), record(TP, 1, b"ok")]})
+    assert parked.records == []

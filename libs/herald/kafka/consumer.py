@@ -79,7 +79,9 @@ class ConsumerLoop:
     loop halves the batch until it has the records that fail on their own, applies the rest,
     parks those and moves on: one bad record never halts a partition, let alone the three sinks
     sharing the process. More than `max_parked` in one batch is a fault, not poison: the error
-    propagates with nothing parked and nothing committed, and the process stops.
+    propagates with nothing parked and nothing committed, and the process stops. So does an
+    error of a `transient` type (the database away): that is no reason to park anything, and the
+    restarted process replays the batch.
     """
 
     def __init__(
@@ -94,6 +96,7 @@ class ConsumerLoop:
         commit_interval_seconds: float = 0.0,
         park: Parker | None = None,
         max_parked: int = 10,
+        transient: tuple[type[BaseException], ...] = (),
     ) -> None:
         """`group` is the unprefixed consumer group, the lag metric's label (several groups read
         `herald.events` in one sinks process)."""
@@ -106,6 +109,7 @@ class ConsumerLoop:
         self._commit_interval = commit_interval_seconds
         self._park = park
         self._max_parked = max_parked
+        self._transient = transient
         self._stopping = asyncio.Event()
 
     def stop(self) -> None:
@@ -135,6 +139,8 @@ class ConsumerLoop:
         try:
             await self._handler(batch)
             return
+        except self._transient:
+            raise
         except Exception as exc:
             if self._park is None:
                 raise
@@ -159,6 +165,8 @@ class ConsumerLoop:
         for half in (records[:middle], records[middle:]):
             try:
                 await self._handler(_batch_of(half))
+            except self._transient:
+                raise
             except Exception as exc:
                 await self._isolate(half, exc, refused)
 
