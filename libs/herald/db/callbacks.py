@@ -25,6 +25,8 @@ from datetime import datetime, timedelta
 import asyncpg
 import msgspec
 
+from herald.db.pool import rows_affected
+
 
 class Pending(msgspec.Struct, frozen=True):
     message_id: uuid.UUID
@@ -95,8 +97,7 @@ async def delivered(pool: asyncpg.Pool, outbox_id: int) -> None:
 
 async def purge_delivered(pool: asyncpg.Pool, before: datetime) -> int:
     """Delete rows delivered before `before`; returns how many."""
-    status = await pool.execute("DELETE FROM callback_outbox WHERE delivered_at < $1", before)
-    return int(status.rsplit(" ", 1)[-1])
+    return rows_affected(await pool.execute("DELETE FROM callback_outbox WHERE delivered_at < $1", before))
 
 
 async def retry_later(pool: asyncpg.Pool, outbox_id: int, at: datetime, error: str) -> None:

@@ -20,6 +20,11 @@ DATABASE_ERRORS: tuple[type[BaseException], ...] = (*TRANSIENT_ERRORS, asyncpg.P
 """Anything the database may raise: a periodic job logs it and tries again on its next tick."""
 
 
+def rows_affected(status: str) -> int:
+    """The row count of a command status such as asyncpg's `execute` returns ("DELETE 3")."""
+    return int(status.rsplit(" ", 1)[-1])
+
+
 async def until_written(write: Callable[[], Awaitable[T]]) -> T:
     """`write()`, retried with backoff for as long as the database is unreachable.
 

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 import asyncpg
 import msgspec
 
+from herald.db.pool import rows_affected
 from herald.domain.limits import WINDOW_SECONDS
 from herald.sealing import first_readable_hour
 
@@ -29,10 +30,6 @@ class Purged(msgspec.Struct, frozen=True):
     retries: int = 0
     content_hours: int = 0
     """Hours of message content (recipients, bodies) made unreadable."""
-
-
-def _count(status: str) -> int:
-    return int(status.rsplit(" ", 1)[-1])
 
 
 async def purge(
@@ -53,9 +50,9 @@ async def purge(
         "DELETE FROM content_keys WHERE hour < $1", first_readable_hour(int(now.timestamp() * 1000), content_days)
     )
     return Purged(
-        recipients=_count(recipients),
-        claims=_count(claims),
-        dead_callbacks=_count(dead),
-        retries=_count(retries),
-        content_hours=_count(content),
+        recipients=rows_affected(recipients),
+        claims=rows_affected(claims),
+        dead_callbacks=rows_affected(dead),
+        retries=rows_affected(retries),
+        content_hours=rows_affected(content),
     )
