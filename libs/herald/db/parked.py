@@ -26,7 +26,6 @@ class Parked(msgspec.Struct, frozen=True):
     value: bytes | None
     timestamp_ms: int
     error: str
-    parked_at: datetime | None = None
 
 
 class Count(msgspec.Struct, frozen=True):
@@ -42,10 +41,7 @@ async def park(pool: asyncpg.Pool, record: Parked) -> None:
     await pool.execute(
         'INSERT INTO parked_records (consumer_group, topic, partition, "offset", key, value, timestamp_ms, error)'
         " VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
-        record.consumer_group,
-        record.topic,
-        record.partition,
-        record.offset,
+        *_key(record),
         record.key,
         record.value,
         record.timestamp_ms,
@@ -65,30 +61,27 @@ async def counts(pool: asyncpg.Pool) -> list[Count]:
 async def of_group(pool: asyncpg.Pool, group: str) -> list[Parked]:
     """Oldest first (per partition, in offset order)."""
     rows = await pool.fetch(
-        'SELECT consumer_group, topic, partition, "offset", key, value, timestamp_ms, error, parked_at'
+        'SELECT consumer_group, topic, partition, "offset", key, value, timestamp_ms, error'
         ' FROM parked_records WHERE consumer_group = $1 ORDER BY parked_at, topic, partition, "offset"',
         group,
     )
     return [msgspec.convert(dict(r), Parked) for r in rows]
 
 
+_ONE = 'consumer_group = $1 AND topic = $2 AND partition = $3 AND "offset" = $4'
+
+
 async def unpark(pool: asyncpg.Pool, record: Parked) -> None:
-    await pool.execute(
-        'DELETE FROM parked_records WHERE consumer_group = $1 AND topic = $2 AND partition = $3 AND "offset" = $4',
-        record.consumer_group,
-        record.topic,
-        record.partition,
-        record.offset,
-    )
+    await pool.execute(f"DELETE FROM parked_records WHERE {_ONE}", *_key(record))
 
 
 async def refused_again(pool: asyncpg.Pool, record: Parked, error: str) -> None:
     await pool.execute(
-        "UPDATE parked_records SET error = $5, attempts = attempts + 1"
-        ' WHERE consumer_group = $1 AND topic = $2 AND partition = $3 AND "offset" = $4',
-        record.consumer_group,
-        record.topic,
-        record.partition,
-        record.offset,
+        f"UPDATE parked_records SET error = $5, attempts = attempts + 1 WHERE {_ONE}",
+        *_key(record),
         error[:ERROR_CHARS],
     )
+
+
+def _key(record: Parked) -> tuple[str, str, int, int]:
+    return record.consumer_group, record.topic, record.partition, record.offset
