@@ -17,12 +17,12 @@ import sys
 
 import asyncpg
 import msgspec
-from aiokafka import ConsumerRecord, TopicPartition
+from aiokafka import TopicPartition
 
 from herald import metrics
 from herald.db import parked
 from herald.db.pool import create_pool, until_written
-from herald.kafka.consumer import Record
+from herald.kafka.consumer import Record, rebuilt_record
 from herald.settings import Settings
 from herald_sinks.groups import SINK_GROUPS, handlers
 
@@ -53,14 +53,6 @@ def _describe(error: Exception) -> str:
     return f"{type(error).__name__}: {error}"
 
 
-def _record(entry: parked.Parked) -> Record:
-    return ConsumerRecord(
-        topic=entry.topic, partition=entry.partition, offset=entry.offset, timestamp=entry.timestamp_ms,
-        timestamp_type=0, key=entry.key, value=entry.value, checksum=None,
-        serialized_key_size=len(entry.key or b""), serialized_value_size=len(entry.value or b""), headers=(),
-    )  # fmt: skip
-
-
 class Replayed(msgspec.Struct, frozen=True):
     parked: int
     applied: int
@@ -76,7 +68,9 @@ async def replay(settings: Settings, group: str, *, dry_run: bool) -> Replayed:
         handler = handlers(pool, settings)[group]
         applied = refused = 0
         for entry in entries:
-            record = _record(entry)
+            record = rebuilt_record(
+                entry.topic, entry.partition, entry.offset, entry.value, key=entry.key, timestamp_ms=entry.timestamp_ms
+            )
             try:
                 await handler({TopicPartition(record.topic, record.partition): [record]})
             except Exception as exc:  # the same refusal as before, or a new one: keep it parked

@@ -8,13 +8,13 @@ import uuid
 
 import asyncpg
 import msgspec
-from aiokafka import ConsumerRecord, TopicPartition
+from aiokafka import TopicPartition
 
 from herald.db import messages as store
 from herald.domain.models import Category, Channel, KeyKind
 from herald.domain.records import ENCODER, OutboundMessage, StatusEventV1
 from herald.domain.status import Status
-from herald.kafka.consumer import ConsumerLoop
+from herald.kafka.consumer import ConsumerLoop, rebuilt_record
 from herald.kafka.topics import EVENTS, STATUS_SINK_GROUP, Names
 from herald_sinks.parking import Parking
 from herald_sinks.status import StatusProjection
@@ -108,13 +108,7 @@ async def test_a_record_the_database_refuses_is_parked_not_wedging(pool: asyncpg
         ev(good, Status.DELIVERED, 20),
     ]
     topic = Names().topic(EVENTS)
-    records = [
-        ConsumerRecord(
-            topic=topic, partition=0, offset=offset, timestamp=T0, timestamp_type=0, key=None,
-            value=ENCODER.encode(event), checksum=None, serialized_key_size=0, serialized_value_size=0, headers=(),
-        )
-        for offset, event in enumerate(events)
-    ]  # fmt: skip
+    records = [rebuilt_record(topic, 0, offset, ENCODER.encode(event)) for offset, event in enumerate(events)]
     loop = ConsumerLoop(
         None,  # type: ignore[arg-type]  # handle() never fetches
         StatusProjection(pool, Names()), Names(), group=STATUS_SINK_GROUP, max_records=10, park=Parking(pool),

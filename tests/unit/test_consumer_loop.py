@@ -13,7 +13,7 @@ import asyncio
 import pytest
 from aiokafka import ConsumerRecord, TopicPartition
 
-from herald.kafka.consumer import Batch, ConsumerLoop
+from herald.kafka.consumer import Batch, ConsumerLoop, rebuilt_record
 from herald.kafka.topics import Names
 
 TP = TopicPartition("herald.events", 0)
@@ -111,10 +111,7 @@ OTHER = TopicPartition("herald.events", 1)
 
 
 def record(tp: TopicPartition, offset: int, value: bytes) -> ConsumerRecord[bytes, bytes]:
-    return ConsumerRecord(
-        topic=tp.topic, partition=tp.partition, offset=offset, timestamp=0, timestamp_type=0, key=None,
-        value=value, checksum=None, serialized_key_size=0, serialized_value_size=len(value), headers=(),
-    )  # fmt: skip
+    return rebuilt_record(tp.topic, tp.partition, offset, value)
 
 
 class RefusesBad:

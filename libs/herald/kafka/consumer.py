@@ -187,6 +187,17 @@ class ConsumerLoop:
                 )
 
 
+def rebuilt_record(
+    topic: str, partition: int, offset: int, value: bytes | None, *, key: bytes | None = None, timestamp_ms: int = 0
+) -> Record:
+    """A record as a handler receives it, rebuilt from what was kept of it (a parked record)."""
+    return ConsumerRecord(
+        topic=topic, partition=partition, offset=offset, timestamp=timestamp_ms, timestamp_type=0, key=key,
+        value=value, checksum=None, serialized_key_size=len(key or b""), serialized_value_size=len(value or b""),
+        headers=(),
+    )  # fmt: skip
+
+
 def _batch_of(records: list[Record]) -> Batch:
     batch: Batch = {}
     for record in records:
