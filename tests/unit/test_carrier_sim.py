@@ -1,0 +1,21 @@
+"""The carrier-sim's per-message send ledger stays bounded under `make run`'s millions of sends."""
+
+from __future__ import annotations
+
+import pytest
+from litestar.testing import AsyncTestClient
+
+from herald.settings import CarrierSimSettings, ProviderSettings
+from herald_carrier_sim import app as sim
+
+
+async def test_the_send_ledger_forgets_the_oldest_ids_past_its_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sim, "SENDS_KEPT", 3)
+    application = sim.create_app(CarrierSimSettings(latency_ms=0), ProviderSettings())
+    async with AsyncTestClient(application) as client:
+        for i in range(5):  # no tenant id in the metadata: no receipt is posted
+            body = {"to": "+447400123456", "channel": "sms", "body": "b", "metadata": {"message_id": f"m{i}"}}
+            assert (await client.post("/v1/messages", json=body)).status_code == 201
+        again = {"to": "+447400123456", "channel": "sms", "body": "b", "metadata": {"message_id": "m4"}}
+        assert (await client.post("/v1/messages", json=again)).status_code == 201
+    assert dict(application.state.sends) == {"m2": 1, "m3": 1, "m4": 2}
