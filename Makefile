@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install tools wrk run test unit integration lint typecheck check lock clean bench-e2e bench-ingest bench-billing bench-delivery bench-broker
+.PHONY: install tools wrk run test unit integration lint typecheck check lock clean bench-e2e bench-ingest bench-billing bench-delivery bench-broker bench-outbox
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -63,6 +63,9 @@ bench-delivery: install wrk
 
 bench-broker: install
 	$(BIN)/python -m loadtests.broker
+
+bench-outbox: install
+	$(BIN)/python -m loadtests.outbox
 
 bench-billing: install
 	$(BIN)/python -m loadtests.billing

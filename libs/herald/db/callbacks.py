@@ -66,12 +66,17 @@ async def due(pool: asyncpg.Pool, now: datetime, per_tenant: int, limit: int, ho
         SELECT id, tenant_id, payload, attempts, created_at FROM (
             SELECT o.*, row_number() OVER (PARTITION BY o.tenant_id ORDER BY o.id) AS turn
             FROM callback_outbox o
+            -- One probe of the (message_id, status) key, and only for a receipt still within its
+            -- hold (the condition on `o` inside gates the probe). EXISTS inside the OR below, or
+            -- this join without its LIMIT, reads every kept `sent` row into a hash on each poll.
+            LEFT JOIN LATERAL (SELECT true AS recorded FROM callback_outbox s
+                               WHERE o.follows_sent AND o.created_at > $1::timestamptz - $4::interval
+                                 AND s.message_id = o.message_id AND s.status = 'sent' LIMIT 1) sent ON true
             WHERE o.dead_at IS NULL AND o.delivered_at IS NULL AND o.next_attempt_at <= $1
               AND NOT EXISTS (SELECT 1 FROM callback_outbox p  -- a pending callback of this message that goes first
                               WHERE p.message_id = o.message_id AND p.dead_at IS NULL AND p.delivered_at IS NULL
                                 AND (p.rank, p.id) < (o.rank, o.id))
-              AND (NOT o.follows_sent OR o.created_at <= $1 - $4::interval
-                   OR EXISTS (SELECT 1 FROM callback_outbox s WHERE s.message_id = o.message_id AND s.status = 'sent'))
+              AND (NOT o.follows_sent OR o.created_at <= $1 - $4::interval OR sent.recorded)
         ) pending
         WHERE turn <= $2 ORDER BY id LIMIT $3
         """,
