@@ -127,6 +127,11 @@ BILLING_PENDING_REFUSED = Gauge(
     "Messages whose deferred billing events the database refused at the last settle; they stay in"
     " billing_pending, retried every tick, unbilled until the cause is fixed.",
 )
+BILLING_PENDING_OLDEST = Gauge(
+    "herald_billing_pending_oldest_seconds",
+    "Age of the oldest billing event waiting in billing_pending for its message row (0 when none);"
+    " hours mean a message the status projection parked or lost, billed only once it is written.",
+)
 CALLBACK_OUTCOMES = Counter(
     "herald_callback_outcomes_total",
     "Tenant callback attempts by outcome (delivered, refused, http_5xx/429, timeout_or_network).",

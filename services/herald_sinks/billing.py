@@ -56,9 +56,11 @@ async def run_settler(pool: asyncpg.Pool, interval_seconds: float, stop: asyncio
     async for _ in ticks(interval_seconds, stop):
         try:
             settled = await billing.settle_pending(pool)
+            backlog = await billing.pending_backlog(pool)
         except DATABASE_ERRORS as exc:
             log.warning("billing settle failed; will retry", extra={"error": type(exc).__name__})
             continue
+        metrics.BILLING_PENDING_OLDEST.set(backlog.oldest_seconds)
         metrics.BILLING_RECORDS.labels("written").inc(settled.written)
         metrics.BILLING_PENDING_REFUSED.set(settled.refused)
         if settled.refused:

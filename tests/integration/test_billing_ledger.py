@@ -6,6 +6,7 @@ import asyncio
 import signal
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -338,3 +339,42 @@ async def test_a_deferred_bill_the_database_refuses_does_not_hold_back_the_other
     assert await billing.settle_pending(pool) == billing.Settled(written=1, refused=0)
     assert await pool.fetchval("SELECT count(*) FROM billing_pending") == 0
     assert len(await ledger(pool)) == 2
+
+
+async def test_a_bill_waiting_for_a_message_that_never_comes_shows_its_age(pool: asyncpg.Pool) -> None:
+    from herald.db import messages as message_store
+    from herald_sinks.billing import run_settler
+
+    tenant = await _tenant(pool)
+    now_ms = int(time.time() * 1000)
+    stuck, fresh = _message(tenant, 1, now_ms), _message(tenant, 2, now_ms)
+    at = datetime.fromtimestamp(now_ms / 1000, tz=UTC)
+    await pool.executemany(
+        "INSERT INTO billing_pending (message_id, status, at, received_at) VALUES ($1, 'delivered', $2, $3)",
+        [(stuck.id, at, at - timedelta(hours=2)), (fresh.id, at, at)],
+    )
+    backlog = await billing.pending_backlog(pool)
+    assert backlog.events == 2
+    assert 7200 <= backlog.oldest_seconds < 7300
+
+    async def gauge_until(done: Callable[[float], bool]) -> float:
+        deadline = time.monotonic() + 10
+        while not done(seen := metrics.BILLING_PENDING_OLDEST._value.get()):
+            assert time.monotonic() < deadline, f"herald_billing_pending_oldest_seconds stays {seen}"
+            await asyncio.sleep(0.05)
+        return seen
+
+    # The settler publishes the age every tick, and leaves both pending: neither message row exists.
+    stop = asyncio.Event()
+    settler = asyncio.create_task(run_settler(pool, 0.05, stop))
+    try:
+        assert await gauge_until(lambda age: age >= 7200) < 7300
+        assert await pool.fetchval("SELECT count(*) FROM billing_pending") == 2
+        # Once the rows are written (a parked record replayed), both are billed and the age is 0.
+        await message_store.apply_batch(pool, [stuck, fresh], [])
+        await gauge_until(lambda age: age == 0)
+    finally:
+        stop.set()
+        await settler
+    assert {r["message_id"] for r in await ledger(pool)} == {stuck.id, fresh.id}
+    assert await billing.pending_backlog(pool) == billing.PendingBacklog(events=0, oldest_seconds=0.0)

@@ -190,6 +190,29 @@ async def settle_pending(pool: asyncpg.Pool) -> Settled:
     return Settled(written, refused)
 
 
+class PendingBacklog(msgspec.Struct, frozen=True):
+    events: int
+    """Events waiting in billing_pending."""
+    oldest_seconds: float
+    """How long the oldest of them has waited (0 when none)."""
+
+
+async def pending_backlog(pool: asyncpg.Pool) -> PendingBacklog:
+    """What waits in billing_pending, and for how long.
+
+    An event waits there for its message row, normally a few seconds while the status projection
+    catches up. One that waits for hours is a bill that will never be written by itself: its
+    message's record was parked by the status sink, or lost. Unlike a refused settle, nothing
+    fails, so only its age shows it.
+    """
+    row = await pool.fetchrow(
+        "SELECT count(*) AS events,"
+        " coalesce(extract(epoch FROM now() - min(received_at)), 0)::float8 AS oldest_seconds FROM billing_pending"
+    )
+    assert row is not None
+    return PendingBacklog(events=row["events"], oldest_seconds=max(row["oldest_seconds"], 0.0))
+
+
 async def _settle(pool: asyncpg.Pool, settle: str, resolved: str, *args: object) -> int:
     async with pool.acquire() as conn, conn.transaction():
         written: int = await conn.fetchval(settle, *args)
