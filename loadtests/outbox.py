@@ -1,8 +1,8 @@
 """The callback dispatcher's poll (`herald.db.callbacks.due`), which runs every 100 ms.
 
 Fills a fresh database like a busy platform's outbox: `--kept` delivered `sent` rows (10 min of
-callbacks at ~330/s are 200,000), 7,000 pending receipts (5,000 of them with their `sent` kept)
-and 5,000 pending `sent` rows over 20 tenants. Prints the poll's time per call with the receipts
+callbacks at ~330/s are 200,000), 7,000 pending receipts recorded by `record` (5,000 of them
+with their `sent` kept) and 5,000 pending `sent` rows over 20 tenants. Prints the poll's time per call with the receipts
 inside their order hold and past it, beside the same poll without the ordering (session 5's
 query: pending rows by id) on the same data, the ceiling it is compared to.
 
@@ -48,16 +48,19 @@ async def _fill(pool: asyncpg.Pool, kept: int) -> None:
         kept,
         tenants,
     )
-    await pool.execute(
-        "INSERT INTO callback_outbox (tenant_id, message_id, status, payload, rank, follows_sent)"
-        " SELECT tenant_id, message_id, 'delivered', 'x', 3, true FROM callback_outbox LIMIT 5000"
-    )
-    await pool.execute(
-        "INSERT INTO callback_outbox (tenant_id, message_id, status, payload, rank, follows_sent)"
-        " SELECT ($1::uuid[])[1 + i % 20], gen_random_uuid(), 'delivered', 'x', 3, true"
-        " FROM generate_series(1, 2000) i",
-        tenants,
-    )
+    # The receipts through `record`, which decides whether each waits: 5,000 whose `sent` is kept
+    # (they do not) and 2,000 whose `sent` has not been recorded (they do, until the hold passes).
+    answered = await pool.fetch("SELECT tenant_id, message_id FROM callback_outbox LIMIT 5000")
+    receipts = [(r["tenant_id"], r["message_id"]) for r in answered]
+    receipts += [(tenants[i % 20], uuid.uuid4()) for i in range(2000)]
+    for start in range(0, len(receipts), 500):
+        await outbox.record(
+            pool,
+            [
+                outbox.Pending(message_id, tenant_id, "delivered", b"x", rank=3, follows_sent=True)
+                for tenant_id, message_id in receipts[start : start + 500]
+            ],
+        )
     await pool.execute(
         "INSERT INTO callback_outbox (tenant_id, message_id, status, payload, rank)"
         " SELECT ($1::uuid[])[1 + i % 20], gen_random_uuid(), 'sent', 'x', 2 FROM generate_series(1, 5000) i",
@@ -87,7 +90,7 @@ async def measure(dsn: str, kept: int) -> None:
                 f"{label}: due() {ordered:.1f} ms per poll; unordered poll (ceiling) {unordered:.1f} ms;"
                 f" ratio {unordered / ordered:.2f}"
             )
-            await pool.execute("UPDATE callback_outbox SET created_at = now() - interval '1 minute' WHERE follows_sent")
+            await pool.execute("UPDATE callback_outbox SET created_at = now() - interval '1 minute' WHERE awaits_sent")
             await pool.execute("VACUUM ANALYZE callback_outbox")
     finally:
         await pool.close()

@@ -57,6 +57,16 @@ async def test_a_receipt_after_its_sent_went_out_is_not_held(pool: asyncpg.Pool)
     assert await _due(pool) == [b"read"]
 
 
+async def test_a_receipt_recorded_in_the_same_batch_as_its_sent_follows_it_at_once(pool: asyncpg.Pool) -> None:
+    message = uuid.uuid4()
+    await outbox.record(
+        pool, [_pending(message, Status.DELIVERED, receipt=True), _pending(message, Status.SENT, receipt=False)]
+    )
+    assert await _due(pool) == [b"sent"]
+    await _deliver_all(pool)
+    assert await _due(pool) == [b"delivered"]  # not held: its `sent` came in the same batch
+
+
 async def test_past_the_hold_a_receipt_goes_out_alone(pool: asyncpg.Pool) -> None:
     message = uuid.uuid4()
     await outbox.record(pool, [_pending(message, Status.DELIVERED, receipt=True)])

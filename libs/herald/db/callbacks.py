@@ -11,6 +11,14 @@ row has been recorded or `hold` has passed since it was, whichever is first. Pas
 goes out alone: a `sent` that turns up later still goes out, after it, and the payload's `at`
 orders the two.
 
+Whether a receipt still waits is decided when rows are written, not on each poll: `record` sets
+a receipt's `awaits_sent` only if its message has no `sent` row (in the table or in the same
+batch), and clears it on the receipts a newly recorded `sent` releases. So the poll, every
+100 ms, reads only pending rows, however many receipts are inside their hold. A message's
+events come from one partition and are recorded by one consumer, in order, so the two writes do
+not race; if they ever did (two owners during a rebalance), the receipt would wait out the hold
+and still go out after its `sent` had.
+
 Delivered `sent` rows are kept (`delivered_at`, payload cleared) so that a receipt recorded
 after its `sent` went out finds it; `purge_delivered` removes them later. Other rows are deleted
 once delivered.
@@ -50,13 +58,38 @@ class Due(msgspec.Struct, frozen=True):
 async def record(pool: asyncpg.Pool, pending: Sequence[Pending]) -> None:
     """Idempotent: a replayed event is already in the outbox, pending or (a `sent` delivered
     recently) kept. Otherwise it is sent once more: callbacks are at-least-once, and receivers
-    dedupe on message id + status."""
+    dedupe on message id + status. One statement: the inserts, and the release of receipts
+    already waiting for a `sent` in this batch (it sees the table as it was before the inserts,
+    which the inserts' own check covers)."""
     if not pending:
         return
-    await pool.executemany(
-        "INSERT INTO callback_outbox (message_id, tenant_id, status, payload, rank, follows_sent)"
-        " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (message_id, status) DO NOTHING",
-        [(p.message_id, p.tenant_id, p.status, p.payload, p.rank, p.follows_sent) for p in pending],
+    await pool.execute(
+        """
+        WITH batch AS (
+            SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::bytea[], $5::smallint[], $6::boolean[])
+                AS b(message_id, tenant_id, status, payload, rank, follows_sent)
+        ),
+        recorded AS (
+            INSERT INTO callback_outbox (message_id, tenant_id, status, payload, rank, awaits_sent)
+            SELECT b.message_id, b.tenant_id, b.status, b.payload, b.rank,
+                   b.follows_sent
+                   AND NOT EXISTS (SELECT 1 FROM batch s
+                                   WHERE s.message_id = b.message_id AND s.status = 'sent')
+                   AND NOT EXISTS (SELECT 1 FROM callback_outbox s
+                                   WHERE s.message_id = b.message_id AND s.status = 'sent')
+            FROM batch b
+            ON CONFLICT (message_id, status) DO NOTHING
+        )
+        UPDATE callback_outbox o SET awaits_sent = false FROM batch b
+        WHERE b.status = 'sent' AND o.message_id = b.message_id AND o.awaits_sent
+          AND o.dead_at IS NULL AND o.delivered_at IS NULL
+        """,
+        [p.message_id for p in pending],
+        [p.tenant_id for p in pending],
+        [p.status for p in pending],
+        [p.payload for p in pending],
+        [p.rank for p in pending],
+        [p.follows_sent for p in pending],
     )
 
 
@@ -66,17 +99,11 @@ async def due(pool: asyncpg.Pool, now: datetime, per_tenant: int, limit: int, ho
         SELECT id, tenant_id, payload, attempts, created_at FROM (
             SELECT o.*, row_number() OVER (PARTITION BY o.tenant_id ORDER BY o.id) AS turn
             FROM callback_outbox o
-            -- One probe of the (message_id, status) key, and only for a receipt still within its
-            -- hold (the condition on `o` inside gates the probe). EXISTS inside the OR below, or
-            -- this join without its LIMIT, reads every kept `sent` row into a hash on each poll.
-            LEFT JOIN LATERAL (SELECT true AS recorded FROM callback_outbox s
-                               WHERE o.follows_sent AND o.created_at > $1::timestamptz - $4::interval
-                                 AND s.message_id = o.message_id AND s.status = 'sent' LIMIT 1) sent ON true
             WHERE o.dead_at IS NULL AND o.delivered_at IS NULL AND o.next_attempt_at <= $1
               AND NOT EXISTS (SELECT 1 FROM callback_outbox p  -- a pending callback of this message that goes first
                               WHERE p.message_id = o.message_id AND p.dead_at IS NULL AND p.delivered_at IS NULL
                                 AND (p.rank, p.id) < (o.rank, o.id))
-              AND (NOT o.follows_sent OR o.created_at <= $1 - $4::interval OR sent.recorded)
+              AND (NOT o.awaits_sent OR o.created_at <= $1::timestamptz - $4::interval)
         ) pending
         WHERE turn <= $2 ORDER BY id LIMIT $3
         """,
