@@ -8,10 +8,10 @@ STAMP  := $(VENV)/.installed-stamp
 
 .PHONY: install tools wrk run test unit integration lint typecheck check lock clean bench-e2e bench-ingest bench-billing bench-delivery bench-broker bench-outbox
 
-$(STAMP): pyproject.toml requirements.lock
+$(STAMP): pyproject.toml requirements-dev.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet -r requirements-dev.lock
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
@@ -45,12 +45,19 @@ typecheck: install
 
 check: lint typecheck
 
-# Re-resolve the lock from pyproject's pins (run after changing a dependency).
+# Re-resolve both locks from pyproject's pins (run after changing a dependency):
+# requirements-dev.lock, everything `make install` puts in .venv (runtime, tests, linters), and
+# requirements.lock, the runtime part alone at the same versions, which is all the image installs.
 lock:
-	rm -rf /tmp/herald-lock && $(PYTHON) -m venv /tmp/herald-lock
+	rm -rf /tmp/herald-lock /tmp/herald-lock-runtime
+	$(PYTHON) -m venv /tmp/herald-lock
 	/tmp/herald-lock/bin/pip install --quiet --upgrade pip
 	/tmp/herald-lock/bin/pip install --quiet -e '.[dev]'
-	/tmp/herald-lock/bin/pip freeze --exclude-editable | grep -v '^herald' > requirements.lock
+	/tmp/herald-lock/bin/pip freeze --exclude-editable | grep -v '^herald' > requirements-dev.lock
+	$(PYTHON) -m venv /tmp/herald-lock-runtime
+	/tmp/herald-lock-runtime/bin/pip install --quiet --upgrade pip
+	/tmp/herald-lock-runtime/bin/pip install --quiet -c requirements-dev.lock .
+	/tmp/herald-lock-runtime/bin/pip freeze | grep -v '^herald' > requirements.lock
 
 bench-e2e: install wrk
 	$(BIN)/python -m loadtests.e2e

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -100,3 +101,25 @@ def test_dockerfile_is_multi_stage_pinned_and_non_root() -> None:
     assert len(bases) >= 2
     assert all(re.search(r":\d+\.\d+\.\d+", base) for base in bases), bases
     assert re.search(r"^USER 10001", text, re.M)
+
+
+def _pins(path: Path) -> dict[str, str]:
+    """A lock file's pins by normalised name."""
+    pins = {}
+    for line in path.read_text().split():
+        name, version = line.split("==")
+        pins[re.sub(r"[-_.]+", "-", name).lower()] = version
+    return pins
+
+
+def test_the_image_installs_the_runtime_lock_only_at_the_dev_locks_versions() -> None:
+    root = DEPLOY.parent
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    runtime, dev = _pins(root / "requirements.lock"), _pins(root / "requirements-dev.lock")
+    assert "pip install -r requirements.lock" in (root / "Dockerfile").read_text()
+    for requirement in project["dependencies"]:
+        name, version = requirement.split("==")
+        assert runtime[re.sub(r"[-_.]+", "-", name).lower()] == version, requirement
+    # (Not every dev pin: httpx is also litestar's own dependency.)
+    assert {"pytest", "mypy", "ruff", "schemathesis", "hypothesis"} <= set(dev) - set(runtime)
+    assert {name: dev.get(name) for name in runtime} == runtime
