@@ -116,6 +116,12 @@ SINK_RECORDS_PARKED = Counter(
     " moves on; `herald parked replay` applies them once the cause is fixed.",
     ["group"],
 )
+SINK_PARKED_RECORDS = Gauge(
+    "herald_sink_parked_records",
+    "Records parked in Postgres (parked_records) by consumer group, until `herald parked replay`"
+    " applies them or `herald parked discard` gives them up; recounted every few seconds.",
+    ["group"],
+)
 BILLING_RECORDS = Counter(
     "herald_billing_records_total",
     "Billing ledger rows written by the billing sink (outcome: written; deferred: the event waits for"

@@ -144,6 +144,9 @@ class SinkSettings(msgspec.Struct, frozen=True):
     callback_keep_sent_seconds: float = 600.0
     """How long a delivered `sent` callback row is kept for its message's receipt to find. A
     receipt recorded later than that (the callbacks sink lagging by minutes) waits out the hold."""
+    parked_report_seconds: float = 15.0
+    """How often the parked records are recounted for `herald_sink_parked_records` (a replay or
+    discard runs in another process)."""
     billing_settle_seconds: float = 2.0
     """How often billable events that arrived before their message row are settled."""
     metrics_host: str = "127.0.0.1"

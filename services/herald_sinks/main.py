@@ -19,7 +19,7 @@ from herald.settings import Settings
 from herald_sinks.billing import run_settler
 from herald_sinks.callbacks import CallbackConfigs, Dispatcher
 from herald_sinks.groups import TOPICS, handlers
-from herald_sinks.parking import Parking
+from herald_sinks.parking import Parking, run_parked_report
 from herald_sinks.sweeper import run_sweeper
 
 
@@ -36,6 +36,7 @@ async def run_sinks(settings: Settings, stop: asyncio.Event) -> None:
         asyncio.create_task(run_sweeper(pool, producer, settings.sinks, stop)),
         asyncio.create_task(Dispatcher(pool, settings.sinks, configs).run(stop)),
         asyncio.create_task(run_settler(pool, settings.sinks.billing_settle_seconds, stop)),
+        asyncio.create_task(run_parked_report(pool, settings.sinks.parked_report_seconds, stop)),
     ]
     parking = Parking(pool)
     # Sinks are off the send path: a longer long-poll costs their lag nothing under load and

@@ -2,10 +2,13 @@
 
 The consumer loop isolates a record its handler refuses on its own and hands it to `Parking`,
 which stores it in `parked_records` (`herald.db.parked`), logs where it was (never its content)
-and counts it (`herald_sink_records_parked_total`, alert `HeraldSinkRecordsParked`). After the
+and counts it (`herald_sink_records_parked_total`). What stays parked is reported as the gauge
+`herald_sink_parked_records` (alert `HeraldSinkRecordsParked` for as long as any are), so a
+parked record is not forgotten once the alert that announced it would have cleared. After the
 cause is fixed, `herald parked replay --group <group>` runs that group's handler over each
 parked record, oldest first, and deletes those it applies. Handlers are idempotent, so a record
-that was applied in the meantime (a replay of its batch) changes nothing.
+that was applied in the meantime (a replay of its batch) changes nothing. A record that can
+never be applied is given up with `herald parked discard`, deliberately and counted.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ import argparse
 import asyncio
 import logging
 import sys
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import asyncpg
 import msgspec
@@ -21,12 +26,14 @@ from aiokafka import TopicPartition
 
 from herald import metrics
 from herald.db import parked
-from herald.db.pool import create_pool, until_written
+from herald.db.pool import DATABASE_ERRORS, create_pool, until_written
 from herald.kafka.consumer import Record, rebuilt_record
+from herald.runtime import ticks
 from herald.settings import Settings
 from herald_sinks.groups import SINK_GROUPS, handlers
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class Parking:
@@ -47,6 +54,23 @@ class Parking:
         )  # fmt: skip
         await until_written(lambda: parked.park(self._pool, entry))
         metrics.SINK_RECORDS_PARKED.labels(group).inc()
+        await until_written(lambda: report_parked(self._pool))
+
+
+async def report_parked(pool: asyncpg.Pool) -> None:
+    """Set `herald_sink_parked_records` for every sink group from the table."""
+    waiting = await parked.waiting(pool)
+    for group in SINK_GROUPS:
+        metrics.SINK_PARKED_RECORDS.labels(group).set(waiting.get(group, 0))
+
+
+async def run_parked_report(pool: asyncpg.Pool, interval_seconds: float, stop: asyncio.Event) -> None:
+    """Recount every `interval_seconds`: replays and discards run in other processes."""
+    async for _ in ticks(interval_seconds, stop):
+        try:
+            await report_parked(pool)
+        except DATABASE_ERRORS as exc:
+            log.warning("parked records count failed; will retry", extra={"error": type(exc).__name__})
 
 
 def _describe(error: Exception) -> str:
@@ -84,10 +108,10 @@ async def replay(settings: Settings, group: str, *, dry_run: bool) -> Replayed:
         await pool.close()
 
 
-async def _list(settings: Settings) -> list[parked.Count]:
+async def _with_pool(settings: Settings, work: Callable[[asyncpg.Pool], Awaitable[T]]) -> T:
     pool = await create_pool(settings.database)
     try:
-        return await parked.counts(pool)
+        return await work(pool)
     finally:
         await pool.close()
 
@@ -98,17 +122,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     rep = sub.add_parser("replay", help="apply a group's parked records again; delete those applied")
     rep.add_argument("--group", required=True, choices=SINK_GROUPS)
     rep.add_argument("--dry-run", action="store_true", help="count what would be replayed; apply nothing")
+    dis = sub.add_parser("discard", help="give up a group's parked records for good (those no fix can apply)")
+    dis.add_argument("--group", required=True, choices=SINK_GROUPS)
+    dis.add_argument("--error-type", help="only those parked for this error type (as `list` shows it)")
+    dis.add_argument("--dry-run", action="store_true", help="count what would be discarded; delete nothing")
 
 
 def run(settings: Settings, args: argparse.Namespace) -> None:
     if not settings.database.url:
         sys.exit("herald parked needs HERALD_DATABASE_URL")
     if args.parked_command == "list":
-        counts = asyncio.run(_list(settings))
+        counts = asyncio.run(_with_pool(settings, parked.counts))
         for c in counts:
             span = f"{c.first_parked_at:%Y-%m-%d %H:%M} .. {c.last_parked_at:%Y-%m-%d %H:%M}"
             print(f"{c.consumer_group}\t{c.error_type}\t{c.records:,}\t{span}")
         print(f"{sum(c.records for c in counts):,} parked records")
+        return
+    if args.parked_command == "discard":
+        n = asyncio.run(
+            _with_pool(settings, lambda pool: parked.discard(pool, args.group, args.error_type, dry_run=args.dry_run))
+        )
+        if args.dry_run:
+            print(f"would discard {n:,} parked records of {args.group}")
+        else:
+            log.warning("parked records discarded", extra={"group": args.group, "records": n})
+            print(f"discarded {n:,} parked records of {args.group}")
         return
     done = asyncio.run(replay(settings, args.group, dry_run=args.dry_run))
     if args.dry_run:

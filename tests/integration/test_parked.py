@@ -12,7 +12,10 @@ import sys
 import asyncpg
 from prometheus_client import REGISTRY
 
-from herald.kafka.topics import STATUS_SINK_GROUP
+from herald.db import parked
+from herald.kafka.topics import BILLING_SINK_GROUP, STATUS_SINK_GROUP
+from herald.settings import Settings
+from herald_sinks.parking import run_parked_report
 from tests.integration.harness import Platform
 
 
@@ -26,6 +29,10 @@ def _herald(dsn: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 def _parked_metric() -> float:
     return REGISTRY.get_sample_value("herald_sink_records_parked_total", {"group": STATUS_SINK_GROUP}) or 0.0
+
+
+def _waiting_metric() -> float | None:
+    return REGISTRY.get_sample_value("herald_sink_parked_records", {"group": STATUS_SINK_GROUP})
 
 
 async def test_a_refused_record_is_parked_the_sink_moves_on_and_replay_applies_it(
@@ -53,6 +60,7 @@ async def test_a_refused_record_is_parked_the_sink_moves_on_and_replay_applies_i
     }
     assert all(r["error"].startswith("CheckViolationError") for r in parked)
     assert _parked_metric() - metric_before == 3
+    assert _waiting_metric() == 3  # recounted from the table as each is parked
     for message_id in refused:
         assert (await platform.http.get(f"/v1/messages/{message_id}", headers=refused_auth)).status_code == 404
 
@@ -73,6 +81,51 @@ async def test_a_refused_record_is_parked_the_sink_moves_on_and_replay_applies_i
     assert done.returncode == 0, done.stderr
     assert "3 applied, 0 refused again" in done.stdout
     assert await pool.fetchval("SELECT count(*) FROM parked_records") == 0
+    # The replay ran in another process; the sinks' periodic recount brings the gauge (and with
+    # it the alert) back to 0.
+    stop = asyncio.Event()
+    reporter = asyncio.create_task(run_parked_report(pool, 0.05, stop))
+    try:
+        deadline = asyncio.get_running_loop().time() + 10
+        while _waiting_metric() != 0:
+            assert asyncio.get_running_loop().time() < deadline, f"herald_sink_parked_records stays {_waiting_metric()}"
+            await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        await reporter
     # The events were projected all along; with the envelope back, each message shows its status.
     for message_id in refused:
         assert (await platform.wait_status(refused_auth, message_id, {"delivered"}))["status"] == "delivered"
+
+
+async def test_discard_gives_up_parked_records_by_group_and_error_type(settings: Settings, pool: asyncpg.Pool) -> None:
+    def entry(group: str, offset: int, error: str) -> parked.Parked:
+        return parked.Parked(
+            consumer_group=group, topic="herald.events", partition=0, offset=offset, key=None, value=b"\x00",
+            timestamp_ms=0, error=error,
+        )  # fmt: skip
+
+    for record in (
+        entry(BILLING_SINK_GROUP, 1, "CheckViolationError: refused"),
+        entry(BILLING_SINK_GROUP, 2, "UntranslatableCharacterError: NUL"),
+        entry(STATUS_SINK_GROUP, 1, "CheckViolationError: refused"),
+    ):
+        await parked.park(pool, record)
+    dsn = settings.database.url
+    dry = await asyncio.to_thread(
+        _herald, dsn, "discard", "--group", BILLING_SINK_GROUP, "--error-type", "CheckViolationError", "--dry-run"
+    )
+    assert dry.returncode == 0, dry.stderr
+    assert f"would discard 1 parked records of {BILLING_SINK_GROUP}" in dry.stdout
+    assert await parked.waiting(pool) == {BILLING_SINK_GROUP: 2, STATUS_SINK_GROUP: 1}
+
+    one = await asyncio.to_thread(
+        _herald, dsn, "discard", "--group", BILLING_SINK_GROUP, "--error-type", "CheckViolationError"
+    )
+    assert f"discarded 1 parked records of {BILLING_SINK_GROUP}" in one.stdout
+    remaining = await pool.fetch('SELECT consumer_group, "offset" FROM parked_records ORDER BY 1, 2')
+    assert [(r["consumer_group"], r["offset"]) for r in remaining] == [(BILLING_SINK_GROUP, 2), (STATUS_SINK_GROUP, 1)]
+
+    rest = await asyncio.to_thread(_herald, dsn, "discard", "--group", BILLING_SINK_GROUP)
+    assert f"discarded 1 parked records of {BILLING_SINK_GROUP}" in rest.stdout
+    assert await parked.waiting(pool) == {STATUS_SINK_GROUP: 1}  # another group's are not touched

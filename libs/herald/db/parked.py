@@ -14,6 +14,8 @@ from datetime import datetime
 import asyncpg
 import msgspec
 
+from herald.db.pool import rows_affected
+
 ERROR_CHARS = 500
 
 
@@ -56,6 +58,22 @@ async def counts(pool: asyncpg.Pool) -> list[Count]:
         " FROM parked_records GROUP BY 1, 2 ORDER BY 1, 2"
     )
     return [msgspec.convert(dict(r), Count) for r in rows]
+
+
+async def waiting(pool: asyncpg.Pool) -> dict[str, int]:
+    """Parked records by consumer group (groups with none are absent)."""
+    rows = await pool.fetch("SELECT consumer_group, count(*) AS n FROM parked_records GROUP BY 1")
+    return {r["consumer_group"]: r["n"] for r in rows}
+
+
+async def discard(pool: asyncpg.Pool, group: str, error_type: str | None, *, dry_run: bool) -> int:
+    """Delete a group's parked records (of one error type, if given); returns how many. For
+    records that can never be applied: what they carried is given up for good."""
+    where = "consumer_group = $1 AND ($2::text IS NULL OR split_part(error, ':', 1) = $2)"
+    if dry_run:
+        n: int = await pool.fetchval(f"SELECT count(*) FROM parked_records WHERE {where}", group, error_type)
+        return n
+    return rows_affected(await pool.execute(f"DELETE FROM parked_records WHERE {where}", group, error_type))
 
 
 async def of_group(pool: asyncpg.Pool, group: str) -> list[Parked]:
