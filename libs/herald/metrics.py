@@ -55,6 +55,19 @@ PACED_TOKENS = Counter(
     "Send tokens taken from tenants' shared rate buckets, by tier (compare with the tier's limit).",
     ["tier"],
 )
+PROVIDER_CAPACITY_WAIT_SECONDS = Histogram(
+    "herald_provider_capacity_wait_seconds",
+    "How long a worker with messages ready waited for a token of the provider's capacity"
+    " (HERALD_WORKER_PROVIDER_RATE_PER_SECOND), by provider.",
+    ["provider"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+PROVIDER_THROTTLE_CUTS = Counter(
+    "herald_provider_throttle_cuts_total",
+    "Times a worker halved its own send rate to a provider after a 429 (throttled), by provider:"
+    " the provider's capacity is lower than Herald was told (HERALD_WORKER_PROVIDER_RATE_PER_SECOND).",
+    ["provider"],
+)
 DUPLICATE_SENDS = Counter(
     "herald_duplicate_sends_total",
     "Messages handed to a provider more than once (a worker crashed between send and commit), as"

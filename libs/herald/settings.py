@@ -90,6 +90,10 @@ class WorkerSettings(msgspec.Struct, frozen=True):
     provider_connections: int = 32
     """Keep-alive connections to the provider. httpcore's pool scans every connection per request,
     so a pool as large as max_in_flight costs more CPU than the extra parallelism buys (profiled)."""
+    provider_rate_per_second: float = 0.0
+    """The provider account's throughput, held across all workers (0: none). Set it to what the
+    provider grants (WhatsApp Cloud API: 80 msg/s per business number by default) so that sends
+    wait for capacity here instead of being answered 429 (`herald_worker.provider_gate`)."""
     provider_attempts: int = 6
     """In-process tenacity attempts for transient provider errors: backoff 0.1, 0.2, 0.4, 0.8,
     1.6 s (+ jitter, and at least the provider's Retry-After), so a blip of a few seconds is

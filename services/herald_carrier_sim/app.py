@@ -118,6 +118,7 @@ def create_app(settings: CarrierSimSettings, provider: ProviderSettings) -> Lite
     # Bounded: `make run` and the benchmarks keep the simulator up for millions of sends.
     log_sends: collections.deque[tuple[float, str]] = collections.deque(maxlen=100_000)
     outage_refusals = [0]
+    throttle_refusals = [0]
     pending: set[asyncio.Task[None]] = set()
     clients: list[aiohttp.ClientSession] = []
     latency = Latency(settings.latency_ms, settings.latency_p99_ms or settings.latency_ms)
@@ -180,6 +181,7 @@ def create_app(settings: CarrierSimSettings, provider: ProviderSettings) -> Lite
             outage_refusals[0] += 1
             return Response(ErrorOut(ErrorDetail("unavailable", "outage")), status_code=503)
         if (wait := throughput.take()) is not None:
+            throttle_refusals[0] += 1
             return Response(
                 ErrorOut(ErrorDetail("throttled", "throughput cap")),
                 status_code=429,
@@ -249,4 +251,5 @@ def create_app(settings: CarrierSimSettings, provider: ProviderSettings) -> Lite
     app.state.sends = sends
     app.state.log_sends = log_sends
     app.state.outage_refusals = outage_refusals
+    app.state.throttle_refusals = throttle_refusals
     return app

@@ -19,6 +19,7 @@ from herald.settings import Settings
 from herald_worker.delivery import Deliverer
 from herald_worker.pacing import report_utilisation
 from herald_worker.pipeline import Pipeline
+from herald_worker.provider_gate import ProviderGate, Throttled
 from herald_worker.providers.carrier import CarrierProvider
 from herald_worker.providers.sink import SinkProvider
 from herald_worker.worker import Processor
@@ -31,13 +32,17 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     producer = Producer(msgspec.structs.replace(settings.kafka, linger_ms=w.outcome_linger_ms), names)
     await producer.start()
     pool = await create_pool(settings.database)
-    live = CarrierProvider(w.provider_url, w.provider_timeout_seconds, w.provider_connections)
+    carrier = CarrierProvider(w.provider_url, w.provider_timeout_seconds, w.provider_connections)
+    gate = ProviderGate.on_postgres(pool, carrier.name, w.provider_rate_per_second)
+    live = Throttled(carrier, gate)
     processor = Processor(Deliverer(live, SinkProvider(), w.provider_attempts, w.retry_delays_seconds), producer)
     consumer = None
     try:
         # Subscribed once the pipeline exists: it is the rebalance listener.
         consumer = make_consumer(settings.kafka, names, WORKER_GROUP, (), partition_fetch_bytes=w.fetch_partition_bytes)
-        pipeline = Pipeline(consumer, names, processor, pool, w, ContentKeys(pool, settings.retention.content_days))
+        pipeline = Pipeline(
+            consumer, names, processor, pool, w, ContentKeys(pool, settings.retention.content_days), gate
+        )
         consumer.subscribe([names.topic(t) for t in (*MESSAGE_TOPICS, RETRY)], listener=pipeline)
         await consumer.start()
         reporter = asyncio.create_task(report_utilisation(pool, w.utilisation_interval_seconds, stop))

@@ -67,42 +67,62 @@ class TenantRates:
 
 
 TakeTokens = Callable[[uuid.UUID, float, float, int], Awaitable[int]]
+Rates = Callable[[uuid.UUID], Awaitable[tuple[Tier | None, float]]]
+OnGranted = Callable[[Tier | None, float, int], None]
+"""Told (tier, seconds waited without a token, tokens granted) after each refill."""
+
+
+def observe_tier(tier: Tier | None, waited: float, granted: int) -> None:
+    if tier is not None:
+        metrics.PACING_WAIT_SECONDS.labels(tier.value).observe(waited)
+        metrics.PACED_TOKENS.labels(tier.value).inc(granted)
 
 
 class TenantPacer:
     def __init__(
         self,
         take_tokens: TakeTokens,
-        rates: Callable[[uuid.UUID], Awaitable[tuple[Tier, float]]],
+        rates: Rates,
         wake: Callable[[], None],
         clock: Callable[[], float] = time.monotonic,
+        on_granted: OnGranted = observe_tier,
     ) -> None:
         self._take_tokens = take_tokens
         self._rates = rates
         self._wake = wake
         self._clock = clock
+        self._on_granted = on_granted
         self._allowance: dict[uuid.UUID, tuple[int, float]] = {}
         """tenant -> (tokens in hand, expiry)."""
         self._refills: dict[uuid.UUID, asyncio.Task[None]] = {}
         self._waiting_since: dict[uuid.UUID, float] = {}
 
     @classmethod
-    def on_postgres(cls, pool: asyncpg.Pool, rates: TenantRates, wake: Callable[[], None]) -> TenantPacer:
-        async def take(tenant_id: uuid.UUID, rate: float, burst: float, want: int) -> int:
-            return await pacing.take_tokens(pool, tenant_id, rate, burst, want)
+    def on_postgres(
+        cls, pool: asyncpg.Pool, rates: Rates, wake: Callable[[], None], on_granted: OnGranted = observe_tier
+    ) -> TenantPacer:
+        async def take(bucket: uuid.UUID, rate: float, burst: float, want: int) -> int:
+            return await pacing.take_tokens(pool, bucket, rate, burst, want)
 
-        return cls(take, rates.get, wake)
+        return cls(take, rates, wake, on_granted=on_granted)
 
-    def try_take(self, tenant_id: uuid.UUID) -> bool:
+    def available(self, tenant_id: uuid.UUID) -> bool:
+        """A token is in hand (not consumed). If not, a refill is started and wakes the caller."""
         tokens, expiry = self._allowance.get(tenant_id, (0, 0.0))
         now = self._clock()
         if tokens > 0 and now < expiry:
-            self._allowance[tenant_id] = (tokens - 1, expiry)
             return True
         self._waiting_since.setdefault(tenant_id, now)
         if tenant_id not in self._refills:
             self._refills[tenant_id] = asyncio.create_task(self._refill(tenant_id))
         return False
+
+    def try_take(self, tenant_id: uuid.UUID) -> bool:
+        if not self.available(tenant_id):
+            return False
+        tokens, expiry = self._allowance[tenant_id]
+        self._allowance[tenant_id] = (tokens - 1, expiry)
+        return True
 
     async def close(self) -> None:
         for task in self._refills.values():
@@ -127,8 +147,7 @@ class TenantPacer:
                 await asyncio.sleep(max(0.005, want / rate))
             now = self._clock()
             self._allowance[tenant_id] = (granted, now + ALLOWANCE_TTL_SECONDS)
-            metrics.PACING_WAIT_SECONDS.labels(tier.value).observe(now - self._waiting_since.pop(tenant_id, now))
-            metrics.PACED_TOKENS.labels(tier.value).inc(granted)
+            self._on_granted(tier, now - self._waiting_since.pop(tenant_id, now), granted)
         finally:
             self._refills.pop(tenant_id, None)
             self._wake()

@@ -41,7 +41,7 @@ from aiokafka.errors import KafkaError
 from herald import clock, metrics
 from herald.db import claims
 from herald.db.pool import until_written
-from herald.domain.models import Category
+from herald.domain.models import Category, KeyKind
 from herald.domain.records import ENCODER, MESSAGE_DECODER, OutboundMessage, SealedMessageV2, message_key
 from herald.kafka.producer import Record
 from herald.kafka.topics import RETRY, WORKER_GROUP, Names, class_topic
@@ -51,6 +51,7 @@ from herald.settings import WorkerSettings
 from herald_worker.offsets import OffsetTracker
 from herald_worker.pacing import TenantPacer, TenantRates
 from herald_worker.pauses import PausePolicy
+from herald_worker.provider_gate import ProviderGate
 from herald_worker.scheduler import PRIORITY, Item, Scheduler
 from herald_worker.worker import Processor
 
@@ -66,6 +67,7 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
         pool: asyncpg.Pool,
         settings: WorkerSettings,
         content_keys: ContentKeys,
+        gate: ProviderGate,
     ) -> None:
         self._consumer = consumer
         self._names = names
@@ -77,7 +79,9 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
         self._tracker: OffsetTracker[TopicPartition] = OffsetTracker()
         self._wake = asyncio.Event()
         self._rates = TenantRates(pool)
-        self._pacer = TenantPacer.on_postgres(pool, self._rates, self._wake.set)
+        self._pacer = TenantPacer.on_postgres(pool, self._rates.get, self._wake.set)
+        self._gate = gate
+        gate.attach(self._wake.set)
         self._slots = asyncio.Semaphore(settings.max_in_flight)
         self._tasks: dict[asyncio.Task[None], TopicPartition] = {}
         self._held: list[tuple[int, int, Item]] = []
@@ -105,6 +109,7 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
             with contextlib.suppress(asyncio.CancelledError):
                 await loops
             await self._pacer.close()
+            await self._gate.close()
 
     async def _fetch_loop(self) -> None:
         while not self._stopping.is_set():
@@ -118,7 +123,7 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
     async def _dispatch_loop(self) -> None:
         while not self._stopping.is_set():
             await self._slots.acquire()
-            item = self._scheduler.take(self._pacer.try_take)
+            item = self._next()
             while item is None:
                 self._wake.clear()
                 await self._sleep_until_something_may_be_ready()
@@ -126,7 +131,7 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
                     self._slots.release()
                     return
                 self._release_due()
-                item = self._scheduler.take(self._pacer.try_take)
+                item = self._next()
             task = asyncio.create_task(self._deliver(item))
             self._tasks[task] = item.partition
             task.add_done_callback(self._forget_task)
@@ -137,6 +142,18 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
             await self._commit()
 
     # --- pieces ---------------------------------------------------------------------------------
+    def _next(self) -> Item | None:
+        """The scheduler's next message if the provider can take one now (its capacity and
+        throttling, `provider_gate.py`). The gate is asked inside the scheduler's choice, for a
+        tenant with a ready message, so class order decides who gets the provider's next token."""
+        item = self._scheduler.take(self._allow)
+        if item is not None and item.message.key_kind is not KeyKind.TEST:
+            self._gate.take(item.message.id)
+        return item
+
+    def _allow(self, tenant_id: uuid.UUID) -> bool:
+        return self._gate.ready() and self._pacer.try_take(tenant_id)
+
     def _forget_task(self, task: asyncio.Task[None]) -> None:
         self._tasks.pop(task, None)
 
@@ -146,6 +163,7 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
         try:
             outcome = await self._processor.deliver(item.message)
         finally:
+            self._gate.settle(item.message.id)
             self._scheduler.done(item)
             self._slots.release()
             self._wake.set()
@@ -259,6 +277,8 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
             deadlines.append(resting - time.monotonic())
         if self._held:
             deadlines.append((self._held[0][0] - clock.now_ms()) / 1000)
+        if (opens := self._gate.opens_at()) is not None:
+            deadlines.append(opens - time.monotonic())
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), max(0.001, min(deadlines)))
 

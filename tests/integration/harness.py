@@ -101,6 +101,11 @@ class Platform:
         assert self._sim is not None, "started without the carrier-sim"
         return int(self._sim.state.outage_refusals[0])
 
+    def sim_throttle_refusals(self) -> int:
+        """Sends the in-process carrier-sim refused with 429 `throttled` (its throughput cap)."""
+        assert self._sim is not None, "started without the carrier-sim"
+        return int(self._sim.state.throttle_refusals[0])
+
     def add_worker(self) -> Loop:
         loop = Loop(self.settings, run_worker)
         self._loops.append(loop)

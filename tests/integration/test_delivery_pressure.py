@@ -80,6 +80,64 @@ async def test_tenant_rate_holds_across_workers(settings: Settings, pool: asyncp
     assert abs(observed - rate) / rate <= 0.10, f"{workers} workers: {observed:.1f} msg/s for a limit of {rate}"
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+async def test_provider_capacity_holds_across_workers_and_tenants(
+    settings: Settings, pool: asyncpg.Pool, workers: int
+) -> None:
+    # Two enterprise tenants (1,000 msg/s each) share one provider account allowed 60 msg/s.
+    capacity, per_tenant = 60, 240
+    platform = await Platform(_with(settings, provider_rate_per_second=capacity)).start(worker=False)
+    try:
+        for _ in range(workers):
+            platform.add_worker()
+        tenants = [await platform.tenant_with_key(tier="enterprise") for _ in range(2)]
+        for _, auth in tenants:
+            await platform.template(auth)
+        probe = await platform.send(tenants[0][1], to="+447400999999")
+        await platform.wait_status(tenants[0][1], probe.json()["id"], {"delivered"}, deadline_s=30)
+        await asyncio.sleep(2.0 if workers > 1 else 0.0)
+        for index, (_, auth) in enumerate(tenants):
+            await _batch(platform, auth, index * per_tenant, per_tenant)
+        await wait_status_count(pool, 2 * per_tenant + 1, deadline_s=60)
+    finally:
+        await platform.stop()
+    n = 2 * per_tenant
+    times = sorted(t for t, _ in platform.sim_log())[1:]  # without the probe
+    assert len(times) == n
+    skip = capacity // 2  # the bucket's half second of burst
+    observed = (n - 1 - skip) / (times[-1] - times[skip])
+    assert abs(observed - capacity) / capacity <= 0.10, f"{workers} workers: {observed:.1f} msg/s for {capacity}"
+    assert platform.sim_throttle_refusals() == 0  # the carrier-sim has no cap of its own here
+
+
+async def test_a_throttling_provider_slows_the_worker_down_instead_of_failing_messages(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    # The carrier-sim answers 429 beyond 50 msg/s (Retry-After: its next token, ~50 ms) and Herald
+    # was not told its capacity. With 32 sends in flight and 3 attempts per message (the test
+    # settings: no retry topic), ignoring the 429s beyond the refused message's own retry failed
+    # 120 of these 300 messages with `throttled_retries_exhausted` after 510 refusals (measured
+    # with the gate's reaction disabled). The gate shuts for each Retry-After, retries included,
+    # and the worker paces itself below what the provider accepted.
+    cap, n = 50, 300
+    sim = msgspec.structs.replace(settings.carrier_sim, max_per_second=float(cap))
+    platform = await Platform(msgspec.structs.replace(settings, carrier_sim=sim)).start()
+    try:
+        tenant_id, auth = await platform.tenant_with_key(tier="enterprise")
+        await platform.template(auth)
+        await _batch(platform, auth, 0, n)
+        deadline = time.monotonic() + 60
+        while (done := sum([await count_status(pool, s, tenant_id) for s in ("delivered", "failed")])) < n:
+            assert time.monotonic() < deadline, f"{done} of {n} final"
+            await asyncio.sleep(0.2)
+    finally:
+        await platform.stop()
+    assert await count_status(pool, "failed", tenant_id) == 0
+    assert len(platform.sim_log()) == n
+    refused = platform.sim_throttle_refusals()
+    assert refused <= n // 4, f"{refused} throttled answers for {n} messages"
+
+
 async def test_authentication_is_not_held_behind_a_marketing_backlog(settings: Settings, pool: asyncpg.Pool) -> None:
     # A slower carrier, so the marketing backlog lasts while the OTPs go through.
     settings = msgspec.structs.replace(
