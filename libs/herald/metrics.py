@@ -156,6 +156,11 @@ CALLBACK_OUTCOMES = Counter(
     "Tenant callback attempts by outcome (delivered, refused, http_5xx/429, timeout_or_network).",
     ["outcome"],
 )
+CALLBACKS_STALE = Counter(
+    "herald_callbacks_stale_total",
+    "Callbacks never sent because a later status of the same message had already gone to the tenant"
+    " (a `sent` held up longer than HERALD_SINKS_CALLBACK_ORDER_HOLD_SECONDS).",
+)
 CALLBACK_SECONDS = Histogram(
     "herald_callback_seconds",
     "Duration of one callback attempt, including the tenant's response time.",

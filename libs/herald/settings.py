@@ -143,11 +143,13 @@ class SinkSettings(msgspec.Struct, frozen=True):
     callback_poll_seconds: float = 0.1
     callback_order_hold_seconds: float = 10.0
     """How long a receipt's callback (`delivered`, `read`, a provider's `failed`) waits for its
-    message's `sent` to be recorded, so that the tenant gets `sent` first. Only a `sent` held up
-    this long (a worker restart between the provider's answer and the event) arrives after."""
+    message's `sent` to be recorded, so that the tenant gets `sent` first. A `sent` held up
+    longer (a worker restart between the provider's answer and the event) finds the receipt's
+    callback gone out and is not sent at all (`herald.db.callbacks`)."""
     callback_keep_sent_seconds: float = 600.0
-    """How long a delivered `sent` callback row is kept for its message's receipt to find. A
-    receipt recorded later than that (the callbacks sink lagging by minutes) waits out the hold."""
+    """How long a delivered callback row is kept (without its payload): a `sent` for its
+    message's receipt to find, any for a stale or replayed event of its message to be recognised.
+    A receipt recorded later than that (the callbacks sink lagging by minutes) waits out the hold."""
     parked_report_seconds: float = 15.0
     """How often the parked records are recounted for `herald_sink_parked_records` (a replay or
     discard runs in another process)."""

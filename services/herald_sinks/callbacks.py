@@ -89,7 +89,7 @@ class CallbackRecorder:
                         follows_sent=event.status is not Status.SENT and event.provider_message_id is not None,
                     )
                 )  # fmt: skip
-        await outbox.record(self._pool, pending)
+        metrics.CALLBACKS_STALE.inc(await outbox.record(self._pool, pending))
 
 
 class Dispatcher:

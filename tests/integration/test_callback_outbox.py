@@ -41,9 +41,12 @@ async def test_a_receipt_recorded_before_its_sent_waits_for_it(pool: asyncpg.Poo
     assert await _due(pool) == [b"delivered"]
     await _deliver_all(pool)
     assert await _due(pool) == []
-    # The delivered `sent` row stays (without its payload) for later receipts; the other went.
-    kept = await pool.fetch("SELECT status, payload, delivered_at FROM callback_outbox")
-    assert [(r["status"], bytes(r["payload"]), r["delivered_at"] is not None) for r in kept] == [("sent", b"", True)]
+    # Delivered rows stay, without their payload, for later events of the message to find.
+    kept = await pool.fetch("SELECT status, payload, delivered_at FROM callback_outbox ORDER BY rank")
+    assert [(r["status"], bytes(r["payload"]), r["delivered_at"] is not None) for r in kept] == [
+        ("sent", b"", True),
+        ("delivered", b"", True),
+    ]
 
 
 async def test_a_receipt_after_its_sent_went_out_is_not_held(pool: asyncpg.Pool) -> None:
@@ -67,11 +70,30 @@ async def test_a_receipt_recorded_in_the_same_batch_as_its_sent_follows_it_at_on
     assert await _due(pool) == [b"delivered"]  # not held: its `sent` came in the same batch
 
 
-async def test_past_the_hold_a_receipt_goes_out_alone(pool: asyncpg.Pool) -> None:
+async def test_past_the_hold_a_receipt_goes_out_alone_and_a_later_sent_never_goes(pool: asyncpg.Pool) -> None:
     message = uuid.uuid4()
     await outbox.record(pool, [_pending(message, Status.DELIVERED, receipt=True)])
     assert await _due(pool) == []
-    assert await _due(pool, datetime.now(UTC) + HOLD + timedelta(seconds=1)) == [b"delivered"]
+    later = datetime.now(UTC) + HOLD + timedelta(seconds=1)
+    [receipt] = await outbox.due(pool, later, per_tenant=10, limit=100, hold=HOLD)
+    assert receipt.payload == b"delivered"
+    await outbox.delivered(pool, receipt.id)
+    # The `sent`, held up past the hold, would tell the tenant the message went back to `sent`.
+    assert await outbox.record(pool, [_pending(message, Status.SENT, receipt=False)]) == 1
+    assert await _due(pool, later) == []
+    # A replayed receipt finds its kept row: the tenant is not called twice.
+    assert await outbox.record(pool, [_pending(message, Status.DELIVERED, receipt=True)]) == 0
+    assert await _due(pool, later) == []
+    # A higher status still goes.
+    assert await outbox.record(pool, [_pending(message, Status.READ, receipt=True)]) == 0
+    assert await _due(pool, later) == [b"read"]
+
+
+async def test_a_lower_status_goes_first_while_the_higher_is_still_pending(pool: asyncpg.Pool) -> None:
+    message = uuid.uuid4()
+    await outbox.record(pool, [_pending(message, Status.FAILED, receipt=False)])
+    assert await outbox.record(pool, [_pending(message, Status.SENT, receipt=False)]) == 0  # not stale
+    assert await _due(pool) == [b"sent"]
 
 
 async def test_only_receipts_are_held(pool: asyncpg.Pool) -> None:

@@ -8,8 +8,10 @@ worker's `sent` and the provider's receipt come from different producers and can
 `herald.events` either way round. A row that `follows_sent` (a receipt: it names the provider's
 message id, so the provider had accepted the message) is not due until its message's `sent`
 row has been recorded or `hold` has passed since it was, whichever is first. Past the hold it
-goes out alone: a `sent` that turns up later still goes out, after it, and the payload's `at`
-orders the two.
+goes out alone. A `sent` that turns up after a later status of its message went out (held up
+longer than the hold: a worker killed between the provider's answer and its event, whose
+message the next worker sent again) is stale: it is recorded as already delivered and never
+sent, so a receiver that keeps the last status it was told keeps the right one.
 
 Whether a receipt still waits is decided when rows are written, not on each poll: `record` sets
 a receipt's `awaits_sent` only if its message has no `sent` row (in the table or in the same
@@ -19,9 +21,9 @@ events come from one partition and are recorded by one consumer, in order, so th
 not race; if they ever did (two owners during a rebalance), the receipt would wait out the hold
 and still go out after its `sent` had.
 
-Delivered `sent` rows are kept (`delivered_at`, payload cleared) so that a receipt recorded
-after its `sent` went out finds it; `purge_delivered` removes them later. Other rows are deleted
-once delivered.
+Delivered rows are kept (`delivered_at`, payload cleared) for a while, so that a receipt
+recorded after its `sent` went out finds it, a stale status finds the later one, and a replayed
+event finds its own row instead of calling the tenant again; `purge_delivered` removes them.
 """
 
 from __future__ import annotations
@@ -55,34 +57,42 @@ class Due(msgspec.Struct, frozen=True):
     created_at: datetime
 
 
-async def record(pool: asyncpg.Pool, pending: Sequence[Pending]) -> None:
-    """Idempotent: a replayed event is already in the outbox, pending or (a `sent` delivered
-    recently) kept. Otherwise it is sent once more: callbacks are at-least-once, and receivers
-    dedupe on message id + status. One statement: the inserts, and the release of receipts
-    already waiting for a `sent` in this batch (it sees the table as it was before the inserts,
-    which the inserts' own check covers)."""
+async def record(pool: asyncpg.Pool, pending: Sequence[Pending]) -> int:
+    """Idempotent: a replayed event finds its row, pending or (delivered recently) kept.
+    Otherwise it is sent once more: callbacks are at-least-once, and receivers dedupe on message
+    id + status. One statement: the inserts (a stale status inserted as already delivered), and
+    the release of receipts already waiting for a `sent` in this batch (it sees the table as it
+    was before the inserts, which the inserts' own check covers). Returns how many were stale."""
     if not pending:
-        return
-    await pool.execute(
+        return 0
+    stale: int = await pool.fetchval(
         """
         WITH batch AS (
-            SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::bytea[], $5::smallint[], $6::boolean[])
+            SELECT b.*, EXISTS (SELECT 1 FROM callback_outbox h
+                                WHERE h.message_id = b.message_id AND h.rank > b.rank
+                                  AND h.delivered_at IS NOT NULL) AS stale
+            FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::bytea[], $5::smallint[], $6::boolean[])
                 AS b(message_id, tenant_id, status, payload, rank, follows_sent)
         ),
         recorded AS (
-            INSERT INTO callback_outbox (message_id, tenant_id, status, payload, rank, awaits_sent)
-            SELECT b.message_id, b.tenant_id, b.status, b.payload, b.rank,
-                   b.follows_sent
+            INSERT INTO callback_outbox (message_id, tenant_id, status, payload, rank, awaits_sent, delivered_at)
+            SELECT b.message_id, b.tenant_id, b.status, CASE WHEN b.stale THEN ''::bytea ELSE b.payload END, b.rank,
+                   b.follows_sent AND NOT b.stale
                    AND NOT EXISTS (SELECT 1 FROM batch s
                                    WHERE s.message_id = b.message_id AND s.status = 'sent')
                    AND NOT EXISTS (SELECT 1 FROM callback_outbox s
-                                   WHERE s.message_id = b.message_id AND s.status = 'sent')
+                                   WHERE s.message_id = b.message_id AND s.status = 'sent'),
+                   CASE WHEN b.stale THEN now() END
             FROM batch b
             ON CONFLICT (message_id, status) DO NOTHING
+            RETURNING delivered_at IS NOT NULL AS stale
+        ),
+        released AS (
+            UPDATE callback_outbox o SET awaits_sent = false FROM batch b
+            WHERE b.status = 'sent' AND o.message_id = b.message_id AND o.awaits_sent
+              AND o.dead_at IS NULL AND o.delivered_at IS NULL
         )
-        UPDATE callback_outbox o SET awaits_sent = false FROM batch b
-        WHERE b.status = 'sent' AND o.message_id = b.message_id AND o.awaits_sent
-          AND o.dead_at IS NULL AND o.delivered_at IS NULL
+        SELECT count(*) FILTER (WHERE stale) FROM recorded
         """,
         [p.message_id for p in pending],
         [p.tenant_id for p in pending],
@@ -91,6 +101,7 @@ async def record(pool: asyncpg.Pool, pending: Sequence[Pending]) -> None:
         [p.rank for p in pending],
         [p.follows_sent for p in pending],
     )
+    return stale
 
 
 async def due(pool: asyncpg.Pool, now: datetime, per_tenant: int, limit: int, hold: timedelta) -> list[Due]:
@@ -116,15 +127,8 @@ async def due(pool: asyncpg.Pool, now: datetime, per_tenant: int, limit: int, ho
 
 
 async def delivered(pool: asyncpg.Pool, outbox_id: int) -> None:
-    """A `sent` row is kept (without its payload) for receipts recorded after it to find; any
-    other row is deleted, as nothing waits on it."""
-    await pool.execute(
-        """
-        WITH gone AS (DELETE FROM callback_outbox WHERE id = $1 AND status <> 'sent')
-        UPDATE callback_outbox SET delivered_at = now(), payload = '' WHERE id = $1 AND status = 'sent'
-        """,
-        outbox_id,
-    )
+    """Kept without its payload until `purge_delivered`: later rows of its message look it up."""
+    await pool.execute("UPDATE callback_outbox SET delivered_at = now(), payload = '' WHERE id = $1", outbox_id)
 
 
 async def purge_delivered(pool: asyncpg.Pool, before: datetime) -> int:
