@@ -43,12 +43,14 @@ DLQ_RECORDS = Counter(
     "Messages copied to herald.dlq by workers, by kind (permanent, retries_exhausted).",
     ["kind"],
 )
+# Waits for a shared bucket's token: from a few ms (the next 100 ms chunk) to seconds (a free
+# tenant's campaign at 10 msg/s).
+_TOKEN_WAIT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 PACING_WAIT_SECONDS = Histogram(
     "herald_pacing_wait_seconds",
     "How long a tenant with a ready message waited for a token of its rate limit, by tier.",
     ["tier"],
-    # From a few ms (the next 100 ms chunk) to seconds (a free tenant's campaign at 10 msg/s).
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+    buckets=_TOKEN_WAIT_BUCKETS,
 )
 PACED_TOKENS = Counter(
     "herald_pacing_tokens_total",
@@ -60,7 +62,7 @@ PROVIDER_CAPACITY_WAIT_SECONDS = Histogram(
     "How long a worker with messages ready waited for a token of the provider's capacity"
     " (HERALD_WORKER_PROVIDER_RATE_PER_SECOND), by provider.",
     ["provider"],
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+    buckets=_TOKEN_WAIT_BUCKETS,
 )
 PROVIDER_THROTTLE_CUTS = Counter(
     "herald_provider_throttle_cuts_total",

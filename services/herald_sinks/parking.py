@@ -83,37 +83,33 @@ class Replayed(msgspec.Struct, frozen=True):
     refused: int
 
 
-async def replay(settings: Settings, group: str, *, dry_run: bool) -> Replayed:
-    pool = await create_pool(settings.database)
-    try:
-        entries = await parked.of_group(pool, group)
-        if dry_run:
-            return Replayed(parked=len(entries), applied=0, refused=0)
-        handler = handlers(pool, settings)[group]
-        applied = refused = 0
-        for entry in entries:
-            record = rebuilt_record(
-                entry.topic, entry.partition, entry.offset, entry.value, key=entry.key, timestamp_ms=entry.timestamp_ms
-            )
-            try:
-                await handler({TopicPartition(record.topic, record.partition): [record]})
-            except Exception as exc:  # the same refusal as before, or a new one: keep it parked
-                refused += 1
-                await parked.refused_again(pool, entry, _describe(exc))
-                continue
-            applied += 1
-            await parked.unpark(pool, entry)
-        return Replayed(parked=len(entries), applied=applied, refused=refused)
-    finally:
-        await pool.close()
-
-
 async def _with_pool(settings: Settings, work: Callable[[asyncpg.Pool], Awaitable[T]]) -> T:
     pool = await create_pool(settings.database)
     try:
         return await work(pool)
     finally:
         await pool.close()
+
+
+async def replay(settings: Settings, pool: asyncpg.Pool, group: str, *, dry_run: bool) -> Replayed:
+    entries = await parked.of_group(pool, group)
+    if dry_run:
+        return Replayed(parked=len(entries), applied=0, refused=0)
+    handler = handlers(pool, settings)[group]
+    applied = refused = 0
+    for entry in entries:
+        record = rebuilt_record(
+            entry.topic, entry.partition, entry.offset, entry.value, key=entry.key, timestamp_ms=entry.timestamp_ms
+        )
+        try:
+            await handler({TopicPartition(record.topic, record.partition): [record]})
+        except Exception as exc:  # the same refusal as before, or a new one: keep it parked
+            refused += 1
+            await parked.refused_again(pool, entry, _describe(exc))
+            continue
+        applied += 1
+        await parked.unpark(pool, entry)
+    return Replayed(parked=len(entries), applied=applied, refused=refused)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -148,7 +144,7 @@ def run(settings: Settings, args: argparse.Namespace) -> None:
             log.warning("parked records discarded", extra={"group": args.group, "records": n})
             print(f"discarded {n:,} parked records of {args.group}")
         return
-    done = asyncio.run(replay(settings, args.group, dry_run=args.dry_run))
+    done = asyncio.run(_with_pool(settings, lambda pool: replay(settings, pool, args.group, dry_run=args.dry_run)))
     if args.dry_run:
         print(f"would replay {done.parked:,} parked records of {args.group}")
     else:

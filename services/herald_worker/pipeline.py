@@ -11,7 +11,8 @@
   other tenant shares.
 * **Dispatch** hands the scheduler's next message to the processor while fewer than
   `max_in_flight` are in flight; a tenant is skipped while its pacer (shared token bucket) has
-  no token.
+  no token, and every tenant while the provider gate (`provider_gate.py`: the provider's
+  capacity, its Retry-After) is not ready.
 * **Commit**: every `commit_interval_seconds`, each partition's offset advances past the records
   whose outcome the broker has acknowledged (out-of-order completion, `offsets.py`).
 

@@ -17,6 +17,8 @@ import msgspec
 from herald.db.pool import rows_affected
 
 ERROR_CHARS = 500
+_ERROR_TYPE = "split_part(error, ':', 1)"
+"""The exception's type, as `herald parked list` groups them and `discard --error-type` names them."""
 
 
 class Parked(msgspec.Struct, frozen=True):
@@ -53,7 +55,7 @@ async def park(pool: asyncpg.Pool, record: Parked) -> None:
 
 async def counts(pool: asyncpg.Pool) -> list[Count]:
     rows = await pool.fetch(
-        "SELECT consumer_group, split_part(error, ':', 1) AS error_type, count(*) AS records,"
+        f"SELECT consumer_group, {_ERROR_TYPE} AS error_type, count(*) AS records,"
         " min(parked_at) AS first_parked_at, max(parked_at) AS last_parked_at"
         " FROM parked_records GROUP BY 1, 2 ORDER BY 1, 2"
     )
@@ -69,7 +71,7 @@ async def waiting(pool: asyncpg.Pool) -> dict[str, int]:
 async def discard(pool: asyncpg.Pool, group: str, error_type: str | None, *, dry_run: bool) -> int:
     """Delete a group's parked records (of one error type, if given); returns how many. For
     records that can never be applied: what they carried is given up for good."""
-    where = "consumer_group = $1 AND ($2::text IS NULL OR split_part(error, ':', 1) = $2)"
+    where = f"consumer_group = $1 AND ($2::text IS NULL OR {_ERROR_TYPE} = $2)"
     if dry_run:
         n: int = await pool.fetchval(f"SELECT count(*) FROM parked_records WHERE {where}", group, error_type)
         return n
