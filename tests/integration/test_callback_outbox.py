@@ -15,27 +15,39 @@ HOLD = timedelta(seconds=10)
 TENANT = uuid.uuid4()
 
 
-def _pending(message_id: uuid.UUID, status: Status, *, receipt: bool) -> outbox.Pending:
-    return outbox.Pending(
-        message_id, TENANT, status.value, status.value.encode(), rank=RANK[status], follows_sent=receipt
+RECEIPTS = {Status.DELIVERED, Status.READ}
+"""What these tests record as a provider's receipt (the worker's own `failed` is not one)."""
+
+
+async def _record(pool: asyncpg.Pool, message_id: uuid.UUID, *statuses: Status) -> int:
+    """One recorded batch of `statuses` of one message; returns how many were stale."""
+    return await outbox.record(
+        pool,
+        [
+            outbox.Pending(message_id, TENANT, s.value, s.value.encode(), rank=RANK[s], follows_sent=s in RECEIPTS)
+            for s in statuses
+        ],
     )
 
 
+async def _rows(pool: asyncpg.Pool, now: datetime | None = None) -> list[outbox.Due]:
+    return await outbox.due(pool, now or datetime.now(UTC), per_tenant=10, limit=100, hold=HOLD)
+
+
 async def _due(pool: asyncpg.Pool, now: datetime | None = None) -> list[bytes]:
-    rows = await outbox.due(pool, now or datetime.now(UTC), per_tenant=10, limit=100, hold=HOLD)
-    return [row.payload for row in rows]
+    return [row.payload for row in await _rows(pool, now)]
 
 
 async def _deliver_all(pool: asyncpg.Pool) -> None:
-    for row in await outbox.due(pool, datetime.now(UTC), per_tenant=10, limit=100, hold=HOLD):
+    for row in await _rows(pool):
         await outbox.delivered(pool, row.id)
 
 
 async def test_a_receipt_recorded_before_its_sent_waits_for_it(pool: asyncpg.Pool) -> None:
     message = uuid.uuid4()
-    await outbox.record(pool, [_pending(message, Status.DELIVERED, receipt=True)])
+    await _record(pool, message, Status.DELIVERED)
     assert await _due(pool) == []  # within the hold, and no `sent` yet
-    await outbox.record(pool, [_pending(message, Status.SENT, receipt=False)])
+    await _record(pool, message, Status.SENT)
     assert await _due(pool) == [b"sent"]  # recorded second, goes first
     await _deliver_all(pool)
     assert await _due(pool) == [b"delivered"]
@@ -51,20 +63,18 @@ async def test_a_receipt_recorded_before_its_sent_waits_for_it(pool: asyncpg.Poo
 
 async def test_a_receipt_after_its_sent_went_out_is_not_held(pool: asyncpg.Pool) -> None:
     message = uuid.uuid4()
-    await outbox.record(pool, [_pending(message, Status.SENT, receipt=False)])
+    await _record(pool, message, Status.SENT)
     await _deliver_all(pool)
-    await outbox.record(pool, [_pending(message, Status.READ, receipt=True)])
+    await _record(pool, message, Status.READ)
     assert await _due(pool) == [b"read"]
     # A replayed `sent` finds its kept row and is not sent again.
-    await outbox.record(pool, [_pending(message, Status.SENT, receipt=False)])
+    await _record(pool, message, Status.SENT)
     assert await _due(pool) == [b"read"]
 
 
 async def test_a_receipt_recorded_in_the_same_batch_as_its_sent_follows_it_at_once(pool: asyncpg.Pool) -> None:
     message = uuid.uuid4()
-    await outbox.record(
-        pool, [_pending(message, Status.DELIVERED, receipt=True), _pending(message, Status.SENT, receipt=False)]
-    )
+    await _record(pool, message, Status.DELIVERED, Status.SENT)
     assert await _due(pool) == [b"sent"]
     await _deliver_all(pool)
     assert await _due(pool) == [b"delivered"]  # not held: its `sent` came in the same batch
@@ -72,43 +82,41 @@ async def test_a_receipt_recorded_in_the_same_batch_as_its_sent_follows_it_at_on
 
 async def test_past_the_hold_a_receipt_goes_out_alone_and_a_later_sent_never_goes(pool: asyncpg.Pool) -> None:
     message = uuid.uuid4()
-    await outbox.record(pool, [_pending(message, Status.DELIVERED, receipt=True)])
+    await _record(pool, message, Status.DELIVERED)
     assert await _due(pool) == []
     later = datetime.now(UTC) + HOLD + timedelta(seconds=1)
-    [receipt] = await outbox.due(pool, later, per_tenant=10, limit=100, hold=HOLD)
+    [receipt] = await _rows(pool, later)
     assert receipt.payload == b"delivered"
     await outbox.delivered(pool, receipt.id)
     # The `sent`, held up past the hold, would tell the tenant the message went back to `sent`.
-    assert await outbox.record(pool, [_pending(message, Status.SENT, receipt=False)]) == 1
+    assert await _record(pool, message, Status.SENT) == 1
     assert await _due(pool, later) == []
     # A replayed receipt finds its kept row: the tenant is not called twice.
-    assert await outbox.record(pool, [_pending(message, Status.DELIVERED, receipt=True)]) == 0
+    assert await _record(pool, message, Status.DELIVERED) == 0
     assert await _due(pool, later) == []
     # A higher status still goes.
-    assert await outbox.record(pool, [_pending(message, Status.READ, receipt=True)]) == 0
+    assert await _record(pool, message, Status.READ) == 0
     assert await _due(pool, later) == [b"read"]
 
 
 async def test_a_lower_status_goes_first_while_the_higher_is_still_pending(pool: asyncpg.Pool) -> None:
     message = uuid.uuid4()
-    await outbox.record(pool, [_pending(message, Status.FAILED, receipt=False)])
-    assert await outbox.record(pool, [_pending(message, Status.SENT, receipt=False)]) == 0  # not stale
+    await _record(pool, message, Status.FAILED)
+    assert await _record(pool, message, Status.SENT) == 0  # not stale
     assert await _due(pool) == [b"sent"]
 
 
 async def test_only_receipts_are_held(pool: asyncpg.Pool) -> None:
     # The worker's own `failed` (a permanent refusal) never had a `sent` to wait for.
     message = uuid.uuid4()
-    await outbox.record(pool, [_pending(message, Status.FAILED, receipt=False)])
+    await _record(pool, message, Status.FAILED)
     assert await _due(pool) == [b"failed"]
 
 
 async def test_a_pending_lower_status_in_backoff_holds_the_higher(pool: asyncpg.Pool) -> None:
     message = uuid.uuid4()
-    await outbox.record(
-        pool, [_pending(message, Status.SENT, receipt=False), _pending(message, Status.DELIVERED, receipt=True)]
-    )
-    [sent] = await outbox.due(pool, datetime.now(UTC), per_tenant=10, limit=100, hold=HOLD)
+    await _record(pool, message, Status.SENT, Status.DELIVERED)
+    [sent] = await _rows(pool)
     await outbox.retry_later(pool, sent.id, datetime.now(UTC) + timedelta(minutes=5), "http_503")
     assert await _due(pool) == []
     assert await _due(pool, datetime.now(UTC) + timedelta(minutes=6)) == [b"sent"]
@@ -116,10 +124,10 @@ async def test_a_pending_lower_status_in_backoff_holds_the_higher(pool: asyncpg.
 
 async def test_purge_removes_kept_rows_delivered_before_the_cutoff(pool: asyncpg.Pool) -> None:
     first, second = uuid.uuid4(), uuid.uuid4()
-    await outbox.record(pool, [_pending(first, Status.SENT, receipt=False)])
+    await _record(pool, first, Status.SENT)
     await _deliver_all(pool)
     cutoff = datetime.now(UTC) + timedelta(milliseconds=1)
-    await outbox.record(pool, [_pending(second, Status.SENT, receipt=False)])
+    await _record(pool, second, Status.SENT)
     await pool.execute("UPDATE callback_outbox SET delivered_at = $1 WHERE message_id = $2", cutoff, second)
     assert await outbox.purge_delivered(pool, cutoff) == 1
     assert [r["message_id"] for r in await pool.fetch("SELECT message_id FROM callback_outbox")] == [second]
