@@ -79,6 +79,9 @@ def observe_tier(tier: Tier | None, waited: float, granted: int) -> None:
 
 
 class TenantPacer:
+    """Tokens from shared buckets, by bucket id: a tenant's, or a provider's capacity
+    (`provider_gate.py`, which has no tier: it passes its own `on_granted`)."""
+
     def __init__(
         self,
         take_tokens: TakeTokens,
