@@ -66,7 +66,7 @@ PROVIDER_CAPACITY_WAIT_SECONDS = Histogram(
 )
 PROVIDER_THROTTLE_CUTS = Counter(
     "herald_provider_throttle_cuts_total",
-    "Times a worker halved its own send rate to a provider after a 429 (throttled), by provider:"
+    "Times a worker cut its own send rate to a provider after a 429 (throttled), by provider:"
     " the provider's capacity is lower than Herald was told (HERALD_WORKER_PROVIDER_RATE_PER_SECOND).",
     ["provider"],
 )

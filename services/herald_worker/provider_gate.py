@@ -17,18 +17,23 @@ and an in-process retry in `Throttled`, before it calls the provider again.
 * **Throttling** (a 429 `throttled`, whether or not a capacity is set): the gate shuts for the
   Retry-After (at most `MAX_PAUSE_SECONDS`), for every send of this worker, retries included,
   not only the refused message's retry. And since a provider's Retry-After is often just "the
-  next token" (tens of ms), the worker also paces itself: a 429 sets a local rate of half what
-  the provider accepted over the last second (halved again on a later 429, at most every
-  `CUT_SPACING_SECONDS`), raised by a tenth each second without one and lifted after
-  `RELEASE_AFTER_SECONDS` without one (additive increase, multiplicative decrease, as TCP does).
-  Other workers learn from their own 429s. A busy recipient or a spent daily quota is not the
-  provider's throughput and leaves the gate open.
+  next token" (tens of ms), the worker also paces itself, as TCP CUBIC paces a connection
+  (RFC 9438; the AWS SDKs' adaptive retry mode does the same for throttled API calls): a 429
+  sets a local rate of `BETA` times what the provider accepted over the last second (what it
+  attempted, if nothing was accepted yet: a worker that joins a saturated provider), at most
+  one cut per `CUT_SPACING_SECONDS`; the rate then grows back along a cubic, fast at first,
+  flat near where the 429 came (after ~2 s for 10 msg/s, ~4 s for 100, ~9 s for 1,000), then
+  probing beyond it, and is lifted after `RELEASE_AFTER_SECONDS` without a 429. The growth
+  depends on time since the cut, not on a worker's share, and a larger share loses more at a
+  cut, so workers sharing a provider drift towards equal shares (a unit test runs two against
+  a simulated provider). Other workers learn from their own 429s. A busy recipient or a spent
+  daily quota is not the provider's throughput and leaves the gate open.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
+import math
 import time
 import uuid
 from collections.abc import Callable
@@ -46,9 +51,55 @@ DEFAULT_PAUSE_SECONDS = 1.0
 """A 429 without Retry-After."""
 CUT_SPACING_SECONDS = 0.5
 """The answers to sends already in flight when the first 429 came are one signal, not several."""
-RAISE_EVERY_SECONDS = 1.0
+BETA = 0.7
+"""The share of the accepted rate kept after a 429 (CUBIC's multiplicative decrease)."""
+CUBIC_SCALE = 0.4
+"""msg/s per s³, RFC 9438's C: how fast the rate grows back after a cut."""
+MIN_RATE = 1.0
 RELEASE_AFTER_SECONDS = 60.0
 _BUCKETS = uuid.UUID("6f0d3c1e-5b8a-4f39-9d7e-2a41c8b0e5a7")
+
+
+class _PerSecond:
+    """How many events came over about the last second, from two one-second bins: the bin
+    before the current one counts for the part of it still inside the last second. No memory
+    per event: `accepted` and `take` run once per send."""
+
+    __slots__ = ("_last", "_start", "_this")
+
+    def __init__(self) -> None:
+        self._start = float("-inf")
+        self._this = self._last = 0
+
+    def add(self, now: float) -> None:
+        self._roll(now)
+        self._this += 1
+
+    def rate(self, now: float) -> float:
+        self._roll(now)
+        return self._last * (1.0 - (now - self._start)) + self._this
+
+    def _roll(self, now: float) -> None:
+        elapsed = now - self._start
+        if elapsed >= 1.0:
+            self._last = self._this if elapsed < 2.0 else 0
+            self._this = 0
+            self._start = self._start + 1.0 if elapsed < 2.0 else now
+
+
+class _Cubic:
+    """The local rate `t` seconds after a 429 that came at `w_max` msg/s:
+    `CUBIC_SCALE * (t - k)³ + w_max`, which is `BETA * w_max` at the cut, flattens out at
+    `w_max` after `k` seconds and then rises faster and faster (RFC 9438, section 4.2)."""
+
+    __slots__ = ("_cut_at", "_k", "_w_max")
+
+    def __init__(self, w_max: float, now: float) -> None:
+        self._w_max, self._cut_at = w_max, now
+        self._k = math.cbrt(w_max * (1 - BETA) / CUBIC_SCALE)
+
+    def rate(self, now: float) -> float:
+        return max(MIN_RATE, CUBIC_SCALE * (now - self._cut_at - self._k) ** 3 + self._w_max)
 
 
 def bucket_id(provider: str) -> uuid.UUID:
@@ -72,13 +123,13 @@ class ProviderGate:
         self._pacer: TenantPacer | None = None
         self._clock = clock
         self._shut_until = 0.0
-        self._own_rate: float | None = None
-        """The local rate after a 429 (msg/s); None: not pacing itself."""
+        self._own: _Cubic | None = None
+        """The local rate since the last 429; None: not pacing itself."""
         self._own_tokens = 0.0
         self._own_at = 0.0
-        self._last_cut = self._last_raise = float("-inf")
-        self._accepted: collections.deque[float] = collections.deque()
-        """When the provider accepted this worker's sends, over the last second."""
+        self._last_cut = float("-inf")
+        self._accepted = _PerSecond()
+        self._attempted = _PerSecond()
         self._admitted: set[uuid.UUID] = set()
         """Messages whose first attempt took its token in the dispatcher."""
 
@@ -105,9 +156,9 @@ class ProviderGate:
         now = self._clock()
         if now < self._shut_until:
             return False
-        if self._own_rate is not None:
-            burst = max(1.0, self._own_rate / 10)
-            self._own_tokens = min(burst, self._own_tokens + (now - self._own_at) * self._own_rate)
+        if self._own is not None:
+            rate = self._own.rate(now)
+            self._own_tokens = min(max(1.0, rate / 10), self._own_tokens + (now - self._own_at) * rate)
             self._own_at = now
             if self._own_tokens < 1:
                 return False
@@ -116,7 +167,8 @@ class ProviderGate:
     def take(self, message_id: uuid.UUID | None = None) -> None:
         """Spend what `ready` found for an attempt; `message_id` marks a first attempt taken by
         the dispatcher, so that `Throttled` does not take a second token for it."""
-        if self._own_rate is not None:
+        self._attempted.add(self._clock())
+        if self._own is not None:
             self._own_tokens -= 1
         if self._pacer is not None:
             self._pacer.try_take(self._bucket)
@@ -139,14 +191,9 @@ class ProviderGate:
 
     def accepted(self) -> None:
         now = self._clock()
-        self._accepted.append(now)
-        while self._accepted[0] < now - 1.0:
-            self._accepted.popleft()
-        if self._own_rate is not None and now - self._last_raise >= RAISE_EVERY_SECONDS:
-            self._own_rate *= 1.1
-            self._last_raise = now
-            if now - self._last_cut >= RELEASE_AFTER_SECONDS:
-                self._own_rate = None
+        self._accepted.add(now)
+        if self._own is not None and now - self._last_cut >= RELEASE_AFTER_SECONDS:
+            self._own = None
 
     def throttled(self, retry_after: float | None) -> None:
         now = self._clock()
@@ -154,11 +201,14 @@ class ProviderGate:
         self._shut_until = max(self._shut_until, now + max(0.0, pause))
         if now - self._last_cut < CUT_SPACING_SECONDS:
             return
-        recent = sum(1 for at in self._accepted if at >= now - 1.0)
-        base = self._own_rate if self._own_rate is not None else float(recent)
-        self._own_rate = max(1.0, base / 2)
+        # What the provider took from this worker just now; a worker it has taken nothing from
+        # yet (it joined a provider that others saturate) starts from what it tried to send.
+        w = self._accepted.rate(now) or self._attempted.rate(now)
+        if self._own is not None:
+            w = min(w, self._own.rate(now))
+        self._own = _Cubic(max(MIN_RATE, w), now)
         self._own_tokens, self._own_at = 0.0, now
-        self._last_cut = self._last_raise = now
+        self._last_cut = now
         metrics.PROVIDER_THROTTLE_CUTS.labels(self.provider).inc()
 
     def opens_at(self) -> float | None:
@@ -167,8 +217,8 @@ class ProviderGate:
         now = self._clock()
         if now < self._shut_until:
             return self._shut_until
-        if self._own_rate is not None and self._own_tokens < 1:
-            return self._own_at + (1 - self._own_tokens) / self._own_rate
+        if self._own is not None and self._own_tokens < 1:
+            return self._own_at + (1 - self._own_tokens) / self._own.rate(now)
         return None
 
     async def close(self) -> None:
