@@ -3,44 +3,20 @@
 from __future__ import annotations
 
 import time
-import uuid
 
-from herald.domain.models import Category, Channel, KeyKind
+from herald.domain.models import KeyKind
 from herald.domain.records import OutboundMessage
 from herald.domain.status import Status
 from herald_worker.delivery import Deliverer
 from herald_worker.providers.base import Accepted, PermanentError, RetryableError
 from herald_worker.providers.sink import SinkProvider
+from tests.unit.fakes import Scripted, outbound
 
 NOW = 1_764_284_400_000
 
 
 def message(kind: KeyKind = KeyKind.LIVE, expires_in_ms: int = 60_000) -> OutboundMessage:
-    return OutboundMessage(
-        id=uuid.uuid4(), tenant_id=uuid.uuid4(), key_kind=kind, channel=Channel.SMS,
-        category=Category.AUTHENTICATION, template_name="otp", template_language="en", template_version=1,
-        to="+447400123456", country="GB", body="code 1", created_at_ms=NOW - 10, expires_at_ms=NOW + expires_in_ms,
-    )  # fmt: skip
-
-
-class Scripted:
-    """Answers with the scripted outcomes in order and records every call."""
-
-    name = "scripted"
-
-    def __init__(self, *outcomes: Accepted | Exception) -> None:
-        self.outcomes = list(outcomes)
-        self.calls = 0
-
-    async def send(self, m: OutboundMessage) -> Accepted:
-        self.calls += 1
-        outcome = self.outcomes.pop(0)
-        if isinstance(outcome, Exception):
-            raise outcome
-        return outcome
-
-    async def close(self) -> None:
-        return None
+    return outbound(key_kind=kind, created_at_ms=NOW - 10, expires_at_ms=NOW + expires_in_ms)
 
 
 def deliverer(live: Scripted, attempts: int = 3, delays: tuple[float, ...] = ()) -> Deliverer:

@@ -10,19 +10,10 @@ import uuid
 import pytest
 
 from herald.domain.models import Tier
-from herald.domain.records import OutboundMessage
 from herald_worker.pacing import TenantPacer
 from herald_worker.provider_gate import MAX_PAUSE_SECONDS, RELEASE_AFTER_SECONDS, ProviderGate, Throttled
 from herald_worker.providers.base import Accepted, RetryableError
-from tests.unit.test_delivery import message as make_message
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.unit.fakes import Clock, Scripted, outbound
 
 
 def _gate(clock: Clock) -> ProviderGate:
@@ -194,28 +185,12 @@ async def test_capacity_tokens_come_from_the_shared_bucket_only_when_asked() -> 
     await gate.close()
 
 
-class Answers:
-    name = "scripted"
-
-    def __init__(self, *answers: Exception | Accepted) -> None:
-        self.answers = list(answers)
-
-    async def send(self, message: OutboundMessage) -> Accepted:
-        answer = self.answers.pop(0)
-        if isinstance(answer, Exception):
-            raise answer
-        return answer
-
-    async def close(self) -> None:
-        pass
-
-
 async def test_only_a_throttle_shuts_the_gate_and_every_answer_still_reaches_the_deliverer() -> None:
-    message = make_message()
+    message = outbound()
     clock = Clock()
     gate = _gate(clock)
     provider = Throttled(
-        Answers(RetryableError("recipient_busy", 5.0), RetryableError("throttled", 0.5), Accepted("p-1")), gate
+        Scripted(RetryableError("recipient_busy", 5.0), RetryableError("throttled", 0.5), Accepted("p-1")), gate
     )
     with pytest.raises(RetryableError, match="recipient_busy"):
         await provider.send(message)

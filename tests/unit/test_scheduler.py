@@ -7,30 +7,18 @@ from typing import Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from herald.domain.models import Category, Channel, KeyKind
-from herald.domain.records import OutboundMessage
+from herald.domain.models import Category
 from herald.sealing import seal
 from herald_worker.offsets import OffsetTracker
 from herald_worker.scheduler import Item, Scheduler
+from tests.unit.fakes import Clock, outbound
 
 A, B = uuid.UUID(int=1), uuid.UUID(int=2)
 KEY = AESGCM(bytes(32))
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def _item(tenant: uuid.UUID, to: str, category: Category, offset: int, partition: Any = "p0") -> Item:
-    message = OutboundMessage(
-        id=uuid.uuid4(), tenant_id=tenant, key_kind=KeyKind.LIVE, channel=Channel.SMS, category=category,
-        template_name="t", template_language="en", template_version=1, to=to, country="GB", body="b",
-        created_at_ms=0, expires_at_ms=1,
-    )  # fmt: skip
+    message = outbound(tenant_id=tenant, to=to, category=category)
     return Item(message, partition, offset, seal(KEY, 0, message))
 
 
@@ -61,7 +49,7 @@ def test_tenants_take_turns_and_a_tenant_without_tokens_is_skipped() -> None:
 
 
 def test_one_recipient_one_at_a_time_with_a_gap_across_classes() -> None:
-    clock = Clock()
+    clock = Clock(100.0)
     s = Scheduler(6.0, clock)
     promo = _item(A, "+441", Category.MARKETING, 1)
     otp = _item(A, "+441", Category.AUTHENTICATION, 2)

@@ -8,20 +8,16 @@ import msgspec
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from herald.domain.models import Category, Channel, KeyKind
 from herald.domain.records import ENCODER, MESSAGE_DECODER, OutboundMessage, message_key
 from herald.sealing import DAY_MS, HOUR_MS, ContentUnavailable, first_readable_hour, open_with, reseal, seal
+from tests.unit.fakes import outbound
 
 KEY = AESGCM(bytes(range(32)))
 TENANT = uuid.UUID(int=7)
 
 
 def _message(to: str = "+447400123456", body: str = "Your code is 123456") -> OutboundMessage:
-    return OutboundMessage(
-        id=uuid.uuid4(), tenant_id=TENANT, key_kind=KeyKind.LIVE, channel=Channel.SMS,
-        category=Category.AUTHENTICATION, template_name="otp", template_language="en", template_version=1,
-        to=to, country="GB", body=body, created_at_ms=1_000, expires_at_ms=2_000, reference="r",
-    )  # fmt: skip
+    return outbound(tenant_id=TENANT, to=to, body=body, reference="r")
 
 
 def test_sealed_record_round_trips_with_nothing_in_clear() -> None:
