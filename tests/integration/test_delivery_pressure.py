@@ -144,19 +144,15 @@ async def test_a_throttling_provider_slows_the_worker_down_instead_of_failing_me
     assert refused <= n // 4, f"{refused} throttled answers for {n} messages"
 
 
-async def test_authentication_is_not_held_behind_a_marketing_backlog(settings: Settings, pool: asyncpg.Pool) -> None:
-    # A slower carrier, so the marketing backlog lasts while the OTPs go through.
-    settings = msgspec.structs.replace(
-        settings, carrier_sim=msgspec.structs.replace(settings.carrier_sim, latency_ms=50)
-    )
-    settings = _with(settings, max_in_flight=64)
+async def _otps_behind_a_campaign(settings: Settings, pool: asyncpg.Pool, n: int, spacing: float) -> tuple[float, int]:
+    """Queue `n` marketing messages, start a worker, and once it is sending them send 40 OTPs
+    `spacing` apart: (the OTPs' accepted -> sent p99 in seconds, marketing still queued)."""
     platform = await Platform(settings).start(worker=False)
     try:
         campaign_id, campaign = await platform.tenant_with_key(tier="enterprise")
         await platform.template(campaign, name="promo", body="Sale {{pct}}", category="marketing")
         bank_id, bank = await platform.tenant_with_key(tier="enterprise")
         await platform.template(bank)
-        n = 6000
         await _batch(platform, campaign, 0, n, template={"name": "promo", "language": "en"}, params={"pct": "5"})
         platform.add_worker()
         await wait_status_count(pool, 200, tenant_id=campaign_id)
@@ -164,26 +160,45 @@ async def test_authentication_is_not_held_behind_a_marketing_backlog(settings: S
         for i in range(40):
             r = await platform.send(bank, to=f"+4475{i:06d}99")
             otps.append(r.json()["id"])
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(spacing)
         for message_id in otps:
             await platform.wait_status(bank, message_id, {"sent", "delivered"}, deadline_s=30)
         marketing_done = await count_status(pool, "delivered", campaign_id)
     finally:
         await platform.stop()
-    conn = await asyncpg.connect(settings.database.url)
-    try:
-        latencies = sorted(
-            r["s"] for r in await conn.fetch(
-                "SELECT extract(epoch FROM e.at - m.created_at) AS s FROM messages m"
-                " JOIN message_events e ON e.message_id = m.id AND e.status = 'sent' WHERE m.tenant_id = $1::uuid",
-                bank_id,
-            )
-        )  # fmt: skip
-    finally:
-        await conn.close()
+    latencies = sorted(
+        r["s"] for r in await pool.fetch(
+            "SELECT extract(epoch FROM e.at - m.created_at)::float8 AS s FROM messages m"
+            " JOIN message_events e ON e.message_id = m.id AND e.status = 'sent' WHERE m.tenant_id = $1::uuid",
+            bank_id,
+        )
+    )  # fmt: skip
     assert len(latencies) == 40
-    p99 = latencies[int(0.99 * len(latencies))]
-    backlog = n - marketing_done
+    return latencies[int(0.99 * len(latencies))], n - marketing_done
+
+
+async def test_authentication_is_not_held_behind_a_marketing_backlog(settings: Settings, pool: asyncpg.Pool) -> None:
+    # A slower carrier, so the marketing backlog lasts while the OTPs go through.
+    settings = msgspec.structs.replace(
+        settings, carrier_sim=msgspec.structs.replace(settings.carrier_sim, latency_ms=50)
+    )
+    p99, backlog = await _otps_behind_a_campaign(_with(settings, max_in_flight=64), pool, 6000, spacing=0.02)
+    assert p99 < 1.0, f"authentication accepted -> sent p99 {p99:.3f} s behind {backlog} marketing"
+    assert backlog > 0, f"the backlog was gone before the OTPs went out (p99 {p99:.3f} s): nothing was measured"
+
+
+async def test_authentication_is_not_held_behind_marketing_while_the_provider_throttles(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    # The carrier-sim takes 50 msg/s and answers 429 beyond (Herald not told), so the worker's
+    # sends are held by the provider gate, and its 32 slots could all be marketing retries
+    # waiting for it. The gate is asked inside the scheduler's choice: the next opening goes to
+    # an OTP. (When first attempts instead waited for the gate inside their slot, this p99 was
+    # 10.7 s.) Measured: 57-98 ms.
+    sim = msgspec.structs.replace(settings.carrier_sim, latency_ms=50, max_per_second=50.0)
+    p99, backlog = await _otps_behind_a_campaign(
+        msgspec.structs.replace(settings, carrier_sim=sim), pool, 1500, spacing=0.1
+    )
     assert p99 < 1.0, f"authentication accepted -> sent p99 {p99:.3f} s behind {backlog} marketing"
     assert backlog > 0, f"the backlog was gone before the OTPs went out (p99 {p99:.3f} s): nothing was measured"
 
