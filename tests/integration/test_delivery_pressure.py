@@ -161,20 +161,27 @@ async def _otps_behind_a_campaign(settings: Settings, pool: asyncpg.Pool, n: int
             r = await platform.send(bank, to=f"+4475{i:06d}99")
             otps.append(r.json()["id"])
             await asyncio.sleep(spacing)
-        for message_id in otps:
-            await platform.wait_status(bank, message_id, {"sent", "delivered"}, deadline_s=30)
+        # Each OTP's `sent` event, which can be recorded after its `delivered` receipt (a receipt
+        # comes through the API and may reach herald.events before the worker's own event).
+        deadline = time.monotonic() + 30
+        while len(latencies := await _sent_after_accepted(pool, bank_id)) < len(otps):
+            assert time.monotonic() < deadline, f"{len(latencies)} of {len(otps)} OTPs sent"
+            await asyncio.sleep(0.2)
         marketing_done = await count_status(pool, "delivered", campaign_id)
     finally:
         await platform.stop()
-    latencies = sorted(
+    return latencies[int(0.99 * len(latencies))], n - marketing_done
+
+
+async def _sent_after_accepted(pool: asyncpg.Pool, tenant_id: str) -> list[float]:
+    """Seconds from accepted to `sent` of the tenant's messages with a recorded `sent`, sorted."""
+    return sorted(
         r["s"] for r in await pool.fetch(
             "SELECT extract(epoch FROM e.at - m.created_at)::float8 AS s FROM messages m"
             " JOIN message_events e ON e.message_id = m.id AND e.status = 'sent' WHERE m.tenant_id = $1::uuid",
-            bank_id,
+            tenant_id,
         )
     )  # fmt: skip
-    assert len(latencies) == 40
-    return latencies[int(0.99 * len(latencies))], n - marketing_done
 
 
 async def test_authentication_is_not_held_behind_a_marketing_backlog(settings: Settings, pool: asyncpg.Pool) -> None:
