@@ -14,7 +14,7 @@ recipients it does not (their key picks the partition), and a rebalance changes 
 load. A Redis-like store would be one more stateful service to run, for a few thousand tiny
 transactions per second that PostgreSQL absorbs.
 
-The scheduler asks `try_take(tenant)` without waiting: when the local chunk is spent it answers
+The scheduler asks `BucketPacer.try_take(tenant)` without waiting: when the local chunk is spent it answers
 False, a background refill asks the bucket (waiting out a dry bucket at the tenant's rate), and
 `wake` tells the pipeline to look again. Time spent without a token is observed per tier.
 """
@@ -78,7 +78,7 @@ def observe_tier(tier: Tier | None, waited: float, granted: int) -> None:
         metrics.PACED_TOKENS.labels(tier.value).inc(granted)
 
 
-class TenantPacer:
+class BucketPacer:
     """Tokens from shared buckets, by bucket id: a tenant's, or a provider's capacity
     (`provider_gate.py`, which has no tier: it passes its own `on_granted`)."""
 
@@ -96,35 +96,35 @@ class TenantPacer:
         self._clock = clock
         self._on_granted = on_granted
         self._allowance: dict[uuid.UUID, tuple[int, float]] = {}
-        """tenant -> (tokens in hand, expiry)."""
+        """bucket -> (tokens in hand, expiry)."""
         self._refills: dict[uuid.UUID, asyncio.Task[None]] = {}
         self._waiting_since: dict[uuid.UUID, float] = {}
 
     @classmethod
     def on_postgres(
         cls, pool: asyncpg.Pool, rates: Rates, wake: Callable[[], None], on_granted: OnGranted = observe_tier
-    ) -> TenantPacer:
+    ) -> BucketPacer:
         async def take(bucket: uuid.UUID, rate: float, burst: float, want: int) -> int:
             return await pacing.take_tokens(pool, bucket, rate, burst, want)
 
         return cls(take, rates, wake, on_granted=on_granted)
 
-    def available(self, tenant_id: uuid.UUID) -> bool:
+    def available(self, bucket: uuid.UUID) -> bool:
         """A token is in hand (not consumed). If not, a refill is started and wakes the caller."""
-        tokens, expiry = self._allowance.get(tenant_id, (0, 0.0))
+        tokens, expiry = self._allowance.get(bucket, (0, 0.0))
         now = self._clock()
         if tokens > 0 and now < expiry:
             return True
-        self._waiting_since.setdefault(tenant_id, now)
-        if tenant_id not in self._refills:
-            self._refills[tenant_id] = asyncio.create_task(self._refill(tenant_id))
+        self._waiting_since.setdefault(bucket, now)
+        if bucket not in self._refills:
+            self._refills[bucket] = asyncio.create_task(self._refill(bucket))
         return False
 
-    def try_take(self, tenant_id: uuid.UUID) -> bool:
-        if not self.available(tenant_id):
+    def try_take(self, bucket: uuid.UUID) -> bool:
+        if not self.available(bucket):
             return False
-        tokens, expiry = self._allowance[tenant_id]
-        self._allowance[tenant_id] = (tokens - 1, expiry)
+        tokens, expiry = self._allowance[bucket]
+        self._allowance[bucket] = (tokens - 1, expiry)
         return True
 
     async def close(self) -> None:
@@ -134,13 +134,13 @@ class TenantPacer:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    async def _refill(self, tenant_id: uuid.UUID) -> None:
+    async def _refill(self, bucket: uuid.UUID) -> None:
         try:
-            tier, rate = await self._rates(tenant_id)
+            tier, rate = await self._rates(bucket)
             want = max(1, math.ceil(rate * CHUNK_SECONDS))
             while True:
                 try:
-                    granted = await self._take_tokens(tenant_id, rate, max(1.0, rate * BURST_SECONDS), want)
+                    granted = await self._take_tokens(bucket, rate, max(1.0, rate * BURST_SECONDS), want)
                 except DATABASE_ERRORS as exc:
                     log.warning("token store unavailable; pacing waits", extra={"error": type(exc).__name__})
                     granted = 0
@@ -149,10 +149,10 @@ class TenantPacer:
                 # The bucket is dry: the next chunk exists in want/rate seconds at the earliest.
                 await asyncio.sleep(max(0.005, want / rate))
             now = self._clock()
-            self._allowance[tenant_id] = (granted, now + ALLOWANCE_TTL_SECONDS)
-            self._on_granted(tier, now - self._waiting_since.pop(tenant_id, now), granted)
+            self._allowance[bucket] = (granted, now + ALLOWANCE_TTL_SECONDS)
+            self._on_granted(tier, now - self._waiting_since.pop(bucket, now), granted)
         finally:
-            self._refills.pop(tenant_id, None)
+            self._refills.pop(bucket, None)
             self._wake()
 
 

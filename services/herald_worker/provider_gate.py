@@ -7,7 +7,7 @@ and an in-process retry in `Throttled`, before it calls the provider again.
 
 * **Capacity** (`provider_rate_per_second`, 0 = none): one token per attempt, from one bucket
   per provider in the same PostgreSQL token store as tenant pacing (`herald_take_tokens`, under
-  an id derived from the provider's name), taken ~100 ms of tokens at a time (`TenantPacer`).
+  an id derived from the provider's name), taken ~100 ms of tokens at a time (`BucketPacer`).
   Every token comes from the one bucket, so the rate holds whatever the number of workers. A
   message waiting for capacity holds no provider slot and is not chosen yet: when a token
   comes, class priority picks who gets it, so an OTP never queues behind campaign sends
@@ -43,7 +43,7 @@ import asyncpg
 from herald import metrics
 from herald.domain.models import Tier
 from herald.domain.records import OutboundMessage
-from herald_worker.pacing import TenantPacer
+from herald_worker.pacing import BucketPacer
 from herald_worker.providers.base import Accepted, Provider, RetryableError
 
 MAX_PAUSE_SECONDS = 10.0
@@ -112,7 +112,7 @@ class ProviderGate:
         self,
         provider: str,
         rate_per_second: float,
-        pacer: Callable[[Callable[[], None]], TenantPacer] | None,
+        pacer: Callable[[Callable[[], None]], BucketPacer] | None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """`pacer(wake)` makes the capacity's token pacer once the dispatcher's wake-up is known
@@ -120,7 +120,7 @@ class ProviderGate:
         self.provider = provider
         self._bucket = bucket_id(provider)
         self._make_pacer = pacer if rate_per_second > 0 else None
-        self._pacer: TenantPacer | None = None
+        self._pacer: BucketPacer | None = None
         self._clock = clock
         self._shut_until = 0.0
         self._own: _Cubic | None = None
@@ -142,7 +142,7 @@ class ProviderGate:
             metrics.PROVIDER_CAPACITY_WAIT_SECONDS.labels(provider).observe(waited)
 
         return cls(
-            provider, rate_per_second, lambda wake: TenantPacer.on_postgres(pool, rate, wake, on_granted=granted)
+            provider, rate_per_second, lambda wake: BucketPacer.on_postgres(pool, rate, wake, on_granted=granted)
         )
 
     def attach(self, wake: Callable[[], None]) -> None:

@@ -10,7 +10,7 @@ import uuid
 import pytest
 
 from herald.domain.models import Tier
-from herald_worker.pacing import TenantPacer
+from herald_worker.pacing import BucketPacer
 from herald_worker.provider_gate import MAX_PAUSE_SECONDS, RELEASE_AFTER_SECONDS, ProviderGate, Throttled
 from herald_worker.providers.base import Accepted, RetryableError
 from tests.unit.fakes import Clock, Scripted, outbound
@@ -171,7 +171,7 @@ async def test_capacity_tokens_come_from_the_shared_bucket_only_when_asked() -> 
     async def rate(_: uuid.UUID) -> tuple[Tier | None, float]:
         return None, 80.0
 
-    gate = ProviderGate("carrier", 80.0, lambda wake: TenantPacer(take_tokens, rate, wake, on_granted=lambda *_: None))
+    gate = ProviderGate("carrier", 80.0, lambda wake: BucketPacer(take_tokens, rate, wake, on_granted=lambda *_: None))
     gate.attach(woken.set)
     await asyncio.sleep(0.05)
     assert asked == []  # idle: nothing ready, nothing taken
