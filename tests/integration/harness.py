@@ -175,6 +175,23 @@ class Platform:
             await asyncio.sleep(0.05)
         raise AssertionError(f"message {message_id} did not reach {statuses}; last seen {last}")
 
+    async def wait_history(
+        self, auth: dict[str, str], message_id: str, history: list[str], deadline_s: float = 20.0
+    ) -> dict[str, Any]:
+        """The message once its events read `history`, in order. A provider's receipt reaches
+        herald.events through the API and can be recorded before the worker's own `sent`, so
+        the status can be final a moment before its history is complete."""
+        deadline = time.monotonic() + deadline_s
+        seen: list[str] = []
+        while time.monotonic() < deadline:
+            r = await self.http.get(f"/v1/messages/{message_id}", headers=auth)
+            if r.status_code == 200:
+                message = r.json()
+                if (seen := [e["status"] for e in message["events"]]) == history:
+                    return dict(message)
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"message {message_id} history is {seen}, not {history}")
+
 
 async def count_status(pool: asyncpg.Pool, status: str, tenant_id: str | None = None) -> int:
     """Messages the status projection shows in `status` (of one tenant, if given)."""
