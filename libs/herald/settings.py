@@ -66,11 +66,12 @@ class ApiSettings(msgspec.Struct, frozen=True):
 
 
 class WorkerSettings(msgspec.Struct, frozen=True):
-    max_in_flight: int = 32
+    max_in_flight: int = 64
     """Provider calls in flight per worker. Size it by Little's law: target msg/s x provider
-    latency (1,000 msg/s at 30 ms needs 30). More only congests the event loop: on the 2-core
-    bench, 256 instead of 24 raised the OTP p99 behind a backlog from 0.33 s to 1.3 s for no
-    throughput (loadtests/RESULTS.md)."""
+    latency (1,000 msg/s at 30 ms needs 30), with room for retries waiting out a backoff. Far
+    more only congests the event loop: on the 2-core bench, 256 instead of 24 raised the OTP
+    p99 behind a backlog from 0.33 s to 1.3 s for no throughput, while 64 instead of 32 gave
+    16% more msg/s at the same OTP p99 behind 1M (loadtests/RESULTS.md)."""
     batch_max_records: int = 200
     """Records per fetch: small enough that the fetch loop comes round often for an OTP."""
     outcome_linger_ms: int = 100
@@ -87,9 +88,9 @@ class WorkerSettings(msgspec.Struct, frozen=True):
     worker re-read ~25x what it delivered on the bench."""
     provider_url: str = "http://127.0.0.1:8090"
     provider_timeout_seconds: float = 5.0
-    provider_connections: int = 32
-    """Keep-alive connections to the provider. httpcore's pool scans every connection per request,
-    so a pool as large as max_in_flight costs more CPU than the extra parallelism buys (profiled)."""
+    provider_connections: int = 64
+    """Keep-alive connections to the provider (aiohttp's connector limit): as many as
+    `max_in_flight`, or calls wait for a connection while holding a provider slot."""
     provider_rate_per_second: float = 0.0
     """The provider account's throughput, held across all workers (0: none). Set it to what the
     provider grants (WhatsApp Cloud API: 80 msg/s per business number by default) so that sends

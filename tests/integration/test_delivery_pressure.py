@@ -127,7 +127,7 @@ async def test_a_throttling_provider_slows_the_worker_down_instead_of_failing_me
     # and the worker paces itself below what the provider accepted.
     cap, n = 50, 300
     sim = msgspec.structs.replace(settings.carrier_sim, max_per_second=float(cap))
-    platform = await Platform(msgspec.structs.replace(settings, carrier_sim=sim)).start()
+    platform = await Platform(_with(msgspec.structs.replace(settings, carrier_sim=sim), max_in_flight=32)).start()
     try:
         tenant_id, auth = await platform.tenant_with_key(tier="enterprise")
         await platform.template(auth)
@@ -204,7 +204,7 @@ async def test_authentication_is_not_held_behind_marketing_while_the_provider_th
     # 10.7 s.) Measured: 57-98 ms.
     sim = msgspec.structs.replace(settings.carrier_sim, latency_ms=50, max_per_second=50.0)
     p99, backlog = await _otps_behind_a_campaign(
-        msgspec.structs.replace(settings, carrier_sim=sim), pool, 1500, spacing=0.1
+        _with(msgspec.structs.replace(settings, carrier_sim=sim), max_in_flight=32), pool, 1500, spacing=0.1
     )
     assert p99 < 1.0, f"authentication accepted -> sent p99 {p99:.3f} s behind {backlog} marketing"
     assert backlog > 0, f"the backlog was gone before the OTPs went out (p99 {p99:.3f} s): nothing was measured"
