@@ -65,6 +65,15 @@ def test_after_a_429_the_worker_sends_at_seven_tenths_of_what_the_provider_accep
     assert 16 <= _sent_in(gate, clock, 0.25) <= 19  # 70 msg/s, growing: 70 to 75 over that quarter
 
 
+def test_the_rate_cut_from_counts_only_what_was_accepted_within_the_last_second() -> None:
+    clock = Clock()
+    gate = _gate(clock)
+    _accept(gate, clock, 100, over=1.0)
+    clock.now += 0.5  # half of those are now more than a second old: ~50 msg/s
+    gate.throttled(0.0)  # 35 msg/s
+    assert 8 <= _sent_in(gate, clock, 0.25) <= 10
+
+
 def test_the_own_rate_grows_back_flattens_where_the_429_came_and_is_lifted_after_a_quiet_minute() -> None:
     clock = Clock()
     gate = _gate(clock)
