@@ -14,9 +14,10 @@ recipients it does not (their key picks the partition), and a rebalance changes 
 load. A Redis-like store would be one more stateful service to run, for a few thousand tiny
 transactions per second that PostgreSQL absorbs.
 
-The scheduler asks `BucketPacer.try_take(tenant)` without waiting: when the local chunk is spent it answers
-False, a background refill asks the bucket (waiting out a dry bucket at the tenant's rate), and
-`wake` tells the pipeline to look again. Time spent without a token is observed per tier.
+The scheduler asks `BucketPacer.try_take(tenant)` without waiting: when the local chunk is
+spent it answers False, a background refill asks the bucket (waiting out a dry bucket at the
+tenant's rate), and `wake` tells the pipeline to look again. Time spent without a token is
+observed per tier.
 """
 
 from __future__ import annotations
