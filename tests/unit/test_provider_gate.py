@@ -11,7 +11,13 @@ import pytest
 
 from herald.domain.models import Tier
 from herald_worker.pacing import BucketPacer
-from herald_worker.provider_gate import MAX_PAUSE_SECONDS, RELEASE_AFTER_SECONDS, ProviderGate, Throttled
+from herald_worker.provider_gate import (
+    DEFAULT_PAUSE_SECONDS,
+    MAX_PAUSE_SECONDS,
+    RELEASE_AFTER_SECONDS,
+    ProviderGate,
+    Throttled,
+)
 from herald_worker.providers.base import Accepted, RetryableError
 from tests.unit.fakes import Clock, Scripted, outbound
 
@@ -35,7 +41,7 @@ def test_without_capacity_or_throttling_the_gate_is_always_open() -> None:
     assert gate.opens_at() is None
 
 
-def test_a_429_shuts_the_gate_for_its_retry_after_capped() -> None:
+def test_a_429_shuts_the_gate_for_its_retry_after_capped_or_a_second_if_it_names_none() -> None:
     clock = Clock()
     gate = _gate(clock)
     gate.throttled(2.0)
@@ -44,6 +50,9 @@ def test_a_429_shuts_the_gate_for_its_retry_after_capped() -> None:
     clock.now += 2.0
     gate.throttled(3600.0)  # an hour is an outage, not a throttle: never shut that long
     assert gate.opens_at() == clock.now + MAX_PAUSE_SECONDS
+    clock.now += MAX_PAUSE_SECONDS
+    gate.throttled(None)  # WhatsApp's 130429 names no wait
+    assert gate.opens_at() == clock.now + DEFAULT_PAUSE_SECONDS
 
 
 def _sent_in(gate: ProviderGate, clock: Clock, seconds: float) -> int:
