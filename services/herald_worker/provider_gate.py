@@ -25,9 +25,11 @@ and an in-process retry in `Throttled`, before it calls the provider again.
   flat near where the 429 came (after ~2 s for 10 msg/s, ~4 s for 100, ~9 s for 1,000), then
   probing beyond it, and is lifted after `RELEASE_AFTER_SECONDS` without a 429. The growth
   depends on time since the cut, not on a worker's share, and a larger share loses more at a
-  cut, so workers sharing a provider drift towards equal shares (a unit test runs two against
-  a simulated provider). Other workers learn from their own 429s. A busy recipient or a spent
-  daily quota is not the provider's throughput and leaves the gate open.
+  cut, so workers sharing a provider drift towards equal shares: within a minute up to a few
+  hundred msg/s in a simulation (a unit test runs two workers against a simulated provider),
+  over minutes at 1,000 msg/s. Other workers learn from their own 429s; setting the capacity
+  shares it exactly. A busy recipient or a spent daily quota is not the provider's throughput
+  and leaves the gate open.
 """
 
 from __future__ import annotations

@@ -138,18 +138,19 @@ class SimulatedProvider:
         return max(0.05, (1 - self.tokens) / self.per_second)
 
 
-@pytest.mark.parametrize(("capacity", "latency"), [(50.0, 0.02), (50.0, 0.05), (100.0, 0.02), (100.0, 0.05)])
+@pytest.mark.parametrize("capacity", [50.0, 100.0, 300.0])
+@pytest.mark.parametrize("latency", [0.02, 0.05])
 def test_a_worker_joining_a_saturated_provider_gets_an_even_share(capacity: float, latency: float) -> None:
     # Worker a has had the provider's whole capacity for 20 s when worker b starts; each keeps
-    # 32 sends in flight, answered after `latency`. The simulation is deterministic. Over the
-    # 40 s that follow b's first 20, b must hold close to half (the growth of the old
-    # multiplicative increase kept a 429-time split: b held 24% at 50 msg/s and 20 ms), the
-    # provider must stay busy and 429s stay rare.
+    # 32 sends in flight, answered after `latency`; each millisecond the two ask in turn. The
+    # simulation is deterministic. Over the 40 s that follow b's first 20, b must hold close to
+    # half (45-50% measured; the old multiplicative increase kept whatever split the 429s found:
+    # 29% and 37% at 50 msg/s), the provider must stay busy and 429s stay rare.
     clock = Clock()
     provider = SimulatedProvider(capacity, clock)
     gates = [_gate(clock), _gate(clock)]
     answers: list[tuple[float, int, int, float | None]] = []  # (when, order, worker, retry-after or None)
-    order = itertools.count()
+    order, turns = itertools.count(), itertools.count()
     in_flight = [0, 0]
     accepted: list[list[float]] = [[], []]
     refused = 0
@@ -165,7 +166,8 @@ def test_a_worker_joining_a_saturated_provider_gets_an_even_share(capacity: floa
             else:
                 gates[worker].throttled(retry_after)
                 refused += 1
-        for worker, gate in enumerate(gates):
+        for worker in (0, 1) if next(turns) % 2 else (1, 0):  # who asks first alternates
+            gate = gates[worker]
             if worker == 1 and clock.now < start + 20.0:
                 continue
             while in_flight[worker] < 32 and gate.ready():
@@ -173,7 +175,7 @@ def test_a_worker_joining_a_saturated_provider_gets_an_even_share(capacity: floa
                 in_flight[worker] += 1
                 heapq.heappush(answers, (clock.now + latency, next(order), worker, provider.answer()))
     a, b = (sum(1 for at in times if 40.0 <= at < 80.0) / 40 for times in accepted)
-    assert b / (a + b) >= 0.38, (a, b)
+    assert b / (a + b) >= 0.40, (a, b)
     assert a + b >= 0.97 * capacity, (a, b)
     assert refused <= 0.03 * sum(map(len, accepted)), refused
 
