@@ -176,6 +176,9 @@ class CarrierSimSettings(msgspec.Struct, frozen=True):
     """99th percentile of send latency (log-normal); 0 means the median, i.e. constant."""
     max_per_second: float = 0.0
     """Throughput cap answering 429 + Retry-After beyond it; 0 is none."""
+    throttle_retry_after: bool = True
+    """Whether a throughput 429 names its wait (the time to the next token). False: it names
+    none, as many providers' rate-limit errors do, and the sender must pick its own pause."""
 
 
 class ProviderSettings(msgspec.Struct, frozen=True):

@@ -13,8 +13,9 @@ Twilio's status callbacks do). Deterministic outcomes by recipient suffix, for t
 
 And configurable, like the real thing under load (WhatsApp Cloud API, Twilio):
   * latency: log-normal around `latency_ms` (median) with `latency_p99_ms` as its 99th percentile;
-  * throughput cap `max_per_second` (token bucket, 0 = none): beyond it, 429 `throttled` with
-    `Retry-After` (Twilio's 20429 / WhatsApp's 130429);
+  * throughput cap `max_per_second` (token bucket, 0 = none): beyond it, 429 `throttled`
+    (Twilio's 20429 / WhatsApp's 130429), with `Retry-After` (the next token) unless
+    `throttle_retry_after` is off;
   * outages: `POST /v1/sim/outage {"seconds": N}` answers 503 to every send for N seconds.
 """
 
@@ -185,7 +186,7 @@ def create_app(settings: CarrierSimSettings, provider: ProviderSettings) -> Lite
             return Response(
                 ErrorOut(ErrorDetail("throttled", "throughput cap")),
                 status_code=429,
-                headers={"retry-after": f"{max(wait, 0.05):.3f}"},
+                headers={"retry-after": f"{max(wait, 0.05):.3f}"} if settings.throttle_retry_after else None,
             )
         suffix = data.to[-4:]
         if suffix in _PERMANENT:

@@ -116,17 +116,19 @@ async def test_provider_capacity_holds_across_workers_and_tenants(
     assert platform.sim_throttle_refusals() == 0  # the carrier-sim has no cap of its own here
 
 
+@pytest.mark.parametrize("names_wait", [True, False], ids=["retry-after", "no-retry-after"])
 async def test_a_throttling_provider_slows_the_worker_down_instead_of_failing_messages(
-    settings: Settings, pool: asyncpg.Pool
+    settings: Settings, pool: asyncpg.Pool, names_wait: bool
 ) -> None:
     # The carrier-sim answers 429 beyond 50 msg/s (Retry-After: its next token, ~50 ms) and Herald
     # was not told its capacity. With 32 sends in flight and 3 attempts per message (the test
     # settings: no retry topic), ignoring the 429s beyond the refused message's own retry failed
     # 120 of these 300 messages with `throttled_retries_exhausted` after 510 refusals (measured
     # with the gate's reaction disabled). The gate shuts for each Retry-After, retries included,
-    # and the worker paces itself below what the provider accepted.
+    # and the worker paces itself below what the provider accepted. A 429 that names no wait
+    # shuts the gate for a second.
     cap, n = 50, 300
-    sim = msgspec.structs.replace(settings.carrier_sim, max_per_second=float(cap))
+    sim = msgspec.structs.replace(settings.carrier_sim, max_per_second=float(cap), throttle_retry_after=names_wait)
     platform = await Platform(_with(msgspec.structs.replace(settings, carrier_sim=sim), max_in_flight=32)).start()
     try:
         tenant_id, auth = await platform.tenant_with_key(tier="enterprise")

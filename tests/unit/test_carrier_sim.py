@@ -19,3 +19,20 @@ async def test_the_send_ledger_forgets_the_oldest_ids_past_its_bound(monkeypatch
         again = {"to": "+447400123456", "channel": "sms", "body": "b", "metadata": {"message_id": "m4"}}
         assert (await client.post("/v1/messages", json=again)).status_code == 201
     assert dict(application.state.sends) == {"m2": 1, "m3": 1, "m4": 2}
+
+
+@pytest.mark.parametrize("names_wait", [True, False])
+async def test_past_its_cap_the_sim_answers_429_throttled_naming_the_wait_if_configured(names_wait: bool) -> None:
+    settings = CarrierSimSettings(latency_ms=0, max_per_second=2.0, throttle_retry_after=names_wait)
+    application = sim.create_app(settings, ProviderSettings())
+    body = {"to": "+447400123456", "channel": "sms", "body": "b", "metadata": {}}
+    async with AsyncTestClient(application) as client:
+        answers = [await client.post("/v1/messages", json=body) for _ in range(3)]  # a burst of 2 per second
+    assert [r.status_code for r in answers] == [201, 201, 429]
+    assert answers[2].json()["error"]["code"] == "throttled"
+    retry_after = answers[2].headers.get("retry-after")
+    if names_wait:
+        assert retry_after is not None
+        assert 0.05 <= float(retry_after) <= 0.5  # the time to its next token
+    else:
+        assert retry_after is None
