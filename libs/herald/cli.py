@@ -86,15 +86,12 @@ def _migrate(settings: Settings) -> None:
 def _retention(settings: Settings) -> None:
     from datetime import UTC, datetime
 
-    from herald.db.pool import create_pool
+    from herald.db.pool import opened_pool
     from herald.db.retention import purge
 
     async def run() -> None:
-        pool = await create_pool(settings.database)
-        try:
+        async with opened_pool(settings.database) as pool:
             purged = await purge(pool, datetime.now(UTC), content_days=settings.retention.content_days)
-        finally:
-            await pool.close()
         print(
             f"purged: {purged.recipients} expired recipient entries, {purged.claims} idempotency claims, "
             f"{purged.dead_callbacks} dead callbacks, {purged.retries} handled-retry records, "

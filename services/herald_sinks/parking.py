@@ -17,8 +17,6 @@ import argparse
 import asyncio
 import logging
 import sys
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
 
 import asyncpg
 import msgspec
@@ -26,14 +24,13 @@ from aiokafka import TopicPartition
 
 from herald import metrics
 from herald.db import parked
-from herald.db.pool import DATABASE_ERRORS, create_pool, until_written
+from herald.db.pool import DATABASE_ERRORS, opened_pool, until_written
 from herald.kafka.consumer import Record, rebuilt_record
 from herald.runtime import ticks
 from herald.settings import Settings
 from herald_sinks.groups import SINK_GROUPS, handlers
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 
 class Parking:
@@ -83,14 +80,6 @@ class Replayed(msgspec.Struct, frozen=True):
     refused: int
 
 
-async def _with_pool(settings: Settings, work: Callable[[asyncpg.Pool], Awaitable[T]]) -> T:
-    pool = await create_pool(settings.database)
-    try:
-        return await work(pool)
-    finally:
-        await pool.close()
-
-
 async def replay(settings: Settings, pool: asyncpg.Pool, group: str, *, dry_run: bool) -> Replayed:
     entries = await parked.of_group(pool, group)
     if dry_run:
@@ -127,30 +116,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(settings: Settings, args: argparse.Namespace) -> None:
     if not settings.database.url:
         sys.exit("herald parked needs HERALD_DATABASE_URL")
-    if args.parked_command == "list":
-        counts = asyncio.run(_with_pool(settings, parked.counts))
-        for c in counts:
-            span = f"{c.first_parked_at:%Y-%m-%d %H:%M} .. {c.last_parked_at:%Y-%m-%d %H:%M}"
-            print(f"{c.consumer_group}\t{c.error_type}\t{c.records:,}\t{span}")
-        print(f"{sum(c.records for c in counts):,} parked records")
-        return
-    if args.parked_command == "discard":
-        n = asyncio.run(
-            _with_pool(settings, lambda pool: parked.discard(pool, args.group, args.error_type, dry_run=args.dry_run))
-        )
+    asyncio.run(_run(settings, args))
+
+
+async def _run(settings: Settings, args: argparse.Namespace) -> None:
+    async with opened_pool(settings.database) as pool:
+        if args.parked_command == "list":
+            counts = await parked.counts(pool)
+            for c in counts:
+                span = f"{c.first_parked_at:%Y-%m-%d %H:%M} .. {c.last_parked_at:%Y-%m-%d %H:%M}"
+                print(f"{c.consumer_group}\t{c.error_type}\t{c.records:,}\t{span}")
+            print(f"{sum(c.records for c in counts):,} parked records")
+            return
+        if args.parked_command == "discard":
+            n = await parked.discard(pool, args.group, args.error_type, dry_run=args.dry_run)
+            if args.dry_run:
+                print(f"would discard {n:,} parked records of {args.group}")
+            else:
+                log.warning("parked records discarded", extra={"group": args.group, "records": n})
+                print(f"discarded {n:,} parked records of {args.group}")
+            return
+        done = await replay(settings, pool, args.group, dry_run=args.dry_run)
         if args.dry_run:
-            print(f"would discard {n:,} parked records of {args.group}")
+            print(f"would replay {done.parked:,} parked records of {args.group}")
         else:
-            log.warning("parked records discarded", extra={"group": args.group, "records": n})
-            print(f"discarded {n:,} parked records of {args.group}")
-        return
-    done = asyncio.run(_with_pool(settings, lambda pool: replay(settings, pool, args.group, dry_run=args.dry_run)))
-    if args.dry_run:
-        print(f"would replay {done.parked:,} parked records of {args.group}")
-    else:
-        print(
-            f"replayed {done.parked:,} parked records of {args.group}:"
-            f" {done.applied:,} applied, {done.refused:,} refused again"
-        )
-    if done.refused:
-        sys.exit(1)
+            print(
+                f"replayed {done.parked:,} parked records of {args.group}:"
+                f" {done.applied:,} applied, {done.refused:,} refused again"
+            )
+        if done.refused:
+            sys.exit(1)

@@ -20,7 +20,7 @@ from herald.billing import ratecards
 from herald.billing.exports import Detail, Format, export
 from herald.billing.period import Month
 from herald.db import billing
-from herald.db.pool import create_pool
+from herald.db.pool import opened_pool
 from herald.errors import HeraldError
 from herald.settings import Settings
 
@@ -83,26 +83,20 @@ async def _import(settings: Settings, args: argparse.Namespace) -> int:
         print(f"herald billing: {exc}", file=sys.stderr)
         return 2
     ratecards.check(card, datetime.now(UTC))
-    pool = await create_pool(settings.database)
-    try:
-        async with pool.acquire() as conn:
-            version = await billing.import_rate_card(conn, card)
-    finally:
-        await pool.close()
+    async with opened_pool(settings.database) as pool, pool.acquire() as conn:
+        version = await billing.import_rate_card(conn, card)
     print(f"rate card version {version}: {len(card.prices)} prices in {card.currency}, effective {card.effective_from}")
     return 0
 
 
 async def _list(settings: Settings, _: argparse.Namespace) -> int:
-    pool = await create_pool(settings.database)
-    try:
-        for card in await billing.rate_cards(pool):
-            print(
-                f"v{card.version}\teffective {card.effective_from.isoformat()}\t{card.currency}"
-                f"\t{card.price_count} prices\t{card.note or ''}"
-            )
-    finally:
-        await pool.close()
+    async with opened_pool(settings.database) as pool:
+        cards = await billing.rate_cards(pool)
+    for card in cards:
+        print(
+            f"v{card.version}\teffective {card.effective_from.isoformat()}\t{card.currency}"
+            f"\t{card.price_count} prices\t{card.note or ''}"
+        )
     return 0
 
 
@@ -120,15 +114,12 @@ async def _export(settings: Settings, args: argparse.Namespace) -> int:
             print(f"  {rows:,} rows ...", file=sys.stderr, flush=True)
 
     partial = args.output.with_name(args.output.name + ".partial")
-    pool = await create_pool(settings.database)
-    try:
+    async with opened_pool(settings.database) as pool:
         with partial.open("wb") as out:
             async for data in export(
                 pool, month, Detail(args.detail), Format(args.format), args.tenant_id, on_rows=progress
             ):
                 out.write(data)
-    finally:
-        await pool.close()
     # Only a complete export gets the requested name: a crash leaves `.partial`, never a short file.
     partial.replace(args.output)
     elapsed = time.monotonic() - started
@@ -138,11 +129,8 @@ async def _export(settings: Settings, args: argparse.Namespace) -> int:
 
 async def _reconcile(settings: Settings, args: argparse.Namespace) -> int:
     month = Month.parse(args.month)
-    pool = await create_pool(settings.database)
-    try:
+    async with opened_pool(settings.database) as pool:
         result = await billing.reconcile(pool, month)
-    finally:
-        await pool.close()
     print(
         f"{result.month}: {result.ledger_rows:,} ledger rows, {result.billable_messages:,} billable messages,"
         f" {len(result.differences):,} differences, {result.pending:,} events pending"

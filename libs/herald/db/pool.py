@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
 import asyncpg
@@ -47,3 +48,13 @@ async def create_pool(settings: DatabaseSettings) -> Pool:
     )
     assert pool is not None
     return pool
+
+
+@contextlib.asynccontextmanager
+async def opened_pool(settings: DatabaseSettings) -> AsyncIterator[Pool]:
+    """A pool for one command's work (`herald parked`, `herald billing`, ...), closed after it."""
+    pool = await create_pool(settings)
+    try:
+        yield pool
+    finally:
+        await pool.close()
