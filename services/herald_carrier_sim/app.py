@@ -29,7 +29,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 
 import aiohttp
@@ -81,23 +81,25 @@ class Latency:
 
 
 class Throughput:
-    """Token bucket of `per_second` with one second of burst; `take` answers the wait if empty."""
+    """Token bucket of `per_second` with one second of burst; `take` answers the wait if empty
+    (the time to the next token, at least 50 ms: what the 429's Retry-After says)."""
 
-    def __init__(self, per_second: float) -> None:
+    def __init__(self, per_second: float, clock: Callable[[], float] = time.monotonic) -> None:
         self._rate = per_second
         self._tokens = per_second
-        self._at = time.monotonic()
+        self._clock = clock
+        self._at = clock()
 
     def take(self) -> float | None:
         if self._rate <= 0:
             return None
-        now = time.monotonic()
+        now = self._clock()
         self._tokens = min(self._rate, self._tokens + (now - self._at) * self._rate)
         self._at = now
         if self._tokens >= 1:
             self._tokens -= 1
             return None
-        return (1 - self._tokens) / self._rate
+        return max(0.05, (1 - self._tokens) / self._rate)
 
 
 def _until_midnight_utc() -> int:
@@ -186,7 +188,7 @@ def create_app(settings: CarrierSimSettings, provider: ProviderSettings) -> Lite
             return Response(
                 ErrorOut(ErrorDetail("throttled", "throughput cap")),
                 status_code=429,
-                headers={"retry-after": f"{max(wait, 0.05):.3f}"} if settings.throttle_retry_after else None,
+                headers={"retry-after": f"{wait:.3f}"} if settings.throttle_retry_after else None,
             )
         suffix = data.to[-4:]
         if suffix in _PERMANENT:

@@ -10,6 +10,7 @@ import uuid
 import pytest
 
 from herald.domain.models import Tier
+from herald_carrier_sim.app import Throughput
 from herald_worker.pacing import BucketPacer
 from herald_worker.provider_gate import (
     DEFAULT_PAUSE_SECONDS,
@@ -120,24 +121,6 @@ def test_a_worker_the_provider_took_nothing_from_starts_from_what_it_tried_to_se
     assert 13 <= _sent_in(gate, clock, 0.5) <= 17  # from 28 msg/s (not from nothing)
 
 
-class SimulatedProvider:
-    """A provider with a token-bucket throughput (one second of burst) that answers 429 with
-    Retry-After: its next token, like carrier-sim's `max_per_second`."""
-
-    def __init__(self, per_second: float, clock: Clock) -> None:
-        self.per_second, self.clock = per_second, clock
-        self.tokens, self.at = per_second, clock.now
-
-    def answer(self) -> float | None:
-        """None: accepted; else the Retry-After of a 429."""
-        self.tokens = min(self.per_second, self.tokens + (self.clock.now - self.at) * self.per_second)
-        self.at = self.clock.now
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return None
-        return max(0.05, (1 - self.tokens) / self.per_second)
-
-
 @pytest.mark.parametrize("capacity", [50.0, 100.0, 300.0])
 @pytest.mark.parametrize("latency", [0.02, 0.05])
 def test_a_worker_joining_a_saturated_provider_gets_an_even_share(capacity: float, latency: float) -> None:
@@ -147,7 +130,7 @@ def test_a_worker_joining_a_saturated_provider_gets_an_even_share(capacity: floa
     # half (45-50% measured; the old multiplicative increase kept whatever split the 429s found:
     # 29% and 37% at 50 msg/s), the provider must stay busy and 429s stay rare.
     clock = Clock()
-    provider = SimulatedProvider(capacity, clock)
+    provider = Throughput(capacity, clock)  # carrier-sim's cap: 429 with its next token as Retry-After
     gates = [_gate(clock), _gate(clock)]
     answers: list[tuple[float, int, int, float | None]] = []  # (when, order, worker, retry-after or None)
     order, turns = itertools.count(), itertools.count()
@@ -173,7 +156,7 @@ def test_a_worker_joining_a_saturated_provider_gets_an_even_share(capacity: floa
             while in_flight[worker] < 32 and gate.ready():
                 gate.take()
                 in_flight[worker] += 1
-                heapq.heappush(answers, (clock.now + latency, next(order), worker, provider.answer()))
+                heapq.heappush(answers, (clock.now + latency, next(order), worker, provider.take()))
     a, b = (sum(1 for at in times if 40.0 <= at < 80.0) / 40 for times in accepted)
     assert b / (a + b) >= 0.40, (a, b)
     assert a + b >= 0.97 * capacity, (a, b)
