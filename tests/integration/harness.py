@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 
 import asyncpg
@@ -164,16 +165,9 @@ class Platform:
     async def wait_status(
         self, auth: dict[str, str], message_id: str, statuses: set[str] = FINAL, deadline_s: float = 20.0
     ) -> dict[str, Any]:
-        deadline = time.monotonic() + deadline_s
-        last: Any = None
-        while time.monotonic() < deadline:
-            r = await self.http.get(f"/v1/messages/{message_id}", headers=auth)
-            if r.status_code == 200:
-                last = r.json()
-                if last["status"] in statuses:
-                    return dict(last)
-            await asyncio.sleep(0.05)
-        raise AssertionError(f"message {message_id} did not reach {statuses}; last seen {last}")
+        return await self._wait_message(
+            auth, message_id, lambda m: m["status"] in statuses, f"did not reach {statuses}", deadline_s
+        )
 
     async def wait_history(
         self, auth: dict[str, str], message_id: str, history: list[str], deadline_s: float = 20.0
@@ -181,16 +175,30 @@ class Platform:
         """The message once its events read `history`, in order. A provider's receipt reaches
         herald.events through the API and can be recorded before the worker's own `sent`, so
         the status can be final a moment before its history is complete."""
+        return await self._wait_message(
+            auth, message_id, lambda m: [e["status"] for e in m["events"]] == history, f"history is not {history}",
+            deadline_s,
+        )  # fmt: skip
+
+    async def _wait_message(
+        self,
+        auth: dict[str, str],
+        message_id: str,
+        done: Callable[[dict[str, Any]], bool],
+        what: str,
+        deadline_s: float,
+    ) -> dict[str, Any]:
+        """GET the message until `done(message)`; an AssertionError with the last one seen if not."""
         deadline = time.monotonic() + deadline_s
-        seen: list[str] = []
+        last: Any = None
         while time.monotonic() < deadline:
             r = await self.http.get(f"/v1/messages/{message_id}", headers=auth)
             if r.status_code == 200:
-                message = r.json()
-                if (seen := [e["status"] for e in message["events"]]) == history:
-                    return dict(message)
+                last = r.json()
+                if done(last):
+                    return dict(last)
             await asyncio.sleep(0.05)
-        raise AssertionError(f"message {message_id} history is {seen}, not {history}")
+        raise AssertionError(f"message {message_id} {what}; last seen {last}")
 
 
 async def count_status(pool: asyncpg.Pool, status: str, tenant_id: str | None = None) -> int:
