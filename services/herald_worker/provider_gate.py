@@ -15,8 +15,9 @@ and an in-process retry in `Throttled`, before it calls the provider again.
   takes none. Test-key messages never reach the provider and spend no token, but they do wait
   while the gate is shut.
 * **Throttling** (a 429 `throttled`, whether or not a capacity is set): the gate shuts for the
-  Retry-After (at most `MAX_PAUSE_SECONDS`), for every send of this worker, retries included,
-  not only the refused message's retry. And since a provider's Retry-After is often just "the
+  Retry-After (at most `MAX_PAUSE_SECONDS`; without one, `DEFAULT_PAUSE_SECONDS`, doubling while
+  the provider accepts nothing), for every send of this worker, retries included, not only the
+  refused message's retry. And since a provider's Retry-After is often just "the
   next token" (tens of ms), the worker also paces itself, as TCP CUBIC paces a connection
   (RFC 9438; the AWS SDKs' adaptive retry mode does the same for throttled API calls): a 429
   sets a local rate of `BETA` times what the provider accepted over the last second (what it
@@ -49,8 +50,12 @@ from herald_worker.pacing import BucketPacer
 from herald_worker.providers.base import Accepted, Provider, RetryableError
 
 MAX_PAUSE_SECONDS = 10.0
-DEFAULT_PAUSE_SECONDS = 1.0
-"""A 429 without Retry-After."""
+DEFAULT_PAUSE_SECONDS = 0.2
+"""The shut after a 429 without Retry-After; doubled at each further cut before the provider
+accepts a send again (a provider refusing everything is probed less and less often), up to
+`MAX_PAUSE_SECONDS`. Short, because every class waits it out (an OTP too: a one-second default
+put authentication's accepted -> sent p99 over its 1 s target), and the cut in the worker's
+own rate, not the shut, is what keeps it under the provider's capacity."""
 CUT_SPACING_SECONDS = 0.5
 """The answers to sends already in flight when the first 429 came are one signal, not several."""
 BETA = 0.7
@@ -130,6 +135,8 @@ class ProviderGate:
         self._own_tokens = 0.0
         self._own_at = 0.0
         self._last_cut = float("-inf")
+        self._strikes = 0
+        """Cuts since the provider last accepted a send."""
         self._accepted = _PerSecond()
         self._attempted = _PerSecond()
         self._admitted: set[uuid.UUID] = set()
@@ -194,14 +201,20 @@ class ProviderGate:
     def accepted(self) -> None:
         now = self._clock()
         self._accepted.add(now)
+        self._strikes = 0
         if self._own is not None and now - self._last_cut >= RELEASE_AFTER_SECONDS:
             self._own = None
 
     def throttled(self, retry_after: float | None) -> None:
         now = self._clock()
-        pause = min(MAX_PAUSE_SECONDS, retry_after if retry_after is not None else DEFAULT_PAUSE_SECONDS)
-        self._shut_until = max(self._shut_until, now + max(0.0, pause))
-        if now - self._last_cut < CUT_SPACING_SECONDS:
+        cut = now - self._last_cut >= CUT_SPACING_SECONDS
+        if cut:
+            self._strikes += 1
+        if retry_after is None:
+            # (The exponent is bounded: 0.2 s x 2^6 is past MAX_PAUSE_SECONDS already.)
+            retry_after = DEFAULT_PAUSE_SECONDS * 2 ** min(6, max(0, self._strikes - 1))
+        self._shut_until = max(self._shut_until, now + max(0.0, min(MAX_PAUSE_SECONDS, retry_after)))
+        if not cut:
             return
         # What the provider took from this worker just now; a worker it has taken nothing from
         # yet (it joined a provider that others saturate) starts from what it tried to send.

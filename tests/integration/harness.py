@@ -8,7 +8,6 @@ sinks` run them. Helpers create tenants, keys and templates through the public A
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -25,6 +24,7 @@ from herald_api.app import create_app
 from herald_carrier_sim.app import create_app as create_sim
 from herald_sinks.main import run_sinks
 from herald_worker.main import run_worker
+from tests.eventually import at_least, eventually
 
 FINAL = {"delivered", "failed", "expired", "read"}
 
@@ -37,13 +37,14 @@ class Served:
         self.task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        self.task = asyncio.create_task(self.server.serve())
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            if self.task.done():
-                self.task.result()
-            assert time.monotonic() < deadline, "server did not start"
-            await asyncio.sleep(0.01)
+        task = self.task = asyncio.create_task(self.server.serve())
+
+        def started() -> bool:
+            if task.done():
+                task.result()  # its startup error, rather than a timeout
+            return bool(self.server.started)
+
+        await eventually(started, bool, "the server started", seconds=10, every=0.01)
 
     async def stop(self) -> None:
         self.server.should_exit = True
@@ -189,16 +190,15 @@ class Platform:
         deadline_s: float,
     ) -> dict[str, Any]:
         """GET the message until `done(message)`; an AssertionError with the last one seen if not."""
-        deadline = time.monotonic() + deadline_s
-        last: Any = None
-        while time.monotonic() < deadline:
+
+        async def probe() -> Any:
             r = await self.http.get(f"/v1/messages/{message_id}", headers=auth)
-            if r.status_code == 200:
-                last = r.json()
-                if done(last):
-                    return dict(last)
-            await asyncio.sleep(0.05)
-        raise AssertionError(f"message {message_id} {what}; last seen {last}")
+            return r.json() if r.status_code == 200 else None
+
+        found = await eventually(
+            probe, lambda m: m is not None and done(m), f"message {message_id} {what}", seconds=deadline_s
+        )
+        return dict(found)
 
 
 async def count_status(pool: asyncpg.Pool, status: str, tenant_id: str | None = None) -> int:
@@ -214,10 +214,7 @@ async def wait_status_count(
     pool: asyncpg.Pool, n: int, status: str = "delivered", tenant_id: str | None = None, deadline_s: float = 30.0
 ) -> None:
     """Until the projection shows at least `n` messages in `status`."""
-    deadline = time.monotonic() + deadline_s
-    while (seen := await count_status(pool, status, tenant_id)) < n:
-        assert time.monotonic() < deadline, f"{seen} of {n} {status}"
-        await asyncio.sleep(0.1)
+    await at_least(lambda: count_status(pool, status, tenant_id), n, f"messages {status}", seconds=deadline_s)
 
 
 async def produce(settings: Settings, records: list[Record]) -> None:
@@ -259,10 +256,4 @@ async def ledger(pool: asyncpg.Pool) -> list[dict[str, Any]]:
 
 async def wait_ledger_rows(pool: asyncpg.Pool, n: int, deadline_s: float = 30.0) -> list[dict[str, Any]]:
     """Until the ledger holds at least `n` rows; returns them."""
-    deadline = time.monotonic() + deadline_s
-    while True:
-        rows = await ledger(pool)
-        if len(rows) >= n:
-            return rows
-        assert time.monotonic() < deadline, f"ledger has {len(rows)} rows, expected {n}"
-        await asyncio.sleep(0.1)
+    return await eventually(lambda: ledger(pool), lambda rows: len(rows) >= n, f"{n} ledger rows", seconds=deadline_s)

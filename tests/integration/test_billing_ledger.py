@@ -26,6 +26,7 @@ from herald.kafka.topics import EVENTS, class_topic
 from herald.sealing import seal
 from herald.settings import Settings
 from herald_sinks.main import run_sinks
+from tests.eventually import eventually
 from tests.integration.harness import Loop, Platform, ledger, produce, wait_ledger_rows, wait_status_count
 from tests.integration.processes import env_for, spawn
 
@@ -287,16 +288,18 @@ async def test_sinks_sigkilled_mid_batch_bill_every_message_exactly_once(
     first = spawn("sinks", env, log)
     second = None
     try:
-        deadline = time.monotonic() + 60
         # Polled by count, not by reading the rows: the kill must land while the sink is mid-way.
         # Progress is what the billing sink has consumed: events billed, and events parked until
         # the status projection writes their message row (the settler then bills all parked ones
         # in one transaction, so billed rows alone can jump from 0 to n).
         consumed = "SELECT (SELECT count(*) FROM billing_records) + (SELECT count(*) FROM billing_pending)"
-        while await pool.fetchval(consumed) < n // 10:
+
+        async def progress() -> int:
             assert first.poll() is None, log.read_text()[-2000:]
-            assert time.monotonic() < deadline, "the billing sink made no progress"
-            await asyncio.sleep(0.02)
+            n_consumed: int = await pool.fetchval(consumed)
+            return n_consumed
+
+        await eventually(progress, lambda seen: seen >= n // 10, "billing sink progress", seconds=60, every=0.02)
         first.send_signal(signal.SIGKILL)
         first.wait()
         at_kill = await pool.fetchval(consumed)
@@ -358,11 +361,10 @@ async def test_a_bill_waiting_for_a_message_that_never_comes_shows_its_age(pool:
     assert 7200 <= backlog.oldest_seconds < 7300
 
     async def gauge_until(done: Callable[[float], bool]) -> float:
-        deadline = time.monotonic() + 10
-        while not done(seen := metrics.BILLING_PENDING_OLDEST._value.get()):
-            assert time.monotonic() < deadline, f"herald_billing_pending_oldest_seconds stays {seen}"
-            await asyncio.sleep(0.05)
-        return seen
+        gauge: float = await eventually(
+            metrics.BILLING_PENDING_OLDEST._value.get, done, "herald_billing_pending_oldest_seconds", seconds=10
+        )
+        return gauge
 
     # The settler publishes the age every tick, and leaves both pending: neither message row exists.
     stop = asyncio.Event()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import msgspec
@@ -17,6 +17,7 @@ from herald.domain.records import EVENT_DECODER
 from herald.embedded import free_port
 from herald.kafka.topics import EVENTS
 from herald.settings import Settings
+from tests.eventually import eventually
 from tests.integration.harness import Platform, Served, read_records
 
 
@@ -61,11 +62,8 @@ async def platform(settings: Settings) -> AsyncIterator[Platform]:
     await running.stop()
 
 
-async def _wait(predicate: Any, seconds: float = 15.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached"
-        await asyncio.sleep(0.05)
+async def _wait(predicate: Callable[[], bool], what: str, seconds: float = 15.0) -> None:
+    await eventually(predicate, bool, what, seconds=seconds)
 
 
 async def test_signed_callbacks_in_order(platform: Platform, receiver: tuple[Receiver, str]) -> None:
@@ -74,7 +72,7 @@ async def test_signed_callbacks_in_order(platform: Platform, receiver: tuple[Rec
     auth = {"authorization": f"Bearer {await platform.key(tenant['id'])}"}
     await platform.template(auth)
     sent = await platform.send(auth)
-    await _wait(lambda: len(rec.bodies("acme")) >= 2)
+    await _wait(lambda: len(rec.bodies("acme")) >= 2, "two callbacks")
     bodies = rec.bodies("acme")
     assert [(b["message_id"], b["status"]) for b in bodies] == [
         (sent.json()["id"], "sent"),
@@ -100,7 +98,7 @@ async def test_sent_goes_first_even_when_the_receipt_reaches_the_topic_first(
         auth = {"authorization": f"Bearer {await running.key(tenant['id'])}"}
         await running.template(auth)
         ids = [(await running.send(auth, to=f"+4474001{200 + i:05d}")).json()["id"] for i in range(5)]
-        await _wait(lambda: len(rec.bodies("race")) >= 10, 20)
+        await _wait(lambda: len(rec.bodies("race")) >= 10, "ten callbacks", 20)
         # The race really happened: on herald.events (one partition per message, so in order)
         # the receipt came first.
         on_topic: dict[str, list[str]] = {}
@@ -124,7 +122,7 @@ async def test_failing_endpoint_is_retried_until_it_accepts(platform: Platform, 
     auth = {"authorization": f"Bearer {await platform.key(tenant['id'])}"}
     await platform.template(auth)
     await platform.send(auth)
-    await _wait(lambda: [b["status"] for b in rec.bodies("flaky")] == ["sent", "delivered"], 20)
+    await _wait(lambda: [b["status"] for b in rec.bodies("flaky")] == ["sent", "delivered"], "sent, delivered", 20)
     assert rec.calls["flaky"] >= 4  # two refusals, then both statuses, still in order
 
 
@@ -140,10 +138,11 @@ async def test_slow_tenant_never_delays_another(platform: Platform, receiver: tu
     ids = [(await platform.send(slow_auth, to=f"+4474001{100 + i:05d}")).json()["id"] for i in range(20)]
     for message_id in ids:  # the pipeline is warm and the slow tenant has 40 callbacks pending
         await platform.wait_status(slow_auth, message_id, {"delivered"})
-    await _wait(lambda: rec.calls.get("slow", 0) >= 4)  # its endpoint is now hanging our requests
+    # Its endpoint is now hanging our requests.
+    await _wait(lambda: rec.calls.get("slow", 0) >= 4, "four calls to the slow endpoint")
     started = time.monotonic()
     message = await platform.send(fast_auth, to="+447400100099")
-    await _wait(lambda: len(rec.bodies("fast")) == 2, 10)
+    await _wait(lambda: len(rec.bodies("fast")) == 2, "the fast tenant's two callbacks", 10)
     # Both of the fast tenant's callbacks arrive in well under one slow attempt's timeout chain.
     assert time.monotonic() - started < 2.0
     assert [b["message_id"] for b in rec.bodies("fast")] == [message.json()["id"]] * 2
@@ -162,7 +161,7 @@ async def test_rotated_secret_signs_from_then_on(platform: Platform, receiver: t
     auth = {"authorization": f"Bearer {await platform.key(tenant['id'])}"}
     await platform.template(auth)
     await platform.send(auth)
-    await _wait(lambda: len(rec.bodies("rot")) >= 1)
+    await _wait(lambda: len(rec.bodies("rot")) >= 1, "a callback")
     _, _, headers, body = rec.received[0]
     assert signing.verify(new_secret, headers["herald-signature"], body)
     assert not signing.verify(tenant["callback_secret"], headers["herald-signature"], body)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import time
 
 import asyncpg
 import msgspec
@@ -14,6 +13,7 @@ from herald import metrics
 from herald.embedded import free_port
 from herald.embedded.broker import EmbeddedBroker
 from herald.settings import Settings
+from tests.eventually import at_least, eventually
 from tests.integration.harness import Platform
 from tests.integration.processes import env_for, spawn
 
@@ -52,6 +52,12 @@ async def test_worker_sigkill_mid_flow_loses_nothing(settings: Settings) -> None
         await platform.template(auth)
         sem = asyncio.Semaphore(32)
 
+        async def statuses() -> dict[str, int]:
+            return await _statuses(settings.database.url, tenant_id)
+
+        async def delivered() -> int:
+            return (await statuses()).get("delivered", 0)
+
         async def send(i: int) -> str:
             async with sem:
                 r = await platform.send(auth, to=f"+4474001{i + 10:05d}")
@@ -61,23 +67,16 @@ async def test_worker_sigkill_mid_flow_loses_nothing(settings: Settings) -> None
         ids = await asyncio.gather(*(send(i) for i in range(N)))
         assert len(set(ids)) == N
 
-        deadline = time.monotonic() + 60
-        while (await _statuses(settings.database.url, tenant_id)).get("delivered", 0) < N // 5:
-            assert time.monotonic() < deadline, "worker made no progress"
-            await asyncio.sleep(0.05)
+        await at_least(delivered, N // 5, "delivered before the kill", seconds=60)
         first.send_signal(signal.SIGKILL)
         first.wait()
-        done_at_kill = await _statuses(settings.database.url, tenant_id)
+        done_at_kill = await statuses()
         assert done_at_kill.get("delivered", 0) < N, "the kill came too late to prove anything"
 
         second = spawn("worker", worker_env, log)
-        deadline = time.monotonic() + 90
-        while True:
-            statuses = await _statuses(settings.database.url, tenant_id)
-            if statuses.get("delivered", 0) == N:
-                break
-            assert time.monotonic() < deadline, f"not all delivered after restart: {statuses}"
-            await asyncio.sleep(0.1)
+        await eventually(
+            statuses, lambda seen: seen.get("delivered", 0) == N, "all delivered after restart", seconds=90
+        )
 
         sends = platform.sim_sends()
         assert set(ids) <= set(sends)
@@ -86,11 +85,13 @@ async def test_worker_sigkill_mid_flow_loses_nothing(settings: Settings) -> None
         # class, overshot by one fetch of 200) plus the 100 in flight.
         assert duplicates <= 400, duplicates
         # ...and the platform counted them (from the second provider id each re-send produced).
-        deadline = time.monotonic() + 10
-        while metrics.DUPLICATE_SENDS._value.get() - duplicates_before < duplicates:
-            assert time.monotonic() < deadline, (metrics.DUPLICATE_SENDS._value.get() - duplicates_before, duplicates)
-            await asyncio.sleep(0.1)
-        assert metrics.DUPLICATE_SENDS._value.get() - duplicates_before == duplicates
+        counted = await eventually(
+            lambda: metrics.DUPLICATE_SENDS._value.get() - duplicates_before,
+            lambda seen: seen >= duplicates,
+            f"{duplicates} duplicate sends counted",
+            seconds=10,
+        )
+        assert counted == duplicates
     finally:
         for process in (first, second):
             if process is not None and process.poll() is None:

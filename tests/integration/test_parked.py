@@ -16,6 +16,7 @@ from herald.db import parked
 from herald.kafka.topics import BILLING_SINK_GROUP, STATUS_SINK_GROUP
 from herald.settings import Settings
 from herald_sinks.parking import run_parked_report
+from tests.eventually import at_least, eventually
 from tests.integration.harness import Platform
 
 
@@ -50,10 +51,7 @@ async def test_a_refused_record_is_parked_the_sink_moves_on_and_replay_applies_i
     # The other tenant's messages, in the same batches, are projected.
     for message_id in kept:
         assert (await platform.wait_status(auth, message_id, {"delivered"}))["status"] == "delivered"
-    deadline = asyncio.get_running_loop().time() + 20
-    while await pool.fetchval("SELECT count(*) FROM parked_records") < 3:
-        assert asyncio.get_running_loop().time() < deadline, "the refused envelopes were not parked"
-        await asyncio.sleep(0.1)
+    await at_least(lambda: pool.fetchval("SELECT count(*) FROM parked_records"), 3, "envelopes parked", seconds=20)
     parked = await pool.fetch("SELECT consumer_group, topic, error FROM parked_records")
     assert {(r["consumer_group"], r["topic"].rsplit(".", 1)[-1]) for r in parked} == {
         (STATUS_SINK_GROUP, "authentication")
@@ -86,10 +84,7 @@ async def test_a_refused_record_is_parked_the_sink_moves_on_and_replay_applies_i
     stop = asyncio.Event()
     reporter = asyncio.create_task(run_parked_report(pool, 0.05, stop))
     try:
-        deadline = asyncio.get_running_loop().time() + 10
-        while _waiting_metric() != 0:
-            assert asyncio.get_running_loop().time() < deadline, f"herald_sink_parked_records stays {_waiting_metric()}"
-            await asyncio.sleep(0.05)
+        await eventually(_waiting_metric, lambda seen: seen == 0, "herald_sink_parked_records back to 0", seconds=10)
     finally:
         stop.set()
         await reporter

@@ -42,7 +42,7 @@ def test_without_capacity_or_throttling_the_gate_is_always_open() -> None:
     assert gate.opens_at() is None
 
 
-def test_a_429_shuts_the_gate_for_its_retry_after_capped_or_a_second_if_it_names_none() -> None:
+def test_a_429_shuts_the_gate_for_its_retry_after_capped_or_a_moment_if_it_names_none() -> None:
     clock = Clock()
     gate = _gate(clock)
     gate.throttled(2.0)
@@ -52,7 +52,26 @@ def test_a_429_shuts_the_gate_for_its_retry_after_capped_or_a_second_if_it_names
     gate.throttled(3600.0)  # an hour is an outage, not a throttle: never shut that long
     assert gate.opens_at() == clock.now + MAX_PAUSE_SECONDS
     clock.now += MAX_PAUSE_SECONDS
+    gate.accepted()
     gate.throttled(None)  # WhatsApp's 130429 names no wait
+    assert gate.opens_at() == clock.now + DEFAULT_PAUSE_SECONDS
+
+
+def test_without_retry_after_the_shut_doubles_while_the_provider_accepts_nothing() -> None:
+    clock = Clock()
+    gate = _gate(clock)
+    shuts = []
+    for _ in range(11):  # a provider refusing everything: the first send after each shut is refused
+        gate.throttled(None)
+        shuts.append(round(gate.opens_at() - clock.now, 3))  # type: ignore[operator]
+        gate.throttled(None)  # another answer from the same window: the same shut
+        assert round(gate.opens_at() - clock.now, 3) == shuts[-1]  # type: ignore[operator]
+        clock.now = gate.opens_at()  # type: ignore[assignment]
+    # A refusal within CUT_SPACING_SECONDS of the last cut is the same signal: it shuts again for
+    # as long, and the shut doubles from the next cut on.
+    assert shuts == [0.2, 0.2, 0.2, 0.4, 0.4, 0.8, 1.6, 3.2, 6.4, MAX_PAUSE_SECONDS, MAX_PAUSE_SECONDS]
+    gate.accepted()  # the provider takes a send again: back to a short shut
+    gate.throttled(None)
     assert gate.opens_at() == clock.now + DEFAULT_PAUSE_SECONDS
 
 
