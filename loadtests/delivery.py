@@ -17,6 +17,11 @@ share the two cores):
 
 `--batches` then counts the record batches stored per topic, which the embedded broker's fetch
 cost grows with (`batches.py`).
+
+`--provider-cap N` runs it against a provider that throttles: the carrier-sim takes N sends/s
+and answers 429 beyond (with `--no-retry-after`, a 429 naming no wait, as WhatsApp's 130429),
+Herald not told. The ceiling is then that cap (no `wrk` run), and the figures say whether OTPs
+still go first and how close to the provider's capacity the worker keeps itself.
 """
 
 from __future__ import annotations
@@ -202,6 +207,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=120, help="sustained phase, after a 15 s warm-up")
     parser.add_argument("--backlog", type=int, default=1_000_000, help="marketing messages queued before the OTPs")
     parser.add_argument("--otp-seconds", type=int, default=20)
+    parser.add_argument("--provider-cap", type=int, default=0, help="the carrier-sim's sends/s, 429 beyond (0: none)")
+    parser.add_argument("--no-retry-after", action="store_true", help="with --provider-cap: 429s name no wait")
     parser.add_argument(
         "--batches",
         action="store_true",
@@ -211,11 +218,19 @@ def main() -> None:
     require_wrk()
     # Distinct recipients everywhere, so the 6 s per-recipient gap is not what is measured.
     os.environ.setdefault("HERALD_LOG_LEVEL", "WARNING")
+    if args.provider_cap:  # the children inherit the environment
+        os.environ["HERALD_CARRIER_SIM_MAX_PER_SECOND"] = str(args.provider_cap)
+        os.environ["HERALD_CARRIER_SIM_THROTTLE_RETRY_AFTER"] = "false" if args.no_retry_after else "true"
     with tempfile.TemporaryDirectory() as tmp, bench_stack(Path(tmp)) as stack:
-        script = Path(tmp) / "sim.lua"
-        script.write_text(SIM_SCRIPT)
-        ceiling = wrk.run(f"{stack.sim_url}/v1/messages", script, 10, 32)
-        print(f"ceiling: carrier-sim alone (wrk, 32 connections): {ceiling.rps:,.0f} sends/s")
+        if args.provider_cap:
+            ceiling_rps = float(args.provider_cap)
+            print(f"ceiling: the carrier-sim's cap, {args.provider_cap:,} sends/s (429 beyond, "
+                  f"{'no Retry-After' if args.no_retry_after else 'Retry-After: its next token'})")  # fmt: skip
+        else:
+            script = Path(tmp) / "sim.lua"
+            script.write_text(SIM_SCRIPT)
+            ceiling_rps = wrk.run(f"{stack.sim_url}/v1/messages", script, 10, 32).rps
+            print(f"ceiling: carrier-sim alone (wrk, 32 connections): {ceiling_rps:,.0f} sends/s")
 
         async def measure() -> None:
             client = Client(stack.api_url, stack.admin_token)
@@ -229,7 +244,7 @@ def main() -> None:
                 rate, accepted, cpu_report = await sustained(client, stack.database_url, args.seconds)
                 print(f"sustained: {rate:,.0f} msg/s accepted -> delivered over {args.seconds} s "
                       f"({accepted:,} accepted); ratio to the carrier-sim ceiling "
-                      f"{rate / ceiling.rps:.2f}")  # fmt: skip
+                      f"{rate / ceiling_rps:.2f}")  # fmt: skip
                 print(f"CPU in the sustained window, by process:\n{cpu_report}")
                 if args.batches:
                     stored = await batches.report(stack.bootstrap, STORED_TOPICS)
