@@ -25,13 +25,12 @@ and an in-process retry in `Throttled`, before it calls the provider again.
   one cut per `CUT_SPACING_SECONDS`; the rate then grows back along a cubic, fast at first,
   flat near where the 429 came (after ~2 s for 10 msg/s, ~4 s for 100, ~9 s for 1,000), then
   probing beyond it, and is lifted after `RELEASE_AFTER_SECONDS` without a 429. The growth
-  depends on time since the cut, not on a worker's share, a larger share loses more at a cut,
-  and a worker cut below where its previous cut came (it is losing share) aims lower still
-  (RFC 9438's fast convergence), so workers sharing a provider drift towards equal shares:
-  within 20-40 s up to 1,000 msg/s in a simulation (a unit test runs two workers against a
-  simulated provider), then swinging around half (39-70% over 20 s windows of a 200 s run).
-  Other workers learn from their own 429s; setting the capacity shares it exactly. A busy
-  recipient or a spent daily quota is not the provider's throughput and leaves the gate open.
+  depends on time since the cut, not on a worker's share, and a larger share loses more at a
+  cut, so workers sharing a provider drift towards equal shares: within a minute up to a few
+  hundred msg/s in a simulation (a unit test runs two workers against a simulated provider),
+  over minutes at 1,000 msg/s. Other workers learn from their own 429s; setting the capacity
+  shares it exactly. A busy recipient or a spent daily quota is not the provider's throughput
+  and leaves the gate open.
 """
 
 from __future__ import annotations
@@ -96,18 +95,18 @@ class _PerSecond:
 
 
 class _Cubic:
-    """The local rate `t` seconds after a cut to `start` msg/s: `CUBIC_SCALE * (t - k)³ + w_max`,
-    which is `start` at the cut, flattens out at `w_max` after `k` seconds and then rises
-    faster and faster (RFC 9438, section 4.2)."""
+    """The local rate `t` seconds after a 429 that came at `w_max` msg/s:
+    `CUBIC_SCALE * (t - k)³ + w_max`, which is `BETA * w_max` at the cut, flattens out at
+    `w_max` after `k` seconds and then rises faster and faster (RFC 9438, section 4.2)."""
 
-    __slots__ = ("_cut_at", "_k", "w_max")
+    __slots__ = ("_cut_at", "_k", "_w_max")
 
-    def __init__(self, w_max: float, start: float, now: float) -> None:
-        self.w_max, self._cut_at = w_max, now
-        self._k = math.cbrt(max(0.0, w_max - start) / CUBIC_SCALE)
+    def __init__(self, w_max: float, now: float) -> None:
+        self._w_max, self._cut_at = w_max, now
+        self._k = math.cbrt(w_max * (1 - BETA) / CUBIC_SCALE)
 
     def rate(self, now: float) -> float:
-        return max(MIN_RATE, CUBIC_SCALE * (now - self._cut_at - self._k) ** 3 + self.w_max)
+        return max(MIN_RATE, CUBIC_SCALE * (now - self._cut_at - self._k) ** 3 + self._w_max)
 
 
 def bucket_id(provider: str) -> uuid.UUID:
@@ -220,13 +219,9 @@ class ProviderGate:
         # What the provider took from this worker just now; a worker it has taken nothing from
         # yet (it joined a provider that others saturate) starts from what it tried to send.
         w = self._accepted.rate(now) or self._attempted.rate(now)
-        plateau = w = max(MIN_RATE, w if self._own is None else min(w, self._own.rate(now)))
-        if self._own is not None and w < self._own.w_max:
-            # Fast convergence (RFC 9438, section 4.7): a worker cut below where its last cut
-            # came is losing share to another; it aims lower than where this one came, so that
-            # the newcomer's share grows faster.
-            plateau = w * (1 + BETA) / 2
-        self._own = _Cubic(plateau, BETA * w, now)
+        if self._own is not None:
+            w = min(w, self._own.rate(now))
+        self._own = _Cubic(max(MIN_RATE, w), now)
         self._own_tokens, self._own_at = 0.0, now
         self._last_cut = now
         metrics.PROVIDER_THROTTLE_CUTS.labels(self.provider).inc()
