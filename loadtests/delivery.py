@@ -155,7 +155,22 @@ async def sustained(client: Client, dsn: str, seconds: int, warmup: int = 15) ->
     return delivered / elapsed, accepted, cpu.report(cpu.spent(cpu_before, cpu_after), elapsed, delivered)
 
 
+async def worker_ready(client: Client, dsn: str) -> None:
+    """Until a worker hands a probe to the provider: a worker still joining its consumer group
+    would otherwise be measured as OTP latency (the `wrk` ceiling run used to give it that time)."""
+    await client.send(_messages("update", {"ref": "probe"}, 999_999, 1)[0])
+    conn = await asyncpg.connect(dsn)
+    try:
+        deadline = time.monotonic() + 60
+        while not await conn.fetchval("SELECT count(*) FROM message_events WHERE status = 'sent'"):
+            assert time.monotonic() < deadline, "no worker sent the probe"
+            await asyncio.sleep(0.1)
+    finally:
+        await conn.close()
+
+
 async def priority(client: Client, dsn: str, backlog: int, otp_seconds: int) -> dict[str, float]:
+    await worker_ready(client, dsn)
     queued = 0
     while queued < backlog:
         sizes = [min(1000, backlog - queued - k * 1000) for k in range(4)]
