@@ -20,18 +20,14 @@ from tests.integration.processes import env_for, spawn
 N = 800
 
 
-async def _statuses(dsn: str, tenant_id: str) -> dict[str, int]:
-    conn = await asyncpg.connect(dsn)
-    try:
-        rows = await conn.fetch(
-            "SELECT status, count(*) AS n FROM messages WHERE tenant_id = $1::uuid GROUP BY status", tenant_id
-        )
-    finally:
-        await conn.close()
+async def _statuses(pool: asyncpg.Pool, tenant_id: str) -> dict[str, int]:
+    rows = await pool.fetch(
+        "SELECT status, count(*) AS n FROM messages WHERE tenant_id = $1::uuid GROUP BY status", tenant_id
+    )
     return {r["status"]: r["n"] for r in rows}
 
 
-async def test_worker_sigkill_mid_flow_loses_nothing(settings: Settings) -> None:
+async def test_worker_sigkill_mid_flow_loses_nothing(settings: Settings, pool: asyncpg.Pool) -> None:
     # A slower carrier keeps a few hundred messages in flight when the kill lands.
     settings = msgspec.structs.replace(
         settings, carrier_sim=msgspec.structs.replace(settings.carrier_sim, latency_ms=30)
@@ -53,7 +49,7 @@ async def test_worker_sigkill_mid_flow_loses_nothing(settings: Settings) -> None
         sem = asyncio.Semaphore(32)
 
         async def statuses() -> dict[str, int]:
-            return await _statuses(settings.database.url, tenant_id)
+            return await _statuses(pool, tenant_id)
 
         async def delivered() -> int:
             return (await statuses()).get("delivered", 0)
