@@ -29,6 +29,7 @@ import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from typing import Generic, TypeVar
 
 import asyncpg
 
@@ -67,29 +68,31 @@ class TenantRates:
         return row.tier, float(limits.rate_per_second)
 
 
+L = TypeVar("L")
+"""What a bucket's refills are reported under: a tenant's tier, a provider's name."""
 TakeTokens = Callable[[uuid.UUID, float, float, int], Awaitable[int]]
-Rates = Callable[[uuid.UUID], Awaitable[tuple[Tier | None, float]]]
-OnGranted = Callable[[Tier | None, float, int], None]
-"""Told (tier, seconds waited without a token, tokens granted) after each refill."""
+Rates = Callable[[uuid.UUID], Awaitable[tuple[L, float]]]
+"""A bucket's (label, msg/s)."""
+OnGranted = Callable[[L, float, int], None]
+"""Told (label, seconds waited without a token, tokens granted) after each refill."""
 
 
-def observe_tier(tier: Tier | None, waited: float, granted: int) -> None:
-    if tier is not None:
-        metrics.PACING_WAIT_SECONDS.labels(tier.value).observe(waited)
-        metrics.PACED_TOKENS.labels(tier.value).inc(granted)
+def observe_tier(tier: Tier, waited: float, granted: int) -> None:
+    metrics.PACING_WAIT_SECONDS.labels(tier.value).observe(waited)
+    metrics.PACED_TOKENS.labels(tier.value).inc(granted)
 
 
-class BucketPacer:
-    """Tokens from shared buckets, by bucket id: a tenant's, or a provider's capacity
-    (`provider_gate.py`, which has no tier: it passes its own `on_granted`)."""
+class BucketPacer(Generic[L]):
+    """Tokens from shared buckets, by bucket id: a tenant's (labelled by its tier, reported with
+    `observe_tier`), or a provider's capacity (`provider_gate.py`, by provider name)."""
 
     def __init__(
         self,
         take_tokens: TakeTokens,
-        rates: Rates,
+        rates: Rates[L],
         wake: Callable[[], None],
+        on_granted: OnGranted[L],
         clock: Callable[[], float] = time.monotonic,
-        on_granted: OnGranted = observe_tier,
     ) -> None:
         self._take_tokens = take_tokens
         self._rates = rates
@@ -103,12 +106,12 @@ class BucketPacer:
 
     @classmethod
     def on_postgres(
-        cls, pool: asyncpg.Pool, rates: Rates, wake: Callable[[], None], on_granted: OnGranted = observe_tier
-    ) -> BucketPacer:
+        cls, pool: asyncpg.Pool, rates: Rates[L], wake: Callable[[], None], on_granted: OnGranted[L]
+    ) -> BucketPacer[L]:
         async def take(bucket: uuid.UUID, rate: float, burst: float, want: int) -> int:
             return await pacing.take_tokens(pool, bucket, rate, burst, want)
 
-        return cls(take, rates, wake, on_granted=on_granted)
+        return cls(take, rates, wake, on_granted)
 
     def available(self, bucket: uuid.UUID) -> bool:
         """A token is in hand (not consumed). If not, a refill is started and wakes the caller."""
@@ -137,7 +140,7 @@ class BucketPacer:
 
     async def _refill(self, bucket: uuid.UUID) -> None:
         try:
-            tier, rate = await self._rates(bucket)
+            label, rate = await self._rates(bucket)
             want = max(1, math.ceil(rate * CHUNK_SECONDS))
             while True:
                 try:
@@ -151,7 +154,7 @@ class BucketPacer:
                 await asyncio.sleep(max(0.005, want / rate))
             now = self._clock()
             self._allowance[bucket] = (granted, now + ALLOWANCE_TTL_SECONDS)
-            self._on_granted(tier, now - self._waiting_since.pop(bucket, now), granted)
+            self._on_granted(label, now - self._waiting_since.pop(bucket, now), granted)
         finally:
             self._refills.pop(bucket, None)
             self._wake()

@@ -50,7 +50,7 @@ from herald.runtime import until_stopped
 from herald.sealing import ContentKeys, ContentUnavailable, reseal
 from herald.settings import WorkerSettings
 from herald_worker.offsets import OffsetTracker
-from herald_worker.pacing import BucketPacer, TenantRates
+from herald_worker.pacing import BucketPacer, TenantRates, observe_tier
 from herald_worker.pauses import PausePolicy
 from herald_worker.provider_gate import ProviderGate
 from herald_worker.scheduler import PRIORITY, Item, Scheduler
@@ -80,7 +80,7 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
         self._tracker: OffsetTracker[TopicPartition] = OffsetTracker()
         self._wake = asyncio.Event()
         self._rates = TenantRates(pool)
-        self._pacer = BucketPacer.on_postgres(pool, self._rates.get, self._wake.set)
+        self._pacer = BucketPacer.on_postgres(pool, self._rates.get, self._wake.set, observe_tier)
         self._gate = gate
         gate.attach(self._wake.set)
         self._slots = asyncio.Semaphore(settings.max_in_flight)

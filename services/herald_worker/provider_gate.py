@@ -44,7 +44,6 @@ from collections.abc import Callable
 import asyncpg
 
 from herald import metrics
-from herald.domain.models import Tier
 from herald.domain.records import OutboundMessage
 from herald_worker.pacing import BucketPacer
 from herald_worker.providers.base import Accepted, Provider, RetryableError
@@ -119,7 +118,7 @@ class ProviderGate:
         self,
         provider: str,
         rate_per_second: float,
-        pacer: Callable[[Callable[[], None]], BucketPacer] | None,
+        pacer: Callable[[Callable[[], None]], BucketPacer[str]] | None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """`pacer(wake)` makes the capacity's token pacer once the dispatcher's wake-up is known
@@ -127,7 +126,7 @@ class ProviderGate:
         self.provider = provider
         self._bucket = bucket_id(provider)
         self._make_pacer = pacer if rate_per_second > 0 else None
-        self._pacer: BucketPacer | None = None
+        self._pacer: BucketPacer[str] | None = None
         self._clock = clock
         self._shut_until = 0.0
         self._own: _Cubic | None = None
@@ -144,15 +143,13 @@ class ProviderGate:
 
     @classmethod
     def on_postgres(cls, pool: asyncpg.Pool, provider: str, rate_per_second: float) -> ProviderGate:
-        async def rate(_: uuid.UUID) -> tuple[Tier | None, float]:
-            return None, rate_per_second
+        async def rate(_: uuid.UUID) -> tuple[str, float]:
+            return provider, rate_per_second
 
-        def granted(_: Tier | None, waited: float, __: int) -> None:
-            metrics.PROVIDER_CAPACITY_WAIT_SECONDS.labels(provider).observe(waited)
+        def granted(name: str, waited: float, _: int) -> None:
+            metrics.PROVIDER_CAPACITY_WAIT_SECONDS.labels(name).observe(waited)
 
-        return cls(
-            provider, rate_per_second, lambda wake: BucketPacer.on_postgres(pool, rate, wake, on_granted=granted)
-        )
+        return cls(provider, rate_per_second, lambda wake: BucketPacer.on_postgres(pool, rate, wake, granted))
 
     def attach(self, wake: Callable[[], None]) -> None:
         """Tell the gate how to wake the dispatcher when a refill lands (before the first `ready`)."""

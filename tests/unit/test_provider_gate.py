@@ -9,7 +9,6 @@ import uuid
 
 import pytest
 
-from herald.domain.models import Tier
 from herald_carrier_sim.app import Throughput
 from herald_worker.pacing import BucketPacer
 from herald_worker.provider_gate import (
@@ -190,8 +189,8 @@ async def test_capacity_tokens_come_from_the_shared_bucket_only_when_asked() -> 
         asked.append(want)
         return want
 
-    async def rate(_: uuid.UUID) -> tuple[Tier | None, float]:
-        return None, 80.0
+    async def rate(_: uuid.UUID) -> tuple[str, float]:
+        return "carrier", 80.0
 
     gate = ProviderGate("carrier", 80.0, lambda wake: BucketPacer(take_tokens, rate, wake, on_granted=lambda *_: None))
     gate.attach(woken.set)
