@@ -202,10 +202,12 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
         if unreadable:
             await self._settle_unreadable(unreadable)
         # Idempotency: a repeated request produced a second record with the same id; only the
-        # record that claimed the id first is delivered (one delivery, one bill).
+        # record that claimed the id first is delivered (one delivery, one bill). Only the API's
+        # records claim: a herald.retry record is this message's own later attempt (deferred or
+        # retried after its claim was taken), and a re-read of one is caught by retries_done.
         sources = {
             claims.Source(i.message.id, i.partition.topic, i.partition.partition, i.offset): i  # type: ignore[attr-defined]
-            for i in fresh if i.message.idempotent
+            for i in fresh if i.message.idempotent and not self._from_retry(i)
         }  # fmt: skip
         repeats = await claims.claim(self._pool, list(sources))
         metrics.IDEMPOTENT_REPEATS.inc(len(repeats))

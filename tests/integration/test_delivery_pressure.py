@@ -253,6 +253,46 @@ async def test_busy_recipient_goes_through_the_retry_topic_then_fails_with_a_dea
     assert dead._value.get() - dead_before == 1
 
 
+async def test_idempotent_messages_come_back_through_the_retry_topic_and_are_sent_once(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    # A message with an idempotency key takes its claim when first read from its class topic.
+    # Its later attempts come back on herald.retry with the same id: deferred behind its
+    # tenant's backlog, or retried after the provider failed it. They must be sent, not taken
+    # for a repeated request (they were, and stayed `accepted` for ever).
+    from herald import metrics
+
+    deferred = metrics.RETRIES_SCHEDULED.labels("tenant_backlog")
+    deferred_before, repeats_before = deferred._value.get(), metrics.IDEMPOTENT_REPEATS._value.get()
+    settings = _with(settings, retry_delays_seconds=(0.5, 1.0, 2.0), tenant_buffer_min=5, tenant_buffer_seconds=0.1)
+    platform = await Platform(settings).start()
+    try:
+        tenant_id, auth = await platform.tenant_with_key()
+        await platform.template(auth)
+        await _settle_group(platform, auth, 1)
+        outage = await platform.http.post(
+            f"http://127.0.0.1:{settings.carrier_sim.port}/v1/sim/outage", json={"seconds": 1}
+        )
+        assert outage.status_code == 204
+        n = 120
+        messages = [
+            {"to": f"+4474{i:06d}99", "channel": "sms", "template": {"name": "otp", "language": "en"},
+             "params": {"code": "1"}, "idempotency_key": f"order-{i}"}
+            for i in range(n)
+        ]  # fmt: skip
+        r = await platform.http.post("/v1/messages/batch", headers=auth, json={"messages": messages})
+        assert (r.status_code, r.json()["rejected"]) == (202, 0), r.text
+        ids = [item["id"] for item in r.json()["results"]]
+        await wait_status_count(pool, n + 1, tenant_id=tenant_id, deadline_s=60)  # and the probe
+    finally:
+        await platform.stop()
+    sends = platform.sim_sends()
+    assert {m: sends.get(m) for m in ids} == dict.fromkeys(ids, 1)
+    assert deferred._value.get() - deferred_before > 0, "nothing was deferred behind the backlog"
+    assert platform.sim_outage_refusals() > 0, "nothing was retried after the outage"
+    assert metrics.IDEMPOTENT_REPEATS._value.get() == repeats_before
+
+
 async def test_provider_outage_loses_nothing_and_drains_without_a_retry_storm(
     settings: Settings, pool: asyncpg.Pool
 ) -> None:
