@@ -16,7 +16,8 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.types import ExceptionHandlersMap
 
 from herald import metrics
-from herald.errors import FieldError, HeraldError
+from herald.db.pool import TRANSIENT_ERRORS
+from herald.errors import FieldError, HeraldError, Unavailable
 
 log = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
@@ -120,6 +121,17 @@ def _http(_: Request, exc: HTTPException) -> Response[Problem]:  # type: ignore[
     return _response(status, code, title, str(exc.detail), headers=headers or None)
 
 
+def _database_unreachable(request: Request, exc: Exception) -> Response[Problem]:  # type: ignore[type-arg]
+    # Wherever the request needed the database: a key lookup, a template, the hour's content key
+    # (all before anything is produced), or the daily-limit reservation, whose commit follows the
+    # broker's acknowledgement; if that commit is what failed, the message is queued, as after a
+    # broker timeout: a retry with the same idempotency key is the same message.
+    log.warning("database unreachable", extra={"path": request.url.path, "error": type(exc).__name__})
+    return _herald(
+        request, Unavailable("the database did not answer; retry", code="database_unavailable", retry_after=1)
+    )
+
+
 def _unexpected(request: Request, exc: Exception) -> Response[Problem]:  # type: ignore[type-arg]
     log.exception("unhandled error", extra={"path": request.url.path})
     _count_rejected_send(request, "internal_error")
@@ -130,5 +142,6 @@ HANDLERS: ExceptionHandlersMap = {
     HeraldError: _herald,
     ValidationException: _validation,
     HTTPException: _http,
+    **dict.fromkeys(TRANSIENT_ERRORS, _database_unreachable),
     Exception: _unexpected,
 }

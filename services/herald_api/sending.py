@@ -22,7 +22,6 @@ from herald import clock, metrics
 from herald.caches import TTLCache
 from herald.db import recipients as recipient_store
 from herald.db import templates
-from herald.db.pool import TRANSIENT_ERRORS
 from herald.db.templates import TemplateRow
 from herald.domain import recipients
 from herald.domain.limits import effective, recipient_hash
@@ -164,11 +163,9 @@ class Sender:
         return [m.id if ok else refused for m, ok in zip(messages, reservation.admitted, strict=True)]
 
     async def _seal(self, messages: list[OutboundMessage]) -> list[SealedMessageV2]:
-        # The recipient and body never reach the broker in clear (herald.sealing).
-        try:
-            return await self._content_keys.seal(messages)
-        except TRANSIENT_ERRORS as exc:  # only on the hour's first message, when the key is fetched
-            raise Unavailable("the database did not answer; retry", code="database_unavailable", retry_after=1) from exc
+        # The recipient and body never reach the broker in clear (herald.sealing). The hour's first
+        # message fetches the key: a database outage there is a 503 like any other (problems.py).
+        return await self._content_keys.seal(messages)
 
     async def _produce(self, messages: list[OutboundMessage], sealed: list[SealedMessageV2]) -> None:
         records = [

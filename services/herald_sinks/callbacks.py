@@ -29,6 +29,7 @@ from herald import metrics, signing
 from herald.caches import TTLCache
 from herald.db import callbacks as outbox
 from herald.db import tenants
+from herald.db.pool import DATABASE_ERRORS
 from herald.db.tenants import CallbackConfig
 from herald.domain.records import EVENT_DECODER
 from herald.domain.status import RANK, Status
@@ -114,7 +115,7 @@ class Dispatcher:
                         keep = timedelta(seconds=self._settings.callback_keep_sent_seconds)
                         await outbox.purge_delivered(self._pool, datetime.now(UTC) - keep)
                         purged_at = time.monotonic()
-                except (OSError, asyncpg.PostgresError) as exc:
+                except DATABASE_ERRORS as exc:
                     log.warning("callback dispatch poll failed", extra={"error": type(exc).__name__})
                 await asyncio.sleep(self._settings.callback_poll_seconds)
         finally:
@@ -157,7 +158,7 @@ class Dispatcher:
             else:
                 delay = max(retry_after or 0.0, min(3600.0, 2.0**row.attempts) * random.uniform(0.8, 1.2))
                 await outbox.retry_later(self._pool, row.id, datetime.now(UTC) + timedelta(seconds=delay), outcome)
-        except (OSError, asyncpg.PostgresError) as exc:
+        except DATABASE_ERRORS as exc:
             log.warning("callback bookkeeping failed; will retry", extra={"error": type(exc).__name__})
         finally:
             self._in_flight.pop(row.id, None)

@@ -19,6 +19,7 @@ from aiokafka.errors import KafkaError
 
 from herald import clock, metrics
 from herald.db import messages
+from herald.db.pool import DATABASE_ERRORS
 from herald.domain.records import ENCODER, StatusEventV1
 from herald.domain.status import Status
 from herald.kafka.producer import Producer, Record
@@ -46,7 +47,7 @@ async def run_sweeper(pool: asyncpg.Pool, producer: Producer, settings: SinkSett
     async for _ in ticks(settings.sweep_interval_seconds, stop):
         try:
             swept = await sweep_once(pool, producer, settings.receipt_timeout_seconds)
-        except (OSError, asyncpg.PostgresError, KafkaError) as exc:
+        except (*DATABASE_ERRORS, KafkaError) as exc:
             log.warning("receipt sweep failed; will retry", extra={"error": type(exc).__name__})
             continue
         if swept:

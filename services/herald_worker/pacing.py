@@ -36,7 +36,7 @@ import asyncpg
 from herald import metrics
 from herald.caches import TTLCache
 from herald.db import pacing, tenants
-from herald.db.pool import DATABASE_ERRORS
+from herald.db.pool import DATABASE_ERRORS, until_written
 from herald.domain.limits import effective
 from herald.domain.models import Tier
 from herald.runtime import ticks
@@ -60,7 +60,9 @@ class TenantRates:
         return await self._cache.get(tenant_id, lambda: self._load(tenant_id))
 
     async def _load(self, tenant_id: uuid.UUID) -> tuple[Tier, float]:
-        row = await tenants.get(self._pool, tenant_id)
+        # Until the database answers: the fetch loop and the token refills wait for it, as pacing
+        # does (its tokens come from the same database); none of their work may be skipped.
+        row = await until_written(lambda: tenants.get(self._pool, tenant_id))
         if row is None:
             # A deleted tenant's queued messages still drain, at the lowest tier's rate.
             return Tier.FREE, float(effective(Tier.FREE, False, None, None).rate_per_second)

@@ -33,6 +33,7 @@ import logging
 import time
 import uuid
 from collections.abc import Iterable
+from functools import partial
 
 import asyncpg
 import msgspec
@@ -170,7 +171,7 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
             self._wake.set()
         await self._processor.publish(self._processor.records(item.message, item.sealed, outcome))
         if self._from_retry(item):
-            await claims.retry_done(self._pool, _retry_key(item.message))
+            await until_written(lambda: claims.retry_done(self._pool, _retry_key(item.message)))
         # Only now may the offset be committed: a cancelled or failed publish leaves it in hand,
         # and the record is read again by the partition's next owner.
         self._tracker.finish(item.partition, item.offset)
@@ -209,12 +210,12 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
             claims.Source(i.message.id, i.partition.topic, i.partition.partition, i.offset): i  # type: ignore[attr-defined]
             for i in fresh if i.message.idempotent and not self._from_retry(i)
         }  # fmt: skip
-        repeats = await claims.claim(self._pool, list(sources))
+        repeats = await until_written(lambda: claims.claim(self._pool, list(sources)))
         metrics.IDEMPOTENT_REPEATS.inc(len(repeats))
         skipped = {id(sources[s]) for s in repeats}
         # herald.retry records read again after a crash that were handled before it.
         retried = {_retry_key(i.message): i for i in fresh if self._from_retry(i)}
-        skipped |= {id(retried[k]) for k in await claims.retries_done(self._pool, list(retried))}
+        skipped |= {id(retried[k]) for k in await until_written(lambda: claims.retries_done(self._pool, list(retried)))}
         deferred: list[tuple[Item, OutboundMessage]] = []
         # One rate lookup per tenant per fetch, not per message (the fetch loop is on the OTP path).
         rates = {t: (await self._rates.get(t))[1] for t in {i.message.tenant_id for i in fresh}}
@@ -236,7 +237,7 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
             )
             for item, _ in deferred:
                 if self._from_retry(item):
-                    await claims.retry_done(self._pool, _retry_key(item.message))
+                    await until_written(partial(claims.retry_done, self._pool, _retry_key(item.message)))
                 self._tracker.finish(item.partition, item.offset)
         self._wake.set()
 

@@ -108,6 +108,14 @@ class Platform:
         assert self._sim is not None, "started without the carrier-sim"
         return int(self._sim.state.throttle_refusals[0])
 
+    def check_running(self, when: str) -> None:
+        """Every worker and sink loop this platform started still runs; else the first that
+        ended raises what ended it (or an AssertionError naming `when`)."""
+        for loop in self._loops:
+            if loop.task.done():
+                loop.task.result()
+                raise AssertionError(f"{loop.task.get_coro()!r} ended {when}")
+
     def add_worker(self) -> Loop:
         loop = Loop(self.settings, run_worker)
         self._loops.append(loop)

@@ -1,20 +1,25 @@
-"""Break things: SIGKILL a worker mid-flow, lose the broker under the API."""
+"""Break things: SIGKILL a worker mid-flow, lose the broker under the API, crash the database
+under the whole platform."""
 
 from __future__ import annotations
 
 import asyncio
 import signal
+from collections import Counter
+from pathlib import Path
 
 import asyncpg
 import msgspec
 import pytest
 
 from herald import metrics
+from herald.db.migrate import migrate
 from herald.embedded import free_port
 from herald.embedded.broker import EmbeddedBroker
+from herald.embedded.postgres import EmbeddedPostgres
 from herald.settings import Settings
 from tests.eventually import at_least, eventually
-from tests.integration.harness import Platform
+from tests.integration.harness import Platform, ledger
 from tests.integration.processes import env_for, spawn
 
 N = 800
@@ -120,6 +125,104 @@ async def test_broker_outage_answers_503_never_202(settings: Settings) -> None:
     finally:
         await platform.stop()
         broker.kill()
+
+
+async def test_database_crash_under_traffic_loses_nothing_and_bills_once(settings: Settings, tmp_path: Path) -> None:
+    # The platform on a database of its own, which crashes (every connection cut, no clean
+    # shutdown) while senders keep sending, and comes back seconds later. The tenant's rate
+    # (100 msg/s) is below what it sends (~170 msg/s), so the worker has a backlog to fetch,
+    # pace and claim across the outage; half the sends carry an idempotency key (claimed in the
+    # database by the worker). Every send must be answered 202 or 503 (never a 500); every 202
+    # must end delivered, once in the projection and once in the ledger; no process may die.
+    server = EmbeddedPostgres(tmp_path / "pg", free_port())
+    server.start()
+    await migrate(server.dsn())
+    settings = msgspec.structs.replace(settings, database=msgspec.structs.replace(settings.database, url=server.dsn()))
+    platform = await Platform(settings).start()
+    accepted: list[str] = []
+    answers: Counter[tuple[int, str]] = Counter()
+    sending = asyncio.Event()
+    sending.set()
+
+    async def sender(k: int) -> None:
+        i = 10
+        while sending.is_set():
+            extra = {"idempotency_key": f"s{k}-{i}"} if i % 2 else {}
+            r = await platform.send(auth, to=f"+447400{k}{i:05d}", **extra)
+            answers[(r.status_code, r.json().get("code", ""))] += 1
+            if r.status_code == 202:
+                accepted.append(str(r.json()["id"]))
+            i += 1
+            await asyncio.sleep(0.02)
+
+    pool = None
+    try:
+        tenant_id, auth = await platform.tenant_with_key(tier="enterprise")
+        r = await platform.http.patch(
+            f"/v1/admin/tenants/{tenant_id}", headers=platform.admin, json={"rate_limit_per_second": 100}
+        )
+        assert r.status_code == 200, r.text
+        await platform.template(auth)
+        senders = [asyncio.create_task(sender(k)) for k in range(4)]
+        pool = await asyncpg.create_pool(server.dsn(), min_size=1, max_size=2)
+
+        async def delivered() -> int:
+            assert pool is not None
+            return int(await pool.fetchval("SELECT count(*) FROM messages WHERE status = 'delivered'"))
+
+        delivered_at_crash = await at_least(delivered, 200, "delivered before the crash", seconds=60)
+        assert delivered_at_crash < len(accepted) - 100, "no backlog was left at the crash to prove anything"
+        await pool.close()
+        pool = None
+        server.stop("immediate")
+        await asyncio.sleep(3)
+        ready = await platform.http.get("/readyz")
+        assert ready.status_code == 503, ready.text
+        read = await platform.http.get(f"/v1/messages/{accepted[0]}", headers=auth)
+        assert (read.status_code, read.json()["code"]) == (503, "database_unavailable"), read.text
+        assert read.headers["retry-after"] == "1"
+        await asyncio.sleep(3)
+        server.start()
+        await asyncio.sleep(3)  # sending on after the restart
+        sending.clear()
+        await asyncio.gather(*senders)
+        platform.check_running("with the database")
+
+        assert set(answers) <= {(202, ""), (503, "database_unavailable")}, answers
+        assert answers[(503, "database_unavailable")] > 0, "no send came while the database was down"
+        pool = await asyncpg.create_pool(server.dsn(), min_size=1, max_size=2)
+
+        async def final() -> dict[str, int]:
+            assert pool is not None
+            rows = await pool.fetch("SELECT status, count(*) AS n FROM messages GROUP BY status")
+            return {r["status"]: r["n"] for r in rows}
+
+        try:
+            await eventually(
+                final, lambda seen: seen.get("delivered", 0) >= len(accepted), "every accepted message delivered",
+                seconds=60,
+            )  # fmt: skip
+        except AssertionError as exc:
+            stuck = await pool.fetch("SELECT id::text, status FROM messages WHERE status <> 'delivered' LIMIT 20")
+            sends = platform.sim_sends()
+            some = [(r["id"], r["status"], sends.get(r["id"])) for r in stuck]
+            raise AssertionError(f"{exc}; (id, status, carrier sends) of some: {some}") from None
+        assert len(set(accepted)) == len(accepted)
+        rows = await pool.fetch("SELECT id::text, status FROM messages")
+        assert sorted(r["id"] for r in rows) == sorted(accepted)
+        assert {r["status"] for r in rows} == {"delivered"}
+        billed = await eventually(
+            lambda: ledger(pool), lambda got: len(got) >= len(accepted), "every delivery billed", seconds=30
+        )  # fmt: skip
+        assert sorted(str(r["message_id"]) for r in billed) == sorted(accepted)
+        assert {str(r["tenant_id"]) for r in billed} == {tenant_id}
+        platform.check_running("after the database came back")
+    finally:
+        sending.clear()
+        if pool is not None:
+            await pool.close()
+        await platform.stop()
+        server.stop("immediate")
 
 
 pytestmark = pytest.mark.timeout(240)

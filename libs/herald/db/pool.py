@@ -15,9 +15,19 @@ from herald.settings import DatabaseSettings
 Pool = asyncpg.Pool
 T = TypeVar("T")
 
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError)
-"""The database is unreachable or restarting: worth trying again. Data errors are not."""
-DATABASE_ERRORS: tuple[type[BaseException], ...] = (*TRANSIENT_ERRORS, asyncpg.PostgresError)
+TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
+    OSError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    # The server is shutting down, crashed under the connection, or is still recovering and
+    # refuses connections (SQLSTATE 57P01-57P03); or every connection slot is taken (53300).
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+)
+"""The database is unreachable, restarting or full: worth trying again. Data errors are not."""
+DATABASE_ERRORS: tuple[type[Exception], ...] = (*TRANSIENT_ERRORS, asyncpg.PostgresError)
 """Anything the database may raise: a periodic job logs it and tries again on its next tick."""
 
 
@@ -27,10 +37,12 @@ def rows_affected(status: str) -> int:
 
 
 async def until_written(write: Callable[[], Awaitable[T]]) -> T:
-    """`write()`, retried with backoff for as long as the database is unreachable.
+    """`write()` (a write or a read), retried with backoff for as long as the database is
+    unreachable; data errors propagate at once.
 
-    For sinks, whose batch must not be skipped: they either write it or are stopped with the
-    batch uncommitted (the next owner replays it). Data errors propagate at once.
+    For work that must not be skipped: a sink's batch, a worker's fetched records (their claims,
+    their tenants' rates, their content keys). Either it is done, or the process is stopped with
+    the records uncommitted and the partition's next owner reads them again.
     """
     return await retried(
         write,

@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Literal
 
 from herald.embedded import package_dir
 
@@ -86,9 +87,11 @@ class EmbeddedPostgres:
         )
         log.info("embedded postgres started", extra={"port": self.port})
 
-    def stop(self) -> None:
+    def stop(self, mode: Literal["fast", "immediate"] = "fast") -> None:
+        """`fast`: a clean shutdown; `immediate`: as if the server crashed (every connection cut,
+        crash recovery at the next start)."""
         subprocess.run(
-            _wrap([str(self._bin / "pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "-w", "stop"]),
+            _wrap([str(self._bin / "pg_ctl"), "-D", str(self.data_dir), "-m", mode, "-w", "stop"]),
             capture_output=True,
             timeout=60,
             check=False,
