@@ -125,6 +125,10 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
     async def _dispatch_loop(self) -> None:
         while not self._stopping.is_set():
             await self._slots.acquire()
+            if self._stopping.is_set():
+                # The slot came free during the drain: start nothing the drain is not waiting for.
+                self._slots.release()
+                return
             item = self._next()
             while item is None:
                 self._wake.clear()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from herald.embedded.broker import EmbeddedBroker
 from herald.embedded.postgres import EmbeddedPostgres
 from herald.settings import Settings
 from tests.eventually import at_least, eventually
-from tests.integration.harness import Platform, ledger
+from tests.integration.harness import Platform, ledger, wait_status_count
 from tests.integration.processes import env_for, spawn
 
 N = 800
@@ -93,6 +94,72 @@ async def test_worker_sigkill_mid_flow_loses_nothing(settings: Settings, pool: a
             seconds=10,
         )
         assert counted == duplicates
+    finally:
+        for process in (first, second):
+            if process is not None and process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                process.wait(30)
+        await platform.stop()
+
+
+@pytest.mark.parametrize(
+    ("latency_ms", "drain_seconds"),
+    [(500, 10.0), (3000, 1.0)],
+    ids=["in-flight-finish", "deadline-passes"],
+)
+async def test_worker_sigterm_stops_taking_work_drains_commits_and_exits_within_its_deadline(
+    settings: Settings, pool: asyncpg.Pool, latency_ms: int, drain_seconds: float
+) -> None:
+    # A worker with 20 provider calls in flight gets SIGTERM. It must start no new send, let
+    # those in flight finish (or give up on them when `drain_seconds` passes), commit what is
+    # done and exit 0. The next worker then re-sends nothing that had finished: none at all when
+    # every call finished in time, at most the 20 abandoned ones when the deadline passed.
+    in_flight = 20
+    settings = msgspec.structs.replace(
+        settings, carrier_sim=msgspec.structs.replace(settings.carrier_sim, latency_ms=latency_ms)
+    )
+    platform = await Platform(settings).start(worker=False)
+    worker_env = env_for(
+        settings,
+        HERALD_WORKER_MAX_IN_FLIGHT=str(in_flight),
+        HERALD_WORKER_DRAIN_SECONDS=str(drain_seconds),
+        HERALD_WORKER_PROVIDER_TIMEOUT_SECONDS="30",
+    )
+    log = settings.data_dir / "worker.log"
+    first = spawn("worker", worker_env, log)
+    second = None
+    try:
+        tenant_id, auth = await platform.tenant_with_key(tier="enterprise")
+        await platform.template(auth)
+        n = 100
+        for i in range(n):
+            r = await platform.send(auth, to=f"+4474002{i + 10:05d}")
+            assert r.status_code == 202, r.text
+
+        await at_least(lambda: len(platform.sim_sends()), 1, "the first send", seconds=60)
+        await asyncio.sleep(latency_ms / 1000)  # a full window of calls in flight
+        stopped_at = time.monotonic()  # the in-process carrier-sim's clock too
+        first.send_signal(signal.SIGTERM)
+        rc = await asyncio.to_thread(first.wait, drain_seconds + 15)
+        exited_after = time.monotonic() - stopped_at
+        assert rc == 0, log.read_text()[-2000:]
+        # Draining, then committing and leaving the group: the drain's deadline plus a few seconds.
+        assert exited_after <= drain_seconds + 5, exited_after
+        sent_by_first = platform.sim_sends()
+        assert len(sent_by_first) < n, "the worker had finished before the signal: nothing was drained"
+        # A call takes `latency_ms` at the carrier-sim: one that ends later started after the signal.
+        finished_after_signal = [t - stopped_at for t, _ in platform.sim_log() if t > stopped_at]
+        assert len(finished_after_signal) <= in_flight, finished_after_signal
+        assert all(t <= latency_ms / 1000 + 0.25 for t in finished_after_signal), finished_after_signal
+
+        second = spawn("worker", worker_env, log)
+        await wait_status_count(pool, n, tenant_id=tenant_id, deadline_s=120)
+        sends = platform.sim_sends()
+        resent = [m for m, count in sends.items() if count > 1]
+        if drain_seconds * 1000 > latency_ms:
+            assert resent == [], f"{len(resent)} finished sends were not committed"
+        else:
+            assert len(resent) <= in_flight, len(resent)
     finally:
         for process in (first, second):
             if process is not None and process.poll() is None:
