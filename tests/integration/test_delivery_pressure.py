@@ -90,6 +90,32 @@ async def test_tenant_rate_holds_across_workers(settings: Settings, pool: asyncp
     assert abs(observed - rate) / rate <= 0.10, f"{workers} workers: {observed:.1f} msg/s for a limit of {rate}"
 
 
+async def test_workers_joining_mid_flow_send_nothing_twice(settings: Settings, pool: asyncpg.Pool) -> None:
+    # Two workers join one that is mid-flow (20 calls in flight, 200 ms each): at each rebalance
+    # the partitions that move are handed over with their in-flight sends finished and committed
+    # and their waiting messages dropped for the new owner, so no message is sent twice.
+    settings = msgspec.structs.replace(
+        _with(settings, max_in_flight=20),
+        carrier_sim=msgspec.structs.replace(settings.carrier_sim, latency_ms=200),
+    )
+    platform = await Platform(settings).start()
+    try:
+        tenant_id, auth = await platform.tenant_with_key(tier="enterprise")
+        await platform.template(auth)
+        n = 600
+        await _batch(platform, auth, 0, n)
+        await at_least(lambda: len(platform.sim_sends()), 100, "sends before the first join", seconds=30)
+        platform.add_worker()
+        await asyncio.sleep(2)
+        platform.add_worker()
+        assert len(platform.sim_sends()) < n - 200, "the flow was over before the second join"
+        await wait_status_count(pool, n, tenant_id=tenant_id, deadline_s=120)
+    finally:
+        await platform.stop()
+    resent = [m for m, count in platform.sim_sends().items() if count > 1]
+    assert resent == [], f"{len(resent)} messages sent twice"
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 async def test_provider_capacity_holds_across_workers_and_tenants(
     settings: Settings, pool: asyncpg.Pool, workers: int
