@@ -17,8 +17,9 @@
   whose outcome the broker has acknowledged (out-of-order completion, `offsets.py`).
 
 SIGTERM: fetching stops and no send starts, waiting messages are left for the next owner
-(uncommitted), in-flight ones finish within `drain_seconds`, the final offsets are committed. SIGKILL: uncommitted records
-are read again; those that had been sent are the duplicates, bounded by what was in hand.
+(uncommitted), in-flight ones finish within `drain_seconds`, the final offsets are committed.
+SIGKILL: uncommitted records are read again; those that had been sent are the duplicates,
+bounded by what was in hand.
 Rebalance: waiting messages of revoked partitions are dropped, their in-flight ones finished and
 committed before the partitions are released.
 """
