@@ -20,6 +20,7 @@ import random
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import aiohttp
 import asyncpg
@@ -29,7 +30,7 @@ from herald import metrics, signing
 from herald.caches import TTLCache
 from herald.db import callbacks as outbox
 from herald.db import tenants
-from herald.db.pool import DATABASE_ERRORS
+from herald.db.pool import DATABASE_ERRORS, until_written
 from herald.db.tenants import CallbackConfig
 from herald.domain.records import EVENT_DECODER
 from herald.domain.status import RANK, Status
@@ -75,7 +76,7 @@ class CallbackRecorder:
                     event = EVENT_DECODER.decode(record.value or b"")
                 except msgspec.DecodeError:
                     continue
-                config = await self._configs.get(event.tenant_id)
+                config = await until_written(partial(self._configs.get, event.tenant_id))
                 if config is None:
                     continue
                 body = CallbackV1(
@@ -90,7 +91,9 @@ class CallbackRecorder:
                         follows_sent=event.status is not Status.SENT and event.provider_message_id is not None,
                     )
                 )  # fmt: skip
-        metrics.CALLBACKS_STALE.inc(await outbox.record(self._pool, pending))
+        # Both waits are for the database: a sink retries it itself (ConsumerLoop stops the
+        # process on a transient error that reaches it); a replayed record finds its own row.
+        metrics.CALLBACKS_STALE.inc(await until_written(partial(outbox.record, self._pool, pending)))
 
 
 class Dispatcher:

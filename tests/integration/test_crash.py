@@ -200,7 +200,8 @@ async def test_database_crash_under_traffic_loses_nothing_and_bills_once(setting
     # (100 msg/s) is below what it sends (~170 msg/s), so the worker has a backlog to fetch,
     # pace and claim across the outage; half the sends carry an idempotency key (claimed in the
     # database by the worker). Every send must be answered 202 or 503 (never a 500); every 202
-    # must end delivered, once in the projection and once in the ledger; no process may die.
+    # must end delivered, once in the projection, the ledger and the callback outbox; no worker
+    # or sink loop may die.
     server = EmbeddedPostgres(tmp_path / "pg", free_port())
     server.start()
     await migrate(server.dsn())
@@ -224,7 +225,11 @@ async def test_database_crash_under_traffic_loses_nothing_and_bills_once(setting
 
     pool = None
     try:
-        tenant_id, auth = await platform.tenant_with_key(tier="enterprise")
+        # A callback URL nobody answers: the callbacks sink records an outbox row per event
+        # throughout (its dispatcher keeps retrying them; what is checked is the record).
+        tenant_id, auth = await platform.tenant_with_key(
+            tier="enterprise", callback_url=f"http://127.0.0.1:{free_port()}/callbacks"
+        )
         r = await platform.http.patch(
             f"/v1/admin/tenants/{tenant_id}", headers=platform.admin, json={"rate_limit_per_second": 100}
         )
@@ -283,6 +288,21 @@ async def test_database_crash_under_traffic_loses_nothing_and_bills_once(setting
         )  # fmt: skip
         assert sorted(str(r["message_id"]) for r in billed) == sorted(accepted)
         assert {str(r["tenant_id"]) for r in billed} == {tenant_id}
+
+        async def called_back() -> list[asyncpg.Record]:
+            assert pool is not None
+            return list(
+                await pool.fetch(
+                    "SELECT message_id::text AS id, count(*) AS n FROM callback_outbox"
+                    " WHERE status = 'delivered' GROUP BY message_id"
+                )
+            )
+
+        recorded = await eventually(
+            called_back, lambda got: len(got) >= len(accepted), "a delivered callback per message", seconds=30
+        )
+        assert sorted(r["id"] for r in recorded) == sorted(accepted)
+        assert {r["n"] for r in recorded} == {1}
         platform.check_running("after the database came back")
     finally:
         sending.clear()
