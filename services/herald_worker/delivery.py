@@ -98,7 +98,8 @@ class Deliverer:
             provider_message_id=provider_id,
         )
 
-    def _expired(self, message: MessageEnvelope) -> Outcome | None:
+    def expired(self, message: MessageEnvelope) -> Outcome | None:
+        """The `expired` outcome if the message is past its TTL now; else None."""
         if self._clock() < message.expires_at_ms:
             return None
         metrics.MESSAGES_FINAL.labels(Status.EXPIRED.value).inc()
@@ -108,14 +109,14 @@ class Deliverer:
         """The outcome of a message whose content could not be opened: it is never sent. Past
         its TTL (the normal case: content retention outlasts every TTL) it expired; otherwise its
         key was deleted early or the record does not authenticate."""
-        if (expired := self._expired(message)) is not None:
+        if (expired := self.expired(message)) is not None:
             return expired
         log.error("message content unreadable", extra={"message_id": str(message.id), "error": why})
         metrics.MESSAGES_FINAL.labels(Status.FAILED.value).inc()
         return Outcome([self._event(message, Status.FAILED, CONTENT_UNAVAILABLE)])
 
     async def deliver(self, message: OutboundMessage) -> Outcome:
-        if (expired := self._expired(message)) is not None:
+        if (expired := self.expired(message)) is not None:
             return expired
         provider = self._test if message.key_kind is KeyKind.TEST else self._live
         try:

@@ -51,6 +51,7 @@ from herald.kafka.topics import RETRY, WORKER_GROUP, Names, class_topic
 from herald.runtime import until_stopped
 from herald.sealing import ContentKeys, ContentUnavailable, reseal
 from herald.settings import WorkerSettings
+from herald_worker.delivery import Outcome
 from herald_worker.offsets import OffsetTracker
 from herald_worker.pacing import BucketPacer, TenantRates, observe_tier
 from herald_worker.pauses import PausePolicy
@@ -174,12 +175,29 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
             self._scheduler.done(item)
             self._slots.release()
             self._wake.set()
+        await self._record(item, outcome)
+
+    async def _record(self, item: Item, outcome: Outcome) -> None:
         await self._processor.publish(self._processor.records(item.message, item.sealed, outcome))
         if self._from_retry(item):
             await until_written(lambda: claims.retry_done(self._pool, _retry_key(item.message)))
         # Only now may the offset be committed: a cancelled or failed publish leaves it in hand,
         # and the record is read again by the partition's next owner.
         self._tracker.finish(item.partition, item.offset)
+
+    def _settle_if_expired(self, item: Item) -> bool:
+        """A message past its TTL before its turn is settled now (`expired`), without a tenant
+        token, a provider token or a slot: under overload, expired messages must not take the
+        turns of live ones (they would, one by one, and the live ones behind them expire too)."""
+        if self._stopping.is_set():
+            return False  # the drain waits for nothing new: the next owner settles it
+        outcome = self._processor.expired(item.message)
+        if outcome is None:
+            return False
+        task = asyncio.create_task(self._record(item, outcome))
+        self._tasks[task] = item.partition
+        task.add_done_callback(self._forget_task)
+        return True
 
     async def _admit(self, batch: dict[TopicPartition, list[object]]) -> None:
         now_ms = clock.now_ms()
@@ -227,6 +245,8 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
         for item in fresh:
             if id(item) in skipped:
                 self._tracker.finish(item.partition, item.offset)
+            elif self._settle_if_expired(item):
+                pass
             elif item.message.not_before_ms > now_ms:
                 heapq.heappush(self._held, (item.message.not_before_ms, next(self._sequence), item))
             elif (later := self._overflow(item, now_ms, rates)) is not None:
@@ -266,8 +286,12 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
         # Its turn: after what is already waiting and what was deferred before it, at the tenant's
         # rate, so the deferred messages come back one by one, never all at once.
         horizon = max(self._horizon_ms.get(m.tenant_id, 0), now_ms + int(1000 * waiting / rate))
-        self._horizon_ms[m.tenant_id] = horizon + max(1, int(1000 / rate))
         metrics.RETRIES_SCHEDULED.labels("tenant_backlog").inc()
+        if horizon >= m.expires_at_ms:
+            # Its turn would come after its TTL: it comes back at the TTL to expire, on time, and
+            # takes no turn from the messages deferred after it.
+            return msgspec.structs.replace(m, not_before_ms=m.expires_at_ms)
+        self._horizon_ms[m.tenant_id] = horizon + max(1, int(1000 / rate))
         return msgspec.structs.replace(m, not_before_ms=horizon)
 
     def _from_retry(self, item: Item) -> bool:
@@ -277,8 +301,9 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
         now_ms = clock.now_ms()
         while self._held and self._held[0][0] <= now_ms:
             _, _, item = heapq.heappop(self._held)
-            self._scheduler.add(item)
-            self._wake.set()
+            if not self._settle_if_expired(item):
+                self._scheduler.add(item)
+                self._wake.set()
 
     async def _sleep_until_something_may_be_ready(self) -> None:
         deadlines = [0.5]

@@ -37,6 +37,10 @@ class Processor:
         finally:
             metrics.IN_FLIGHT.dec()
 
+    def expired(self, message: OutboundMessage) -> Outcome | None:
+        """Past its TTL: its `expired` outcome, decided without a provider (None if still live)."""
+        return self._deliverer.expired(message)
+
     async def publish(self, records: list[Record]) -> None:
         await retried(
             lambda: self._producer.send_many(records),

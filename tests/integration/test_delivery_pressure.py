@@ -319,6 +319,46 @@ async def test_idempotent_messages_come_back_through_the_retry_topic_and_are_sen
     assert metrics.IDEMPOTENT_REPEATS._value.get() == repeats_before
 
 
+async def test_messages_expiring_in_a_backlog_expire_on_time_and_take_no_turn_from_live_ones(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    # A free tenant (10 msg/s) sends 150 messages with a 2 s TTL: about 20 can go out in time;
+    # the rest wait their turn, in the worker or deferred on herald.retry, and expire. They must
+    # expire at their TTL, not when their turn would have come (up to 15 s later), and must not
+    # spend the tenant's turns: a message sent once they have expired is delivered at once, not
+    # after 13 s of expired messages taking a token each.
+    platform = await Platform(_with(settings, tenant_buffer_min=5, tenant_buffer_seconds=0.5)).start()
+    try:
+        _, auth = await platform.tenant_with_key(tier="free")
+        await platform.template(auth)
+        await _settle_group(platform, auth, 1)
+        n, ttl = 150, 2
+        ids = await _batch(platform, auth, 0, n, ttl_seconds=ttl)
+        await asyncio.sleep(ttl + 1)
+        started = time.monotonic()
+        late = await platform.send(auth, to="+447400888888")
+        await platform.wait_status(auth, late.json()["id"], {"delivered"}, deadline_s=30)
+        late_took = time.monotonic() - started
+
+        async def settled() -> list[asyncpg.Record]:
+            return list(
+                await pool.fetch(
+                    "SELECT m.status, extract(epoch FROM e.at - m.created_at) AS after FROM messages m"
+                    " JOIN message_events e ON e.message_id = m.id AND e.status = m.status"
+                    " WHERE m.id = ANY($1::uuid[]) AND m.status IN ('delivered', 'expired')",
+                    ids,
+                )
+            )
+
+        rows = await eventually(settled, lambda got: len(got) == n, f"{n} messages delivered or expired", seconds=30)
+    finally:
+        await platform.stop()
+    expired = sorted(float(r["after"]) for r in rows if r["status"] == "expired")
+    assert len(expired) >= n // 2, f"only {len(expired)} expired: the backlog was not what was tested"
+    assert expired[-1] <= ttl + 1.5, f"expired up to {expired[-1]:.1f} s after acceptance (TTL {ttl} s)"
+    assert late_took < 3.0, f"a live message waited {late_took:.1f} s behind expired ones"
+
+
 async def test_provider_outage_loses_nothing_and_drains_without_a_retry_storm(
     settings: Settings, pool: asyncpg.Pool
 ) -> None:
