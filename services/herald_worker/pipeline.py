@@ -100,6 +100,10 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
             settings.buffer_per_class, settings.retry_hold_max, settings.max_in_flight
         )
         self._stopping = asyncio.Event()
+        self._assignments = itertools.count(1)
+        self._assigned: dict[TopicPartition, int] = {}
+        """Partition -> which assignment it came with: a fetch that waited (on the database) across
+        a rebalance holds records of partitions this worker no longer owns, or owns anew."""
 
     # --- the three loops ----------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
@@ -201,6 +205,7 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def _admit(self, batch: dict[TopicPartition, list[object]]) -> None:
         now_ms = clock.now_ms()
+        assignment = {tp: self._assigned.get(tp) for tp in batch}
         arrived: list[tuple[SealedMessageV2, TopicPartition, int]] = []
         for tp, records in batch.items():
             for record in records:
@@ -223,6 +228,14 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
                 fresh.append(Item(self._content_keys.open(sealed), tp, offset, sealed))
             except ContentUnavailable as exc:
                 unreadable.append((sealed, tp, offset, str(exc)))
+
+        # Each await below may span a rebalance. The records of a partition revoked meanwhile (in
+        # an eager rebalance, every partition, even one assigned back at once) are dropped here,
+        # unfinished: the partition's owner reads them again from its last commit.
+        def still_owned(tp: TopicPartition) -> bool:
+            return assignment[tp] is not None and self._assigned.get(tp) == assignment[tp]
+
+        unreadable = [u for u in unreadable if still_owned(u[1])]
         if unreadable:
             await self._settle_unreadable(unreadable)
         # Idempotency: a repeated request produced a second record with the same id; only the
@@ -243,6 +256,8 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
         # One rate lookup per tenant per fetch, not per message (the fetch loop is on the OTP path).
         rates = {t: (await self._rates.get(t))[1] for t in {i.message.tenant_id for i in fresh}}
         for item in fresh:
+            if not still_owned(item.partition):
+                continue
             if id(item) in skipped:
                 self._tracker.finish(item.partition, item.offset)
             elif self._settle_if_expired(item):
@@ -350,6 +365,8 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
 
     def _report_lag(self, batch: dict[TopicPartition, list[object]]) -> None:
         for tp in batch:
+            if tp not in self._assigned:
+                continue  # revoked while the batch was admitted (aiokafka asserts on its highwater)
             metrics.CONSUMER_LAG.labels(WORKER_GROUP, self._names.unprefixed(tp.topic), str(tp.partition)).set(
                 self._unfetched(tp)
             )
@@ -382,6 +399,8 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         if not revoked:
             return
+        for tp in revoked:
+            self._assigned.pop(tp, None)
         self._scheduler.drop(revoked)
         self._held = [h for h in self._held if h[2].partition not in revoked]
         heapq.heapify(self._held)
@@ -395,7 +414,9 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
         self._paused -= revoked
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        return None
+        number = next(self._assignments)
+        for tp in assigned:
+            self._assigned[tp] = number
 
 
 def _retry_key(message: OutboundMessage) -> claims.RetryKey:

@@ -21,13 +21,15 @@ def _with(settings: Settings, **worker: Any) -> Settings:
     return msgspec.structs.replace(settings, worker=msgspec.structs.replace(settings.worker, **worker))
 
 
-async def _batch(platform: Platform, auth: dict[str, str], start: int, n: int, **fields: Any) -> list[str]:
+async def _batch(
+    platform: Platform, auth: dict[str, str], start: int, n: int, *, idempotent: bool = False, **fields: Any
+) -> list[str]:
     ids: list[str] = []
     for first in range(start, start + n, 1000):
         messages = [
             # ...99: clear of carrier-sim's scripted suffixes (0000-0005, 0009).
             {"to": f"+4474{i:06d}99", "channel": "sms", "template": {"name": "otp", "language": "en"},
-             "params": {"code": "1"}, **fields}
+             "params": {"code": "1"}, **({"idempotency_key": f"order-{i}"} if idempotent else {}), **fields}
             for i in range(first, min(first + 1000, start + n))
         ]  # fmt: skip
         r = await platform.http.post("/v1/messages/batch", headers=auth, json={"messages": messages})
@@ -110,6 +112,38 @@ async def test_workers_joining_mid_flow_send_nothing_twice(settings: Settings, p
         platform.add_worker()
         assert len(platform.sim_sends()) < n - 200, "the flow was over before the second join"
         await wait_status_count(pool, n, tenant_id=tenant_id, deadline_s=120)
+    finally:
+        await platform.stop()
+    resent = [m for m, count in platform.sim_sends().items() if count > 1]
+    assert resent == [], f"{len(resent)} messages sent twice"
+
+
+async def test_a_rebalance_while_a_fetch_waits_for_the_database_sends_nothing_twice(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    # The worker's fetch of 200 idempotent messages waits for its claims (the test holds a lock
+    # on the claims table) while a second worker joins and the group rebalances, revoking every
+    # partition. What that fetch holds is no longer this worker's to send: the new owners (this
+    # worker again for some) read it from the last commit. Old code: the worker died on the
+    # revoked partitions' lag ("Partition is not assigned"); without the ownership check each
+    # of the 200 was sent twice; and the two owners' claims deadlocked.
+    platform = await Platform(settings).start()
+    try:
+        tenant_id, auth = await platform.tenant_with_key(tier="enterprise")
+        await platform.template(auth)
+        await _settle_group(platform, auth, 1)
+        n = 200
+        async with pool.acquire() as conn:
+            lock = conn.transaction()
+            await lock.start()
+            await conn.execute("LOCK TABLE message_claims IN EXCLUSIVE MODE")
+            await _batch(platform, auth, 0, n, idempotent=True)
+            await asyncio.sleep(1.0)  # the fetch is waiting on the lock
+            platform.add_worker()
+            await asyncio.sleep(6.0)  # the group rebalances meanwhile
+            await lock.rollback()
+        await wait_status_count(pool, n + 1, tenant_id=tenant_id, deadline_s=60)  # and the probe
+        platform.check_running("after the rebalance")
     finally:
         await platform.stop()
     resent = [m for m, count in platform.sim_sends().items() if count > 1]
@@ -301,14 +335,7 @@ async def test_idempotent_messages_come_back_through_the_retry_topic_and_are_sen
         )
         assert outage.status_code == 204
         n = 120
-        messages = [
-            {"to": f"+4474{i:06d}99", "channel": "sms", "template": {"name": "otp", "language": "en"},
-             "params": {"code": "1"}, "idempotency_key": f"order-{i}"}
-            for i in range(n)
-        ]  # fmt: skip
-        r = await platform.http.post("/v1/messages/batch", headers=auth, json={"messages": messages})
-        assert (r.status_code, r.json()["rejected"]) == (202, 0), r.text
-        ids = [item["id"] for item in r.json()["results"]]
+        ids = await _batch(platform, auth, 0, n, idempotent=True)
         await wait_status_count(pool, n + 1, tenant_id=tenant_id, deadline_s=60)  # and the probe
     finally:
         await platform.stop()

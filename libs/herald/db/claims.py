@@ -27,10 +27,12 @@ async def claim(pool: asyncpg.Pool, sources: Sequence[Source]) -> set[Source]:
     if not sources:
         return set()
     async with pool.acquire() as conn, conn.transaction():
+        # In id order: two workers claiming overlapping ids at once (a partition's old and new
+        # owner around a rebalance) then lock them in the same order instead of deadlocking.
         await conn.executemany(
             'INSERT INTO message_claims (message_id, topic, partition, "offset") VALUES ($1, $2, $3, $4)'
             " ON CONFLICT (message_id) DO NOTHING",
-            [(s.message_id, s.topic, s.partition, s.offset) for s in sources],
+            sorted((s.message_id, s.topic, s.partition, s.offset) for s in sources),
         )
         rows = await conn.fetch(
             'SELECT message_id, topic, partition, "offset" FROM message_claims WHERE message_id = ANY($1::uuid[])',

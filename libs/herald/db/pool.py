@@ -25,6 +25,8 @@ TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
     asyncpg.CrashShutdownError,
     asyncpg.CannotConnectNowError,
     asyncpg.TooManyConnectionsError,
+    # The transaction lost a deadlock or a serialization conflict (40001, 40P01): run it again.
+    asyncpg.TransactionRollbackError,
 )
 """The database is unreachable, restarting or full: worth trying again. Data errors are not."""
 DATABASE_ERRORS: tuple[type[Exception], ...] = (*TRANSIENT_ERRORS, asyncpg.PostgresError)
