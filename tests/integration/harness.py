@@ -93,6 +93,10 @@ class Platform:
         assert self._sim is not None, "started without the carrier-sim"
         return dict(self._sim.state.sends)
 
+    def sim_resent(self) -> list[str]:
+        """Ids of the messages the in-process carrier-sim accepted more than once."""
+        return [message_id for message_id, count in self.sim_sends().items() if count > 1]
+
     def sim_log(self) -> list[tuple[float, str]]:
         """(monotonic time, tenant id) of every send the in-process carrier-sim accepted."""
         assert self._sim is not None, "started without the carrier-sim"

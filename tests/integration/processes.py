@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -31,6 +32,14 @@ def env_for(settings: Settings, **overrides: str) -> dict[str, str]:
 def spawn(command: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with open(log, "ab") as out:
         return subprocess.Popen([sys.executable, "-m", "herald.cli", command], env=env, stdout=out, stderr=out)
+
+
+def stop(*processes: subprocess.Popen[bytes] | None) -> None:
+    """SIGTERM each process still running (None: never started) and wait for it to exit."""
+    for process in processes:
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            process.wait(30)
 
 
 def run_cli(settings: Settings, *argv: str) -> str:

@@ -28,7 +28,7 @@ from herald.settings import Settings
 from herald_sinks.main import run_sinks
 from tests.eventually import eventually
 from tests.integration.harness import Loop, Platform, ledger, produce, wait_ledger_rows, wait_status_count
-from tests.integration.processes import env_for, spawn
+from tests.integration.processes import env_for, spawn, stop
 
 
 def _price(channel: str, category: str, country: str) -> int:
@@ -311,10 +311,7 @@ async def test_sinks_sigkilled_mid_batch_bill_every_message_exactly_once(
         # behind the ledger: compare once it has caught up, as the month-end run does.
         await wait_status_count(pool, n, deadline_s=120)
     finally:
-        for process in (first, second):
-            if process is not None and process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                process.wait(30)
+        stop(first, second)
     assert len(rows) == n
     assert {r["message_id"] for r in rows} == {m.id for m in messages}
     assert {r["billed_at"] for r in rows} == {datetime.fromtimestamp((now_ms + 51) / 1000, tz=UTC)}

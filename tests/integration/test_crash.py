@@ -21,7 +21,7 @@ from herald.embedded.postgres import EmbeddedPostgres
 from herald.settings import Settings
 from tests.eventually import at_least, eventually
 from tests.integration.harness import Platform, ledger, wait_status_count
-from tests.integration.processes import env_for, spawn
+from tests.integration.processes import env_for, spawn, stop
 
 N = 800
 
@@ -95,10 +95,7 @@ async def test_worker_sigkill_mid_flow_loses_nothing(settings: Settings, pool: a
         )
         assert counted == duplicates
     finally:
-        for process in (first, second):
-            if process is not None and process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                process.wait(30)
+        stop(first, second)
         await platform.stop()
 
 
@@ -154,17 +151,13 @@ async def test_worker_sigterm_stops_taking_work_drains_commits_and_exits_within_
 
         second = spawn("worker", worker_env, log)
         await wait_status_count(pool, n, tenant_id=tenant_id, deadline_s=120)
-        sends = platform.sim_sends()
-        resent = [m for m, count in sends.items() if count > 1]
+        resent = platform.sim_resent()
         if drain_seconds * 1000 > latency_ms:
             assert resent == [], f"{len(resent)} finished sends were not committed"
         else:
             assert len(resent) <= in_flight, len(resent)
     finally:
-        for process in (first, second):
-            if process is not None and process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                process.wait(30)
+        stop(first, second)
         await platform.stop()
 
 
