@@ -142,6 +142,8 @@ async def test_worker_sigterm_stops_taking_work_drains_commits_and_exits_within_
         assert rc == 0, log.read_text()[-2000:]
         # Draining, then committing and leaving the group: the drain's deadline plus a few seconds.
         assert exited_after <= drain_seconds + 5, exited_after
+        if drain_seconds * 1000 < latency_ms:
+            assert exited_after < latency_ms / 1000, f"waited {exited_after:.1f} s for calls past the deadline"
         sent_by_first = platform.sim_sends()
         assert len(sent_by_first) < n, "the worker had finished before the signal: nothing was drained"
         # A call takes `latency_ms` at the carrier-sim: one that ends later started after the signal.
