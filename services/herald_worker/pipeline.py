@@ -33,7 +33,7 @@ import itertools
 import logging
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
 from functools import partial
 
 import asyncpg
@@ -144,9 +144,7 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
                     return
                 self._release_due()
                 item = self._next()
-            task = asyncio.create_task(self._deliver(item))
-            self._tasks[task] = item.partition
-            task.add_done_callback(self._forget_task)
+            self._start(self._deliver(item), item)
 
     async def _commit_loop(self) -> None:
         while not self._stopping.is_set():
@@ -183,11 +181,22 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def _record(self, item: Item, outcome: Outcome) -> None:
         await self._processor.publish(self._processor.records(item.message, item.sealed, outcome))
-        if self._from_retry(item):
-            await until_written(lambda: claims.retry_done(self._pool, _retry_key(item.message)))
         # Only now may the offset be committed: a cancelled or failed publish leaves it in hand,
         # and the record is read again by the partition's next owner.
+        await self._finish(item)
+
+    async def _finish(self, item: Item) -> None:
+        """The record's outcome is durable: its offset may be committed (a herald.retry record is
+        first noted as handled, see `retries_done`)."""
+        if self._from_retry(item):
+            await until_written(partial(claims.retry_done, self._pool, _retry_key(item.message)))
         self._tracker.finish(item.partition, item.offset)
+
+    def _start(self, work: Coroutine[None, None, None], item: Item) -> None:
+        """Run `work` for `item` as a task the drain and a revocation wait for."""
+        task = asyncio.create_task(work)
+        self._tasks[task] = item.partition
+        task.add_done_callback(self._forget_task)
 
     def _settle_if_expired(self, item: Item) -> bool:
         """A message past its TTL before its turn is settled now (`expired`), without a tenant
@@ -198,9 +207,7 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
         outcome = self._processor.expired(item.message)
         if outcome is None:
             return False
-        task = asyncio.create_task(self._record(item, outcome))
-        self._tasks[task] = item.partition
-        task.add_done_callback(self._forget_task)
+        self._start(self._record(item, outcome), item)
         return True
 
     async def _admit(self, batch: dict[TopicPartition, list[object]]) -> None:
@@ -276,9 +283,7 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
                 ]
             )
             for item, _ in deferred:
-                if self._from_retry(item):
-                    await until_written(partial(claims.retry_done, self._pool, _retry_key(item.message)))
-                self._tracker.finish(item.partition, item.offset)
+                await self._finish(item)
         self._wake.set()
 
     async def _settle_unreadable(self, unreadable: list[tuple[SealedMessageV2, TopicPartition, int, str]]) -> None:
