@@ -4,8 +4,10 @@ under the whole platform."""
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import time
+import uuid
 from collections import Counter
 from pathlib import Path
 
@@ -18,6 +20,9 @@ from herald.db.migrate import migrate
 from herald.embedded import free_port
 from herald.embedded.broker import EmbeddedBroker
 from herald.embedded.postgres import EmbeddedPostgres
+from herald.ids import idempotent_id
+from herald.kafka.admin import ensure_topics
+from herald.kafka.topics import Names
 from herald.settings import Settings
 from tests.eventually import at_least, eventually
 from tests.integration.harness import Platform, ledger, wait_status_count
@@ -168,9 +173,6 @@ async def test_broker_outage_answers_503_never_202(settings: Settings) -> None:
     broker.start()
     kafka = msgspec.structs.replace(settings.kafka, bootstrap=broker.bootstrap, request_timeout_ms=3000)
     settings = msgspec.structs.replace(settings, kafka=kafka)
-    from herald.kafka.admin import ensure_topics
-    from herald.kafka.topics import Names
-
     await ensure_topics(kafka, Names(kafka.topic_prefix))
     platform = await Platform(settings).start(worker=False, sinks=False, sim=False)
     try:
@@ -305,6 +307,148 @@ async def test_database_crash_under_traffic_loses_nothing_and_bills_once(setting
             await pool.close()
         await platform.stop()
         server.stop("immediate")
+
+
+async def test_broker_stall_under_traffic_loses_nothing_and_idempotent_retries_send_once(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    # The platform on a broker of its own, which stops answering (SIGSTOP: a long GC pause or a
+    # network partition; every connection stays open) for longer than the API's produce timeout
+    # and the consumers' session timeout, while senders keep sending, then resumes. Sends during
+    # the stall must be answered 503 broker_unavailable (never 500, never a hang past the
+    # timeout). Such a 503 is ambiguous: the stalled broker may append the record when it
+    # resumes. The idempotent senders retry on 503 with the same key, as the API asks: each of
+    # their messages must reach the carrier exactly once. Every 202 must end delivered, and
+    # every message the platform holds must be delivered once in the projection, the ledger and
+    # the callback outbox; re-sends of plain messages stay within the in-flight window and are
+    # counted; no worker or sink loop may die.
+    broker = EmbeddedBroker(free_port())
+    broker.start()
+    kafka = msgspec.structs.replace(settings.kafka, bootstrap=broker.bootstrap, request_timeout_ms=3000)
+    settings = msgspec.structs.replace(settings, kafka=kafka)
+    await ensure_topics(kafka, Names(kafka.topic_prefix))
+    platform = await Platform(settings).start()
+    accepted: list[str] = []
+    keyed: list[str] = []
+    answers: Counter[tuple[int, str]] = Counter()
+    sending = asyncio.Event()
+    sending.set()
+    duplicates_before = metrics.DUPLICATE_SENDS._value.get()
+    slowest = [0.0]
+
+    async def sender(k: int) -> None:
+        i = 10
+        while sending.is_set():
+            key = f"s{k}-{i}" if i % 2 else None
+            for _ in range(30):  # a keyed send is retried on 503, as the API's answer asks
+                extra = {} if key is None else {"idempotency_key": key}
+                started = time.monotonic()
+                r = await platform.send(auth, to=f"+447400{k}{i:05d}", **extra)
+                slowest[0] = max(slowest[0], time.monotonic() - started)
+                answers[(r.status_code, r.json().get("code", ""))] += 1
+                if r.status_code == 202:
+                    accepted.append(str(r.json()["id"]))
+                if r.status_code == 202 or key is None:
+                    break
+                await asyncio.sleep(0.5)
+            if key is not None:
+                keyed.append(str(idempotent_id(uuid.UUID(tenant_id), key)))
+            i += 1
+            await asyncio.sleep(0.02)
+
+    try:
+        tenant_id, auth = await platform.tenant_with_key(
+            tier="enterprise", callback_url=f"http://127.0.0.1:{free_port()}/callbacks"
+        )
+        await platform.template(auth)
+        senders = [asyncio.create_task(sender(k)) for k in range(4)]
+
+        async def delivered() -> int:
+            return int(
+                await pool.fetchval(
+                    "SELECT count(*) FROM messages WHERE tenant_id = $1::uuid AND status = 'delivered'", tenant_id
+                )
+            )
+
+        await at_least(delivered, 200, "delivered before the stall", seconds=60)
+        assert broker.pid is not None
+        os.kill(broker.pid, signal.SIGSTOP)
+        try:
+            await asyncio.sleep(8)
+        finally:
+            os.kill(broker.pid, signal.SIGCONT)
+        await asyncio.sleep(4)  # sending on after the broker resumed
+        sending.clear()
+        await asyncio.gather(*senders)
+        platform.check_running("with the broker")
+
+        assert set(answers) <= {(202, ""), (503, "broker_unavailable")}, answers
+        assert answers[(503, "broker_unavailable")] > 0, "no send came while the broker was stalled"
+        assert set(keyed) <= set(accepted), "a keyed send was never accepted"
+        unkeyed_refused = answers[(503, "broker_unavailable")]
+        # Answered within the produce timeout (3 s), however long the stall: a send the broker
+        # has not acknowledged by then is a 503, not a request hanging for the stall's length.
+        assert slowest[0] < 4.5, slowest
+
+        async def final() -> dict[str, int]:
+            return await _statuses(pool, tenant_id)
+
+        try:
+            await eventually(
+                final, lambda seen: set(seen) == {"delivered"} and seen["delivered"] >= len(set(accepted)),
+                "every message delivered", seconds=90,
+            )  # fmt: skip
+        except AssertionError as exc:
+            stuck = await pool.fetch(
+                "SELECT id::text, status FROM messages WHERE tenant_id = $1::uuid AND status <> 'delivered' LIMIT 20",
+                tenant_id,
+            )
+            sends = platform.sim_sends()
+            some = [(r["id"], r["status"], sends.get(r["id"])) for r in stuck]
+            raise AssertionError(f"{exc}; (id, status, carrier sends) of some: {some}") from None
+        rows = {
+            r["id"] for r in await pool.fetch("SELECT id::text FROM messages WHERE tenant_id = $1::uuid", tenant_id)
+        }
+        assert set(accepted) <= rows
+        # A message the platform holds that was never answered 202 is one a stalled broker
+        # appended after the API had answered 503 (an unkeyed send; keyed ones were retried).
+        assert len(rows - set(accepted)) <= unkeyed_refused
+        sends = platform.sim_sends()
+        assert set(sends) == rows, "a message was sent that the platform does not hold, or not sent"
+        assert [i for i in keyed if sends[i] != 1] == [], "a keyed message reached the carrier more than once"
+        duplicates = sum(n - 1 for n in sends.values())
+        assert duplicates <= 2 * settings.worker.max_in_flight, duplicates
+        counted = await eventually(
+            lambda: metrics.DUPLICATE_SENDS._value.get() - duplicates_before,
+            lambda seen: seen >= duplicates,
+            f"{duplicates} duplicate sends counted",
+            seconds=10,
+        )
+        assert counted == duplicates
+        billed = await eventually(
+            lambda: ledger(pool), lambda got: len(got) >= len(rows), "every delivery billed", seconds=30
+        )  # fmt: skip
+        assert sorted(str(r["message_id"]) for r in billed) == sorted(rows)
+
+        async def called_back() -> list[asyncpg.Record]:
+            return list(
+                await pool.fetch(
+                    "SELECT message_id::text AS id, count(*) AS n FROM callback_outbox"
+                    " WHERE tenant_id = $1::uuid AND status = 'delivered' GROUP BY message_id",
+                    tenant_id,
+                )
+            )
+
+        recorded = await eventually(
+            called_back, lambda got: len(got) >= len(rows), "a delivered callback per message", seconds=30
+        )
+        assert sorted(r["id"] for r in recorded) == sorted(rows)
+        assert {r["n"] for r in recorded} == {1}
+        platform.check_running("after the broker resumed")
+    finally:
+        sending.clear()
+        await platform.stop()
+        broker.kill()
 
 
 pytestmark = pytest.mark.timeout(240)
