@@ -27,6 +27,9 @@ class DatabaseSettings(msgspec.Struct, frozen=True):
     """Empty means "start the embedded PostgreSQL" (only `herald dev` and the tests do that)."""
     pool_min: int = 1
     pool_max: int = 10
+    command_timeout_seconds: float = 30.0
+    """The longest one query or connection attempt may take before it fails as transient
+    (workers and sinks then retry; the API answers 503 sooner, see `api.database_timeout_seconds`)."""
 
 
 class KafkaSettings(msgspec.Struct, frozen=True):
@@ -60,6 +63,12 @@ class ApiSettings(msgspec.Struct, frozen=True):
     `kafka.linger_ms`: a client waits for that ack, while a provider's webhook can wait 50 ms.
     Fewer, larger batches on `herald.events` are what the broker's fetch cost grows with
     (on the embedded broker, every stored batch is listed on every fetch: loadtests/RESULTS.md)."""
+    database_timeout_seconds: float = 5.0
+    """The API's bound on each query and connection attempt: a stalled database answers 503
+    `database_unavailable` within about twice this (the query, then asyncpg's wait for its
+    cancellation) instead of holding requests open for the stall (a read waited 40 s before).
+    Usage exports, whose queries scan a month, keep the longer `database.command_timeout_seconds`
+    per chunk."""
     allow_private_callbacks: bool = False
     """Production refuses callback URLs that resolve to private, loopback or link-local addresses
     (SSRF). `herald dev` and the tests turn this on to call back to localhost."""

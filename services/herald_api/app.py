@@ -57,7 +57,7 @@ def create_app(settings: Settings) -> Litestar:
         async with AsyncExitStack() as started:
             # Each part is closed on the way out (last started, first closed), also when a later
             # part fails to start: a broker that is down must not leave the pool open.
-            pool = await create_pool(settings.database)
+            pool = await create_pool(settings.database, settings.api.database_timeout_seconds)
             started.push_async_callback(pool.close)
             producer = Producer(settings.kafka, names)
             started.push_async_callback(producer.stop)  # aiokafka: stop() also after a failed start()

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import asyncpg
 import msgspec
+import psutil
 import pytest
 
 from herald import metrics
@@ -191,9 +192,22 @@ async def test_broker_outage_answers_503_never_202(settings: Settings) -> None:
         broker.kill()
 
 
-async def test_database_crash_under_traffic_loses_nothing_and_bills_once(settings: Settings, tmp_path: Path) -> None:
-    # The platform on a database of its own, which crashes (every connection cut, no clean
-    # shutdown) while senders keep sending, and comes back seconds later. The tenant's rate
+def _signal_postgres(server: EmbeddedPostgres, sig: int) -> None:
+    """`sig` to the server and every backend (SIGSTOP on the postmaster alone stops nothing)."""
+    postmaster = psutil.Process(int((server.data_dir / "postmaster.pid").read_text().split()[0]))
+    for process in (postmaster, *postmaster.children(recursive=True)):
+        process.send_signal(sig)
+
+
+@pytest.mark.parametrize("failure", ["crash", "stall"])
+async def test_database_crash_or_stall_under_traffic_loses_nothing_and_bills_once(
+    settings: Settings, tmp_path: Path, failure: str
+) -> None:
+    # The platform on a database of its own, which fails for six seconds while senders keep
+    # sending: it crashes (every connection cut, no clean shutdown) and restarts, or it stalls
+    # (SIGSTOP: connections stay open and nothing answers, like a frozen host or a partition;
+    # the API's database timeout is 1 s here). Every answer must come within twice that
+    # timeout (a query's, then asyncpg's wait for its cancellation) or at once. The tenant's rate
     # (100 msg/s) is below what it sends (~170 msg/s), so the worker has a backlog to fetch,
     # pace and claim across the outage; half the sends carry an idempotency key (claimed in the
     # database by the worker). Every send must be answered 202 or 503 (never a 500); every 202
@@ -202,10 +216,15 @@ async def test_database_crash_under_traffic_loses_nothing_and_bills_once(setting
     server = EmbeddedPostgres(tmp_path / "pg", free_port())
     server.start()
     await migrate(server.dsn())
-    settings = msgspec.structs.replace(settings, database=msgspec.structs.replace(settings.database, url=server.dsn()))
+    settings = msgspec.structs.replace(
+        settings,
+        database=msgspec.structs.replace(settings.database, url=server.dsn()),
+        api=msgspec.structs.replace(settings.api, database_timeout_seconds=1.0),
+    )
     platform = await Platform(settings).start()
     accepted: list[str] = []
     answers: Counter[tuple[int, str]] = Counter()
+    slowest = [0.0]
     sending = asyncio.Event()
     sending.set()
 
@@ -213,7 +232,9 @@ async def test_database_crash_under_traffic_loses_nothing_and_bills_once(setting
         i = 10
         while sending.is_set():
             extra = {"idempotency_key": f"s{k}-{i}"} if i % 2 else {}
+            started = time.monotonic()
             r = await platform.send(auth, to=f"+447400{k}{i:05d}", **extra)
+            slowest[0] = max(slowest[0], time.monotonic() - started)
             answers[(r.status_code, r.json().get("code", ""))] += 1
             if r.status_code == 202:
                 accepted.append(str(r.json()["id"]))
@@ -243,15 +264,26 @@ async def test_database_crash_under_traffic_loses_nothing_and_bills_once(setting
         assert delivered_at_crash < len(accepted) - 100, "no backlog was left at the crash to prove anything"
         await pool.close()
         pool = None
-        server.stop("immediate")
-        await asyncio.sleep(3)
-        ready = await platform.http.get("/readyz")
-        assert ready.status_code == 503, ready.text
-        read = await platform.http.get(f"/v1/messages/{accepted[0]}", headers=auth)
-        assert (read.status_code, read.json()["code"]) == (503, "database_unavailable"), read.text
-        assert read.headers["retry-after"] == "1"
-        await asyncio.sleep(3)
-        server.start()
+        failed_at = time.monotonic()
+        if failure == "crash":
+            server.stop("immediate")
+        else:
+            _signal_postgres(server, signal.SIGSTOP)
+        try:
+            await asyncio.sleep(3)
+            ready = await platform.http.get("/readyz")
+            assert ready.status_code == 503, ready.text
+            started = time.monotonic()
+            read = await platform.http.get(f"/v1/messages/{accepted[0]}", headers=auth)
+            assert time.monotonic() - started < 3.0, time.monotonic() - started
+            assert (read.status_code, read.json()["code"]) == (503, "database_unavailable"), read.text
+            assert read.headers["retry-after"] == "1"
+            await asyncio.sleep(max(0.0, 6 - (time.monotonic() - failed_at)))
+        finally:
+            if failure == "crash":
+                server.start()
+            else:
+                _signal_postgres(server, signal.SIGCONT)
         await asyncio.sleep(3)  # sending on after the restart
         sending.clear()
         await asyncio.gather(*senders)
@@ -259,6 +291,7 @@ async def test_database_crash_under_traffic_loses_nothing_and_bills_once(setting
 
         assert set(answers) <= {(202, ""), (503, "database_unavailable")}, answers
         assert answers[(503, "database_unavailable")] > 0, "no send came while the database was down"
+        assert slowest[0] < 3.0, slowest
         pool = await asyncpg.create_pool(server.dsn(), min_size=1, max_size=2)
 
         async def final() -> dict[str, int]:

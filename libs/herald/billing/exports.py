@@ -91,9 +91,13 @@ async def export(
     *,
     chunk: int = 10_000,
     on_rows: Callable[[int], None] | None = None,
+    query_timeout: float | None = None,
 ) -> AsyncIterator[bytes]:
-    """The encoded export, as byte chunks. `on_rows(n)` is called after each chunk (progress)."""
-    rows = billing.usage_rows(pool, month, detail=detail is Detail.MESSAGES, tenant_id=tenant_id, chunk=chunk)
+    """The encoded export, as byte chunks. `on_rows(n)` is called after each chunk (progress);
+    `query_timeout` bounds each chunk's query (None: the pool's command timeout)."""
+    rows = billing.usage_rows(
+        pool, month, detail=detail is Detail.MESSAGES, tenant_id=tenant_id, chunk=chunk, query_timeout=query_timeout
+    )
     encoder = _ENCODERS[fmt]
     async for data in encoder(_counted(rows, on_rows), detail):
         yield data

@@ -311,16 +311,23 @@ def _usage_sql(detail: bool, tenant_id: uuid.UUID | None) -> str:
 
 
 async def usage_rows(
-    pool: asyncpg.Pool, month: Month, *, detail: bool, tenant_id: uuid.UUID | None = None, chunk: int = 10_000
+    pool: asyncpg.Pool,
+    month: Month,
+    *,
+    detail: bool,
+    tenant_id: uuid.UUID | None = None,
+    chunk: int = 10_000,
+    query_timeout: float | None = None,
 ) -> AsyncIterator[list[asyncpg.Record]]:
     """The month's ledger rows (detail) or totals per tenant/channel/category/country/currency
-    (summary), in chunks from a server-side cursor: memory stays at one chunk for any size."""
+    (summary), in chunks from a server-side cursor: memory stays at one chunk for any size.
+    `query_timeout` bounds each chunk's query (None: the pool's command timeout)."""
     args: list[object] = [month.start, month.end]
     if tenant_id is not None:
         args.append(tenant_id)
     async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-        cursor = await conn.cursor(_usage_sql(detail, tenant_id), *args)
-        while rows := await cursor.fetch(chunk):
+        cursor = await conn.cursor(_usage_sql(detail, tenant_id), *args, timeout=query_timeout)
+        while rows := await cursor.fetch(chunk, timeout=query_timeout):
             yield rows
 
 

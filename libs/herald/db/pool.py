@@ -56,9 +56,12 @@ async def until_written(write: Callable[[], Awaitable[T]]) -> T:
     )
 
 
-async def create_pool(settings: DatabaseSettings) -> Pool:
+async def create_pool(settings: DatabaseSettings, query_timeout: float | None = None) -> Pool:
+    """The process's pool; each query and each new connection fails with TimeoutError (transient)
+    after `query_timeout` seconds (default `settings.command_timeout_seconds`)."""
+    seconds = settings.command_timeout_seconds if query_timeout is None else query_timeout
     pool = await asyncpg.create_pool(
-        settings.url, min_size=settings.pool_min, max_size=settings.pool_max, command_timeout=30
+        settings.url, min_size=settings.pool_min, max_size=settings.pool_max, command_timeout=seconds, timeout=seconds
     )
     assert pool is not None
     return pool

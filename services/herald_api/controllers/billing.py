@@ -81,7 +81,10 @@ class AdminUsageController(Controller):
         if tenant_id is not None and await tenants.get(svc.pool, tenant_id) is None:
             raise NotFound("no such tenant", code="tenant_not_found")
         return Stream(
-            export(svc.pool, period, detail, format, tenant_id),
+            # A month's scan may take longer than the API's short database timeout allows.
+            export(
+                svc.pool, period, detail, format, tenant_id, query_timeout=svc.settings.database.command_timeout_seconds
+            ),
             media_type=MEDIA_TYPES[format],
             headers={
                 "content-disposition": f'attachment; filename="{filename(period, detail, format, tenant_id)}"',
@@ -102,7 +105,11 @@ class UsageController(Controller):
         period = Month.parse(month)
         lines: list[UsageLine] = []
         totals: dict[str, UsageTotal] = {}
-        async for chunk in billing.usage_rows(svc.pool, period, detail=False, tenant_id=principal.tenant.id):
+        rows = billing.usage_rows(
+            svc.pool, period, detail=False, tenant_id=principal.tenant.id,
+            query_timeout=svc.settings.database.command_timeout_seconds,
+        )  # fmt: skip
+        async for chunk in rows:
             for r in chunk:
                 lines.append(
                     UsageLine(
