@@ -105,6 +105,80 @@ async def test_worker_sigkill_mid_flow_loses_nothing(settings: Settings, pool: a
         await platform.stop()
 
 
+async def test_a_stalled_worker_that_resumes_after_losing_its_partitions_loses_nothing(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    # A zombie: worker A stops answering (SIGSTOP: a frozen VM, a long GC pause) for twice the
+    # session timeout with work in hand, so the group gives its partitions to B, which re-reads
+    # what A had not committed. Then A resumes, still holding that work and its provider calls.
+    # Nothing may be lost, both workers must live on and exit cleanly, and what is sent twice
+    # must stay within A's window (its buffer, one fetch and its calls in flight) and be counted.
+    settings = msgspec.structs.replace(
+        settings, carrier_sim=msgspec.structs.replace(settings.carrier_sim, latency_ms=30)
+    )
+    platform = await Platform(settings).start(worker=False)
+    worker_env = env_for(
+        settings,
+        HERALD_WORKER_BATCH_MAX_RECORDS="200",
+        HERALD_WORKER_MAX_IN_FLIGHT="50",
+        HERALD_WORKER_BUFFER_PER_CLASS="100",
+    )
+    duplicates_before = metrics.DUPLICATE_SENDS._value.get()
+    log = settings.data_dir / "worker.log"
+    first = spawn("worker", worker_env, log)
+    second = spawn("worker", worker_env, log)
+    try:
+        # Paced at 100 msg/s across both workers, so that work is left when A resumes.
+        tenant_id, auth = await platform.tenant_with_key(tier="enterprise")
+        r = await platform.http.patch(
+            f"/v1/admin/tenants/{tenant_id}", headers=platform.admin, json={"rate_limit_per_second": 100}
+        )
+        assert r.status_code == 200, r.text
+        await platform.template(auth)
+        sem = asyncio.Semaphore(32)
+
+        async def send(i: int) -> str:
+            async with sem:
+                r = await platform.send(auth, to=f"+4474003{i + 10:05d}")
+                assert r.status_code == 202, r.text
+                return str(r.json()["id"])
+
+        ids = await asyncio.gather(*(send(i) for i in range(N)))
+
+        async def delivered() -> int:
+            return (await _statuses(pool, tenant_id)).get("delivered", 0)
+
+        await at_least(delivered, N // 5, "delivered before the stall", seconds=60)
+        first.send_signal(signal.SIGSTOP)
+        try:
+            at_stall = await delivered()
+            assert at_stall < N, "the stall came too late to prove anything"
+            await asyncio.sleep(2 * settings.kafka.session_timeout_ms / 1000)
+        finally:
+            first.send_signal(signal.SIGCONT)
+        await eventually(
+            lambda: _statuses(pool, tenant_id), lambda seen: seen == {"delivered": N}, "all delivered", seconds=90
+        )
+        assert (first.poll(), second.poll()) == (None, None), log.read_text()[-2000:]
+
+        sends = platform.sim_sends()
+        assert set(sends) == set(ids)
+        duplicates = sum(n - 1 for n in sends.values())
+        assert duplicates <= 100 + 200 + 50, duplicates
+        counted = await eventually(
+            lambda: metrics.DUPLICATE_SENDS._value.get() - duplicates_before,
+            lambda seen: seen >= duplicates,
+            f"{duplicates} duplicate sends counted",
+            seconds=10,
+        )
+        assert counted == duplicates
+        stop(first, second)
+        assert (first.returncode, second.returncode) == (0, 0), log.read_text()[-2000:]
+    finally:
+        stop(first, second)
+        await platform.stop()
+
+
 @pytest.mark.parametrize(
     ("latency_ms", "drain_seconds"),
     [(500, 10.0), (3000, 1.0)],
