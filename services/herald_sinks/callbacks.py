@@ -4,9 +4,10 @@
 it writes one outbox row per (message, status) for tenants with a callback URL, and the loop
 commits the offsets only after that insert. Delivery never blocks consumption.
 
-`Dispatcher` sends due rows (a message's in status order, see `herald.db.callbacks`) as
-independent tasks: at most `callback_per_tenant_in_flight` per tenant, so a slow or failing
-endpoint only ever delays its own tenant. Each POST carries
+`Dispatcher` leases due rows (a message's in status order, see `herald.db.callbacks`) and
+sends them as independent tasks: at most `callback_per_tenant_in_flight` per tenant across every
+sinks process, so a slow or failing endpoint only ever delays its own tenant, and two
+dispatchers never send the same row. Each POST carries
 `Herald-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>." + body)>`. 2xx marks the row done;
 5xx, 429 (honouring Retry-After) and timeouts retry with exponential backoff for
 `callback_retry_hours`; other 4xx are the receiver refusing: the row is marked dead.
@@ -100,10 +101,13 @@ class Dispatcher:
     def __init__(self, pool: asyncpg.Pool, settings: SinkSettings, configs: CallbackConfigs) -> None:
         self._pool = pool
         self._settings = settings
-        self._in_flight: dict[int, uuid.UUID] = {}
+        self._in_flight: set[int] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._configs = configs
         self._session: aiohttp.ClientSession | None = None
+        # Outlasts a delivery (the config lookup, the POST's timeout, the bookkeeping); only a
+        # dispatcher that died holding a row makes it wait this long.
+        self._lease = timedelta(seconds=2 * settings.callback_timeout_seconds + 10)
 
     async def run(self, stop: asyncio.Event) -> None:
         self._session = aiohttp.ClientSession(
@@ -127,17 +131,19 @@ class Dispatcher:
             await self._session.close()
 
     async def _start_due(self) -> None:
-        cap = self._settings.callback_per_tenant_in_flight
-        hold = timedelta(seconds=self._settings.callback_order_hold_seconds)
-        rows = await outbox.due(self._pool, datetime.now(UTC), per_tenant=cap, limit=500, hold=hold)
-        busy: dict[uuid.UUID, int] = {}
-        for tenant_id in self._in_flight.values():
-            busy[tenant_id] = busy.get(tenant_id, 0) + 1
+        # The per-tenant cap holds across dispatchers: leased rows count against it (lease_due).
+        now = datetime.now(UTC)
+        rows = await outbox.lease_due(
+            self._pool, now,
+            per_tenant=self._settings.callback_per_tenant_in_flight,
+            limit=500,
+            hold=timedelta(seconds=self._settings.callback_order_hold_seconds),
+            until=now + self._lease,
+        )  # fmt: skip
         for row in rows:
-            if row.id in self._in_flight or busy.get(row.tenant_id, 0) >= cap:
+            if row.id in self._in_flight:  # its lease ran out while its POST still hangs
                 continue
-            busy[row.tenant_id] = busy.get(row.tenant_id, 0) + 1
-            self._in_flight[row.id] = row.tenant_id
+            self._in_flight.add(row.id)
             task = asyncio.create_task(self._deliver(row))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -164,7 +170,7 @@ class Dispatcher:
         except DATABASE_ERRORS as exc:
             log.warning("callback bookkeeping failed; will retry", extra={"error": type(exc).__name__})
         finally:
-            self._in_flight.pop(row.id, None)
+            self._in_flight.discard(row.id)
 
     async def _post(self, config: CallbackConfig, body: bytes) -> tuple[str, float | None]:
         assert self._session is not None

@@ -125,6 +125,12 @@ class Platform:
         self._loops.append(loop)
         return loop
 
+    def add_sinks(self) -> Loop:
+        """A second `herald sinks` (its consumer groups shared, its callback dispatcher its own)."""
+        loop = Loop(self.settings, run_sinks)
+        self._loops.append(loop)
+        return loop
+
     async def stop(self) -> None:
         for loop in self._loops:
             await loop.stop()

@@ -3,6 +3,7 @@ receipt's hold for its `sent`, and the kept `sent` row."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -31,7 +32,9 @@ async def _record(pool: asyncpg.Pool, message_id: uuid.UUID, *statuses: Status) 
 
 
 async def _rows(pool: asyncpg.Pool, now: datetime | None = None) -> list[outbox.Due]:
-    return await outbox.due(pool, now or datetime.now(UTC), per_tenant=10, limit=100, hold=HOLD)
+    """What a dispatcher polling at `now` is handed, leased only until `now` (due again later)."""
+    at = now or datetime.now(UTC)
+    return await outbox.lease_due(pool, at, per_tenant=10, limit=100, hold=HOLD, until=at)
 
 
 async def _due(pool: asyncpg.Pool, now: datetime | None = None) -> list[bytes]:
@@ -131,3 +134,43 @@ async def test_purge_removes_kept_rows_delivered_before_the_cutoff(pool: asyncpg
     await pool.execute("UPDATE callback_outbox SET delivered_at = $1 WHERE message_id = $2", cutoff, second)
     assert await outbox.purge_delivered(pool, cutoff) == 1
     assert [r["message_id"] for r in await pool.fetch("SELECT message_id FROM callback_outbox")] == [second]
+
+
+async def _lease(pool: asyncpg.Pool, now: datetime, seconds: float, per_tenant: int = 10) -> list[int]:
+    until = now + timedelta(seconds=seconds)
+    return [r.id for r in await outbox.lease_due(pool, now, per_tenant=per_tenant, limit=100, hold=HOLD, until=until)]
+
+
+async def test_dispatchers_polling_at_once_never_lease_the_same_row(pool: asyncpg.Pool) -> None:
+    for _ in range(40):
+        await _record(pool, uuid.uuid4(), Status.SENT)
+    now = datetime.now(UTC)
+    for _ in range(5):  # several rounds: the race is decided by which poll locks a row first
+        handed = await asyncio.gather(*(_lease(pool, now, 30, per_tenant=100) for _ in range(4)))
+        flat = [i for ids in handed for i in ids]
+        assert len(flat) == len(set(flat)), handed
+        await pool.execute("UPDATE callback_outbox SET leased_until = NULL")
+    assert len(flat) == 40
+
+
+async def test_a_lease_keeps_a_row_until_it_ends_and_a_retry_gives_it_back(pool: asyncpg.Pool) -> None:
+    first, second = uuid.uuid4(), uuid.uuid4()
+    await _record(pool, first, Status.SENT)
+    await _record(pool, second, Status.SENT)
+    now = datetime.now(UTC)
+    a, b = await _lease(pool, now, 30)
+    assert await _lease(pool, now + timedelta(seconds=29), 30) == []  # another dispatcher: nothing
+    assert await _lease(pool, now + timedelta(seconds=31), 30) == [a, b]  # the holder died: both back
+    await outbox.retry_later(pool, a, now + timedelta(seconds=32), "http_503")
+    assert await _lease(pool, now + timedelta(seconds=33), 30) == [a]  # b is still leased
+
+
+async def test_the_per_tenant_cap_counts_the_rows_in_flight_anywhere(pool: asyncpg.Pool) -> None:
+    for _ in range(5):
+        await _record(pool, uuid.uuid4(), Status.SENT)
+    now = datetime.now(UTC)
+    held = await _lease(pool, now, 30, per_tenant=2)
+    assert len(held) == 2
+    assert await _lease(pool, now, 30, per_tenant=2) == []  # a second dispatcher: the cap is spent
+    await outbox.delivered(pool, held[0])
+    assert len(await _lease(pool, now, 30, per_tenant=2)) == 1

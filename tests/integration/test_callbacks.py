@@ -115,6 +115,28 @@ async def test_sent_goes_first_even_when_the_receipt_reaches_the_topic_first(
         await running.stop()
 
 
+async def test_two_sinks_processes_call_back_each_status_once_and_in_order(
+    platform: Platform, receiver: tuple[Receiver, str]
+) -> None:
+    # Deployments run several `herald sinks` (deploy/k8s: two replicas), each with its own
+    # callback dispatcher polling the one outbox. A callback is at-least-once (a dispatcher may
+    # die after the POST), but two healthy dispatchers must not both send it.
+    platform.add_sinks()
+    rec, base = receiver
+    rec.sleep["pair"] = 0.05  # each POST takes a while, as over a network
+    tenant = await platform.tenant(callback_url=f"{base}/cb/pair")
+    auth = {"authorization": f"Bearer {await platform.key(tenant['id'])}"}
+    await platform.template(auth)
+    ids = [(await platform.send(auth, to=f"+4474001{300 + i:05d}")).json()["id"] for i in range(60)]
+    await _wait(lambda: len(rec.bodies("pair")) >= 120, "two callbacks per message", 30)
+    await asyncio.sleep(1.0)  # time for any second copy to arrive
+    bodies = rec.bodies("pair")
+    per_message = {m: [b["status"] for b in bodies if b["message_id"] == m] for m in ids}
+    assert {m: s for m, s in per_message.items() if s != ["sent", "delivered"]} == {}
+    assert len(bodies) == 120
+    platform.check_running("with two sinks")
+
+
 async def test_failing_endpoint_is_retried_until_it_accepts(platform: Platform, receiver: tuple[Receiver, str]) -> None:
     rec, base = receiver
     rec.fail_first["flaky"] = 2  # 503 twice, then 200 (backoff ~1 s, then ~2 s)

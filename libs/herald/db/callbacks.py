@@ -1,7 +1,8 @@
-"""The callback outbox: durable, per-message ordered, per-tenant fair.
+"""The callback outbox: durable, per-message ordered, per-tenant fair, shared by dispatchers.
 
-`due` hands out at most `per_tenant` rows per tenant per call, so one tenant's backlog or broken
-endpoint never starves another tenant, and of each message only its pending row of the lowest
+`lease_due` hands out at most `per_tenant` rows per tenant at a time (leased, so that several
+dispatchers never send one row twice), so one tenant's backlog or broken endpoint never starves
+another tenant, and of each message only its pending row of the lowest
 status rank (`herald.domain.status.RANK`; the earliest recorded among equals). A message's
 callbacks therefore go out in status order, not in the order their events were recorded: the
 worker's `sent` and the provider's receipt come from different producers and can reach
@@ -104,26 +105,42 @@ async def record(pool: asyncpg.Pool, pending: Sequence[Pending]) -> int:
     return stale
 
 
-async def due(pool: asyncpg.Pool, now: datetime, per_tenant: int, limit: int, hold: timedelta) -> list[Due]:
-    rows = await pool.fetch(
-        """
-        SELECT id, tenant_id, payload, attempts, created_at FROM (
-            SELECT o.*, row_number() OVER (PARTITION BY o.tenant_id ORDER BY o.id) AS turn
-            FROM callback_outbox o
-            WHERE o.dead_at IS NULL AND o.delivered_at IS NULL AND o.next_attempt_at <= $1
-              AND NOT EXISTS (SELECT 1 FROM callback_outbox p  -- a pending callback of this message that goes first
-                              WHERE p.message_id = o.message_id AND p.dead_at IS NULL AND p.delivered_at IS NULL
-                                AND (p.rank, p.id) < (o.rank, o.id))
-              AND (NOT o.awaits_sent OR o.created_at <= $1::timestamptz - $4::interval)
-        ) pending
-        WHERE turn <= $2 ORDER BY id LIMIT $3
-        """,
-        now,
-        per_tenant,
-        limit,
-        hold,
-    )
-    return [Due(r["id"], r["tenant_id"], bytes(r["payload"]), r["attempts"], r["created_at"]) for r in rows]
+_PENDING = """
+    SELECT o.*, row_number() OVER (PARTITION BY o.tenant_id ORDER BY o.id) AS turn
+    FROM callback_outbox o
+    WHERE o.dead_at IS NULL AND o.delivered_at IS NULL AND o.next_attempt_at <= $1
+      AND NOT EXISTS (SELECT 1 FROM callback_outbox p  -- a pending callback of this message that goes first
+                      WHERE p.message_id = o.message_id AND p.dead_at IS NULL AND p.delivered_at IS NULL
+                        AND (p.rank, p.id) < (o.rank, o.id))
+      AND (NOT o.awaits_sent OR o.created_at <= $1::timestamptz - $4::interval)
+"""
+_FREE = "(leased_until IS NULL OR leased_until <= $1)"
+
+_LEASE_DUE = f"""
+UPDATE callback_outbox o SET leased_until = $5
+WHERE o.id IN (
+    SELECT c.id FROM callback_outbox c
+    WHERE c.id IN (SELECT id FROM ({_PENDING}) pending WHERE turn <= $2 AND {_FREE} ORDER BY id LIMIT $3)
+      -- Checked again on the row as it is now: another dispatcher may have leased it meanwhile.
+      AND c.dead_at IS NULL AND c.delivered_at IS NULL AND (c.leased_until IS NULL OR c.leased_until <= $1)
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING o.id, o.tenant_id, o.payload, o.attempts, o.created_at
+"""
+
+
+async def lease_due(
+    pool: asyncpg.Pool, now: datetime, per_tenant: int, limit: int, hold: timedelta, until: datetime
+) -> list[Due]:
+    """Due rows (in id order), leased to the caller until `until`: no other call hands them out
+    before then, unless `delivered`, `retry_later` or `dead` settles them first.
+
+    Per tenant, only its first `per_tenant` pending rows are considered and those leased count
+    among them, so a tenant has at most `per_tenant` callbacks in flight across all dispatchers.
+    """
+    rows = await pool.fetch(_LEASE_DUE, now, per_tenant, limit, hold, until)
+    due = [Due(r["id"], r["tenant_id"], bytes(r["payload"]), r["attempts"], r["created_at"]) for r in rows]
+    return sorted(due, key=lambda d: d.id)
 
 
 async def delivered(pool: asyncpg.Pool, outbox_id: int) -> None:
@@ -138,7 +155,8 @@ async def purge_delivered(pool: asyncpg.Pool, before: datetime) -> int:
 
 async def retry_later(pool: asyncpg.Pool, outbox_id: int, at: datetime, error: str) -> None:
     await pool.execute(
-        "UPDATE callback_outbox SET attempts = attempts + 1, next_attempt_at = $2, last_error = $3 WHERE id = $1",
+        "UPDATE callback_outbox SET attempts = attempts + 1, next_attempt_at = $2, last_error = $3,"
+        " leased_until = NULL WHERE id = $1",
         outbox_id,
         at,
         error,
