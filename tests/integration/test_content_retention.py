@@ -134,6 +134,29 @@ async def test_the_hours_first_sends_fetch_one_key_without_starving_the_pool(pla
     assert [r.status_code for r in answers] == [202] * (3 * pool_max)
 
 
+async def test_api_processes_racing_to_create_the_hours_key_all_seal_with_the_one_stored(
+    database_url: str,
+) -> None:
+    """Eight API processes (a ContentKeys each, own connections) whose first sends of an hour
+    come at once: every one seals, and with the key that was stored. Once, the losers of the
+    race read the table in the snapshot taken before the winner committed and found no key."""
+    racers = await asyncpg.create_pool(database_url, min_size=8, max_size=8)
+    assert racers is not None
+    try:
+        start = clock.now_ms() + 1000 * HOUR_MS  # hours nobody has used yet
+        for hour in range(30):
+            at = start + hour * HOUR_MS
+            processes = [ContentKeys(racers, 8, clock=lambda at=at: at) for _ in range(8)]
+            sealed = await asyncio.gather(
+                *(keys.seal([_message(str(uuid.uuid4()), created_at_ms=at)]) for keys in processes)
+            )
+            reader = ContentKeys(racers, 8, clock=lambda at=at: at)
+            await reader.load({s.content_key for (s,) in sealed})
+            assert {reader.open(s).to for (s,) in sealed} == {RECIPIENT}
+    finally:
+        await racers.close()
+
+
 async def test_a_process_stops_reading_content_once_past_retention_even_with_the_key_cached(
     pool: asyncpg.Pool,
 ) -> None:
