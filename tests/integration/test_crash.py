@@ -273,15 +273,46 @@ def _signal_postgres(server: EmbeddedPostgres, sig: int) -> None:
         process.send_signal(sig)
 
 
-@pytest.mark.parametrize("failure", ["crash", "stall"])
-async def test_database_crash_or_stall_under_traffic_loses_nothing_and_bills_once(
+async def _answers_while_the_database_fails(
+    platform: Platform, auth: dict[str, str], message_id: str, failure: str
+) -> None:
+    if failure == "read-only":  # reads answer; a write is refused as the database being away
+        read = await platform.http.get(f"/v1/messages/{message_id}", headers=auth)
+        assert read.status_code == 200, read.text
+        write = await platform.http.post(
+            "/v1/templates", headers=auth,
+            json={"name": "w", "language": "en", "category": "utility", "channel": "sms", "body": "x"},
+        )  # fmt: skip
+        assert (write.status_code, write.json()["code"]) == (503, "database_unavailable"), write.text
+        return
+    ready = await platform.http.get("/readyz")
+    assert ready.status_code == 503, ready.text
+    started = time.monotonic()
+    read = await platform.http.get(f"/v1/messages/{message_id}", headers=auth)
+    assert time.monotonic() - started < 3.0, time.monotonic() - started
+    assert (read.status_code, read.json()["code"]) == (503, "database_unavailable"), read.text
+    assert read.headers["retry-after"] == "1"
+
+
+def _read_only(server: EmbeddedPostgres, on: bool) -> None:
+    """Every session's transactions become read-only at once (or writable again)."""
+    setting = "SET default_transaction_read_only = on" if on else "RESET default_transaction_read_only"
+    server.psql("postgres", f"ALTER SYSTEM {setting}")
+    server.psql("postgres", "SELECT pg_reload_conf()")
+
+
+@pytest.mark.parametrize("failure", ["crash", "stall", "read-only"])
+async def test_database_crash_stall_or_failover_under_traffic_loses_nothing_and_bills_once(
     settings: Settings, tmp_path: Path, failure: str
 ) -> None:
     # The platform on a database of its own, which fails for six seconds while senders keep
     # sending: it crashes (every connection cut, no clean shutdown) and restarts, or it stalls
     # (SIGSTOP: connections stay open and nothing answers, like a frozen host or a partition;
     # the API's database timeout is 1 s here). Every answer must come within twice that
-    # timeout (a query's, then asyncpg's wait for its cancellation) or at once. The tenant's rate
+    # timeout (a query's, then asyncpg's wait for its cancellation) or at once. Or it takes no
+    # writes (read-only, as a primary demoted in a failover does while its connections move):
+    # reads still answer, writes answer 503, and nothing is parked as if the records were bad.
+    # The tenant's rate
     # (100 msg/s) is below what it sends (~170 msg/s), so the worker has a backlog to fetch,
     # pace and claim across the outage; half the sends carry an idempotency key (claimed in the
     # database by the worker). Every send must be answered 202 or 503 (never a 500); every 202
@@ -341,30 +372,29 @@ async def test_database_crash_or_stall_under_traffic_loses_nothing_and_bills_onc
         failed_at = time.monotonic()
         if failure == "crash":
             server.stop("immediate")
-        else:
+        elif failure == "stall":
             _signal_postgres(server, signal.SIGSTOP)
+        else:
+            _read_only(server, True)
         try:
             await asyncio.sleep(3)
-            ready = await platform.http.get("/readyz")
-            assert ready.status_code == 503, ready.text
-            started = time.monotonic()
-            read = await platform.http.get(f"/v1/messages/{accepted[0]}", headers=auth)
-            assert time.monotonic() - started < 3.0, time.monotonic() - started
-            assert (read.status_code, read.json()["code"]) == (503, "database_unavailable"), read.text
-            assert read.headers["retry-after"] == "1"
+            await _answers_while_the_database_fails(platform, auth, accepted[0], failure)
             await asyncio.sleep(max(0.0, 6 - (time.monotonic() - failed_at)))
         finally:
             if failure == "crash":
                 server.start()
-            else:
+            elif failure == "stall":
                 _signal_postgres(server, signal.SIGCONT)
+            else:
+                _read_only(server, False)
         await asyncio.sleep(3)  # sending on after the restart
         sending.clear()
         await asyncio.gather(*senders)
         platform.check_running("with the database")
 
         assert set(answers) <= {(202, ""), (503, "database_unavailable")}, answers
-        assert answers[(503, "database_unavailable")] > 0, "no send came while the database was down"
+        if failure != "read-only":  # sends need no write here: the tenant has no recipient limit
+            assert answers[(503, "database_unavailable")] > 0, "no send came while the database was down"
         assert slowest[0] < 3.0, slowest
         pool = await asyncpg.create_pool(server.dsn(), min_size=1, max_size=2)
 
@@ -407,6 +437,9 @@ async def test_database_crash_or_stall_under_traffic_loses_nothing_and_bills_onc
         )
         assert sorted(r["id"] for r in recorded) == sorted(accepted)
         assert {r["n"] for r in recorded} == {1}
+        assert await pool.fetchval("SELECT count(*) FROM parked_records") == 0, (
+            "a sink parked records it could not write"
+        )
         platform.check_running("after the database came back")
     finally:
         sending.clear()

@@ -27,6 +27,10 @@ TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
     asyncpg.TooManyConnectionsError,
     # The transaction lost a deadlock or a serialization conflict (40001, 40P01): run it again.
     asyncpg.TransactionRollbackError,
+    # The server takes no writes (25006): a primary demoted in a failover, or one in recovery,
+    # still accepting connections until they move to the new primary. Not the records' fault:
+    # parking them would leave every batch of the failover for an operator to replay.
+    asyncpg.ReadOnlySQLTransactionError,
 )
 """The database is unreachable, restarting or full: worth trying again. Data errors are not."""
 DATABASE_ERRORS: tuple[type[Exception], ...] = (*TRANSIENT_ERRORS, asyncpg.PostgresError)
