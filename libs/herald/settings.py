@@ -148,7 +148,8 @@ class SinkSettings(msgspec.Struct, frozen=True):
     sweep_interval_seconds: float = 60.0
     callback_timeout_seconds: float = 5.0
     callback_per_tenant_in_flight: int = 4
-    """A slow or failing endpoint holds at most this many of the dispatcher's slots."""
+    """Callback POSTs in flight per tenant across every sinks process (leased rows count): a
+    slow or failing endpoint holds at most this many, and other tenants' callbacks go on."""
     callback_retry_hours: float = 24.0
     callback_poll_seconds: float = 0.1
     callback_order_hold_seconds: float = 10.0
