@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 
 import msgspec
+from aiokafka import AIOKafkaConsumer
 from litestar import Litestar
 
 from herald.db.pool import create_pool
@@ -24,6 +25,18 @@ from herald_worker.providers.carrier import CarrierProvider
 from herald_worker.providers.sink import SinkProvider
 from herald_worker.worker import Processor
 
+WORKER_TOPICS = (*MESSAGE_TOPICS, RETRY)
+
+
+def worker_consumer(settings: Settings, names: Names) -> AIOKafkaConsumer:
+    """A member of the workers' group, not subscribed yet (to `WORKER_TOPICS`). Co-partitioned:
+    it owns the same partition numbers of every class topic and herald.retry, where a recipient's
+    messages share one, so the recipient's lane lives in one worker (`herald.kafka.consumer`)."""
+    return make_consumer(
+        settings.kafka, names, WORKER_GROUP, (),
+        partition_fetch_bytes=settings.worker.fetch_partition_bytes, copartitioned=True,
+    )  # fmt: skip
+
 
 async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     """Deliver until `stop` is set, then drain within `worker.drain_seconds`."""
@@ -39,11 +52,11 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     consumer = None
     try:
         # Subscribed once the pipeline exists: it is the rebalance listener.
-        consumer = make_consumer(settings.kafka, names, WORKER_GROUP, (), partition_fetch_bytes=w.fetch_partition_bytes)
+        consumer = worker_consumer(settings, names)
         pipeline = Pipeline(
             consumer, names, processor, pool, w, ContentKeys(pool, settings.retention.content_days), gate
         )
-        consumer.subscribe([names.topic(t) for t in (*MESSAGE_TOPICS, RETRY)], listener=pipeline)
+        consumer.subscribe([names.topic(t) for t in WORKER_TOPICS], listener=pipeline)
         await consumer.start()
         reporter = asyncio.create_task(report_utilisation(pool, w.utilisation_interval_seconds, stop))
         try:

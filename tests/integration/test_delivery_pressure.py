@@ -12,7 +12,9 @@ import asyncpg
 import msgspec
 import pytest
 
+from herald.kafka.topics import Names
 from herald.settings import Settings
+from herald_worker.main import WORKER_TOPICS, worker_consumer
 from tests.eventually import at_least, eventually
 from tests.integration.harness import Platform, count_status, wait_status_count
 
@@ -276,6 +278,44 @@ async def test_authentication_is_not_held_behind_marketing_while_the_provider_th
     )
     assert p99 < 1.0, f"authentication accepted -> sent p99 {p99:.3f} s behind {backlog} marketing"
     assert backlog > 0, f"the backlog was gone before the OTPs went out (p99 {p99:.3f} s): nothing was measured"
+
+
+async def test_every_worker_owns_the_same_partitions_of_every_class_and_the_retry_topic(settings: Settings) -> None:
+    # A recipient's messages share a key, so a partition number, on each class topic and on
+    # herald.retry; its lane (one send at a time, the gap between sends) lives in one worker only
+    # if that worker owns that partition number of all four. aiokafka's default round-robin
+    # assignor does that only when the member count divides the partition count (12): with 5
+    # workers, an OTP and a promotion to one recipient went out from two workers at once.
+    workers = 5
+    names = Names(settings.kafka.topic_prefix)
+    topics = [names.topic(t) for t in WORKER_TOPICS]
+    members = [worker_consumer(settings, names) for _ in range(workers)]
+    for member in members:
+        member.subscribe(topics)
+    try:
+        await asyncio.gather(*(member.start() for member in members))
+
+        def owned() -> list[dict[str, set[int]]]:
+            return [
+                {t: {tp.partition for tp in member.assignment() if tp.topic == t} for t in topics} for member in members
+            ]
+
+        def settled(seen: list[dict[str, set[int]]]) -> bool:
+            return sum(len(p) for m in seen for p in m.values()) == 12 * len(topics) and all(
+                any(m.values()) for m in seen
+            )
+
+        # The group coordinates in the background; getmany keeps each member polling.
+        async def poll() -> list[dict[str, set[int]]]:
+            await asyncio.gather(*(member.getmany(timeout_ms=50) for member in members))
+            return owned()
+
+        seen = await eventually(poll, settled, f"12 partitions of each topic spread over {workers} members", seconds=60)
+        for member in seen:
+            assert len({frozenset(partitions) for partitions in member.values()}) == 1, member
+    finally:
+        for member in members:
+            await member.stop()
 
 
 async def test_one_recipient_waits_the_gap_and_is_never_failed_for_it(settings: Settings) -> None:
