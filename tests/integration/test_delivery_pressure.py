@@ -285,7 +285,7 @@ async def test_every_worker_owns_the_same_partitions_of_every_class_and_the_retr
     # herald.retry; its lane (one send at a time, the gap between sends) lives in one worker only
     # if that worker owns that partition number of all four. aiokafka's default round-robin
     # assignor does that only when the member count divides the partition count (12): with 5
-    # workers, 4 of them owned different numbers on different topics (so an OTP and a promotion
+    # workers, one owned a different set of numbers on each of the four topics (so an OTP and a promotion
     # to one recipient could go out from two workers at once, inside the gap).
     workers = 5
     names = Names(settings.kafka.topic_prefix)
