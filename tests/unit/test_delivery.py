@@ -131,3 +131,38 @@ def test_unreadable_content_is_never_sent_and_expires_like_any_message_past_its_
     assert (failed.status, failed.reason) == (Status.FAILED, "content_unavailable")
     assert (expired.status, expired.reason) == (Status.EXPIRED, "ttl_elapsed")
     assert live.calls == 0
+
+
+def test_a_named_wait_is_read_as_seconds_or_an_http_date() -> None:
+    from datetime import UTC, datetime
+    from email.utils import format_datetime
+
+    from herald_worker.providers.carrier import retry_after
+
+    now = NOW / 1000
+
+    def date(seconds_from_now: float) -> dict[str, str]:
+        return {"retry-after": format_datetime(datetime.fromtimestamp(now + seconds_from_now, UTC), usegmt=True)}
+
+    assert retry_after({"retry-after": "7"}, now) == 7.0
+    assert retry_after(date(30), now) == 30.0
+    assert retry_after(date(-30), now) == 0.0  # a date already past: now
+    assert retry_after({"retry-after": "soon"}, now) is None
+    assert retry_after({}, now) is None
+
+
+def test_a_named_wait_that_is_no_usable_number_counts_as_none_and_a_long_one_as_a_day() -> None:
+    from herald_worker.providers.base import MAX_NAMED_WAIT_SECONDS
+
+    for unusable in (float("inf"), float("nan"), -5.0):
+        assert RetryableError("throttled", unusable).retry_after is None, unusable
+    assert RetryableError("quota_exhausted", 10 * MAX_NAMED_WAIT_SECONDS).retry_after == MAX_NAMED_WAIT_SECONDS
+    assert RetryableError("throttled", 2.5).retry_after == 2.5
+
+
+async def test_a_provider_naming_an_infinite_wait_gets_the_message_retried_not_crashed() -> None:
+    # `Retry-After: inf` (or 1e999) parses as infinity; it reached the retry topic's arithmetic.
+    d = deliverer(Scripted(*(RetryableError("throttled", float("inf")) for _ in range(3))), delays=(30.0,))
+    outcome = await d.deliver(message(expires_in_ms=3_600_000))
+    assert outcome.retry is not None
+    assert outcome.retry.not_before_ms == NOW + 30_000

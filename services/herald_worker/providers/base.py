@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Protocol
 
 import msgspec
@@ -15,13 +16,25 @@ class Accepted(msgspec.Struct, frozen=True):
     """True when the provider reports no receipts and acceptance is final (sink, email)."""
 
 
+MAX_NAMED_WAIT_SECONDS = 86_400.0
+"""The longest wait a provider may name that is taken as given: a daily quota resets within it."""
+
+
 class RetryableError(Exception):
-    """Transient: throttled, busy, timeout, 5xx. `retry_after` seconds when the provider said so."""
+    """Transient: throttled, busy, timeout, 5xx. `retry_after` seconds when the provider said so.
+
+    The provider's figure is taken only if it is a number of seconds from 0 to a day; a longer
+    one is cut to a day, and a negative, infinite or NaN one counts as none named. (`Retry-After:
+    inf` once reached the retry topic's arithmetic as infinity, and the send failed with an
+    OverflowError instead of being retried.)
+    """
 
     def __init__(self, reason: str, retry_after: float | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
-        self.retry_after = retry_after
+        if retry_after is not None and not (math.isfinite(retry_after) and retry_after >= 0):
+            retry_after = None
+        self.retry_after = None if retry_after is None else min(retry_after, MAX_NAMED_WAIT_SECONDS)
 
 
 class PermanentError(Exception):

@@ -11,7 +11,10 @@ Outcome mapping, modelled on Twilio and the WhatsApp Cloud API:
 
 from __future__ import annotations
 
+import email.utils
+import time
 from collections.abc import Mapping
+from datetime import UTC
 
 import aiohttp
 import msgspec
@@ -40,11 +43,23 @@ class _ErrorResponse(msgspec.Struct, frozen=True):
     error: _ErrorBody = msgspec.field(default_factory=_ErrorBody)
 
 
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    try:
-        return float(headers["retry-after"])
-    except (KeyError, ValueError):
+def retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
+    """Seconds named by a Retry-After header: delay-seconds or an HTTP-date (RFC 9110 10.2.3; a
+    date already past means now). None if absent or unreadable; `RetryableError` bounds the rest."""
+    value = headers.get("retry-after")
+    if value is None:
         return None
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:  # "-0000": a date without a zone; HTTP dates are GMT
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 class CarrierProvider:
@@ -81,16 +96,16 @@ class CarrierProvider:
             except msgspec.DecodeError as exc:
                 raise RetryableError("provider_bad_response") from exc
         if status >= 500:
-            raise RetryableError("provider_unavailable", _retry_after(headers))
+            raise RetryableError("provider_unavailable", retry_after(headers))
         try:
             code = msgspec.json.decode(content, type=_ErrorResponse).error.code
         except msgspec.DecodeError:
             code = f"http_{status}"
         if status == 429:
             # A daily quota says so (and when it resets); anything else is throughput throttling.
-            raise RetryableError("quota_exhausted" if code == "quota_exhausted" else "throttled", _retry_after(headers))
+            raise RetryableError("quota_exhausted" if code == "quota_exhausted" else "throttled", retry_after(headers))
         if code == "recipient_busy":
-            raise RetryableError(code, _retry_after(headers))
+            raise RetryableError(code, retry_after(headers))
         raise PermanentError(code)
 
     async def close(self) -> None:
