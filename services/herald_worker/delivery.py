@@ -12,6 +12,9 @@ Outcome taxonomy (decided by the provider adapter, acted on here):
   past its TTL (before any attempt) -> `expired`: never sent, never billed
   content that cannot be opened (`herald.sealing`) -> `expired` if past its TTL, else `failed`
       with `content_unavailable`: never sent
+  anything else raised (an adapter breaking the Provider contract, a defect in this module)
+      -> `failed` with `internal_error`, dead-lettered like any failure and replayable once
+      fixed: the record is finished instead of holding its partition's commit point for ever
 
 Every call returns exactly one of: final-or-sent events, or a message to re-queue. So every
 message a worker commits past has a recorded outcome or is durably waiting on `herald.retry`.
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import time
+import traceback
 from collections.abc import Callable
 
 import msgspec
@@ -63,6 +67,7 @@ def provider_wait(state: RetryCallState) -> float:
 
 
 RETRIES_EXHAUSTED = "_retries_exhausted"
+INTERNAL_ERROR = "internal_error"
 
 
 class Outcome(msgspec.Struct, frozen=True):
@@ -116,6 +121,20 @@ class Deliverer:
         return Outcome([self._event(message, Status.FAILED, CONTENT_UNAVAILABLE)])
 
     async def deliver(self, message: OutboundMessage) -> Outcome:
+        try:
+            return await self._deliver(message)
+        except Exception as exc:  # a defect, not a provider's answer: those are outcomes above
+            # Type and place only: an exception's text may quote the recipient or the body.
+            where = traceback.extract_tb(exc.__traceback__)[-1]
+            log.error(
+                "delivery raised; the message fails with internal_error",
+                extra={"message_id": str(message.id), "error": type(exc).__name__,
+                       "at": f"{where.filename}:{where.lineno}"},
+            )  # fmt: skip
+            metrics.MESSAGES_FINAL.labels(Status.FAILED.value).inc()
+            return Outcome([self._event(message, Status.FAILED, INTERNAL_ERROR)])
+
+    async def _deliver(self, message: OutboundMessage) -> Outcome:
         if (expired := self.expired(message)) is not None:
             return expired
         provider = self._test if message.key_kind is KeyKind.TEST else self._live

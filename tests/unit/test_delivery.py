@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from herald.domain.models import KeyKind
 from herald.domain.records import OutboundMessage
 from herald.domain.status import Status
@@ -166,3 +168,28 @@ async def test_a_provider_naming_an_infinite_wait_gets_the_message_retried_not_c
     outcome = await d.deliver(message(expires_in_ms=3_600_000))
     assert outcome.retry is not None
     assert outcome.retry.not_before_ms == NOW + 30_000
+
+
+class _Broken:
+    """An adapter breaking the Provider contract: it raises what is neither outcome."""
+
+    name = "broken"
+
+    async def send(self, message: OutboundMessage) -> Accepted:
+        raise ValueError(f"cannot route {message.to}: {message.body}")
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_an_adapter_raising_anything_else_fails_the_message_without_logging_its_content(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    sent = message()
+    outcome = await Deliverer(_Broken(), SinkProvider(), 3, (), clock=lambda: NOW).deliver(sent)
+    assert outcome.retry is None
+    assert [(e.status, e.reason) for e in outcome.events] == [(Status.FAILED, "internal_error")]
+    logged = " ".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
+    assert "ValueError" in logged
+    assert sent.to not in logged
+    assert sent.body not in logged
