@@ -80,3 +80,11 @@ def test_a_status_event_whose_time_no_timestamp_holds_does_not_decode() -> None:
         with pytest.raises(msgspec.ValidationError, match="at_ms"):
             EVENT_DECODER.decode(msgspec.json.encode({**event, "at_ms": at_ms}))
     assert EVENT_DECODER.decode(msgspec.json.encode(event)).at_ms == event["at_ms"]
+
+
+def test_the_workers_topics_share_one_partition_count() -> None:
+    # The workers' range assignor co-locates a recipient's partition of every class topic and of
+    # herald.retry in one worker only while all four have the same count (herald.kafka.consumer).
+    counts = {c.name: c.partitions for c in contracts() if c.name in (*MESSAGE_TOPICS, RETRY)}
+    assert len(counts) == 4
+    assert len(set(counts.values())) == 1, counts
