@@ -9,6 +9,8 @@ import signal
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import asyncpg
@@ -39,18 +41,142 @@ async def _statuses(pool: asyncpg.Pool, tenant_id: str) -> dict[str, int]:
     return {r["status"]: r["n"] for r in rows}
 
 
-async def test_worker_sigkill_mid_flow_loses_nothing(settings: Settings, pool: asyncpg.Pool) -> None:
-    # A slower carrier keeps a few hundred messages in flight when the kill lands.
-    settings = msgspec.structs.replace(
-        settings, carrier_sim=msgspec.structs.replace(settings.carrier_sim, latency_ms=30)
+def _slow_carrier(settings: Settings, latency_ms: int) -> Settings:
+    """Each carrier-sim send takes `latency_ms`: a worker then has calls in flight when it is hit."""
+    return msgspec.structs.replace(
+        settings, carrier_sim=msgspec.structs.replace(settings.carrier_sim, latency_ms=latency_ms)
     )
-    platform = await Platform(settings).start(worker=False)
-    worker_env = env_for(
+
+
+def _worker_env(settings: Settings, in_flight: int) -> dict[str, str]:
+    """A spawned worker's bounded window: fetches of 200, 100 waiting per class, `in_flight` calls."""
+    return env_for(
         settings,
         HERALD_WORKER_BATCH_MAX_RECORDS="200",
-        HERALD_WORKER_MAX_IN_FLIGHT="100",
+        HERALD_WORKER_MAX_IN_FLIGHT=str(in_flight),
         HERALD_WORKER_BUFFER_PER_CLASS="100",
     )
+
+
+async def _send_all(platform: Platform, auth: dict[str, str], to_prefix: str) -> list[str]:
+    """N sends, 32 at a time, each to its own recipient; their ids (every one answered 202)."""
+    sem = asyncio.Semaphore(32)
+
+    async def send(i: int) -> str:
+        async with sem:
+            r = await platform.send(auth, to=f"{to_prefix}{i + 10:05d}")
+            assert r.status_code == 202, r.text
+            return str(r.json()["id"])
+
+    return await asyncio.gather(*(send(i) for i in range(N)))
+
+
+async def _resends_bounded_and_counted(platform: Platform, counted_before: float, bound: int) -> None:
+    """What the carrier accepted more than once is at most `bound` sends, and every one was counted
+    by the platform (from the second provider id each re-send produced)."""
+    duplicates = sum(n - 1 for n in platform.sim_sends().values())
+    assert duplicates <= bound, duplicates
+    counted = await eventually(
+        lambda: metrics.DUPLICATE_SENDS._value.get() - counted_before,
+        lambda seen: seen >= duplicates,
+        f"{duplicates} duplicate sends counted",
+        seconds=10,
+    )
+    assert counted == duplicates
+
+
+class _Senders:
+    """Four senders to one tenant until `stop`, every other send with an idempotency key; with
+    `retry_keyed`, a keyed send answered otherwise than 202 is sent again with its key (up to 30
+    times, 0.5 s apart), as the API's 503 asks. Keeps every answer's (status, code), the slowest
+    answer, the ids answered 202 and the ids of the keyed messages."""
+
+    def __init__(self, platform: Platform, auth: dict[str, str], tenant_id: str, *, retry_keyed: bool = False) -> None:
+        self.answers: Counter[tuple[int, str]] = Counter()
+        self.slowest = 0.0
+        self.accepted: list[str] = []
+        self.keyed: list[str] = []
+        self._platform, self._auth, self._tenant = platform, auth, uuid.UUID(tenant_id)
+        self._retry_keyed = retry_keyed
+        self._sending = True
+        self._tasks = [asyncio.create_task(self._send(k)) for k in range(4)]
+
+    async def _send(self, k: int) -> None:
+        i = 10
+        while self._sending:
+            key = f"s{k}-{i}" if i % 2 else None
+            extra = {} if key is None else {"idempotency_key": key}
+            for attempt in range(30 if self._retry_keyed and key is not None else 1):
+                if attempt:
+                    await asyncio.sleep(0.5)
+                started = time.monotonic()
+                r = await self._platform.send(self._auth, to=f"+447400{k}{i:05d}", **extra)
+                self.slowest = max(self.slowest, time.monotonic() - started)
+                self.answers[(r.status_code, r.json().get("code", ""))] += 1
+                if r.status_code == 202:
+                    self.accepted.append(str(r.json()["id"]))
+                    break
+            if key is not None:
+                self.keyed.append(str(idempotent_id(self._tenant, key)))
+            i += 1
+            await asyncio.sleep(0.02)
+
+    def halt(self) -> None:
+        self._sending = False
+
+    async def stop(self) -> None:
+        self.halt()
+        await asyncio.gather(*self._tasks)
+
+
+async def _all_delivered(pool: asyncpg.Pool, platform: Platform, tenant_id: str, n: int) -> set[str]:
+    """Waits until the tenant has at least `n` messages and every one is delivered; their ids.
+    If they never are, says where some of the others are stuck (status, carrier sends)."""
+    try:
+        await eventually(
+            lambda: _statuses(pool, tenant_id), lambda seen: set(seen) == {"delivered"} and seen["delivered"] >= n,
+            "every message delivered", seconds=90,
+        )  # fmt: skip
+    except AssertionError as exc:
+        stuck = await pool.fetch(
+            "SELECT id::text, status FROM messages WHERE tenant_id = $1::uuid AND status <> 'delivered' LIMIT 20",
+            tenant_id,
+        )
+        sends = platform.sim_sends()
+        some = [(r["id"], r["status"], sends.get(r["id"])) for r in stuck]
+        raise AssertionError(f"{exc}; (id, status, carrier sends) of some: {some}") from None
+    return {r["id"] for r in await pool.fetch("SELECT id::text FROM messages WHERE tenant_id = $1::uuid", tenant_id)}
+
+
+async def _billed_and_called_back_once(pool: asyncpg.Pool, tenant_id: str, ids: set[str]) -> None:
+    """One ledger row of the tenant's per message in `ids`, and one `delivered` outbox row each."""
+    billed = await eventually(
+        lambda: ledger(pool), lambda got: len(got) >= len(ids), "every delivery billed", seconds=30
+    )  # fmt: skip
+    assert sorted(str(r["message_id"]) for r in billed) == sorted(ids)
+    assert {str(r["tenant_id"]) for r in billed} == {tenant_id}
+
+    async def called_back() -> list[asyncpg.Record]:
+        return list(
+            await pool.fetch(
+                "SELECT message_id::text AS id, count(*) AS n FROM callback_outbox"
+                " WHERE tenant_id = $1::uuid AND status = 'delivered' GROUP BY message_id",
+                tenant_id,
+            )
+        )
+
+    recorded = await eventually(
+        called_back, lambda got: len(got) >= len(ids), "a delivered callback per message", seconds=30
+    )
+    assert sorted(r["id"] for r in recorded) == sorted(ids)
+    assert {r["n"] for r in recorded} == {1}
+
+
+async def test_worker_sigkill_mid_flow_loses_nothing(settings: Settings, pool: asyncpg.Pool) -> None:
+    # A slower carrier keeps a few hundred messages in flight when the kill lands.
+    settings = _slow_carrier(settings, 30)
+    platform = await Platform(settings).start(worker=False)
+    worker_env = _worker_env(settings, in_flight=100)
     duplicates_before = metrics.DUPLICATE_SENDS._value.get()
     log = settings.data_dir / "worker.log"
     first = spawn("worker", worker_env, log)
@@ -58,7 +184,6 @@ async def test_worker_sigkill_mid_flow_loses_nothing(settings: Settings, pool: a
     try:
         tenant_id, auth = await platform.tenant_with_key()
         await platform.template(auth)
-        sem = asyncio.Semaphore(32)
 
         async def statuses() -> dict[str, int]:
             return await _statuses(pool, tenant_id)
@@ -66,13 +191,7 @@ async def test_worker_sigkill_mid_flow_loses_nothing(settings: Settings, pool: a
         async def delivered() -> int:
             return (await statuses()).get("delivered", 0)
 
-        async def send(i: int) -> str:
-            async with sem:
-                r = await platform.send(auth, to=f"+4474001{i + 10:05d}")
-                assert r.status_code == 202, r.text
-                return str(r.json()["id"])
-
-        ids = await asyncio.gather(*(send(i) for i in range(N)))
+        ids = await _send_all(platform, auth, "+4474001")
         assert len(set(ids)) == N
 
         await at_least(delivered, N // 5, "delivered before the kill", seconds=60)
@@ -86,20 +205,10 @@ async def test_worker_sigkill_mid_flow_loses_nothing(settings: Settings, pool: a
             statuses, lambda seen: seen.get("delivered", 0) == N, "all delivered after restart", seconds=90
         )
 
-        sends = platform.sim_sends()
-        assert set(ids) <= set(sends)
-        duplicates = sum(n - 1 for n in sends.values())
+        assert set(ids) <= set(platform.sim_sends())
         # Only what the worker had in hand can be re-sent: at most the waiting buffer (100 per
         # class, overshot by one fetch of 200) plus the 100 in flight.
-        assert duplicates <= 400, duplicates
-        # ...and the platform counted them (from the second provider id each re-send produced).
-        counted = await eventually(
-            lambda: metrics.DUPLICATE_SENDS._value.get() - duplicates_before,
-            lambda seen: seen >= duplicates,
-            f"{duplicates} duplicate sends counted",
-            seconds=10,
-        )
-        assert counted == duplicates
+        await _resends_bounded_and_counted(platform, duplicates_before, bound=400)
     finally:
         stop(first, second)
         await platform.stop()
@@ -113,16 +222,9 @@ async def test_a_stalled_worker_that_resumes_after_losing_its_partitions_loses_n
     # what A had not committed. Then A resumes, still holding that work and its provider calls.
     # Nothing may be lost, both workers must live on and exit cleanly, and what is sent twice
     # must stay within A's window (its buffer, one fetch and its calls in flight) and be counted.
-    settings = msgspec.structs.replace(
-        settings, carrier_sim=msgspec.structs.replace(settings.carrier_sim, latency_ms=30)
-    )
+    settings = _slow_carrier(settings, 30)
     platform = await Platform(settings).start(worker=False)
-    worker_env = env_for(
-        settings,
-        HERALD_WORKER_BATCH_MAX_RECORDS="200",
-        HERALD_WORKER_MAX_IN_FLIGHT="50",
-        HERALD_WORKER_BUFFER_PER_CLASS="100",
-    )
+    worker_env = _worker_env(settings, in_flight=50)
     duplicates_before = metrics.DUPLICATE_SENDS._value.get()
     log = settings.data_dir / "worker.log"
     first = spawn("worker", worker_env, log)
@@ -135,15 +237,7 @@ async def test_a_stalled_worker_that_resumes_after_losing_its_partitions_loses_n
         )
         assert r.status_code == 200, r.text
         await platform.template(auth)
-        sem = asyncio.Semaphore(32)
-
-        async def send(i: int) -> str:
-            async with sem:
-                r = await platform.send(auth, to=f"+4474003{i + 10:05d}")
-                assert r.status_code == 202, r.text
-                return str(r.json()["id"])
-
-        ids = await asyncio.gather(*(send(i) for i in range(N)))
+        ids = await _send_all(platform, auth, "+4474003")
 
         async def delivered() -> int:
             return (await _statuses(pool, tenant_id)).get("delivered", 0)
@@ -151,8 +245,7 @@ async def test_a_stalled_worker_that_resumes_after_losing_its_partitions_loses_n
         await at_least(delivered, N // 5, "delivered before the stall", seconds=60)
         first.send_signal(signal.SIGSTOP)
         try:
-            at_stall = await delivered()
-            assert at_stall < N, "the stall came too late to prove anything"
+            assert await delivered() < N, "the stall came too late to prove anything"
             await asyncio.sleep(2 * settings.kafka.session_timeout_ms / 1000)
         finally:
             first.send_signal(signal.SIGCONT)
@@ -161,17 +254,8 @@ async def test_a_stalled_worker_that_resumes_after_losing_its_partitions_loses_n
         )
         assert (first.poll(), second.poll()) == (None, None), log.read_text()[-2000:]
 
-        sends = platform.sim_sends()
-        assert set(sends) == set(ids)
-        duplicates = sum(n - 1 for n in sends.values())
-        assert duplicates <= 100 + 200 + 50, duplicates
-        counted = await eventually(
-            lambda: metrics.DUPLICATE_SENDS._value.get() - duplicates_before,
-            lambda seen: seen >= duplicates,
-            f"{duplicates} duplicate sends counted",
-            seconds=10,
-        )
-        assert counted == duplicates
+        assert set(platform.sim_sends()) == set(ids)
+        await _resends_bounded_and_counted(platform, duplicates_before, bound=100 + 200 + 50)
         stop(first, second)
         assert (first.returncode, second.returncode) == (0, 0), log.read_text()[-2000:]
     finally:
@@ -192,9 +276,7 @@ async def test_worker_sigterm_stops_taking_work_drains_commits_and_exits_within_
     # done and exit 0. The next worker then re-sends nothing that had finished: none at all when
     # every call finished in time, at most the 20 abandoned ones when the deadline passed.
     in_flight = 20
-    settings = msgspec.structs.replace(
-        settings, carrier_sim=msgspec.structs.replace(settings.carrier_sim, latency_ms=latency_ms)
-    )
+    settings = _slow_carrier(settings, latency_ms)
     platform = await Platform(settings).start(worker=False)
     worker_env = env_for(
         settings,
@@ -273,6 +355,22 @@ def _signal_postgres(server: EmbeddedPostgres, sig: int) -> None:
         process.send_signal(sig)
 
 
+def _read_only(server: EmbeddedPostgres, on: bool) -> None:
+    """Every session's transactions become read-only at once (or writable again)."""
+    setting = "SET default_transaction_read_only = on" if on else "RESET default_transaction_read_only"
+    server.psql("postgres", f"ALTER SYSTEM {setting}")
+    server.psql("postgres", "SELECT pg_reload_conf()")
+
+
+Action = Callable[[EmbeddedPostgres], None]
+DATABASE_FAILURES: dict[str, tuple[Action, Action]] = {
+    "crash": (lambda server: server.stop("immediate"), lambda server: server.start()),
+    "stall": (partial(_signal_postgres, sig=signal.SIGSTOP), partial(_signal_postgres, sig=signal.SIGCONT)),
+    "read-only": (partial(_read_only, on=True), partial(_read_only, on=False)),
+}
+"""How the database fails, and how it comes back."""
+
+
 async def _answers_while_the_database_fails(
     platform: Platform, auth: dict[str, str], message_id: str, failure: str
 ) -> None:
@@ -294,14 +392,7 @@ async def _answers_while_the_database_fails(
     assert read.headers["retry-after"] == "1"
 
 
-def _read_only(server: EmbeddedPostgres, on: bool) -> None:
-    """Every session's transactions become read-only at once (or writable again)."""
-    setting = "SET default_transaction_read_only = on" if on else "RESET default_transaction_read_only"
-    server.psql("postgres", f"ALTER SYSTEM {setting}")
-    server.psql("postgres", "SELECT pg_reload_conf()")
-
-
-@pytest.mark.parametrize("failure", ["crash", "stall", "read-only"])
+@pytest.mark.parametrize("failure", list(DATABASE_FAILURES))
 async def test_database_crash_stall_or_failover_under_traffic_loses_nothing_and_bills_once(
     settings: Settings, tmp_path: Path, failure: str
 ) -> None:
@@ -312,12 +403,12 @@ async def test_database_crash_stall_or_failover_under_traffic_loses_nothing_and_
     # timeout (a query's, then asyncpg's wait for its cancellation) or at once. Or it takes no
     # writes (read-only, as a primary demoted in a failover does while its connections move):
     # reads still answer, writes answer 503, and nothing is parked as if the records were bad.
-    # The tenant's rate
-    # (100 msg/s) is below what it sends (~170 msg/s), so the worker has a backlog to fetch,
-    # pace and claim across the outage; half the sends carry an idempotency key (claimed in the
-    # database by the worker). Every send must be answered 202 or 503 (never a 500); every 202
-    # must end delivered, once in the projection, the ledger and the callback outbox; no worker
-    # or sink loop may die.
+    # The tenant's rate (100 msg/s) is below what it sends (~170 msg/s), so the worker has a
+    # backlog to fetch, pace and claim across the outage; half the sends carry an idempotency
+    # key (claimed in the database by the worker). Every send must be answered 202 or 503 (never
+    # a 500); every 202 must end delivered, once in the projection, the ledger and the callback
+    # outbox; no worker or sink loop may die.
+    fail, recover = DATABASE_FAILURES[failure]
     server = EmbeddedPostgres(tmp_path / "pg", free_port())
     server.start()
     await migrate(server.dsn())
@@ -327,25 +418,7 @@ async def test_database_crash_stall_or_failover_under_traffic_loses_nothing_and_
         api=msgspec.structs.replace(settings.api, database_timeout_seconds=1.0),
     )
     platform = await Platform(settings).start()
-    accepted: list[str] = []
-    answers: Counter[tuple[int, str]] = Counter()
-    slowest = [0.0]
-    sending = asyncio.Event()
-    sending.set()
-
-    async def sender(k: int) -> None:
-        i = 10
-        while sending.is_set():
-            extra = {"idempotency_key": f"s{k}-{i}"} if i % 2 else {}
-            started = time.monotonic()
-            r = await platform.send(auth, to=f"+447400{k}{i:05d}", **extra)
-            slowest[0] = max(slowest[0], time.monotonic() - started)
-            answers[(r.status_code, r.json().get("code", ""))] += 1
-            if r.status_code == 202:
-                accepted.append(str(r.json()["id"]))
-            i += 1
-            await asyncio.sleep(0.02)
-
+    senders: _Senders | None = None
     pool = None
     try:
         # A callback URL nobody answers: the callbacks sink records an outbox row per event
@@ -358,7 +431,7 @@ async def test_database_crash_stall_or_failover_under_traffic_loses_nothing_and_
         )
         assert r.status_code == 200, r.text
         await platform.template(auth)
-        senders = [asyncio.create_task(sender(k)) for k in range(4)]
+        senders = _Senders(platform, auth, tenant_id)
         pool = await asyncpg.create_pool(server.dsn(), min_size=1, max_size=2)
 
         async def delivered() -> int:
@@ -366,83 +439,40 @@ async def test_database_crash_stall_or_failover_under_traffic_loses_nothing_and_
             return int(await pool.fetchval("SELECT count(*) FROM messages WHERE status = 'delivered'"))
 
         delivered_at_crash = await at_least(delivered, 200, "delivered before the crash", seconds=60)
-        assert delivered_at_crash < len(accepted) - 100, "no backlog was left at the crash to prove anything"
+        assert delivered_at_crash < len(senders.accepted) - 100, "no backlog was left at the crash to prove anything"
         await pool.close()
         pool = None
         failed_at = time.monotonic()
-        if failure == "crash":
-            server.stop("immediate")
-        elif failure == "stall":
-            _signal_postgres(server, signal.SIGSTOP)
-        else:
-            _read_only(server, True)
+        fail(server)
         try:
             await asyncio.sleep(3)
-            await _answers_while_the_database_fails(platform, auth, accepted[0], failure)
+            await _answers_while_the_database_fails(platform, auth, senders.accepted[0], failure)
             await asyncio.sleep(max(0.0, 6 - (time.monotonic() - failed_at)))
         finally:
-            if failure == "crash":
-                server.start()
-            elif failure == "stall":
-                _signal_postgres(server, signal.SIGCONT)
-            else:
-                _read_only(server, False)
+            recover(server)
         await asyncio.sleep(3)  # sending on after the restart
-        sending.clear()
-        await asyncio.gather(*senders)
+        await senders.stop()
         platform.check_running("with the database")
 
+        answers = senders.answers
         assert set(answers) <= {(202, ""), (503, "database_unavailable")}, answers
         if failure != "read-only":  # sends need no write here: the tenant has no recipient limit
             assert answers[(503, "database_unavailable")] > 0, "no send came while the database was down"
-        assert slowest[0] < 3.0, slowest
+        assert senders.slowest < 3.0, senders.slowest
         pool = await asyncpg.create_pool(server.dsn(), min_size=1, max_size=2)
-
-        async def final() -> dict[str, int]:
-            assert pool is not None
-            rows = await pool.fetch("SELECT status, count(*) AS n FROM messages GROUP BY status")
-            return {r["status"]: r["n"] for r in rows}
-
-        try:
-            await eventually(
-                final, lambda seen: seen.get("delivered", 0) >= len(accepted), "every accepted message delivered",
-                seconds=60,
-            )  # fmt: skip
-        except AssertionError as exc:
-            stuck = await pool.fetch("SELECT id::text, status FROM messages WHERE status <> 'delivered' LIMIT 20")
-            sends = platform.sim_sends()
-            some = [(r["id"], r["status"], sends.get(r["id"])) for r in stuck]
-            raise AssertionError(f"{exc}; (id, status, carrier sends) of some: {some}") from None
+        assert pool is not None
+        accepted = senders.accepted
+        ids = await _all_delivered(pool, platform, tenant_id, len(accepted))
         assert len(set(accepted)) == len(accepted)
-        rows = await pool.fetch("SELECT id::text, status FROM messages")
-        assert sorted(r["id"] for r in rows) == sorted(accepted)
-        assert {r["status"] for r in rows} == {"delivered"}
-        billed = await eventually(
-            lambda: ledger(pool), lambda got: len(got) >= len(accepted), "every delivery billed", seconds=30
-        )  # fmt: skip
-        assert sorted(str(r["message_id"]) for r in billed) == sorted(accepted)
-        assert {str(r["tenant_id"]) for r in billed} == {tenant_id}
-
-        async def called_back() -> list[asyncpg.Record]:
-            assert pool is not None
-            return list(
-                await pool.fetch(
-                    "SELECT message_id::text AS id, count(*) AS n FROM callback_outbox"
-                    " WHERE status = 'delivered' GROUP BY message_id"
-                )
-            )
-
-        recorded = await eventually(
-            called_back, lambda got: len(got) >= len(accepted), "a delivered callback per message", seconds=30
-        )
-        assert sorted(r["id"] for r in recorded) == sorted(accepted)
-        assert {r["n"] for r in recorded} == {1}
+        assert sorted(ids) == sorted(accepted)
+        await _billed_and_called_back_once(pool, tenant_id, ids)
         assert await pool.fetchval("SELECT count(*) FROM parked_records") == 0, (
             "a sink parked records it could not write"
         )
         platform.check_running("after the database came back")
     finally:
-        sending.clear()
+        if senders is not None:
+            senders.halt()
         if pool is not None:
             await pool.close()
         await platform.stop()
@@ -468,47 +498,17 @@ async def test_broker_stall_under_traffic_loses_nothing_and_idempotent_retries_s
     settings = msgspec.structs.replace(settings, kafka=kafka)
     await ensure_topics(kafka, Names(kafka.topic_prefix))
     platform = await Platform(settings).start()
-    accepted: list[str] = []
-    keyed: list[str] = []
-    answers: Counter[tuple[int, str]] = Counter()
-    sending = asyncio.Event()
-    sending.set()
     duplicates_before = metrics.DUPLICATE_SENDS._value.get()
-    slowest = [0.0]
-
-    async def sender(k: int) -> None:
-        i = 10
-        while sending.is_set():
-            key = f"s{k}-{i}" if i % 2 else None
-            for _ in range(30):  # a keyed send is retried on 503, as the API's answer asks
-                extra = {} if key is None else {"idempotency_key": key}
-                started = time.monotonic()
-                r = await platform.send(auth, to=f"+447400{k}{i:05d}", **extra)
-                slowest[0] = max(slowest[0], time.monotonic() - started)
-                answers[(r.status_code, r.json().get("code", ""))] += 1
-                if r.status_code == 202:
-                    accepted.append(str(r.json()["id"]))
-                if r.status_code == 202 or key is None:
-                    break
-                await asyncio.sleep(0.5)
-            if key is not None:
-                keyed.append(str(idempotent_id(uuid.UUID(tenant_id), key)))
-            i += 1
-            await asyncio.sleep(0.02)
-
+    senders: _Senders | None = None
     try:
         tenant_id, auth = await platform.tenant_with_key(
             tier="enterprise", callback_url=f"http://127.0.0.1:{free_port()}/callbacks"
         )
         await platform.template(auth)
-        senders = [asyncio.create_task(sender(k)) for k in range(4)]
+        senders = _Senders(platform, auth, tenant_id, retry_keyed=True)
 
         async def delivered() -> int:
-            return int(
-                await pool.fetchval(
-                    "SELECT count(*) FROM messages WHERE tenant_id = $1::uuid AND status = 'delivered'", tenant_id
-                )
-            )
+            return (await _statuses(pool, tenant_id)).get("delivered", 0)
 
         await at_least(delivered, 200, "delivered before the stall", seconds=60)
         assert broker.pid is not None
@@ -518,37 +518,19 @@ async def test_broker_stall_under_traffic_loses_nothing_and_idempotent_retries_s
         finally:
             os.kill(broker.pid, signal.SIGCONT)
         await asyncio.sleep(4)  # sending on after the broker resumed
-        sending.clear()
-        await asyncio.gather(*senders)
+        await senders.stop()
         platform.check_running("with the broker")
 
+        answers, accepted, keyed = senders.answers, senders.accepted, senders.keyed
         assert set(answers) <= {(202, ""), (503, "broker_unavailable")}, answers
         assert answers[(503, "broker_unavailable")] > 0, "no send came while the broker was stalled"
         assert set(keyed) <= set(accepted), "a keyed send was never accepted"
         unkeyed_refused = answers[(503, "broker_unavailable")]
         # Answered within the produce timeout (3 s), however long the stall: a send the broker
         # has not acknowledged by then is a 503, not a request hanging for the stall's length.
-        assert slowest[0] < 4.5, slowest
+        assert senders.slowest < 4.5, senders.slowest
 
-        async def final() -> dict[str, int]:
-            return await _statuses(pool, tenant_id)
-
-        try:
-            await eventually(
-                final, lambda seen: set(seen) == {"delivered"} and seen["delivered"] >= len(set(accepted)),
-                "every message delivered", seconds=90,
-            )  # fmt: skip
-        except AssertionError as exc:
-            stuck = await pool.fetch(
-                "SELECT id::text, status FROM messages WHERE tenant_id = $1::uuid AND status <> 'delivered' LIMIT 20",
-                tenant_id,
-            )
-            sends = platform.sim_sends()
-            some = [(r["id"], r["status"], sends.get(r["id"])) for r in stuck]
-            raise AssertionError(f"{exc}; (id, status, carrier sends) of some: {some}") from None
-        rows = {
-            r["id"] for r in await pool.fetch("SELECT id::text FROM messages WHERE tenant_id = $1::uuid", tenant_id)
-        }
+        rows = await _all_delivered(pool, platform, tenant_id, len(set(accepted)))
         assert set(accepted) <= rows
         # A message the platform holds that was never answered 202 is one a stalled broker
         # appended after the API had answered 503 (an unkeyed send; keyed ones were retried).
@@ -556,37 +538,12 @@ async def test_broker_stall_under_traffic_loses_nothing_and_idempotent_retries_s
         sends = platform.sim_sends()
         assert set(sends) == rows, "a message was sent that the platform does not hold, or not sent"
         assert [i for i in keyed if sends[i] != 1] == [], "a keyed message reached the carrier more than once"
-        duplicates = sum(n - 1 for n in sends.values())
-        assert duplicates <= 2 * settings.worker.max_in_flight, duplicates
-        counted = await eventually(
-            lambda: metrics.DUPLICATE_SENDS._value.get() - duplicates_before,
-            lambda seen: seen >= duplicates,
-            f"{duplicates} duplicate sends counted",
-            seconds=10,
-        )
-        assert counted == duplicates
-        billed = await eventually(
-            lambda: ledger(pool), lambda got: len(got) >= len(rows), "every delivery billed", seconds=30
-        )  # fmt: skip
-        assert sorted(str(r["message_id"]) for r in billed) == sorted(rows)
-
-        async def called_back() -> list[asyncpg.Record]:
-            return list(
-                await pool.fetch(
-                    "SELECT message_id::text AS id, count(*) AS n FROM callback_outbox"
-                    " WHERE tenant_id = $1::uuid AND status = 'delivered' GROUP BY message_id",
-                    tenant_id,
-                )
-            )
-
-        recorded = await eventually(
-            called_back, lambda got: len(got) >= len(rows), "a delivered callback per message", seconds=30
-        )
-        assert sorted(r["id"] for r in recorded) == sorted(rows)
-        assert {r["n"] for r in recorded} == {1}
+        await _resends_bounded_and_counted(platform, duplicates_before, bound=2 * settings.worker.max_in_flight)
+        await _billed_and_called_back_once(pool, tenant_id, rows)
         platform.check_running("after the broker resumed")
     finally:
-        sending.clear()
+        if senders is not None:
+            senders.halt()
         await platform.stop()
         broker.kill()
 
