@@ -114,18 +114,22 @@ _PENDING = """
                         AND (p.rank, p.id) < (o.rank, o.id))
       AND (NOT o.awaits_sent OR o.created_at <= $1::timestamptz - $4::interval)
 """
-_FREE = "(leased_until IS NULL OR leased_until <= $1)"
-
 _LEASE_DUE = f"""
-UPDATE callback_outbox o SET leased_until = $5
-WHERE o.id IN (
-    SELECT c.id FROM callback_outbox c
-    WHERE c.id IN (SELECT id FROM ({_PENDING}) pending WHERE turn <= $2 AND {_FREE} ORDER BY id LIMIT $3)
-      -- Checked again on the row as it is now: another dispatcher may have leased it meanwhile.
-      AND c.dead_at IS NULL AND c.delivered_at IS NULL AND (c.leased_until IS NULL OR c.leased_until <= $1)
-    FOR UPDATE SKIP LOCKED
+WITH leased AS (
+    UPDATE callback_outbox o SET leased_until = $5
+    WHERE o.id IN (
+        SELECT c.id FROM callback_outbox c
+        WHERE c.id IN (
+            SELECT id FROM ({_PENDING}) pending
+            WHERE turn <= $2 AND (leased_until IS NULL OR leased_until <= $1) ORDER BY id LIMIT $3
+        )
+          -- Checked again on the row as it is now: another dispatcher may have leased it meanwhile.
+          AND c.dead_at IS NULL AND c.delivered_at IS NULL AND (c.leased_until IS NULL OR c.leased_until <= $1)
+        FOR UPDATE SKIP LOCKED
+    )
+    RETURNING o.id, o.tenant_id, o.payload, o.attempts, o.created_at
 )
-RETURNING o.id, o.tenant_id, o.payload, o.attempts, o.created_at
+SELECT * FROM leased ORDER BY id
 """
 
 
@@ -139,8 +143,7 @@ async def lease_due(
     among them, so a tenant has at most `per_tenant` callbacks in flight across all dispatchers.
     """
     rows = await pool.fetch(_LEASE_DUE, now, per_tenant, limit, hold, until)
-    due = [Due(r["id"], r["tenant_id"], bytes(r["payload"]), r["attempts"], r["created_at"]) for r in rows]
-    return sorted(due, key=lambda d: d.id)
+    return [Due(r["id"], r["tenant_id"], bytes(r["payload"]), r["attempts"], r["created_at"]) for r in rows]
 
 
 async def delivered(pool: asyncpg.Pool, outbox_id: int) -> None:
