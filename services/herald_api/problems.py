@@ -123,9 +123,7 @@ def _http(_: Request, exc: HTTPException) -> Response[Problem]:  # type: ignore[
 
 def _database_unreachable(request: Request, exc: Exception) -> Response[Problem]:  # type: ignore[type-arg]
     # Wherever the request needed the database: a key lookup, a template, the hour's content key
-    # (all before anything is produced), or the daily-limit reservation, whose commit follows the
-    # broker's acknowledgement; if that commit is what failed, the message is queued, as after a
-    # broker timeout: a retry with the same idempotency key is the same message.
+    # or the daily-limit reservation, all before anything is produced: nothing was queued.
     log.warning("database unreachable", extra={"path": request.url.path, "error": type(exc).__name__})
     return _herald(
         request, Unavailable("the database did not answer; retry", code="database_unavailable", retry_after=1)

@@ -2,8 +2,8 @@
 
 `Sender.prepare` is validation and rendering against cached templates (no database round trip
 on a warm cache). `Sender.accept_many` admits the prepared messages against the tenant's rolling
-24 h recipient limit (only for limited tenants, in a transaction committed after the broker's
-acknowledgement) and produces them in one round: every record is enqueued, then the broker's
+24 h recipient limit (only for limited tenants, in a transaction committed before anything is
+produced) and produces them in one round: every record is enqueued, then the broker's
 acks are awaited once. If the broker does not acknowledge, nothing is reported accepted (503).
 """
 
@@ -147,13 +147,18 @@ class Sender:
         if limit is None:
             await self._produce(messages, sealed)
             return [m.id for m in messages]
+        # The reservation commits before anything is produced, and is kept if the broker then
+        # fails: a retry of the same recipient is admitted without counting again, and a crash
+        # between the two can only leave a recipient counted and not sent (the limit errs toward
+        # refusing, never toward overshooting). So a database failure here is a 503 before
+        # anything is queued, and the tenant's lock and a pool connection are never held across
+        # a broker round trip, which a stalled broker would stretch to the produce timeout.
         async with self._pool.acquire() as conn, conn.transaction():
             reservation = await recipient_store.reserve(
                 conn, tenant.id, [recipient_hash(tenant.id, m.to) for m in messages], limit, datetime.now(UTC)
             )
-            admitted = [i for i, ok in enumerate(reservation.admitted) if ok]
-            await self._produce([messages[i] for i in admitted], [sealed[i] for i in admitted])
-            # Leaving the block commits the reservation: only after the broker acknowledged.
+        admitted = [i for i, ok in enumerate(reservation.admitted) if ok]
+        await self._produce([messages[i] for i in admitted], [sealed[i] for i in admitted])
         refused = RateLimited(
             f"the tenant's limit of {limit} unique recipients per rolling 24 h is reached",
             code="daily_recipient_limit",

@@ -14,6 +14,7 @@ from functools import partial
 from pathlib import Path
 
 import asyncpg
+import httpx
 import msgspec
 import psutil
 import pytest
@@ -127,6 +128,65 @@ class _Senders:
     async def stop(self) -> None:
         self.halt()
         await asyncio.gather(*self._tasks)
+
+
+class _LimitedTenant:
+    """A free-tier tenant limited to 12 unique recipients a day, for the broker-stall test: its
+    sends reserve recipients in Postgres before producing."""
+
+    RECIPIENTS = [f"+44740090{100 + i:04d}" for i in range(12)]  # not a carrier-sim outcome suffix
+
+    def __init__(self, platform: Platform, tenant_id: str, auth: dict[str, str]) -> None:
+        self._platform, self.id, self._auth = platform, tenant_id, auth
+        self.ids = {str(idempotent_id(uuid.UUID(tenant_id), f"limited-{i}")) for i in range(len(self.RECIPIENTS))}
+
+    @classmethod
+    async def create(cls, platform: Platform) -> _LimitedTenant:
+        tenant_id, auth = await platform.tenant_with_key(tier="free")
+        await platform.template(auth)
+        r = await platform.http.patch(
+            f"/v1/admin/tenants/{tenant_id}", headers=platform.admin, json={"daily_recipient_limit": 12}
+        )
+        assert r.status_code == 200, r.text
+        await asyncio.sleep(platform.settings.api.auth_cache_seconds + 0.1)
+        return cls(platform, tenant_id, auth)
+
+    async def _send(self, i: int) -> tuple[httpx.Response, float]:
+        started = time.monotonic()
+        r = await self._platform.send(self._auth, to=self.RECIPIENTS[i], idempotency_key=f"limited-{i}")
+        return r, time.monotonic() - started
+
+    async def sends_during_the_stall(self, other_auth: dict[str, str], other_message: str) -> None:
+        """Its 12 sends at once, then another tenant's status read while they wait on the broker.
+
+        The read needs a pool connection: it must not wait behind sends held up by the broker
+        (the API's pool has 10). Each send answers 503 within the produce timeout, and its
+        recipient stays counted: a retry must not count it again, and nothing may overshoot."""
+        sends = [asyncio.create_task(self._send(i)) for i in range(len(self.RECIPIENTS))]
+        await asyncio.sleep(0.5)
+        started = time.monotonic()
+        read = await self._platform.http.get(f"/v1/messages/{other_message}", headers=other_auth)
+        read_took = time.monotonic() - started
+        answered = await asyncio.gather(*sends)
+        assert (read.status_code, read_took < 1.5) == (200, True), (read.status_code, read_took)
+        assert {(r.status_code, r.json()["code"]) for r, _ in answered} == {(503, "broker_unavailable")}
+        assert max(took for _, took in answered) < 4.5, [took for _, took in answered]
+        limits = (await self._platform.http.get("/v1/limits", headers=self._auth)).json()
+        assert limits["recipients_used_24h"] == 12, limits
+
+    async def retries_after_the_stall(self) -> None:
+        """The same sends again, with their keys, until accepted; then a 13th recipient is refused."""
+        for i in range(len(self.RECIPIENTS)):
+            for _ in range(30):
+                r, _took = await self._send(i)
+                if r.status_code == 202:
+                    break
+                await asyncio.sleep(0.5)
+            assert r.status_code == 202, r.text
+        r = await self._platform.send(self._auth, to="+447400919999")
+        assert (r.status_code, r.json()["code"]) == (429, "daily_recipient_limit")
+        limits = (await self._platform.http.get("/v1/limits", headers=self._auth)).json()
+        assert limits["recipients_used_24h"] == 12, limits
 
 
 async def _all_delivered(pool: asyncpg.Pool, platform: Platform, tenant_id: str, n: int) -> set[str]:
@@ -505,6 +565,7 @@ async def test_broker_stall_under_traffic_loses_nothing_and_idempotent_retries_s
             tier="enterprise", callback_url=f"http://127.0.0.1:{free_port()}/callbacks"
         )
         await platform.template(auth)
+        limited = await _LimitedTenant.create(platform)
         senders = _Senders(platform, auth, tenant_id, retry_keyed=True)
 
         async def delivered() -> int:
@@ -512,14 +573,18 @@ async def test_broker_stall_under_traffic_loses_nothing_and_idempotent_retries_s
 
         await at_least(delivered, 200, "delivered before the stall", seconds=60)
         assert broker.pid is not None
+        stalled_at = time.monotonic()
         os.kill(broker.pid, signal.SIGSTOP)
         try:
-            await asyncio.sleep(8)
+            await asyncio.sleep(1)
+            await limited.sends_during_the_stall(auth, senders.accepted[0])
+            await asyncio.sleep(8 - (time.monotonic() - stalled_at))
         finally:
             os.kill(broker.pid, signal.SIGCONT)
         await asyncio.sleep(4)  # sending on after the broker resumed
         await senders.stop()
         platform.check_running("with the broker")
+        await limited.retries_after_the_stall()
 
         answers, accepted, keyed = senders.answers, senders.accepted, senders.keyed
         assert set(answers) <= {(202, ""), (503, "broker_unavailable")}, answers
@@ -535,9 +600,12 @@ async def test_broker_stall_under_traffic_loses_nothing_and_idempotent_retries_s
         # A message the platform holds that was never answered 202 is one a stalled broker
         # appended after the API had answered 503 (an unkeyed send; keyed ones were retried).
         assert len(rows - set(accepted)) <= unkeyed_refused
+        await _all_delivered(pool, platform, limited.id, len(limited.ids))
         sends = platform.sim_sends()
-        assert set(sends) == rows, "a message was sent that the platform does not hold, or not sent"
-        assert [i for i in keyed if sends[i] != 1] == [], "a keyed message reached the carrier more than once"
+        assert set(sends) == rows | limited.ids, "a message was sent that the platform does not hold, or not sent"
+        assert [i for i in keyed + sorted(limited.ids) if sends[i] != 1] == [], (
+            "a keyed message reached the carrier more than once"
+        )
         await _resends_bounded_and_counted(platform, duplicates_before, bound=2 * settings.worker.max_in_flight)
         await _billed_and_called_back_once(pool, tenant_id, rows)
         platform.check_running("after the broker resumed")

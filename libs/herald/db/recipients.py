@@ -2,8 +2,9 @@
 
 `reserve` runs inside the caller's transaction and takes a per-tenant advisory lock, so
 concurrent API processes admit new recipients one tenant at a time and never overshoot the
-limit. The caller commits only after the broker acknowledged the messages; a failed produce
-rolls the reservation back. Unlimited tenants never come here (no database round trip).
+limit. The caller commits before producing and keeps the reservation if the produce fails (a
+retry of the same recipient is then admitted without counting again). Unlimited tenants never
+come here (no database round trip).
 """
 
 from __future__ import annotations
