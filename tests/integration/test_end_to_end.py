@@ -6,6 +6,7 @@ import asyncio
 
 import msgspec
 
+from herald import metrics
 from herald.settings import Settings
 from tests.integration.harness import Platform, read_records
 
@@ -76,19 +77,26 @@ async def test_message_past_its_ttl_expires_unsent(settings: Settings) -> None:
 
 
 async def test_lost_receipt_ends_failed_by_the_deadline_sweep(settings: Settings) -> None:
+    # Two sinks processes, as deploy/k8s runs them, each sweeping every 0.3 s: a lost receipt's
+    # `failed` is still emitted (and counted) once.
     sinks = msgspec.structs.replace(settings.sinks, receipt_timeout_seconds=1.0, sweep_interval_seconds=0.3)
     platform = await Platform(msgspec.structs.replace(settings, sinks=sinks)).start()
+    platform.add_sinks()
+    timeouts_before = metrics.RECEIPT_TIMEOUTS._value.get()
     try:
         _, auth = await platform.tenant_with_key()
         await platform.template(auth)
-        lost = await platform.send(auth, to="+447400120005")  # carrier-sim: accepted, never a receipt
+        # carrier-sim: accepted, never a receipt
+        lost = [await platform.send(auth, to=f"+447400{i}0005") for i in range(10, 16)]
         normal = await platform.send(auth, to="+447400120006")
-        message = await platform.wait_status(auth, lost.json()["id"], {"failed"})
-        assert [e["status"] for e in message["events"]] == ["accepted", "sent", "failed"]
-        assert message["events"][-1]["detail"] == "receipt_timeout"
+        for r in lost:
+            message = await platform.wait_status(auth, r.json()["id"], {"failed"})
+            assert [e["status"] for e in message["events"]] == ["accepted", "sent", "failed"]
+            assert message["events"][-1]["detail"] == "receipt_timeout"
         # A message whose receipt came in time is untouched by the sweep.
         await asyncio.sleep(1.5)
         assert (await platform.wait_status(auth, normal.json()["id"]))["status"] == "delivered"
+        assert metrics.RECEIPT_TIMEOUTS._value.get() - timeouts_before == len(lost)
     finally:
         await platform.stop()
 

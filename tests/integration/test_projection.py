@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import uuid
+from datetime import timedelta
 
 import asyncpg
 import msgspec
@@ -21,6 +22,7 @@ from herald_sinks.status import StatusProjection
 
 T0 = 1_764_284_400_000
 TENANT = uuid.uuid4()
+HOUR = timedelta(hours=1)
 
 
 def msg(mid: uuid.UUID) -> OutboundMessage:
@@ -137,3 +139,27 @@ async def test_a_second_provider_id_for_one_message_is_counted_as_a_duplicate_se
     receipt = await store.apply_batch(pool, [], [sent("sim-2", Status.DELIVERED, 40)])
     assert (resent.duplicate_sends, receipt.duplicate_sends) == (0, 1)  # counted once, at the receipt
     assert await status_of(pool, mid) == "delivered"
+
+
+async def test_overdue_receipts_are_claimed_once_across_sweeps_until_the_claim_lapses(pool: asyncpg.Pool) -> None:
+    """The receipt sweep's claim: concurrent sweeps share out the overdue messages, a later
+    sweep does not take them again while they are claimed, and a lapsed claim is taken again
+    if the message is still `sent` (the first sweep's events never landed)."""
+    overdue = [uuid.uuid4() for _ in range(60)]
+    answered = uuid.uuid4()
+    await store.apply_batch(pool, [msg(m) for m in [*overdue, answered]], [ev(m, Status.SENT, 5) for m in overdue])
+    await store.apply_batch(pool, [], [ev(answered, Status.SENT, 5), ev(answered, Status.DELIVERED, 9)])
+    now = await pool.fetchval("SELECT now()")
+
+    async def claim(claim_seconds: float = 60, limit: int = 25) -> list[uuid.UUID]:
+        return [mid for mid, _ in await store.claim_overdue_receipts(pool, now + HOUR, claim_seconds, limit)]
+
+    claimed = await asyncio.gather(*(claim() for _ in range(4)))
+    everything = [mid for part in claimed for mid in part]
+    assert sorted(everything) == sorted(overdue), "each overdue message claimed by exactly one sweep"
+    assert await claim() == []
+    await asyncio.sleep(0.05)
+    again = await claim(claim_seconds=0.01, limit=100)
+    assert sorted(again) == sorted(overdue)
+    await store.apply_batch(pool, [], [ev(m, Status.FAILED, 20) for m in overdue])
+    assert await claim(claim_seconds=0, limit=100) == [], "a message no longer `sent` is never claimed"

@@ -211,11 +211,29 @@ async def get(pool: asyncpg.Pool, tenant_id: uuid.UUID, message_id: uuid.UUID) -
     )
 
 
-async def awaiting_receipt(pool: asyncpg.Pool, older_than: datetime, limit: int) -> list[tuple[uuid.UUID, uuid.UUID]]:
-    """(message id, tenant id) of messages still `sent` since before `older_than`."""
+async def claim_overdue_receipts(
+    pool: asyncpg.Pool, older_than: datetime, claim_seconds: float, limit: int
+) -> list[tuple[uuid.UUID, uuid.UUID]]:
+    """(message id, tenant id) of up to `limit` messages still `sent` since before `older_than`,
+    each claimed for `claim_seconds` of the database's clock: until then no other call returns
+    it, whether it runs at the same time (rows locked by one are skipped by the other) or later.
+    A claimed message still `sent` when its claim lapses is returned again."""
     rows = await pool.fetch(
-        "SELECT id, tenant_id FROM messages WHERE status = 'sent' AND updated_at < $1 ORDER BY updated_at LIMIT $2",
+        """
+        UPDATE messages m SET receipt_swept_at = now()
+        FROM (
+            SELECT id FROM messages
+            WHERE status = 'sent' AND updated_at < $1
+              AND (receipt_swept_at IS NULL OR receipt_swept_at < now() - make_interval(secs => $2))
+            ORDER BY updated_at
+            LIMIT $3
+            FOR UPDATE SKIP LOCKED
+        ) due
+        WHERE m.id = due.id
+        RETURNING m.id, m.tenant_id
+        """,
         older_than,
+        claim_seconds,
         limit,
     )
     return [(r["id"], r["tenant_id"]) for r in rows]
