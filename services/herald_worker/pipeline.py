@@ -19,7 +19,8 @@
 SIGTERM: fetching stops and no send starts, waiting messages are left for the next owner
 (uncommitted), in-flight ones finish within `drain_seconds`, the final offsets are committed.
 SIGKILL: uncommitted records are read again; those that had been sent are the duplicates,
-bounded by what was in hand.
+bounded by what was in hand. Those that had been deferred are not deferred again: each deferral
+is noted before its offset may be committed (`_deferred_before`).
 Rebalance: waiting messages of revoked partitions are dropped, their in-flight ones finished and
 committed before the partitions are released.
 """
@@ -104,6 +105,9 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
         self._assigned: dict[TopicPartition, int] = {}
         """Partition -> which assignment it came with: a fetch that waited (on the database) across
         a rebalance holds records of partitions this worker no longer owns, or owns anew."""
+        self._noted_deferrals: dict[TopicPartition, dict[int, uuid.UUID]] = {}
+        """Class partition -> offset -> message id of the records an earlier owner deferred and
+        this assignment has not read again yet (`_deferred_before`)."""
 
     # --- the three loops ----------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
@@ -259,6 +263,8 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
         # herald.retry records read again after a crash that were handled before it.
         retried = {_retry_key(i.message): i for i in fresh if self._from_retry(i)}
         skipped |= {id(retried[k]) for k in await until_written(lambda: claims.retries_done(self._pool, list(retried)))}
+        # Class-topic records read again that an earlier owner of the partition had deferred.
+        skipped |= {id(i) for i in await self._deferred_before(fresh, assignment)}
         deferred: list[tuple[Item, OutboundMessage]] = []
         # One rate lookup per tenant per fetch, not per message (the fetch loop is on the OTP path).
         rates = {t: (await self._rates.get(t))[1] for t in {i.message.tenant_id for i in fresh}}
@@ -282,9 +288,49 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
                     for i, m in deferred
                 ]
             )
+            # Noted before the offsets may be committed: whoever reads these records again (after
+            # a crash, or a rebalance before the commit) must not defer them a second time. A
+            # crash between the acknowledgement and the note still can (one fetch's deferrals).
+            noted = [
+                claims.Deferred(i.partition.topic, i.partition.partition, i.offset, i.message.id)  # type: ignore[attr-defined]
+                for i, _ in deferred if not self._from_retry(i)
+            ]  # fmt: skip
+            await until_written(partial(claims.note_deferred, self._pool, noted))
             for item, _ in deferred:
                 await self._finish(item)
         self._wake.set()
+
+    async def _deferred_before(
+        self, fresh: list[Item], assignment: dict[TopicPartition, int | None]
+    ) -> list[Item]:
+        """Class-topic records that an earlier owner of their partition deferred (and noted)
+        before it could commit them. A partition's notes from where this assignment started
+        reading are loaded once, with its first records; each is forgotten once matched."""
+        starts: dict[TopicPartition, int] = {}
+        for i in fresh:
+            if not self._from_retry(i) and i.partition not in self._noted_deferrals:
+                starts[i.partition] = min(starts.get(i.partition, i.offset), i.offset)
+        if starts:
+            notes = await until_written(
+                lambda: claims.deferred_from(self._pool, [(tp.topic, tp.partition, o) for tp, o in starts.items()])
+            )
+            for tp in starts:
+                # Only for the assignment these records were read in: another may have begun
+                # meanwhile, and with it notes this query may have missed.
+                if assignment[tp] is not None and self._assigned.get(tp) == assignment[tp]:
+                    self._noted_deferrals[tp] = {}
+            for n in notes:
+                if (noted := self._noted_deferrals.get(TopicPartition(n.topic, n.partition))) is not None:
+                    noted[n.offset] = n.message_id
+        matched = []
+        for i in fresh:
+            noted = self._noted_deferrals.get(i.partition)
+            if noted and not self._from_retry(i) and noted.get(i.offset) == i.message.id:
+                del noted[i.offset]
+                matched.append(i)
+        if matched:
+            log.info("records deferred by an earlier owner skipped", extra={"count": len(matched)})
+        return matched
 
     async def _settle_unreadable(self, unreadable: list[tuple[SealedMessageV2, TopicPartition, int, str]]) -> None:
         """Messages whose content could not be opened get their final status (never sent)."""
@@ -406,6 +452,7 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
             return
         for tp in revoked:
             self._assigned.pop(tp, None)
+            self._noted_deferrals.pop(tp, None)
         self._scheduler.drop(revoked)
         self._held = [h for h in self._held if h[2].partition not in revoked]
         heapq.heapify(self._held)
@@ -422,6 +469,7 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
         number = next(self._assignments)
         for tp in assigned:
             self._assigned[tp] = number
+            self._noted_deferrals.pop(tp, None)
 
 
 def _retry_key(message: OutboundMessage) -> claims.RetryKey:

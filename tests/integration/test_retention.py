@@ -28,13 +28,17 @@ async def test_purge_removes_only_what_has_expired(pool: asyncpg.Pool) -> None:
         "INSERT INTO retries_done (message_id, attempt, not_before, done_at) VALUES ($1, 1, 0, $2)",
         [(uuid.uuid4(), now - timedelta(days=9)), (uuid.uuid4(), now - timedelta(days=1))],
     )
+    await pool.executemany(
+        'INSERT INTO deferred_records (topic, partition, "offset", message_id, deferred_at) VALUES ($1, 0, 0, $2, $3)',
+        [("old", uuid.uuid4(), now - timedelta(days=9)), ("new", uuid.uuid4(), now - timedelta(days=1))],
+    )
     hour = int(now.timestamp()) // 3600
     await pool.executemany(
         "INSERT INTO content_keys (hour, key) VALUES ($1, $2)",
         [(h, os.urandom(32)) for h in (hour - 31 * 24 - 1, hour - 30 * 24 - 1, hour - 30 * 24 + 1, hour)],
     )
     purged = await purge(pool, now, content_days=30)
-    assert (purged.recipients, purged.claims, purged.dead_callbacks, purged.retries) == (1, 1, 1, 1)
+    assert (purged.recipients, purged.claims, purged.dead_callbacks, purged.retries, purged.deferrals) == (1,) * 5
     assert purged.content_hours == 2
     assert await pool.fetchval("SELECT count(*) FROM content_keys") == 2
     assert await pool.fetchval("SELECT count(*) FROM tenant_recipients") == 1
@@ -42,4 +46,6 @@ async def test_purge_removes_only_what_has_expired(pool: asyncpg.Pool) -> None:
     assert await pool.fetchval("SELECT count(*) FROM callback_outbox") == 1
     again = await purge(pool, now, content_days=30)
     assert (again.recipients, again.claims, again.dead_callbacks, again.retries, again.content_hours) == (0,) * 5
+    assert again.deferrals == 0
     assert await pool.fetchval("SELECT count(*) FROM retries_done") == 1
+    assert await pool.fetchval("SELECT topic FROM deferred_records") == "new"

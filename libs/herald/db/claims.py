@@ -1,4 +1,6 @@
-"""Claims of idempotent message ids by the worker (see migration 0002)."""
+"""What the worker notes so that a record read again is not handled twice: claims of idempotent
+message ids (migration 0002), handled herald.retry records (0006) and deferred class-topic
+records (0013)."""
 
 from __future__ import annotations
 
@@ -63,3 +65,39 @@ async def retry_done(pool: asyncpg.Pool, key: RetryKey) -> None:
     await pool.execute(
         "INSERT INTO retries_done (message_id, attempt, not_before) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING", *key
     )
+
+
+class Deferred(msgspec.Struct, frozen=True):
+    """A class-topic record deferred to herald.retry (see migration 0013)."""
+
+    topic: str
+    partition: int
+    offset: int
+    message_id: uuid.UUID
+
+
+async def note_deferred(pool: asyncpg.Pool, records: Sequence[Deferred]) -> None:
+    """Note records whose deferred copies the broker acknowledged; call before their offsets may
+    be committed."""
+    if not records:
+        return
+    await pool.execute(
+        'INSERT INTO deferred_records (topic, partition, "offset", message_id)'
+        " SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[], $4::uuid[]) ON CONFLICT DO NOTHING",
+        [r.topic for r in records], [r.partition for r in records],
+        [r.offset for r in records], [r.message_id for r in records],
+    )  # fmt: skip
+
+
+async def deferred_from(pool: asyncpg.Pool, starts: Sequence[tuple[str, int, int]]) -> list[Deferred]:
+    """The noted records of each (topic, partition) at or after its start offset (where a new
+    owner starts reading: what is below it is committed and never read again)."""
+    if not starts:
+        return []
+    rows = await pool.fetch(
+        'SELECT d.topic, d.partition, d."offset", d.message_id FROM deferred_records d'
+        " JOIN unnest($1::text[], $2::int[], $3::bigint[]) AS s(topic, partition, start)"
+        ' ON d.topic = s.topic AND d.partition = s.partition AND d."offset" >= s.start',
+        [s[0] for s in starts], [s[1] for s in starts], [s[2] for s in starts],
+    )  # fmt: skip
+    return [Deferred(r["topic"], r["partition"], r["offset"], r["message_id"]) for r in rows]

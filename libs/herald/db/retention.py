@@ -4,8 +4,8 @@
 - `message_claims` older than `claim_days` (> the 24 h idempotency promise; a repeat after that
   is delivered again, as documented);
 - dead `callback_outbox` rows older than `dead_callback_days` (kept for inspection until then);
-- `retries_done` rows older than `claim_days` (longer than `herald.retry`'s retention, 7 days:
-  no record they guard can be read again);
+- `retries_done` and `deferred_records` rows older than `claim_days` (longer than the topics'
+  retention, 7 days: no record they guard can be read again);
 - `content_keys` of hours that ended more than `content_days` ago: every recipient and body
   sealed in those hours becomes unreadable, on every topic and in every copy (`herald.sealing`).
 The message envelopes, the status projection and the billing ledger are kept.
@@ -28,6 +28,7 @@ class Purged(msgspec.Struct, frozen=True):
     claims: int
     dead_callbacks: int
     retries: int = 0
+    deferrals: int = 0
     content_hours: int = 0
     """Hours of message content (recipients, bodies) made unreadable."""
 
@@ -43,9 +44,9 @@ async def purge(
         "DELETE FROM callback_outbox WHERE dead_at IS NOT NULL AND dead_at < $1",
         now - timedelta(days=dead_callback_days),
     )
-    retries = await pool.execute(
-        "DELETE FROM retries_done WHERE done_at < $1", now - timedelta(days=max(claim_days, 8))
-    )
+    handled_before = now - timedelta(days=max(claim_days, 8))
+    retries = await pool.execute("DELETE FROM retries_done WHERE done_at < $1", handled_before)
+    deferrals = await pool.execute("DELETE FROM deferred_records WHERE deferred_at < $1", handled_before)
     content = await pool.execute(
         "DELETE FROM content_keys WHERE hour < $1", first_readable_hour(int(now.timestamp() * 1000), content_days)
     )
@@ -54,5 +55,6 @@ async def purge(
         claims=rows_affected(claims),
         dead_callbacks=rows_affected(dead),
         retries=rows_affected(retries),
+        deferrals=rows_affected(deferrals),
         content_hours=rows_affected(content),
     )
