@@ -70,9 +70,9 @@ async def _fill(pool: asyncpg.Pool, kept: int) -> None:
 
 
 async def _poll(pool: asyncpg.Pool) -> list[outbox.Due]:
-    """The dispatcher's poll, its lease ending at once: every call leases the same rows again."""
-    now = datetime.now(UTC)
-    return await outbox.lease_due(pool, now, per_tenant=4, limit=500, hold=HOLD, until=now)
+    """The dispatcher's poll (on the database's clock), its lease ending at once: every call
+    leases the same rows again."""
+    return await outbox.lease_due(pool, per_tenant=4, limit=500, hold=HOLD, lease=timedelta(0))
 
 
 async def _ms_per_call(poll: Callable[[], Awaitable[object]]) -> float:

@@ -132,14 +132,13 @@ class Dispatcher:
 
     async def _start_due(self) -> None:
         # The per-tenant cap holds across dispatchers: leased rows count against it (lease_due).
-        now = datetime.now(UTC)
         rows = await outbox.lease_due(
-            self._pool, now,
+            self._pool,
             per_tenant=self._settings.callback_per_tenant_in_flight,
             limit=500,
             hold=timedelta(seconds=self._settings.callback_order_hold_seconds),
-            until=now + self._lease,
-        )  # fmt: skip
+            lease=self._lease,
+        )
         for row in rows:
             if row.id in self._in_flight:  # its lease ran out while its POST still hangs
                 continue
@@ -166,7 +165,7 @@ class Dispatcher:
                 await outbox.dead(self._pool, row.id, f"{outcome}; retry window over")
             else:
                 delay = max(retry_after or 0.0, min(3600.0, 2.0**row.attempts) * random.uniform(0.8, 1.2))
-                await outbox.retry_later(self._pool, row.id, datetime.now(UTC) + timedelta(seconds=delay), outcome)
+                await outbox.retry_later(self._pool, row.id, timedelta(seconds=delay), outcome)
         except DATABASE_ERRORS as exc:
             log.warning("callback bookkeeping failed; will retry", extra={"error": type(exc).__name__})
         finally:

@@ -34,7 +34,7 @@ async def _record(pool: asyncpg.Pool, message_id: uuid.UUID, *statuses: Status) 
 async def _rows(pool: asyncpg.Pool, now: datetime | None = None) -> list[outbox.Due]:
     """What a dispatcher polling at `now` is handed, leased only until `now` (due again later)."""
     at = now or datetime.now(UTC)
-    return await outbox.lease_due(pool, at, per_tenant=10, limit=100, hold=HOLD, until=at)
+    return await outbox.lease_due(pool, per_tenant=10, limit=100, hold=HOLD, lease=timedelta(0), now=at)
 
 
 async def _due(pool: asyncpg.Pool, now: datetime | None = None) -> list[bytes]:
@@ -120,7 +120,7 @@ async def test_a_pending_lower_status_in_backoff_holds_the_higher(pool: asyncpg.
     message = uuid.uuid4()
     await _record(pool, message, Status.SENT, Status.DELIVERED)
     [sent] = await _rows(pool)
-    await outbox.retry_later(pool, sent.id, datetime.now(UTC) + timedelta(minutes=5), "http_503")
+    await outbox.retry_later(pool, sent.id, timedelta(minutes=5), "http_503")
     assert await _due(pool) == []
     assert await _due(pool, datetime.now(UTC) + timedelta(minutes=6)) == [b"sent"]
 
@@ -136,9 +136,11 @@ async def test_purge_removes_kept_rows_delivered_before_the_cutoff(pool: asyncpg
     assert [r["message_id"] for r in await pool.fetch("SELECT message_id FROM callback_outbox")] == [second]
 
 
-async def _lease(pool: asyncpg.Pool, now: datetime, seconds: float, per_tenant: int = 10) -> list[int]:
-    until = now + timedelta(seconds=seconds)
-    return [r.id for r in await outbox.lease_due(pool, now, per_tenant=per_tenant, limit=100, hold=HOLD, until=until)]
+async def _lease(pool: asyncpg.Pool, now: datetime | None, seconds: float, per_tenant: int = 10) -> list[int]:
+    """Ids leased for `seconds` by a dispatcher polling at `now` (None: the database's clock)."""
+    lease = timedelta(seconds=seconds)
+    rows = await outbox.lease_due(pool, per_tenant=per_tenant, limit=100, hold=HOLD, lease=lease, now=now)
+    return [r.id for r in rows]
 
 
 async def test_dispatchers_polling_at_once_never_lease_the_same_row(pool: asyncpg.Pool) -> None:
@@ -161,7 +163,7 @@ async def test_a_lease_keeps_a_row_until_it_ends_and_a_retry_gives_it_back(pool:
     a, b = await _lease(pool, now, 30)
     assert await _lease(pool, now + timedelta(seconds=29), 30) == []  # another dispatcher: nothing
     assert await _lease(pool, now + timedelta(seconds=31), 30) == [a, b]  # the holder died: both back
-    await outbox.retry_later(pool, a, now + timedelta(seconds=32), "http_503")
+    await outbox.retry_later(pool, a, timedelta(seconds=32), "http_503")  # from the database's now
     assert await _lease(pool, now + timedelta(seconds=33), 30) == [a]  # b is still leased
 
 
@@ -174,3 +176,20 @@ async def test_the_per_tenant_cap_counts_the_rows_in_flight_anywhere(pool: async
     assert await _lease(pool, now, 30, per_tenant=2) == []  # a second dispatcher: the cap is spent
     await outbox.delivered(pool, held[0])
     assert len(await _lease(pool, now, 30, per_tenant=2)) == 1
+
+
+async def test_leases_and_retries_run_on_the_database_clock(pool: asyncpg.Pool) -> None:
+    # Dispatchers on hosts whose clocks disagree must agree on when a lease ends and a retry is
+    # due: both are the database's now plus a duration, whatever the dispatcher's clock says.
+    first, second = uuid.uuid4(), uuid.uuid4()
+    await _record(pool, first, Status.SENT)
+    await _record(pool, second, Status.SENT)
+    db_now = await pool.fetchval("SELECT now()")
+    a, b = await _lease(pool, None, 30)
+    leased = await pool.fetch("SELECT leased_until FROM callback_outbox ORDER BY id")
+    assert all(timedelta(seconds=30) <= r["leased_until"] - db_now < timedelta(seconds=31) for r in leased)
+    await outbox.retry_later(pool, a, timedelta(seconds=60), "http_503")
+    due = await pool.fetchval("SELECT next_attempt_at FROM callback_outbox WHERE id = $1", a)
+    assert timedelta(seconds=60) <= due - db_now < timedelta(seconds=61)
+    assert await _lease(pool, None, 30) == []  # a leased, b in backoff, both by the database's clock
+    assert await _lease(pool, db_now + timedelta(seconds=61), 30) == [a, b]

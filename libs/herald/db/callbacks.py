@@ -108,23 +108,25 @@ async def record(pool: asyncpg.Pool, pending: Sequence[Pending]) -> int:
 _PENDING = """
     SELECT o.*, row_number() OVER (PARTITION BY o.tenant_id ORDER BY o.id) AS turn
     FROM callback_outbox o
-    WHERE o.dead_at IS NULL AND o.delivered_at IS NULL AND o.next_attempt_at <= $1
+    WHERE o.dead_at IS NULL AND o.delivered_at IS NULL AND o.next_attempt_at <= (SELECT at FROM clock)
       AND NOT EXISTS (SELECT 1 FROM callback_outbox p  -- a pending callback of this message that goes first
                       WHERE p.message_id = o.message_id AND p.dead_at IS NULL AND p.delivered_at IS NULL
                         AND (p.rank, p.id) < (o.rank, o.id))
-      AND (NOT o.awaits_sent OR o.created_at <= $1::timestamptz - $4::interval)
+      AND (NOT o.awaits_sent OR o.created_at <= (SELECT at FROM clock) - $4::interval)
 """
 _LEASE_DUE = f"""
-WITH leased AS (
-    UPDATE callback_outbox o SET leased_until = $5
+WITH clock AS (SELECT coalesce($1::timestamptz, now()) AS at),
+leased AS (
+    UPDATE callback_outbox o SET leased_until = (SELECT at FROM clock) + $5::interval
     WHERE o.id IN (
         SELECT c.id FROM callback_outbox c
         WHERE c.id IN (
             SELECT id FROM ({_PENDING}) pending
-            WHERE turn <= $2 AND (leased_until IS NULL OR leased_until <= $1) ORDER BY id LIMIT $3
+            WHERE turn <= $2 AND (leased_until IS NULL OR leased_until <= (SELECT at FROM clock)) ORDER BY id LIMIT $3
         )
           -- Checked again on the row as it is now: another dispatcher may have leased it meanwhile.
-          AND c.dead_at IS NULL AND c.delivered_at IS NULL AND (c.leased_until IS NULL OR c.leased_until <= $1)
+          AND c.dead_at IS NULL AND c.delivered_at IS NULL
+          AND (c.leased_until IS NULL OR c.leased_until <= (SELECT at FROM clock))
         FOR UPDATE SKIP LOCKED
     )
     RETURNING o.id, o.tenant_id, o.payload, o.attempts, o.created_at
@@ -134,15 +136,17 @@ SELECT * FROM leased ORDER BY id
 
 
 async def lease_due(
-    pool: asyncpg.Pool, now: datetime, per_tenant: int, limit: int, hold: timedelta, until: datetime
+    pool: asyncpg.Pool, per_tenant: int, limit: int, hold: timedelta, lease: timedelta, now: datetime | None = None
 ) -> list[Due]:
-    """Due rows (in id order), leased to the caller until `until`: no other call hands them out
+    """Due rows (in id order), leased to the caller for `lease`: no other call hands them out
     before then, unless `delivered`, `retry_later` or `dead` settles them first.
 
     Per tenant, only its first `per_tenant` pending rows are considered and those leased count
     among them, so a tenant has at most `per_tenant` callbacks in flight across all dispatchers.
+    Times are the database's (`now` stands in for its clock in tests): dispatchers on hosts whose
+    clocks disagree still agree on when a lease ends and a row is due.
     """
-    rows = await pool.fetch(_LEASE_DUE, now, per_tenant, limit, hold, until)
+    rows = await pool.fetch(_LEASE_DUE, now, per_tenant, limit, hold, lease)
     return [Due(r["id"], r["tenant_id"], bytes(r["payload"]), r["attempts"], r["created_at"]) for r in rows]
 
 
@@ -156,12 +160,13 @@ async def purge_delivered(pool: asyncpg.Pool, before: datetime) -> int:
     return rows_affected(await pool.execute("DELETE FROM callback_outbox WHERE delivered_at < $1", before))
 
 
-async def retry_later(pool: asyncpg.Pool, outbox_id: int, at: datetime, error: str) -> None:
+async def retry_later(pool: asyncpg.Pool, outbox_id: int, delay: timedelta, error: str) -> None:
+    """Due again `delay` from now on the database's clock, and no longer leased."""
     await pool.execute(
-        "UPDATE callback_outbox SET attempts = attempts + 1, next_attempt_at = $2, last_error = $3,"
-        " leased_until = NULL WHERE id = $1",
+        "UPDATE callback_outbox SET attempts = attempts + 1, next_attempt_at = now() + $2::interval,"
+        " last_error = $3, leased_until = NULL WHERE id = $1",
         outbox_id,
-        at,
+        delay,
         error,
     )
 
