@@ -263,6 +263,19 @@ async def read_records(settings: Settings, topics: list[str]) -> list[tuple[byte
         await consumer.stop()
 
 
+async def records_on(settings: Settings, topic: str) -> int:
+    """How many records the contract topic holds (the sum of its partitions' end offsets)."""
+    names = Names(settings.kafka.topic_prefix)
+    partitions = {c.name: c.partitions for c in contracts()}[topic]
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka.bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        ends = await consumer.end_offsets([TopicPartition(names.topic(topic), p) for p in range(partitions)])
+        return sum(ends.values())
+    finally:
+        await consumer.stop()
+
+
 async def ledger(pool: asyncpg.Pool) -> list[dict[str, Any]]:
     """The billing ledger, by message id."""
     rows = await pool.fetch(
