@@ -245,14 +245,19 @@ async def produce(settings: Settings, records: list[Record]) -> None:
         await producer.stop()
 
 
-async def read_records(settings: Settings, topics: list[str]) -> list[tuple[bytes, bytes]]:
-    """(key, value) of every record on those contract topics, read from the beginning."""
+def _partitions(settings: Settings, topics: list[str]) -> list[TopicPartition]:
+    """Every partition of those contract topics, under the settings' topic prefix."""
     names = Names(settings.kafka.topic_prefix)
     partitions = {c.name: c.partitions for c in contracts()}
+    return [TopicPartition(names.topic(t), p) for t in topics for p in range(partitions[t])]
+
+
+async def read_records(settings: Settings, topics: list[str]) -> list[tuple[bytes, bytes]]:
+    """(key, value) of every record on those contract topics, read from the beginning."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka.bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
     )
-    consumer.assign([TopicPartition(names.topic(t), p) for t in topics for p in range(partitions[t])])
+    consumer.assign(_partitions(settings, topics))
     await consumer.start()
     try:
         found: list[tuple[bytes, bytes]] = []
@@ -265,12 +270,10 @@ async def read_records(settings: Settings, topics: list[str]) -> list[tuple[byte
 
 async def records_on(settings: Settings, topic: str) -> int:
     """How many records the contract topic holds (the sum of its partitions' end offsets)."""
-    names = Names(settings.kafka.topic_prefix)
-    partitions = {c.name: c.partitions for c in contracts()}[topic]
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka.bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        ends = await consumer.end_offsets([TopicPartition(names.topic(topic), p) for p in range(partitions)])
+        ends = await consumer.end_offsets(_partitions(settings, [topic]))
         return sum(ends.values())
     finally:
         await consumer.stop()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
 import time
 import uuid
 from collections import Counter
@@ -246,16 +247,40 @@ async def _billed_and_called_back_once(pool: asyncpg.Pool, tenant_id: str, ids: 
     assert {r["n"] for r in recorded} == {1}
 
 
+class _SpawnedWorkers:
+    """A platform without an in-process worker, for tests that run `herald worker` processes of
+    their own (to kill, stop or freeze them): `spawn` starts one with `env`, all logging to `log`;
+    on exit every one still running is stopped, then the platform. `duplicates_before` is the
+    duplicate-send count when it started."""
+
+    def __init__(self, settings: Settings, env: dict[str, str]) -> None:
+        self.platform = Platform(settings)
+        self.log = settings.data_dir / "worker.log"
+        self.duplicates_before = 0.0
+        self._env = env
+        self._spawned: list[subprocess.Popen[bytes]] = []
+
+    async def __aenter__(self) -> _SpawnedWorkers:
+        await self.platform.start(worker=False)
+        self.duplicates_before = metrics.DUPLICATE_SENDS._value.get()
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        stop(*self._spawned)
+        await self.platform.stop()
+
+    def spawn(self) -> subprocess.Popen[bytes]:
+        process = spawn("worker", self._env, self.log)
+        self._spawned.append(process)
+        return process
+
+
 async def test_worker_sigkill_mid_flow_loses_nothing(settings: Settings, pool: asyncpg.Pool) -> None:
     # A slower carrier keeps a few hundred messages in flight when the kill lands.
     settings = _slow_carrier(settings, 30)
-    platform = await Platform(settings).start(worker=False)
-    worker_env = _worker_env(settings, in_flight=100)
-    duplicates_before = metrics.DUPLICATE_SENDS._value.get()
-    log = settings.data_dir / "worker.log"
-    first = spawn("worker", worker_env, log)
-    second = None
-    try:
+    async with _SpawnedWorkers(settings, _worker_env(settings, in_flight=100)) as workers:
+        platform = workers.platform
+        first = workers.spawn()
         tenant_id, auth = await platform.tenant_with_key()
         await platform.template(auth)
 
@@ -274,7 +299,7 @@ async def test_worker_sigkill_mid_flow_loses_nothing(settings: Settings, pool: a
         done_at_kill = await statuses()
         assert done_at_kill.get("delivered", 0) < N, "the kill came too late to prove anything"
 
-        second = spawn("worker", worker_env, log)
+        workers.spawn()
         await eventually(
             statuses, lambda seen: seen.get("delivered", 0) == N, "all delivered after restart", seconds=90
         )
@@ -282,10 +307,7 @@ async def test_worker_sigkill_mid_flow_loses_nothing(settings: Settings, pool: a
         assert set(ids) <= set(platform.sim_sends())
         # Only what the worker had in hand can be re-sent: at most the waiting buffer (100 per
         # class, overshot by one fetch of 200) plus the 100 in flight.
-        await _resends_bounded_and_counted(platform, duplicates_before, bound=400)
-    finally:
-        stop(first, second)
-        await platform.stop()
+        await _resends_bounded_and_counted(platform, workers.duplicates_before, bound=400)
 
 
 async def test_a_stalled_worker_that_resumes_after_losing_its_partitions_loses_nothing(
@@ -297,13 +319,9 @@ async def test_a_stalled_worker_that_resumes_after_losing_its_partitions_loses_n
     # Nothing may be lost, both workers must live on and exit cleanly, and what is sent twice
     # must stay within A's window (its buffer, one fetch and its calls in flight) and be counted.
     settings = _slow_carrier(settings, 30)
-    platform = await Platform(settings).start(worker=False)
-    worker_env = _worker_env(settings, in_flight=50)
-    duplicates_before = metrics.DUPLICATE_SENDS._value.get()
-    log = settings.data_dir / "worker.log"
-    first = spawn("worker", worker_env, log)
-    second = spawn("worker", worker_env, log)
-    try:
+    async with _SpawnedWorkers(settings, _worker_env(settings, in_flight=50)) as workers:
+        platform, log = workers.platform, workers.log
+        first, second = workers.spawn(), workers.spawn()
         # Paced at 100 msg/s across both workers, so that work is left when A resumes.
         tenant_id, auth = await platform.tenant_with_key(tier="enterprise")
         r = await platform.http.patch(
@@ -329,12 +347,9 @@ async def test_a_stalled_worker_that_resumes_after_losing_its_partitions_loses_n
         assert (first.poll(), second.poll()) == (None, None), log.read_text()[-2000:]
 
         assert set(platform.sim_sends()) == set(ids)
-        await _resends_bounded_and_counted(platform, duplicates_before, bound=100 + 200 + 50)
+        await _resends_bounded_and_counted(platform, workers.duplicates_before, bound=100 + 200 + 50)
         stop(first, second)
         assert (first.returncode, second.returncode) == (0, 0), log.read_text()[-2000:]
-    finally:
-        stop(first, second)
-        await platform.stop()
 
 
 @pytest.mark.parametrize(
@@ -351,17 +366,15 @@ async def test_worker_sigterm_stops_taking_work_drains_commits_and_exits_within_
     # every call finished in time, at most the 20 abandoned ones when the deadline passed.
     in_flight = 20
     settings = _slow_carrier(settings, latency_ms)
-    platform = await Platform(settings).start(worker=False)
     worker_env = env_for(
         settings,
         HERALD_WORKER_MAX_IN_FLIGHT=str(in_flight),
         HERALD_WORKER_DRAIN_SECONDS=str(drain_seconds),
         HERALD_WORKER_PROVIDER_TIMEOUT_SECONDS="30",
     )
-    log = settings.data_dir / "worker.log"
-    first = spawn("worker", worker_env, log)
-    second = None
-    try:
+    async with _SpawnedWorkers(settings, worker_env) as workers:
+        platform, log = workers.platform, workers.log
+        first = workers.spawn()
         tenant_id, auth = await platform.tenant_with_key(tier="enterprise")
         await platform.template(auth)
         n = 100
@@ -387,16 +400,13 @@ async def test_worker_sigterm_stops_taking_work_drains_commits_and_exits_within_
         assert len(finished_after_signal) <= in_flight, finished_after_signal
         assert all(t <= latency_ms / 1000 + 0.25 for t in finished_after_signal), finished_after_signal
 
-        second = spawn("worker", worker_env, log)
+        workers.spawn()
         await wait_status_count(pool, n, tenant_id=tenant_id, deadline_s=120)
         resent = platform.sim_resent()
         if drain_seconds * 1000 > latency_ms:
             assert resent == [], f"{len(resent)} finished sends were not committed"
         else:
             assert len(resent) <= in_flight, len(resent)
-    finally:
-        stop(first, second)
-        await platform.stop()
 
 
 async def test_broker_outage_answers_503_never_202(settings: Settings) -> None:
@@ -638,7 +648,6 @@ async def test_worker_sigkill_while_deferring_a_tenant_backlog_sends_nothing_def
     # commit interval long enough that nothing it deferred is committed yet, and restarted: it
     # reads those records again. It must not defer them (and so send them) a second time. What
     # it had sent may be sent again (nothing was committed), and every such re-send is counted.
-    platform = await Platform(settings).start(worker=False)
     burst = 400
     worker_env = _worker_env(settings, in_flight=10) | {
         "HERALD_WORKER_BATCH_MAX_RECORDS": str(FETCH),
@@ -647,11 +656,9 @@ async def test_worker_sigkill_while_deferring_a_tenant_backlog_sends_nothing_def
         "HERALD_WORKER_COMMIT_INTERVAL_SECONDS": "60",
         "HERALD_WORKER_RECIPIENT_GAP_SECONDS": "0.5",  # a second copy goes out soon after the first
     }
-    duplicates_before = metrics.DUPLICATE_SENDS._value.get()
-    log = settings.data_dir / "worker.log"
-    first = spawn("worker", worker_env, log)
-    second = None
-    try:
+    async with _SpawnedWorkers(settings, worker_env) as workers:
+        platform = workers.platform
+        first = workers.spawn()
         tenant_id, auth = await platform.tenant_with_key()
         await platform.template(auth)
         r = await platform.http.patch(
@@ -675,7 +682,7 @@ async def test_worker_sigkill_while_deferring_a_tenant_backlog_sends_nothing_def
         # What the killed worker deferred: herald.retry holds nothing else yet.
         deferred = {str(MESSAGE_DECODER.decode(value).id) for _, value in await read_records(settings, [RETRY])}
         assert len(deferred) > burst // 8  # messages (a record deferred again is one more record)
-        second = spawn("worker", worker_env, log)
+        workers.spawn()
         await sending
         assert len(set(ids)) == burst + 1
         await _all_delivered(pool, platform, tenant_id, burst + 1)
@@ -687,9 +694,7 @@ async def test_worker_sigkill_while_deferring_a_tenant_backlog_sends_nothing_def
         # deferred message twice).
         twice = [i for i in deferred if sends[i] > 1]
         assert len(twice) <= FETCH + 10, f"{len(twice)} of {len(deferred)} deferred messages sent twice"
-        await _resends_bounded_and_counted(platform, duplicates_before, bound=burst)
-    finally:
-        stop(first, second)
-        await platform.stop()
+        await _resends_bounded_and_counted(platform, workers.duplicates_before, bound=burst)
+
 
 pytestmark = pytest.mark.timeout(240)
