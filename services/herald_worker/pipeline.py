@@ -292,7 +292,7 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
             # a crash, or a rebalance before the commit) must not defer them a second time. A
             # crash between the acknowledgement and the note still can (one fetch's deferrals).
             noted = [
-                claims.Deferred(i.partition.topic, i.partition.partition, i.offset, i.message.id)  # type: ignore[attr-defined]
+                claims.Source(i.message.id, i.partition.topic, i.partition.partition, i.offset)  # type: ignore[attr-defined]
                 for i, _ in deferred if not self._from_retry(i)
             ]  # fmt: skip
             await until_written(partial(claims.note_deferred, self._pool, noted))

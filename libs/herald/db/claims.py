@@ -67,18 +67,9 @@ async def retry_done(pool: asyncpg.Pool, key: RetryKey) -> None:
     )
 
 
-class Deferred(msgspec.Struct, frozen=True):
-    """A class-topic record deferred to herald.retry (see migration 0013)."""
-
-    topic: str
-    partition: int
-    offset: int
-    message_id: uuid.UUID
-
-
-async def note_deferred(pool: asyncpg.Pool, records: Sequence[Deferred]) -> None:
-    """Note records whose deferred copies the broker acknowledged; call before their offsets may
-    be committed."""
+async def note_deferred(pool: asyncpg.Pool, records: Sequence[Source]) -> None:
+    """Note class-topic records whose deferred copies the broker acknowledged (see migration
+    0013); call before their offsets may be committed."""
     if not records:
         return
     await pool.execute(
@@ -89,7 +80,7 @@ async def note_deferred(pool: asyncpg.Pool, records: Sequence[Deferred]) -> None
     )  # fmt: skip
 
 
-async def deferred_from(pool: asyncpg.Pool, starts: Sequence[tuple[str, int, int]]) -> list[Deferred]:
+async def deferred_from(pool: asyncpg.Pool, starts: Sequence[tuple[str, int, int]]) -> list[Source]:
     """The noted records of each (topic, partition) at or after its start offset (where a new
     owner starts reading: what is below it is committed and never read again)."""
     if not starts:
@@ -100,4 +91,4 @@ async def deferred_from(pool: asyncpg.Pool, starts: Sequence[tuple[str, int, int
         ' ON d.topic = s.topic AND d.partition = s.partition AND d."offset" >= s.start',
         [s[0] for s in starts], [s[1] for s in starts], [s[2] for s in starts],
     )  # fmt: skip
-    return [Deferred(r["topic"], r["partition"], r["offset"], r["message_id"]) for r in rows]
+    return [Source(r["message_id"], r["topic"], r["partition"], r["offset"]) for r in rows]
