@@ -20,9 +20,13 @@ SIGTERM: fetching stops and no send starts, waiting messages are left for the ne
 (uncommitted), in-flight ones finish within `drain_seconds`, the final offsets are committed.
 SIGKILL: uncommitted records are read again; those that had been sent are the duplicates,
 bounded by what was in hand. Those that had been deferred are not deferred again: each deferral
-is noted before its offset may be committed (`_deferred_before`).
-Rebalance: waiting messages of revoked partitions are dropped, their in-flight ones finished and
-committed before the partitions are released.
+is noted, with its copy's not-before time, before the copy is published; a record read again
+that has a note gets that same copy published again (it may never have been), and herald.retry
+records are handled once per key (message id, attempt, not-before), so a copy published twice
+is sent once (`_deferred_before`, `_hold_retry_key`).
+Rebalance: an admission in progress finishes first (its deferral notes are then written before
+the next owner loads them); waiting messages of revoked partitions are dropped, their in-flight
+ones finished and committed before the partitions are released.
 """
 
 from __future__ import annotations
@@ -105,9 +109,13 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
         self._assigned: dict[TopicPartition, int] = {}
         """Partition -> which assignment it came with: a fetch that waited (on the database) across
         a rebalance holds records of partitions this worker no longer owns, or owns anew."""
-        self._noted_deferrals: dict[TopicPartition, dict[int, uuid.UUID]] = {}
-        """Class partition -> offset -> message id of the records an earlier owner deferred and
-        this assignment has not read again yet (`_deferred_before`)."""
+        self._noted_deferrals: dict[TopicPartition, dict[int, claims.Deferral]] = {}
+        """Partition -> offset -> the deferral an earlier owner noted for the record there, for the
+        records this assignment has not read again yet (`_deferred_before`)."""
+        self._retries_in_hand: dict[claims.RetryKey, Item] = {}
+        """herald.retry records admitted and not finished, by key (`_hold_retry_key`)."""
+        self._admission_idle = asyncio.Event()
+        self._admission_idle.set()
 
     # --- the three loops ----------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
@@ -128,7 +136,11 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
             self._apply_pauses()
             batch = await self._consumer.getmany(timeout_ms=100, max_records=self._settings.batch_max_records)
             if batch:
-                await self._admit(batch)
+                self._admission_idle.clear()
+                try:
+                    await self._admit(batch)
+                finally:
+                    self._admission_idle.set()
                 self._report_lag(batch)
             self._release_due()
 
@@ -194,6 +206,7 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
         first noted as handled, see `retries_done`)."""
         if self._from_retry(item):
             await until_written(partial(claims.retry_done, self._pool, _retry_key(item.message)))
+            self._release_retry_key(item)
         self._tracker.finish(item.partition, item.offset)
 
     def _start(self, work: Coroutine[None, None, None], item: Item) -> None:
@@ -252,27 +265,28 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
         # Idempotency: a repeated request produced a second record with the same id; only the
         # record that claimed the id first is delivered (one delivery, one bill). Only the API's
         # records claim: a herald.retry record is this message's own later attempt (deferred or
-        # retried after its claim was taken), and a re-read of one is caught by retries_done.
-        sources = {
-            claims.Source(i.message.id, i.partition.topic, i.partition.partition, i.offset): i  # type: ignore[attr-defined]
-            for i in fresh if i.message.idempotent and not self._from_retry(i)
-        }  # fmt: skip
+        # retried after its claim was taken), and is handled once per key instead (below).
+        sources = {_source(i): i for i in fresh if i.message.idempotent and not self._from_retry(i)}
         repeats = await until_written(lambda: claims.claim(self._pool, list(sources)))
         metrics.IDEMPOTENT_REPEATS.inc(len(repeats))
         skipped = {id(sources[s]) for s in repeats}
-        # herald.retry records read again after a crash that were handled before it.
-        retried = {_retry_key(i.message): i for i in fresh if self._from_retry(i)}
-        skipped |= {id(retried[k]) for k in await until_written(lambda: claims.retries_done(self._pool, list(retried)))}
-        # Class-topic records read again that an earlier owner of the partition had deferred.
-        skipped |= {id(i) for i in await self._deferred_before(fresh, assignment)}
+        # herald.retry records handled before (read again after a crash), or copies of one in hand.
+        retried = [i for i in fresh if self._from_retry(i) and still_owned(i.partition)]
+        done = await until_written(lambda: claims.retries_done(self._pool, [_retry_key(i.message) for i in retried]))
+        skipped |= {id(i) for i in retried if not self._hold_retry_key(i, done)}
+        # Records an earlier owner of the partition deferred: their copy, not a second deferral.
+        noted = await self._deferred_before([i for i in fresh if id(i) not in skipped], assignment)
+        republished = {id(i) for i, _ in noted}
         deferred: list[tuple[Item, OutboundMessage]] = []
         # One rate lookup per tenant per fetch, not per message (the fetch loop is on the OTP path).
         rates = {t: (await self._rates.get(t))[1] for t in {i.message.tenant_id for i in fresh}}
         for item in fresh:
             if not still_owned(item.partition):
-                continue
-            if id(item) in skipped:
+                self._release_retry_key(item)
+            elif id(item) in skipped:
                 self._tracker.finish(item.partition, item.offset)
+            elif id(item) in republished:
+                pass  # finished below, once its copy is on the broker
             elif self._settle_if_expired(item):
                 pass
             elif item.message.not_before_ms > now_ms:
@@ -282,33 +296,36 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
             else:
                 self._scheduler.add(item)
         if deferred:
+            # Noted before the copies exist: whoever reads these records again (after a crash, or
+            # a rebalance before the commit) publishes the same copies instead of deferring anew.
+            await until_written(
+                partial(
+                    claims.note_deferred,
+                    self._pool,
+                    [claims.Deferral(_source(i), m.not_before_ms) for i, m in deferred],
+                )
+            )
+        again = await self._copies_to_publish_again(noted)
+        if deferred or noted:
             await self._processor.publish(
                 [
                     Record(RETRY, message_key(m.tenant_id, m.to), ENCODER.encode(reseal(i.sealed, m)))
-                    for i, m in deferred
+                    for i, m in deferred + again
                 ]
             )
-            # Noted before the offsets may be committed: whoever reads these records again (after
-            # a crash, or a rebalance before the commit) must not defer them a second time. A
-            # crash between the acknowledgement and the note still can (one fetch's deferrals).
-            noted = [
-                claims.Source(i.message.id, i.partition.topic, i.partition.partition, i.offset)  # type: ignore[attr-defined]
-                for i, _ in deferred if not self._from_retry(i)
-            ]  # fmt: skip
-            await until_written(partial(claims.note_deferred, self._pool, noted))
-            for item, _ in deferred:
+            for item in [i for i, _ in deferred] + [i for i, _ in noted]:
                 await self._finish(item)
         self._wake.set()
 
     async def _deferred_before(
         self, fresh: list[Item], assignment: dict[TopicPartition, int | None]
-    ) -> list[Item]:
-        """Class-topic records that an earlier owner of their partition deferred (and noted)
-        before it could commit them. A partition's notes from where this assignment started
-        reading are loaded once, with its first records; each is forgotten once matched."""
+    ) -> list[tuple[Item, claims.Deferral]]:
+        """Records that an earlier owner of their partition deferred (noted before their copies
+        were published) and could not commit. A partition's notes from where this assignment
+        started reading are loaded once, with its first records; each is forgotten once matched."""
         starts: dict[TopicPartition, int] = {}
         for i in fresh:
-            if not self._from_retry(i) and i.partition not in self._noted_deferrals:
+            if i.partition not in self._noted_deferrals:
                 starts[i.partition] = min(starts.get(i.partition, i.offset), i.offset)
         if starts:
             notes = await until_written(
@@ -320,17 +337,50 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
                 if assignment[tp] is not None and self._assigned.get(tp) == assignment[tp]:
                     self._noted_deferrals[tp] = {}
             for n in notes:
-                if (noted := self._noted_deferrals.get(TopicPartition(n.topic, n.partition))) is not None:
-                    noted[n.offset] = n.message_id
+                source = n.source
+                if (known := self._noted_deferrals.get(TopicPartition(source.topic, source.partition))) is not None:
+                    known[source.offset] = n
         matched = []
         for i in fresh:
-            noted = self._noted_deferrals.get(i.partition)
-            if noted and not self._from_retry(i) and noted.get(i.offset) == i.message.id:
-                del noted[i.offset]
-                matched.append(i)
+            known = self._noted_deferrals.get(i.partition)
+            if known and (note := known.get(i.offset)) is not None and note.source.message_id == i.message.id:
+                del known[i.offset]
+                matched.append((i, note))
         if matched:
-            log.info("records deferred by an earlier owner skipped", extra={"count": len(matched)})
+            log.info("records deferred by an earlier owner read again", extra={"count": len(matched)})
         return matched
+
+    async def _copies_to_publish_again(
+        self, noted: list[tuple[Item, claims.Deferral]]
+    ) -> list[tuple[Item, OutboundMessage]]:
+        """The copies of records deferred by an earlier owner that may never have reached the
+        broker: all of them but those already handled, or in hand here (a copy published twice is
+        handled once, see `_hold_retry_key`). Notes older than migration 0014 were written after
+        their copy was acknowledged: nothing to publish."""
+        copies = [
+            (i, msgspec.structs.replace(i.message, not_before_ms=n.copy_not_before_ms))
+            for i, n in noted if n.copy_not_before_ms is not None
+        ]  # fmt: skip
+        done = await until_written(lambda: claims.retries_done(self._pool, [_retry_key(m) for _, m in copies]))
+        return [(i, m) for i, m in copies if _retry_key(m) not in done and _retry_key(m) not in self._retries_in_hand]
+
+    def _hold_retry_key(self, item: Item, done: set[claims.RetryKey]) -> bool:
+        """Whether this herald.retry record is the one to handle its key (message id, attempt,
+        not-before): not if the key was handled before or another record of it is in hand. A
+        deferral's copy may be published twice (its note is written first, and a worker reading
+        the deferred record again publishes it again); both copies are one attempt, sent once.
+        Copies share a key, so a partition, so an owner."""
+        key = _retry_key(item.message)
+        if key in done or key in self._retries_in_hand:
+            return False
+        self._retries_in_hand[key] = item
+        return True
+
+    def _release_retry_key(self, item: Item) -> None:
+        if self._from_retry(item):
+            key = _retry_key(item.message)
+            if self._retries_in_hand.get(key) is item:
+                del self._retries_in_hand[key]
 
     async def _settle_unreadable(self, unreadable: list[tuple[SealedMessageV2, TopicPartition, int, str]]) -> None:
         """Messages whose content could not be opened get their final status (never sent)."""
@@ -351,7 +401,8 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
             return None
         # Its turn: after what is already waiting and what was deferred before it, at the tenant's
         # rate, so the deferred messages come back one by one, never all at once.
-        horizon = max(self._horizon_ms.get(m.tenant_id, 0), now_ms + int(1000 * waiting / rate))
+        # Never the record's own not-before: a copy must not share its record's retry key.
+        horizon = max(self._horizon_ms.get(m.tenant_id, 0), now_ms + int(1000 * waiting / rate), m.not_before_ms + 1)
         metrics.RETRIES_SCHEDULED.labels("tenant_backlog").inc()
         if horizon >= m.expires_at_ms:
             # Its turn would come after its TTL: it comes back at the TTL to expire, on time, and
@@ -450,12 +501,18 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         if not revoked:
             return
+        # An admission in progress may be deferring records of these partitions: let it write its
+        # notes (and publish their copies) before the next owner loads them. Bounded: a worker
+        # stuck on its database must not hold the whole group's rebalance.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._admission_idle.wait(), self._settings.drain_seconds)
         for tp in revoked:
             self._assigned.pop(tp, None)
             self._noted_deferrals.pop(tp, None)
         self._scheduler.drop(revoked)
         self._held = [h for h in self._held if h[2].partition not in revoked]
         heapq.heapify(self._held)
+        self._retries_in_hand = {k: i for k, i in self._retries_in_hand.items() if i.partition not in revoked}
         finishing = [task for task, tp in self._tasks.items() if tp in revoked]
         if finishing:
             await asyncio.wait(finishing, timeout=self._settings.drain_seconds)
@@ -474,3 +531,8 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
 
 def _retry_key(message: OutboundMessage) -> claims.RetryKey:
     return (message.id, message.attempt, message.not_before_ms)
+
+
+def _source(item: Item) -> claims.Source:
+    tp = item.partition
+    return claims.Source(item.message.id, tp.topic, tp.partition, item.offset)  # type: ignore[attr-defined]

@@ -146,6 +146,13 @@ class Platform:
         assert r.status_code == 201, r.text
         return dict(r.json())
 
+    async def patch_tenant(self, tenant_id: str, **fields: Any) -> dict[str, Any]:
+        """PATCH /v1/admin/tenants/{id} as set-up: the change must be taken (the API's auth cache
+        may serve the old tenant for `auth_cache_seconds`)."""
+        r = await self.http.patch(f"/v1/admin/tenants/{tenant_id}", headers=self.admin, json=fields)
+        assert r.status_code == 200, r.text
+        return dict(r.json())
+
     async def key(self, tenant_id: str, kind: str = "live") -> str:
         r = await self.http.post(f"/v1/admin/tenants/{tenant_id}/keys", headers=self.admin, json={"kind": kind})
         assert r.status_code == 201, r.text
@@ -254,15 +261,20 @@ def _partitions(settings: Settings, topics: list[str]) -> list[TopicPartition]:
 
 async def read_records(settings: Settings, topics: list[str]) -> list[tuple[bytes, bytes]]:
     """(key, value) of every record on those contract topics, read from the beginning."""
+    return [(key, value) for _, _, key, value in await located_records(settings, topics)]
+
+
+async def located_records(settings: Settings, topics: list[str]) -> list[tuple[TopicPartition, int, bytes, bytes]]:
+    """(partition, offset, key, value) of every record on those contract topics, from the beginning."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka.bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
     )
     consumer.assign(_partitions(settings, topics))
     await consumer.start()
     try:
-        found: list[tuple[bytes, bytes]] = []
+        found: list[tuple[TopicPartition, int, bytes, bytes]] = []
         while batch := await consumer.getmany(timeout_ms=1500):
-            found += [(r.key or b"", r.value or b"") for records in batch.values() for r in records]
+            found += [(tp, r.offset, r.key or b"", r.value or b"") for tp, records in batch.items() for r in records]
         return found
     finally:
         await consumer.stop()

@@ -65,10 +65,7 @@ async def test_tenant_rate_holds_across_workers(settings: Settings, pool: asyncp
         for _ in range(workers):
             platform.add_worker()
         tenant_id, auth = await platform.tenant_with_key(tier="enterprise")
-        r = await platform.http.patch(
-            f"/v1/admin/tenants/{tenant_id}", headers=platform.admin, json={"rate_limit_per_second": rate}
-        )
-        assert r.status_code == 200, r.text
+        await platform.patch_tenant(tenant_id, rate_limit_per_second=rate)
         await platform.template(auth)
         await _settle_group(platform, auth, workers)
         from herald import metrics

@@ -138,8 +138,7 @@ async def test_idempotent_repeat_at_another_api_process(platform: Platform) -> N
 async def test_daily_recipient_limit_per_item_with_retry_after(api: Platform) -> None:
     tenant_id, auth = await api.tenant_with_key(tier="free")
     await api.template(auth)
-    r = await api.http.patch(f"/v1/admin/tenants/{tenant_id}", headers=api.admin, json={"daily_recipient_limit": 3})
-    assert r.status_code == 200
+    await api.patch_tenant(tenant_id, daily_recipient_limit=3)
     await asyncio.sleep(api.settings.api.auth_cache_seconds + 0.1)
     batch = [item(f"+4474001000{i:02d}") for i in (10, 11, 10, 12, 13, 14)]
     r = await api.http.post("/v1/messages/batch", headers=auth, json={"messages": batch})
@@ -189,8 +188,7 @@ async def test_unverified_cap_is_enforced(api: Platform) -> None:
 async def test_refused_items_are_not_produced(platform: Platform) -> None:
     tenant_id, auth = await platform.tenant_with_key(tier="free")
     await platform.template(auth)
-    await platform.http.patch(f"/v1/admin/tenants/{tenant_id}", headers=platform.admin,
-                              json={"daily_recipient_limit": 1})  # fmt: skip
+    await platform.patch_tenant(tenant_id, daily_recipient_limit=1)
     await asyncio.sleep(platform.settings.api.auth_cache_seconds + 0.1)
     r = await platform.http.post(
         "/v1/messages/batch", headers=auth, json={"messages": [item("+447400100040"), item("+447400100041")]}

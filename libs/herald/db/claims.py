@@ -1,6 +1,6 @@
 """What the worker notes so that a record read again is not handled twice: claims of idempotent
-message ids (migration 0002), handled herald.retry records (0006) and deferred class-topic
-records (0013)."""
+message ids (migration 0002), handled herald.retry records (0006) and deferred records
+(0013, 0014)."""
 
 from __future__ import annotations
 
@@ -67,28 +67,40 @@ async def retry_done(pool: asyncpg.Pool, key: RetryKey) -> None:
     )
 
 
-async def note_deferred(pool: asyncpg.Pool, records: Sequence[Source]) -> None:
-    """Note class-topic records whose deferred copies the broker acknowledged (see migration
-    0013); call before their offsets may be committed."""
-    if not records:
+class Deferral(msgspec.Struct, frozen=True):
+    """A record the worker deferred to herald.retry, and when its copy may go (`not_before_ms`
+    of the copy; None for notes older than migration 0014, whose copy was acknowledged)."""
+
+    source: Source
+    copy_not_before_ms: int | None
+
+
+async def note_deferred(pool: asyncpg.Pool, deferrals: Sequence[Deferral]) -> None:
+    """Note records about to be deferred (see migrations 0013, 0014). Call before their copies
+    are published: a copy must never be on herald.retry without its note."""
+    if not deferrals:
         return
     await pool.execute(
-        'INSERT INTO deferred_records (topic, partition, "offset", message_id)'
-        " SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[], $4::uuid[]) ON CONFLICT DO NOTHING",
-        [r.topic for r in records], [r.partition for r in records],
-        [r.offset for r in records], [r.message_id for r in records],
+        'INSERT INTO deferred_records (topic, partition, "offset", message_id, copy_not_before)'
+        " SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[], $4::uuid[], $5::bigint[])"
+        " ON CONFLICT DO NOTHING",
+        [d.source.topic for d in deferrals], [d.source.partition for d in deferrals],
+        [d.source.offset for d in deferrals], [d.source.message_id for d in deferrals],
+        [d.copy_not_before_ms for d in deferrals],
     )  # fmt: skip
 
 
-async def deferred_from(pool: asyncpg.Pool, starts: Sequence[tuple[str, int, int]]) -> list[Source]:
+async def deferred_from(pool: asyncpg.Pool, starts: Sequence[tuple[str, int, int]]) -> list[Deferral]:
     """The noted records of each (topic, partition) at or after its start offset (where a new
     owner starts reading: what is below it is committed and never read again)."""
     if not starts:
         return []
     rows = await pool.fetch(
-        'SELECT d.topic, d.partition, d."offset", d.message_id FROM deferred_records d'
+        'SELECT d.topic, d.partition, d."offset", d.message_id, d.copy_not_before FROM deferred_records d'
         " JOIN unnest($1::text[], $2::int[], $3::bigint[]) AS s(topic, partition, start)"
         ' ON d.topic = s.topic AND d.partition = s.partition AND d."offset" >= s.start',
         [s[0] for s in starts], [s[1] for s in starts], [s[2] for s in starts],
     )  # fmt: skip
-    return [Source(r["message_id"], r["topic"], r["partition"], r["offset"]) for r in rows]
+    return [
+        Deferral(Source(r["message_id"], r["topic"], r["partition"], r["offset"]), r["copy_not_before"]) for r in rows
+    ]
