@@ -24,8 +24,9 @@ is noted, with its copy's not-before time, before the copy is published; a recor
 that has a note gets that same copy published again (it may never have been), and herald.retry
 records are handled once per key (message id, attempt, not-before), so a copy published twice
 is sent once (`_deferred_before`, `_hold_retry_key`).
-Rebalance: an admission in progress finishes first (its deferral notes are then written before
-the next owner loads them); waiting messages of revoked partitions are dropped, their in-flight
+Rebalance: an admission in progress finishes first, up to `drain_seconds` (its deferral notes
+are then written before the next owner loads them; one that takes longer publishes no copies for
+the partitions it lost); waiting messages of revoked partitions are dropped, their in-flight
 ones finished and committed before the partitions are released.
 """
 
@@ -305,6 +306,12 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
                     [claims.Deferral(_source(i), m.not_before_ms) for i, m in deferred],
                 )
             )
+        # A partition revoked while this admission waited (a revocation waits for it, but not
+        # forever) is its next owner's: that owner publishes the noted copies itself or, if it
+        # loaded its notes before these were written, defers the records anew. Copies published
+        # here as well could be second copies under other keys, each message sent twice.
+        deferred = [(i, m) for i, m in deferred if still_owned(i.partition)]
+        noted = [(i, n) for i, n in noted if still_owned(i.partition)]
         again = await self._copies_to_publish_again(noted)
         if deferred or noted:
             await self._processor.publish(

@@ -8,6 +8,7 @@ sinks` run them. Helpers create tenants, keys and templates through the public A
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -92,6 +93,16 @@ class Platform:
         """Accepted carrier sends per Herald message id (the in-process carrier-sim's ledger)."""
         assert self._sim is not None, "started without the carrier-sim"
         return dict(self._sim.state.sends)
+
+    async def sends_settled(self, quiet: float = 2.0) -> dict[str, int]:
+        """The carrier-sim's sends per message once none has come for `quiet` seconds (a message's
+        second copy may follow its delivery)."""
+        seen, still_since = self.sim_sends(), time.monotonic()
+        while time.monotonic() - still_since < quiet:
+            await asyncio.sleep(0.25)
+            if (now := self.sim_sends()) != seen:
+                seen, still_since = now, time.monotonic()
+        return seen
 
     def sim_resent(self) -> list[str]:
         """Ids of the messages the in-process carrier-sim accepted more than once."""

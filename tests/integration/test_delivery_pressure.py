@@ -149,6 +149,52 @@ async def test_a_rebalance_while_a_fetch_waits_for_the_database_sends_nothing_tw
     assert resent == [], f"{len(resent)} messages sent twice"
 
 
+async def test_a_rebalance_while_deferrals_wait_for_their_notes_sends_each_once(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    # A tenant paced at 40 msg/s sends 100 at once: the worker keeps 5 waiting and defers the
+    # rest, but their notes wait (the test locks the notes table) for longer than a revocation
+    # waits for an admission in progress (the drain deadline), while a second worker joins and
+    # the group rebalances. The partitions' new owner reads the records again, finds no note yet
+    # and defers them itself. When the first worker's notes land, the partitions are no longer
+    # its own: publishing its copies as well would put two copies (two retry keys) of each record
+    # on herald.retry, and each message would be sent twice.
+    settings = _with(settings, tenant_buffer_seconds=0.05, tenant_buffer_min=5, drain_seconds=2.0)
+    platform = await Platform(settings).start()
+    try:
+        tenant_id, auth = await platform.tenant_with_key(tier="enterprise")
+        await platform.patch_tenant(tenant_id, rate_limit_per_second=40)
+        await platform.template(auth)
+        await _settle_group(platform, auth, 1)
+        n = 100
+        async with pool.acquire() as conn:
+            lock = conn.transaction()
+            await lock.start()
+            await conn.execute("LOCK TABLE deferred_records IN EXCLUSIVE MODE")
+            ids = await _batch(platform, auth, 0, n)
+
+            async def waiting_to_note() -> int:
+                waiting: int = await pool.fetchval(
+                    "SELECT count(*) FROM pg_locks WHERE relation = 'deferred_records'::regclass AND NOT granted"
+                )
+                return waiting
+
+            await at_least(waiting_to_note, 1, "the first worker waiting to note its deferrals", seconds=10)
+            platform.add_worker()
+            # The revocation gave up waiting, the group rebalanced, and a new owner read the
+            # records again, found no note and waits to note deferrals of its own.
+            await at_least(waiting_to_note, 2, "a new owner waiting to note its deferrals", seconds=30)
+            await lock.rollback()
+        await wait_status_count(pool, n + 1, tenant_id=tenant_id, deadline_s=60)  # and the probe
+        sends = await platform.sends_settled()
+        platform.check_running("after the rebalance")
+    finally:
+        await platform.stop()
+    assert set(ids) <= set(sends)
+    twice = [i for i in ids if sends[i] > 1]
+    assert twice == [], f"{len(twice)} of {n} messages sent twice"
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 async def test_provider_capacity_holds_across_workers_and_tenants(
     settings: Settings, pool: asyncpg.Pool, workers: int
