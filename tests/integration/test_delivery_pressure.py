@@ -152,7 +152,7 @@ async def test_a_rebalance_while_a_fetch_waits_for_the_database_sends_nothing_tw
 async def test_a_rebalance_while_deferrals_wait_for_their_notes_sends_each_once(
     settings: Settings, pool: asyncpg.Pool
 ) -> None:
-    # A tenant paced at 40 msg/s sends 100 at once: the worker keeps 5 waiting and defers the
+    # A tenant paced at 100 msg/s sends 100 at once: the worker keeps 5 waiting and defers the
     # rest, but their notes wait (the test locks the notes table) for longer than a revocation
     # waits for an admission in progress (the drain deadline), while a second worker joins and
     # the group rebalances. The partitions' new owner reads the records again, finds no note yet
@@ -163,7 +163,7 @@ async def test_a_rebalance_while_deferrals_wait_for_their_notes_sends_each_once(
     platform = await Platform(settings).start()
     try:
         tenant_id, auth = await platform.tenant_with_key(tier="enterprise")
-        await platform.patch_tenant(tenant_id, rate_limit_per_second=40)
+        await platform.patch_tenant(tenant_id, rate_limit_per_second=100)
         await platform.template(auth)
         await _settle_group(platform, auth, 1)
         n = 100
