@@ -368,6 +368,8 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
             (i, msgspec.structs.replace(i.message, not_before_ms=n.copy_not_before_ms))
             for i, n in noted if n.copy_not_before_ms is not None
         ]  # fmt: skip
+        if not copies:
+            return []  # every fetch but one after a crash or a rebalance: no query
         done = await until_written(lambda: claims.retries_done(self._pool, [_retry_key(m) for _, m in copies]))
         return [(i, m) for i, m in copies if _retry_key(m) not in done and _retry_key(m) not in self._retries_in_hand]
 
@@ -384,10 +386,10 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
         return True
 
     def _release_retry_key(self, item: Item) -> None:
-        if self._from_retry(item):
-            key = _retry_key(item.message)
-            if self._retries_in_hand.get(key) is item:
-                del self._retries_in_hand[key]
+        """`item` no longer holds its key (finished, or its partition lost); no-op for any other."""
+        key = _retry_key(item.message)
+        if self._retries_in_hand.get(key) is item:
+            del self._retries_in_hand[key]
 
     async def _settle_unreadable(self, unreadable: list[tuple[SealedMessageV2, TopicPartition, int, str]]) -> None:
         """Messages whose content could not be opened get their final status (never sent)."""

@@ -6,6 +6,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 import asyncpg
@@ -47,6 +50,27 @@ async def _settle_group(platform: Platform, auth: dict[str, str], workers: int) 
     probe = await platform.send(auth, to="+447400999999")
     await platform.wait_status(auth, probe.json()["id"], {"delivered"}, deadline_s=30)
     await asyncio.sleep(2.0 if workers > 1 else 0.0)
+
+
+@asynccontextmanager
+async def _table_locked(pool: asyncpg.Pool, table: str) -> AsyncIterator[None]:
+    """`table` locked against writes (reads go on) until the block ends: whoever writes to it waits."""
+    async with pool.acquire() as conn:
+        lock = conn.transaction()
+        await lock.start()
+        await conn.execute(f"LOCK TABLE {table} IN EXCLUSIVE MODE")
+        try:
+            yield
+        finally:
+            await lock.rollback()
+
+
+async def _waiting_on(pool: asyncpg.Pool, table: str) -> int:
+    """Sessions waiting for a lock on `table`."""
+    waiting: int = await pool.fetchval(
+        "SELECT count(*) FROM pg_locks WHERE relation = $1::text::regclass AND NOT granted", table
+    )
+    return waiting
 
 
 def _sent_rate(times: list[float], rate: float) -> float:
@@ -132,15 +156,11 @@ async def test_a_rebalance_while_a_fetch_waits_for_the_database_sends_nothing_tw
         await platform.template(auth)
         await _settle_group(platform, auth, 1)
         n = 200
-        async with pool.acquire() as conn:
-            lock = conn.transaction()
-            await lock.start()
-            await conn.execute("LOCK TABLE message_claims IN EXCLUSIVE MODE")
+        async with _table_locked(pool, "message_claims"):
             await _batch(platform, auth, 0, n, idempotent=True)
-            await asyncio.sleep(1.0)  # the fetch is waiting on the lock
+            await at_least(partial(_waiting_on, pool, "message_claims"), 1, "the fetch waiting on the lock", seconds=10)
             platform.add_worker()
             await asyncio.sleep(6.0)  # the group rebalances meanwhile
-            await lock.rollback()
         await wait_status_count(pool, n + 1, tenant_id=tenant_id, deadline_s=60)  # and the probe
         platform.check_running("after the rebalance")
     finally:
@@ -167,24 +187,14 @@ async def test_a_rebalance_while_deferrals_wait_for_their_notes_sends_each_once(
         await platform.template(auth)
         await _settle_group(platform, auth, 1)
         n = 100
-        async with pool.acquire() as conn:
-            lock = conn.transaction()
-            await lock.start()
-            await conn.execute("LOCK TABLE deferred_records IN EXCLUSIVE MODE")
+        waiting_to_note = partial(_waiting_on, pool, "deferred_records")
+        async with _table_locked(pool, "deferred_records"):
             ids = await _batch(platform, auth, 0, n)
-
-            async def waiting_to_note() -> int:
-                waiting: int = await pool.fetchval(
-                    "SELECT count(*) FROM pg_locks WHERE relation = 'deferred_records'::regclass AND NOT granted"
-                )
-                return waiting
-
             await at_least(waiting_to_note, 1, "the first worker waiting to note its deferrals", seconds=10)
             platform.add_worker()
             # The revocation gave up waiting, the group rebalanced, and a new owner read the
             # records again, found no note and waits to note deferrals of its own.
             await at_least(waiting_to_note, 2, "a new owner waiting to note its deferrals", seconds=30)
-            await lock.rollback()
         await wait_status_count(pool, n + 1, tenant_id=tenant_id, deadline_s=60)  # and the probe
         sends = await platform.sends_settled()
         platform.check_running("after the rebalance")
