@@ -72,6 +72,9 @@ class ApiSettings(msgspec.Struct, frozen=True):
     allow_private_callbacks: bool = False
     """Production refuses callback URLs that resolve to private, loopback or link-local addresses
     (SSRF). `herald dev` and the tests turn this on to call back to localhost."""
+    callback_ports: tuple[int, ...] = (443,)
+    """The ports a production callback URL may name (https); others are refused at create and at
+    every dispatch."""
 
 
 class WorkerSettings(msgspec.Struct, frozen=True):

@@ -130,6 +130,14 @@ def _database_unreachable(request: Request, exc: Exception) -> Response[Problem]
     )
 
 
+def _too_deep(request: Request, exc: RecursionError) -> Response[Problem]:  # type: ignore[type-arg]
+    # msgspec decodes untyped JSON (a batch's items) recursively: a body nested thousands deep is
+    # the client's malformed input, not a server failure, and is not worth a traceback.
+    log.warning("request body nested too deeply", extra={"path": request.url.path})
+    _count_rejected_send(request, "malformed_request")
+    return _response(400, "malformed_request", "The request body could not be parsed", "the body is nested too deeply")
+
+
 def _unexpected(request: Request, exc: Exception) -> Response[Problem]:  # type: ignore[type-arg]
     log.exception("unhandled error", extra={"path": request.url.path})
     _count_rejected_send(request, "internal_error")
@@ -141,5 +149,6 @@ HANDLERS: ExceptionHandlersMap = {
     ValidationException: _validation,
     HTTPException: _http,
     **dict.fromkeys(TRANSIENT_ERRORS, _database_unreachable),
+    RecursionError: _too_deep,
     Exception: _unexpected,
 }

@@ -9,18 +9,19 @@ from typing import Annotated, Any
 import msgspec
 
 from herald.domain.models import MAX_TTL_SECONDS, Category, Channel, EpochMillis, KeyKind, TemplateStatus, Tier
+from herald.domain.patterns import whole
 from herald.domain.status import Status
 
 # Control characters (NUL above all: PostgreSQL text cannot hold it) are refused at the boundary,
 # so no downstream consumer can be handed a record it cannot store. Tab, CR and LF are allowed.
-_NO_CONTROL = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
+_NO_CONTROL = whole(r"[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*")
 Text = Annotated[str, msgspec.Meta(pattern=_NO_CONTROL)]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=_NO_CONTROL)]
-TemplateName = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9_]{1,64}$", description="lowercase, digits, _")]
-Language = Annotated[str, msgspec.Meta(pattern=r"^[a-z]{2,3}([_-][A-Za-z]{2,4})?$", examples=["en", "pt_BR"])]
-Url = Annotated[str, msgspec.Meta(max_length=2048, pattern=r"^https?://[^\x00-\x20\x7f]+$")]
+TemplateName = Annotated[str, msgspec.Meta(pattern=whole("[a-z0-9_]{1,64}"), description="lowercase, digits, _")]
+Language = Annotated[str, msgspec.Meta(pattern=whole("[a-z]{2,3}([_-][A-Za-z]{2,4})?"), examples=["en", "pt_BR"])]
+Url = Annotated[str, msgspec.Meta(max_length=2048, pattern=whole(r"https?://[^\x00-\x20\x7f]+"))]
 Reference = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=_NO_CONTROL)]
-ParamName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]
+ParamName = Annotated[str, msgspec.Meta(pattern=whole("[A-Za-z_][A-Za-z0-9_]{0,63}"))]
 
 
 class Strict(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

@@ -10,7 +10,9 @@ sinks process, so a slow or failing endpoint only ever delays its own tenant, an
 dispatchers never send the same row. Each POST carries
 `Herald-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>." + body)>`. 2xx marks the row done;
 5xx, 429 (honouring Retry-After) and timeouts retry with exponential backoff for
-`callback_retry_hours`; other 4xx are the receiver refusing: the row is marked dead.
+`callback_retry_hours`; other 4xx are the receiver refusing: the row is marked dead. So is a
+URL that the callback policy refuses at dispatch (`herald.domain.callback_urls`: a port no
+longer allowed, or a name that now resolves to a non-public address): nothing is dialled.
 """
 
 from __future__ import annotations
@@ -33,13 +35,17 @@ from herald.db import callbacks as outbox
 from herald.db import tenants
 from herald.db.pool import DATABASE_ERRORS, until_written
 from herald.db.tenants import CallbackConfig
+from herald.domain.callback_urls import AddressNotAllowed, CallbackPolicy, GuardedResolver, check_target
 from herald.domain.records import EVENT_DECODER
 from herald.domain.status import RANK, Status
+from herald.errors import InvalidRequest
 from herald.kafka.consumer import Batch
 from herald.settings import SinkSettings
 
 log = logging.getLogger(__name__)
 PURGE_EVERY_SECONDS = 60.0
+NOT_ALLOWED = "not_allowed"
+"""The outcome of a callback whose target the policy refuses at dispatch."""
 
 
 class CallbackV1(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -98,9 +104,12 @@ class CallbackRecorder:
 
 
 class Dispatcher:
-    def __init__(self, pool: asyncpg.Pool, settings: SinkSettings, configs: CallbackConfigs) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, settings: SinkSettings, configs: CallbackConfigs, policy: CallbackPolicy
+    ) -> None:
         self._pool = pool
         self._settings = settings
+        self._policy = policy
         self._in_flight: set[int] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._configs = configs
@@ -110,8 +119,11 @@ class Dispatcher:
         self._lease = timedelta(seconds=2 * settings.callback_timeout_seconds + 10)
 
     async def run(self, stop: asyncio.Event) -> None:
+        # The URL was checked when it was set; its name may resolve elsewhere now (DNS rebinding),
+        # so every connection goes through the resolver that applies the same policy.
         self._session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=self._settings.callback_timeout_seconds)
+            timeout=aiohttp.ClientTimeout(total=self._settings.callback_timeout_seconds),
+            connector=aiohttp.TCPConnector(resolver=GuardedResolver(self._policy)),
         )
         purged_at = 0.0
         try:
@@ -159,7 +171,7 @@ class Dispatcher:
             metrics.CALLBACK_SECONDS.observe(time.perf_counter() - started)
             if outcome == "delivered":
                 await outbox.delivered(self._pool, row.id)
-            elif outcome == "refused":
+            elif outcome in ("refused", NOT_ALLOWED):
                 await outbox.dead(self._pool, row.id, outcome)
             elif datetime.now(UTC) - row.created_at > timedelta(hours=self._settings.callback_retry_hours):
                 await outbox.dead(self._pool, row.id, f"{outcome}; retry window over")
@@ -175,9 +187,14 @@ class Dispatcher:
         assert self._session is not None
         headers = {"content-type": "application/json", "herald-signature": signing.sign(config.secret, body)}
         try:
+            check_target(config.url, self._policy)
             async with self._session.post(config.url, data=body, headers=headers, allow_redirects=False) as response:
                 status = response.status
                 retry_after = response.headers.get("retry-after")
+        except InvalidRequest:
+            return NOT_ALLOWED, None
+        except aiohttp.ClientConnectorError as exc:
+            return (NOT_ALLOWED if isinstance(exc.os_error, AddressNotAllowed) else "timeout_or_network"), None
         except (aiohttp.ClientError, TimeoutError):
             return "timeout_or_network", None
         if 200 <= status < 300:

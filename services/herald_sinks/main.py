@@ -10,6 +10,7 @@ import msgspec
 from litestar import Litestar
 
 from herald.db.pool import TRANSIENT_ERRORS, create_pool
+from herald.domain.callback_urls import CallbackPolicy
 from herald.kafka.consumer import ConsumerLoop, drain, make_consumer
 from herald.kafka.producer import Producer
 from herald.kafka.topics import Names
@@ -34,7 +35,7 @@ async def run_sinks(settings: Settings, stop: asyncio.Event) -> None:
     configs = CallbackConfigs(pool)
     background = [
         asyncio.create_task(run_sweeper(pool, producer, settings.sinks, stop)),
-        asyncio.create_task(Dispatcher(pool, settings.sinks, configs).run(stop)),
+        asyncio.create_task(Dispatcher(pool, settings.sinks, configs, CallbackPolicy.of(settings.api)).run(stop)),
         asyncio.create_task(run_settler(pool, settings.sinks.billing_settle_seconds, stop)),
         asyncio.create_task(run_parked_report(pool, settings.sinks.parked_report_seconds, stop)),
     ]

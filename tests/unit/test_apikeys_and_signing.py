@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
+
 from herald import signing
 from herald.domain import apikeys
 from herald.domain.models import KeyKind
@@ -50,6 +52,21 @@ def test_signature_round_trip_and_tamper() -> None:
     # Replayed outside the tolerance window:
     assert not signing.verify("secret", header, body, now=1_700_000_000 + 301)
     assert not signing.verify("secret", "garbage", body)
+
+
+def test_signature_from_the_future_is_refused_beyond_clock_skew() -> None:
+    """Finding 9 of the security review: a timestamp 300 s ahead was accepted, so a signature
+    could be minted for later use. Only clock skew (30 s) is allowed ahead now."""
+    body = b'{"a":1}'
+    assert signing.verify("secret", signing.sign("secret", body, now=1_700_000_030), body, now=1_700_000_000)
+    assert not signing.verify("secret", signing.sign("secret", body, now=1_700_000_031), body, now=1_700_000_000)
+    assert not signing.verify("secret", signing.sign("secret", body, now=1_700_000_299), body, now=1_700_000_000)
+
+
+@pytest.mark.parametrize("header", ["t=1700000000,v1=\u00e9\u00e9", "t=1700000000,v1=\u2603", "t=\u0661\u0662,v1=ab"])
+def test_a_non_ascii_signature_is_refused_not_raised(header: str) -> None:
+    """Finding 6: `compare_digest` raises TypeError on a non-ASCII str (a 500 per request)."""
+    assert not signing.verify("secret", header, b"{}", now=1_700_000_000)
 
 
 def test_uuid7_is_time_ordered_and_versioned() -> None:

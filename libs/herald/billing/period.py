@@ -7,9 +7,10 @@ from datetime import UTC, datetime
 
 import msgspec
 
+from herald.domain.patterns import whole
 from herald.errors import InvalidRequest
 
-MONTH_PATTERN = r"^(19[7-9][0-9]|2[0-9]{3})-(0[1-9]|1[0-2])$"
+MONTH_PATTERN = whole(r"(19[7-9][0-9]|2[0-9]{3})-(0[1-9]|1[0-2])")
 """YYYY-MM from 1970-01 to 2999-12 (bounded so that every month and its successor are valid times)."""
 _MONTH = re.compile(MONTH_PATTERN)
 

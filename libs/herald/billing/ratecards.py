@@ -18,6 +18,7 @@ from typing import Annotated
 import msgspec
 
 from herald.domain.models import Category, Channel
+from herald.domain.patterns import whole
 from herald.errors import FieldError, InvalidRequest
 
 FALLBACK_COUNTRY = "*"
@@ -28,7 +29,9 @@ DEFAULT_CURRENCY = "EUR"
 class Price(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     channel: Channel
     category: Category
-    country: Annotated[str, msgspec.Meta(pattern=r"^([A-Z]{2}|\*)$", description="ISO 3166-1 alpha-2, or * (fallback)")]
+    country: Annotated[
+        str, msgspec.Meta(pattern=whole(r"[A-Z]{2}|\*"), description="ISO 3166-1 alpha-2, or * (fallback)")
+    ]
     unit_price_micros: Annotated[int, msgspec.Meta(ge=0, le=10**12)]
 
 
@@ -36,9 +39,9 @@ class RateCardIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """A new rate card version as imported (admin API body; the CLI builds it from a CSV)."""
 
     effective_from: Annotated[datetime, msgspec.Meta(tz=True)]
-    currency: Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3}$", description="ISO 4217")]
+    currency: Annotated[str, msgspec.Meta(pattern=whole("[A-Z]{3}"), description="ISO 4217")]
     prices: Annotated[list[Price], msgspec.Meta(min_length=1, max_length=20_000)]
-    note: Annotated[str, msgspec.Meta(max_length=500, pattern=r"^[^\x00-\x1f\x7f]*$")] | None = None
+    note: Annotated[str, msgspec.Meta(max_length=500, pattern=whole(r"[^\x00-\x1f\x7f]*"))] | None = None
 
 
 def check(card: RateCardIn, now: datetime) -> None:

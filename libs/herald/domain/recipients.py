@@ -7,17 +7,17 @@ because pricing and billing need it and re-parsing downstream would be wasted wo
 from __future__ import annotations
 
 import functools
-import re
 
 import msgspec
 import phonenumbers
 
 from herald.domain.models import Channel
+from herald.domain.patterns import compiled
 from herald.errors import InvalidRequest
 
 # Deliberately simple: one @, a dot in the domain, no spaces. Deliverability is the provider's job.
-_EMAIL = re.compile(
-    r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$"
+_EMAIL = compiled(
+    r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+"
 )
 
 

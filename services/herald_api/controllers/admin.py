@@ -36,7 +36,7 @@ class AdminController(Controller):
     @post("/tenants", status_code=201, summary="Create a tenant; the callback secret is shown once")
     async def create_tenant(self, data: JSONBody[TenantCreate], svc: NamedDependency[Services]) -> TenantOut:
         if data.callback_url is not None:
-            await callback_urls.validate(data.callback_url, allow_private=svc.settings.api.allow_private_callbacks)
+            await callback_urls.validate(data.callback_url, callback_urls.CallbackPolicy.of(svc.settings.api))
         secret = new_callback_secret()
         row = await tenants.create(svc.pool, uuid7(), data.name, data.tier, data.verified, data.callback_url, secret)
         return _out(row, callback_secret=secret)
@@ -58,7 +58,7 @@ class AdminController(Controller):
             if v is not msgspec.UNSET
         }
         if isinstance(data.callback_url, str):
-            await callback_urls.validate(data.callback_url, allow_private=svc.settings.api.allow_private_callbacks)
+            await callback_urls.validate(data.callback_url, callback_urls.CallbackPolicy.of(svc.settings.api))
         row = await tenants.patch(svc.pool, tenant_id, changes)
         if row is None:
             raise NotFound("no such tenant", code="tenant_not_found")
