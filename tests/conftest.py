@@ -72,6 +72,7 @@ async def settings(database_url: str, broker: EmbeddedBroker, tmp_path: Path) ->
     prefix = f"t{uuid.uuid4().hex[:8]}."
     api_port, sim_port = free_port(), free_port()
     result = Settings(
+        environment="development",
         data_dir=tmp_path,
         database=DatabaseSettings(url=database_url, pool_max=10),
         kafka=KafkaSettings(

@@ -122,6 +122,13 @@ def _parked(settings: Settings, args: argparse.Namespace) -> None:
     parking.run(settings, args)
 
 
+def _keygen(_: Settings) -> None:
+    import base64
+    import secrets
+
+    print(base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("="))
+
+
 def _dev(settings: Settings) -> None:
     from herald_dev.supervisor import run_dev
 
@@ -139,7 +146,11 @@ COMMANDS = {
         "purge message content past retention, old limit entries, claims, dead callbacks (daily)",
     ),
     "dev": (_dev, "run everything on embedded Postgres and broker (make run)"),
+    "keygen": (_keygen, "print a new random key (for HERALD_SECRETS_KEK and other secrets)"),
 }
+SERVING = frozenset({"api", "worker", "sinks"})
+"""Processes that face the network or hold Herald's keys: in production they refuse to start on
+a secret from this repository (`Settings.refusals`)."""
 # Commands with arguments of their own: (run, help, add_arguments).
 ARG_COMMANDS = {
     "billing": (_billing, "rate cards, usage exports and reconciliation", "herald.billing.commands"),
@@ -161,6 +172,12 @@ def main(argv: list[str] | None = None) -> None:
     except ValueError as exc:
         sys.exit(str(exc))
     logs.configure(settings.log_level, args.command)
+    if args.command in SERVING and (refusals := settings.refusals()):
+        sys.exit(
+            "refusing to start in production (HERALD_ENVIRONMENT=production, the default):\n  "
+            + "\n  ".join(refusals)
+            + "\nset real secrets (`herald keygen` makes one), or HERALD_ENVIRONMENT=development"
+        )
     if args.command in ARG_COMMANDS:
         ARG_COMMANDS[args.command][0](settings, args)
     else:

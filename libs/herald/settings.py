@@ -6,12 +6,13 @@ test fixture) and the result is passed down; nothing reads `os.environ` at impor
 
 from __future__ import annotations
 
+import base64
 import functools
 import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 import msgspec.inspect
@@ -194,9 +195,34 @@ class CarrierSimSettings(msgspec.Struct, frozen=True):
     none, as many providers' rate-limit errors do, and the sender must pick its own pause."""
 
 
+DEV_RECEIPT_SECRET = "dev-receipt-secret"  # noqa: S105 - the development default, refused in production
+DEV_KEK = base64.urlsafe_b64encode(b"herald development key-encryption").decode()
+"""The development key-encryption key: public (it is in this file), refused in production."""
+KNOWN_PLACEHOLDERS = frozenset({DEV_RECEIPT_SECRET, DEV_KEK, "change-me-receipt-secret", "change-me-admin-token",
+                                "REPLACE", "dev-token", "test-admin-token"})  # fmt: skip
+"""Values shipped in this repository's files: a production process refuses every one of them."""
+MIN_SECRET_CHARS = 24
+
+
 class ProviderSettings(msgspec.Struct, frozen=True):
-    receipt_secret: str = "dev-receipt-secret"  # noqa: S105 - development default; production sets its own
+    receipt_secret: str = DEV_RECEIPT_SECRET
     """Shared secret carrier-sim signs delivery receipts with (HMAC-SHA256)."""
+
+
+class SecretSettings(msgspec.Struct, frozen=True):
+    """Herald's own keys. Never logged; production refuses the development values."""
+
+    kek: str = DEV_KEK
+    """The key-encryption key: base64url of at least 32 random bytes (`herald keygen`). Keys the
+    recipient hashes (`herald.recipient_keys`); the secrets Herald stores are to be wrapped
+    under it too."""
+    previous_keks: tuple[str, ...] = ()
+    """Earlier KEKs, still accepted while what they keyed ages out (a rotation: the new KEK in
+    `kek`, the old one here for at least 24 h, the recipient-limit window)."""
+
+    def keys(self) -> list[bytes]:
+        """Every KEK as bytes, the current one first."""
+        return [_kek_bytes(k) for k in (self.kek, *self.previous_keks)]
 
 
 class RetentionSettings(msgspec.Struct, frozen=True):
@@ -207,7 +233,23 @@ class RetentionSettings(msgspec.Struct, frozen=True):
     The billing ledger and the status projection are kept."""
 
 
+def _kek_bytes(text: str) -> bytes:
+    try:
+        key = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (ValueError, TypeError) as exc:
+        raise ValueError("a KEK must be base64url") from exc
+    if len(key) < 32:
+        raise ValueError("a KEK must hold at least 32 bytes")
+    return key
+
+
+Environment = Literal["development", "production"]
+
+
 class Settings(msgspec.Struct, frozen=True):
+    environment: Environment = "production"
+    """`herald dev` and the tests run as `development`; anything else is production, which
+    refuses to start with a secret from this repository (`refusals`)."""
     data_dir: Path = Path(".herald")
     log_level: str = "INFO"
     database: DatabaseSettings = msgspec.field(default_factory=DatabaseSettings)
@@ -218,6 +260,22 @@ class Settings(msgspec.Struct, frozen=True):
     carrier_sim: CarrierSimSettings = msgspec.field(default_factory=CarrierSimSettings)
     provider: ProviderSettings = msgspec.field(default_factory=ProviderSettings)
     retention: RetentionSettings = msgspec.field(default_factory=RetentionSettings)
+    secrets: SecretSettings = msgspec.field(default_factory=SecretSettings)
+
+    def refusals(self) -> list[str]:
+        """Why this configuration must not serve production (empty: it may). Names the variables,
+        never their values. Development runs with the repository's defaults by design."""
+        if self.environment == "development":
+            return []
+        found = []
+        for name, value in (
+            ("HERALD_ADMIN_TOKEN", self.api.admin_token),
+            ("HERALD_PROVIDER_RECEIPT_SECRET", self.provider.receipt_secret),
+            ("HERALD_SECRETS_KEK", self.secrets.kek),
+        ):
+            if value in KNOWN_PLACEHOLDERS or len(value) < MIN_SECRET_CHARS:
+                found.append(f"{name} is unset, a development value or shorter than {MIN_SECRET_CHARS} characters")
+        return found
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -240,12 +298,14 @@ class Settings(msgspec.Struct, frozen=True):
                     raw.setdefault(section, {})[field] = parsed  # type: ignore[index]
                     break
         try:
-            return msgspec.convert(raw, cls, strict=False, dec_hook=_decode_path)
+            settings = msgspec.convert(raw, cls, strict=False, dec_hook=_decode_path)
         except msgspec.ValidationError as exc:
             raise ValueError(f"invalid HERALD_* setting: {exc}") from exc
+        settings.secrets.keys()  # a KEK that is not a key is a configuration error, found here
+        return settings
 
 
-_TOP_LEVEL = {"data_dir", "log_level"}
+_TOP_LEVEL = {"data_dir", "log_level", "environment"}
 
 
 @functools.cache
@@ -262,7 +322,7 @@ def _sequence_fields() -> frozenset[tuple[str, str]]:
 # Public names from the design that do not follow the SECTION_FIELD pattern.
 _ALIASES = {"admin_token": "api_admin_token"}
 # Longest first, so HERALD_CARRIER_SIM_PORT maps to carrier_sim.port.
-_SECTIONS = ("carrier_sim", "retention", "database", "provider", "worker", "kafka", "sinks", "api")
+_SECTIONS = ("carrier_sim", "retention", "database", "provider", "secrets", "worker", "kafka", "sinks", "api")
 
 
 def _decode_path(type_: type, obj: object) -> object:

@@ -16,6 +16,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 
 from herald.db.pool import create_pool
+from herald.domain.limits import RecipientHasher
 from herald.kafka.admin import missing_topics
 from herald.kafka.producer import Producer
 from herald.kafka.topics import Names
@@ -78,7 +79,13 @@ def create_app(settings: Settings) -> Litestar:
                     pool, settings.api.auth_cache_seconds, KeyRateLimiter(settings.api.key_requests_per_second)
                 ),
                 templates=template_cache,
-                sender=Sender(producer, template_cache, pool, ContentKeys(pool, settings.retention.content_days)),
+                sender=Sender(
+                    producer,
+                    template_cache,
+                    pool,
+                    ContentKeys(pool, settings.retention.content_days),
+                    RecipientHasher(settings.secrets.keys()),
+                ),
             )
             yield
 

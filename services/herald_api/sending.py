@@ -24,7 +24,7 @@ from herald.db import recipients as recipient_store
 from herald.db import templates
 from herald.db.templates import TemplateRow
 from herald.domain import recipients
-from herald.domain.limits import effective, recipient_hash
+from herald.domain.limits import RecipientHasher, effective
 from herald.domain.models import DEFAULT_TTL_SECONDS, Category, TemplateStatus
 from herald.domain.records import ENCODER, OutboundMessage, SealedMessageV2, message_key
 from herald.domain.templates import render
@@ -67,8 +67,14 @@ def decode_item(item: Any) -> MessageCreate:
 
 class Sender:
     def __init__(
-        self, producer: Producer, template_cache: TemplateCache, pool: asyncpg.Pool, content_keys: ContentKeys
+        self,
+        producer: Producer,
+        template_cache: TemplateCache,
+        pool: asyncpg.Pool,
+        content_keys: ContentKeys,
+        hasher: RecipientHasher,
     ) -> None:
+        self._hasher = hasher
         self._producer = producer
         self._templates = template_cache
         self._pool = pool
@@ -155,7 +161,7 @@ class Sender:
         # a broker round trip, which a stalled broker would stretch to the produce timeout.
         async with self._pool.acquire() as conn, conn.transaction():
             reservation = await recipient_store.reserve(
-                conn, tenant.id, [recipient_hash(tenant.id, m.to) for m in messages], limit, datetime.now(UTC)
+                conn, tenant.id, [self._hasher.candidates(tenant.id, m.to) for m in messages], limit, datetime.now(UTC)
             )
         admitted = [i for i, ok in enumerate(reservation.admitted) if ok]
         await self._produce([messages[i] for i in admitted], [sealed[i] for i in admitted])

@@ -132,6 +132,8 @@ class DevStack:
         self.sim_url = f"http://127.0.0.1:{sim_port}"
         env = {
             **os.environ,
+            # The repository's development secrets are expected here; production refuses them.
+            "HERALD_ENVIRONMENT": "development",
             "HERALD_DATABASE_URL": self.database_url,
             "HERALD_KAFKA_BOOTSTRAP": self.bootstrap,
             "HERALD_ADMIN_TOKEN": self.admin_token,

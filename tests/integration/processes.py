@@ -15,6 +15,7 @@ def env_for(settings: Settings, **overrides: str) -> dict[str, str]:
     k, w = settings.kafka, settings.worker
     env = {
         **os.environ,
+        "HERALD_ENVIRONMENT": settings.environment,
         "HERALD_DATABASE_URL": settings.database.url,
         "HERALD_KAFKA_BOOTSTRAP": k.bootstrap,
         "HERALD_KAFKA_TOPIC_PREFIX": k.topic_prefix,

@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import base64
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -43,3 +47,38 @@ def test_tuple_settings_are_comma_separated() -> None:
     settings = Settings.from_env({"HERALD_WORKER_RETRY_DELAYS_SECONDS": "1.5,30", "HERALD_KAFKA_BOOTSTRAP": "a:1,b:2"})
     assert settings.worker.retry_delays_seconds == (1.5, 30.0)
     assert settings.kafka.bootstrap == "a:1,b:2"
+
+
+def test_production_refuses_every_secret_shipped_in_the_repository() -> None:
+    """Finding 1 of the security review: nothing refused the development receipt secret (or the
+    compose file's placeholders) outside development."""
+    assert len(Settings.from_env({}).refusals()) == 3  # admin token, receipt secret, KEK
+    shipped = {
+        "HERALD_ADMIN_TOKEN": "change-me-admin-token",
+        "HERALD_PROVIDER_RECEIPT_SECRET": "change-me-receipt-secret",
+    }
+    assert len(Settings.from_env(shipped).refusals()) == 3
+    real = {
+        "HERALD_ADMIN_TOKEN": "a" * 32,
+        "HERALD_PROVIDER_RECEIPT_SECRET": "b" * 32,
+        "HERALD_SECRETS_KEK": base64.urlsafe_b64encode(b"c" * 32).decode(),
+    }
+    assert Settings.from_env(real).refusals() == []
+    assert Settings.from_env({**shipped, "HERALD_ENVIRONMENT": "development"}).refusals() == []
+
+
+def test_a_kek_that_is_not_a_key_is_a_configuration_error() -> None:
+    with pytest.raises(ValueError, match="32 bytes"):
+        Settings.from_env({"HERALD_SECRETS_KEK": "c2hvcnQ"})
+    with pytest.raises(ValueError, match="environment"):
+        Settings.from_env({"HERALD_ENVIRONMENT": "staging"})
+
+
+def test_a_serving_process_will_not_start_on_development_secrets() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HERALD_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "herald.cli", "api"], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode != 0
+    assert "HERALD_SECRETS_KEK" in done.stderr
+    assert "refusing to start" in done.stderr

@@ -22,7 +22,7 @@ from herald.domain.limits import WINDOW_SECONDS
 
 class Reservation(msgspec.Struct, frozen=True):
     admitted: list[bool]
-    """Per input hash, in order."""
+    """Per message, in order."""
     retry_after_seconds: int
     """When a rejected recipient could next be admitted (the oldest in-window entry ages out)."""
 
@@ -30,19 +30,22 @@ class Reservation(msgspec.Struct, frozen=True):
 async def reserve(
     conn: asyncpg.pool.PoolConnectionProxy[asyncpg.Record],
     tenant_id: uuid.UUID,
-    hashes: Sequence[bytes],
+    candidates: Sequence[Sequence[bytes]],
     limit: int,
     now: datetime,
 ) -> Reservation:
+    """`candidates[i]` are message i's recipient hashes under every key, the current key's first
+    (`RecipientHasher.candidates`): a recipient reserved under an earlier key is the same
+    recipient, refreshed under that hash; a new one is written under the current key."""
     since = now - timedelta(seconds=WINDOW_SECONDS)
     await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 7))", str(tenant_id))
-    known = {
+    stored = {
         r["recipient_hash"]
         for r in await conn.fetch(
             "SELECT recipient_hash FROM tenant_recipients"
             " WHERE tenant_id = $1 AND recipient_hash = ANY($2::bytea[]) AND last_sent_at > $3",
             tenant_id,
-            list(set(hashes)),
+            list({h for hashes in candidates for h in hashes}),
             since,
         )
     }
@@ -50,19 +53,23 @@ async def reserve(
         "SELECT count(*) FROM tenant_recipients WHERE tenant_id = $1 AND last_sent_at > $2", tenant_id, since
     )
     admitted: list[bool] = []
-    for h in hashes:
-        if h not in known and used < limit:
-            known.add(h)
+    chosen: set[bytes] = set()
+    for hashes in candidates:
+        known = next((h for h in hashes if h in stored), None)
+        if known is None and used < limit:
+            known = hashes[0]
+            stored.add(known)
             used += 1
-        admitted.append(h in known)
-    chosen = list({h for h, ok in zip(hashes, admitted, strict=True) if ok})
+        if known is not None:
+            chosen.add(known)
+        admitted.append(known is not None)
     if chosen:
         await conn.execute(
             "INSERT INTO tenant_recipients (tenant_id, recipient_hash, last_sent_at)"
             " SELECT $1, h, $3 FROM unnest($2::bytea[]) h"
             " ON CONFLICT (tenant_id, recipient_hash) DO UPDATE SET last_sent_at = excluded.last_sent_at",
             tenant_id,
-            chosen,
+            list(chosen),
             now,
         )
     retry_after = 0

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import uuid
+from collections.abc import Sequence
 
 import msgspec
 
@@ -27,7 +29,29 @@ def effective(tier: Tier, verified: bool, rate_override: int | None, daily_overr
     return EffectiveLimits(rate_per_second=rate_override or policy.rate_per_second, daily_recipients=daily)
 
 
-def recipient_hash(tenant_id: uuid.UUID, address: str) -> bytes:
-    """What the limit accounting stores instead of the recipient: per-tenant, not reversible by lookup
-    across tenants."""
-    return hashlib.sha256(tenant_id.bytes + address.encode()).digest()
+class RecipientHasher:
+    """What Herald's database stores instead of a recipient: HMAC-SHA256 of tenant and address
+    under a key derived from the key-encryption key (`secrets.kek`).
+
+    A plain hash of a phone number is reversed by enumerating the number plan (the security
+    review recovered 17 numbers in 0.04 s); the HMAC cannot be computed, and so not enumerated,
+    without the KEK, which lives in the environment, not in the database or its backups.
+    Rotation: hashes under the current key are written; lookups match the hashes under every
+    key (`candidates`), so an entry written before a rotation is still found.
+    """
+
+    def __init__(self, keks: Sequence[bytes]) -> None:
+        if not keks:
+            raise ValueError("at least one key-encryption key is needed")
+        self._keys = [hmac.new(kek, b"herald/recipient-hash/v1", hashlib.sha256).digest() for kek in keks]
+
+    def current(self, tenant_id: uuid.UUID, address: str) -> bytes:
+        return self._mac(self._keys[0], tenant_id, address)
+
+    def candidates(self, tenant_id: uuid.UUID, address: str) -> list[bytes]:
+        """The address's hash under every key, the current one first."""
+        return [self._mac(key, tenant_id, address) for key in self._keys]
+
+    @staticmethod
+    def _mac(key: bytes, tenant_id: uuid.UUID, address: str) -> bytes:
+        return hmac.new(key, tenant_id.bytes + address.encode(), hashlib.sha256).digest()
