@@ -116,6 +116,13 @@ MESSAGES_FINAL = Counter(
     "Messages reaching a final status, as emitted by workers and receipts.",
     ["status"],
 )
+RECEIPTS = Counter(
+    "herald_receipts_total",
+    "Provider receipts by outcome: recorded (accepted from the provider), bound (its status event"
+    " published), late (it contradicted the message's first final report; kept apart, never the"
+    " status).",
+    ["provider", "outcome"],
+)
 RECEIPT_TIMEOUTS = Counter(
     "herald_receipt_timeouts_total",
     "Sent messages failed by the sweep because no receipt arrived in time.",

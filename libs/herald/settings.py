@@ -58,12 +58,6 @@ class ApiSettings(msgspec.Struct, frozen=True):
     key_requests_per_second: float = 2000.0
     """HTTP requests per API key per API process (429 + Retry-After beyond); 0 turns it off."""
     template_cache_seconds: float = 5.0
-    receipt_linger_ms: int = 50
-    """How long the producer of receipt events (`delivered`, `read`, `failed` from providers)
-    gathers records into one batch per partition. Accepting messages keeps the 2 ms linger of
-    `kafka.linger_ms`: a client waits for that ack, while a provider's webhook can wait 50 ms.
-    Fewer, larger batches on `herald.events` are what the broker's fetch cost grows with
-    (on the embedded broker, every stored batch is listed on every fetch: loadtests/RESULTS.md)."""
     database_timeout_seconds: float = 5.0
     """The API's bound on each query and connection attempt: a stalled database answers 503
     `database_unavailable` within about twice this (the query, then asyncpg's wait for its
@@ -150,6 +144,9 @@ class SinkSettings(msgspec.Struct, frozen=True):
     """A `sent` message with no receipt after this long becomes `failed` (receipt_timeout).
     72 h is the longest SMS validity period carriers commonly apply."""
     sweep_interval_seconds: float = 60.0
+    receipt_bind_interval_seconds: float = 0.05
+    """How often recorded provider receipts are bound to their sends and published
+    (`herald_sinks/receipts.py`); a full batch is followed at once by the next."""
     callback_timeout_seconds: float = 5.0
     callback_per_tenant_in_flight: int = 4
     """Callback POSTs in flight per tenant across every sinks process (leased rows count): a

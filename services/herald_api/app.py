@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
-import msgspec
 from aiokafka.errors import KafkaError
 from litestar import Litestar, Request, Response
 from litestar.datastructures import State
@@ -63,18 +62,12 @@ def create_app(settings: Settings) -> Litestar:
             producer = Producer(settings.kafka, names)
             started.push_async_callback(producer.stop)  # aiokafka: stop() also after a failed start()
             await producer.start()
-            receipt_producer = Producer(
-                msgspec.structs.replace(settings.kafka, linger_ms=settings.api.receipt_linger_ms), names
-            )
-            started.push_async_callback(receipt_producer.stop)
-            await receipt_producer.start()
             template_cache = TemplateCache(pool, settings.api.template_cache_seconds)
             app.state.services = Services(
                 settings=settings,
                 names=names,
                 pool=pool,
                 producer=producer,
-                receipt_producer=receipt_producer,
                 authenticator=KeyAuthenticator(
                     pool, settings.api.auth_cache_seconds, KeyRateLimiter(settings.api.key_requests_per_second)
                 ),

@@ -194,13 +194,13 @@ class Price(msgspec.Struct, frozen=True):
 
 # --- provider receipts -------------------------------------------------------------------------
 class ReceiptIn(Strict, frozen=True):
-    """A delivery receipt; `message_id`/`tenant_id` are the metadata Herald attached to the send."""
+    """A delivery receipt, about the provider's own id for a send. It names no message and no
+    tenant: Herald finds both from its record of that send (`herald.domain.receipts`)."""
 
-    message_id: uuid.UUID
-    tenant_id: uuid.UUID
-    provider_message_id: Annotated[str, msgspec.Meta(max_length=128, pattern=_NO_CONTROL)]
+    provider_message_id: Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=_NO_CONTROL)]
     status: Status
-    at_ms: EpochMillis
+    at_ms: EpochMillis | None = None
+    """The provider's time of the event; Herald clamps it to the message's life."""
     error_code: Annotated[str, msgspec.Meta(max_length=64, pattern=_NO_CONTROL)] | None = None
 
 

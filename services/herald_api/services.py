@@ -20,8 +20,6 @@ class Services:
     pool: asyncpg.Pool
     producer: Producer
     """Accepted messages: a client waits for its ack (`kafka.linger_ms`)."""
-    receipt_producer: Producer
-    """Status events from provider receipts (`api.receipt_linger_ms`)."""
     authenticator: KeyAuthenticator
     templates: TemplateCache
     sender: Sender

@@ -2,8 +2,10 @@
 
 `POST /v1/messages` accepts `{to, channel, body, metadata, verified_sender}` and answers
 201 `{id}` after `latency_ms`; `receipt_delay_ms` later it POSTs a signed delivery receipt to
-Herald's receipt endpoint, echoing the metadata (as WhatsApp's `biz_opaque_callback_data` and
-Twilio's status callbacks do). Deterministic outcomes by recipient suffix, for tests and demos:
+Herald's receipt endpoint about that id (`{provider_message_id, status, at_ms, error_code?}`),
+as Twilio's status callbacks name the MessageSid: the receipt never carries Herald's ids, which
+Herald finds from its own record of the send. (The metadata is kept only to count sends per
+message for the tests.) Deterministic outcomes by recipient suffix, for tests and demos:
 
     ...0000  permanent `invalid_number` (400)       ...0001  permanent `opted_out` (400)
     ...0002  accepted, then a `failed` receipt       ...0003  `recipient_busy` (409, Retry-After: 1)
@@ -213,10 +215,8 @@ def create_app(settings: CarrierSimSettings, provider: ProviderSettings) -> Lite
         if len(sends) > SENDS_KEPT:
             del sends[next(iter(sends))]
         log_sends.append((time.monotonic(), data.metadata.get("tenant_id", "")))
-        if "message_id" in data.metadata and "tenant_id" in data.metadata and suffix != "0005":
+        if suffix != "0005":
             receipt: dict[str, object] = {
-                "message_id": data.metadata["message_id"],
-                "tenant_id": data.metadata["tenant_id"],
                 "provider_message_id": provider_id,
                 "status": "failed" if suffix == "0002" else "delivered",
             }

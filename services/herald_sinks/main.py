@@ -21,13 +21,14 @@ from herald_sinks.billing import run_settler
 from herald_sinks.callbacks import CallbackConfigs, Dispatcher
 from herald_sinks.groups import TOPICS, handlers
 from herald_sinks.parking import Parking, run_parked_report
+from herald_sinks.receipts import run_binder
 from herald_sinks.sweeper import run_sweeper
 
 
 async def run_sinks(settings: Settings, stop: asyncio.Event) -> None:
     """Status projection, billing ledger and callback recording (three consumer groups, so a slow
-    callback table or billing never delays status), plus the receipt-deadline sweep, the billing
-    settler and the callback dispatcher."""
+    callback table or billing never delays status), plus the receipt binder, the receipt-deadline
+    sweep, the billing settler and the callback dispatcher."""
     names = Names(settings.kafka.topic_prefix)
     pool = await create_pool(settings.database)
     producer = Producer(settings.kafka, names)
@@ -35,6 +36,7 @@ async def run_sinks(settings: Settings, stop: asyncio.Event) -> None:
     configs = CallbackConfigs(pool)
     background = [
         asyncio.create_task(run_sweeper(pool, producer, settings.sinks, stop)),
+        asyncio.create_task(run_binder(pool, producer, settings.sinks.receipt_bind_interval_seconds, stop)),
         asyncio.create_task(Dispatcher(pool, settings.sinks, configs, CallbackPolicy.of(settings.api)).run(stop)),
         asyncio.create_task(run_settler(pool, settings.sinks.billing_settle_seconds, stop)),
         asyncio.create_task(run_parked_report(pool, settings.sinks.parked_report_seconds, stop)),

@@ -26,6 +26,7 @@ import logging
 import time
 import traceback
 from collections.abc import Callable
+from functools import partial
 
 import msgspec
 from tenacity import (
@@ -92,7 +93,12 @@ class Deliverer:
         self._clock = clock
 
     def _event(
-        self, m: MessageEnvelope, status: Status, reason: str | None = None, provider_id: str | None = None
+        self,
+        m: MessageEnvelope,
+        status: Status,
+        reason: str | None = None,
+        provider_id: str | None = None,
+        provider: str | None = None,
     ) -> StatusEventV1:
         return StatusEventV1(
             message_id=m.id,
@@ -101,6 +107,7 @@ class Deliverer:
             at_ms=self._clock(),
             reason=reason,
             provider_message_id=provider_id,
+            provider=provider,
         )
 
     def expired(self, message: MessageEnvelope) -> Outcome | None:
@@ -150,10 +157,12 @@ class Deliverer:
         metrics.ACCEPTED_TO_SENT_SECONDS.labels(message.category.value).observe(
             max(0.0, (self._clock() - message.created_at_ms) / 1000)
         )
-        events = [self._event(message, Status.SENT, provider_id=accepted.provider_message_id)]
+        # The provider and its id are what a receipt will be bound by (herald.domain.receipts).
+        sent = partial(self._event, message, provider_id=accepted.provider_message_id, provider=provider.name)
+        events = [sent(Status.SENT)]
         if accepted.delivered:
             metrics.MESSAGES_FINAL.labels(Status.DELIVERED.value).inc()
-            events.append(self._event(message, Status.DELIVERED, provider_id=accepted.provider_message_id))
+            events.append(sent(Status.DELIVERED))
         return Outcome(events)
 
     def _later(self, message: OutboundMessage, exc: RetryableError) -> Outcome:

@@ -209,9 +209,9 @@ class Platform:
     async def wait_history(
         self, auth: dict[str, str], message_id: str, history: list[str], deadline_s: float = 20.0
     ) -> dict[str, Any]:
-        """The message once its events read `history`, in order. A provider's receipt reaches
-        herald.events through the API and can be recorded before the worker's own `sent`, so
-        the status can be final a moment before its history is complete."""
+        """The message once its events read `history`, in order (the status can be final a
+        moment before the history is complete: the events of a message are applied as they
+        arrive, and a worker's own `delivered` travels with its `sent`)."""
         return await self._wait_message(
             auth, message_id, lambda m: [e["status"] for e in m["events"]] == history, f"history is not {history}",
             deadline_s,

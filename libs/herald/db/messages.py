@@ -15,8 +15,9 @@ from datetime import UTC, datetime
 import asyncpg
 import msgspec
 
+from herald.db import receipts
 from herald.domain.records import MessageEnvelope, StatusEventV1
-from herald.domain.status import Status, fold
+from herald.domain.status import RANK, Status, fold
 
 
 class EventView(msgspec.Struct, frozen=True):
@@ -141,6 +142,7 @@ async def apply_batch(
                 [e.provider_message_id for e in events],
             )
             duplicates = await _duplicate_sends(conn, events)
+            await receipts.record_sends(conn, events)
         return Applied(await _recompute(conn, touched), duplicates)
 
 
@@ -189,9 +191,10 @@ async def get(pool: asyncpg.Pool, tenant_id: uuid.UUID, message_id: uuid.UUID) -
     )
     if row is None:
         return None
-    events = await pool.fetch(
-        "SELECT status, at, reason FROM message_events WHERE message_id = $1 ORDER BY at, status", message_id
-    )
+    rows = await pool.fetch("SELECT status, at, reason FROM message_events WHERE message_id = $1", message_id)
+    # Time order, and the lifecycle's order between events of one instant (a receipt clamped to
+    # its send's time shares it), as the projection folds them.
+    events = sorted(rows, key=lambda e: (e["at"], RANK[Status(e["status"])]))
     accepted = EventView(status=Status.ACCEPTED, at=row["created_at"])
     return MessageView(
         id=row["id"],

@@ -85,6 +85,9 @@ class StatusEventV1(msgspec.Struct, frozen=True, tag="herald.status.v1", tag_fie
     reason: str | None = None
     """Machine-readable failure reason (`invalid_number`, `provider_unavailable`, ...)."""
     provider_message_id: str | None = None
+    provider: str | None = None
+    """On the worker's `sent`: the provider that took the message. With `provider_message_id`,
+    the only key a provider's receipt is bound by (`herald.domain.receipts`)."""
 
 
 class DeadLetterV2(msgspec.Struct, frozen=True, tag="herald.deadletter.v2", tag_field="schema"):

@@ -1,27 +1,30 @@
-"""Delivery receipts from providers, turned into status events on `herald.events`."""
+"""Delivery receipts from providers: verified, then recorded as reported.
+
+A receipt names the provider's own id for a send, nothing else; the receipt binder in the sinks
+(`herald_sinks/receipts.py`) finds the message and tenant from Herald's own record of that send
+through this provider, so a provider (or anyone holding its secret) can only ever speak about
+messages sent through it. 202 means the receipt is durably recorded.
+"""
 
 from __future__ import annotations
 
 from typing import TypeVar
 
 import msgspec
-from aiokafka.errors import KafkaError
 from litestar import Controller, Request, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath
 
-from herald import signing
-from herald.domain.records import ENCODER, StatusEventV1
-from herald.domain.status import Status
-from herald.errors import InvalidRequest, NotFound, Unauthenticated, Unavailable
-from herald.kafka.producer import Record
-from herald.kafka.topics import EVENTS
+from herald import metrics, signing
+from herald.db import receipts as receipt_store
+from herald.domain.receipts import RECEIPT_STATUSES, Reported
+from herald.errors import InvalidRequest, NotFound, Unauthenticated
 from herald_api.schemas import ReceiptBatchIn, ReceiptIn
 from herald_api.services import Services
 
 PROVIDERS = frozenset({"carrier-sim"})
+"""Providers that post receipts here, each by the name its worker adapter records sends under."""
 _T = TypeVar("_T")
-RECEIPT_STATUSES = frozenset({Status.DELIVERED, Status.READ, Status.FAILED})
 
 
 class ReceiptController(Controller):
@@ -31,7 +34,7 @@ class ReceiptController(Controller):
     @post("/{provider:str}/receipts", status_code=202, summary="Provider delivery receipt (HMAC-signed)")
     async def receipt(self, provider: FromPath[str], request: Request, svc: NamedDependency[Services]) -> None:  # type: ignore[type-arg]
         raw = await _verified(provider, request, svc)
-        await _publish(svc, [_decode(raw, ReceiptIn)])
+        await _record(svc, provider, [_decode(raw, ReceiptIn)])
 
     @post(
         "/{provider:str}/receipts/batch",
@@ -40,7 +43,7 @@ class ReceiptController(Controller):
     )
     async def receipts(self, provider: FromPath[str], request: Request, svc: NamedDependency[Services]) -> None:  # type: ignore[type-arg]
         raw = await _verified(provider, request, svc)
-        await _publish(svc, _decode(raw, ReceiptBatchIn).receipts)
+        await _record(svc, provider, _decode(raw, ReceiptBatchIn).receipts)
 
 
 async def _verified(provider: str, request: Request, svc: Services) -> bytes:  # type: ignore[type-arg]
@@ -62,23 +65,14 @@ def _decode(raw: bytes, type_: type[_T]) -> _T:
         raise InvalidRequest("the receipt is not JSON", code="invalid_receipt") from exc
 
 
-async def _publish(svc: Services, receipts: list[ReceiptIn]) -> None:
+async def _record(svc: Services, provider: str, receipts: list[ReceiptIn]) -> None:
     """All or nothing: an invalid receipt refuses the batch (the provider retries it whole)."""
     for index, receipt in enumerate(receipts):
         if receipt.status not in RECEIPT_STATUSES:
             field = "status" if len(receipts) == 1 else f"receipts[{index}].status"
             raise InvalidRequest.field(field, "must be delivered, read or failed", code="invalid_receipt")
-    events = [
-        StatusEventV1(
-            message_id=r.message_id, tenant_id=r.tenant_id, status=r.status, at_ms=r.at_ms, reason=r.error_code,
-            provider_message_id=r.provider_message_id,
-        )
-        for r in receipts
-    ]  # fmt: skip
-    try:
-        await svc.receipt_producer.send_many(
-            [Record(EVENTS, str(e.message_id).encode(), ENCODER.encode(e)) for e in events]
-        )
-    except KafkaError as exc:
-        # The provider retries receipts it could not deliver: answering 503 keeps the receipt.
-        raise Unavailable("queue unavailable", code="broker_unavailable", retry_after=1) from exc
+    # A database that does not answer is a 503 (problems.py): the provider retries the receipt.
+    await receipt_store.record(
+        svc.pool, provider, [Reported(r.provider_message_id, r.status, r.at_ms, r.error_code) for r in receipts]
+    )
+    metrics.RECEIPTS.labels(provider, "recorded").inc(len(receipts))

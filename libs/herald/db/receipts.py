@@ -1,0 +1,135 @@
+"""Provider receipts: recorded as reported, then bound to Herald's own record of the send.
+
+Three tables (migration 0016): `provider_messages` (which provider took which message, written
+from the worker's `sent` events by the status sink), `provider_receipts` (what providers
+reported, keyed by provider, their id and the status, so a replay is the same row) and
+`receipt_finals` (the first final report per message). The rules are `herald.domain.receipts`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+
+import asyncpg
+import msgspec
+
+from herald.domain.receipts import Reported, Waiting, contradicts, effective_time, first_finals
+from herald.domain.records import StatusEventV1
+from herald.domain.status import Status
+
+
+def _ts(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def _ms(at: datetime) -> int:
+    return int(at.timestamp() * 1000)
+
+
+async def record_sends(conn: asyncpg.pool.PoolConnectionProxy[asyncpg.Record], events: Sequence[StatusEventV1]) -> None:
+    """Remember every accepted send (a message re-sent after a crash has two). Idempotent."""
+    sends = [e for e in events if e.status is Status.SENT and e.provider and e.provider_message_id]
+    if not sends:
+        return
+    await conn.execute(
+        "INSERT INTO provider_messages (provider, provider_message_id, message_id, tenant_id, sent_at)"
+        " SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[], $4::uuid[], $5::timestamptz[])"
+        " ON CONFLICT DO NOTHING",
+        [e.provider for e in sends],
+        [e.provider_message_id for e in sends],
+        [e.message_id for e in sends],
+        [e.tenant_id for e in sends],
+        [_ts(e.at_ms) for e in sends],
+    )
+
+
+async def record(pool: asyncpg.Pool, provider: str, receipts: Sequence[Reported]) -> None:
+    """Keep what `provider` reported, as it reported it, in one statement (all or nothing). A
+    receipt already recorded (a replay, a provider's retry) changes nothing."""
+    await pool.execute(
+        "INSERT INTO provider_receipts (provider, provider_message_id, status, reported_at, reason)"
+        " SELECT $1, * FROM unnest($2::text[], $3::text[], $4::timestamptz[], $5::text[])"
+        " ON CONFLICT DO NOTHING",
+        provider,
+        [r.provider_message_id for r in receipts],
+        [r.status.value for r in receipts],
+        [None if r.at_ms is None else _ts(r.at_ms) for r in receipts],
+        [r.reason for r in receipts],
+    )
+
+
+class Bound(msgspec.Struct, frozen=True):
+    events: list[StatusEventV1]
+    late: list[Waiting]
+
+
+async def bind(pool: asyncpg.Pool, limit: int, publish: Callable[[list[StatusEventV1]], Awaitable[None]]) -> Bound:
+    """Bind up to `limit` waiting receipts whose send is known, oldest first: publish their
+    status events (`publish` returns once the broker has them), then mark them, in one
+    transaction. A failure anywhere leaves them waiting; a crash after `publish` publishes the
+    same events again (the same time, as every input is stored), which every sink absorbs.
+    Receipts whose send is not recorded yet (the `sent` event is still on its way) wait."""
+    async with pool.acquire() as conn, conn.transaction():
+        rows = await conn.fetch(
+            "SELECT r.provider, r.provider_message_id, r.status, r.reported_at, r.received_at, r.reason,"
+            " p.message_id, p.tenant_id, p.sent_at"
+            " FROM provider_receipts r JOIN provider_messages p USING (provider, provider_message_id)"
+            " WHERE r.outcome IS NULL ORDER BY r.received_at LIMIT $1 FOR UPDATE OF r SKIP LOCKED",
+            limit,
+        )
+        if not rows:
+            return Bound([], [])
+        waiting = [
+            Waiting(
+                provider=r["provider"], provider_message_id=r["provider_message_id"], status=Status(r["status"]),
+                reported_ms=None if r["reported_at"] is None else _ms(r["reported_at"]),
+                received_ms=_ms(r["received_at"]), reason=r["reason"], message_id=r["message_id"],
+                tenant_id=r["tenant_id"], sent_ms=_ms(r["sent_at"]),
+            )
+            for r in rows
+        ]  # fmt: skip
+        finals = await _decide_finals(conn, first_finals(waiting), {w.message_id for w in waiting})
+        is_late = [contradicts(finals.get(w.message_id), w.status) for w in waiting]
+        events = [
+            StatusEventV1(
+                message_id=w.message_id, tenant_id=w.tenant_id, status=w.status,
+                at_ms=effective_time(w.reported_ms, w.sent_ms, w.received_ms), reason=w.reason,
+                provider_message_id=w.provider_message_id, provider=w.provider,
+            )
+            for w, late in zip(waiting, is_late, strict=True)
+            if not late
+        ]  # fmt: skip
+        await publish(events)
+        await conn.execute(
+            "UPDATE provider_receipts r SET outcome = u.outcome, message_id = u.message_id, bound_at = now()"
+            " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::uuid[])"
+            " AS u(provider, provider_message_id, status, outcome, message_id)"
+            " WHERE (r.provider, r.provider_message_id, r.status) = (u.provider, u.provider_message_id, u.status)",
+            [w.provider for w in waiting],
+            [w.provider_message_id for w in waiting],
+            [w.status.value for w in waiting],
+            ["late" if late else "bound" for late in is_late],
+            [w.message_id for w in waiting],
+        )
+        return Bound(events, [w for w, late in zip(waiting, is_late, strict=True) if late])
+
+
+async def _decide_finals(
+    conn: asyncpg.pool.PoolConnectionProxy[asyncpg.Record], proposed: dict[uuid.UUID, Status], messages: set[uuid.UUID]
+) -> dict[uuid.UUID, Status]:
+    """The first final report of each of `messages`: an earlier one stands; otherwise this
+    batch's `proposed` one (the primary key settles two binders deciding at once: the second
+    waits for the first to commit, then keeps its decision)."""
+    if proposed:
+        ordered = sorted(proposed.items())  # one key order for every binder: no deadlock between two
+        await conn.execute(
+            "INSERT INTO receipt_finals (message_id, status) SELECT * FROM unnest($1::uuid[], $2::text[])"
+            " ON CONFLICT DO NOTHING",
+            [m for m, _ in ordered],
+            [s.value for _, s in ordered],
+        )
+    rows = await conn.fetch("SELECT message_id, status FROM receipt_finals WHERE message_id = ANY($1::uuid[])",
+                            list(messages))  # fmt: skip
+    return {r["message_id"]: Status(r["status"]) for r in rows}
