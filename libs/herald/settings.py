@@ -118,6 +118,12 @@ class WorkerSettings(msgspec.Struct, frozen=True):
     """A tenant may have this many seconds of its rate waiting in a worker; the rest is deferred
     to `herald.retry` for when its turn comes, so it cannot fill the buffer others share."""
     tenant_buffer_min: int = 50
+    tenant_cache_seconds: float = 5.0
+    """A tenant's rate and suspension are re-read this often: a PATCH reaches the workers within
+    it (the API's `auth_cache_seconds` has the same default)."""
+    suspended_recheck_seconds: float = 60.0
+    """A suspended tenant's messages are never sent: each goes back to `herald.retry` for this
+    long (no attempt spent), until the suspension is lifted or its TTL passes (then `expired`)."""
     commit_interval_seconds: float = 0.5
     utilisation_interval_seconds: float = 10.0
     retry_hold_max: int = 5000

@@ -10,6 +10,7 @@ Outcome taxonomy (decided by the provider adapter, acted on here):
   quota exhausted, or a Retry-After longer than `MAX_RETRY_AFTER_SECONDS`  -> straight to
       `herald.retry`, not before the time the provider named (tomorrow, for a daily quota)
   past its TTL (before any attempt) -> `expired`: never sent, never billed
+  its tenant suspended -> back on `herald.retry` unsent (`held`), until lifted or expired
   content that cannot be opened (`herald.sealing`) -> `expired` if past its TTL, else `failed`
       with `content_unavailable`: never sent
   anything else raised (an adapter breaking the Provider contract, a defect in this module)
@@ -69,6 +70,7 @@ def provider_wait(state: RetryCallState) -> float:
 
 RETRIES_EXHAUSTED = "_retries_exhausted"
 INTERNAL_ERROR = "internal_error"
+TENANT_SUSPENDED = "tenant_suspended"
 
 
 class Outcome(msgspec.Struct, frozen=True):
@@ -116,6 +118,18 @@ class Deliverer:
             return None
         metrics.MESSAGES_FINAL.labels(Status.EXPIRED.value).inc()
         return Outcome([self._event(message, Status.EXPIRED, "ttl_elapsed")])
+
+    def held(self, message: OutboundMessage, seconds: float) -> Outcome:
+        """A suspended tenant's message, never sent while the suspension lasts: back on
+        `herald.retry` in `seconds` without spending an attempt, or `expired` once past its TTL
+        (it comes back at the TTL at the latest, and expires then)."""
+        if (expired := self.expired(message)) is not None:
+            return expired
+        # Never the record's own not-before: a held copy must not share its record's retry key.
+        not_before = max(min(self._clock() + int(seconds * 1000), message.expires_at_ms), message.not_before_ms + 1)
+        metrics.RETRIES_SCHEDULED.labels(TENANT_SUSPENDED).inc()
+        held = msgspec.structs.replace(message, not_before_ms=not_before, last_error=TENANT_SUSPENDED)
+        return Outcome([], retry=held)
 
     def unreadable(self, message: MessageEnvelope, why: str) -> Outcome:
         """The outcome of a message whose content could not be opened: it is never sent. Past

@@ -49,20 +49,30 @@ ALLOWANCE_TTL_SECONDS = 1.0
 
 
 class TenantRates:
-    """Each tenant's effective msg/s, cached for `ttl` seconds (how long a PATCH of the tier or of
-    `rate_limit_per_second` takes to reach the workers)."""
+    """Each tenant's effective msg/s and suspension, cached for `ttl` seconds: how long a PATCH of
+    the tier, of `rate_limit_per_second` or of `suspended` takes to reach the workers (the same
+    default as the API's auth cache, so a suspension stops sends and new requests alike)."""
 
     def __init__(self, pool: asyncpg.Pool, ttl: float = 5.0) -> None:
         self._pool = pool
         self._cache: TTLCache[uuid.UUID, tuple[Tier, float]] = TTLCache(ttl)
+        self._suspended: set[uuid.UUID] = set()
 
     async def get(self, tenant_id: uuid.UUID) -> tuple[Tier, float]:
         return await self._cache.get(tenant_id, lambda: self._load(tenant_id))
+
+    def suspended(self, tenant_id: uuid.UUID) -> bool:
+        """As of the tenant's last load (`get`, which reloads it once `ttl` has passed)."""
+        return tenant_id in self._suspended
 
     async def _load(self, tenant_id: uuid.UUID) -> tuple[Tier, float]:
         # Until the database answers: the fetch loop and the token refills wait for it, as pacing
         # does (its tokens come from the same database); none of their work may be skipped.
         row = await until_written(lambda: tenants.get(self._pool, tenant_id))
+        if row is not None and row.suspended:
+            self._suspended.add(tenant_id)
+        else:
+            self._suspended.discard(tenant_id)
         if row is None:
             # A deleted tenant's queued messages still drain, at the lowest tier's rate.
             return Tier.FREE, float(effective(Tier.FREE, False, None, None).rate_per_second)

@@ -88,7 +88,7 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
         self._scheduler = Scheduler(settings.recipient_gap_seconds)
         self._tracker: OffsetTracker[TopicPartition] = OffsetTracker()
         self._wake = asyncio.Event()
-        self._rates = TenantRates(pool)
+        self._rates = TenantRates(pool, settings.tenant_cache_seconds)
         self._pacer = BucketPacer.on_postgres(pool, self._rates.get, self._wake.set, observe_tier)
         self._gate = gate
         gate.attach(self._wake.set)
@@ -174,12 +174,17 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
         throttling, `provider_gate.py`). The gate is asked inside the scheduler's choice, for a
         tenant with a ready message, so class order decides who gets the provider's next token."""
         item = self._scheduler.take(self._allow)
-        if item is not None and item.message.key_kind is not KeyKind.TEST:
+        if item is not None and item.message.key_kind is not KeyKind.TEST and not self._held_back(item):
             self._gate.take(item.message.id)
         return item
 
     def _allow(self, tenant_id: uuid.UUID) -> bool:
+        if self._rates.suspended(tenant_id):
+            return True  # to go back on herald.retry, unsent: it needs no token and no provider
         return self._gate.ready() and self._pacer.try_take(tenant_id)
+
+    def _held_back(self, item: Item) -> bool:
+        return self._rates.suspended(item.message.tenant_id)
 
     def _forget_task(self, task: asyncio.Task[None]) -> None:
         self._tasks.pop(task, None)
@@ -188,7 +193,14 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
         # The provider slot is held for the provider call only: publishing the outcome waits for
         # broker acks, and an OTP must not wait for a slot while others wait for acks.
         try:
-            outcome = await self._processor.deliver(item.message)
+            if self._held_back(item):
+                # A suspended tenant sends nothing: the message waits on herald.retry (or expires).
+                # Its state is read again here once stale, so a lifted suspension is seen.
+                await self._rates.get(item.message.tenant_id)
+            if self._held_back(item):
+                outcome = self._processor.held(item.message, self._settings.suspended_recheck_seconds)
+            else:
+                outcome = await self._processor.deliver(item.message)
         finally:
             self._gate.settle(item.message.id)
             self._scheduler.done(item)

@@ -37,6 +37,10 @@ class Processor:
         finally:
             metrics.IN_FLIGHT.dec()
 
+    def held(self, message: OutboundMessage, seconds: float) -> Outcome:
+        """A suspended tenant's message: not sent; back on `herald.retry` later (or expired)."""
+        return self._deliverer.held(message, seconds)
+
     def expired(self, message: OutboundMessage) -> Outcome | None:
         """Past its TTL: its `expired` outcome, decided without a provider (None if still live)."""
         return self._deliverer.expired(message)

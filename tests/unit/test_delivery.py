@@ -193,3 +193,18 @@ async def test_an_adapter_raising_anything_else_fails_the_message_without_loggin
     assert "ValueError" in logged
     assert sent.to not in logged
     assert sent.body not in logged
+
+
+def test_a_suspended_tenants_message_is_held_unsent_without_spending_an_attempt() -> None:
+    live = Scripted(Accepted("never"))
+    outcome = deliverer(live).held(message(), 60)
+    assert (outcome.events, live.calls) == ([], 0)
+    assert outcome.retry is not None
+    assert (outcome.retry.attempt, outcome.retry.not_before_ms, outcome.retry.last_error) == (
+        0, NOW + 60_000, "tenant_suspended",
+    )  # fmt: skip
+    near_ttl = deliverer(live).held(message(expires_in_ms=5_000), 60)
+    assert near_ttl.retry is not None
+    assert near_ttl.retry.not_before_ms == NOW + 5_000  # back at its TTL, to expire then
+    expired = deliverer(live).held(message(expires_in_ms=0), 60)
+    assert [(e.status, e.reason) for e in expired.events] == [(Status.EXPIRED, "ttl_elapsed")]
