@@ -26,14 +26,27 @@ def _api(settings: Settings) -> None:
         folder.mkdir(parents=True)
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
 
-    _serve(
-        "herald_api.server:factory",
-        settings.api.host,
-        settings.api.port,
-        factory=True,
-        workers=settings.api.workers,
-        timeout_graceful_shutdown=10,
-    )
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    from herald_api.http_server import uvicorn_options
+
+    def config(port: int) -> uvicorn.Config:
+        return uvicorn.Config(
+            "herald_api.server:factory", factory=True, host=settings.api.host, port=port,
+            workers=settings.api.workers, timeout_graceful_shutdown=10, **_UVICORN, **uvicorn_options(settings.api),
+        )  # fmt: skip
+
+    main = config(settings.api.port)
+    # One server on one or two listeners; with an admin port, the app answers admin routes only
+    # there and tenant routes only on the main port (herald_api.app.listener_guard).
+    sockets = [main.bind_socket()]
+    if settings.api.admin_port:
+        sockets.append(config(settings.api.admin_port).bind_socket())
+    if main.workers > 1:
+        Multiprocess(main, sockets=sockets).run()
+    else:
+        uvicorn.Server(main).run(sockets=sockets)
 
 
 def _consumer_process(settings: Settings, module: str, host: str, port: int) -> None:
@@ -58,14 +71,14 @@ def _carrier_sim(settings: Settings) -> None:
     _serve(create_app(settings.carrier_sim, settings.provider), settings.carrier_sim.host, settings.carrier_sim.port)
 
 
-def _serve(app: Any, host: str, port: int, **options: Any) -> None:
-    """uvicorn with the measured settings (uvloop + httptools), no access log, our JSON logging."""
+_UVICORN: dict[str, Any] = {"loop": "uvloop", "log_level": "warning", "access_log": False, "log_config": None}
+"""uvicorn as measured (uvloop, and httptools below), no access log, our JSON logging."""
+
+
+def _serve(app: Any, host: str, port: int) -> None:
     import uvicorn
 
-    uvicorn.run(
-        app, host=host, port=port, loop="uvloop", http="httptools", log_level="warning", access_log=False,
-        log_config=None, **options,
-    )  # fmt: skip
+    uvicorn.run(app, host=host, port=port, http="httptools", **_UVICORN)
 
 
 def _migrate(settings: Settings) -> None:

@@ -64,6 +64,18 @@ class ApiSettings(msgspec.Struct, frozen=True):
     cancellation) instead of holding requests open for the stall (a read waited 40 s before).
     Usage exports, whose queries scan a month, keep the longer `database.command_timeout_seconds`
     per chunk."""
+    request_read_timeout_seconds: float = 15.0
+    """A request's headers and body must arrive within this from its first byte (slowloris);
+    the connection is closed otherwise."""
+    max_connections: int = 4096
+    """Connections (and requests in progress) per API process; beyond them uvicorn answers 503."""
+    failed_auth_per_minute: int = 30
+    """Failed authentications (bad API key or admin token) allowed per client address per minute
+    in each API process; beyond them 429 `too_many_failed_attempts`, before any credential is
+    checked. 0 turns it off."""
+    admin_port: int = 0
+    """When set, the admin API is served on this port only (a listener an operator can keep off
+    the internet), and the tenant API on `port` only. 0: both on `port`."""
     allow_private_callbacks: bool = False
     """Production refuses callback URLs that resolve to private, loopback or link-local addresses
     (SSRF). `herald dev` and the tests turn this on to call back to localhost."""

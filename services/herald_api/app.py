@@ -9,10 +9,14 @@ from typing import Any
 
 from aiokafka.errors import KafkaError
 from litestar import Litestar, Request, Response
+from litestar.connection import ASGIConnection
 from litestar.datastructures import State
 from litestar.di import Provide
+from litestar.exceptions import NotFoundException
+from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
+from litestar.types import Guard
 
 from herald.db.pool import create_pool
 from herald.domain.limits import RecipientHasher
@@ -29,7 +33,7 @@ from herald_api.controllers.billing import AdminUsageController, RateCardControl
 from herald_api.controllers.messages import LimitsController, MessageController
 from herald_api.controllers.receipts import ReceiptController
 from herald_api.controllers.templates import TemplateController
-from herald_api.ratelimit import KeyRateLimiter
+from herald_api.ratelimit import FailedAuthLimiter, KeyRateLimiter
 from herald_api.sending import Sender, TemplateCache
 from herald_api.services import Services
 from herald_api.strict import strict_body
@@ -71,6 +75,7 @@ def create_app(settings: Settings) -> Litestar:
                 authenticator=KeyAuthenticator(
                     pool, settings.api.auth_cache_seconds, KeyRateLimiter(settings.api.key_requests_per_second)
                 ),
+                failed_auth=FailedAuthLimiter(settings.api.failed_auth_per_minute),
                 templates=template_cache,
                 sender=Sender(
                     producer,
@@ -114,6 +119,7 @@ def create_app(settings: Settings) -> Litestar:
         },
         signature_namespace={"Services": Services, "Principal": Principal, "Request": Request},
         exception_handlers=problems.HANDLERS,
+        guards=[listener_guard(settings.api.admin_port)] if settings.api.admin_port else [],
         lifespan=[lifespan],
         request_max_body_size=settings.api.max_body_bytes,
         before_request=strict_body,
@@ -133,6 +139,24 @@ def create_app(settings: Settings) -> Litestar:
         logging_config=None,
     )
     return app
+
+
+def listener_guard(admin_port: int) -> Guard:
+    """With a separate admin listener, `/v1/admin/...` answers only on `admin_port` and every
+    other `/v1/...` route only on the main port; elsewhere they are unknown routes (404), so the
+    public listener does not even reveal the admin API. Health, readiness, metrics and the
+    OpenAPI document answer on both."""
+
+    def guard(connection: ASGIConnection, _: BaseRouteHandler) -> None:  # type: ignore[type-arg]
+        path = connection.url.path
+        if not path.startswith("/v1/"):
+            return
+        server = connection.scope.get("server")
+        on_admin_listener = server is not None and server[1] == admin_port
+        if path.startswith("/v1/admin/") is not on_admin_listener:
+            raise NotFoundException()
+
+    return guard
 
 
 async def _add_security_headers(response: Response[Any]) -> Response[Any]:

@@ -7,8 +7,10 @@ a tier change takes to reach every API process.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import uuid
+from collections.abc import Iterator
 
 import asyncpg
 import msgspec
@@ -23,7 +25,7 @@ from herald.db.tenants import KeyLookup, TenantRow
 from herald.domain import apikeys
 from herald.domain.models import KeyKind
 from herald.errors import Forbidden, Unauthenticated
-from herald_api.ratelimit import KeyRateLimiter
+from herald_api.ratelimit import FailedAuthLimiter, KeyRateLimiter
 
 
 class Principal(msgspec.Struct, frozen=True):
@@ -66,11 +68,30 @@ class KeyAuthenticator:
         self._cache.invalidate(key_id)
 
 
+def client_address(connection: ASGIConnection) -> str:  # type: ignore[type-arg]
+    return connection.client.host if connection.client is not None else ""
+
+
+@contextlib.contextmanager
+def counted_failures(connection: ASGIConnection) -> Iterator[None]:  # type: ignore[type-arg]
+    """Refuse a client that has failed too often (`FailedAuthLimiter`) before looking at its
+    credentials, and count an `Unauthenticated` raised inside as one more failure."""
+    limiter: FailedAuthLimiter = connection.app.state.services.failed_auth
+    client = client_address(connection)
+    limiter.check(client)
+    try:
+        yield
+    except Unauthenticated:
+        limiter.failed(client)
+        raise
+
+
 def admin_guard(connection: ASGIConnection, _: BaseRouteHandler) -> None:  # type: ignore[type-arg]
     expected: str = connection.app.state.services.settings.api.admin_token
-    presented = bearer(connection)
-    if not expected or not hmac.compare_digest(presented.encode(), expected.encode()):
-        raise Unauthenticated("the admin token is not valid", code="invalid_admin_token")
+    with counted_failures(connection):
+        presented = bearer(connection)
+        if not expected or not hmac.compare_digest(presented.encode(), expected.encode()):
+            raise Unauthenticated("the admin token is not valid", code="invalid_admin_token")
 
 
 class TenantAuthMiddleware(AbstractAuthenticationMiddleware):
@@ -80,7 +101,8 @@ class TenantAuthMiddleware(AbstractAuthenticationMiddleware):
 
     async def authenticate_request(self, connection: ASGIConnection) -> AuthenticationResult:  # type: ignore[type-arg]
         authenticator: KeyAuthenticator = connection.app.state.services.authenticator
-        return AuthenticationResult(user=await authenticator.authenticate(bearer(connection)), auth=None)
+        with counted_failures(connection):
+            return AuthenticationResult(user=await authenticator.authenticate(bearer(connection)), auth=None)
 
 
 TENANT_AUTH = DefineMiddleware(TenantAuthMiddleware)

@@ -10,6 +10,7 @@ from herald.kafka.producer import Producer
 from herald.kafka.topics import Names
 from herald.settings import Settings
 from herald_api.auth import KeyAuthenticator
+from herald_api.ratelimit import FailedAuthLimiter
 from herald_api.sending import Sender, TemplateCache
 
 
@@ -21,5 +22,7 @@ class Services:
     producer: Producer
     """Accepted messages: a client waits for its ack (`kafka.linger_ms`)."""
     authenticator: KeyAuthenticator
+    failed_auth: FailedAuthLimiter
+    """Failed authentications per client address (keys, admin token, provider signatures)."""
     templates: TemplateCache
     sender: Sender

@@ -22,6 +22,7 @@ from herald.kafka.producer import Producer, Record
 from herald.kafka.topics import Names, contracts
 from herald.settings import Settings
 from herald_api.app import create_app
+from herald_api.http_server import uvicorn_options
 from herald_carrier_sim.app import create_app as create_sim
 from herald_sinks.main import run_sinks
 from herald_worker.main import run_worker
@@ -31,9 +32,11 @@ FINAL = {"delivered", "failed", "expired", "read"}
 
 
 class Served:
-    def __init__(self, app: Litestar, port: int) -> None:
+    def __init__(self, app: Litestar, port: int, **options: Any) -> None:
         self.server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", log_config=None)
+            uvicorn.Config(
+                app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", log_config=None, **options
+            )
         )
         self.task: asyncio.Task[None] | None = None
 
@@ -80,7 +83,9 @@ class Platform:
         if sim:
             self._sim = create_sim(self.settings.carrier_sim, self.settings.provider)
             self._servers.append(Served(self._sim, self.settings.carrier_sim.port))
-        self._servers.append(Served(create_app(self.settings), self.settings.api.port))
+        self._servers.append(
+            Served(create_app(self.settings), self.settings.api.port, **uvicorn_options(self.settings.api))
+        )
         for served in self._servers:
             await served.start()
         if sinks:

@@ -6,13 +6,24 @@ out-of-range times, replays) are in test_receipt_binding.py.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import socket
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
+import msgspec
 import pytest
+import uvicorn
 
 from herald import signing
+from herald.embedded import free_port
+from herald.settings import Settings
+from herald_api.app import create_app
+from tests.eventually import eventually
 from tests.integration.harness import Platform
 
 
@@ -80,3 +91,113 @@ async def test_oversize_and_malformed_bodies_are_problems(api: Platform, no_trac
     signed = {"x-provider-signature": signing.sign(api.settings.provider.receipt_secret, big)}
     r = await api.http.post("/v1/providers/carrier-sim/receipts", content=big, headers=signed)
     _is_problem(r, 413, "payload_too_large")
+
+
+@pytest.fixture
+async def guarded(settings: Settings) -> AsyncIterator[Platform]:
+    """The API alone with tight limits: a 1 s read deadline, 8 connections, 3 failed logins a minute."""
+    api = msgspec.structs.replace(
+        settings.api, request_read_timeout_seconds=1.0, max_connections=8, failed_auth_per_minute=3
+    )
+    running = await Platform(msgspec.structs.replace(settings, api=api)).start(worker=False, sinks=False, sim=False)
+    yield running
+    await running.stop()
+
+
+async def test_a_slow_request_is_cut_off_at_the_read_deadline(guarded: Platform) -> None:
+    """Finding 8: a client trickling its headers (slowloris) held its socket indefinitely."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", guarded.settings.api.port)
+    started = time.monotonic()
+    writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+    closed = False
+    with contextlib.suppress(ConnectionError):
+        for _ in range(40):  # one header byte every 0.1 s: never a complete request
+            writer.write(b"X")
+            await writer.drain()
+            if await _closed(reader, 0.1):
+                closed = True
+                break
+    assert closed, "the trickling connection was still open after 4 s"
+    assert 0.9 <= time.monotonic() - started < 3.0
+    writer.close()
+    # A normal request on a new connection is served as always.
+    assert (await guarded.http.get("/healthz")).status_code == 200
+
+
+async def _closed(reader: asyncio.StreamReader, wait: float) -> bool:
+    try:
+        return await asyncio.wait_for(reader.read(1024), wait) == b""
+    except TimeoutError:
+        return False
+
+
+async def test_connections_beyond_the_cap_are_refused_with_503(guarded: Platform) -> None:
+    """Finding 8: no cap on connections per API process."""
+    idle = [await asyncio.open_connection("127.0.0.1", guarded.settings.api.port) for _ in range(8)]
+    try:
+        async with httpx.AsyncClient(base_url=guarded.url) as fresh:
+            assert (await fresh.get("/healthz")).status_code == 503
+    finally:
+        for _, writer in idle:
+            writer.close()
+    await eventually(lambda: _status(guarded, "/healthz"), lambda s: s == 200, "served again", seconds=5)
+
+
+async def _status(platform: Platform, path: str) -> int:
+    async with httpx.AsyncClient(base_url=platform.url) as client:
+        return (await client.get(path)).status_code
+
+
+async def test_failed_authentications_are_limited_per_client_before_checking_credentials(guarded: Platform) -> None:
+    """Finding 10: the admin token could be guessed without limit. After 3 failures a minute the
+    address is refused, even with the right token, until the bucket refills."""
+    for _ in range(3):
+        r = await guarded.http.get("/v1/admin/rate-cards", headers={"authorization": "Bearer guess"})
+        _is_problem(r, 401, "invalid_admin_token")
+    r = await guarded.http.get("/v1/admin/rate-cards", headers={"authorization": "Bearer guess"})
+    _is_problem(r, 429, "too_many_failed_attempts")
+    assert int(r.headers["retry-after"]) >= 1
+    _is_problem(await guarded.http.get("/v1/admin/rate-cards", headers=guarded.admin), 429, "too_many_failed_attempts")
+    r = await guarded.http.get("/v1/limits", headers={"authorization": "Bearer hk_live_x_y"})
+    _is_problem(r, 429, "too_many_failed_attempts")  # the same address, on the tenant API too
+
+
+async def test_the_admin_api_can_have_a_listener_of_its_own(settings: Settings) -> None:
+    """Finding 10: the admin port served the tenant API too. With `api.admin_port`, the admin
+    routes answer only there and the tenant and provider routes only on the main port."""
+    admin_port = free_port()
+    api = msgspec.structs.replace(settings.api, admin_port=admin_port)
+    app = create_app(msgspec.structs.replace(settings, api=api))
+    config = uvicorn.Config(app, host="127.0.0.1", port=settings.api.port, log_level="warning", log_config=None)
+    sockets = [config.bind_socket(), _bind(admin_port)]
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=sockets))
+    try:
+        await eventually(lambda: server.started, bool, "the server started", seconds=10)
+        admin = {"authorization": f"Bearer {settings.api.admin_token}"}
+        async with (
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{settings.api.port}") as public,
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{admin_port}") as private,
+        ):
+            created = await private.post("/v1/admin/tenants", headers=admin, json={"name": "A", "tier": "standard"})
+            assert created.status_code == 201, created.text
+            _is_problem(await public.get("/v1/admin/rate-cards", headers=admin), 404, "route_not_found")
+            assert (await private.get("/v1/admin/rate-cards", headers=admin)).status_code == 200
+            key = await private.post(
+                f"/v1/admin/tenants/{created.json()['id']}/keys", headers=admin, json={"kind": "live"}
+            )
+            tenant = {"authorization": f"Bearer {key.json()['key']}"}
+            assert (await public.get("/v1/limits", headers=tenant)).status_code == 200
+            _is_problem(await private.get("/v1/limits", headers=tenant), 404, "route_not_found")
+            for client in (public, private):
+                assert (await client.get("/healthz")).status_code == 200
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 15)
+
+
+def _bind(port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
+    return sock

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
 from litestar import Litestar, get, post
 from litestar.params import JSONBody
 from litestar.testing import TestClient
 
 from herald.errors import Conflict, InvalidRequest, NotFound, RateLimited
 from herald_api import problems
+from herald_api.ratelimit import FailedAuthLimiter
 from herald_api.schemas import KeyCreate
 
 
@@ -90,3 +92,22 @@ def test_an_unknown_key_is_named_as_sent_even_when_it_is_only_dots() -> None:
     assert problems.field_from_message("Object contains unknown field `.`") == "."
     assert problems.field_from_message("Object contains unknown field `x` - at `$.template`") == "template.x"
     assert problems.field_from_message("Object contains unknown field ``") == "body"
+
+
+def test_failed_authentications_are_limited_per_client_address() -> None:
+    """Finding 10 of the security review: the admin token could be guessed without limit."""
+    now = [0.0]
+    limiter = FailedAuthLimiter(3, max_clients=2, clock=lambda: now[0])
+    for _ in range(3):
+        limiter.check("10.0.0.1")
+        limiter.failed("10.0.0.1")
+    with pytest.raises(RateLimited) as caught:
+        limiter.check("10.0.0.1")
+    assert (caught.value.code, caught.value.retry_after) == ("too_many_failed_attempts", 20)
+    limiter.check("10.0.0.2")  # another address is not affected
+    now[0] = 20.0  # a minute's worth of 3 refills one every 20 s
+    limiter.check("10.0.0.1")
+    limiter.failed("10.0.0.2")
+    limiter.failed("10.0.0.3")  # past max_clients the oldest entry is forgotten
+    limiter.check("10.0.0.1")
+    assert FailedAuthLimiter(0).check("x") is None  # off

@@ -19,6 +19,7 @@ from herald import metrics, signing
 from herald.db import receipts as receipt_store
 from herald.domain.receipts import RECEIPT_STATUSES, Reported
 from herald.errors import InvalidRequest, NotFound, Unauthenticated
+from herald_api.auth import counted_failures
 from herald_api.schemas import ReceiptBatchIn, ReceiptIn
 from herald_api.services import Services
 
@@ -49,10 +50,11 @@ class ReceiptController(Controller):
 async def _verified(provider: str, request: Request, svc: Services) -> bytes:  # type: ignore[type-arg]
     if provider not in PROVIDERS:
         raise NotFound("unknown provider", code="provider_not_found")
-    raw = await request.body()
-    header = request.headers.get("x-provider-signature", "")
-    if not signing.verify(svc.settings.provider.receipt_secret, header, raw):
-        raise Unauthenticated("bad or missing X-Provider-Signature", code="invalid_signature")
+    with counted_failures(request):
+        raw = await request.body()
+        header = request.headers.get("x-provider-signature", "")
+        if not signing.verify(svc.settings.provider.receipt_secret, header, raw):
+            raise Unauthenticated("bad or missing X-Provider-Signature", code="invalid_signature")
     return raw
 
 

@@ -1,0 +1,72 @@
+"""How the API is served: uvicorn with a read deadline per request and a connection cap.
+
+uvicorn bounds idle keep-alive connections but not a request that arrives slowly: a client
+sending one header byte every few seconds (slowloris) held a socket for as long as it liked, and
+1,500 such sockets were held for 40 s and more in the security review (issue #29, finding 8).
+`DeadlinedHttpTools` closes a connection whose request (headers and body) has not fully arrived
+`read_timeout_seconds` after it began; `limit_concurrency` answers 503 beyond
+`api.max_connections` connections per process. A reverse proxy in front should still buffer
+requests and cap connections per client (docs/security.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, ClassVar
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from herald.settings import ApiSettings
+
+
+class DeadlinedHttpTools(HttpToolsProtocol):
+    """uvicorn's httptools protocol, plus a deadline from a request's first byte (or the
+    connection's start) to its last. The deadline is per process, set once from the settings
+    (`configure`), because uvicorn builds protocols from a class it may pickle to its workers."""
+
+    read_timeout_seconds: ClassVar[float] = 15.0
+
+    @classmethod
+    def configure(cls, api: ApiSettings) -> None:
+        cls.read_timeout_seconds = api.request_read_timeout_seconds
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        self._read_deadline: asyncio.TimerHandle | None = None
+        super().connection_made(transport)
+        self._arm()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        if self._read_deadline is None:  # a keep-alive connection's next request
+            self._arm()
+
+    def on_message_complete(self) -> None:
+        self._disarm()
+        super().on_message_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _arm(self) -> None:
+        self._read_deadline = self.loop.call_later(self.read_timeout_seconds, self._too_slow)
+
+    def _disarm(self) -> None:
+        if self._read_deadline is not None:
+            self._read_deadline.cancel()
+            self._read_deadline = None
+
+    def _too_slow(self) -> None:
+        self._read_deadline = None
+        if not self.transport.is_closing():
+            self.transport.close()
+
+
+def uvicorn_options(api: ApiSettings) -> dict[str, Any]:
+    """The API's uvicorn options beyond host and port (the CLI and the test harness share them)."""
+    DeadlinedHttpTools.configure(api)
+    return {
+        "http": DeadlinedHttpTools,
+        "limit_concurrency": api.max_connections or None,
+        "timeout_keep_alive": 5,
+    }
