@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import asyncpg
 import msgspec
 import pytest
 from litestar import Litestar, Request, Response, post
@@ -187,3 +189,32 @@ async def test_rotated_secret_signs_from_then_on(platform: Platform, receiver: t
     _, _, headers, body = rec.received[0]
     assert signing.verify(new_secret, headers["herald-signature"], body)
     assert not signing.verify(tenant["callback_secret"], headers["herald-signature"], body)
+
+
+async def test_a_callback_host_that_now_resolves_inside_is_never_dialled(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    """Finding 4 of the security review (DNS rebinding): the URL was checked only when it was
+    set. Here a tenant's host name resolves to loopback at dispatch time (as a rebinding name
+    server makes it): the production policy refuses it in the resolver, and the callback is
+    dead at once (`not_allowed`) instead of being retried against an internal address."""
+    sinks = msgspec.structs.replace(settings.sinks, callback_timeout_seconds=1.0, callback_poll_seconds=0.05)
+    production = msgspec.structs.replace(settings.api, allow_private_callbacks=False)
+    running = await Platform(msgspec.structs.replace(settings, sinks=sinks, api=production)).start()
+    try:
+        tenant = await running.tenant()
+        # Set behind the API's check, as a name that resolved publicly then and to 127.0.0.1 now.
+        await pool.execute("UPDATE tenants SET callback_url = 'https://localhost/cb' WHERE id = $1",
+                           uuid.UUID(tenant["id"]))  # fmt: skip
+        auth = {"authorization": f"Bearer {await running.key(tenant['id'])}"}
+        await running.template(auth)
+        assert (await running.send(auth)).status_code == 202
+        dead = await eventually(
+            lambda: pool.fetch("SELECT last_error FROM callback_outbox WHERE dead_at IS NOT NULL"),
+            lambda rows: len(rows) >= 1,
+            "the callback refused at dispatch",
+            seconds=20,
+        )
+        assert {r["last_error"] for r in dead} == {"not_allowed"}
+    finally:
+        await running.stop()
