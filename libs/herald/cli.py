@@ -108,7 +108,7 @@ def _retention(settings: Settings) -> None:
         print(
             f"purged: {purged.recipients} expired recipient entries, {purged.claims} idempotency claims, "
             f"{purged.dead_callbacks} dead callbacks, {purged.retries} handled-retry records, "
-            f"{purged.deferrals} deferral notes, "
+            f"{purged.deferrals} deferral notes, {purged.receipts} provider receipt records, "
             f"{purged.content_hours} hours of message content (older than {settings.retention.content_days} days)"
         )
 

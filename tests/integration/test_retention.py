@@ -32,6 +32,17 @@ async def test_purge_removes_only_what_has_expired(pool: asyncpg.Pool) -> None:
         'INSERT INTO deferred_records (topic, partition, "offset", message_id, deferred_at) VALUES ($1, 0, 0, $2, $3)',
         [("old", uuid.uuid4(), now - timedelta(days=9)), ("new", uuid.uuid4(), now - timedelta(days=1))],
     )
+    for age in (timedelta(days=9), timedelta(days=1)):
+        message = uuid.uuid4()
+        await pool.execute(
+            "INSERT INTO provider_messages VALUES ('p', $1, $2, $3, $4)", f"id-{age.days}", message, tenant, now - age
+        )
+        await pool.execute(
+            "INSERT INTO provider_receipts (provider, provider_message_id, status, received_at)"
+            " VALUES ('p', $1, 'delivered', $2)",
+            f"id-{age.days}", now - age,
+        )  # fmt: skip
+        await pool.execute("INSERT INTO receipt_finals VALUES ($1, 'delivered', $2)", message, now - age)
     hour = int(now.timestamp()) // 3600
     await pool.executemany(
         "INSERT INTO content_keys (hour, key) VALUES ($1, $2)",
@@ -40,12 +51,15 @@ async def test_purge_removes_only_what_has_expired(pool: asyncpg.Pool) -> None:
     purged = await purge(pool, now, content_days=30)
     assert (purged.recipients, purged.claims, purged.dead_callbacks, purged.retries, purged.deferrals) == (1,) * 5
     assert purged.content_hours == 2
+    assert purged.receipts == 3
+    for table in ("provider_messages", "provider_receipts", "receipt_finals"):
+        assert await pool.fetchval(f"SELECT count(*) FROM {table}") == 1, table  # noqa: S608 - fixed names
     assert await pool.fetchval("SELECT count(*) FROM content_keys") == 2
     assert await pool.fetchval("SELECT count(*) FROM tenant_recipients") == 1
     assert await pool.fetchval("SELECT count(*) FROM message_claims") == 1
     assert await pool.fetchval("SELECT count(*) FROM callback_outbox") == 1
     again = await purge(pool, now, content_days=30)
     assert (again.recipients, again.claims, again.dead_callbacks, again.retries, again.content_hours) == (0,) * 5
-    assert again.deferrals == 0
+    assert (again.deferrals, again.receipts) == (0, 0)
     assert await pool.fetchval("SELECT count(*) FROM retries_done") == 1
     assert await pool.fetchval("SELECT topic FROM deferred_records") == "new"

@@ -6,6 +6,8 @@
 - dead `callback_outbox` rows older than `dead_callback_days` (kept for inspection until then);
 - `retries_done` and `deferred_records` rows older than `claim_days` (longer than the topics'
   retention, 7 days: no record they guard can be read again);
+- provider receipts, the sends they are bound by and the first final reports, after as long
+  (a receipt days after its send finds its message failed by the receipt deadline, 72 h);
 - `content_keys` of hours that ended more than `content_days` ago: every recipient and body
   sealed in those hours becomes unreadable, on every topic and in every copy (`herald.sealing`).
 The message envelopes, the status projection and the billing ledger are kept.
@@ -29,6 +31,8 @@ class Purged(msgspec.Struct, frozen=True):
     dead_callbacks: int
     retries: int = 0
     deferrals: int = 0
+    receipts: int = 0
+    """Provider receipts, recorded sends and first final reports."""
     content_hours: int = 0
     """Hours of message content (recipients, bodies) made unreadable."""
 
@@ -47,6 +51,13 @@ async def purge(
     handled_before = now - timedelta(days=max(claim_days, 8))
     retries = await pool.execute("DELETE FROM retries_done WHERE done_at < $1", handled_before)
     deferrals = await pool.execute("DELETE FROM deferred_records WHERE deferred_at < $1", handled_before)
+    receipts = 0
+    for statement in (
+        "DELETE FROM provider_receipts WHERE received_at < $1",
+        "DELETE FROM provider_messages WHERE sent_at < $1",
+        "DELETE FROM receipt_finals WHERE decided_at < $1",
+    ):
+        receipts += rows_affected(await pool.execute(statement, handled_before))
     content = await pool.execute(
         "DELETE FROM content_keys WHERE hour < $1", first_readable_hour(int(now.timestamp() * 1000), content_days)
     )
@@ -56,5 +67,6 @@ async def purge(
         dead_callbacks=rows_affected(dead),
         retries=rows_affected(retries),
         deferrals=rows_affected(deferrals),
+        receipts=receipts,
         content_hours=rows_affected(content),
     )
