@@ -202,6 +202,8 @@ class ReceiptIn(Strict, frozen=True):
     at_ms: EpochMillis | None = None
     """The provider's time of the event; Herald clamps it to the message's life."""
     error_code: Annotated[str, msgspec.Meta(max_length=64, pattern=_NO_CONTROL)] | None = None
+    callback_data: uuid.UUID | None = None
+    """What Herald attached to the send (its message id), echoed back; a hint, never trusted alone."""
 
 
 class ReceiptBatchIn(Strict, frozen=True):

@@ -2,10 +2,10 @@
 
 `POST /v1/messages` accepts `{to, channel, body, metadata, verified_sender}` and answers
 201 `{id}` after `latency_ms`; `receipt_delay_ms` later it POSTs a signed delivery receipt to
-Herald's receipt endpoint about that id (`{provider_message_id, status, at_ms, error_code?}`),
-as Twilio's status callbacks name the MessageSid: the receipt never carries Herald's ids, which
-Herald finds from its own record of the send. (The metadata is kept only to count sends per
-message for the tests.) Deterministic outcomes by recipient suffix, for tests and demos:
+Herald's receipt endpoint about that id (`{provider_message_id, status, at_ms, error_code?,
+callback_data}`), as Twilio's status callbacks name the MessageSid: Herald finds the message from
+its own record of the send; `callback_data` echoes the `message_id` of the metadata, as WhatsApp
+echoes `biz_opaque_callback_data`. Deterministic outcomes by recipient suffix, for tests and demos:
 
     ...0000  permanent `invalid_number` (400)       ...0001  permanent `opted_out` (400)
     ...0002  accepted, then a `failed` receipt       ...0003  `recipient_busy` (409, Retry-After: 1)
@@ -112,6 +112,7 @@ def _until_midnight_utc() -> int:
 
 _PERMANENT = {"0000": "invalid_number", "0001": "opted_out"}
 SENDS_KEPT = 1_000_000
+RECEIPT_RETRY_SECONDS = 300.0
 
 
 def create_app(settings: CarrierSimSettings, provider: ProviderSettings) -> Litestar:
@@ -161,7 +162,10 @@ def create_app(settings: CarrierSimSettings, provider: ProviderSettings) -> Lite
     async def post_receipts(batch: list[dict[str, object]]) -> None:
         url = settings.receipt_url if len(batch) == 1 else settings.receipt_url + "/batch"
         body = msgspec.json.encode(batch[0] if len(batch) == 1 else {"receipts": batch})
-        for attempt in range(5):
+        # Retried with backoff for minutes, as providers retry webhooks (Meta for days): a receipt
+        # endpoint that is down for a few seconds (its database failing over) loses nothing.
+        deadline, delay = time.monotonic() + RECEIPT_RETRY_SECONDS, 0.2
+        while True:
             try:
                 async with client().post(
                     url,
@@ -175,8 +179,11 @@ def create_app(settings: CarrierSimSettings, provider: ProviderSettings) -> Lite
                         return
             except (aiohttp.ClientError, TimeoutError):
                 pass
-            await asyncio.sleep(0.2 * 2**attempt)
-        log.warning("receipt not delivered after retries")
+            if time.monotonic() + delay > deadline:
+                log.warning("receipt not delivered after retries")
+                return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
     @post("/v1/messages", status_code=201)
     async def send(data: JSONBody[SendIn]) -> Response[SendOut | ErrorOut]:
@@ -218,6 +225,8 @@ def create_app(settings: CarrierSimSettings, provider: ProviderSettings) -> Lite
         if suffix != "0005":
             receipt: dict[str, object] = {
                 "provider_message_id": provider_id,
+                # Echoed as sent, as WhatsApp echoes biz_opaque_callback_data (a hint to Herald).
+                "callback_data": data.metadata.get("message_id"),
                 "status": "failed" if suffix == "0002" else "delivered",
             }
             if suffix == "0002":
@@ -242,6 +251,8 @@ def create_app(settings: CarrierSimSettings, provider: ProviderSettings) -> Lite
             # Give in-flight receipts a moment, then drop them (a real carrier would retry later).
             if pending:
                 await asyncio.wait(pending, timeout=5)
+            for task in list(pending):
+                task.cancel()
             for session in clients:
                 await session.close()
 

@@ -85,11 +85,13 @@ async def test_signed_callbacks_in_order(platform: Platform, receiver: tuple[Rec
         assert not signing.verify("whsec_wrong", headers["herald-signature"], body)
 
 
-async def test_sent_goes_first_even_when_the_receipt_reaches_the_topic_first(
-    settings: Settings, receiver: tuple[Receiver, str]
+async def test_a_receipt_that_beats_its_sent_waits_for_it_on_the_topic_and_in_callbacks(
+    settings: Settings, receiver: tuple[Receiver, str], pool: asyncpg.Pool
 ) -> None:
     # The worker's outcome producer lingers 1 s and the carrier-sim answers with a receipt after
-    # 10 ms: `delivered` reaches herald.events about a second before `sent`.
+    # 10 ms: the receipt reaches Herald about a second before the worker's `sent` reaches
+    # herald.events. It is bound (and published) only once that send is recorded, so the topic and
+    # the callbacks both read `sent` before `delivered`.
     worker = msgspec.structs.replace(settings.worker, outcome_linger_ms=1000)
     carrier = msgspec.structs.replace(settings.carrier_sim, receipt_delay_ms=10, receipt_batch_ms=1)
     sinks = msgspec.structs.replace(settings.sinks, callback_poll_seconds=0.05)
@@ -101,14 +103,19 @@ async def test_sent_goes_first_even_when_the_receipt_reaches_the_topic_first(
         await running.template(auth)
         ids = [(await running.send(auth, to=f"+4474001{200 + i:05d}")).json()["id"] for i in range(5)]
         await _wait(lambda: len(rec.bodies("race")) >= 10, "ten callbacks", 20)
-        # The race really happened: on herald.events (one partition per message, so in order)
-        # the receipt came first.
+        # The race really happened: each receipt was recorded well within the worker's linger.
+        early = await pool.fetchval(
+            "SELECT count(*) FROM provider_receipts r JOIN provider_messages p USING (provider, provider_message_id)"
+            " WHERE r.received_at < p.sent_at + interval '500 milliseconds' AND p.message_id = ANY($1::uuid[])",
+            [uuid.UUID(m) for m in ids],
+        )
+        assert early == 5
         on_topic: dict[str, list[str]] = {}
         for _, value in await read_records(running.settings, [EVENTS]):
             event = EVENT_DECODER.decode(value)
             on_topic.setdefault(str(event.message_id), []).append(event.status.value)
         assert {message_id: on_topic[message_id] for message_id in ids} == {
-            message_id: ["delivered", "sent"] for message_id in ids
+            message_id: ["sent", "delivered"] for message_id in ids
         }
         for message_id in ids:
             statuses = [b["status"] for b in rec.bodies("race") if b["message_id"] == message_id]

@@ -151,12 +151,34 @@ async def test_a_receipt_binds_only_to_a_send_of_the_provider_that_signed_it(
 
     for foreign in (sink_id, "sim-999999999999"):
         assert (await _post(platform, _receipt(foreign, status="failed"))).status_code == 202
-    # Received after the two above: once it is bound, the binder has looked at them (oldest first).
+    # An unknown id with the echoed message id of a message this provider never carried.
+    echo = _receipt("sim-888888888888", status="failed", callback_data=sink_message)
+    assert (await _post(platform, echo)).status_code == 202
+    # Received after those: once it is bound, the binder has looked at them (oldest first).
     assert (await _post(platform, _receipt(live_id))).status_code == 202
     await platform.wait_status(live, live_message, {"delivered"})
-    for foreign in (sink_id, "sim-999999999999"):
+    for foreign in (sink_id, "sim-999999999999", "sim-888888888888"):
         assert await _outcome(pool, foreign, "failed") == "waiting"
     assert (await platform.http.get(f"/v1/messages/{sink_message}", headers=test)).json()["status"] == "delivered"
+
+
+async def test_a_send_whose_sent_event_was_lost_is_bound_by_its_echoed_message_id(
+    platform: Platform, pool: asyncpg.Pool
+) -> None:
+    """A worker killed between the provider's answer and its `sent` event sends the message again:
+    the first send's id is unknown to Herald. Its receipt, echoing the message id Herald attached,
+    binds to that message because Herald recorded sending it through the same provider, so the
+    second send is counted (`herald_duplicate_sends_total`) and the first's report is not lost."""
+    _, auth = await platform.tenant_with_key()
+    await platform.template(auth)
+    message_id, _ = await _sent(platform, auth, f"+44740015{NO_RECEIPT}")
+    await _provider_id(pool, message_id)
+    lost = _receipt("sim-777777777777", callback_data=message_id)  # the id of the send never recorded
+    assert (await _post(platform, lost)).status_code == 202
+    await eventually(lambda: _outcome(pool, "sim-777777777777", "delivered"), lambda o: o == "bound", "bound",
+                     seconds=10)  # fmt: skip
+    message = await platform.wait_status(auth, message_id, {"delivered"})
+    assert [e["status"] for e in message["events"]] == ["accepted", "sent", "delivered"]
 
 
 async def test_receipt_times_are_clamped_to_the_messages_life_and_bill_in_heralds_month(

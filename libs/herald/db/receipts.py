@@ -49,15 +49,36 @@ async def record(pool: asyncpg.Pool, provider: str, receipts: Sequence[Reported]
     """Keep what `provider` reported, as it reported it, in one statement (all or nothing). A
     receipt already recorded (a replay, a provider's retry) changes nothing."""
     await pool.execute(
-        "INSERT INTO provider_receipts (provider, provider_message_id, status, reported_at, reason)"
-        " SELECT $1, * FROM unnest($2::text[], $3::text[], $4::timestamptz[], $5::text[])"
+        "INSERT INTO provider_receipts (provider, provider_message_id, status, reported_at, reason, callback_data)"
+        " SELECT $1, * FROM unnest($2::text[], $3::text[], $4::timestamptz[], $5::text[], $6::uuid[])"
         " ON CONFLICT DO NOTHING",
         provider,
         [r.provider_message_id for r in receipts],
         [r.status.value for r in receipts],
         [None if r.at_ms is None else _ts(r.at_ms) for r in receipts],
         [r.reason for r in receipts],
+        [r.callback_data for r in receipts],
     )
+
+
+_BINDABLE = """
+SELECT r.provider, r.provider_message_id, r.status, r.reported_at, r.received_at, r.reason,
+       coalesce(p.message_id, q.message_id) AS message_id, coalesce(p.tenant_id, q.tenant_id) AS tenant_id,
+       coalesce(p.sent_at, q.sent_at) AS sent_at
+FROM provider_receipts r
+LEFT JOIN provider_messages p USING (provider, provider_message_id)
+-- Only when Herald has no record of the provider's id: a send of the echoed message through the
+-- same provider (its first), never a message of another provider's.
+LEFT JOIN LATERAL (
+    SELECT s.message_id, s.tenant_id, s.sent_at FROM provider_messages s
+    WHERE p.message_id IS NULL AND s.provider = r.provider AND s.message_id = r.callback_data
+    ORDER BY s.sent_at LIMIT 1
+) q ON true
+WHERE r.outcome IS NULL AND coalesce(p.message_id, q.message_id) IS NOT NULL
+ORDER BY r.received_at
+LIMIT $1
+FOR UPDATE OF r SKIP LOCKED
+"""
 
 
 class Bound(msgspec.Struct, frozen=True):
@@ -72,13 +93,7 @@ async def bind(pool: asyncpg.Pool, limit: int, publish: Callable[[list[StatusEve
     same events again (the same time, as every input is stored), which every sink absorbs.
     Receipts whose send is not recorded yet (the `sent` event is still on its way) wait."""
     async with pool.acquire() as conn, conn.transaction():
-        rows = await conn.fetch(
-            "SELECT r.provider, r.provider_message_id, r.status, r.reported_at, r.received_at, r.reason,"
-            " p.message_id, p.tenant_id, p.sent_at"
-            " FROM provider_receipts r JOIN provider_messages p USING (provider, provider_message_id)"
-            " WHERE r.outcome IS NULL ORDER BY r.received_at LIMIT $1 FOR UPDATE OF r SKIP LOCKED",
-            limit,
-        )
+        rows = await conn.fetch(_BINDABLE, limit)
         if not rows:
             return Bound([], [])
         waiting = [

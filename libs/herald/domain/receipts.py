@@ -3,7 +3,10 @@
 A receipt is a provider's word about one of *its* ids. Herald binds it to a message through its
 own record of that send (`provider_messages`: which provider took which message, for which
 tenant, when), so a receipt can only ever speak about a message that was sent through the very
-provider that signed it, and never names a tenant or a message itself. Then:
+provider that signed it, and never names a tenant. (A send whose record was lost in a worker
+crash is found by the message id Herald attached to it, if the provider echoes it, and only
+among the messages Herald recorded sending through that provider: `Reported.callback_data`.)
+Then:
 
 - its time is clamped to the message's own life: not before the send was recorded, not after
   the receipt reached Herald (a provider's clock, or a forger's, cannot date a status in 1970
@@ -34,6 +37,11 @@ class Reported(msgspec.Struct, frozen=True):
     status: Status
     at_ms: int | None = None
     reason: str | None = None
+    callback_data: uuid.UUID | None = None
+    """What Herald attached to the send, echoed back (its message id). Never trusted on its own:
+    it binds only a receipt whose provider id Herald has no record of (the worker died before
+    publishing that send's `sent`, and the message went out again), and only to a message Herald
+    recorded sending through the same provider."""
 
 
 class Waiting(msgspec.Struct, frozen=True):

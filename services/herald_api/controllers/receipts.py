@@ -75,6 +75,8 @@ async def _record(svc: Services, provider: str, receipts: list[ReceiptIn]) -> No
             raise InvalidRequest.field(field, "must be delivered, read or failed", code="invalid_receipt")
     # A database that does not answer is a 503 (problems.py): the provider retries the receipt.
     await receipt_store.record(
-        svc.pool, provider, [Reported(r.provider_message_id, r.status, r.at_ms, r.error_code) for r in receipts]
+        svc.pool,
+        provider,
+        [Reported(r.provider_message_id, r.status, r.at_ms, r.error_code, r.callback_data) for r in receipts],
     )
     metrics.RECEIPTS.labels(provider, "recorded").inc(len(receipts))

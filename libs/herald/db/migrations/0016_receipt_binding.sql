@@ -13,9 +13,14 @@ CREATE TABLE provider_messages (
     PRIMARY KEY (provider, provider_message_id)
 );
 CREATE INDEX provider_messages_sent_at ON provider_messages (sent_at);
+CREATE INDEX provider_messages_message ON provider_messages (message_id);
 
 -- provider_receipts: what providers reported, as they reported it (no recipient, no tenant),
--- one row per (provider, provider id, status): a replayed receipt is the same row. `outcome`
+-- one row per (provider, provider id, status): a replayed receipt is the same row.
+-- `callback_data` is the message id Herald attached to the send, echoed by the provider (as
+-- WhatsApp's biz_opaque_callback_data): untrusted, it binds a receipt only to a message that
+-- Herald recorded sending through the same provider, when the provider's id is unknown
+-- because the worker died before publishing that send's `sent` (the message was sent again). `outcome`
 -- is NULL until the receipt binder (herald_sinks/receipts.py) finds its send; then `bound`
 -- (its status event was published) or `late` (it contradicted the final status already
 -- reported for the message, e.g. `failed` after `delivered`: kept here, never the status).
@@ -26,6 +31,7 @@ CREATE TABLE provider_receipts (
     reported_at         timestamptz,
     received_at         timestamptz NOT NULL DEFAULT now(),
     reason              text,
+    callback_data       uuid,
     outcome             text CHECK (outcome IN ('bound', 'late')),
     bound_at            timestamptz,
     message_id          uuid,
