@@ -8,11 +8,13 @@ STAMP  := $(VENV)/.installed-stamp
 
 .PHONY: install tools wrk run test unit integration lint typecheck check lock clean bench-e2e bench-ingest bench-billing bench-delivery bench-broker bench-outbox
 
-$(STAMP): pyproject.toml requirements-dev.lock
+$(STAMP): pyproject.toml requirements-dev.lock clients/python/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements-dev.lock
 	$(BIN)/python -m pip install --quiet --no-deps -e .
+	# The client library (its own package; its dependencies, httpx and msgspec, are in the lock).
+	$(BIN)/python -m pip install --quiet --no-deps -e clients/python
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -38,7 +40,7 @@ integration: install
 	$(BIN)/pytest tests/integration
 
 lint: install
-	$(BIN)/ruff check libs services tests loadtests
+	$(BIN)/ruff check libs services tests loadtests clients/python
 
 typecheck: install
 	$(BIN)/mypy

@@ -1,0 +1,176 @@
+"""`Client` (blocking) and `AsyncClient`: the same calls (`herald_client._calls`), the same
+retries; they differ only in how they wait."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any, TypeVar
+
+import httpx
+
+from herald_client import _calls
+from herald_client._calls import Call, RetryPolicy
+from herald_client.errors import HeraldError
+from herald_client.models import (
+    BatchAccepted,
+    Limits,
+    Message,
+    MessageAccepted,
+    MessageCreate,
+    Template,
+    TemplateCreate,
+    Usage,
+)
+
+T = TypeVar("T")
+_TRANSPORT_ERRORS = (httpx.TransportError,)
+
+
+def _headers(api_key: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {api_key}", "content-type": "application/json", "user-agent": "herald-client/0.1"}
+
+
+class Client:
+    """Blocking client. `Client(base_url, api_key)`; use it as a context manager or `close()` it."""
+
+    def __init__(
+        self, base_url: str, api_key: str, *, timeout: float = 10.0, retry: RetryPolicy | None = None,
+        http: httpx.Client | None = None,
+    ) -> None:  # fmt: skip
+        self._http = http or httpx.Client(base_url=base_url, timeout=timeout)
+        self._headers = _headers(api_key)
+        self._retry = retry or RetryPolicy()
+
+    def send(self, message: MessageCreate) -> MessageAccepted:
+        return self._run(_calls.send(message))
+
+    def send_batch(self, messages: Sequence[MessageCreate]) -> BatchAccepted:
+        """Any number of messages, 1,000 per request; results carry the caller's indexes."""
+        return _calls.merge([self._run(call) for call in _calls.batches(messages)])
+
+    def message(self, message_id: uuid.UUID | str) -> Message:
+        return self._run(_calls.message(message_id))
+
+    def create_template(self, template: TemplateCreate) -> Template:
+        return self._run(_calls.create_template(template))
+
+    def templates(self) -> list[Template]:
+        return self._run(_calls.templates())
+
+    def template(self, name: str, language: str) -> Template:
+        return self._run(_calls.template(name, language))
+
+    def delete_template(self, name: str, language: str) -> None:
+        self._run(_calls.delete_template(name, language))
+
+    def limits(self) -> Limits:
+        return self._run(_calls.limits())
+
+    def usage(self, month: str) -> Usage:
+        return self._run(_calls.usage(month))
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *_: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self.close()
+
+    def _run(self, call: Call[T]) -> T:
+        attempt, waited = 0, 0.0
+        while True:
+            attempt += 1
+            try:
+                r = self._http.request(
+                    call.method, call.path, content=call.body, params=call.params, headers=self._headers
+                )
+            except _TRANSPORT_ERRORS as exc:
+                error: HeraldError = _calls.unreachable(call, exc)
+                status: int | None = None
+            else:
+                try:
+                    return _calls.decode(call, r.status_code, r.headers, r.content)
+                except HeraldError as exc:
+                    error, status = exc, r.status_code
+            delay = self._retry.wait(attempt, waited, status, error.retry_after, call.keyed)
+            if delay is None:
+                raise error
+            time.sleep(delay)
+            waited += delay
+
+
+class AsyncClient:
+    """The asyncio client: `async with AsyncClient(base_url, api_key) as herald: ...`."""
+
+    def __init__(
+        self, base_url: str, api_key: str, *, timeout: float = 10.0, retry: RetryPolicy | None = None,
+        http: httpx.AsyncClient | None = None,
+    ) -> None:  # fmt: skip
+        self._http = http or httpx.AsyncClient(base_url=base_url, timeout=timeout)
+        self._headers = _headers(api_key)
+        self._retry = retry or RetryPolicy()
+
+    async def send(self, message: MessageCreate) -> MessageAccepted:
+        return await self._run(_calls.send(message))
+
+    async def send_batch(self, messages: Sequence[MessageCreate]) -> BatchAccepted:
+        """Any number of messages, 1,000 per request; results carry the caller's indexes."""
+        return _calls.merge([await self._run(call) for call in _calls.batches(messages)])
+
+    async def message(self, message_id: uuid.UUID | str) -> Message:
+        return await self._run(_calls.message(message_id))
+
+    async def create_template(self, template: TemplateCreate) -> Template:
+        return await self._run(_calls.create_template(template))
+
+    async def templates(self) -> list[Template]:
+        return await self._run(_calls.templates())
+
+    async def template(self, name: str, language: str) -> Template:
+        return await self._run(_calls.template(name, language))
+
+    async def delete_template(self, name: str, language: str) -> None:
+        await self._run(_calls.delete_template(name, language))
+
+    async def limits(self) -> Limits:
+        return await self._run(_calls.limits())
+
+    async def usage(self, month: str) -> Usage:
+        return await self._run(_calls.usage(month))
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *_: Any) -> None:
+        await self.aclose()
+
+    async def _run(self, call: Call[T]) -> T:
+        attempt, waited = 0, 0.0
+        while True:
+            attempt += 1
+            try:
+                r = await self._http.request(
+                    call.method, call.path, content=call.body, params=call.params, headers=self._headers
+                )
+            except _TRANSPORT_ERRORS as exc:
+                error: HeraldError = _calls.unreachable(call, exc)
+                status: int | None = None
+            else:
+                try:
+                    return _calls.decode(call, r.status_code, r.headers, r.content)
+                except HeraldError as exc:
+                    error, status = exc, r.status_code
+            delay = self._retry.wait(attempt, waited, status, error.retry_after, call.keyed)
+            if delay is None:
+                raise error
+            await asyncio.sleep(delay)
+            waited += delay

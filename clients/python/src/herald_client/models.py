@@ -1,0 +1,195 @@
+"""Herald's public API as typed values: one msgspec Struct per request and answer.
+
+Names follow the server's OpenAPI components (`MessageCreate`, `MessageOut` as `Message`, ...);
+`tests/client/test_openapi_contract.py` checks every field against the served document, so the
+client cannot drift from the server.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+
+import msgspec
+
+
+class Channel(StrEnum):
+    SMS = "sms"
+    WHATSAPP = "whatsapp"
+    EMAIL = "email"
+
+
+class Category(StrEnum):
+    AUTHENTICATION = "authentication"
+    UTILITY = "utility"
+    MARKETING = "marketing"
+
+
+class Status(StrEnum):
+    ACCEPTED = "accepted"
+    SENDING = "sending"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    READ = "read"
+    FAILED = "failed"
+    EXPIRED = "expired"
+
+
+FINAL = frozenset({Status.DELIVERED, Status.READ, Status.FAILED, Status.EXPIRED})
+
+
+class TemplateRef(msgspec.Struct, frozen=True):
+    name: str
+    language: str
+
+
+class MessageCreate(msgspec.Struct, frozen=True, omit_defaults=True):
+    """One message to send. Without `idempotency_key` the client generates one, so its own
+    retries can never send twice."""
+
+    to: str
+    channel: Channel
+    template: TemplateRef
+    params: dict[str, str] = msgspec.field(default_factory=dict)
+    reference: str | None = None
+    ttl_seconds: int | None = None
+    idempotency_key: str | None = None
+
+
+class MessageAccepted(msgspec.Struct, frozen=True):
+    id: uuid.UUID
+    status: Status = Status.ACCEPTED
+
+
+class ItemError(msgspec.Struct, frozen=True):
+    code: str
+    detail: str
+    fields: list[str] = msgspec.field(default_factory=list)
+    retry_after: int | None = None
+
+
+class BatchItemResult(msgspec.Struct, frozen=True):
+    """`index` is the caller's own index into what it passed to `send_batch`, whatever the size."""
+
+    index: int
+    id: uuid.UUID | None = None
+    error: ItemError | None = None
+
+
+class BatchAccepted(msgspec.Struct, frozen=True):
+    accepted: int
+    rejected: int
+    results: list[BatchItemResult]
+
+
+class TemplateCreate(msgspec.Struct, frozen=True):
+    name: str
+    language: str
+    category: Category
+    channel: Channel
+    body: str
+
+
+class Template(msgspec.Struct, frozen=True):
+    name: str
+    language: str
+    version: int
+    category: Category
+    channel: Channel
+    body: str
+    status: str
+    placeholders: list[str]
+    created_at: datetime
+
+
+class TemplateUsed(msgspec.Struct, frozen=True):
+    name: str
+    language: str
+    version: int
+
+
+class Event(msgspec.Struct, frozen=True):
+    status: Status
+    at: datetime
+    detail: str | None = None
+
+
+class Price(msgspec.Struct, frozen=True):
+    unit_price_micros: int
+    currency: str
+    rate_card_version: int
+    billed_at: datetime
+
+
+class Message(msgspec.Struct, frozen=True):
+    id: uuid.UUID
+    status: Status
+    channel: Channel
+    category: Category
+    template: TemplateUsed
+    created_at: datetime
+    events: list[Event]
+    reference: str | None = None
+    price: Price | None = None
+    replay_of: uuid.UUID | None = None
+
+    @property
+    def final(self) -> bool:
+        return self.status in FINAL
+
+
+class Limits(msgspec.Struct, frozen=True):
+    tier: str
+    verified: bool
+    rate_per_second: int
+    daily_recipient_limit: int | None
+    recipients_used_24h: int
+    recipients_remaining_24h: int | None
+
+
+class UsageLine(msgspec.Struct, frozen=True):
+    channel: str
+    category: str
+    country: str | None
+    currency: str
+    messages: int
+    amount_micros: int
+
+
+class UsageTotal(msgspec.Struct, frozen=True):
+    currency: str
+    messages: int
+    amount_micros: int
+
+
+class Usage(msgspec.Struct, frozen=True):
+    month: str
+    lines: list[UsageLine]
+    totals: list[UsageTotal]
+
+
+class FieldError(msgspec.Struct, frozen=True):
+    field: str
+    message: str
+
+
+class Problem(msgspec.Struct, frozen=True):
+    """RFC 9457 problem+json as Herald answers it."""
+
+    status: int
+    code: str
+    detail: str = ""
+    title: str = ""
+    type: str = ""
+    errors: list[FieldError] = msgspec.field(default_factory=list)
+
+
+class CallbackEvent(msgspec.Struct, frozen=True):
+    """The body of a status callback (`Herald-Signature` verified by `verify_callback`)."""
+
+    message_id: uuid.UUID
+    status: Status
+    at: datetime
+    reason: str | None = None
+    type: str = "message.status"
