@@ -152,3 +152,38 @@ def problem(status: int, headers: Any, content: bytes) -> HeraldError:
 def unreachable(call: Call[Any], exc: Exception) -> HeraldError:
     detail = f"{call.method} {call.path}: no answer ({type(exc).__name__})"
     return error_for(Problem(status=503, code="unreachable", detail=detail), None)
+
+
+class Wait(msgspec.Struct, frozen=True):
+    """Try the call again after this many seconds."""
+
+    seconds: float
+
+
+class Tries(Generic[T]):
+    """One call's tries under a retry policy, without I/O: the client reports each outcome and
+    gets back the answer, a `Wait` before the next try, or the exception to raise."""
+
+    def __init__(self, call: Call[T], policy: RetryPolicy) -> None:
+        self.call = call
+        self._policy = policy
+        self._attempt = 0
+        self._waited = 0.0
+
+    def answered(self, status: int, headers: Any, content: bytes) -> T | Wait:
+        self._attempt += 1
+        try:
+            return decode(self.call, status, headers, content)
+        except HeraldError as exc:
+            return self._again(exc, status)
+
+    def unanswered(self, exc: Exception) -> Wait:
+        self._attempt += 1
+        return self._again(unreachable(self.call, exc), None)
+
+    def _again(self, error: HeraldError, status: int | None) -> Wait:
+        delay = self._policy.wait(self._attempt, self._waited, status, error.retry_after, self.call.keyed)
+        if delay is None:
+            raise error
+        self._waited += delay
+        return Wait(delay)

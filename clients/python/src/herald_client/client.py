@@ -1,5 +1,6 @@
-"""`Client` (blocking) and `AsyncClient`: the same calls (`herald_client._calls`), the same
-retries; they differ only in how they wait."""
+"""`Client` (blocking) and `AsyncClient`: the same calls and the same retries
+(`herald_client._calls`: what to send, what comes back, when to try again); they differ only in
+how they wait."""
 
 from __future__ import annotations
 
@@ -13,8 +14,7 @@ from typing import Any, TypeVar
 import httpx
 
 from herald_client import _calls
-from herald_client._calls import Call, RetryPolicy
-from herald_client.errors import HeraldError
+from herald_client._calls import Call, RetryPolicy, Tries, Wait
 from herald_client.models import (
     BatchAccepted,
     Limits,
@@ -83,26 +83,18 @@ class Client:
         self.close()
 
     def _run(self, call: Call[T]) -> T:
-        attempt, waited = 0, 0.0
+        tries = Tries(call, self._retry)
         while True:
-            attempt += 1
             try:
                 r = self._http.request(
                     call.method, call.path, content=call.body, params=call.params, headers=self._headers
                 )
+                result = tries.answered(r.status_code, r.headers, r.content)
             except _TRANSPORT_ERRORS as exc:
-                error: HeraldError = _calls.unreachable(call, exc)
-                status: int | None = None
-            else:
-                try:
-                    return _calls.decode(call, r.status_code, r.headers, r.content)
-                except HeraldError as exc:
-                    error, status = exc, r.status_code
-            delay = self._retry.wait(attempt, waited, status, error.retry_after, call.keyed)
-            if delay is None:
-                raise error
-            time.sleep(delay)
-            waited += delay
+                result = tries.unanswered(exc)
+            if not isinstance(result, Wait):
+                return result
+            time.sleep(result.seconds)
 
 
 class AsyncClient:
@@ -154,23 +146,15 @@ class AsyncClient:
         await self.aclose()
 
     async def _run(self, call: Call[T]) -> T:
-        attempt, waited = 0, 0.0
+        tries = Tries(call, self._retry)
         while True:
-            attempt += 1
             try:
                 r = await self._http.request(
                     call.method, call.path, content=call.body, params=call.params, headers=self._headers
                 )
+                result = tries.answered(r.status_code, r.headers, r.content)
             except _TRANSPORT_ERRORS as exc:
-                error: HeraldError = _calls.unreachable(call, exc)
-                status: int | None = None
-            else:
-                try:
-                    return _calls.decode(call, r.status_code, r.headers, r.content)
-                except HeraldError as exc:
-                    error, status = exc, r.status_code
-            delay = self._retry.wait(attempt, waited, status, error.retry_after, call.keyed)
-            if delay is None:
-                raise error
-            await asyncio.sleep(delay)
-            waited += delay
+                result = tries.unanswered(exc)
+            if not isinstance(result, Wait):
+                return result
+            await asyncio.sleep(result.seconds)
