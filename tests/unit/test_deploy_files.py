@@ -17,6 +17,7 @@ from herald.kafka.topics import (
     WORKER_GROUP,
     contracts,
 )
+from herald.settings import Settings
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 PROCESSES = {"api", "worker", "sinks"}
@@ -123,3 +124,23 @@ def test_the_image_installs_the_runtime_lock_only_at_the_dev_locks_versions() ->
     # (Not every dev pin: httpx is also litestar's own dependency.)
     assert {"pytest", "mypy", "ruff", "schemathesis", "hypothesis"} <= set(dev) - set(runtime)
     assert {name: dev.get(name) for name in runtime} == runtime
+
+
+def test_compose_and_the_k8s_secret_require_real_secrets() -> None:
+    """Security review, finding 1: compose shipped `change-me-receipt-secret`. Every secret a
+    production process checks must come from the environment (compose refuses to start
+    without it) and the Kubernetes example holds only placeholders Herald itself refuses."""
+    required = {"HERALD_ADMIN_TOKEN", "HERALD_PROVIDER_RECEIPT_SECRET", "HERALD_SECRETS_KEK"}
+    env = yaml.safe_load((DEPLOY / "compose.yaml").read_text())["x-herald"]["environment"]
+    for name in required:
+        assert re.fullmatch(rf"\$\{{{name}:\?[^}}]+\}}", env[name]), f"{name}: {env[name]}"
+    (secret,) = _documents(DEPLOY / "k8s" / "secrets.example.yaml")
+    assert required <= set(secret["stringData"])
+    for name in required:  # each placeholder alone is refused (the KEK's is not even a key)
+        real = {n: "x" * 32 for n in required} | {"HERALD_SECRETS_KEK": "eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHg"}
+        try:
+            refused = bool(Settings.from_env({**real, name: secret["stringData"][name]}).refusals())
+        except ValueError:
+            refused = True
+        assert refused, name
+        assert not Settings.from_env(real).refusals()
