@@ -37,7 +37,7 @@ async def test_a_suspended_tenants_queued_messages_wait_unsent_and_expire(
     await platform.patch_tenant(tenant_id, rate_limit_per_second=2)
     ids = []
     for i in range(30):
-        r = await platform.send(auth, to=f"+4474001{i:05d}", ttl_seconds=6)
+        r = await platform.send(auth, to=f"+4474001{100 + i:05d}", ttl_seconds=6)  # no carrier-sim rule suffix
         assert r.status_code == 202, r.text
         ids.append(r.json()["id"])
     sent_before = time.monotonic()
