@@ -50,11 +50,18 @@ def _api(settings: Settings) -> None:
 
 
 def _consumer_process(settings: Settings, module: str, host: str, port: int) -> None:
-    """worker and sinks: a main coroutine `run(settings, stop)` beside the ops HTTP server."""
+    """worker and sinks: a main coroutine `run(settings, stop, membership)` beside the ops HTTP
+    server, whose /readyz answers 200 once the process has joined its consumer groups."""
+    from herald.kafka.membership import Membership
     from herald.runtime import run_until_signalled
 
     mod = importlib.import_module(module)
-    uvloop.run(run_until_signalled(lambda stop: mod.run(settings, stop), mod.ops_app(settings), host, port))
+    membership = Membership()
+    uvloop.run(
+        run_until_signalled(
+            lambda stop: mod.run(settings, stop, membership), mod.ops_app(settings, membership), host, port
+        )
+    )
 
 
 def _worker(settings: Settings) -> None:

@@ -27,7 +27,11 @@ class Health(msgspec.Struct, frozen=True):
     checks: dict[str, str] = msgspec.field(default_factory=dict)
 
 
-def ops_handlers(check: ReadyCheck, cache_seconds: float = 1.0) -> list[HTTPRouteHandler]:
+def ops_handlers(
+    check: ReadyCheck, cache_seconds: float = 1.0, live: Callable[[], dict[str, str]] | None = None
+) -> list[HTTPRouteHandler]:
+    """`check` (dependencies) is cached for `cache_seconds`; `live` (in-memory state, such as the
+    consumer groups joined) is asked on every probe."""
     cached: list[tuple[float, dict[str, str]]] = []
 
     @get("/healthz", include_in_schema=False, sync_to_thread=False)
@@ -43,7 +47,7 @@ def ops_handlers(check: ReadyCheck, cache_seconds: float = 1.0) -> list[HTTPRout
             except Exception as exc:
                 result = {"check": type(exc).__name__}
             cached[:] = [(now + cache_seconds, result)]
-        checks = cached[0][1]
+        checks = {**cached[0][1], **(live() if live is not None else {})}
         ready = all(v == "ok" for v in checks.values())
         return Response(
             Health(status="ok" if ready else "unavailable", checks=checks), status_code=200 if ready else 503

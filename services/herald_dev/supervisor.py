@@ -96,7 +96,8 @@ Try:
 class DevStack:
     """Embedded services plus supervised children. Used by `herald dev` and the load tests.
 
-    `start()` returns once the API answers /readyz; `supervise(should_stop)` restarts dead
+    `start()` returns once every child is ready (the API's /readyz, and the worker's and sinks'
+    once they have joined their consumer groups); `supervise(should_stop)` restarts dead
     children until `should_stop()` is true; `stop()` stops children, broker and database.
     """
 
@@ -149,7 +150,13 @@ class DevStack:
         self.children = [Child(name, env, self.data_dir / "logs") for name in self.child_names]
         for child in self.children:
             child.start()
-        return _wait_ready(f"{self.api_url}/readyz", should_stop)
+        # Ready means every child is: the API answers, and the worker and sinks have joined their
+        # consumer groups (before that a newcomer's first message would read 404 for seconds).
+        ready = {"api": f"{self.api_url}/readyz"}
+        for name in ("worker", "sinks"):
+            if name in self.child_names:
+                ready[name] = f"http://127.0.0.1:{env[f'HERALD_{name.upper()}_METRICS_PORT']}/readyz"
+        return all(_wait_ready(name, url, should_stop) for name, url in ready.items())
 
     def supervise(self, should_stop: Callable[[], bool]) -> None:
         while not should_stop():
@@ -188,7 +195,7 @@ def run_dev(settings: Settings) -> int:
         stack.stop()
 
 
-def _wait_ready(url: str, should_stop: Callable[[], bool], timeout: float = 60.0) -> bool:
+def _wait_ready(name: str, url: str, should_stop: Callable[[], bool], timeout: float = 60.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and not should_stop():
         try:
@@ -198,5 +205,5 @@ def _wait_ready(url: str, should_stop: Callable[[], bool], timeout: float = 60.0
         except (urllib.error.URLError, OSError):
             pass
         time.sleep(0.2)
-    print(f"herald dev: the API did not become ready at {url}; see .herald/logs/", flush=True)
+    print(f"herald dev: {name} did not become ready at {url}; see its log in .herald/logs/", flush=True)
     return False

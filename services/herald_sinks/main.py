@@ -12,6 +12,7 @@ from litestar import Litestar
 from herald.db.pool import TRANSIENT_ERRORS, create_pool
 from herald.domain.callback_urls import CallbackPolicy
 from herald.kafka.consumer import ConsumerLoop, drain, make_consumer
+from herald.kafka.membership import Membership
 from herald.kafka.producer import Producer
 from herald.kafka.topics import Names
 from herald.ops import check_postgres, ops_handlers
@@ -25,7 +26,7 @@ from herald_sinks.receipts import run_binder
 from herald_sinks.sweeper import run_sweeper
 
 
-async def run_sinks(settings: Settings, stop: asyncio.Event) -> None:
+async def run_sinks(settings: Settings, stop: asyncio.Event, membership: Membership | None = None) -> None:
     """Status projection, billing ledger and callback recording (three consumer groups, so a slow
     callback table or billing never delays status), plus the receipt binder, the receipt-deadline
     sweep, the billing settler and the callback dispatcher."""
@@ -46,8 +47,11 @@ async def run_sinks(settings: Settings, stop: asyncio.Event) -> None:
     # spares the broker an empty fetch every 20 ms per group when idle.
     kafka = msgspec.structs.replace(settings.kafka, fetch_max_wait_ms=settings.sinks.fetch_max_wait_ms)
     consumers, loops = [], []
-    for group, handler in handlers(pool, settings, configs).items():
-        consumer = make_consumer(kafka, names, group, TOPICS[group])
+    membership = membership or Membership()
+    groups = handlers(pool, settings, configs)
+    membership.expect(groups)
+    for group, handler in groups.items():
+        consumer = make_consumer(kafka, names, group, TOPICS[group], membership.listener(group))
         await consumer.start()
         consumers.append(consumer)
         loops.append(
@@ -76,7 +80,7 @@ async def run_sinks(settings: Settings, stop: asyncio.Event) -> None:
         await pool.close()
 
 
-def ops_app(settings: Settings) -> Litestar:
+def ops_app(settings: Settings, membership: Membership) -> Litestar:
     # The probe gets one connection of its own (not a second full pool), opened on first use.
     probe = msgspec.structs.replace(settings.database, pool_min=1, pool_max=1)
     pools: list[asyncpg.Pool] = []
@@ -91,7 +95,8 @@ def ops_app(settings: Settings) -> Litestar:
             await pool.close()
 
     return Litestar(
-        route_handlers=ops_handlers(ready, cache_seconds=5.0), on_shutdown=[close], openapi_config=None,
+        route_handlers=ops_handlers(ready, cache_seconds=5.0, live=membership.check), on_shutdown=[close],
+        openapi_config=None,
         logging_config=None,
     )  # fmt: skip
 

@@ -12,6 +12,7 @@ from litestar import Litestar
 from herald.db.pool import create_pool
 from herald.kafka.admin import missing_topics
 from herald.kafka.consumer import make_consumer
+from herald.kafka.membership import Membership
 from herald.kafka.producer import Producer
 from herald.kafka.topics import MESSAGE_TOPICS, RETRY, WORKER_GROUP, Names
 from herald.ops import ops_handlers
@@ -38,8 +39,10 @@ def worker_consumer(settings: Settings, names: Names) -> AIOKafkaConsumer:
     )  # fmt: skip
 
 
-async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
-    """Deliver until `stop` is set, then drain within `worker.drain_seconds`."""
+async def run_worker(settings: Settings, stop: asyncio.Event, membership: Membership | None = None) -> None:
+    """Deliver until `stop` is set, then drain within `worker.drain_seconds`. `membership` learns
+    when the workers' group has given this process its partitions (readiness)."""
+    membership = membership or Membership()
     names = Names(settings.kafka.topic_prefix)
     w = settings.worker
     producer = Producer(msgspec.structs.replace(settings.kafka, linger_ms=w.outcome_linger_ms), names)
@@ -56,7 +59,9 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
         pipeline = Pipeline(
             consumer, names, processor, pool, w, ContentKeys(pool, settings.retention.content_days), gate
         )
-        consumer.subscribe([names.topic(t) for t in WORKER_TOPICS], listener=pipeline)
+        consumer.subscribe(
+            [names.topic(t) for t in WORKER_TOPICS], listener=membership.listener(WORKER_GROUP, pipeline)
+        )
         await consumer.start()
         reporter = asyncio.create_task(report_utilisation(pool, w.utilisation_interval_seconds, stop))
         try:
@@ -72,14 +77,17 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
         await pool.close()
 
 
-def ops_app(settings: Settings) -> Litestar:
+def ops_app(settings: Settings, membership: Membership) -> Litestar:
     names = Names(settings.kafka.topic_prefix)
 
     async def ready() -> dict[str, str]:
         missing = await missing_topics(settings.kafka, names)
         return {"kafka": "ok" if not missing else "missing topics"}
 
-    return Litestar(route_handlers=ops_handlers(ready, cache_seconds=5.0), openapi_config=None, logging_config=None)
+    return Litestar(
+        route_handlers=ops_handlers(ready, cache_seconds=5.0, live=membership.check), openapi_config=None,
+        logging_config=None,
+    )  # fmt: skip
 
 
 run = run_worker
