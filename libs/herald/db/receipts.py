@@ -66,7 +66,13 @@ SELECT r.provider, r.provider_message_id, r.status, r.reported_at, r.received_at
        coalesce(p.message_id, q.message_id) AS message_id, coalesce(p.tenant_id, q.tenant_id) AS tenant_id,
        coalesce(p.sent_at, q.sent_at) AS sent_at
 FROM provider_receipts r
-LEFT JOIN provider_messages p USING (provider, provider_message_id)
+-- Lateral, one index probe per waiting receipt: a plain join hashed the waiting receipts and
+-- scanned every recorded send on every poll (11 ms at 100,000 sends, growing with them).
+LEFT JOIN LATERAL (
+    SELECT s.message_id, s.tenant_id, s.sent_at FROM provider_messages s
+    WHERE s.provider = r.provider AND s.provider_message_id = r.provider_message_id
+    LIMIT 1  -- (the key is unique) keeps the planner from flattening this into that hash join
+) p ON true
 -- Only when Herald has no record of the provider's id: a send of the echoed message through the
 -- same provider (its first), never a message of another provider's.
 LEFT JOIN LATERAL (
