@@ -1,7 +1,7 @@
 """Hostile input at every inbound endpoint: each answer is a 4xx problem (never a 500, never a
 traceback in the log) and changes nothing. Findings of the security review (issue #29) are
 named where a test reproduces one; provider-side forgeries (receipts naming another tenant,
-out-of-range times, replays) are in test_receipt_binding.py.
+out-of-range times, replays) are in test_receipts.py.
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -168,8 +167,9 @@ async def test_the_admin_api_can_have_a_listener_of_its_own(settings: Settings) 
     admin_port = free_port()
     api = msgspec.structs.replace(settings.api, admin_port=admin_port)
     app = create_app(msgspec.structs.replace(settings, api=api))
+    # Two listeners on one server, bound as `herald api` binds them (libs/herald/cli.py).
     config = uvicorn.Config(app, host="127.0.0.1", port=settings.api.port, log_level="warning", log_config=None)
-    sockets = [config.bind_socket(), _bind(admin_port)]
+    sockets = [config.bind_socket(), uvicorn.Config(app, host="127.0.0.1", port=admin_port).bind_socket()]
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=sockets))
     try:
@@ -194,10 +194,3 @@ async def test_the_admin_api_can_have_a_listener_of_its_own(settings: Settings) 
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, 15)
-
-
-def _bind(port: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", port))
-    return sock

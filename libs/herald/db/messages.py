@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 
 import asyncpg
 import msgspec
 
+from herald.clock import to_datetime
 from herald.db import receipts
 from herald.domain.records import MessageEnvelope, StatusEventV1
 from herald.domain.status import RANK, Status, fold
@@ -48,10 +49,6 @@ class MessageView(msgspec.Struct, frozen=True):
     events: list[EventView]
     charge: Charge | None = None
     replay_of: uuid.UUID | None = None
-
-
-def _ts(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
 class Transition(msgspec.Struct, frozen=True):
@@ -124,8 +121,8 @@ async def apply_batch(
                 [m.template_version for m in messages],
                 [m.country for m in messages],
                 [m.reference for m in messages],
-                [_ts(m.created_at_ms) for m in messages],
-                [_ts(m.expires_at_ms) for m in messages],
+                [to_datetime(m.created_at_ms) for m in messages],
+                [to_datetime(m.expires_at_ms) for m in messages],
                 [m.tier.value if m.tier is not None else None for m in messages],
                 [m.replay_of for m in messages],
             )
@@ -137,7 +134,7 @@ async def apply_batch(
                 " ON CONFLICT (message_id, status) DO NOTHING",
                 [e.message_id for e in events],
                 [e.status.value for e in events],
-                [_ts(e.at_ms) for e in events],
+                [to_datetime(e.at_ms) for e in events],
                 [e.reason for e in events],
                 [e.provider_message_id for e in events],
             )

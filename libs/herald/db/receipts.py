@@ -10,22 +10,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime
 
 import asyncpg
 import msgspec
 
+from herald.clock import to_datetime, to_ms
 from herald.domain.receipts import Reported, Waiting, contradicts, effective_time, first_finals
 from herald.domain.records import StatusEventV1
 from herald.domain.status import Status
-
-
-def _ts(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC)
-
-
-def _ms(at: datetime) -> int:
-    return int(at.timestamp() * 1000)
 
 
 async def record_sends(conn: asyncpg.pool.PoolConnectionProxy[asyncpg.Record], events: Sequence[StatusEventV1]) -> None:
@@ -41,7 +33,7 @@ async def record_sends(conn: asyncpg.pool.PoolConnectionProxy[asyncpg.Record], e
         [e.provider_message_id for e in sends],
         [e.message_id for e in sends],
         [e.tenant_id for e in sends],
-        [_ts(e.at_ms) for e in sends],
+        [to_datetime(e.at_ms) for e in sends],
     )
 
 
@@ -55,7 +47,7 @@ async def record(pool: asyncpg.Pool, provider: str, receipts: Sequence[Reported]
         provider,
         [r.provider_message_id for r in receipts],
         [r.status.value for r in receipts],
-        [None if r.at_ms is None else _ts(r.at_ms) for r in receipts],
+        [None if r.at_ms is None else to_datetime(r.at_ms) for r in receipts],
         [r.reason for r in receipts],
         [r.callback_data for r in receipts],
     )
@@ -105,9 +97,9 @@ async def bind(pool: asyncpg.Pool, limit: int, publish: Callable[[list[StatusEve
         waiting = [
             Waiting(
                 provider=r["provider"], provider_message_id=r["provider_message_id"], status=Status(r["status"]),
-                reported_ms=None if r["reported_at"] is None else _ms(r["reported_at"]),
-                received_ms=_ms(r["received_at"]), reason=r["reason"], message_id=r["message_id"],
-                tenant_id=r["tenant_id"], sent_ms=_ms(r["sent_at"]),
+                reported_ms=None if r["reported_at"] is None else to_ms(r["reported_at"]),
+                received_ms=to_ms(r["received_at"]), reason=r["reason"], message_id=r["message_id"],
+                tenant_id=r["tenant_id"], sent_ms=to_ms(r["sent_at"]),
             )
             for r in rows
         ]  # fmt: skip
