@@ -25,6 +25,7 @@ from herald.settings import (
     DatabaseSettings,
     KafkaSettings,
     Settings,
+    SinkSettings,
     WorkerSettings,
 )
 
@@ -101,6 +102,8 @@ async def settings(database_url: str, broker: EmbeddedBroker, tmp_path: Path) ->
             recipient_gap_seconds=0.0,
             retry_delays_seconds=(),
         ),
+        # Receipts bind at once (API, status sink); the sweep catches the rest, soon in tests.
+        sinks=SinkSettings(receipt_sweep_seconds=0.5),
         carrier_sim=CarrierSimSettings(
             port=sim_port,
             receipt_delay_ms=20,

@@ -120,7 +120,8 @@ RECEIPTS = Counter(
     "herald_receipts_total",
     "Provider receipts by outcome: recorded (accepted from the provider), bound (its status event"
     " published), late (it contradicted the message's first final report; kept apart, never the"
-    " status).",
+    " status), unmatched (no send of Herald's matched it in time: an id Herald never sent through"
+    " that provider).",
     ["provider", "outcome"],
 )
 RECEIPT_TIMEOUTS = Counter(

@@ -162,9 +162,16 @@ class SinkSettings(msgspec.Struct, frozen=True):
     """A `sent` message with no receipt after this long becomes `failed` (receipt_timeout).
     72 h is the longest SMS validity period carriers commonly apply."""
     sweep_interval_seconds: float = 60.0
-    receipt_bind_interval_seconds: float = 0.05
-    """How often recorded provider receipts are bound to their sends and published
-    (`herald_sinks/receipts.py`); a full batch is followed at once by the next."""
+    receipt_sweep_seconds: float = 5.0
+    """How often the sinks bind every provider receipt still waiting for its send
+    (`herald_sinks/receipts.py`). Receipts normally bind at once, when the API records them or
+    when the status sink records their send; the sweep is for what a crash or a broker outage
+    left waiting, and for receipts bound by their echoed `callback_data`."""
+    receipt_unmatched_after_seconds: float = 600.0
+    """A receipt that matches no send of Herald's for this long is set aside as `unmatched`
+    (`herald_receipts_total{outcome="unmatched"}`): the sweep stops reading it, and a send recorded
+    later still binds it. A receipt for a send whose `sent` event was lost binds by its echoed
+    message id only within this time."""
     callback_timeout_seconds: float = 5.0
     callback_per_tenant_in_flight: int = 4
     """Callback POSTs in flight per tenant across every sinks process (leased rows count): a

@@ -16,7 +16,7 @@ from herald.kafka.topics import (
 from herald.settings import Settings
 from herald_sinks.billing import BillingLedger
 from herald_sinks.callbacks import CallbackConfigs, CallbackRecorder
-from herald_sinks.status import StatusProjection
+from herald_sinks.status import SendsRecorded, StatusProjection
 
 TOPICS: dict[str, tuple[str, ...]] = {
     STATUS_SINK_GROUP: (*MESSAGE_TOPICS, EVENTS),
@@ -27,11 +27,17 @@ TOPICS: dict[str, tuple[str, ...]] = {
 SINK_GROUPS = tuple(TOPICS)
 
 
-def handlers(pool: asyncpg.Pool, settings: Settings, configs: CallbackConfigs | None = None) -> dict[str, Handler]:
-    """`configs` is shared with the callback dispatcher when the sinks run; a new one otherwise."""
+def handlers(
+    pool: asyncpg.Pool,
+    settings: Settings,
+    configs: CallbackConfigs | None = None,
+    sends_recorded: SendsRecorded | None = None,
+) -> dict[str, Handler]:
+    """`configs` is shared with the callback dispatcher when the sinks run; a new one otherwise.
+    `sends_recorded` (the receipt binder's) hears of every send the status projection records."""
     names = Names(settings.kafka.topic_prefix)
     return {
-        STATUS_SINK_GROUP: StatusProjection(pool, names),
+        STATUS_SINK_GROUP: StatusProjection(pool, names, sends_recorded),
         BILLING_SINK_GROUP: BillingLedger(pool),
         CALLBACK_SINK_GROUP: CallbackRecorder(pool, configs or CallbackConfigs(pool)),
     }

@@ -22,7 +22,7 @@ from herald_sinks.billing import run_settler
 from herald_sinks.callbacks import CallbackConfigs, Dispatcher
 from herald_sinks.groups import TOPICS, handlers
 from herald_sinks.parking import Parking, run_parked_report
-from herald_sinks.receipts import run_binder
+from herald_sinks.receipts import Binder
 from herald_sinks.sweeper import run_sweeper
 
 
@@ -35,9 +35,10 @@ async def run_sinks(settings: Settings, stop: asyncio.Event, membership: Members
     producer = Producer(settings.kafka, names)
     await producer.start()
     configs = CallbackConfigs(pool)
+    binder = Binder(pool, producer, settings.sinks)
     background = [
         asyncio.create_task(run_sweeper(pool, producer, settings.sinks, stop)),
-        asyncio.create_task(run_binder(pool, producer, settings.sinks.receipt_bind_interval_seconds, stop)),
+        asyncio.create_task(binder.run(stop)),
         asyncio.create_task(Dispatcher(pool, settings.sinks, configs, CallbackPolicy.of(settings.api)).run(stop)),
         asyncio.create_task(run_settler(pool, settings.sinks.billing_settle_seconds, stop)),
         asyncio.create_task(run_parked_report(pool, settings.sinks.parked_report_seconds, stop)),
@@ -48,7 +49,7 @@ async def run_sinks(settings: Settings, stop: asyncio.Event, membership: Members
     kafka = msgspec.structs.replace(settings.kafka, fetch_max_wait_ms=settings.sinks.fetch_max_wait_ms)
     consumers, loops = [], []
     membership = membership or Membership()
-    groups = handlers(pool, settings, configs)
+    groups = handlers(pool, settings, configs, binder.sends_recorded)
     membership.expect(groups)
     for group, handler in groups.items():
         consumer = make_consumer(kafka, names, group, TOPICS[group], membership.listener(group))

@@ -8,6 +8,7 @@ offsets. `db.messages.apply_batch` is idempotent and order-independent, so repla
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 
 import asyncpg
 import msgspec
@@ -23,10 +24,15 @@ from herald.kafka.topics import EVENTS, Names
 log = logging.getLogger(__name__)
 
 
+SendsRecorded = Callable[[Sequence[tuple[str, str]]], None]
+"""Told the (provider, provider's id) of the sends a batch recorded, once it is committed."""
+
+
 class StatusProjection:
-    def __init__(self, pool: asyncpg.Pool, names: Names) -> None:
+    def __init__(self, pool: asyncpg.Pool, names: Names, sends_recorded: SendsRecorded | None = None) -> None:
         self._pool = pool
         self._names = names
+        self._sends_recorded = sends_recorded
 
     async def __call__(self, batch: Batch) -> None:
         messages: list[MessageEnvelope] = []
@@ -55,6 +61,11 @@ class StatusProjection:
         # transient and are not retried here.
         applied = await until_written(lambda: message_store.apply_batch(self._pool, messages, events))
         metrics.DUPLICATE_SENDS.inc(applied.duplicate_sends)
+        if self._sends_recorded is not None:
+            self._sends_recorded(
+                [(e.provider, e.provider_message_id) for e in events
+                 if e.status is Status.SENT and e.provider and e.provider_message_id]
+            )  # fmt: skip
         for t in applied.transitions:
             if t.status in (Status.DELIVERED, Status.FAILED, Status.EXPIRED):
                 metrics.ACCEPTED_TO_FINAL_SECONDS.labels(t.category, t.status.value).observe(t.seconds_since_accepted)

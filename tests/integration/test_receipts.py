@@ -17,6 +17,9 @@ import asyncpg
 import msgspec
 
 from herald import signing
+from herald.db import receipts
+from herald.domain.records import StatusEventV1
+from herald.settings import Settings
 from tests.eventually import eventually
 from tests.integration.harness import Platform
 
@@ -154,12 +157,79 @@ async def test_a_receipt_binds_only_to_a_send_of_the_provider_that_signed_it(
     # An unknown id with the echoed message id of a message this provider never carried.
     echo = _receipt("sim-888888888888", status="failed", callback_data=sink_message)
     assert (await _post(platform, echo)).status_code == 202
-    # Received after those: once it is bound, the binder has looked at them (oldest first).
     assert (await _post(platform, _receipt(live_id))).status_code == 202
     await platform.wait_status(live, live_message, {"delivered"})
+    # A sweep of everything waiting (what the sinks run every receipt_sweep_seconds) binds none.
+    published: list[StatusEventV1] = []
+
+    async def publish(events: list[StatusEventV1]) -> None:
+        published.extend(events)
+
+    await receipts.bind(pool, 1000, publish)
+    assert published == []
     for foreign in (sink_id, "sim-999999999999", "sim-888888888888"):
         assert await _outcome(pool, foreign, "failed") == "waiting"
     assert (await platform.http.get(f"/v1/messages/{sink_message}", headers=test)).json()["status"] == "delivered"
+
+
+async def test_receipts_bind_at_once_whichever_comes_first_the_receipt_or_the_send(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    """With the sweep an hour away, a receipt posted after its send is recorded binds when the
+    API records it, and a receipt that came before its send (no sinks running) binds when the
+    status sink records the send: neither waits for a scan of the receipts waiting."""
+    hourly = msgspec.structs.replace(
+        settings, sinks=msgspec.structs.replace(settings.sinks, receipt_sweep_seconds=3600)
+    )
+    platform = await Platform(hourly).start(sinks=False)
+    try:
+        _, auth = await platform.tenant_with_key()
+        await platform.template(auth)
+        early = (await platform.send(auth, to="+447400160007")).json()["id"]
+        # The carrier-sim posts its receipt 20 ms after the send; no sinks means no record of it.
+        await eventually(lambda: pool.fetchval("SELECT count(*) FROM provider_receipts"), lambda n: n == 1,
+                         "the carrier-sim's receipt is recorded", seconds=10)  # fmt: skip
+        assert await pool.fetchval("SELECT outcome FROM provider_receipts") is None
+        platform.add_sinks()
+        await platform.wait_status(auth, early, {"delivered"}, deadline_s=15)
+
+        late, _ = await _sent(platform, auth, f"+44740016{NO_RECEIPT}")
+        provider_id = await _provider_id(pool, late)
+        assert (await _post(platform, _receipt(provider_id))).status_code == 202
+        assert await _outcome(pool, provider_id, "delivered") == "bound"  # bound before the 202
+        await platform.wait_status(auth, late, {"delivered"})
+    finally:
+        await platform.stop()
+
+
+async def test_a_receipt_matching_no_send_is_set_aside_and_binds_if_its_send_is_recorded_later(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    """Receipts for ids Herald never sent leave the sweep's reach once
+    `receipt_unmatched_after_seconds` has passed (a flood of them made every sweep read them
+    all); one whose send is recorded later (the sinks were down) still binds."""
+    platform = await Platform(settings).start(sinks=False)
+    try:
+        _, auth = await platform.tenant_with_key()
+        await platform.template(auth)
+        message_id = (await platform.send(auth, to="+447400170007")).json()["id"]
+        await eventually(lambda: pool.fetchval("SELECT count(*) FROM provider_receipts"), lambda n: n == 1,
+                         "the carrier-sim's receipt is recorded", seconds=10)  # fmt: skip
+        assert (await _post(platform, _receipt("sim-666666666666"))).status_code == 202  # never sent
+        assert await receipts.give_up_unmatched(pool, 0) == {"carrier-sim": 2}
+        assert await pool.fetchval("SELECT count(*) FROM provider_receipts WHERE outcome = 'unmatched'") == 2
+        platform.add_sinks()
+        await platform.wait_status(auth, message_id, {"delivered"})
+        assert await _outcome(pool, "sim-666666666666", "delivered") == "unmatched"
+        # A sweep neither reads nor binds it again.
+        published: list[StatusEventV1] = []
+
+        async def publish(events: list[StatusEventV1]) -> None:
+            published.extend(events)
+
+        assert (await receipts.bind(pool, 1000, publish), published) == (receipts.Bound([], []), [])
+    finally:
+        await platform.stop()
 
 
 async def test_a_send_whose_sent_event_was_lost_is_bound_by_its_echoed_message_id(

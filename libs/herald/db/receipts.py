@@ -9,13 +9,14 @@ reported, keyed by provider, their id and the status, so a replay is the same ro
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 
 import asyncpg
 import msgspec
 
 from herald.clock import to_datetime, to_ms
-from herald.domain.receipts import Reported, Waiting, contradicts, effective_time, first_finals
+from herald.domain.receipts import RECEIPT_STATUSES, Reported, Waiting, contradicts, effective_time, first_finals
 from herald.domain.records import StatusEventV1
 from herald.domain.status import Status
 
@@ -57,7 +58,7 @@ _BINDABLE = """
 SELECT r.provider, r.provider_message_id, r.status, r.reported_at, r.received_at, r.reason,
        coalesce(p.message_id, q.message_id) AS message_id, coalesce(p.tenant_id, q.tenant_id) AS tenant_id,
        coalesce(p.sent_at, q.sent_at) AS sent_at
-FROM provider_receipts r
+FROM {waiting}
 -- Lateral, one index probe per waiting receipt: a plain join hashed the waiting receipts and
 -- scanned every recorded send on every poll (11 ms at 100,000 sends, growing with them).
 LEFT JOIN LATERAL (
@@ -70,13 +71,48 @@ LEFT JOIN LATERAL (
 LEFT JOIN LATERAL (
     SELECT s.message_id, s.tenant_id, s.sent_at FROM provider_messages s
     WHERE p.message_id IS NULL AND s.provider = r.provider AND s.message_id = r.callback_data
-    ORDER BY s.sent_at LIMIT 1
+    ORDER BY s.message_id, s.sent_at LIMIT 1  -- the index's order: its scan, not a bitmap AND
 ) q ON true
-WHERE r.outcome IS NULL AND coalesce(p.message_id, q.message_id) IS NOT NULL
-ORDER BY r.received_at
-LIMIT $1
-FOR UPDATE OF r SKIP LOCKED
+WHERE coalesce(p.message_id, q.message_id) IS NOT NULL
+{order}
 """
+# The sweep: every waiting receipt, oldest first, through the partial index on the waiting ones
+# (which walks the dead entries binding leaves until autovacuum: hence only every few seconds).
+_ALL_WAITING = _BINDABLE.format(
+    waiting="provider_receipts r",
+    order="AND r.outcome IS NULL ORDER BY r.received_at LIMIT $1 FOR UPDATE OF r SKIP LOCKED",
+)
+# By key: a probe of the primary key per send, whatever the number of receipts waiting. The
+# lateral keeps the planner off the partial index above (it matches the sweep's ORDER BY). A
+# receipt given up as unmatched binds too: its send was recorded late (the sinks were down).
+_WAITING_FOR = _BINDABLE.format(
+    waiting="""unnest($2::text[], $3::text[]) AS k(provider, provider_message_id)
+CROSS JOIN LATERAL (
+    SELECT * FROM provider_receipts w
+    WHERE w.provider = k.provider AND w.provider_message_id = k.provider_message_id
+      AND (w.outcome IS NULL OR w.outcome = 'unmatched')
+    FOR UPDATE SKIP LOCKED
+) r""",
+    order="ORDER BY r.received_at LIMIT $1",  # arrival order: the first final report is the first
+)
+
+
+_UNMATCHED = """
+UPDATE provider_receipts r SET outcome = 'unmatched'
+WHERE r.outcome IS NULL AND r.received_at < now() - make_interval(secs => $1)
+  AND NOT EXISTS (SELECT 1 FROM provider_messages s
+                  WHERE s.provider = r.provider AND s.provider_message_id = r.provider_message_id)
+  AND NOT EXISTS (SELECT 1 FROM provider_messages s
+                  WHERE s.provider = r.provider AND s.message_id = r.callback_data)
+RETURNING r.provider
+"""
+
+
+async def give_up_unmatched(pool: asyncpg.Pool, older_than_seconds: float) -> dict[str, int]:
+    """Take the receipts waiting longer than `older_than_seconds` for a send Herald has no record
+    of out of the waiting set (outcome `unmatched`); how many, per provider. Receipts whose send
+    is known stay waiting, whatever their age (their binding failed: the broker was away)."""
+    return dict(Counter(r["provider"] for r in await pool.fetch(_UNMATCHED, older_than_seconds)))
 
 
 class Bound(msgspec.Struct, frozen=True):
@@ -84,14 +120,26 @@ class Bound(msgspec.Struct, frozen=True):
     late: list[Waiting]
 
 
-async def bind(pool: asyncpg.Pool, limit: int, publish: Callable[[list[StatusEventV1]], Awaitable[None]]) -> Bound:
-    """Bind up to `limit` waiting receipts whose send is known, oldest first: publish their
-    status events (`publish` returns once the broker has them), then mark them, in one
-    transaction. A failure anywhere leaves them waiting; a crash after `publish` publishes the
-    same events again (the same time, as every input is stored), which every sink absorbs.
-    Receipts whose send is not recorded yet (the `sent` event is still on its way) wait."""
+async def bind(
+    pool: asyncpg.Pool,
+    limit: int,
+    publish: Callable[[list[StatusEventV1]], Awaitable[None]],
+    only: Sequence[tuple[str, str]] | None = None,
+) -> Bound:
+    """Bind up to `limit` waiting receipts whose send is known, oldest first (with `only`, every
+    receipt waiting for those (provider, provider's id) sends, whatever `limit`): publish their status events
+    (`publish` returns once the broker has them), then mark them, in one transaction. A failure
+    anywhere leaves them waiting; a crash after `publish` publishes the same events again (the
+    same time, as every input is stored), which every sink absorbs. Receipts whose send is not
+    recorded yet (the `sent` event is still on its way) wait. A receipt another binder holds is
+    skipped, not waited for."""
     async with pool.acquire() as conn, conn.transaction():
-        rows = await conn.fetch(_BINDABLE, limit)
+        if only is None:
+            rows = await conn.fetch(_ALL_WAITING, limit)
+        else:
+            # Every status a provider reports for each send: none of theirs is left to the sweep.
+            limit = len(only) * len(RECEIPT_STATUSES)
+            rows = await conn.fetch(_WAITING_FOR, limit, [p for p, _ in only], [i for _, i in only])
         if not rows:
             return Bound([], [])
         waiting = [

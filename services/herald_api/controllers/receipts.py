@@ -1,24 +1,29 @@
 """Delivery receipts from providers: verified, then recorded as reported.
 
-A receipt names the provider's own id for a send, nothing else; the receipt binder in the sinks
-(`herald_sinks/receipts.py`) finds the message and tenant from Herald's own record of that send
+A receipt names the provider's own id for a send, nothing else; binding
+(`herald.receipt_binding`) finds the message and tenant from Herald's own record of that send
 through this provider, so a provider (or anyone holding its secret) can only ever speak about
-messages sent through it. 202 means the receipt is durably recorded.
+messages sent through it. 202 means the receipt is durably recorded; it is then bound at once
+when its send is known, else when the status sink records the send (or by the sinks' sweep).
 """
 
 from __future__ import annotations
 
+import logging
 from typing import TypeVar
 
 import msgspec
+from aiokafka.errors import KafkaError
 from litestar import Controller, Request, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath
 
 from herald import metrics, signing
 from herald.db import receipts as receipt_store
+from herald.db.pool import DATABASE_ERRORS
 from herald.domain.receipts import RECEIPT_STATUSES, Reported
 from herald.errors import InvalidRequest, NotFound, Unauthenticated
+from herald.receipt_binding import bind_and_publish
 from herald_api.auth import counted_failures
 from herald_api.schemas import ReceiptBatchIn, ReceiptIn
 from herald_api.services import Services
@@ -26,6 +31,7 @@ from herald_api.services import Services
 PROVIDERS = frozenset({"carrier-sim"})
 """Providers that post receipts here, each by the name its worker adapter records sends under."""
 _T = TypeVar("_T")
+log = logging.getLogger(__name__)
 
 
 class ReceiptController(Controller):
@@ -80,3 +86,8 @@ async def _record(svc: Services, provider: str, receipts: list[ReceiptIn]) -> No
         [Reported(r.provider_message_id, r.status, r.at_ms, r.error_code, r.callback_data) for r in receipts],
     )
     metrics.RECEIPTS.labels(provider, "recorded").inc(len(receipts))
+    try:
+        await bind_and_publish(svc.pool, svc.producer, sorted({(provider, r.provider_message_id) for r in receipts}))
+    except (*DATABASE_ERRORS, KafkaError) as exc:
+        # Recorded is what 202 promises; the sinks bind it when this could not.
+        log.warning("receipt binding deferred to the sinks", extra={"error": type(exc).__name__})
