@@ -14,6 +14,7 @@ import asyncpg
 import pyarrow.parquet as pq
 import pytest
 
+from herald.billing.countries import exported
 from herald.billing.period import Month
 from tests.integration.billing_data import seed_ledger
 from tests.integration.harness import Platform
@@ -65,7 +66,7 @@ def _parse(fmt: str, data: bytes) -> list[dict[str, Any]]:
 
 
 def _key(row: dict[str, Any]) -> Key:
-    return (str(row["tenant_id"]), row["channel"], row["category"], row["country"] or "", row["currency"])
+    return (str(row["tenant_id"]), row["channel"], row["category"], row["country"], row["currency"])
 
 
 @pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
@@ -146,9 +147,10 @@ async def test_tenant_sees_only_its_own_month(api: Platform, ledger: dict[str, A
     usage = r.json()
     summary = _parse("jsonl", await _get(api, format="jsonl", detail="summary", tenant_id=ledger["b"]))
     assert usage["month"] == MONTH.label
-    assert sorted((line["channel"], line["category"], line["country"] or "", line["messages"], line["amount_micros"])
-                  for line in usage["lines"]) == sorted(
-        (s["channel"], s["category"], s["country"] or "", s["messages"], s["amount_micros"]) for s in summary
+    # The tenant's JSON names countries as its messages do (alpha-2, null for none); exports in alpha-3.
+    assert sorted((line["channel"], line["category"], exported(line["country"]), line["messages"],
+                   line["amount_micros"]) for line in usage["lines"]) == sorted(
+        (s["channel"], s["category"], s["country"], s["messages"], s["amount_micros"]) for s in summary
     )  # fmt: skip
     assert usage["totals"] == [
         {
@@ -161,3 +163,65 @@ async def test_tenant_sees_only_its_own_month(api: Platform, ledger: dict[str, A
     _, other = await api.tenant_with_key()
     empty = (await api.http.get("/v1/usage", headers=other, params={"month": MONTH.label})).json()
     assert empty == {"month": MONTH.label, "lines": [], "totals": []}
+
+
+async def test_exports_read_back_with_the_defaults_of_pandas_and_polars(api: Platform) -> None:
+    """Issue #30 defects 3-5: `isoformat` wrote `…T08:54:00+00:00` beside `….560000+00:00`, which
+    pandas' `to_datetime` refuses; Namibia's `NA` and email's empty country read as missing, so a
+    `groupby` dropped both; the CSV's Content-Type named its charset twice."""
+    import pandas as pd
+    import polars as pl
+
+    tenant = (await api.tenant(tier="enterprise"))["id"]
+    rows = [  # (country, price, billed_at): a whole second, a fraction, no country
+        ("NA", 41_000, MONTH.start + timedelta(days=3, hours=8, minutes=54)),
+        ("GB", 38_500, MONTH.start + timedelta(days=3, hours=8, minutes=54, microseconds=560_000)),
+        (None, 900, MONTH.start + timedelta(days=4)),
+    ]
+    conn = await asyncpg.connect(api.settings.database.url)
+    try:
+        for country, price, at in rows:
+            channel = "email" if country is None else "sms"
+            await conn.execute(
+                "INSERT INTO billing_records (message_id, tenant_id, channel, category, country, rate_card_version,"
+                " unit_price_micros, currency, billed_at) VALUES ($1, $2, $3, 'utility', $4, 1, $5, 'EUR', $6)",
+                uuid.uuid4(), uuid.UUID(tenant), channel, country, price, at,
+            )  # fmt: skip
+    finally:
+        await conn.close()
+    total = sum(price for _, price, _ in rows)
+    r = await api.http.get("/v1/admin/usage", headers=api.admin,
+                           params={"month": MONTH.label, "format": "csv", "detail": "messages"})  # fmt: skip
+    assert r.headers["content-type"] == "text/csv; charset=utf-8"
+    csv_data, jsonl_data, parquet_data = [
+        await _get(api, format=fmt, detail="messages") for fmt in ("csv", "jsonl", "parquet")
+    ]
+    assert b".000000Z" in csv_data
+    assert b".560000Z" in csv_data
+
+    frames = {
+        "csv": pd.read_csv(io.BytesIO(csv_data)),
+        "jsonl": pd.read_json(io.BytesIO(jsonl_data), lines=True),
+        "parquet": pd.read_parquet(io.BytesIO(parquet_data)),
+    }
+    for fmt, frame in frames.items():
+        assert sorted(frame["country"]) == ["GBR", "NAM", "ZZZ"], fmt
+        assert frame.groupby("country")["unit_price_micros"].sum().sum() == total, fmt
+        billed = pd.to_datetime(frame["billed_at"])
+        assert str(billed.dt.tz) == "UTC", fmt
+        assert sorted(billed) == sorted(pd.Timestamp(at) for _, _, at in rows), fmt
+
+    polars_frames = {
+        "csv": pl.read_csv(csv_data, try_parse_dates=True),
+        "jsonl": pl.read_ndjson(jsonl_data),
+        "parquet": pl.read_parquet(parquet_data),
+    }
+    for fmt, frame in polars_frames.items():
+        assert frame["country"].null_count() == 0, fmt
+        assert frame.group_by("country").agg(pl.col("unit_price_micros").sum())["unit_price_micros"].sum() == total
+        billed = frame["billed_at"] if fmt != "jsonl" else frame["billed_at"].str.to_datetime(time_zone="UTC")
+        assert billed.dtype == pl.Datetime("us", "UTC"), (fmt, billed.dtype)
+
+    summary = pd.read_csv(io.BytesIO(await _get(api, format="csv", detail="summary")))
+    assert summary["amount_micros"].sum() == total
+    assert summary["country"].notna().all()

@@ -377,3 +377,27 @@ async def test_a_bill_waiting_for_a_message_that_never_comes_shows_its_age(pool:
         await settler
     assert {r["message_id"] for r in await ledger(pool)} == {stuck.id, fresh.id}
     assert await billing.pending_backlog(pool) == billing.PendingBacklog(events=0, oldest_seconds=0.0)
+
+
+async def test_an_email_is_billed_when_sent_even_when_its_delivery_reaches_the_sink_first(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    """Issue #30 defect 1: an email was billed at its `delivered` receipt's time when that event
+    reached the ledger before the `sent` (the rule for email is provider acceptance), and
+    `herald billing reconcile` then named it a mismatch. Near a rate-card switch or a month's end
+    the first event to arrive would have chosen the version or the month."""
+    tenant_id = await _tenant(pool)
+    now_ms = int(time.time() * 1000)
+    email = _message(tenant_id, 1, now_ms, channel=Channel.EMAIL, country=None, to="a@example.com")
+    sinks = Loop(settings, run_sinks)
+    try:
+        await _produce(settings, [email], [_event(email, Status.DELIVERED, now_ms + 42)])
+        await wait_status_count(pool, 1, "delivered")
+        await asyncio.sleep(2.0)  # the ledger's own group has read it too by now
+        assert await ledger(pool) == []
+        await _produce(settings, [], [_event(email, Status.SENT, now_ms)])
+        rows = await wait_ledger_rows(pool, 1)
+    finally:
+        await sinks.stop()
+    assert rows[0]["billed_at"] == datetime.fromtimestamp(now_ms / 1000, tz=UTC)
+    assert (await billing.reconcile(pool, billing_month(now_ms))).differences == []

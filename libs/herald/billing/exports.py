@@ -3,7 +3,10 @@
 The same stream serves `GET /v1/admin/usage` and `herald billing export`: rows come from a
 server-side cursor (`db.billing.usage_rows`) and each chunk is encoded and handed on before the
 next is fetched, so memory is bounded by one chunk (Parquet: one row group) whatever the month's
-size. Money is integer micro-units in every format; times are UTC.
+size. Money is integer micro-units in every format. Every value reads back as itself with the
+default settings of pandas, polars and spreadsheets: times in one shape in CSV and JSON Lines
+(RFC 3339 UTC with microseconds, `2026-10-01T00:00:00.000000Z`; Parquet: timestamp[us, UTC]) and
+countries in ISO 3166-1 alpha-3, `ZZZ` for none (`herald.billing.countries`).
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import csv
 import io
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -21,6 +24,7 @@ import msgspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from herald.billing.countries import exported
 from herald.billing.period import Month
 from herald.db import billing
 
@@ -39,7 +43,7 @@ class Detail(StrEnum):
 
 
 MEDIA_TYPES = {
-    Format.CSV: "text/csv; charset=utf-8",
+    Format.CSV: "text/csv",  # Litestar adds the charset to text/*
     Format.JSONL: "application/jsonl",
     Format.PARQUET: "application/vnd.apache.parquet",
 }
@@ -112,20 +116,37 @@ async def _counted(
             on_rows(len(chunk))
 
 
-def _text(value: Any) -> str:
-    if value is None:
-        return ""
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+"""Every time in CSV and JSON Lines: `isoformat` drops the fraction when it is zero, and a
+column of two shapes is one that pandas' `to_datetime` refuses."""
+
+
+def _values(row: asyncpg.Record, country_at: int | None) -> list[Any]:
+    values = list(row.values())
+    if country_at is not None:
+        values[country_at] = exported(values[country_at])
+    return values
+
+
+def _country_at(detail: Detail) -> int:
+    return list(columns(detail)).index("country")
+
+
+def _text(value: Any) -> Any:
     if isinstance(value, datetime):
-        return value.isoformat()
-    return str(value)
+        return value.astimezone(UTC).strftime(TIME_FORMAT)
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    return value
 
 
 async def _csv(rows: AsyncIterator[list[asyncpg.Record]], detail: Detail) -> AsyncIterator[bytes]:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(columns(detail))
+    country_at = _country_at(detail)
     async for chunk in rows:
-        writer.writerows([_text(v) for v in r.values()] for r in chunk)
+        writer.writerows([_text(v) for v in _values(r, country_at)] for r in chunk)
         yield buffer.getvalue().encode()
         buffer.seek(0)
         buffer.truncate()
@@ -139,10 +160,11 @@ _JSON = msgspec.json.Encoder()
 
 async def _jsonl(rows: AsyncIterator[list[asyncpg.Record]], detail: Detail) -> AsyncIterator[bytes]:
     names = columns(detail)
+    country_at = _country_at(detail)
     async for chunk in rows:
         lines = bytearray()
         for r in chunk:
-            _JSON.encode_into(dict(zip(names, r.values(), strict=True)), lines, -1)
+            _JSON.encode_into(dict(zip(names, [_text(v) for v in _values(r, country_at)], strict=True)), lines, -1)
             lines += b"\n"
         yield bytes(lines)
 
@@ -176,13 +198,15 @@ class _Spool(io.RawIOBase):
 
 async def _parquet(rows: AsyncIterator[list[asyncpg.Record]], detail: Detail) -> AsyncIterator[bytes]:
     schema = _SCHEMAS[detail]
+    country_at = _country_at(detail)
     spool = _Spool()
     writer = pq.ParquetWriter(spool, schema, compression="zstd")
     try:
         async for chunk in rows:
+            table = [_values(r, country_at) for r in chunk]
             arrays = []
             for index, field in enumerate(schema):
-                values = [r[index] for r in chunk]
+                values = [r[index] for r in table]
                 if field.type == _STRING:
                     values = [None if v is None else str(v) for v in values]
                 arrays.append(pa.array(values, type=field.type))

@@ -3,7 +3,7 @@
 **Billable** (one rule, used by the ledger sink and by reconciliation alike): a message accepted
 with a live key by a tenant on a paid tier at the time (standard, enterprise), at its first
 billable event: `delivered` (or `read`, which implies it) for sms and whatsapp, provider
-acceptance (`sent`) for email; and not if it had already failed or expired by then. `billed_at` is
+acceptance (`sent`, and only that) for email; and not if it had already failed or expired by then. `billed_at` is
 that event's own time, so a replay prices a message exactly as the first pass did.
 
 **Exactly once**: `billing_records.message_id` is the primary key and every write is
@@ -33,7 +33,8 @@ _PAID_TIERS = ", ".join(f"'{tier.value}'" for tier, policy in TIER_POLICIES.item
 BILLABLE = f"""(
     m.key_kind = 'live'
     AND coalesce(m.tier, t.tier) IN ({_PAID_TIERS})
-    AND (s.status IN ('delivered', 'read') OR (s.status = 'sent' AND m.channel = 'email'))
+    -- Email only at `sent`: its `delivered` reaching the ledger first must not date the bill.
+    AND CASE WHEN m.channel = 'email' THEN s.status = 'sent' ELSE s.status IN ('delivered', 'read') END
     AND NOT EXISTS (
         SELECT 1 FROM message_events f
         WHERE f.message_id = m.id AND f.status IN ('failed', 'expired') AND f.at <= s.at
