@@ -31,7 +31,7 @@ from tests.integration.billing_data import seed_ledger
 
 from herald.billing.exports import Detail, Format, export
 from herald.billing.period import Month
-from herald.db import billing
+from herald.db import billing, usage
 from herald.db.migrate import migrate
 from herald.embedded import free_port
 from herald.embedded.postgres import EmbeddedPostgres
@@ -110,7 +110,7 @@ async def export_once(dsn: str, fmt: str, out: Path) -> dict[str, float]:
         started = time.perf_counter()
         with out.open("wb") as sink:
             if fmt == "bare-cursor":
-                async for chunk in billing.usage_rows(pool, MONTH, detail=True):
+                async for chunk in usage.usage_rows(pool, MONTH, detail=True):
                     count(len(chunk))
             else:
                 async for data in export(pool, MONTH, Detail.MESSAGES, Format(fmt), on_rows=count):

@@ -268,6 +268,16 @@ def _kek_bytes(text: str) -> bytes:
 Environment = Literal["development", "production"]
 
 
+class BillingSettings(msgspec.Struct, frozen=True):
+    """Herald as the seller on invoices (`herald/billing/invoices.py`)."""
+
+    seller_name: str = "Herald Messaging Ltd"
+    seller_address: str = "1 Example Quay, Dublin"
+    seller_country: str = "IE"
+    """ISO 3166-1 alpha-2, an EU member state: decides the VAT treatment (`herald/billing/tax.py`)."""
+    seller_vat_id: str = "IE0000000HA"
+
+
 class Settings(msgspec.Struct, frozen=True):
     environment: Environment = "production"
     """`herald dev` and the tests run as `development`; anything else is production, which
@@ -283,6 +293,7 @@ class Settings(msgspec.Struct, frozen=True):
     provider: ProviderSettings = msgspec.field(default_factory=ProviderSettings)
     retention: RetentionSettings = msgspec.field(default_factory=RetentionSettings)
     secrets: SecretSettings = msgspec.field(default_factory=SecretSettings)
+    billing: BillingSettings = msgspec.field(default_factory=BillingSettings)
 
     def refusals(self) -> list[str]:
         """Why this configuration must not serve production (empty: it may). Names the variables,

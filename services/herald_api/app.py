@@ -30,6 +30,7 @@ from herald_api import problems
 from herald_api.auth import KeyAuthenticator, Principal, principal_dependency
 from herald_api.controllers.admin import AdminController
 from herald_api.controllers.billing import AdminUsageController, RateCardController, UsageController
+from herald_api.controllers.invoicing import CustomerController, InvoiceController, PeriodController
 from herald_api.controllers.messages import LimitsController, MessageController
 from herald_api.controllers.receipts import ReceiptController
 from herald_api.controllers.templates import TemplateController
@@ -107,6 +108,9 @@ def create_app(settings: Settings) -> Litestar:
             RateCardController,
             AdminUsageController,
             UsageController,
+            PeriodController,
+            CustomerController,
+            InvoiceController,
             TemplateController,
             MessageController,
             LimitsController,

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from enum import StrEnum
 from typing import Annotated, Any
 
 import msgspec
 
+from herald.billing.ledger import EntryKind
+from herald.billing.period import MONTH_PATTERN
 from herald.domain.models import MAX_TTL_SECONDS, Category, Channel, EpochMillis, KeyKind, TemplateStatus, Tier
 from herald.domain.patterns import whole
 from herald.domain.status import Status
@@ -249,3 +252,40 @@ class UsageOut(msgspec.Struct, frozen=True):
     month: str
     lines: list[UsageLine]
     totals: list[UsageTotal]
+
+
+# --- the billing team's month close ------------------------------------------------------
+
+Actor = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=_NO_CONTROL,
+                                    description="who did it, as the audit trail names them")]  # fmt: skip
+
+
+class CloseIn(Strict, frozen=True):
+    closed_by: Actor
+
+
+class CustomerIn(Strict, frozen=True):
+    legal_name: Name
+    currency: Annotated[str, msgspec.Meta(pattern=whole("[A-Z]{3}"), description="ISO 4217", examples=["EUR"])]
+    country: Annotated[str, msgspec.Meta(pattern=whole("[A-Z]{2}"), description="ISO 3166-1 alpha-2, for tax")]
+    external_customer_id: Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=_NO_CONTROL)] | None = None
+    vat_id: Annotated[str, msgspec.Meta(pattern=whole("[A-Z]{2}[0-9A-Za-z+*.]{2,13}"))] | None = None
+    """A business customer's VAT number (none: a consumer, for tax)."""
+
+
+class EntryIn(Strict, frozen=True):
+    kind: EntryKind
+    amount_micros: Annotated[int, msgspec.Meta(ge=-(10**15), le=10**15)]
+    """A credit: the positive amount credited. A correction: the signed change to the bill."""
+    reason: Annotated[str, msgspec.Meta(min_length=1, max_length=500, pattern=_NO_CONTROL)]
+    created_by: Actor
+    month: Annotated[str, msgspec.Meta(pattern=MONTH_PATTERN)] | None = None
+    """An open month, not in the future (default: the current one)."""
+    corrects_message_id: uuid.UUID | None = None
+    corrects_entry_id: uuid.UUID | None = None
+
+
+class InvoiceFormat(StrEnum):
+    JSON = "json"
+    CSV = "csv"
+    PDF = "pdf"

@@ -1,4 +1,5 @@
-"""`herald billing ...`: the billing team's commands (import a rate card, export usage, reconcile).
+"""`herald billing ...`: the billing team's commands (rate cards, exports, reconcile, the month close:
+close, credits and corrections, invoices).
 
 Exit status: 0 on success; 1 when `reconcile` finds differences; 2 for bad input (argparse's
 convention), with the reason on stderr.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import csv
 import sys
 import time
 import uuid
@@ -16,10 +18,15 @@ from pathlib import Path
 
 import msgspec
 
+from herald.billing import invoices as invoice_rules
 from herald.billing import ratecards
 from herald.billing.exports import Detail, Format, export
+from herald.billing.invoices import Party
+from herald.billing.ledger import EntryKind
+from herald.billing.pdf import render
 from herald.billing.period import Month
-from herald.db import billing
+from herald.billing.tax import eu_rates
+from herald.db import billing, closes, entries, invoices
 from herald.db.pool import opened_pool
 from herald.errors import HeraldError
 from herald.settings import Settings
@@ -43,6 +50,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     out.add_argument("--detail", choices=[d.value for d in Detail], default=Detail.SUMMARY.value)
     out.add_argument("--output", "-o", type=Path, required=True)
 
+    close = sub.add_parser("close", help="close a month: its ledger and exports never change again")
+    close.add_argument("--month", required=True, help="YYYY-MM (UTC), ended, the month after the last closed")
+    close.add_argument("--by", required=True, help="who closes it (recorded)")
+
+    sub.add_parser("closes", help="list closed months")
+
+    entry = sub.add_parser("entry", help="post a credit or a correction to a tenant's open month")
+    entry.add_argument("--tenant-id", type=uuid.UUID, required=True)
+    entry.add_argument("--kind", choices=[k.value for k in EntryKind], required=True)
+    entry.add_argument("--amount-micros", type=int, required=True,
+                       help="credit: the positive amount credited; correction: the signed change")  # fmt: skip
+    entry.add_argument("--reason", required=True)
+    entry.add_argument("--by", required=True, help="who makes it (recorded)")
+    entry.add_argument("--month", help="YYYY-MM, an open month (default: the current one)")
+    entry.add_argument("--corrects-message-id", type=uuid.UUID)
+    entry.add_argument("--corrects-entry-id", type=uuid.UUID)
+
+    inv = sub.add_parser("invoices", help="write a month's invoices: one CSV of every line and a PDF per invoice")
+    inv.add_argument("--month", required=True, help="YYYY-MM (UTC)")
+    inv.add_argument("--output-dir", "-o", type=Path, required=True)
+    inv.add_argument("--no-pdf", action="store_true", help="the CSV only")
+
     rec = sub.add_parser("reconcile", help="compare the ledger with billable delivered messages; exit 1 if they differ")
     rec.add_argument("--month", required=True, help="YYYY-MM (UTC)")
     rec.add_argument("--limit", type=int, default=50, help="differences to print (default %(default)s)")
@@ -56,6 +85,10 @@ def run(settings: Settings, args: argparse.Namespace) -> None:
         "rate-cards": _list,
         "export": _export,
         "reconcile": _reconcile,
+        "close": _close,
+        "closes": _closes,
+        "entry": _entry,
+        "invoices": _invoices,
     }
     try:
         code = asyncio.run(commands[args.billing_command](settings, args))
@@ -143,4 +176,69 @@ async def _reconcile(settings: Settings, args: argparse.Namespace) -> int:
         )
     if len(result.differences) > args.limit:
         print(f"... and {len(result.differences) - args.limit:,} more")
-    return 1 if result.differences else 0
+    if result.late_usage_rows:
+        print(f"{result.late_usage_rows:,} rows billed in {result.month} posted to a later month (it was closed)")
+    for e in result.entries:
+        print(f"{e.kind}\t{e.count:,} entries\t{e.amount_micros:,} micro-{e.currency}")
+    if result.closed:
+        print(f"closed; {'still holds' if result.close_intact else 'NO LONGER HOLDS'} the totals recorded at its close")
+    return 1 if result.differences or not result.close_intact else 0
+
+
+async def _close(settings: Settings, args: argparse.Namespace) -> int:
+    async with opened_pool(settings.database) as pool:
+        done = await closes.close(pool, Month.parse(args.month), args.by, datetime.now(UTC))
+    print(f"{done.month} closed at {done.closed_at.isoformat()} by {done.closed_by}: {len(done.totals)} tenant totals")
+    return 0
+
+
+async def _closes(settings: Settings, _: argparse.Namespace) -> int:
+    async with opened_pool(settings.database) as pool:
+        for done in await closes.closes(pool):
+            print(f"{done.month}\tclosed {done.closed_at.isoformat()}\tby {done.closed_by}")
+    return 0
+
+
+async def _entry(settings: Settings, args: argparse.Namespace) -> int:
+    kind = EntryKind(args.kind)
+    if kind is EntryKind.CREDIT and args.amount_micros <= 0:
+        print("herald billing: a credit is a positive amount", file=sys.stderr)
+        return 2
+    if kind is EntryKind.CORRECTION and not (args.corrects_message_id or args.corrects_entry_id):
+        print("herald billing: a correction names what it corrects", file=sys.stderr)
+        return 2
+    now = datetime.now(UTC)
+    new = entries.NewEntry(
+        kind=kind, amount_micros=-args.amount_micros if kind is EntryKind.CREDIT else args.amount_micros,
+        reason=args.reason, created_by=args.by, corrects_message_id=args.corrects_message_id,
+        corrects_entry_id=args.corrects_entry_id,
+    )  # fmt: skip
+    async with opened_pool(settings.database) as pool:
+        made = await entries.add(
+            pool, args.tenant_id, Month.parse(args.month) if args.month else Month.of(now), new, now
+        )
+    print(f"{made.kind.value} {made.id}: {made.amount_micros:,} micro-{made.currency} in {made.month}")
+    return 0
+
+
+async def _invoices(settings: Settings, args: argparse.Namespace) -> int:
+    month = Month.parse(args.month)
+    b = settings.billing
+    seller = Party(legal_name=b.seller_name, country=b.seller_country, vat_id=b.seller_vat_id, address=b.seller_address)
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    rates = eu_rates()
+    async with opened_pool(settings.database) as pool:
+        found = [
+            await invoices.invoice(pool, month, tenant_id, currency, seller, rates)
+            for tenant_id, currency in await invoices.billed(pool, month)
+        ]
+    with (args.output_dir / f"herald-invoices-{month.label}.csv").open("w", newline="") as out:
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(invoice_rules.CSV_COLUMNS)
+        for one in found:
+            writer.writerows(invoice_rules.csv_rows(one))
+    if not args.no_pdf:
+        for one in found:
+            (args.output_dir / f"{one.number}.pdf").write_bytes(render(one))
+    print(f"{len(found)} invoices for {month.label} written to {args.output_dir}")
+    return 0

@@ -24,3 +24,8 @@ def exported(alpha_2: str | None) -> str:
     """The export's spelling of a ledger country; raises KeyError for a code neither ISO 3166-1
     nor phonenumbers knows (the ledger never holds one: countries come from phonenumbers)."""
     return NO_COUNTRY if alpha_2 is None else _ALPHA_3[alpha_2]
+
+
+def is_country(alpha_2: str) -> bool:
+    """An ISO 3166-1 alpha-2 code (a customer's billing country)."""
+    return pycountry.countries.get(alpha_2=alpha_2) is not None

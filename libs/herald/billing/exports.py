@@ -1,7 +1,7 @@
 """Usage exports in CSV, JSON Lines and Parquet, produced chunk by chunk.
 
 The same stream serves `GET /v1/admin/usage` and `herald billing export`: rows come from a
-server-side cursor (`db.billing.usage_rows`) and each chunk is encoded and handed on before the
+server-side cursor (`db.usage.usage_rows`) and each chunk is encoded and handed on before the
 next is fetched, so memory is bounded by one chunk (Parquet: one row group) whatever the month's
 size. Money is integer micro-units in every format. Every value reads back as itself with the
 default settings of pandas, polars and spreadsheets: times in one shape in CSV and JSON Lines
@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 
 from herald.billing.countries import exported
 from herald.billing.period import Month
-from herald.db import billing
+from herald.db import usage
 
 
 class Format(StrEnum):
@@ -37,9 +37,9 @@ class Format(StrEnum):
 
 class Detail(StrEnum):
     SUMMARY = "summary"
-    """Per tenant, channel, category, country and currency: message count and amount."""
+    """Per tenant, kind, channel, category, country and currency: message count and amount."""
     MESSAGES = "messages"
-    """One row per billing record."""
+    """One row per ledger row (usage, late usage) or entry (credit, correction)."""
 
 
 MEDIA_TYPES = {
@@ -49,36 +49,23 @@ MEDIA_TYPES = {
 }
 
 _STRING = pa.string()
-_SCHEMAS = {
-    Detail.MESSAGES: pa.schema(
-        [
-            ("message_id", _STRING),
-            ("tenant_id", _STRING),
-            ("channel", _STRING),
-            ("category", _STRING),
-            ("country", _STRING),
-            ("rate_card_version", pa.int32()),
-            ("unit_price_micros", pa.int64()),
-            ("currency", _STRING),
-            ("billed_at", pa.timestamp("us", tz="UTC")),
-        ]
-    ),
-    Detail.SUMMARY: pa.schema(
-        [
-            ("tenant_id", _STRING),
-            ("channel", _STRING),
-            ("category", _STRING),
-            ("country", _STRING),
-            ("currency", _STRING),
-            ("messages", pa.int64()),
-            ("amount_micros", pa.int64()),
-        ]
-    ),
-}
+_TIME = pa.timestamp("us", tz="UTC")
+_TYPES: dict[str, pa.DataType] = {
+    "rate_card_version": pa.int32(), "unit_price_micros": pa.int64(), "quantity": pa.int64(),
+    "amount_micros": pa.int64(), "messages": pa.int64(), "PricingQuantity": pa.int64(),
+    "BilledCost": pa.decimal128(20, 6),
+    "billed_at": _TIME, "BillingPeriodStart": _TIME, "BillingPeriodEnd": _TIME, "ChargePeriodStart": _TIME,
+    "ChargePeriodEnd": _TIME, "as_of": _TIME,
+}  # fmt: skip
+"""Parquet types; every other column is a string."""
 
 
 def columns(detail: Detail) -> Sequence[str]:
-    return billing.DETAIL_COLUMNS if detail is Detail.MESSAGES else billing.SUMMARY_COLUMNS
+    return usage.DETAIL_COLUMNS if detail is Detail.MESSAGES else usage.SUMMARY_COLUMNS
+
+
+def _schema(detail: Detail) -> pa.Schema:
+    return pa.schema([(name, _TYPES.get(name, _STRING)) for name in columns(detail)])
 
 
 def filename(month: Month, detail: Detail, fmt: Format, tenant_id: uuid.UUID | None) -> str:
@@ -99,7 +86,7 @@ async def export(
 ) -> AsyncIterator[bytes]:
     """The encoded export, as byte chunks. `on_rows(n)` is called after each chunk (progress);
     `query_timeout` bounds each chunk's query (None: the pool's command timeout)."""
-    rows = billing.usage_rows(
+    rows = usage.usage_rows(
         pool, month, detail=detail is Detail.MESSAGES, tenant_id=tenant_id, chunk=chunk, query_timeout=query_timeout
     )
     encoder = _ENCODERS[fmt]
@@ -155,7 +142,7 @@ async def _csv(rows: AsyncIterator[list[asyncpg.Record]], detail: Detail) -> Asy
         yield buffer.getvalue().encode()
 
 
-_JSON = msgspec.json.Encoder()
+_JSON = msgspec.json.Encoder(decimal_format="number")
 
 
 async def _jsonl(rows: AsyncIterator[list[asyncpg.Record]], detail: Detail) -> AsyncIterator[bytes]:
@@ -197,7 +184,7 @@ class _Spool(io.RawIOBase):
 
 
 async def _parquet(rows: AsyncIterator[list[asyncpg.Record]], detail: Detail) -> AsyncIterator[bytes]:
-    schema = _SCHEMAS[detail]
+    schema = _schema(detail)
     country_at = _country_at(detail)
     spool = _Spool()
     writer = pq.ParquetWriter(spool, schema, compression="zstd")

@@ -16,14 +16,14 @@ written yet wait in `billing_pending` and are settled when it appears.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 
 import asyncpg
 import msgspec
 
 from herald.billing.period import Month
-from herald.billing.ratecards import FALLBACK_COUNTRY, RateCardIn, default_card
+from herald.billing.ratecards import DEFAULT_CURRENCY, FALLBACK_COUNTRY, RateCardIn, default_card
 from herald.db.pool import TRANSIENT_ERRORS
 from herald.domain.models import TIER_POLICIES
 
@@ -43,15 +43,18 @@ BILLABLE = f"""(
 
 
 def _priced(candidates: str, at: str, join: str = "CROSS JOIN LATERAL") -> str:
-    """The version in force at `at` (latest effective_from not after it), and its price for the
-    message's country or the fallback row. The ledger joins inner (an unpriced event stays
-    pending); reconciliation joins outer so that one shows up as a difference."""
+    """The version in force at `at` in the tenant's billing currency (the latest effective_from
+    not after it among the cards in that currency: a card in another currency never splits a
+    tenant's month), and its price for the message's country or the fallback row. The ledger
+    joins inner (an unpriced event stays pending); reconciliation joins outer so that one shows
+    up as a difference."""
     on = " ON true" if join.startswith("LEFT") else ""
     return f"""
     {candidates}
     {join} (
         SELECT rc.version, rc.currency FROM rate_cards rc
-        WHERE rc.effective_from <= {at} ORDER BY rc.effective_from DESC, rc.version DESC LIMIT 1
+        WHERE rc.effective_from <= {at} AND rc.currency = c.currency
+        ORDER BY rc.effective_from DESC, rc.version DESC LIMIT 1
     ) card{on}
     {join} (
         SELECT p.unit_price_micros FROM rate_card_prices p
@@ -65,12 +68,18 @@ def _first_billable(source: str, extra: str = "") -> str:
     """One row per message: its earliest billable event in `source`."""
     return f"""
     SELECT DISTINCT ON (s.message_id)
-        s.message_id, s.at, m.tenant_id, m.channel, m.category, m.country
+        s.message_id, s.at, m.tenant_id, m.channel, m.category, m.country,
+        coalesce(bc.currency, '{DEFAULT_CURRENCY}') AS currency
     FROM {source} s
     JOIN messages m ON m.id = s.message_id
     LEFT JOIN tenants t ON t.id = m.tenant_id
+    LEFT JOIN billing_customers bc ON bc.tenant_id = m.tenant_id
     WHERE {BILLABLE} {extra}
     ORDER BY s.message_id, s.at, s.status"""
+
+
+def _month_of(at: str) -> str:
+    return f"date_trunc('month', {at} AT TIME ZONE 'UTC')::date"
 
 
 def _bill(source: str, *, defer: bool) -> str:
@@ -96,14 +105,19 @@ def _bill(source: str, *, defer: bool) -> str:
     )
     return f"""
     WITH due AS ({_first_billable(source)}),
+    first_open AS (SELECT (max(period) + interval '1 month')::date AS period FROM billing_closes),
     priced AS (
         SELECT c.message_id, c.tenant_id, c.channel, c.category, c.country, card.version,
-               price.unit_price_micros, card.currency, c.at
+               price.unit_price_micros, card.currency, c.at,
+               -- A closed month never changes: its late events post to the first open one.
+               greatest({_month_of("c.at")}, o.period) AS period,
+               CASE WHEN {_month_of("c.at")} < o.period THEN 'adjustment' ELSE 'usage' END AS kind
         FROM {_priced("due c", "c.at")}
+        CROSS JOIN first_open o
     ),
     written AS (
         INSERT INTO billing_records (message_id, tenant_id, channel, category, country,
-                                     rate_card_version, unit_price_micros, currency, billed_at)
+                                     rate_card_version, unit_price_micros, currency, billed_at, period, kind)
         SELECT * FROM priced
         ON CONFLICT (message_id) DO NOTHING
         RETURNING 1
@@ -138,6 +152,23 @@ class Candidate(msgspec.Struct, frozen=True, array_like=True):
     at: datetime
 
 
+_PERIODS_LOCK = (0x48455244, 1)
+"""An advisory lock's two-integer key (a key space apart from the status sink's one-integer
+keys): every ledger write holds it shared, a month's close exclusively."""
+
+
+async def hold_periods(conn: asyncpg.pool.PoolConnectionProxy[asyncpg.Record] | asyncpg.Connection) -> None:
+    """Hold the periods as they are until this transaction ends: a close waits for the ledger
+    writes in flight and holds new ones back until it commits, and every statement after this
+    one sees the closes committed before it (the period of a row is decided by them)."""
+    await conn.execute("SELECT pg_advisory_xact_lock_shared($1, $2)", *_PERIODS_LOCK)
+
+
+async def close_lock(conn: asyncpg.pool.PoolConnectionProxy[asyncpg.Record] | asyncpg.Connection) -> None:
+    """Stop every ledger write until this transaction ends (a month's close)."""
+    await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", *_PERIODS_LOCK)
+
+
 class Recorded(msgspec.Struct, frozen=True):
     written: int
     """New ledger rows."""
@@ -149,6 +180,7 @@ async def record(pool: asyncpg.Pool, candidates: Sequence[Candidate]) -> Recorde
     """Write the ledger rows a batch of events makes due, in one transaction: COPY into a
     per-connection staging table, then one statement: insert with conflict handling, defer the rest."""
     async with pool.acquire() as conn, conn.transaction():
+        await hold_periods(conn)
         if not await conn.fetchval(_STAGING_EXISTS):
             await conn.execute(_STAGING)
         await conn.copy_records_to_table(
@@ -216,6 +248,7 @@ async def pending_backlog(pool: asyncpg.Pool) -> PendingBacklog:
 
 async def _settle(pool: asyncpg.Pool, settle: str, resolved: str, *args: object) -> int:
     async with pool.acquire() as conn, conn.transaction():
+        await hold_periods(conn)
         written: int = await conn.fetchval(settle, *args)
         await conn.execute(resolved, *args)
     return written
@@ -290,48 +323,6 @@ async def rate_card(pool: asyncpg.Pool, version: int) -> tuple[RateCardSummary, 
     return RateCardSummary(**dict(row)), [PriceRow(**dict(p)) for p in prices]
 
 
-# --- usage --------------------------------------------------------------------------------
-
-DETAIL_COLUMNS = (
-    "message_id", "tenant_id", "channel", "category", "country", "rate_card_version", "unit_price_micros",
-    "currency", "billed_at",
-)  # fmt: skip
-SUMMARY_COLUMNS = ("tenant_id", "channel", "category", "country", "currency", "messages", "amount_micros")
-
-
-def _usage_sql(detail: bool, tenant_id: uuid.UUID | None) -> str:
-    where = "billed_at >= $1 AND billed_at < $2" + (" AND tenant_id = $3" if tenant_id is not None else "")
-    if detail:
-        return f"SELECT {', '.join(DETAIL_COLUMNS)} FROM billing_records WHERE {where} ORDER BY billed_at, message_id"
-    return (
-        "SELECT tenant_id, channel, category, country, currency, count(*) AS messages,"
-        f" sum(unit_price_micros)::bigint AS amount_micros FROM billing_records WHERE {where}"
-        " GROUP BY tenant_id, channel, category, country, currency"
-        " ORDER BY tenant_id, channel, category, country NULLS FIRST, currency"
-    )
-
-
-async def usage_rows(
-    pool: asyncpg.Pool,
-    month: Month,
-    *,
-    detail: bool,
-    tenant_id: uuid.UUID | None = None,
-    chunk: int = 10_000,
-    query_timeout: float | None = None,
-) -> AsyncIterator[list[asyncpg.Record]]:
-    """The month's ledger rows (detail) or totals per tenant/channel/category/country/currency
-    (summary), in chunks from a server-side cursor: memory stays at one chunk for any size.
-    `query_timeout` bounds each chunk's query (None: the pool's command timeout)."""
-    args: list[object] = [month.start, month.end]
-    if tenant_id is not None:
-        args.append(tenant_id)
-    async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-        cursor = await conn.cursor(_usage_sql(detail, tenant_id), *args, timeout=query_timeout)
-        while rows := await cursor.fetch(chunk, timeout=query_timeout):
-            yield rows
-
-
 # --- reconciliation -----------------------------------------------------------------------
 
 BILLING_WINDOW_DAYS = 10
@@ -352,6 +343,40 @@ class Difference(msgspec.Struct, frozen=True):
     unit_price_micros: int | None
 
 
+_TOTALS = """
+SELECT coalesce(jsonb_agg(jsonb_build_object(
+           'tenant_id', tenant_id, 'currency', currency, 'rows', rows,
+           'usage_micros', usage_micros, 'entries_micros', entries_micros)
+       ORDER BY tenant_id, currency), '[]'::jsonb)
+FROM (
+    SELECT tenant_id, currency, sum(rows)::bigint AS rows, sum(usage_micros)::bigint AS usage_micros,
+           sum(entries_micros)::bigint AS entries_micros
+    FROM (
+        SELECT tenant_id, currency, count(*) AS rows, sum(unit_price_micros) AS usage_micros, 0 AS entries_micros
+        FROM billing_records WHERE period = $1 GROUP BY tenant_id, currency
+        UNION ALL
+        SELECT tenant_id, currency, 0, 0, sum(amount_micros) FROM billing_entries WHERE period = $1
+        GROUP BY tenant_id, currency
+    ) parts
+    GROUP BY tenant_id, currency
+) totals
+"""
+
+
+async def period_totals(conn: asyncpg.pool.PoolConnectionProxy[asyncpg.Record] | asyncpg.Connection,
+                        month: Month) -> list[dict[str, object]]:  # fmt: skip
+    """What `month` holds now, in the shape a close records."""
+    totals: list[dict[str, object]] = msgspec.json.decode(await conn.fetchval(_TOTALS, month.start.date()))
+    return totals
+
+
+class EntryTotal(msgspec.Struct, frozen=True):
+    kind: str
+    currency: str
+    count: int
+    amount_micros: int
+
+
 class Reconciliation(msgspec.Struct, frozen=True):
     month: str
     ledger_rows: int
@@ -359,6 +384,13 @@ class Reconciliation(msgspec.Struct, frozen=True):
     pending: int
     """Events still waiting in billing_pending (a lagging status projection); not differences."""
     differences: list[Difference]
+    late_usage_rows: int = 0
+    """Rows billed in this month that posted to a later one because this one was closed."""
+    entries: list[EntryTotal] = []
+    """Credits and corrections posted to this month, per kind and currency."""
+    closed: bool = False
+    close_intact: bool = True
+    """For a closed month: it still holds exactly the totals recorded at its close."""
 
 
 _RECONCILE_CTES = f"""
@@ -397,7 +429,22 @@ async def reconcile(pool: asyncpg.Pool, month: Month) -> Reconciliation:
             "SELECT count(*) FROM billing_records WHERE billed_at >= $1 AND billed_at < $2", month.start, month.end
         )
         pending: int = await conn.fetchval("SELECT count(*) FROM billing_pending")
+        late: int = await conn.fetchval(
+            "SELECT count(*) FROM billing_records WHERE billed_at >= $1 AND billed_at < $2 AND period > $3",
+            month.start, month.end, month.start.date(),
+        )  # fmt: skip
+        entries = [
+            EntryTotal(**dict(r))
+            for r in await conn.fetch(
+                "SELECT kind, currency, count(*) AS count, sum(amount_micros)::bigint AS amount_micros"
+                " FROM billing_entries WHERE period = $1 GROUP BY kind, currency ORDER BY kind, currency",
+                month.start.date(),
+            )
+        ]
+        recorded = await conn.fetchval("SELECT totals FROM billing_closes WHERE period = $1", month.start.date())
+        intact = recorded is None or msgspec.json.decode(recorded) == await period_totals(conn, month)
     differences = [Difference(**dict(r)) for r in rows]
     return Reconciliation(
-        month=month.label, ledger_rows=ledger, billable_messages=expected, pending=pending, differences=differences
-    )
+        month=month.label, ledger_rows=ledger, billable_messages=expected, pending=pending, differences=differences,
+        late_usage_rows=late, entries=entries, closed=recorded is not None, close_intact=intact,
+    )  # fmt: skip

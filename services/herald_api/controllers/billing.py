@@ -15,7 +15,7 @@ from litestar.response import Stream
 from herald.billing import ratecards
 from herald.billing.exports import MEDIA_TYPES, Detail, Format, export, filename
 from herald.billing.period import MONTH_PATTERN, Month
-from herald.db import billing, tenants
+from herald.db import billing, tenants, usage
 from herald.errors import NotFound
 from herald_api.auth import TENANT_AUTH, Principal, admin_guard
 from herald_api.schemas import PriceOut, RateCardOut, UsageLine, UsageOut, UsageTotal
@@ -105,22 +105,18 @@ class UsageController(Controller):
         period = Month.parse(month)
         lines: list[UsageLine] = []
         totals: dict[str, UsageTotal] = {}
-        rows = billing.usage_rows(
-            svc.pool, period, detail=False, tenant_id=principal.tenant.id,
-            query_timeout=svc.settings.database.command_timeout_seconds,
-        )  # fmt: skip
-        async for chunk in rows:
-            for r in chunk:
-                lines.append(
-                    UsageLine(
-                        channel=r["channel"], category=r["category"], country=r["country"], currency=r["currency"],
-                        messages=r["messages"], amount_micros=r["amount_micros"],
-                    )
-                )  # fmt: skip
-                total = totals.get(r["currency"], UsageTotal(currency=r["currency"], messages=0, amount_micros=0))
-                totals[r["currency"]] = UsageTotal(
-                    currency=total.currency,
-                    messages=total.messages + r["messages"],
-                    amount_micros=total.amount_micros + r["amount_micros"],
+        timeout = svc.settings.database.command_timeout_seconds
+        for r in await usage.tenant_usage(svc.pool, period, principal.tenant.id, query_timeout=timeout):
+            lines.append(
+                UsageLine(
+                    channel=r["channel"], category=r["category"], country=r["country"], currency=r["currency"],
+                    messages=r["messages"], amount_micros=r["amount_micros"],
                 )
+            )  # fmt: skip
+            total = totals.get(r["currency"], UsageTotal(currency=r["currency"], messages=0, amount_micros=0))
+            totals[r["currency"]] = UsageTotal(
+                currency=total.currency,
+                messages=total.messages + r["messages"],
+                amount_micros=total.amount_micros + r["amount_micros"],
+            )
         return UsageOut(month=period.label, lines=lines, totals=sorted(totals.values(), key=lambda t: t.currency))

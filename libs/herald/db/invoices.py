@@ -1,0 +1,60 @@
+"""Reading a period's invoices from the ledger (the figures; `herald.billing.invoices` the rules)."""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+
+import asyncpg
+
+from herald.billing.invoices import EntryRow, Invoice, Party, UsageGroup, build
+from herald.billing.period import Month
+from herald.db import customers, usage
+from herald.errors import Conflict, NotFound
+
+_USAGE = """
+SELECT kind, channel, category, country, rate_card_version, unit_price_micros, count(*) AS quantity
+FROM billing_records WHERE period = $1 AND tenant_id = $2 AND currency = $3
+GROUP BY kind, channel, category, country, rate_card_version, unit_price_micros
+ORDER BY kind DESC, channel, category, country NULLS FIRST, rate_card_version, unit_price_micros
+"""
+_ENTRIES = """
+SELECT id, kind, amount_micros, reason, corrects_message_id, corrects_entry_id FROM billing_entries
+WHERE period = $1 AND tenant_id = $2 AND currency = $3 ORDER BY created_at, id
+"""
+_BILLED = """
+SELECT DISTINCT tenant_id, currency FROM billing_records WHERE period = $1
+UNION SELECT DISTINCT tenant_id, currency FROM billing_entries WHERE period = $1
+ORDER BY 1, 2
+"""
+
+
+async def billed(pool: asyncpg.Pool, month: Month) -> list[tuple[uuid.UUID, str]]:
+    """(tenant, currency) of every invoice `month` has."""
+    return [(r["tenant_id"], r["currency"]) for r in await pool.fetch(_BILLED, month.start.date())]
+
+
+async def invoice(
+    pool: asyncpg.Pool, month: Month, tenant_id: uuid.UUID, currency: str | None, seller: Party,
+    rates: dict[str, Decimal],
+) -> Invoice:  # fmt: skip
+    """The tenant's invoice for `month` in `currency` (default: its billing currency), read in
+    one snapshot. Needs the tenant's billing profile (legal name and country)."""
+    async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+        customer = await customers.get(conn, tenant_id)
+        if customer is None:
+            if not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM tenants WHERE id = $1)", tenant_id):
+                raise NotFound("no such tenant", code="tenant_not_found")
+            raise Conflict("the tenant has no billing profile (legal name, country)", code="billing_profile_missing")
+        currency = currency or customer.currency
+        args = (month.start.date(), tenant_id, currency)
+        groups = [UsageGroup(**dict(r)) for r in await conn.fetch(_USAGE, *args)]
+        entries = [EntryRow(**dict(r)) for r in await conn.fetch(_ENTRIES, *args)]
+        closed = await conn.fetchval("SELECT EXISTS (SELECT 1 FROM billing_closes WHERE period = $1)", args[0])
+        as_of = await usage.as_of(conn, month)
+    party = Party(
+        legal_name=customer.legal_name, country=customer.country, vat_id=customer.vat_id,
+        external_customer_id=customer.external_customer_id,
+    )  # fmt: skip
+    return build(month, tenant_id, party, seller, currency, closed=closed, as_of=as_of, usage=groups,
+                 entries=entries, rates=rates)  # fmt: skip
