@@ -105,6 +105,10 @@ async def test_cli_imports_a_card_and_exports_what_the_api_serves(api: Platform,
         await seed_ledger(conn, [tenant], month, 12_345)
     finally:
         await conn.close()
+    # Closed, the month's figures are as of its close: the CLI's file and the API's answer agree to the byte.
+    closed = await asyncio.to_thread(_herald, dsn, "close", "--month", "2026-09", "--by", "billing@example.com")
+    assert closed.returncode == 0, closed.stderr
+    assert "2026-09 closed at" in closed.stdout
     out = tmp_path / "usage.csv"
     exported = await asyncio.to_thread(
         _herald, dsn, "export", "--month", "2026-09", "--detail", "messages", "--format", "csv", "-o", out
@@ -123,6 +127,7 @@ async def test_cli_imports_a_card_and_exports_what_the_api_serves(api: Platform,
     assert reconciled.returncode == 1
     assert "12,345 ledger rows, 0 billable messages, 12,345 differences" in reconciled.stdout
     assert reconciled.stdout.count("unexpected\t") == 3
+    assert "closed; still holds the totals recorded at its close" in reconciled.stdout
     quiet = await asyncio.to_thread(_herald, dsn, "reconcile", "--month", "2026-08")
     assert quiet.returncode == 0, quiet.stdout
     short_month = await asyncio.to_thread(_herald, dsn, "export", "--month", "2026-9", "-o", out)

@@ -16,6 +16,7 @@ import pytest
 
 from herald.billing.countries import exported
 from herald.billing.period import Month
+from herald.db import usage
 from tests.integration.billing_data import seed_ledger
 from tests.integration.harness import Platform
 
@@ -43,7 +44,9 @@ async def ledger(api: Platform) -> dict[str, Any]:
         for at, _ in edges:
             await conn.execute(
                 "INSERT INTO billing_records (message_id, tenant_id, channel, category, country, rate_card_version,"
-                " unit_price_micros, currency, billed_at) VALUES ($1, $2, 'sms', 'utility', 'GB', 1, 38500, 'EUR', $3)",
+                " unit_price_micros, currency, billed_at, period)"
+                " VALUES ($1, $2, 'sms', 'utility', 'GB', 1, 38500, 'EUR', $3,"
+                " date_trunc('month', $3 AT TIME ZONE 'UTC'))",
                 uuid.uuid4(), uuid.UUID(a), at,
             )  # fmt: skip
     finally:
@@ -108,7 +111,7 @@ async def test_export_headers_and_an_empty_month(api: Platform, ledger: dict[str
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/csv")
     assert 'filename="herald-usage-2027-01-summary.csv"' in r.headers["content-disposition"]
-    assert r.text == "tenant_id,channel,category,country,currency,messages,amount_micros\n"
+    assert r.text == ",".join(usage.SUMMARY_COLUMNS) + "\n"
 
 
 @pytest.mark.parametrize(
@@ -184,7 +187,8 @@ async def test_exports_read_back_with_the_defaults_of_pandas_and_polars(api: Pla
             channel = "email" if country is None else "sms"
             await conn.execute(
                 "INSERT INTO billing_records (message_id, tenant_id, channel, category, country, rate_card_version,"
-                " unit_price_micros, currency, billed_at) VALUES ($1, $2, $3, 'utility', $4, 1, $5, 'EUR', $6)",
+                " unit_price_micros, currency, billed_at, period) VALUES ($1, $2, $3, 'utility', $4, 1, $5, 'EUR', $6,"
+                " date_trunc('month', $6 AT TIME ZONE 'UTC'))",
                 uuid.uuid4(), uuid.UUID(tenant), channel, country, price, at,
             )  # fmt: skip
     finally:

@@ -258,8 +258,8 @@ async def test_billable_rule_and_reconciliation_catch_every_kind_of_difference(
     await pool.execute("UPDATE billing_records SET unit_price_micros = 1 WHERE message_id = $1", email.id)
     await pool.execute(
         "INSERT INTO billing_records (message_id, tenant_id, channel, category, country, rate_card_version,"
-        " unit_price_micros, currency, billed_at) SELECT $1, tenant_id, channel, category, country,"
-        " rate_card_version, unit_price_micros, currency, billed_at FROM billing_records WHERE message_id = $2",
+        " unit_price_micros, currency, billed_at, period) SELECT $1, tenant_id, channel, category, country,"
+        " rate_card_version, unit_price_micros, currency, billed_at, period FROM billing_records WHERE message_id = $2",
         free.id, read_only.id,
     )  # fmt: skip
     broken = await billing.reconcile(pool, month)

@@ -17,6 +17,7 @@ from typing import Annotated
 
 import msgspec
 
+from herald.billing.money import is_currency
 from herald.domain.models import Category, Channel
 from herald.domain.patterns import whole
 from herald.errors import FieldError, InvalidRequest
@@ -50,6 +51,8 @@ def check(card: RateCardIn, now: datetime) -> None:
         # Back-dating would re-price messages delivered before the import but not yet billed
         # (sink lag), so the same message could cost different amounts depending on timing.
         raise InvalidRequest.field("effective_from", "must not be in the past", code="rate_card_backdated")
+    if not is_currency(card.currency):
+        raise InvalidRequest.field("currency", "is not an ISO 4217 currency", code="invalid_currency")
     seen: set[tuple[Channel, Category, str]] = set()
     for index, price in enumerate(card.prices):
         key = (price.channel, price.category, price.country)

@@ -58,7 +58,7 @@ class CustomerController(Controller):
 
     @put("/", summary="Set the tenant's billing profile (legal name, external id, currency, country, VAT number)")
     async def put_profile(
-        self, tenant_id: uuid.UUID, data: JSONBody[CustomerIn], svc: NamedDependency[Services]
+        self, tenant_id: FromPath[uuid.UUID], data: JSONBody[CustomerIn], svc: NamedDependency[Services]
     ) -> Customer:
         await _tenant(svc, tenant_id)
         if not is_currency(data.currency):
@@ -73,14 +73,16 @@ class CustomerController(Controller):
         return await customers.put(svc.pool, profile, open_from or datetime(1970, 1, 1, tzinfo=UTC).date())
 
     @get("/", summary="The tenant's billing profile")
-    async def get_profile(self, tenant_id: uuid.UUID, svc: NamedDependency[Services]) -> Customer:
+    async def get_profile(self, tenant_id: FromPath[uuid.UUID], svc: NamedDependency[Services]) -> Customer:
         found = await customers.get(svc.pool, tenant_id)
         if found is None:
             raise NotFound("the tenant has no billing profile", code="billing_profile_missing")
         return found
 
     @post("/entries", status_code=201, summary="A credit or a correction in an open month (never edited after)")
-    async def add_entry(self, tenant_id: uuid.UUID, data: JSONBody[EntryIn], svc: NamedDependency[Services]) -> Entry:
+    async def add_entry(
+        self, tenant_id: FromPath[uuid.UUID], data: JSONBody[EntryIn], svc: NamedDependency[Services]
+    ) -> Entry:
         await _tenant(svc, tenant_id)
         now = datetime.now(UTC)
         month = Month.parse(data.month) if data.month else Month.of(now)
@@ -100,7 +102,7 @@ class CustomerController(Controller):
 
     @get("/entries", summary="The tenant's credits and corrections in a month")
     async def list_entries(
-        self, tenant_id: uuid.UUID, svc: NamedDependency[Services], month: FromQuery[MonthPath]
+        self, tenant_id: FromPath[uuid.UUID], svc: NamedDependency[Services], month: FromQuery[MonthPath]
     ) -> list[Entry]:
         await _tenant(svc, tenant_id)
         return await entries.in_period(svc.pool, Month.parse(month), tenant_id)
@@ -135,7 +137,7 @@ class InvoiceController(Controller):
     )
     async def read(
         self,
-        tenant_id: uuid.UUID,
+        tenant_id: FromPath[uuid.UUID],
         svc: NamedDependency[Services],
         month: FromQuery[MonthPath],
         currency: FromQuery[Annotated[str, Parameter(pattern=r"^[A-Z]{3}$")] | None] = None,
