@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install tools wrk run test unit integration lint typecheck check lock clean bench-e2e bench-ingest bench-billing bench-delivery bench-broker bench-outbox
+.PHONY: install tools wrk run test unit integration lint typecheck check lock clean bench-e2e bench-ingest bench-billing bench-close bench-delivery bench-broker bench-outbox
 
 $(STAMP): pyproject.toml requirements-dev.lock clients/python/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -78,6 +78,9 @@ bench-outbox: install
 
 bench-billing: install
 	$(BIN)/python -m loadtests.billing
+
+bench-close: install
+	$(BIN)/python -m loadtests.close
 
 # The benchmarks' load generator (Debian package).
 wrk:
