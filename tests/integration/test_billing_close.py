@@ -277,3 +277,25 @@ async def test_months_close_in_order_and_a_closed_month_takes_no_entries(api: Pl
     listed = (await api.http.get("/v1/admin/billing/periods", headers=api.admin)).json()
     assert [c["month"] for c in listed] == [before.label, LAST.label]
     assert await pool.fetchval("SELECT count(*) FROM billing_entries") == 0
+
+
+async def test_an_event_dated_before_its_message_existed_bills_in_the_messages_month(
+    api: Platform, pool: asyncpg.Pool
+) -> None:
+    """Issue #30 defect 2: an event's own time was the billing time, so one dated before its
+    message was created (a provider's clock, a skewed host) billed it into an earlier month,
+    closed or not. The billing time is bounded below by the message's creation."""
+    tenant_id = uuid.UUID((await api.tenant(tier="enterprise"))["id"])
+    created_ms = _ms(THIS.start + timedelta(days=1))
+    message = _message(tenant_id, 1, created_ms)
+    sinks = Loop(api.settings, run_sinks)
+    try:
+        early = _ms(LAST.start + timedelta(days=20))
+        await _produce(api.settings, [message], [_event(message, Status.SENT, early),
+                                                 _event(message, Status.DELIVERED, early + 1)])  # fmt: skip
+        rows = await wait_ledger_rows(pool, 1)
+    finally:
+        await sinks.stop()
+    assert rows[0]["billed_at"] == datetime.fromtimestamp(created_ms / 1000, tz=UTC)
+    assert await pool.fetchval("SELECT period FROM billing_records") == THIS.start.date()
+    assert (await billing.reconcile(pool, THIS)).differences == []

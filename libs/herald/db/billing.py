@@ -68,7 +68,9 @@ def _first_billable(source: str, extra: str = "") -> str:
     """One row per message: its earliest billable event in `source`."""
     return f"""
     SELECT DISTINCT ON (s.message_id)
-        s.message_id, s.at, m.tenant_id, m.channel, m.category, m.country,
+        -- Never before the message existed: whatever dated the event, the bill stays inside the
+        -- message's life (a month closed before it was created is never billed into).
+        s.message_id, greatest(s.at, m.created_at) AS at, m.tenant_id, m.channel, m.category, m.country,
         coalesce(bc.currency, '{DEFAULT_CURRENCY}') AS currency
     FROM {source} s
     JOIN messages m ON m.id = s.message_id
