@@ -355,7 +355,9 @@ def _sequence_fields() -> frozenset[tuple[str, str]]:
 # Public names from the design that do not follow the SECTION_FIELD pattern.
 _ALIASES = {"admin_token": "api_admin_token"}
 # Longest first, so HERALD_CARRIER_SIM_PORT maps to carrier_sim.port.
-_SECTIONS = ("carrier_sim", "retention", "database", "provider", "secrets", "worker", "kafka", "sinks", "api")
+_SECTIONS = (
+    "carrier_sim", "retention", "database", "provider", "secrets", "billing", "worker", "kafka", "sinks", "api",
+)  # fmt: skip
 
 
 def _decode_path(type_: type, obj: object) -> object:

@@ -51,6 +51,8 @@ def eu_rates() -> dict[str, Decimal]:
 def tax_for(country: str, vat_id: str | None, seller_country: str, rates: dict[str, Decimal]) -> Tax:
     """The VAT treatment and rate for a customer in `country` (ISO alpha-2) with `vat_id` (None:
     a consumer), sold to from `seller_country` (an EU member state)."""
+    if seller_country not in rates:
+        raise ValueError(f"HERALD_BILLING_SELLER_COUNTRY {seller_country!r} is not an EU member state in vat_rates.csv")
     if country == seller_country:
         return Tax(Treatment.DOMESTIC, rates[seller_country], NOTES[Treatment.DOMESTIC])
     if country not in rates:
