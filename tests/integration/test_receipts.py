@@ -172,6 +172,19 @@ async def test_a_receipt_binds_only_to_a_send_of_the_provider_that_signed_it(
     assert (await platform.http.get(f"/v1/messages/{sink_message}", headers=test)).json()["status"] == "delivered"
 
 
+async def _receipt_before_its_send_is_recorded(
+    platform: Platform, pool: asyncpg.Pool, to: str
+) -> tuple[dict[str, str], str]:
+    """On a platform started without sinks: a message sent, and the carrier-sim's receipt for
+    it recorded (20 ms after the send) while Herald has no record of the send. (auth, message id)"""
+    _, auth = await platform.tenant_with_key()
+    await platform.template(auth)
+    message_id: str = (await platform.send(auth, to=to)).json()["id"]
+    await eventually(lambda: pool.fetchval("SELECT count(*) FROM provider_receipts"), lambda n: n == 1,
+                     "the carrier-sim's receipt is recorded", seconds=10)  # fmt: skip
+    return auth, message_id
+
+
 async def test_receipts_bind_at_once_whichever_comes_first_the_receipt_or_the_send(
     settings: Settings, pool: asyncpg.Pool
 ) -> None:
@@ -183,12 +196,7 @@ async def test_receipts_bind_at_once_whichever_comes_first_the_receipt_or_the_se
     )
     platform = await Platform(hourly).start(sinks=False)
     try:
-        _, auth = await platform.tenant_with_key()
-        await platform.template(auth)
-        early = (await platform.send(auth, to="+447400160007")).json()["id"]
-        # The carrier-sim posts its receipt 20 ms after the send; no sinks means no record of it.
-        await eventually(lambda: pool.fetchval("SELECT count(*) FROM provider_receipts"), lambda n: n == 1,
-                         "the carrier-sim's receipt is recorded", seconds=10)  # fmt: skip
+        auth, early = await _receipt_before_its_send_is_recorded(platform, pool, "+447400160007")
         assert await pool.fetchval("SELECT outcome FROM provider_receipts") is None
         platform.add_sinks()
         await platform.wait_status(auth, early, {"delivered"}, deadline_s=15)
@@ -210,11 +218,7 @@ async def test_a_receipt_matching_no_send_is_set_aside_and_binds_if_its_send_is_
     all); one whose send is recorded later (the sinks were down) still binds."""
     platform = await Platform(settings).start(sinks=False)
     try:
-        _, auth = await platform.tenant_with_key()
-        await platform.template(auth)
-        message_id = (await platform.send(auth, to="+447400170007")).json()["id"]
-        await eventually(lambda: pool.fetchval("SELECT count(*) FROM provider_receipts"), lambda n: n == 1,
-                         "the carrier-sim's receipt is recorded", seconds=10)  # fmt: skip
+        auth, message_id = await _receipt_before_its_send_is_recorded(platform, pool, "+447400170007")
         assert (await _post(platform, _receipt("sim-666666666666"))).status_code == 202  # never sent
         assert await receipts.give_up_unmatched(pool, 0) == {"carrier-sim": 2}
         assert await pool.fetchval("SELECT count(*) FROM provider_receipts WHERE outcome = 'unmatched'") == 2
