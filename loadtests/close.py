@@ -6,8 +6,9 @@ database in the same run:
 
 1. the close (`db.closes.close`: the lock, the order checks, the totals it records), against
    ceiling: one bare `GROUP BY tenant, currency` over the month (the close reads the month once);
-2. every invoice's figures (`db.invoices.invoice` per tenant: one snapshot, its lines, entries,
-   profile), against ceiling: one bare `GROUP BY` over the month into invoice lines;
+2. every invoice's figures (`db.invoices.month`: one snapshot, one pass over the month, the
+   entries and profiles, then the lines, VAT and rounding in Python), against ceiling: one bare
+   `GROUP BY` over the month into invoice lines;
 3. rendering every invoice as PDF (`billing.pdf.render`), per invoice.
 
     .venv/bin/python -m loadtests.close [--rows 10000000] [--tenants 1000]
@@ -106,14 +107,7 @@ async def measure(dsn: str) -> None:
         ceiling_lines = await timed_query(dsn, GROUP_BY_LINE)
         rates = eu_rates()
         started = time.perf_counter()
-        found = []
-        sem = asyncio.Semaphore(4)
-
-        async def one(tenant_id: uuid.UUID, currency: str) -> None:
-            async with sem:
-                found.append(await invoices.invoice(pool, MONTH, tenant_id, currency, SELLER, rates))
-
-        await asyncio.gather(*(one(t, c) for t, c in await invoices.billed(pool, MONTH)))
+        found = await invoices.month(pool, MONTH, SELLER, rates)
         figures_s = time.perf_counter() - started
         lines = sum(len(i.lines) for i in found)
         print(f"invoice figures: {len(found):,} invoices ({lines:,} lines) in {figures_s:.2f} s; ceiling (one "

@@ -228,10 +228,7 @@ async def _invoices(settings: Settings, args: argparse.Namespace) -> int:
     args.output_dir.mkdir(parents=True, exist_ok=True)
     rates = eu_rates()
     async with opened_pool(settings.database) as pool:
-        found = [
-            await invoices.invoice(pool, month, tenant_id, currency, seller, rates)
-            for tenant_id, currency in await invoices.billed(pool, month)
-        ]
+        found = await invoices.month(pool, month, seller, rates)
     with (args.output_dir / f"herald-invoices-{month.label}.csv").open("w", newline="") as out:
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(invoice_rules.CSV_COLUMNS)

@@ -22,16 +22,61 @@ _ENTRIES = """
 SELECT id, kind, amount_micros, reason, corrects_message_id, corrects_entry_id FROM billing_entries
 WHERE period = $1 AND tenant_id = $2 AND currency = $3 ORDER BY created_at, id
 """
-_BILLED = """
-SELECT DISTINCT tenant_id, currency FROM billing_records WHERE period = $1
-UNION SELECT DISTINCT tenant_id, currency FROM billing_entries WHERE period = $1
-ORDER BY 1, 2
+_MONTH_USAGE = """
+SELECT tenant_id, currency, kind, channel, category, country, rate_card_version, unit_price_micros,
+       count(*) AS quantity
+FROM billing_records WHERE period = $1
+GROUP BY tenant_id, currency, kind, channel, category, country, rate_card_version, unit_price_micros
+ORDER BY tenant_id, currency, kind DESC, channel, category, country NULLS FIRST, rate_card_version, unit_price_micros
+"""
+_MONTH_ENTRIES = """
+SELECT tenant_id, currency, id, kind, amount_micros, reason, corrects_message_id, corrects_entry_id
+FROM billing_entries WHERE period = $1 ORDER BY tenant_id, currency, created_at, id
+"""
+_MONTH_CUSTOMERS = """
+SELECT t.id AS tenant_id, c.legal_name, c.external_customer_id, c.country, c.vat_id
+FROM tenants t LEFT JOIN billing_customers c ON c.tenant_id = t.id
+WHERE t.id IN (SELECT tenant_id FROM billing_records WHERE period = $1
+               UNION SELECT tenant_id FROM billing_entries WHERE period = $1)
 """
 
 
-async def billed(pool: asyncpg.Pool, month: Month) -> list[tuple[uuid.UUID, str]]:
-    """(tenant, currency) of every invoice `month` has."""
-    return [(r["tenant_id"], r["currency"]) for r in await pool.fetch(_BILLED, month.start.date())]
+async def month(pool: asyncpg.Pool, month: Month, seller: Party, rates: dict[str, Decimal]) -> list[Invoice]:
+    """Every invoice of `month` (per tenant and currency), read in one snapshot with one pass over
+    the month. Every tenant billed in it needs a billing profile."""
+    async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+        period = month.start.date()
+        parties: dict[uuid.UUID, Party] = {}
+        missing = 0
+        for r in await conn.fetch(_MONTH_CUSTOMERS, period):
+            if r["legal_name"] is None:
+                missing += 1
+                continue
+            parties[r["tenant_id"]] = Party(
+                legal_name=r["legal_name"], country=r["country"], vat_id=r["vat_id"],
+                external_customer_id=r["external_customer_id"],
+            )  # fmt: skip
+        if missing:
+            raise Conflict(f"{missing} tenant(s) billed in {month.label} have no billing profile",
+                           code="billing_profile_missing")  # fmt: skip
+        groups: dict[tuple[uuid.UUID, str], list[UsageGroup]] = {}
+        for r in await conn.fetch(_MONTH_USAGE, period):
+            values = dict(r)
+            key = (values.pop("tenant_id"), values.pop("currency"))
+            groups.setdefault(key, []).append(UsageGroup(**values))
+        entries: dict[tuple[uuid.UUID, str], list[EntryRow]] = {}
+        for r in await conn.fetch(_MONTH_ENTRIES, period):
+            values = dict(r)
+            key = (values.pop("tenant_id"), values.pop("currency"))
+            entries.setdefault(key, []).append(EntryRow(**values))
+        closed = await conn.fetchval("SELECT EXISTS (SELECT 1 FROM billing_closes WHERE period = $1)", period)
+        as_of = await usage.as_of(conn, month)
+    return [
+        build(month, tenant_id, parties[tenant_id], seller, currency, closed=closed, as_of=as_of,
+              usage=groups.get((tenant_id, currency), []), entries=entries.get((tenant_id, currency), []),
+              rates=rates)
+        for tenant_id, currency in sorted(set(groups) | set(entries))
+    ]  # fmt: skip
 
 
 async def invoice(

@@ -121,11 +121,7 @@ class InvoiceController(Controller):
     @get("/", summary="Every invoice of a month as CSV lines (each tenant needs a billing profile)")
     async def month_lines(self, svc: NamedDependency[Services], month: FromQuery[MonthPath]) -> Response[bytes]:
         period = Month.parse(month)
-        rates, party = eu_rates(), seller(svc)
-        found = [
-            await invoices.invoice(svc.pool, period, tenant_id, currency, party, rates)
-            for tenant_id, currency in await invoices.billed(svc.pool, period)
-        ]
+        found = await invoices.month(svc.pool, period, seller(svc), eu_rates())
         disposition = f'attachment; filename="herald-invoices-{period.label}.csv"'
         return Response(_csv(found), media_type="text/csv",
                         headers={"content-disposition": disposition, "cache-control": "no-store"})  # fmt: skip
