@@ -81,7 +81,8 @@ async def ledger_write(dsn: str, rows: int, batch: int) -> dict[str, float]:
 
         await pool.execute("CREATE TABLE bench_copy (LIKE billing_records INCLUDING ALL)")
         finished = [
-            (i, tenant, "sms", "utility", "GB", 1, 38_500, "EUR", at, datetime.now(UTC)) for i in ids
+            (i, tenant, "sms", "utility", "GB", 1, 38_500, "EUR", at, datetime.now(UTC), at.date(), "usage")
+            for i in ids
         ]  # fmt: skip
         started = time.perf_counter()
         for k in range(0, rows, batch):

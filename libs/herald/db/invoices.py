@@ -34,10 +34,10 @@ SELECT tenant_id, currency, id, kind, amount_micros, reason, corrects_message_id
 FROM billing_entries WHERE period = $1 ORDER BY tenant_id, currency, created_at, id
 """
 _MONTH_CUSTOMERS = """
-SELECT t.id AS tenant_id, c.legal_name, c.external_customer_id, c.country, c.vat_id
-FROM tenants t LEFT JOIN billing_customers c ON c.tenant_id = t.id
-WHERE t.id IN (SELECT tenant_id FROM billing_records WHERE period = $1
-               UNION SELECT tenant_id FROM billing_entries WHERE period = $1)
+SELECT b.tenant_id, c.legal_name, c.external_customer_id, c.country, c.vat_id
+FROM (SELECT tenant_id FROM billing_records WHERE period = $1
+      UNION SELECT tenant_id FROM billing_entries WHERE period = $1) b
+LEFT JOIN billing_customers c ON c.tenant_id = b.tenant_id
 """
 
 

@@ -69,7 +69,7 @@ def _detail_sql(tenant: bool) -> str:
            l.quantity AS "PricingQuantity", '{PRICING_UNIT}' AS "PricingUnit", '{PROVIDER_NAME}' AS "ProviderName",
            l.tenant_id AS "SubAccountId", t.name AS "SubAccountName", $3::timestamptz AS as_of
     FROM ({lines}) l
-    JOIN tenants t ON t.id = l.tenant_id
+    LEFT JOIN tenants t ON t.id = l.tenant_id  -- never drop a ledger row, whatever its tenant
     LEFT JOIN billing_customers bc ON bc.tenant_id = l.tenant_id
     ORDER BY l.charged_at, l.message_id, l.entry_id"""
 
@@ -88,7 +88,7 @@ def _summary_sql(tenant: bool) -> str:
            '{PROVIDER_NAME}' AS "ProviderName", l.tenant_id AS "SubAccountId", min(t.name) AS "SubAccountName",
            $3::timestamptz AS as_of
     FROM ({lines}) l
-    JOIN tenants t ON t.id = l.tenant_id
+    LEFT JOIN tenants t ON t.id = l.tenant_id  -- never drop a ledger row, whatever its tenant
     LEFT JOIN billing_customers bc ON bc.tenant_id = l.tenant_id
     GROUP BY l.tenant_id, l.kind, l.channel, l.category, l.country, l.currency
     ORDER BY l.tenant_id, l.kind, l.channel NULLS FIRST, l.category NULLS FIRST, l.country NULLS FIRST, l.currency"""
