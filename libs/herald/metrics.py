@@ -113,8 +113,10 @@ ACCEPTED_TO_FINAL_SECONDS = Histogram(
 )
 MESSAGES_FINAL = Counter(
     "herald_messages_final_total",
-    "Messages reaching a final status, as emitted by workers and receipts.",
-    ["status"],
+    "Messages reaching a final status (delivered, failed, expired), counted once each by the status"
+    " projection, whoever reported it (the worker, a provider's receipt, the receipt deadline), by"
+    " channel and class.",
+    ["status", "channel", "category"],
 )
 RECEIPTS = Counter(
     "herald_receipts_total",

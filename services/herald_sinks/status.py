@@ -68,4 +68,5 @@ class StatusProjection:
             )  # fmt: skip
         for t in applied.transitions:
             if t.status in (Status.DELIVERED, Status.FAILED, Status.EXPIRED):
+                metrics.MESSAGES_FINAL.labels(t.status.value, t.channel, t.category).inc()
                 metrics.ACCEPTED_TO_FINAL_SECONDS.labels(t.category, t.status.value).observe(t.seconds_since_accepted)

@@ -116,7 +116,6 @@ class Deliverer:
         """The `expired` outcome if the message is past its TTL now; else None."""
         if self._clock() < message.expires_at_ms:
             return None
-        metrics.MESSAGES_FINAL.labels(Status.EXPIRED.value).inc()
         return Outcome([self._event(message, Status.EXPIRED, "ttl_elapsed")])
 
     def held(self, message: OutboundMessage, seconds: float) -> Outcome:
@@ -138,7 +137,6 @@ class Deliverer:
         if (expired := self.expired(message)) is not None:
             return expired
         log.error("message content unreadable", extra={"message_id": str(message.id), "error": why})
-        metrics.MESSAGES_FINAL.labels(Status.FAILED.value).inc()
         return Outcome([self._event(message, Status.FAILED, CONTENT_UNAVAILABLE)])
 
     async def deliver(self, message: OutboundMessage) -> Outcome:
@@ -152,7 +150,6 @@ class Deliverer:
                 extra={"message_id": str(message.id), "error": type(exc).__name__,
                        "at": f"{where.filename}:{where.lineno}"},
             )  # fmt: skip
-            metrics.MESSAGES_FINAL.labels(Status.FAILED.value).inc()
             return Outcome([self._event(message, Status.FAILED, INTERNAL_ERROR)])
 
     async def _deliver(self, message: OutboundMessage) -> Outcome:
@@ -163,7 +160,6 @@ class Deliverer:
             accepted = await self._send_with_retries(provider, message)
         except PermanentError as exc:
             metrics.PROVIDER_OUTCOMES.labels(provider.name, "permanent").inc()
-            metrics.MESSAGES_FINAL.labels(Status.FAILED.value).inc()
             return Outcome([self._event(message, Status.FAILED, exc.reason)])
         except RetryableError as exc:
             return self._later(message, exc)
@@ -175,7 +171,6 @@ class Deliverer:
         sent = partial(self._event, message, provider_id=accepted.provider_message_id, provider=provider.name)
         events = [sent(Status.SENT)]
         if accepted.delivered:
-            metrics.MESSAGES_FINAL.labels(Status.DELIVERED.value).inc()
             events.append(sent(Status.DELIVERED))
         return Outcome(events)
 
@@ -192,7 +187,6 @@ class Deliverer:
                 message, attempt=message.attempt + 1, not_before_ms=not_before, last_error=exc.reason
             )
             return Outcome([], retry=retry)
-        metrics.MESSAGES_FINAL.labels(Status.FAILED.value).inc()
         return Outcome([self._event(message, Status.FAILED, f"{exc.reason}{RETRIES_EXHAUSTED}")])
 
     async def _send_with_retries(self, provider: Provider, message: OutboundMessage) -> Accepted:
