@@ -180,6 +180,13 @@ CALLBACK_SECONDS = Histogram(
 )
 HTTP_REQUESTS = Counter(
     "herald_http_requests_total",
-    "HTTP responses by route template and status class.",
-    ["route", "status_class"],
+    "API responses by method, route template (e.g. /v1/messages/{message_id}) and status class"
+    " (2xx, 4xx, 5xx): the rate and errors of the API and of receipt ingestion.",
+    ["method", "route", "status_class"],
+)
+HTTP_REQUEST_SECONDS = Histogram(
+    "herald_http_request_duration_seconds",
+    "API response time by method and route template, from the handler's start to its response's start.",
+    ["method", "route"],
+    buckets=_FAST_BUCKETS,
 )

@@ -34,6 +34,7 @@ from herald_api.controllers.invoicing import CustomerController, InvoiceControll
 from herald_api.controllers.messages import LimitsController, MessageController
 from herald_api.controllers.receipts import ReceiptController
 from herald_api.controllers.templates import TemplateController
+from herald_api.http_metrics import http_metrics
 from herald_api.ratelimit import FailedAuthLimiter, KeyRateLimiter
 from herald_api.sending import Sender, TemplateCache
 from herald_api.services import Services
@@ -125,6 +126,7 @@ def create_app(settings: Settings) -> Litestar:
         exception_handlers=problems.HANDLERS,
         guards=[listener_guard(settings.api.admin_port)] if settings.api.admin_port else [],
         lifespan=[lifespan],
+        middleware=[http_metrics],
         request_max_body_size=settings.api.max_body_bytes,
         before_request=strict_body,
         after_request=_add_security_headers,

@@ -33,3 +33,43 @@ async def test_each_final_status_is_counted_once_whoever_reported_it(platform: P
     finals = [(await platform.wait_status(auth, message_id))["status"] for message_id in ids]
     assert finals == ["delivered", "delivered", "delivered", "failed", "failed"]
     assert {status: _count(status) - before[status] for status in before} == {"delivered": 3, "failed": 2}
+
+
+def _requests(method: str, route: str, status_class: str) -> float:
+    labels = {"method": method, "route": route, "status_class": status_class}
+    return REGISTRY.get_sample_value("herald_http_requests_total", labels) or 0.0
+
+
+async def test_api_requests_are_counted_by_route_template_and_status_class(api: Platform) -> None:
+    """Issue #31: `herald_http_requests_total` was defined and never incremented: no API rate,
+    errors or latency existed. Errors made by a handler, by authentication and by validation
+    each count under their route, with their status class."""
+    _, auth = await api.tenant_with_key()
+    message = "/v1/messages/{message_id}"
+    before = {
+        "404": _requests("GET", message, "4xx"),
+        "201": _requests("POST", "/v1/templates", "2xx"),
+        "422": _requests("POST", "/v1/templates", "4xx"),
+        "receipt": _requests("POST", "/v1/providers/{provider}/receipts", "4xx"),
+    }
+    duration_before = REGISTRY.get_sample_value(
+        "herald_http_request_duration_seconds_count", {"method": "GET", "route": message}
+    ) or 0.0  # fmt: skip
+    for _ in range(2):
+        missing = await api.http.get("/v1/messages/01a24110-e6cd-7a30-a37a-de6f49e9bd63", headers=auth)
+        assert missing.status_code == 404
+    unauthenticated = await api.http.get("/v1/messages/01a24110-e6cd-7a30-a37a-de6f49e9bd63")
+    assert unauthenticated.status_code == 401
+    assert (await api.template(auth, name="hello")) is not None
+    invalid = await api.http.post("/v1/templates", headers=auth, json={"name": "x"})
+    assert invalid.status_code in (400, 422)
+    unsigned = await api.http.post("/v1/providers/carrier-sim/receipts", content=b"{}")
+    assert unsigned.status_code == 401
+    assert _requests("GET", message, "4xx") - before["404"] == 3  # two 404s and the 401
+    assert _requests("POST", "/v1/templates", "2xx") - before["201"] == 1
+    assert _requests("POST", "/v1/templates", "4xx") - before["422"] == 1
+    assert _requests("POST", "/v1/providers/{provider}/receipts", "4xx") - before["receipt"] == 1
+    duration = REGISTRY.get_sample_value(
+        "herald_http_request_duration_seconds_count", {"method": "GET", "route": message}
+    )  # fmt: skip
+    assert duration == duration_before + 3
