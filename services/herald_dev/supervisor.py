@@ -77,13 +77,15 @@ class Child:
             self.process.wait()
 
 
-def _banner(api_url: str, admin_token: str, database_url: str) -> str:
+def _banner(api_url: str, admin_token: str, database_url: str, logs: Path, metrics: dict[str, str]) -> str:
+    scrape = "\n".join(f"  Metrics:      {url}   ({name})" for name, url in metrics.items())
     return f"""
 Herald is running.
   API:          {api_url}   (OpenAPI: {api_url}/schema/openapi.json)
   Admin token:  {admin_token}
   Database:     {database_url}   (HERALD_DATABASE_URL for `herald billing ...`)
-  Logs:         .herald/logs/   Stop with Ctrl-C.
+{scrape}
+  Logs:         {logs}/   Stop with Ctrl-C.
 
 Try:
   export H={api_url} ADMIN={admin_token}
@@ -148,6 +150,11 @@ class DevStack:
             "HERALD_SINKS_METRICS_PORT": str(free_port()),
         }
         self.children = [Child(name, env, self.data_dir / "logs") for name in self.child_names]
+        # What Prometheus would scrape: the API serves /metrics itself, the others on their ports.
+        self.metrics_urls = {"api": f"{self.api_url}/metrics"}
+        for name in ("worker", "sinks"):
+            if name in self.child_names:
+                self.metrics_urls[name] = f"http://127.0.0.1:{env[f'HERALD_{name.upper()}_METRICS_PORT']}/metrics"
         for child in self.children:
             child.start()
         # Ready means every child is: the API answers, and the worker and sinks have joined their
@@ -187,7 +194,9 @@ def run_dev(settings: Settings) -> int:
     stack = DevStack(settings)
     try:
         if stack.start(lambda: stop["now"]):
-            print(_banner(stack.api_url, stack.admin_token, stack.database_url), flush=True)
+            banner = _banner(stack.api_url, stack.admin_token, stack.database_url, stack.data_dir / "logs",
+                             stack.metrics_urls)  # fmt: skip
+            print(banner, flush=True)
         stack.supervise(lambda: stop["now"])
         print("herald dev: stopping", flush=True)
         return 0
@@ -205,5 +214,5 @@ def _wait_ready(name: str, url: str, should_stop: Callable[[], bool], timeout: f
         except (urllib.error.URLError, OSError):
             pass
         time.sleep(0.2)
-    print(f"herald dev: {name} did not become ready at {url}; see its log in .herald/logs/", flush=True)
+    print(f"herald dev: {name} did not become ready at {url}; see its log in the data directory's logs/", flush=True)
     return False

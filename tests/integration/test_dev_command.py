@@ -26,7 +26,7 @@ def _wait_for_banner(process: subprocess.Popen[str], timeout: float = 90) -> lis
         if not line and process.poll() is not None:
             break
         lines.append(line)
-        if "Herald is running" in line:
+        if line.strip().startswith("Logs:"):  # the banner's last line of addresses
             return lines
     raise AssertionError("no banner; output was:\n" + "".join(lines))
 
@@ -42,7 +42,13 @@ def test_dev_runs_the_walkthrough_and_stops_cleanly_on_sigint(tmp_path: Path) ->
         text=True,
     )  # fmt: skip
     try:
-        _wait_for_banner(process)
+        banner = "".join(_wait_for_banner(process))
+        # The banner names where things are: the data directory's logs, and every /metrics.
+        assert f"Logs:         {tmp_path / 'data' / 'logs'}/" in banner
+        scraped = [line.split()[1] for line in banner.splitlines() if line.strip().startswith("Metrics:")]
+        assert len(scraped) == 3
+        for url in scraped:
+            assert "herald_" in httpx.get(url, timeout=5).text
         base, admin = f"http://127.0.0.1:{port}", {"authorization": "Bearer dev-token"}
         with httpx.Client(base_url=base, timeout=10) as http:
             tenant = http.post("/v1/admin/tenants", headers=admin, json={"name": "Acme Air", "tier": "standard"})
