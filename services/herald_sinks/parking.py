@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import sys
 
@@ -62,7 +63,11 @@ async def report_parked(pool: asyncpg.Pool) -> None:
 
 
 async def run_parked_report(pool: asyncpg.Pool, interval_seconds: float, stop: asyncio.Event) -> None:
-    """Recount every `interval_seconds`: replays and discards run in other processes."""
+    """Recount at start (every group's series exists from the first scrape, at 0 when nothing is
+    parked, so the panel is never empty) and every `interval_seconds`: replays and discards run
+    in other processes."""
+    with contextlib.suppress(*DATABASE_ERRORS):
+        await report_parked(pool)
     async for _ in ticks(interval_seconds, stop):
         try:
             await report_parked(pool)

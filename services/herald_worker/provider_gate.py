@@ -124,6 +124,9 @@ class ProviderGate:
         """`pacer(wake)` makes the capacity's token pacer once the dispatcher's wake-up is known
         (`attach`); None, or a rate of 0, is no capacity limit."""
         self.provider = provider
+        # The provider's series exist from the first scrape (at 0), not from its first cut.
+        metrics.PROVIDER_THROTTLE_CUTS.labels(provider)
+        metrics.PROVIDER_CAPACITY_WAIT_SECONDS.labels(provider)
         self._bucket = bucket_id(provider)
         self._make_pacer = pacer if rate_per_second > 0 else None
         self._pacer: BucketPacer[str] | None = None
