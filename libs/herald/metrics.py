@@ -88,6 +88,12 @@ RETRIES_SCHEDULED = Counter(
     ["reason"],
 )
 IN_FLIGHT = Gauge("herald_worker_in_flight", "Messages currently handed to providers by this worker.")
+WORKER_BUFFERED = Gauge(
+    "herald_worker_buffered_messages",
+    "Messages this worker has fetched and not yet handed to a provider, by class. A stalled provider"
+    " shows here (and in in-flight), not in consumer lag: the messages are already fetched.",
+    ["category"],
+)
 PROVIDER_OUTCOMES = Counter(
     "herald_provider_outcomes_total",
     "Provider call outcomes by kind (success, retryable, permanent).",

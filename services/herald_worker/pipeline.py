@@ -455,6 +455,8 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
             await asyncio.wait_for(self._wake.wait(), max(0.001, min(deadlines)))
 
     def _apply_pauses(self) -> None:
+        for buffered_class, waiting in self._scheduler.buffered.items():
+            metrics.WORKER_BUFFERED.labels(buffered_class.value).set(waiting)
         assigned = self._consumer.assignment()
         by_class: dict[Category, list[TopicPartition]] = {c: [] for c in PRIORITY}
         retry: list[TopicPartition] = []

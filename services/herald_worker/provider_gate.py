@@ -127,6 +127,7 @@ class ProviderGate:
         # The provider's series exist from the first scrape (at 0), not from its first cut.
         metrics.PROVIDER_THROTTLE_CUTS.labels(provider)
         metrics.PROVIDER_CAPACITY_WAIT_SECONDS.labels(provider)
+        metrics.PROVIDER_OUTCOMES.labels(provider, "success")  # "no success in 5 min" needs a series
         self._bucket = bucket_id(provider)
         self._make_pacer = pacer if rate_per_second > 0 else None
         self._pacer: BucketPacer[str] | None = None

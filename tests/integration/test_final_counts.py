@@ -1,14 +1,13 @@
-"""What the dashboard's "Final statuses/s" counts: every message once, from the status projection.
-
-Issue #31: the counter was incremented by the worker only, so deliveries and failures reported by
-providers' receipts (nearly all of them) never reached it: about one delivery in seven was
-counted. It now counts each message's final status as the projection records it.
-"""
+"""What the SRE's metrics count (issue #31): final statuses from the status projection, API
+requests by route, and what a worker holds unsent while its provider stalls."""
 
 from __future__ import annotations
 
+import msgspec
 from prometheus_client import REGISTRY
 
+from herald.settings import Settings
+from tests.eventually import eventually
 from tests.integration.harness import Platform
 
 LABELS = {"channel": "sms", "category": "authentication"}
@@ -19,6 +18,8 @@ def _count(status: str) -> float:
 
 
 async def test_each_final_status_is_counted_once_whoever_reported_it(platform: Platform) -> None:
+    """The counter was incremented by the worker only, so deliveries and failures reported by
+    providers' receipts (nearly all of them) never reached it: about one delivery in seven."""
     _, auth = await platform.tenant_with_key()
     await platform.template(auth)
     before = {status: _count(status) for status in ("delivered", "failed")}
@@ -73,3 +74,45 @@ async def test_api_requests_are_counted_by_route_template_and_status_class(api: 
         "herald_http_request_duration_seconds_count", {"method": "GET", "route": message}
     )  # fmt: skip
     assert duration == duration_before + 3
+
+
+def _pending() -> float:
+    buffered = sum(
+        REGISTRY.get_sample_value("herald_worker_buffered_messages", {"category": c}) or 0.0
+        for c in ("authentication", "utility", "marketing")
+    )
+    return buffered + (REGISTRY.get_sample_value("herald_worker_in_flight") or 0.0)
+
+
+async def test_a_stalled_provider_shows_as_messages_waiting_in_the_worker(settings: Settings) -> None:
+    """Issue #31: through a 60 s carrier stall the worker's consumer lag stayed 0 (the messages
+    were fetched) and in-flight sat at its cap, so nothing showed the backlog behind it. The
+    worker now reports what it holds unsent, by class."""
+    two = msgspec.structs.replace(settings, worker=msgspec.structs.replace(settings.worker, max_in_flight=2))
+    platform = await Platform(two).start()
+    try:
+        await _stalled(platform)
+    finally:
+        await platform.stop()
+
+
+def _buffered() -> float:
+    return REGISTRY.get_sample_value("herald_worker_buffered_messages", {"category": "authentication"}) or 0.0
+
+
+async def _stalled(platform: Platform) -> None:
+    _, auth = await platform.tenant_with_key()
+    await platform.template(auth)
+    sim = f"http://127.0.0.1:{platform.settings.carrier_sim.port}/v1/sim/outage"
+    assert (await platform.http.post(sim, json={"seconds": 4})).status_code == 204
+    ids = [(await platform.send(auth, to=f"+4474002000{n:02d}")).json()["id"] for n in range(10, 20)]
+    held = await eventually(lambda: _async(_buffered()), lambda n: n >= 5, "messages wait behind the two in flight",
+                            seconds=10)  # fmt: skip
+    assert held <= len(ids)
+    for message_id in ids:  # (the test settings fail a message once its in-process retries are spent)
+        assert (await platform.wait_status(auth, message_id, deadline_s=30))["status"] in ("delivered", "failed")
+    await eventually(lambda: _async(_pending()), lambda n: n == 0, "the worker holds nothing", seconds=10)
+
+
+async def _async(value: float) -> float:
+    return value
