@@ -153,15 +153,23 @@ async def bind(
         ]  # fmt: skip
         finals = await _decide_finals(conn, first_finals(waiting), {w.message_id for w in waiting})
         is_late = [contradicts(finals.get(w.message_id), w.status) for w in waiting]
-        events = [
-            StatusEventV1(
-                message_id=w.message_id, tenant_id=w.tenant_id, status=w.status,
-                at_ms=effective_time(w.reported_ms, w.sent_ms, w.received_ms), reason=w.reason,
-                provider_message_id=w.provider_message_id, provider=w.provider,
-            )
-            for w, late in zip(waiting, is_late, strict=True)
-            if not late
-        ]  # fmt: skip
+        # A report is never dated before one Herald recorded earlier for the same send: the
+        # events of a message reach every sink in the order their times say, so the first
+        # billable one to reach the ledger is also the earliest (reconciliation's rule).
+        floors = await _bound_until(conn, waiting)
+        events = []
+        for w, late in zip(waiting, is_late, strict=True):
+            if late:
+                continue
+            key = (w.provider, w.provider_message_id)
+            at_ms = max(effective_time(w.reported_ms, w.sent_ms, w.received_ms), floors.get(key, w.sent_ms))
+            floors[key] = at_ms
+            events.append(
+                StatusEventV1(
+                    message_id=w.message_id, tenant_id=w.tenant_id, status=w.status, at_ms=at_ms, reason=w.reason,
+                    provider_message_id=w.provider_message_id, provider=w.provider,
+                )
+            )  # fmt: skip
         await publish(events)
         await conn.execute(
             "UPDATE provider_receipts r SET outcome = u.outcome, message_id = u.message_id, bound_at = now()"
@@ -175,6 +183,32 @@ async def bind(
             [w.message_id for w in waiting],
         )
         return Bound(events, [w for w, late in zip(waiting, is_late, strict=True) if late])
+
+
+_BOUND = """
+SELECT k.provider, k.provider_message_id, b.reported_at, b.received_at
+FROM unnest($1::text[], $2::text[]) AS k(provider, provider_message_id)
+CROSS JOIN LATERAL (
+    SELECT reported_at, received_at FROM provider_receipts b
+    WHERE b.provider = k.provider AND b.provider_message_id = k.provider_message_id AND b.outcome = 'bound'
+) b
+"""
+
+
+async def _bound_until(
+    conn: asyncpg.pool.PoolConnectionProxy[asyncpg.Record], waiting: list[Waiting]
+) -> dict[tuple[str, str], int]:
+    """Per send of `waiting`, the latest time Herald gave a report of it already bound (the same
+    rule, so the same time as then)."""
+    sent = {(w.provider, w.provider_message_id): w.sent_ms for w in waiting}
+    keys = sorted(sent)
+    floors: dict[tuple[str, str], int] = {}
+    for r in await conn.fetch(_BOUND, [p for p, _ in keys], [i for _, i in keys]):
+        key = (r["provider"], r["provider_message_id"])
+        reported = None if r["reported_at"] is None else to_ms(r["reported_at"])
+        at_ms = effective_time(reported, sent[key], to_ms(r["received_at"]))
+        floors[key] = max(floors.get(key, at_ms), at_ms)
+    return floors
 
 
 async def _decide_finals(
