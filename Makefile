@@ -41,6 +41,7 @@ integration: install
 
 lint: install
 	$(BIN)/ruff check libs services tests loadtests clients/python
+	$(BIN)/lint-imports --no-cache
 
 typecheck: install
 	$(BIN)/mypy

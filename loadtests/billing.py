@@ -29,12 +29,12 @@ from pathlib import Path
 import asyncpg
 from tests.integration.billing_data import seed_ledger
 
-from herald.billing.exports import Detail, Format, export
 from herald.billing.period import Month
 from herald.db import billing, usage
 from herald.db.migrate import migrate
 from herald.embedded import free_port
 from herald.embedded.postgres import EmbeddedPostgres
+from herald.exports import Detail, Format, export
 
 MONTH = Month.parse("2026-10")
 # Messages as the status projection leaves them: delivered sms in several countries.

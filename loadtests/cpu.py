@@ -1,6 +1,6 @@
 """CPU seconds spent by each part of the platform over a window: where a benchmark's cores went.
 
-Every process on the machine is grouped by what it is (a `herald.cli` child by its command,
+Every process on the machine is grouped by what it is (a `herald_cli` child by its command,
 the broker, PostgreSQL's backends, the load generator itself); a window's figure is the
 difference of two snapshots, so processes started before the window are counted only for
 what they spent inside it.
@@ -20,8 +20,8 @@ def _group(process: psutil.Process) -> str | None:
         return None
     if process.pid == os.getpid():
         return "load generator"
-    if "herald.cli" in argv:
-        command = argv[argv.index("herald.cli") + 1 :]
+    if "herald_cli" in argv:
+        command = argv[argv.index("herald_cli") + 1 :]
         return command[0] if command else "herald"
     name = os.path.basename(argv[0]) if argv else ""
     if "tansu" in name:

@@ -10,24 +10,20 @@ template, country, times) stays readable: the status projection, billing and rou
 and it names no person. Record keys carry a 16-bit recipient bucket, not the recipient
 (`records.message_key`).
 
-Keys are cached per process. Every process refuses a key older than the retention window even
-while it is cached, so content is unreadable on time whether or not `herald retention` has run;
-the command makes it unreadable for everyone else too (a stolen dump, a backup).
+Keys are stored in Postgres and cached per process (`herald.db.content_keys.ContentKeys`).
+Every process refuses a key older than the retention window even while it is cached, so
+content is unreadable on time whether or not `herald retention` has run; the command makes it
+unreadable for everyone else too (a stolen dump, a backup).
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
-from collections.abc import Callable, Iterable, Sequence
 
-import asyncpg
 import msgspec
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from herald import clock
-from herald.db import content_keys
 from herald.domain.records import MessageEnvelope, OutboundMessage, SealedMessageV2
 
 HOUR_MS = 3_600_000
@@ -79,44 +75,3 @@ def open_with(aead: AESGCM, sealed: SealedMessageV2) -> OutboundMessage:
         raise ContentUnavailable("the content does not authenticate") from None
     to, body = _CONTENT.decode(plain)
     return OutboundMessage(**_envelope(sealed), to=to, body=body)  # type: ignore[arg-type]
-
-
-class ContentKeys:
-    """The content keys one process uses, cached; backed by Postgres."""
-
-    def __init__(self, pool: asyncpg.Pool, retention_days: int, clock: Callable[[], int] = clock.now_ms) -> None:
-        self._pool = pool
-        self._retention_days = retention_days
-        self._clock = clock
-        self._keys: dict[int, AESGCM] = {}
-        self._creating = asyncio.Lock()
-
-    async def seal(self, messages: Sequence[OutboundMessage]) -> list[SealedMessageV2]:
-        """Seal under the current hour's key (one database round trip per hour per process)."""
-        hour = hour_of(self._clock())
-        aead = self._keys.get(hour)
-        if aead is None:
-            async with self._creating:  # one query per process, not one per waiting request
-                aead = self._keys.get(hour)
-                if aead is None:
-                    aead = self._keys[hour] = AESGCM(await content_keys.ensure(self._pool, hour))
-        return [seal(aead, hour, m) for m in messages]
-
-    async def load(self, hours: Iterable[int]) -> None:
-        """Fetch the keys `open` will need that are not cached (one query for a whole batch), and
-        forget cached keys that left the retention window."""
-        first = first_readable_hour(self._clock(), self._retention_days)
-        for old in [h for h in self._keys if h < first]:
-            del self._keys[old]
-        missing = {h for h in hours if h >= first and h not in self._keys}
-        if missing:
-            for hour, key in (await content_keys.fetch(self._pool, missing)).items():
-                self._keys[hour] = AESGCM(key)
-
-    def open(self, sealed: SealedMessageV2) -> OutboundMessage:
-        """The message in clear, from the keys `load` holds (never one past retention: `load`
-        forgets those and does not fetch them). Raises ContentUnavailable."""
-        aead = self._keys.get(sealed.content_key)
-        if aead is None:
-            raise ContentUnavailable("the content is past retention or its key was purged")
-        return open_with(aead, sealed)

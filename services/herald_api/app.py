@@ -18,13 +18,13 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.types import Guard
 
+from herald.db.content_keys import ContentKeys
 from herald.db.pool import create_pool
 from herald.domain.limits import RecipientHasher
 from herald.kafka.admin import missing_topics
 from herald.kafka.producer import Producer
 from herald.kafka.topics import Names
 from herald.ops import check_postgres, ops_handlers
-from herald.sealing import ContentKeys
 from herald.settings import Settings
 from herald_api import problems
 from herald_api.auth import KeyAuthenticator, Principal, principal_dependency

@@ -22,6 +22,7 @@ from herald import clock, metrics
 from herald.caches import TTLCache
 from herald.db import recipients as recipient_store
 from herald.db import templates
+from herald.db.content_keys import ContentKeys
 from herald.db.templates import TemplateRow
 from herald.domain import recipients
 from herald.domain.limits import RecipientHasher, effective
@@ -32,7 +33,6 @@ from herald.errors import FieldError, Forbidden, HeraldError, InvalidRequest, No
 from herald.ids import idempotent_id, uuid7
 from herald.kafka.producer import Producer, Record
 from herald.kafka.topics import class_topic
-from herald.sealing import ContentKeys
 from herald_api.auth import Principal
 from herald_api.problems import field_from_message
 from herald_api.schemas import MessageCreate

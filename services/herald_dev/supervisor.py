@@ -44,7 +44,7 @@ class Child:
         # A session of its own: Ctrl-C reaches only the supervisor, which stops children in order.
         with open(self.log_path, "ab") as log:  # the child keeps its own descriptor
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "herald.cli", self.name],
+                [sys.executable, "-m", "herald_cli", self.name],
                 env=self.env,
                 stdout=log,
                 stderr=log,

@@ -11,7 +11,7 @@ dispatchers never send the same row. Each POST carries
 `Herald-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>." + body)>`. 2xx marks the row done;
 5xx, 429 (honouring Retry-After) and timeouts retry with exponential backoff for
 `callback_retry_hours`; other 4xx are the receiver refusing: the row is marked dead. So is a
-URL that the callback policy refuses at dispatch (`herald.domain.callback_urls`: a port no
+URL that the callback policy refuses at dispatch (`herald.callback_urls`: a port no
 longer allowed, or a name that now resolves to a non-public address): nothing is dialled.
 """
 
@@ -31,11 +31,11 @@ import msgspec
 
 from herald import metrics, signing
 from herald.caches import TTLCache
+from herald.callback_urls import AddressNotAllowed, CallbackPolicy, GuardedResolver, check_target
 from herald.db import callbacks as outbox
 from herald.db import tenants
 from herald.db.pool import DATABASE_ERRORS, until_written
 from herald.db.tenants import CallbackConfig
-from herald.domain.callback_urls import AddressNotAllowed, CallbackPolicy, GuardedResolver, check_target
 from herald.domain.records import EVENT_DECODER
 from herald.domain.status import RANK, Status
 from herald.errors import InvalidRequest

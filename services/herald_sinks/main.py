@@ -9,8 +9,8 @@ import asyncpg
 import msgspec
 from litestar import Litestar
 
+from herald.callback_urls import CallbackPolicy
 from herald.db.pool import TRANSIENT_ERRORS, create_pool
-from herald.domain.callback_urls import CallbackPolicy
 from herald.kafka.consumer import ConsumerLoop, drain, make_consumer
 from herald.kafka.membership import Membership
 from herald.kafka.producer import Producer

@@ -9,6 +9,7 @@ import msgspec
 from aiokafka import AIOKafkaConsumer
 from litestar import Litestar
 
+from herald.db.content_keys import ContentKeys
 from herald.db.pool import create_pool
 from herald.kafka.admin import missing_topics
 from herald.kafka.consumer import make_consumer
@@ -16,7 +17,6 @@ from herald.kafka.membership import Membership
 from herald.kafka.producer import Producer
 from herald.kafka.topics import MESSAGE_TOPICS, RETRY, WORKER_GROUP, Names
 from herald.ops import ops_handlers
-from herald.sealing import ContentKeys
 from herald.settings import Settings
 from herald_worker.delivery import Deliverer
 from herald_worker.pacing import report_utilisation

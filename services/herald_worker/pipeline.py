@@ -49,13 +49,14 @@ from aiokafka.errors import KafkaError
 
 from herald import clock, metrics
 from herald.db import claims
+from herald.db.content_keys import ContentKeys
 from herald.db.pool import until_written
 from herald.domain.models import Category, KeyKind
 from herald.domain.records import ENCODER, MESSAGE_DECODER, OutboundMessage, SealedMessageV2, message_key
 from herald.kafka.producer import Record
 from herald.kafka.topics import RETRY, WORKER_GROUP, Names, class_topic
 from herald.runtime import until_stopped
-from herald.sealing import ContentKeys, ContentUnavailable, reseal
+from herald.sealing import ContentUnavailable, reseal
 from herald.settings import WorkerSettings
 from herald_worker.delivery import Outcome
 from herald_worker.offsets import OffsetTracker

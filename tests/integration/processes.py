@@ -32,7 +32,7 @@ def env_for(settings: Settings, **overrides: str) -> dict[str, str]:
 
 def spawn(command: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with open(log, "ab") as out:
-        return subprocess.Popen([sys.executable, "-m", "herald.cli", command], env=env, stdout=out, stderr=out)
+        return subprocess.Popen([sys.executable, "-m", "herald_cli", command], env=env, stdout=out, stderr=out)
 
 
 def stop(*processes: subprocess.Popen[bytes] | None) -> None:
@@ -46,7 +46,7 @@ def stop(*processes: subprocess.Popen[bytes] | None) -> None:
 def run_cli(settings: Settings, *argv: str) -> str:
     """`herald <argv>` to completion, configured like the harness; its stdout (it must succeed)."""
     done = subprocess.run(
-        [sys.executable, "-m", "herald.cli", *argv],
+        [sys.executable, "-m", "herald_cli", *argv],
         env=env_for(settings), capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr

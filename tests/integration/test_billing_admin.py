@@ -71,7 +71,7 @@ async def test_bad_rate_cards_are_refused_and_change_nothing(api: Platform) -> N
 def _herald(dsn: str, *args: str | Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "HERALD_DATABASE_URL": dsn, "HERALD_LOG_LEVEL": "WARNING"}
     return subprocess.run(
-        [sys.executable, "-m", "herald.cli", "billing", *map(str, args)],
+        [sys.executable, "-m", "herald_cli", "billing", *map(str, args)],
         env=env, capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
 

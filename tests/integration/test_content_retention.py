@@ -13,11 +13,12 @@ import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from herald import clock
+from herald.db.content_keys import ContentKeys
 from herald.domain.models import Category, Channel, KeyKind
 from herald.domain.records import ENCODER, DeadLetterV2, OutboundMessage, SealedMessageV2
 from herald.kafka.producer import Record
 from herald.kafka.topics import DLQ, MESSAGE_TOPICS, class_topic
-from herald.sealing import DAY_MS, HOUR_MS, ContentKeys, ContentUnavailable, hour_of, seal
+from herald.sealing import DAY_MS, HOUR_MS, ContentUnavailable, hour_of, seal
 from tests.integration.harness import Platform, ledger, produce, read_records, wait_ledger_rows, wait_status_count
 from tests.integration.processes import run_cli
 

@@ -38,7 +38,7 @@ def test_dev_runs_the_walkthrough_and_stops_cleanly_on_sigint(tmp_path: Path) ->
         "HERALD_DATA_DIR": str(tmp_path / "data"), "HERALD_API_PORT": str(port), "HERALD_ADMIN_TOKEN": "dev-token",
     }  # fmt: skip
     process = subprocess.Popen(
-        [sys.executable, "-m", "herald.cli", "dev"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        [sys.executable, "-m", "herald_cli", "dev"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         text=True,
     )  # fmt: skip
     try:

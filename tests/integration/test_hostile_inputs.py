@@ -167,7 +167,7 @@ async def test_the_admin_api_can_have_a_listener_of_its_own(settings: Settings) 
     admin_port = free_port()
     api = msgspec.structs.replace(settings.api, admin_port=admin_port)
     app = create_app(msgspec.structs.replace(settings, api=api))
-    # Two listeners on one server, bound as `herald api` binds them (libs/herald/cli.py).
+    # Two listeners on one server, bound as `herald api` binds them (services/herald_cli/processes.py).
     config = uvicorn.Config(app, host="127.0.0.1", port=settings.api.port, log_level="warning", log_config=None)
     sockets = [config.bind_socket(), uvicorn.Config(app, host="127.0.0.1", port=admin_port).bind_socket()]
     server = uvicorn.Server(config)

@@ -23,7 +23,7 @@ from tests.integration.harness import Platform
 def _herald(dsn: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "HERALD_DATABASE_URL": dsn, "HERALD_LOG_LEVEL": "WARNING"}
     return subprocess.run(
-        [sys.executable, "-m", "herald.cli", "parked", *args],
+        [sys.executable, "-m", "herald_cli", "parked", *args],
         env=env, capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
 

@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-from herald.domain.callback_urls import AddressNotAllowed, CallbackPolicy, GuardedResolver, validate
+from herald.callback_urls import AddressNotAllowed, CallbackPolicy, GuardedResolver, validate
 from herald.errors import InvalidRequest
 
 PRODUCTION = CallbackPolicy()

@@ -36,3 +36,14 @@ async def test_past_its_cap_the_sim_answers_429_throttled_naming_the_wait_if_con
         assert 0.05 <= float(retry_after) <= 0.5  # the time to its next token
     else:
         assert retry_after is None
+
+
+def test_the_carriers_own_receipt_signature_is_what_heralds_verifier_accepts() -> None:
+    # Two implementations of the one scheme in docs/security.md: the double's and Herald's.
+    from herald import signing
+
+    body = b'{"provider_message_id":"abc","status":"delivered","at_ms":1}'
+    header = sim.receipt_signature("s3cret", body, 1_800_000_000)
+    assert signing.verify("s3cret", header, body, now=1_800_000_010)
+    assert not signing.verify("other", header, body, now=1_800_000_010)
+    assert header == signing.sign("s3cret", body, now=1_800_000_000)

@@ -77,7 +77,7 @@ def test_a_kek_that_is_not_a_key_is_a_configuration_error() -> None:
 def test_a_serving_process_will_not_start_on_development_secrets() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HERALD_")}
     done = subprocess.run(
-        [sys.executable, "-m", "herald.cli", "api"], env=env, capture_output=True, text=True, timeout=60, check=False
+        [sys.executable, "-m", "herald_cli", "api"], env=env, capture_output=True, text=True, timeout=60, check=False
     )
     assert done.returncode != 0
     assert "HERALD_SECRETS_KEK" in done.stderr

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Iterable, Sequence
 
 import asyncpg
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from herald import clock
+from herald.domain.records import OutboundMessage, SealedMessageV2
+from herald.sealing import ContentUnavailable, first_readable_hour, hour_of, open_with, seal
 
 
 async def ensure(pool: asyncpg.Pool, hour: int) -> bytes:
@@ -33,3 +39,44 @@ async def fetch(pool: asyncpg.Pool, hours: Collection[int]) -> dict[int, bytes]:
     """The keys of those hours that still exist."""
     rows = await pool.fetch("SELECT hour, key FROM content_keys WHERE hour = ANY($1::int[])", list(hours))
     return {r["hour"]: r["key"] for r in rows}
+
+
+class ContentKeys:
+    """The content keys one process uses, cached; backed by Postgres."""
+
+    def __init__(self, pool: asyncpg.Pool, retention_days: int, clock: Callable[[], int] = clock.now_ms) -> None:
+        self._pool = pool
+        self._retention_days = retention_days
+        self._clock = clock
+        self._keys: dict[int, AESGCM] = {}
+        self._creating = asyncio.Lock()
+
+    async def seal(self, messages: Sequence[OutboundMessage]) -> list[SealedMessageV2]:
+        """Seal under the current hour's key (one database round trip per hour per process)."""
+        hour = hour_of(self._clock())
+        aead = self._keys.get(hour)
+        if aead is None:
+            async with self._creating:  # one query per process, not one per waiting request
+                aead = self._keys.get(hour)
+                if aead is None:
+                    aead = self._keys[hour] = AESGCM(await ensure(self._pool, hour))
+        return [seal(aead, hour, m) for m in messages]
+
+    async def load(self, hours: Iterable[int]) -> None:
+        """Fetch the keys `open` will need that are not cached (one query for a whole batch), and
+        forget cached keys that left the retention window."""
+        first = first_readable_hour(self._clock(), self._retention_days)
+        for old in [h for h in self._keys if h < first]:
+            del self._keys[old]
+        missing = {h for h in hours if h >= first and h not in self._keys}
+        if missing:
+            for hour, key in (await fetch(self._pool, missing)).items():
+                self._keys[hour] = AESGCM(key)
+
+    def open(self, sealed: SealedMessageV2) -> OutboundMessage:
+        """The message in clear, from the keys `load` holds (never one past retention: `load`
+        forgets those and does not fetch them). Raises ContentUnavailable."""
+        aead = self._keys.get(sealed.content_key)
+        if aead is None:
+            raise ContentUnavailable("the content is past retention or its key was purged")
+        return open_with(aead, sealed)

@@ -10,9 +10,10 @@ from litestar import Controller, delete, get, patch, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
 
+from herald import callback_urls
 from herald.db import tenants
 from herald.db.tenants import TenantRow
-from herald.domain import apikeys, callback_urls
+from herald.domain import apikeys
 from herald.errors import NotFound
 from herald.ids import uuid7
 from herald_api.auth import admin_guard

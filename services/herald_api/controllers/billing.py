@@ -13,10 +13,10 @@ from litestar.params import FromPath, FromQuery, JSONBody, Parameter
 from litestar.response import Stream
 
 from herald.billing import ratecards
-from herald.billing.exports import MEDIA_TYPES, Detail, Format, export, filename
 from herald.billing.period import MONTH_PATTERN, Month
 from herald.db import billing, tenants, usage
 from herald.errors import NotFound
+from herald.exports import MEDIA_TYPES, Detail, Format, export, filename
 from herald_api.auth import TENANT_AUTH, Principal, admin_guard
 from herald_api.schemas import PriceOut, RateCardOut, UsageLine, UsageOut, UsageTotal
 from herald_api.services import Services

@@ -20,7 +20,6 @@ import msgspec
 
 from herald.billing import invoices as invoice_rules
 from herald.billing import ratecards
-from herald.billing.exports import Detail, Format, export
 from herald.billing.invoices import Party
 from herald.billing.ledger import EntryKind
 from herald.billing.pdf import render
@@ -29,6 +28,7 @@ from herald.billing.tax import eu_rates
 from herald.db import billing, closes, entries, invoices
 from herald.db.pool import opened_pool
 from herald.errors import HeraldError
+from herald.exports import Detail, Format, export
 from herald.settings import Settings
 
 

@@ -1,0 +1,1 @@
+"""The `herald` command, the one entry point of every Herald process and operator command."""

@@ -1,0 +1,3 @@
+from herald_cli.main import main
+
+main()

@@ -1,0 +1,94 @@
+"""The long-running processes: `herald api|worker|sinks|carrier-sim|dev`.
+
+Each imports its service only when chosen, so `herald api` loads neither the worker nor the sinks.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import shutil
+import sys
+from typing import Any
+
+import uvloop
+
+from herald.settings import Settings
+
+
+def api(settings: Settings) -> None:
+    if settings.api.workers > 1:
+        # Several processes: each writes its metrics to files here and /metrics sums them
+        # (prometheus_client's multiprocess mode, read at import time, so set before the
+        # worker processes import the app). Stale files from an earlier run are removed.
+        folder = (settings.data_dir / "prometheus-api").resolve()
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
+
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    from herald_api.http_server import uvicorn_options
+
+    def config(port: int) -> uvicorn.Config:
+        return uvicorn.Config(
+            "herald_api.server:factory", factory=True, host=settings.api.host, port=port,
+            workers=settings.api.workers, timeout_graceful_shutdown=10, **_UVICORN, **uvicorn_options(settings.api),
+        )  # fmt: skip
+
+    main = config(settings.api.port)
+    # One server on one or two listeners; with an admin port, the app answers admin routes only
+    # there and tenant routes only on the main port (herald_api.app.listener_guard).
+    sockets = [main.bind_socket()]
+    if settings.api.admin_port:
+        sockets.append(config(settings.api.admin_port).bind_socket())
+    if main.workers > 1:
+        Multiprocess(main, sockets=sockets).run()
+    else:
+        uvicorn.Server(main).run(sockets=sockets)
+
+
+def _consumer_process(settings: Settings, module: str, host: str, port: int) -> None:
+    """worker and sinks: a main coroutine `run(settings, stop, membership)` beside the ops HTTP
+    server, whose /readyz answers 200 once the process has joined its consumer groups."""
+    from herald.kafka.membership import Membership
+    from herald.runtime import run_until_signalled
+
+    mod = importlib.import_module(module)
+    membership = Membership()
+    uvloop.run(
+        run_until_signalled(
+            lambda stop: mod.run(settings, stop, membership), mod.ops_app(settings, membership), host, port
+        )
+    )
+
+
+def worker(settings: Settings) -> None:
+    _consumer_process(settings, "herald_worker.main", settings.worker.metrics_host, settings.worker.metrics_port)
+
+
+def sinks(settings: Settings) -> None:
+    _consumer_process(settings, "herald_sinks.main", settings.sinks.metrics_host, settings.sinks.metrics_port)
+
+
+def carrier_sim(settings: Settings) -> None:
+    from herald_carrier_sim.app import create_app
+
+    _serve(create_app(settings.carrier_sim, settings.provider), settings.carrier_sim.host, settings.carrier_sim.port)
+
+
+_UVICORN: dict[str, Any] = {"loop": "uvloop", "log_level": "warning", "access_log": False, "log_config": None}
+"""uvicorn as measured (uvloop, and httptools below), no access log, our JSON logging."""
+
+
+def _serve(app: Any, host: str, port: int) -> None:
+    import uvicorn
+
+    uvicorn.run(app, host=host, port=port, http="httptools", **_UVICORN)
+
+
+def dev(settings: Settings) -> None:
+    from herald_dev.supervisor import run_dev
+
+    sys.exit(run_dev(settings))
