@@ -32,8 +32,6 @@ _NONCE = 12
 _CONTENT = msgspec.msgpack.Decoder(tuple[str, str])
 _PACK = msgspec.msgpack.Encoder()
 _ENVELOPE_FIELDS = MessageEnvelope.__struct_fields__
-CONTENT_UNAVAILABLE = "content_unavailable"
-"""Failure reason of a message whose content could not be opened before its TTL ended."""
 
 
 class ContentUnavailable(Exception):

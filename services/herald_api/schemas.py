@@ -13,6 +13,7 @@ from herald.billing.ledger import EntryKind
 from herald.billing.period import MONTH_PATTERN
 from herald.domain.models import MAX_TTL_SECONDS, Category, Channel, EpochMillis, KeyKind, TemplateStatus, Tier
 from herald.domain.patterns import whole
+from herald.domain.reasons import Reason
 from herald.domain.status import Status
 
 # Control characters (NUL above all: PostgreSQL text cannot hold it) are refused at the boundary,
@@ -169,7 +170,8 @@ class TemplateUsed(msgspec.Struct, frozen=True):
 class EventOut(msgspec.Struct, frozen=True, omit_defaults=True):
     status: Status
     at: datetime
-    detail: str | None = None
+    detail: Reason | None = None
+    """Why it failed or expired (or why it waits): one of a closed set (`herald.domain.reasons`)."""
 
 
 class MessageOut(msgspec.Struct, frozen=True, omit_defaults=True):

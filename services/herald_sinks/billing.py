@@ -13,13 +13,12 @@ import logging
 from datetime import UTC, datetime
 
 import asyncpg
-import msgspec
 
 from herald import metrics
 from herald.db import billing
 from herald.db.pool import DATABASE_ERRORS, until_written
-from herald.domain.records import EVENT_DECODER
-from herald.kafka.consumer import Batch
+from herald.domain.records import decode_event
+from herald.kafka.consumer import Batch, decoded
 from herald.runtime import ticks
 
 log = logging.getLogger(__name__)
@@ -31,19 +30,10 @@ class BillingLedger:
 
     async def __call__(self, batch: Batch) -> None:
         candidates = []
-        for tp, records in batch.items():
-            for record in records:
-                try:
-                    event = EVENT_DECODER.decode(record.value or b"")
-                except msgspec.DecodeError:
-                    log.error(
-                        "undecodable record skipped",
-                        extra={"topic": tp.topic, "partition": tp.partition, "offset": record.offset},
-                    )
-                    continue
-                if event.status.value in billing.CANDIDATE_STATUSES:
-                    at = datetime.fromtimestamp(event.at_ms / 1000, tz=UTC)
-                    candidates.append(billing.Candidate(event.message_id, event.status.value, at))
+        for _, _, event in decoded(batch, decode_event):
+            if event.status.value in billing.CANDIDATE_STATUSES:
+                at = datetime.fromtimestamp(event.at_ms / 1000, tz=UTC)
+                candidates.append(billing.Candidate(event.message_id, event.status.value, at))
         if not candidates:
             return
         recorded = await until_written(lambda: billing.record(self._pool, candidates))

@@ -36,10 +36,11 @@ from herald.db import callbacks as outbox
 from herald.db import tenants
 from herald.db.pool import DATABASE_ERRORS, until_written
 from herald.db.tenants import CallbackConfig
-from herald.domain.records import EVENT_DECODER
+from herald.domain.reasons import Reason
+from herald.domain.records import decode_event
 from herald.domain.status import RANK, Status
 from herald.errors import InvalidRequest
-from herald.kafka.consumer import Batch
+from herald.kafka.consumer import Batch, decoded
 from herald.settings import SinkSettings
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,8 @@ class CallbackV1(msgspec.Struct, frozen=True, omit_defaults=True):
     message_id: uuid.UUID
     status: str
     at: datetime
-    reason: str | None = None
+    reason: Reason | None = None
+    """Why it failed or expired (`herald.domain.reasons`)."""
     type: str = "message.status"
 
 
@@ -77,27 +79,22 @@ class CallbackRecorder:
 
     async def __call__(self, batch: Batch) -> None:
         pending: list[outbox.Pending] = []
-        for records in batch.values():
-            for record in records:
-                try:
-                    event = EVENT_DECODER.decode(record.value or b"")
-                except msgspec.DecodeError:
-                    continue
-                config = await until_written(partial(self._configs.get, event.tenant_id))
-                if config is None:
-                    continue
-                body = CallbackV1(
-                    message_id=event.message_id, status=event.status.value,
-                    at=datetime.fromtimestamp(event.at_ms / 1000, tz=UTC), reason=event.reason,
-                )  # fmt: skip
-                pending.append(
-                    outbox.Pending(
-                        event.message_id, event.tenant_id, event.status.value, msgspec.json.encode(body),
-                        rank=RANK[event.status],
-                        # Only the provider names its message id after accepting: a receipt.
-                        follows_sent=event.status is not Status.SENT and event.provider_message_id is not None,
-                    )
-                )  # fmt: skip
+        for _, _, event in decoded(batch, decode_event):
+            config = await until_written(partial(self._configs.get, event.tenant_id))
+            if config is None:
+                continue
+            body = CallbackV1(
+                message_id=event.message_id, status=event.status.value,
+                at=datetime.fromtimestamp(event.at_ms / 1000, tz=UTC), reason=event.reason,
+            )  # fmt: skip
+            pending.append(
+                outbox.Pending(
+                    event.message_id, event.tenant_id, event.status.value, msgspec.json.encode(body),
+                    rank=RANK[event.status],
+                    # Only the provider names its message id after accepting: a receipt.
+                    follows_sent=event.status is not Status.SENT and event.provider_message_id is not None,
+                )
+            )  # fmt: skip
         # Both waits are for the database: a sink retries it itself (ConsumerLoop stops the
         # process on a transient error that reaches it); a replayed record finds its own row.
         metrics.CALLBACKS_STALE.inc(await until_written(partial(outbox.record, self._pool, pending)))

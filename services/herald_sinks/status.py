@@ -11,14 +11,14 @@ import logging
 from collections.abc import Callable, Sequence
 
 import asyncpg
-import msgspec
+from aiokafka import TopicPartition
 
 from herald import metrics
 from herald.db import messages as message_store
 from herald.db.pool import until_written
-from herald.domain.records import EVENT_DECODER, MESSAGE_DECODER, MessageEnvelope, StatusEventV1
+from herald.domain.records import EVENT_DECODER, MESSAGE_DECODER, MessageEnvelope, SealedMessageV2, StatusEventV1
 from herald.domain.status import Status
-from herald.kafka.consumer import Batch
+from herald.kafka.consumer import Batch, decoded
 from herald.kafka.topics import EVENTS, Names
 
 log = logging.getLogger(__name__)
@@ -37,23 +37,20 @@ class StatusProjection:
     async def __call__(self, batch: Batch) -> None:
         messages: list[MessageEnvelope] = []
         events: list[StatusEventV1] = []
-        for tp, records in batch.items():
-            is_events = self._names.unprefixed(tp.topic) == EVENTS
-            for record in records:
-                try:
-                    if is_events:
-                        events.append(EVENT_DECODER.decode(record.value or b""))
-                    else:
-                        messages.append(MESSAGE_DECODER.decode(record.value or b""))
-                except msgspec.DecodeError:
-                    log.error(
-                        "undecodable record skipped",
-                        extra={"topic": tp.topic, "partition": tp.partition, "offset": record.offset},
-                    )
+        for _, _, value in decoded(batch, self._decode):
+            if isinstance(value, StatusEventV1):
+                events.append(value)
+            else:
+                messages.append(value)
         # A record the database refuses raises out of here; the consumer loop isolates and parks it.
         await self._apply(messages, events)
         metrics.STATUS_ROWS.labels("message").inc(len(messages))
         metrics.STATUS_ROWS.labels("event").inc(len(events))
+
+    def _decode(self, tp: TopicPartition, value: bytes) -> StatusEventV1 | SealedMessageV2:
+        if self._names.unprefixed(tp.topic) == EVENTS:
+            return EVENT_DECODER.decode(value)
+        return MESSAGE_DECODER.decode(value)
 
     async def _apply(self, messages: list[MessageEnvelope], events: list[StatusEventV1]) -> None:
         # A database outage must not skip records: retry until it is back (or we are stopped,

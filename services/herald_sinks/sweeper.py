@@ -27,6 +27,7 @@ from aiokafka.errors import KafkaError
 from herald import clock, metrics
 from herald.db import messages
 from herald.db.pool import DATABASE_ERRORS
+from herald.domain.reasons import Reason
 from herald.domain.records import ENCODER, StatusEventV1
 from herald.domain.status import Status
 from herald.kafka.producer import Producer, Record
@@ -48,7 +49,7 @@ async def sweep_once(
     overdue = await messages.claim_overdue_receipts(pool, older_than, claim_seconds, limit)
     now_ms = clock.now_ms()
     events = [
-        StatusEventV1(message_id=mid, tenant_id=tid, status=Status.FAILED, at_ms=now_ms, reason="receipt_timeout")
+        StatusEventV1(message_id=mid, tenant_id=tid, status=Status.FAILED, at_ms=now_ms, reason=Reason.RECEIPT_TIMEOUT)
         for mid, tid in overdue
     ]
     await producer.send_many([Record(EVENTS, str(e.message_id).encode(), ENCODER.encode(e)) for e in events])

@@ -6,7 +6,7 @@ Outcome taxonomy (decided by the provider adapter, acted on here):
   transient (throttled, recipient busy, provider unavailable)       -> retried in process with
       tenacity (exponential backoff with jitter, never sooner than Retry-After), then handed to
       `herald.retry` with a growing delay (`retry_delays_seconds`), then `failed` with
-      `<reason>_retries_exhausted`
+      its reason's `..._retries_exhausted` (`herald.domain.reasons`)
   quota exhausted, or a Retry-After longer than `MAX_RETRY_AFTER_SECONDS`  -> straight to
       `herald.retry`, not before the time the provider named (tomorrow, for a daily quota)
   past its TTL (before any attempt) -> `expired`: never sent, never billed
@@ -40,10 +40,10 @@ from tenacity import (
 
 from herald import clock, metrics
 from herald.domain.models import KeyKind
+from herald.domain.reasons import Reason
 from herald.domain.records import MessageEnvelope, OutboundMessage, StatusEventV1
 from herald.domain.status import Status
 from herald.retrying import retried
-from herald.sealing import CONTENT_UNAVAILABLE
 from herald_worker.providers.base import Accepted, PermanentError, Provider, RetryableError
 
 log = logging.getLogger(__name__)
@@ -66,11 +66,6 @@ def provider_wait(state: RetryCallState) -> float:
     if isinstance(exc, RetryableError) and exc.retry_after is not None:
         return max(backoff, min(exc.retry_after, MAX_RETRY_AFTER_SECONDS))
     return backoff
-
-
-RETRIES_EXHAUSTED = "_retries_exhausted"
-INTERNAL_ERROR = "internal_error"
-TENANT_SUSPENDED = "tenant_suspended"
 
 
 class Outcome(msgspec.Struct, frozen=True):
@@ -98,7 +93,7 @@ class Deliverer:
         self,
         m: MessageEnvelope,
         status: Status,
-        reason: str | None = None,
+        reason: Reason | None = None,
         provider_id: str | None = None,
         provider: str | None = None,
     ) -> StatusEventV1:
@@ -116,7 +111,7 @@ class Deliverer:
         """The `expired` outcome if the message is past its TTL now; else None."""
         if self._clock() < message.expires_at_ms:
             return None
-        return Outcome([self._event(message, Status.EXPIRED, "ttl_elapsed")])
+        return Outcome([self._event(message, Status.EXPIRED, Reason.TTL_ELAPSED)])
 
     def held(self, message: OutboundMessage, seconds: float) -> Outcome:
         """A suspended tenant's message, never sent while the suspension lasts: back on
@@ -126,8 +121,8 @@ class Deliverer:
             return expired
         # Never the record's own not-before: a held copy must not share its record's retry key.
         not_before = max(min(self._clock() + int(seconds * 1000), message.expires_at_ms), message.not_before_ms + 1)
-        metrics.RETRIES_SCHEDULED.labels(TENANT_SUSPENDED).inc()
-        held = msgspec.structs.replace(message, not_before_ms=not_before, last_error=TENANT_SUSPENDED)
+        metrics.RETRIES_SCHEDULED.labels(Reason.TENANT_SUSPENDED).inc()
+        held = msgspec.structs.replace(message, not_before_ms=not_before, last_error=Reason.TENANT_SUSPENDED)
         return Outcome([], retry=held)
 
     def unreadable(self, message: MessageEnvelope, why: str) -> Outcome:
@@ -137,7 +132,7 @@ class Deliverer:
         if (expired := self.expired(message)) is not None:
             return expired
         log.error("message content unreadable", extra={"message_id": str(message.id), "error": why})
-        return Outcome([self._event(message, Status.FAILED, CONTENT_UNAVAILABLE)])
+        return Outcome([self._event(message, Status.FAILED, Reason.CONTENT_UNAVAILABLE)])
 
     async def deliver(self, message: OutboundMessage) -> Outcome:
         try:
@@ -150,7 +145,7 @@ class Deliverer:
                 extra={"message_id": str(message.id), "error": type(exc).__name__,
                        "at": f"{where.filename}:{where.lineno}"},
             )  # fmt: skip
-            return Outcome([self._event(message, Status.FAILED, INTERNAL_ERROR)])
+            return Outcome([self._event(message, Status.FAILED, Reason.INTERNAL_ERROR)])
 
     async def _deliver(self, message: OutboundMessage) -> Outcome:
         if (expired := self.expired(message)) is not None:
@@ -187,7 +182,7 @@ class Deliverer:
                 message, attempt=message.attempt + 1, not_before_ms=not_before, last_error=exc.reason
             )
             return Outcome([], retry=retry)
-        return Outcome([self._event(message, Status.FAILED, f"{exc.reason}{RETRIES_EXHAUSTED}")])
+        return Outcome([self._event(message, Status.FAILED, exc.reason.exhausted())])
 
     async def _send_with_retries(self, provider: Provider, message: OutboundMessage) -> Accepted:
         return await retried(

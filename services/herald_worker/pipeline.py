@@ -52,6 +52,7 @@ from herald.db import claims
 from herald.db.content_keys import ContentKeys
 from herald.db.pool import until_written
 from herald.domain.models import Category, KeyKind
+from herald.domain.reasons import Reason
 from herald.domain.records import ENCODER, MESSAGE_DECODER, OutboundMessage, SealedMessageV2, message_key
 from herald.kafka.producer import Record
 from herald.kafka.topics import RETRY, WORKER_GROUP, Names, class_topic
@@ -425,7 +426,7 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
         # rate, so the deferred messages come back one by one, never all at once.
         # Never the record's own not-before: a copy must not share its record's retry key.
         horizon = max(self._horizon_ms.get(m.tenant_id, 0), now_ms + int(1000 * waiting / rate), m.not_before_ms + 1)
-        metrics.RETRIES_SCHEDULED.labels("tenant_backlog").inc()
+        metrics.RETRIES_SCHEDULED.labels(Reason.TENANT_BACKLOG).inc()
         if horizon >= m.expires_at_ms:
             # Its turn would come after its TTL: it comes back at the TTL to expire, on time, and
             # takes no turn from the messages deferred after it.

@@ -14,13 +14,14 @@ from aiokafka.errors import KafkaError
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
 
 from herald import metrics
+from herald.domain.reasons import LetterKind, Reason
 from herald.domain.records import ENCODER, DeadLetterV2, OutboundMessage, SealedMessageV2, message_key
 from herald.domain.status import Status
 from herald.kafka.producer import Producer, Record
 from herald.kafka.topics import DLQ, EVENTS, RETRY
 from herald.retrying import retried
 from herald.sealing import reseal
-from herald_worker.delivery import RETRIES_EXHAUSTED, Deliverer, Outcome
+from herald_worker.delivery import Deliverer, Outcome
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +70,8 @@ class Processor:
             records.append(Record(RETRY, key, ENCODER.encode(reseal(sealed, outcome.retry))))
         for e in outcome.events:
             if e.status is Status.FAILED:
-                reason = e.reason or "unknown"
-                kind = "retries_exhausted" if reason.endswith(RETRIES_EXHAUSTED) else "permanent"
+                reason = e.reason or Reason.INTERNAL_ERROR  # every failure the worker decides names one
+                kind = LetterKind.of(reason)
                 metrics.DLQ_RECORDS.labels(kind).inc()
                 letter = DeadLetterV2(message=sealed, reason=reason, kind=kind, failed_at_ms=e.at_ms)
                 records.append(Record(DLQ, str(e.message_id).encode(), ENCODER.encode(letter)))

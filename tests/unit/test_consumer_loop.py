@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 
+import msgspec
 import pytest
 from aiokafka import ConsumerRecord, TopicPartition
 
-from herald.kafka.consumer import Batch, ConsumerLoop, rebuilt_record
+from herald.kafka.consumer import Batch, ConsumerLoop, Undecodable, decoded, rebuilt_record
 from herald.kafka.topics import Names
 
 TP = TopicPartition("herald.events", 0)
@@ -178,3 +179,37 @@ async def test_a_transient_error_propagates_with_nothing_parked() -> None:
     with pytest.raises(ConnectionRefusedError):
         await loop.handle({TP: [record(TP, 0, b"ok"), record(TP, 1, b"ok")]})
     assert parked.records == []
+
+
+# --- undecodable records: parked where they are, however many, the rest applied ----------------
+
+
+class Decodes:
+    """A handler that decodes with `decoded` (as every sink does), then applies all or nothing."""
+
+    def __init__(self) -> None:
+        self.applied: list[tuple[int, int, int]] = []
+
+    async def __call__(self, batch: Batch) -> None:
+        values = list(decoded(batch, lambda _, value: msgspec.json.decode(value, type=int)))
+        self.applied += [(tp.partition, r.offset, v) for tp, r, v in values]
+
+
+async def test_undecodable_records_are_parked_every_one_and_the_rest_applied_once() -> None:
+    handler, parked = Decodes(), Parked()
+    loop = ConsumerLoop(None, handler, Names(), group="g", max_records=200, park=parked, max_parked=2)  # type: ignore[arg-type]
+    bad = {(0, o) for o in range(0, 100, 7)}  # 15 of them: more than max_parked, still no fault
+    await loop.handle({
+        tp: [record(tp, o, b"{not json" if (tp.partition, o) in bad else str(o).encode()) for o in range(100)]
+        for tp in (TP, OTHER)
+    })  # fmt: skip
+    assert sorted((p, o) for _, p, o, _ in parked.records) == sorted(bad)
+    assert {error for *_, error in parked.records} == {"Expected `int`, got `object`"}  # each its own error
+    expected = [(p, o, o) for p in (0, 1) for o in range(100) if (p, o) not in bad]
+    assert sorted(handler.applied) == expected  # each decodable record once
+
+
+async def test_without_a_park_an_undecodable_record_stops_the_loop() -> None:
+    loop = ConsumerLoop(None, Decodes(), Names(), group="g", max_records=200)  # type: ignore[arg-type]
+    with pytest.raises(Undecodable):
+        await loop.handle({TP: [record(TP, 0, b"1"), record(TP, 1, b"nope")]})

@@ -7,6 +7,7 @@ import time
 import pytest
 
 from herald.domain.models import KeyKind
+from herald.domain.reasons import Reason
 from herald.domain.records import OutboundMessage
 from herald.domain.status import Status
 from herald_worker.delivery import Deliverer
@@ -32,7 +33,7 @@ async def test_success_emits_sent_with_provider_id() -> None:
 
 
 async def test_transient_errors_are_retried_then_succeed() -> None:
-    live = Scripted(RetryableError("provider_unavailable"), RetryableError("throttled", 0.0), Accepted("p-2"))
+    live = Scripted(RetryableError(Reason.PROVIDER_UNAVAILABLE), RetryableError(Reason.THROTTLED, 0.0), Accepted("p-2"))
     events = (await deliverer(live).deliver(message())).events
     assert live.calls == 3
     assert [e.status for e in events] == [Status.SENT]
@@ -41,12 +42,12 @@ async def test_transient_errors_are_retried_then_succeed() -> None:
 async def test_the_first_failure_is_waited_out_like_any_other() -> None:
     # The first attempt runs outside tenacity (fast path): its failure must still be followed by
     # the provider's Retry-After before attempt 2, and count against the attempt budget.
-    live = Scripted(RetryableError("throttled", 0.2), Accepted("p-3"))
+    live = Scripted(RetryableError(Reason.THROTTLED, 0.2), Accepted("p-3"))
     started = time.monotonic()
     events = (await deliverer(live, attempts=2).deliver(message())).events
     assert time.monotonic() - started >= 0.2  # a sleep never ends early: a lower bound cannot flake
     assert (live.calls, [e.status for e in events]) == (2, [Status.SENT])
-    budget = Scripted(RetryableError("throttled", 0.0), RetryableError("throttled", 0.0), Accepted("never"))
+    budget = Scripted(RetryableError(Reason.THROTTLED, 0.0), RetryableError(Reason.THROTTLED, 0.0), Accepted("never"))
     assert [e.reason for e in (await deliverer(budget, attempts=2).deliver(message())).events] == [
         "throttled_retries_exhausted"
     ]
@@ -54,14 +55,14 @@ async def test_the_first_failure_is_waited_out_like_any_other() -> None:
 
 
 async def test_permanent_error_fails_at_once_with_reason() -> None:
-    live = Scripted(PermanentError("opted_out"), Accepted("never"))
+    live = Scripted(PermanentError(Reason.OPTED_OUT), Accepted("never"))
     events = (await deliverer(live).deliver(message())).events
     assert live.calls == 1
     assert [(e.status, e.reason) for e in events] == [(Status.FAILED, "opted_out")]
 
 
 async def test_retries_are_bounded() -> None:
-    live = Scripted(*(RetryableError("provider_unavailable") for _ in range(10)))
+    live = Scripted(*(RetryableError(Reason.PROVIDER_UNAVAILABLE) for _ in range(10)))
     events = (await deliverer(live, attempts=3).deliver(message())).events
     assert live.calls == 3
     assert [(e.status, e.reason) for e in events] == [(Status.FAILED, "provider_unavailable_retries_exhausted")]
@@ -92,13 +93,13 @@ def test_wait_honours_retry_after_but_caps_it() -> None:
         state.set_exception((type(exc), exc, None))
         return state
 
-    assert provider_wait(state_after(RetryableError("throttled", 3.0))) >= 3.0
-    assert provider_wait(state_after(RetryableError("throttled", 3600.0))) <= MAX_RETRY_AFTER_SECONDS + 0.2
-    assert provider_wait(state_after(RetryableError("provider_unavailable"))) < 1.0
+    assert provider_wait(state_after(RetryableError(Reason.THROTTLED, 3.0))) >= 3.0
+    assert provider_wait(state_after(RetryableError(Reason.THROTTLED, 3600.0))) <= MAX_RETRY_AFTER_SECONDS + 0.2
+    assert provider_wait(state_after(RetryableError(Reason.PROVIDER_UNAVAILABLE))) < 1.0
 
 
 async def test_after_in_process_retries_the_retry_topic_takes_over_with_growing_delays() -> None:
-    d = deliverer(Scripted(*(RetryableError("recipient_busy") for _ in range(3))), delays=(30.0, 120.0))
+    d = deliverer(Scripted(*(RetryableError(Reason.RECIPIENT_BUSY) for _ in range(3))), delays=(30.0, 120.0))
     first = await d.deliver(message(expires_in_ms=3_600_000))
     assert first.events == []
     assert first.retry is not None
@@ -107,18 +108,18 @@ async def test_after_in_process_retries_the_retry_topic_takes_over_with_growing_
         NOW + 30_000,
         "recipient_busy",
     )
-    d = deliverer(Scripted(*(RetryableError("recipient_busy") for _ in range(3))), delays=(30.0, 120.0))
+    d = deliverer(Scripted(*(RetryableError(Reason.RECIPIENT_BUSY) for _ in range(3))), delays=(30.0, 120.0))
     second = await d.deliver(first.retry)
     assert second.retry is not None
     assert (second.retry.attempt, second.retry.not_before_ms) == (2, NOW + 120_000)
-    d = deliverer(Scripted(*(RetryableError("recipient_busy") for _ in range(3))), delays=(30.0, 120.0))
+    d = deliverer(Scripted(*(RetryableError(Reason.RECIPIENT_BUSY) for _ in range(3))), delays=(30.0, 120.0))
     last = await d.deliver(second.retry)
     assert last.retry is None
     assert [(e.status, e.reason) for e in last.events] == [(Status.FAILED, "recipient_busy_retries_exhausted")]
 
 
 async def test_a_wait_past_the_ttl_is_cut_to_the_ttl_and_a_daily_quota_skips_in_process_retries() -> None:
-    live = Scripted(RetryableError("quota_exhausted", retry_after=8 * 3600), Accepted("never"))
+    live = Scripted(RetryableError(Reason.QUOTA_EXHAUSTED, retry_after=8 * 3600), Accepted("never"))
     outcome = await deliverer(live, delays=(30.0,)).deliver(message(expires_in_ms=600_000))
     assert live.calls == 1  # a Retry-After of hours is not waited out in process
     assert outcome.retry is not None
@@ -157,14 +158,14 @@ def test_a_named_wait_that_is_no_usable_number_counts_as_none_and_a_long_one_as_
     from herald_worker.providers.base import MAX_NAMED_WAIT_SECONDS
 
     for unusable in (float("inf"), float("nan"), -5.0):
-        assert RetryableError("throttled", unusable).retry_after is None, unusable
-    assert RetryableError("quota_exhausted", 10 * MAX_NAMED_WAIT_SECONDS).retry_after == MAX_NAMED_WAIT_SECONDS
-    assert RetryableError("throttled", 2.5).retry_after == 2.5
+        assert RetryableError(Reason.THROTTLED, unusable).retry_after is None, unusable
+    assert RetryableError(Reason.QUOTA_EXHAUSTED, 10 * MAX_NAMED_WAIT_SECONDS).retry_after == MAX_NAMED_WAIT_SECONDS
+    assert RetryableError(Reason.THROTTLED, 2.5).retry_after == 2.5
 
 
 async def test_a_provider_naming_an_infinite_wait_gets_the_message_retried_not_crashed() -> None:
     # `Retry-After: inf` (or 1e999) parses as infinity; it reached the retry topic's arithmetic.
-    d = deliverer(Scripted(*(RetryableError("throttled", float("inf")) for _ in range(3))), delays=(30.0,))
+    d = deliverer(Scripted(*(RetryableError(Reason.THROTTLED, float("inf")) for _ in range(3))), delays=(30.0,))
     outcome = await d.deliver(message(expires_in_ms=3_600_000))
     assert outcome.retry is not None
     assert outcome.retry.not_before_ms == NOW + 30_000

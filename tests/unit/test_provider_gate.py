@@ -9,6 +9,7 @@ import uuid
 
 import pytest
 
+from herald.domain.reasons import Reason
 from herald_carrier_sim.app import Throughput
 from herald_worker.pacing import BucketPacer
 from herald_worker.provider_gate import (
@@ -211,7 +212,8 @@ async def test_only_a_throttle_shuts_the_gate_and_every_answer_still_reaches_the
     clock = Clock()
     gate = _gate(clock)
     provider = Throttled(
-        Scripted(RetryableError("recipient_busy", 5.0), RetryableError("throttled", 0.5), Accepted("p-1")), gate
+        Scripted(RetryableError(Reason.RECIPIENT_BUSY, 5.0), RetryableError(Reason.THROTTLED, 0.5), Accepted("p-1")),
+        gate,
     )
     with pytest.raises(RetryableError, match="recipient_busy"):
         await provider.send(message)

@@ -17,6 +17,7 @@ import msgspec
 
 from herald.clock import to_datetime
 from herald.db import receipts
+from herald.domain.reasons import Reason
 from herald.domain.records import MessageEnvelope, StatusEventV1
 from herald.domain.status import RANK, Status, fold
 
@@ -24,7 +25,7 @@ from herald.domain.status import RANK, Status, fold
 class EventView(msgspec.Struct, frozen=True):
     status: Status
     at: datetime
-    detail: str | None = None
+    detail: Reason | None = None
 
 
 class Charge(msgspec.Struct, frozen=True):
@@ -205,11 +206,19 @@ async def get(pool: asyncpg.Pool, tenant_id: uuid.UUID, message_id: uuid.UUID) -
         reference=row["reference"],
         replay_of=row["replay_of"],
         created_at=row["created_at"],
-        events=[accepted, *(EventView(status=Status(e["status"]), at=e["at"], detail=e["reason"]) for e in events)],
+        events=[
+            accepted,
+            *(EventView(status=Status(e["status"]), at=e["at"], detail=_reason(e["reason"])) for e in events),
+        ],
         charge=None
         if row["billed_at"] is None
         else Charge(row["unit_price_micros"], row["currency"], row["rate_card_version"], row["billed_at"]),
     )
+
+
+
+def _reason(stored: str | None) -> Reason | None:
+    return None if stored is None else Reason(stored)
 
 
 async def claim_overdue_receipts(

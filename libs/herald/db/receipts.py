@@ -16,6 +16,7 @@ import asyncpg
 import msgspec
 
 from herald.clock import to_datetime, to_ms
+from herald.domain.reasons import receipt_reason
 from herald.domain.receipts import RECEIPT_STATUSES, Reported, Waiting, contradicts, effective_time, first_finals
 from herald.domain.records import StatusEventV1
 from herald.domain.status import Status
@@ -166,7 +167,8 @@ async def bind(
             floors[key] = at_ms
             events.append(
                 StatusEventV1(
-                    message_id=w.message_id, tenant_id=w.tenant_id, status=w.status, at_ms=at_ms, reason=w.reason,
+                    message_id=w.message_id, tenant_id=w.tenant_id, status=w.status, at_ms=at_ms,
+                    reason=receipt_reason(w.status is Status.FAILED, w.reason),
                     provider_message_id=w.provider_message_id, provider=w.provider,
                 )
             )  # fmt: skip

@@ -14,6 +14,7 @@ import uuid
 import msgspec
 
 from herald.domain.models import Category, Channel, EpochMillis, KeyKind, Tier
+from herald.domain.reasons import LetterKind, Reason
 from herald.domain.status import Status
 
 
@@ -42,8 +43,8 @@ class MessageEnvelope(msgspec.Struct, frozen=True, kw_only=True):
     produced before this field existed; billing then uses the tenant's current tier)."""
     not_before_ms: int = 0
     """On `herald.retry`: the worker does not try again before this time."""
-    last_error: str | None = None
-    """On `herald.retry`: the transient reason of the previous attempt."""
+    last_error: Reason | None = None
+    """On `herald.retry`: why the previous attempt did not send it (a transient reason, or why it waits)."""
     replay_of: uuid.UUID | None = None
     """Set by `herald dlq replay`: the failed message this one re-sends."""
 
@@ -82,8 +83,8 @@ class StatusEventV1(msgspec.Struct, frozen=True, tag="herald.status.v1", tag_fie
     at_ms: EpochMillis
     """A record outside the bounds does not decode, and the sinks skip undecodable records
     instead of stopping on them."""
-    reason: str | None = None
-    """Machine-readable failure reason (`invalid_number`, `provider_unavailable`, ...)."""
+    reason: Reason | None = None
+    """Why it failed or expired (`herald.domain.reasons`)."""
     provider_message_id: str | None = None
     provider: str | None = None
     """On the worker's `sent`: the provider that took the message. With `provider_message_id`,
@@ -96,9 +97,8 @@ class DeadLetterV2(msgspec.Struct, frozen=True, tag="herald.deadletter.v2", tag_
     sealed (v1 held it in clear): replaying needs its content key, so retention covers the DLQ."""
 
     message: SealedMessageV2
-    reason: str
-    kind: str
-    """`permanent` (the provider refused it) or `retries_exhausted` (transient errors persisted)."""
+    reason: Reason
+    kind: LetterKind
     failed_at_ms: int
 
 
@@ -106,6 +106,11 @@ MESSAGE_DECODER = msgspec.json.Decoder(SealedMessageV2)
 DEAD_LETTER_DECODER = msgspec.json.Decoder(DeadLetterV2)
 EVENT_DECODER = msgspec.json.Decoder(StatusEventV1)
 ENCODER = msgspec.json.Encoder()
+
+
+def decode_event(_: object, value: bytes) -> StatusEventV1:
+    """`herald.events`' decoder in the shape a consumer's `decoded` takes (any partition)."""
+    return EVENT_DECODER.decode(value)
 
 
 def message_key(tenant_id: uuid.UUID, recipient: str) -> bytes:

@@ -12,9 +12,10 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from typing import TypeAlias
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from typing import TypeAlias, TypeVar
 
+import msgspec
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
@@ -31,6 +32,34 @@ Batch = dict[TopicPartition, list[Record]]
 Handler = Callable[[Batch], Awaitable[None]]
 Parker = Callable[[str, Record, Exception], Awaitable[None]]
 """Keeps a record the handler refused, with the consumer group and the error (`herald.db.parked`)."""
+V = TypeVar("V")
+
+
+class Undecodable(Exception):
+    """Records of a batch that are not what their topic's contract says (`decoded`): the loop
+    parks exactly these and applies the rest, without searching for them."""
+
+    def __init__(self, refused: list[tuple[Record, msgspec.DecodeError]]) -> None:
+        super().__init__(f"{len(refused)} undecodable records, the first: {refused[0][1]}")
+        self.refused = refused
+
+
+def decoded(batch: Batch, decode: Callable[[TopicPartition, bytes], V]) -> Iterator[tuple[TopicPartition, Record, V]]:
+    """Every record of `batch` with its value decoded by `decode` (given the partition, for
+    handlers that read several topics). Decodes the whole batch before yielding anything, and
+    raises `Undecodable` naming every record that does not decode: a handler applies all of a
+    batch or none of it, and never skips a record silently."""
+    values: list[tuple[TopicPartition, Record, V]] = []
+    refused: list[tuple[Record, msgspec.DecodeError]] = []
+    for tp, records in batch.items():
+        for record in records:
+            try:
+                values.append((tp, record, decode(tp, record.value or b"")))
+            except msgspec.DecodeError as exc:
+                refused.append((record, exc))
+    if refused:
+        raise Undecodable(refused)
+    return iter(values)
 
 
 COPARTITIONED = (RangePartitionAssignor,)
@@ -149,9 +178,21 @@ class ConsumerLoop:
             await self._commit(handled)
 
     async def handle(self, batch: Batch) -> None:
-        """Run the handler over `batch`; with a `park`, isolate and park the records it refuses."""
+        """Run the handler over `batch`; with a `park`, isolate and park the records it refuses.
+        Records the handler could not decode (`Undecodable`) are parked at once, every one of
+        them, and the rest applied: a record that breaks its topic's contract is not a fault of
+        the process, however many there are."""
         try:
             await self._handler(batch)
+            return
+        except Undecodable as exc:
+            if self._park is None:
+                raise
+            for record, error in exc.refused:
+                await self._park(self._group, record, error)
+            bad = {id(r) for r, _ in exc.refused}
+            if rest := [r for records in batch.values() for r in records if id(r) not in bad]:
+                await self.handle(_batch_of(rest))
             return
         except self._transient:
             raise

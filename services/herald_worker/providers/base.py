@@ -7,6 +7,7 @@ from typing import Protocol
 
 import msgspec
 
+from herald.domain.reasons import Reason
 from herald.domain.records import OutboundMessage
 
 
@@ -29,7 +30,9 @@ class RetryableError(Exception):
     OverflowError instead of being retried.)
     """
 
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+    def __init__(self, reason: Reason, retry_after: float | None = None) -> None:
+        if not reason.transient:
+            raise ValueError(f"{reason} is not a transient reason")
         super().__init__(reason)
         self.reason = reason
         if retry_after is not None and not (math.isfinite(retry_after) and retry_after >= 0):
@@ -40,7 +43,7 @@ class RetryableError(Exception):
 class PermanentError(Exception):
     """Never retried: invalid number, opted out, template paused, rejected content."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: Reason) -> None:
         super().__init__(reason)
         self.reason = reason
 

@@ -12,6 +12,7 @@ Outcome mapping, modelled on Twilio and the WhatsApp Cloud API:
 from __future__ import annotations
 
 import email.utils
+import logging
 import time
 from collections.abc import Mapping
 from datetime import UTC
@@ -19,8 +20,14 @@ from datetime import UTC
 import aiohttp
 import msgspec
 
+from herald.domain.reasons import Reason
 from herald.domain.records import OutboundMessage
 from herald_worker.providers.base import Accepted, PermanentError, RetryableError
+
+log = logging.getLogger(__name__)
+
+_PERMANENT = {"invalid_number": Reason.INVALID_NUMBER, "opted_out": Reason.OPTED_OUT}
+"""The carrier's refusal codes (its error body's `code`) that name one of Herald's reasons."""
 
 
 class _SendRequest(msgspec.Struct, frozen=True):
@@ -89,24 +96,30 @@ class CarrierProvider:
             ) as response:
                 status, headers, content = response.status, response.headers, await response.read()
         except (TimeoutError, aiohttp.ClientError) as exc:
-            raise RetryableError("provider_unavailable") from exc
+            raise RetryableError(Reason.PROVIDER_UNAVAILABLE) from exc
         if 200 <= status < 300:
             try:
                 return Accepted(provider_message_id=msgspec.json.decode(content, type=_SendResponse).id)
             except msgspec.DecodeError as exc:
-                raise RetryableError("provider_bad_response") from exc
+                raise RetryableError(Reason.PROVIDER_BAD_RESPONSE) from exc
         if status >= 500:
-            raise RetryableError("provider_unavailable", retry_after(headers))
+            raise RetryableError(Reason.PROVIDER_UNAVAILABLE, retry_after(headers))
         try:
             code = msgspec.json.decode(content, type=_ErrorResponse).error.code
         except msgspec.DecodeError:
             code = f"http_{status}"
         if status == 429:
             # A daily quota says so (and when it resets); anything else is throughput throttling.
-            raise RetryableError("quota_exhausted" if code == "quota_exhausted" else "throttled", retry_after(headers))
+            reason = Reason.QUOTA_EXHAUSTED if code == "quota_exhausted" else Reason.THROTTLED
+            raise RetryableError(reason, retry_after(headers))
         if code == "recipient_busy":
-            raise RetryableError(code, retry_after(headers))
-        raise PermanentError(code)
+            raise RetryableError(Reason.RECIPIENT_BUSY, retry_after(headers))
+        if (named := _PERMANENT.get(code)) is not None:
+            raise PermanentError(named)
+        # The carrier's own code says what no reason of ours does: kept in the log (it is the
+        # carrier's word, never the recipient's data), the message fails as `rejected`.
+        log.warning("carrier refused a send with an unknown code", extra={"code": code[:64], "status": status})
+        raise PermanentError(Reason.REJECTED)
 
     async def close(self) -> None:
         await self._session.close()
