@@ -188,8 +188,8 @@ class ConsumerLoop:
         except Undecodable as exc:
             if self._park is None:
                 raise
-            for record, error in exc.refused:
-                await self._park(self._group, record, error)
+            for record, undecodable in exc.refused:
+                await self._park(self._group, record, undecodable)
             bad = {id(r) for r, _ in exc.refused}
             if rest := [r for records in batch.values() for r in records if id(r) not in bad]:
                 await self.handle(_batch_of(rest))
