@@ -18,8 +18,9 @@ from herald.kafka.producer import Producer
 from herald.kafka.topics import MESSAGE_TOPICS, RETRY, WORKER_GROUP, Names
 from herald.ops import ops_handlers
 from herald.settings import Settings
+from herald_worker.claim_store import PostgresClaims
 from herald_worker.delivery import Deliverer
-from herald_worker.pacing import report_utilisation
+from herald_worker.pacing import BucketPacer, TenantRates, observe_tier, report_utilisation
 from herald_worker.pipeline import Pipeline
 from herald_worker.provider_gate import ProviderGate, Throttled
 from herald_worker.providers.carrier import CarrierProvider
@@ -56,9 +57,13 @@ async def run_worker(settings: Settings, stop: asyncio.Event, membership: Member
     try:
         # Subscribed once the pipeline exists: it is the rebalance listener.
         consumer = worker_consumer(settings, names)
+        rates = TenantRates(pool, w.tenant_cache_seconds)
         pipeline = Pipeline(
-            consumer, names, processor, pool, w, ContentKeys(pool, settings.retention.content_days), gate
-        )
+            consumer, names, processor, w,
+            content_keys=ContentKeys(pool, settings.retention.content_days), gate=gate,
+            claims=PostgresClaims(pool), rates=rates,
+            pacer=lambda wake: BucketPacer.on_postgres(pool, rates.get, wake, observe_tier),
+        )  # fmt: skip
         consumer.subscribe(
             [names.topic(t) for t in WORKER_TOPICS], listener=membership.listener(WORKER_GROUP, pipeline)
         )

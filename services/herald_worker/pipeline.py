@@ -1,5 +1,11 @@
 """The worker's pipelined consume loop: fetch, schedule, deliver, commit — concurrently.
 
+The parts, each with one job and tested on its own: `leases.py` (ownership of a partition as a
+lifetime), `timer.py` (herald.retry records waiting for their time), `deferrals.py` (a tenant's
+excess deferred once, whoever reads it again), `claim_store.py` (what is noted in Postgres),
+`scheduler.py`, `pauses.py`, `offsets.py`, `pacing.py`, `provider_gate.py`. This module is their
+composition: the three loops, the admission of a fetched batch, and the rebalance callbacks.
+
 * **Fetch** reads the three class topics and `herald.retry`. Records enter the scheduler (class
   priority, tenant round robin, recipient lanes; see `scheduler.py`); `herald.retry` records wait
   in a timer heap until their `not_before_ms`. Fetching is bounded: a class whose waiting
@@ -23,48 +29,48 @@ bounded by what was in hand. Those that had been deferred are not deferred again
 is noted, with its copy's not-before time, before the copy is published; a record read again
 that has a note gets that same copy published again (it may never have been), and herald.retry
 records are handled once per key (message id, attempt, not-before), so a copy published twice
-is sent once (`_deferred_before`, `_hold_retry_key`).
-Rebalance: an admission in progress finishes first, up to `drain_seconds` (its deferral notes
-are then written before the next owner loads them; one that takes longer publishes no copies for
-the partitions it lost); waiting messages of revoked partitions are dropped, their in-flight
-ones finished and committed before the partitions are released.
+is sent once (`deferrals.py`).
+Rebalance: each partition is owned under a `Lease` (`leases.py`) that a revocation closes;
+work begun under a lease checks that lease, not the partition. An admission in progress
+finishes first, up to `drain_seconds` (its deferral notes are then written before the next
+owner loads them; one that takes longer publishes no copies for the partitions it lost);
+waiting messages of revoked partitions are dropped, their in-flight ones finished and
+committed before the partitions are released.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import heapq
-import itertools
 import logging
 import time
 import uuid
-from collections.abc import Coroutine, Iterable
-from functools import partial
+from collections.abc import Callable, Coroutine, Hashable, Iterable
 
-import asyncpg
 import msgspec
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
 from herald import clock, metrics
-from herald.db import claims
 from herald.db.content_keys import ContentKeys
 from herald.db.pool import until_written
-from herald.domain.models import Category, KeyKind
-from herald.domain.reasons import Reason
+from herald.domain.models import Category, KeyKind, Tier
 from herald.domain.records import ENCODER, MESSAGE_DECODER, OutboundMessage, SealedMessageV2, message_key
 from herald.kafka.producer import Record
 from herald.kafka.topics import RETRY, WORKER_GROUP, Names, class_topic
 from herald.runtime import until_stopped
 from herald.sealing import ContentUnavailable, reseal
 from herald.settings import WorkerSettings
+from herald_worker.claim_store import ClaimStore
+from herald_worker.deferrals import Backlog, Deferrals, RetriesInHand, retry_key, source
 from herald_worker.delivery import Outcome
+from herald_worker.leases import Lease, Leases
 from herald_worker.offsets import OffsetTracker
-from herald_worker.pacing import BucketPacer, TenantRates, observe_tier
+from herald_worker.pacing import BucketPacer, TenantRates
 from herald_worker.pauses import PausePolicy
 from herald_worker.provider_gate import ProviderGate
 from herald_worker.scheduler import PRIORITY, Item, Scheduler
+from herald_worker.timer import RetryTimer
 from herald_worker.worker import Processor
 
 log = logging.getLogger(__name__)
@@ -76,47 +82,42 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
         consumer: AIOKafkaConsumer,
         names: Names,
         processor: Processor,
-        pool: asyncpg.Pool,
         settings: WorkerSettings,
+        *,
         content_keys: ContentKeys,
         gate: ProviderGate,
+        claims: ClaimStore,
+        rates: TenantRates,
+        pacer: Callable[[Callable[[], None]], BucketPacer[Tier]],
     ) -> None:
+        """`pacer` builds the tenants' token pacer around the callback that wakes dispatch."""
         self._consumer = consumer
         self._names = names
         self._processor = processor
-        self._pool = pool
         self._settings = settings
         self._content_keys = content_keys
+        self._claims = claims
         self._scheduler = Scheduler(settings.recipient_gap_seconds)
         self._tracker: OffsetTracker[TopicPartition] = OffsetTracker()
         self._wake = asyncio.Event()
-        self._rates = TenantRates(pool, settings.tenant_cache_seconds)
-        self._pacer = BucketPacer.on_postgres(pool, self._rates.get, self._wake.set, observe_tier)
+        self._rates = rates
+        self._pacer = pacer(self._wake.set)
         self._gate = gate
         gate.attach(self._wake.set)
         self._slots = asyncio.Semaphore(settings.max_in_flight)
         self._tasks: dict[asyncio.Task[None], TopicPartition] = {}
-        self._held: list[tuple[int, int, Item]] = []
-        self._sequence = itertools.count()
+        self._timer = RetryTimer()
         self._class_of = {names.topic(class_topic(c)): c for c in Category}
         self._retry_topic = names.topic(RETRY)
-        self._fetched_next: dict[TopicPartition, int] = {}
-        self._horizon_ms: dict[object, int] = {}
-        """Per tenant: when its next deferred message may go (deferrals are spread at its rate)."""
         self._paused: set[TopicPartition] = set()
         self._pauses: PausePolicy[TopicPartition] = PausePolicy(
             settings.buffer_per_class, settings.retry_hold_max, settings.max_in_flight
         )
         self._stopping = asyncio.Event()
-        self._assignments = itertools.count(1)
-        self._assigned: dict[TopicPartition, int] = {}
-        """Partition -> which assignment it came with: a fetch that waited (on the database) across
-        a rebalance holds records of partitions this worker no longer owns, or owns anew."""
-        self._noted_deferrals: dict[TopicPartition, dict[int, claims.Deferral]] = {}
-        """Partition -> offset -> the deferral an earlier owner noted for the record there, for the
-        records this assignment has not read again yet (`_deferred_before`)."""
-        self._retries_in_hand: dict[claims.RetryKey, Item] = {}
-        """herald.retry records admitted and not finished, by key (`_hold_retry_key`)."""
+        self._leases: Leases[TopicPartition] = Leases()
+        self._in_hand = RetriesInHand()
+        self._deferrals = Deferrals(claims, self._in_hand)
+        self._backlog = Backlog(settings.tenant_buffer_seconds, settings.tenant_buffer_min)
         self._admission_idle = asyncio.Event()
         self._admission_idle.set()
 
@@ -220,8 +221,8 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
         """The record's outcome is durable: its offset may be committed (a herald.retry record is
         first noted as handled, see `retries_done`)."""
         if self._from_retry(item):
-            await until_written(partial(claims.retry_done, self._pool, _retry_key(item.message)))
-            self._release_retry_key(item)
+            await self._claims.retry_done(retry_key(item.message))
+            self._in_hand.release(item)
         self._tracker.finish(item.partition, item.offset)
 
     def _start(self, work: Coroutine[None, None, None], item: Item) -> None:
@@ -244,22 +245,17 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def _admit(self, batch: dict[TopicPartition, list[object]]) -> None:
         now_ms = clock.now_ms()
-        assignment = {tp: self._assigned.get(tp) for tp in batch}
-        arrived: list[tuple[SealedMessageV2, TopicPartition, int]] = []
-        for tp, records in batch.items():
-            for record in records:
-                offset: int = record.offset  # type: ignore[attr-defined]
-                self._tracker.read(tp, offset)
-                self._fetched_next[tp] = offset + 1
-                try:
-                    arrived.append((MESSAGE_DECODER.decode(record.value or b""), tp, offset))  # type: ignore[attr-defined]
-                except msgspec.DecodeError:
-                    log.error(
-                        "undecodable record skipped",
-                        extra={"topic": tp.topic, "partition": tp.partition, "offset": offset},
-                    )
-                    self._tracker.finish(tp, offset)
-        await until_written(lambda: self._content_keys.load({sealed.content_key for sealed, _, _ in arrived}))
+        # The leases these records were fetched under. Each await below may span a rebalance: the
+        # records of a lease closed meanwhile (in an eager rebalance, every partition, even one
+        # assigned back at once) are dropped unfinished, and its owner reads them again.
+        leases: dict[Hashable, Lease[TopicPartition] | None] = {tp: self._leases.of(tp) for tp in batch}
+
+        def still_owned(tp: Hashable) -> bool:
+            lease = leases[tp]
+            return lease is not None and lease.open
+
+        arrived = self._decode(batch, leases)
+        await self._content_keys_for(arrived)
         fresh: list[Item] = []
         unreadable: list[tuple[SealedMessageV2, TopicPartition, int, str]] = []
         for sealed, tp, offset in arrived:
@@ -267,13 +263,6 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
                 fresh.append(Item(self._content_keys.open(sealed), tp, offset, sealed))
             except ContentUnavailable as exc:
                 unreadable.append((sealed, tp, offset, str(exc)))
-
-        # Each await below may span a rebalance. The records of a partition revoked meanwhile (in
-        # an eager rebalance, every partition, even one assigned back at once) are dropped here,
-        # unfinished: the partition's owner reads them again from its last commit.
-        def still_owned(tp: TopicPartition) -> bool:
-            return assignment[tp] is not None and self._assigned.get(tp) == assignment[tp]
-
         unreadable = [u for u in unreadable if still_owned(u[1])]
         if unreadable:
             await self._settle_unreadable(unreadable)
@@ -281,23 +270,23 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
         # record that claimed the id first is delivered (one delivery, one bill). Only the API's
         # records claim: a herald.retry record is this message's own later attempt (deferred or
         # retried after its claim was taken), and is handled once per key instead (below).
-        sources = {_source(i): i for i in fresh if i.message.idempotent and not self._from_retry(i)}
-        repeats = await until_written(lambda: claims.claim(self._pool, list(sources)))
+        sources = {source(i): i for i in fresh if i.message.idempotent and not self._from_retry(i)}
+        repeats = await self._claims.claim(list(sources))
         metrics.IDEMPOTENT_REPEATS.inc(len(repeats))
         skipped = {id(sources[s]) for s in repeats}
         # herald.retry records handled before (read again after a crash), or copies of one in hand.
         retried = [i for i in fresh if self._from_retry(i) and still_owned(i.partition)]
-        done = await until_written(lambda: claims.retries_done(self._pool, [_retry_key(i.message) for i in retried]))
-        skipped |= {id(i) for i in retried if not self._hold_retry_key(i, done)}
+        done = await self._claims.retries_done([retry_key(i.message) for i in retried])
+        skipped |= {id(i) for i in retried if not self._in_hand.hold(i, done)}
         # Records an earlier owner of the partition deferred: their copy, not a second deferral.
-        noted = await self._deferred_before([i for i in fresh if id(i) not in skipped], assignment)
+        noted = await self._deferrals.noted_before([i for i in fresh if id(i) not in skipped], leases)
         republished = {id(i) for i, _ in noted}
         deferred: list[tuple[Item, OutboundMessage]] = []
         # One rate lookup per tenant per fetch, not per message (the fetch loop is on the OTP path).
         rates = {t: (await self._rates.get(t))[1] for t in {i.message.tenant_id for i in fresh}}
         for item in fresh:
             if not still_owned(item.partition):
-                self._release_retry_key(item)
+                self._in_hand.release(item)
             elif id(item) in skipped:
                 self._tracker.finish(item.partition, item.offset)
             elif id(item) in republished:
@@ -305,28 +294,19 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
             elif self._settle_if_expired(item):
                 pass
             elif item.message.not_before_ms > now_ms:
-                heapq.heappush(self._held, (item.message.not_before_ms, next(self._sequence), item))
-            elif (later := self._overflow(item, now_ms, rates)) is not None:
+                self._timer.hold(item)
+            elif (later := self._later(item, now_ms, rates)) is not None:
                 deferred.append((item, later))
             else:
                 self._scheduler.add(item)
-        if deferred:
-            # Noted before the copies exist: whoever reads these records again (after a crash, or
-            # a rebalance before the commit) publishes the same copies instead of deferring anew.
-            await until_written(
-                partial(
-                    claims.note_deferred,
-                    self._pool,
-                    [claims.Deferral(_source(i), m.not_before_ms) for i, m in deferred],
-                )
-            )
-        # A partition revoked while this admission waited (a revocation waits for it, but not
-        # forever) is its next owner's: that owner publishes the noted copies itself or, if it
-        # loaded its notes before these were written, defers the records anew. Copies published
-        # here as well could be second copies under other keys, each message sent twice.
+        await self._deferrals.note(deferred)
+        # A lease closed while this admission waited (a revocation waits for it, but not for
+        # ever): the partition is its next owner's, who publishes the noted copies itself or, if
+        # it loaded its notes before these were written, defers the records anew. Copies
+        # published here as well could be second copies under other keys, each message sent twice.
         deferred = [(i, m) for i, m in deferred if still_owned(i.partition)]
         noted = [(i, n) for i, n in noted if still_owned(i.partition)]
-        again = await self._copies_to_publish_again(noted)
+        again = await self._deferrals.copies_to_publish_again(noted)
         if deferred or noted:
             await self._processor.publish(
                 [
@@ -338,72 +318,30 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
                 await self._finish(item)
         self._wake.set()
 
-    async def _deferred_before(
-        self, fresh: list[Item], assignment: dict[TopicPartition, int | None]
-    ) -> list[tuple[Item, claims.Deferral]]:
-        """Records that an earlier owner of their partition deferred (noted before their copies
-        were published) and could not commit. A partition's notes from where this assignment
-        started reading are loaded once, with its first records; each is forgotten once matched."""
-        starts: dict[TopicPartition, int] = {}
-        for i in fresh:
-            if i.partition not in self._noted_deferrals:
-                starts[i.partition] = min(starts.get(i.partition, i.offset), i.offset)
-        if starts:
-            notes = await until_written(
-                lambda: claims.deferred_from(self._pool, [(tp.topic, tp.partition, o) for tp, o in starts.items()])
-            )
-            for tp in starts:
-                # Only for the assignment these records were read in: another may have begun
-                # meanwhile, and with it notes this query may have missed.
-                if assignment[tp] is not None and self._assigned.get(tp) == assignment[tp]:
-                    self._noted_deferrals[tp] = {}
-            for n in notes:
-                source = n.source
-                if (known := self._noted_deferrals.get(TopicPartition(source.topic, source.partition))) is not None:
-                    known[source.offset] = n
-        matched = []
-        for i in fresh:
-            known = self._noted_deferrals.get(i.partition)
-            if known and (note := known.get(i.offset)) is not None and note.source.message_id == i.message.id:
-                del known[i.offset]
-                matched.append((i, note))
-        if matched:
-            log.info("records deferred by an earlier owner read again", extra={"count": len(matched)})
-        return matched
+    def _decode(
+        self, batch: dict[TopicPartition, list[object]], leases: dict[Hashable, Lease[TopicPartition] | None]
+    ) -> list[tuple[SealedMessageV2, TopicPartition, int]]:
+        arrived: list[tuple[SealedMessageV2, TopicPartition, int]] = []
+        for tp, records in batch.items():
+            lease = leases[tp]
+            for record in records:
+                offset: int = record.offset  # type: ignore[attr-defined]
+                self._tracker.read(tp, offset)
+                if lease is not None:
+                    lease.fetched_next = offset + 1
+                try:
+                    arrived.append((MESSAGE_DECODER.decode(record.value or b""), tp, offset))  # type: ignore[attr-defined]
+                except msgspec.DecodeError:
+                    log.error(
+                        "undecodable record skipped",
+                        extra={"topic": tp.topic, "partition": tp.partition, "offset": offset},
+                    )
+                    self._tracker.finish(tp, offset)
+        return arrived
 
-    async def _copies_to_publish_again(
-        self, noted: list[tuple[Item, claims.Deferral]]
-    ) -> list[tuple[Item, OutboundMessage]]:
-        """The copies of records deferred by an earlier owner that may never have reached the
-        broker: all of them but those already handled, or in hand here (a copy published twice is
-        handled once, see `_hold_retry_key`). Notes older than migration 0014 were written after
-        their copy was acknowledged: nothing to publish."""
-        copies = [
-            (i, msgspec.structs.replace(i.message, not_before_ms=n.copy_not_before_ms))
-            for i, n in noted if n.copy_not_before_ms is not None
-        ]  # fmt: skip
-        if not copies:
-            return []  # every fetch but one after a crash or a rebalance: no query
-        done = await until_written(lambda: claims.retries_done(self._pool, [_retry_key(m) for _, m in copies]))
-        return [(i, m) for i, m in copies if _retry_key(m) not in done and _retry_key(m) not in self._retries_in_hand]
-
-    def _hold_retry_key(self, item: Item, done: set[claims.RetryKey]) -> bool:
-        """Whether this herald.retry record is the one to handle its key (message id, attempt,
-        not-before): not if the key was handled before or another record of it is in hand. A
-        deferral's copy may be published twice (its note is written first, and a worker reading
-        the deferred record again publishes it again); both copies are one attempt, sent once.
-        Copies share a key, so a partition, so an owner."""
-        key = _retry_key(item.message)
-        if key in done or key in self._retries_in_hand:
-            return False
-        self._retries_in_hand[key] = item
-        return True
-
-    def _release_retry_key(self, item: Item) -> None:
-        """`item` no longer holds its key (finished, or its partition lost); no-op for any other."""
-        key = _retry_key(item.message)
-        if self._retries_in_hand.get(key) is item:
-            del self._retries_in_hand[key]
+    async def _content_keys_for(self, arrived: list[tuple[SealedMessageV2, TopicPartition, int]]) -> None:
+        hours = {sealed.content_key for sealed, _, _ in arrived}
+        await until_written(lambda: self._content_keys.load(hours))
 
     async def _settle_unreadable(self, unreadable: list[tuple[SealedMessageV2, TopicPartition, int, str]]) -> None:
         """Messages whose content could not be opened get their final status (never sent)."""
@@ -413,34 +351,15 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
         for _, tp, offset, _ in unreadable:
             self._tracker.finish(tp, offset)
 
-    def _overflow(self, item: Item, now_ms: int, rates: dict[uuid.UUID, float]) -> OutboundMessage | None:
-        """The message re-queued for later if its tenant already has more waiting than it may send
-        in `tenant_buffer_seconds`; else None."""
+    def _later(self, item: Item, now_ms: int, rates: dict[uuid.UUID, float]) -> OutboundMessage | None:
         m = item.message
-        waiting = self._scheduler.waiting(m.tenant_id, m.category)
-        rate = rates[m.tenant_id]
-        allowed = max(self._settings.tenant_buffer_min, int(rate * self._settings.tenant_buffer_seconds))
-        if waiting < allowed:
-            return None
-        # Its turn: after what is already waiting and what was deferred before it, at the tenant's
-        # rate, so the deferred messages come back one by one, never all at once.
-        # Never the record's own not-before: a copy must not share its record's retry key.
-        horizon = max(self._horizon_ms.get(m.tenant_id, 0), now_ms + int(1000 * waiting / rate), m.not_before_ms + 1)
-        metrics.RETRIES_SCHEDULED.labels(Reason.TENANT_BACKLOG).inc()
-        if horizon >= m.expires_at_ms:
-            # Its turn would come after its TTL: it comes back at the TTL to expire, on time, and
-            # takes no turn from the messages deferred after it.
-            return msgspec.structs.replace(m, not_before_ms=m.expires_at_ms)
-        self._horizon_ms[m.tenant_id] = horizon + max(1, int(1000 / rate))
-        return msgspec.structs.replace(m, not_before_ms=horizon)
+        return self._backlog.later(m, self._scheduler.waiting(m.tenant_id, m.category), rates[m.tenant_id], now_ms)
 
     def _from_retry(self, item: Item) -> bool:
         return item.partition.topic == self._retry_topic  # type: ignore[attr-defined, no-any-return]
 
     def _release_due(self) -> None:
-        now_ms = clock.now_ms()
-        while self._held and self._held[0][0] <= now_ms:
-            _, _, item = heapq.heappop(self._held)
+        for item in self._timer.due(clock.now_ms()):
             if not self._settle_if_expired(item):
                 self._scheduler.add(item)
                 self._wake.set()
@@ -449,8 +368,8 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
         deadlines = [0.5]
         if (resting := self._scheduler.next_wakeup()) is not None:
             deadlines.append(resting - time.monotonic())
-        if self._held:
-            deadlines.append((self._held[0][0] - clock.now_ms()) / 1000)
+        if (due_ms := self._timer.next_ms()) is not None:
+            deadlines.append((due_ms - clock.now_ms()) / 1000)
         if (opens := self._gate.opens_at()) is not None:
             deadlines.append(opens - time.monotonic())
         with contextlib.suppress(TimeoutError):
@@ -473,7 +392,7 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
             retry,
             buffered=self._scheduler.buffered,
             unfetched=self._unfetched,
-            held=len(self._held),
+            held=len(self._timer),
             in_hand=self._tracker.in_hand(),
         )
         if pause != self._paused:
@@ -485,14 +404,15 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
 
     def _unfetched(self, tp: TopicPartition) -> int:
         highwater: int | None = self._consumer.highwater(tp)
-        fetched = self._fetched_next.get(tp)
+        lease = self._leases.of(tp)
+        fetched = None if lease is None else lease.fetched_next
         if highwater is None or fetched is None:
             return 0
         return max(0, highwater - fetched)
 
     def _report_lag(self, batch: dict[TopicPartition, list[object]]) -> None:
         for tp in batch:
-            if tp not in self._assigned:
+            if self._leases.of(tp) is None:
                 continue  # revoked while the batch was admitted (aiokafka asserts on its highwater)
             metrics.CONSUMER_LAG.labels(WORKER_GROUP, self._names.unprefixed(tp.topic), str(tp.partition)).set(
                 self._unfetched(tp)
@@ -531,33 +451,16 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
         # stuck on its database must not hold the whole group's rebalance.
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._admission_idle.wait(), self._settings.drain_seconds)
-        for tp in revoked:
-            self._assigned.pop(tp, None)
-            self._noted_deferrals.pop(tp, None)
+        self._leases.revoke(revoked)
         self._scheduler.drop(revoked)
-        self._held = [h for h in self._held if h[2].partition not in revoked]
-        heapq.heapify(self._held)
-        self._retries_in_hand = {k: i for k, i in self._retries_in_hand.items() if i.partition not in revoked}
+        self._timer.drop(revoked)
+        self._in_hand.drop(revoked)
         finishing = [task for task, tp in self._tasks.items() if tp in revoked]
         if finishing:
             await asyncio.wait(finishing, timeout=self._settings.drain_seconds)
         await self._commit(revoked)
         self._tracker.forget(revoked)
-        for tp in revoked:
-            self._fetched_next.pop(tp, None)
         self._paused -= revoked
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        number = next(self._assignments)
-        for tp in assigned:
-            self._assigned[tp] = number
-            self._noted_deferrals.pop(tp, None)
-
-
-def _retry_key(message: OutboundMessage) -> claims.RetryKey:
-    return (message.id, message.attempt, message.not_before_ms)
-
-
-def _source(item: Item) -> claims.Source:
-    tp = item.partition
-    return claims.Source(item.message.id, tp.topic, tp.partition, item.offset)  # type: ignore[attr-defined]
+        self._leases.grant(assigned)
