@@ -18,26 +18,22 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.types import Guard
 
-from herald.db.content_keys import ContentKeys
 from herald.db.pool import create_pool
-from herald.domain.limits import RecipientHasher
 from herald.kafka.admin import missing_topics
 from herald.kafka.producer import Producer
 from herald.kafka.topics import Names
 from herald.ops import check_postgres, ops_handlers
 from herald.settings import Settings
 from herald_api import problems
-from herald_api.auth import KeyAuthenticator, Principal, principal_dependency
+from herald_api.auth import Principal, principal_dependency
 from herald_api.controllers.admin import AdminController
 from herald_api.controllers.billing import AdminUsageController, RateCardController, UsageController
 from herald_api.controllers.invoicing import CustomerController, InvoiceController, PeriodController
 from herald_api.controllers.messages import LimitsController, MessageController
 from herald_api.controllers.receipts import ReceiptController
 from herald_api.controllers.templates import TemplateController
+from herald_api.deps import Services, build
 from herald_api.http_metrics import http_metrics
-from herald_api.ratelimit import FailedAuthLimiter, KeyRateLimiter
-from herald_api.sending import Sender, TemplateCache
-from herald_api.services import Services
 from herald_api.strict import strict_body
 
 log = logging.getLogger(__name__)
@@ -68,25 +64,7 @@ def create_app(settings: Settings) -> Litestar:
             producer = Producer(settings.kafka, names)
             started.push_async_callback(producer.stop)  # aiokafka: stop() also after a failed start()
             await producer.start()
-            template_cache = TemplateCache(pool, settings.api.template_cache_seconds)
-            app.state.services = Services(
-                settings=settings,
-                names=names,
-                pool=pool,
-                producer=producer,
-                authenticator=KeyAuthenticator(
-                    pool, settings.api.auth_cache_seconds, KeyRateLimiter(settings.api.key_requests_per_second)
-                ),
-                failed_auth=FailedAuthLimiter(settings.api.failed_auth_per_minute),
-                templates=template_cache,
-                sender=Sender(
-                    producer,
-                    template_cache,
-                    pool,
-                    ContentKeys(pool, settings.retention.content_days),
-                    RecipientHasher(settings.secrets.keys()),
-                ),
-            )
+            app.state.services = build(settings, pool, producer)
             yield
 
     async def ready() -> dict[str, str]:

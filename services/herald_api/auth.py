@@ -21,15 +21,16 @@ from litestar.middleware import AbstractAuthenticationMiddleware, Authentication
 
 from herald.caches import TTLCache
 from herald.db import tenants
-from herald.db.tenants import KeyLookup, TenantRow
+from herald.db.tenants import KeyLookup
 from herald.domain import apikeys
 from herald.domain.models import KeyKind
+from herald.domain.tenants import Tenant
 from herald.errors import Forbidden, Unauthenticated
 from herald_api.ratelimit import FailedAuthLimiter, KeyRateLimiter
 
 
 class Principal(msgspec.Struct, frozen=True):
-    tenant: TenantRow
+    tenant: Tenant
     key_id: uuid.UUID
     key_kind: KeyKind
 

@@ -14,6 +14,7 @@ from herald.billing.period import MONTH_PATTERN
 from herald.domain.models import MAX_TTL_SECONDS, Category, Channel, EpochMillis, KeyKind, TemplateStatus, Tier
 from herald.domain.patterns import whole
 from herald.domain.reasons import Reason
+from herald.domain.sends import SendRequest
 from herald.domain.status import Status
 
 # Control characters (NUL above all: PostgreSQL text cannot hold it) are refused at the boundary,
@@ -116,6 +117,13 @@ class MessageCreate(Strict, frozen=True):
     ttl_seconds: Annotated[int, msgspec.Meta(ge=1, le=MAX_TTL_SECONDS)] | None = None
     idempotency_key: Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=_NO_CONTROL)] | None = None
     """Same tenant + key within 24 h: same message id, one delivery, one bill."""
+
+    def request(self) -> SendRequest:
+        return SendRequest(
+            to=self.to, channel=self.channel, template_name=self.template.name,
+            template_language=self.template.language, params=self.params, reference=self.reference,
+            ttl_seconds=self.ttl_seconds, idempotency_key=self.idempotency_key,
+        )  # fmt: skip
 
 
 MAX_BATCH = 1_000

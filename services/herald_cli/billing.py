@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
 import sys
 import time
 import uuid
@@ -18,10 +17,9 @@ from pathlib import Path
 
 import msgspec
 
-from herald.billing import invoices as invoice_rules
 from herald.billing import ratecards
-from herald.billing.invoices import Party
-from herald.billing.ledger import EntryKind
+from herald.billing.invoices import Party, as_csv
+from herald.billing.ledger import EntryKind, posted_amount
 from herald.billing.pdf import render
 from herald.billing.period import Month
 from herald.billing.tax import eu_rates
@@ -201,17 +199,15 @@ async def _closes(settings: Settings, _: argparse.Namespace) -> int:
 
 async def _entry(settings: Settings, args: argparse.Namespace) -> int:
     kind = EntryKind(args.kind)
-    if kind is EntryKind.CREDIT and args.amount_micros <= 0:
-        print("herald billing: a credit is a positive amount", file=sys.stderr)
-        return 2
-    if kind is EntryKind.CORRECTION and not (args.corrects_message_id or args.corrects_entry_id):
-        print("herald billing: a correction names what it corrects", file=sys.stderr)
+    try:
+        posted = posted_amount(kind, args.amount_micros, args.corrects_message_id, args.corrects_entry_id)
+    except HeraldError as exc:
+        print(f"herald billing: {exc.detail}", file=sys.stderr)
         return 2
     now = datetime.now(UTC)
     new = entries.NewEntry(
-        kind=kind, amount_micros=-args.amount_micros if kind is EntryKind.CREDIT else args.amount_micros,
-        reason=args.reason, created_by=args.by, corrects_message_id=args.corrects_message_id,
-        corrects_entry_id=args.corrects_entry_id,
+        kind=kind, amount_micros=posted, reason=args.reason, created_by=args.by,
+        corrects_message_id=args.corrects_message_id, corrects_entry_id=args.corrects_entry_id,
     )  # fmt: skip
     async with opened_pool(settings.database) as pool:
         made = await entries.add(
@@ -223,17 +219,12 @@ async def _entry(settings: Settings, args: argparse.Namespace) -> int:
 
 async def _invoices(settings: Settings, args: argparse.Namespace) -> int:
     month = Month.parse(args.month)
-    b = settings.billing
-    seller = Party(legal_name=b.seller_name, country=b.seller_country, vat_id=b.seller_vat_id, address=b.seller_address)
+    seller = Party.seller(settings.billing)
     args.output_dir.mkdir(parents=True, exist_ok=True)
     rates = eu_rates()
     async with opened_pool(settings.database) as pool:
         found = await invoices.month(pool, month, seller, rates)
-    with (args.output_dir / f"herald-invoices-{month.label}.csv").open("w", newline="") as out:
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(invoice_rules.CSV_COLUMNS)
-        for one in found:
-            writer.writerows(invoice_rules.csv_rows(one))
+    (args.output_dir / f"herald-invoices-{month.label}.csv").write_text(as_csv(found))
     if not args.no_pdf:
         for one in found:
             (args.output_dir / f"{one.number}.pdf").write_bytes(render(one))

@@ -76,8 +76,7 @@ class TenantRates:
         if row is None:
             # A deleted tenant's queued messages still drain, at the lowest tier's rate.
             return Tier.FREE, float(effective(Tier.FREE, False, None, None).rate_per_second)
-        limits = effective(row.tier, row.verified, row.rate_limit_per_second, row.daily_recipient_limit)
-        return row.tier, float(limits.rate_per_second)
+        return row.tier, float(row.limits.rate_per_second)
 
 
 L = TypeVar("L")

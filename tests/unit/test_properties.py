@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from herald.domain.models import Channel
 from herald.domain.templates import render
 from herald.errors import InvalidRequest
-from herald_api.sending import decode_item
+from herald_api.controllers.messages import decode_item
 
 NAMES = st.from_regex(r"[a-z_][a-z0-9_]{0,10}", fullmatch=True)
 # Literal text between placeholders: anything without braces (a brace pair would be a lint error).

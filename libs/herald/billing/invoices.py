@@ -9,7 +9,10 @@ the close and never change); for an open one it is a draft.
 
 from __future__ import annotations
 
+import csv
+import io
 import uuid
+from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -19,6 +22,7 @@ import msgspec
 from herald.billing.money import round_amount, rounded
 from herald.billing.period import Month
 from herald.billing.tax import Tax, tax_for
+from herald.settings import BillingSettings
 
 
 class InvoiceStatus(StrEnum):
@@ -32,6 +36,11 @@ class Party(msgspec.Struct, frozen=True):
     vat_id: str | None = None
     address: str | None = None
     external_customer_id: str | None = None
+
+    @classmethod
+    def seller(cls, settings: BillingSettings) -> Party:
+        """Herald itself, as it sells."""
+        return cls(settings.seller_name, settings.seller_country, settings.seller_vat_id, settings.seller_address)
 
 
 class UsageGroup(msgspec.Struct, frozen=True):
@@ -158,3 +167,13 @@ def csv_rows(invoice: Invoice) -> list[list[str]]:
     ):
         rows.append([*head, kind, description, "", "", "", micros, str(amount), ""])
     return rows
+
+
+def as_csv(invoices: Iterable[Invoice]) -> str:
+    """Every line of `invoices` as CSV text, with the header (`CSV_COLUMNS`)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for one in invoices:
+        writer.writerows(csv_rows(one))
+    return buffer.getvalue()

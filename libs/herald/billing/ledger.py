@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import uuid
 from enum import StrEnum
+
+from herald.errors import InvalidRequest
 
 
 class RowKind(StrEnum):
@@ -18,3 +21,18 @@ class EntryKind(StrEnum):
     """Money given back (stored negative)."""
     CORRECTION = "correction"
     """A signed amount that corrects a ledger row or another entry."""
+
+
+def posted_amount(
+    kind: EntryKind, amount_micros: int, corrects_message_id: uuid.UUID | None, corrects_entry_id: uuid.UUID | None
+) -> int:
+    """What an entry does to the bill, from what the billing team typed: a credit is given as
+    the (positive) amount credited and posted negative; a correction is signed as given and
+    must name what it corrects. Raises InvalidRequest naming the field."""
+    if kind is EntryKind.CREDIT:
+        if amount_micros <= 0:
+            raise InvalidRequest.field("amount_micros", "a credit is a positive amount", code="invalid_entry")
+        return -amount_micros
+    if corrects_message_id is None and corrects_entry_id is None:
+        raise InvalidRequest.field("corrects_message_id", "a correction names what it corrects", code="invalid_entry")
+    return amount_micros

@@ -3,30 +3,17 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 
 import asyncpg
-import msgspec
 
 from herald.domain.models import Category, Channel, TemplateStatus
-
-
-class TemplateRow(msgspec.Struct, frozen=True):
-    name: str
-    language: str
-    version: int
-    category: Category
-    channel: Channel
-    body: str
-    status: TemplateStatus
-    created_at: datetime
-
+from herald.domain.templates import Template
 
 _COLUMNS = "name, language, version, category, channel, body, status, created_at"
 
 
-def _row(row: asyncpg.Record) -> TemplateRow:
-    return TemplateRow(
+def _row(row: asyncpg.Record) -> Template:
+    return Template(
         name=row["name"],
         language=row["language"],
         version=row["version"],
@@ -46,7 +33,7 @@ async def create(
     category: Category,
     channel: Channel,
     body: str,
-) -> TemplateRow:
+) -> Template:
     async with pool.acquire() as conn, conn.transaction():
         # Serialise version allocation per (tenant, name, language) without locking the table.
         await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"{tenant_id}/{name}/{language}")
@@ -66,7 +53,7 @@ async def create(
     return _row(row)
 
 
-async def latest(pool: asyncpg.Pool, tenant_id: uuid.UUID, name: str, language: str) -> TemplateRow | None:
+async def latest(pool: asyncpg.Pool, tenant_id: uuid.UUID, name: str, language: str) -> Template | None:
     row = await pool.fetchrow(
         f"SELECT {_COLUMNS} FROM templates WHERE tenant_id = $1 AND name = $2 AND language = $3"
         " AND deleted_at IS NULL ORDER BY version DESC LIMIT 1",
@@ -77,7 +64,7 @@ async def latest(pool: asyncpg.Pool, tenant_id: uuid.UUID, name: str, language: 
     return None if row is None else _row(row)
 
 
-async def list_latest(pool: asyncpg.Pool, tenant_id: uuid.UUID) -> list[TemplateRow]:
+async def list_latest(pool: asyncpg.Pool, tenant_id: uuid.UUID) -> list[Template]:
     rows = await pool.fetch(
         f"SELECT DISTINCT ON (name, language) {_COLUMNS} FROM templates"
         " WHERE tenant_id = $1 AND deleted_at IS NULL ORDER BY name, language, version DESC",

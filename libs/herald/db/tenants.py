@@ -3,25 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 
 import asyncpg
 import msgspec
 
 from herald.domain.apikeys import IssuedKey
 from herald.domain.models import KeyKind, Tier
-
-
-class TenantRow(msgspec.Struct, frozen=True):
-    id: uuid.UUID
-    name: str
-    tier: Tier
-    verified: bool
-    suspended: bool
-    callback_url: str | None
-    rate_limit_per_second: int | None
-    daily_recipient_limit: int | None
-    created_at: datetime
+from herald.domain.tenants import Tenant
 
 
 class KeyLookup(msgspec.Struct, frozen=True):
@@ -32,7 +20,7 @@ class KeyLookup(msgspec.Struct, frozen=True):
     salt: bytes
     hash: bytes
     revoked: bool
-    tenant: TenantRow
+    tenant: Tenant
 
 
 _TENANT_COLUMNS = (
@@ -40,10 +28,10 @@ _TENANT_COLUMNS = (
 )
 
 
-def _tenant(row: asyncpg.Record) -> TenantRow:
-    values = {k: row[k] for k in TenantRow.__struct_fields__}
+def _tenant(row: asyncpg.Record) -> Tenant:
+    values = {k: row[k] for k in Tenant.__struct_fields__}
     values["tier"] = Tier(values["tier"])
-    return TenantRow(**values)
+    return Tenant(**values)
 
 
 async def create(
@@ -54,7 +42,7 @@ async def create(
     verified: bool,
     callback_url: str | None,
     callback_secret: str | None,
-) -> TenantRow:
+) -> Tenant:
     row = await conn.fetchrow(
         f"INSERT INTO tenants (id, name, tier, verified, callback_url, callback_secret)"
         f" VALUES ($1, $2, $3, $4, $5, $6) RETURNING {_TENANT_COLUMNS}",
@@ -69,7 +57,7 @@ async def create(
     return _tenant(row)
 
 
-async def get(conn: asyncpg.Pool | asyncpg.Connection, tenant_id: uuid.UUID) -> TenantRow | None:
+async def get(conn: asyncpg.Pool | asyncpg.Connection, tenant_id: uuid.UUID) -> Tenant | None:
     row = await conn.fetchrow(f"SELECT {_TENANT_COLUMNS} FROM tenants WHERE id = $1", tenant_id)
     return None if row is None else _tenant(row)
 
@@ -80,7 +68,7 @@ PATCHABLE = ("tier", "verified", "suspended", "callback_url", "rate_limit_per_se
 
 async def patch(
     conn: asyncpg.Pool | asyncpg.Connection, tenant_id: uuid.UUID, changes: dict[str, object]
-) -> TenantRow | None:
+) -> Tenant | None:
     assert set(changes) <= set(PATCHABLE)
     if not changes:
         return await get(conn, tenant_id)

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from datetime import datetime
 
-from herald.domain.models import Category, Channel
+import msgspec
+
+from herald.domain.models import Category, Channel, TemplateStatus
 from herald.errors import FieldError, InvalidRequest
 
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]{0,63})\s*\}\}")
@@ -74,3 +77,16 @@ def render(body: str, params: Mapping[str, str], channel: Channel) -> str:
     if len(rendered) > BODY_LIMITS[channel]:
         raise InvalidRequest.field("params", f"the rendered body exceeds the {channel} limit", code="body_too_long")
     return rendered
+
+
+class Template(msgspec.Struct, frozen=True):
+    """One version of a tenant's template."""
+
+    name: str
+    language: str
+    version: int
+    category: Category
+    channel: Channel
+    body: str
+    status: TemplateStatus
+    created_at: datetime

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from typing import Any
 
 import msgspec
 from litestar import Controller, Request, get, post
@@ -12,12 +12,12 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
 
 from herald import metrics
-from herald.db import messages
-from herald.db import recipients as recipient_store
-from herald.domain.limits import effective
 from herald.domain.models import Category, Channel
-from herald.errors import HeraldError, NotFound
+from herald.domain.sends import SendRequest
+from herald.errors import FieldError, HeraldError, InvalidRequest
 from herald_api.auth import TENANT_AUTH, Principal
+from herald_api.deps import Services
+from herald_api.problems import field_from_message
 from herald_api.schemas import (
     BatchAccepted,
     BatchCreate,
@@ -31,7 +31,16 @@ from herald_api.schemas import (
     Price,
     TemplateUsed,
 )
-from herald_api.services import Services
+
+
+def decode_item(item: Any) -> SendRequest | HeraldError:
+    """One batch item, validated exactly like a single send's body; its problem if it is not."""
+    try:
+        return msgspec.convert(item, MessageCreate, strict=True).request()
+    except msgspec.ValidationError as exc:
+        message = str(exc)
+        field = field_from_message(message)
+        return InvalidRequest(message, fields=(FieldError(field, message.split(" - at ")[0]),))
 
 
 def _item(index: int, outcome: uuid.UUID | HeraldError) -> BatchItemResult:
@@ -58,12 +67,15 @@ class MessageController(Controller):
     async def send(self, data: JSONBody[MessageCreate], request: Request[Principal, None, State]) -> MessageAccepted:
         # The hot path reads principal and services off the request instead of through DI (profiled).
         services: Services = request.app.state.services
-        return MessageAccepted(id=await services.sender.accept(request.user, data))
+        principal = request.user
+        return MessageAccepted(id=await services.sender.accept(principal.tenant, principal.key_kind, data.request()))
 
     @post("/batch", status_code=202, summary="Send up to 1,000 messages; each item accepted or rejected on its own")
     async def send_batch(self, data: JSONBody[BatchCreate], request: Request[Principal, None, State]) -> BatchAccepted:
         services: Services = request.app.state.services
-        outcomes = await services.sender.accept_batch(request.user, data.messages)
+        principal = request.user
+        items = [decode_item(item) for item in data.messages]
+        outcomes = await services.sender.accept_batch(principal.tenant, principal.key_kind, items)
         results = [_item(i, o) for i, o in enumerate(outcomes)]
         accepted = sum(1 for r in results if r.id is not None)
         return BatchAccepted(accepted=accepted, rejected=len(results) - accepted, results=results)
@@ -72,10 +84,7 @@ class MessageController(Controller):
     async def read(
         self, message_id: FromPath[uuid.UUID], principal: NamedDependency[Principal], svc: NamedDependency[Services]
     ) -> MessageOut:
-        view = await messages.get(svc.pool, principal.tenant.id, message_id)
-        if view is None:
-            # Also for another tenant's message: existence is not disclosed.
-            raise NotFound("no such message (a just-accepted message appears within moments)", code="message_not_found")
+        view = await svc.reading.message(principal.tenant.id, message_id)
         return MessageOut(
             id=view.id,
             status=view.status,
@@ -98,14 +107,12 @@ class LimitsController(Controller):
     @get("/", summary="Tier, rates, the daily recipient limit and what remains of it")
     async def limits(self, principal: NamedDependency[Principal], svc: NamedDependency[Services]) -> LimitsOut:
         t = principal.tenant
-        limits = effective(t.tier, t.verified, t.rate_limit_per_second, t.daily_recipient_limit)
-        used = await recipient_store.used(svc.pool, t.id, datetime.now(UTC))
-        daily = limits.daily_recipients
+        limits = await svc.reading.limits(t)
         return LimitsOut(
             tier=t.tier,
             verified=t.verified,
             rate_per_second=limits.rate_per_second,
-            daily_recipient_limit=daily,
-            recipients_used_24h=used,
-            recipients_remaining_24h=None if daily is None else max(0, daily - used),
+            daily_recipient_limit=limits.daily_recipients,
+            recipients_used_24h=limits.recipients_used_24h,
+            recipients_remaining_24h=limits.remaining,
         )

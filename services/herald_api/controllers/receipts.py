@@ -9,29 +9,23 @@ when its send is known, else when the status sink records the send (or by the si
 
 from __future__ import annotations
 
-import logging
 from typing import TypeVar
 
 import msgspec
-from aiokafka.errors import KafkaError
 from litestar import Controller, Request, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath
 
-from herald import metrics, signing
-from herald.db import receipts as receipt_store
-from herald.db.pool import DATABASE_ERRORS
-from herald.domain.receipts import RECEIPT_STATUSES, Reported
+from herald import signing
+from herald.domain.receipts import Reported
 from herald.errors import InvalidRequest, NotFound, Unauthenticated
-from herald.receipt_binding import bind_and_publish
 from herald_api.auth import counted_failures
+from herald_api.deps import Services
 from herald_api.schemas import ReceiptBatchIn, ReceiptIn
-from herald_api.services import Services
 
 PROVIDERS = frozenset({"carrier-sim"})
 """Providers that post receipts here, each by the name its worker adapter records sends under."""
 _T = TypeVar("_T")
-log = logging.getLogger(__name__)
 
 
 class ReceiptController(Controller):
@@ -41,7 +35,7 @@ class ReceiptController(Controller):
     @post("/{provider:str}/receipts", status_code=202, summary="Provider delivery receipt (HMAC-signed)")
     async def receipt(self, provider: FromPath[str], request: Request, svc: NamedDependency[Services]) -> None:  # type: ignore[type-arg]
         raw = await _verified(provider, request, svc)
-        await _record(svc, provider, [_decode(raw, ReceiptIn)])
+        await svc.receipts.record(provider, [_reported(_decode(raw, ReceiptIn))])
 
     @post(
         "/{provider:str}/receipts/batch",
@@ -50,7 +44,7 @@ class ReceiptController(Controller):
     )
     async def receipts(self, provider: FromPath[str], request: Request, svc: NamedDependency[Services]) -> None:  # type: ignore[type-arg]
         raw = await _verified(provider, request, svc)
-        await _record(svc, provider, _decode(raw, ReceiptBatchIn).receipts)
+        await svc.receipts.record(provider, [_reported(r) for r in _decode(raw, ReceiptBatchIn).receipts])
 
 
 async def _verified(provider: str, request: Request, svc: Services) -> bytes:  # type: ignore[type-arg]
@@ -73,21 +67,6 @@ def _decode(raw: bytes, type_: type[_T]) -> _T:
         raise InvalidRequest("the receipt is not JSON", code="invalid_receipt") from exc
 
 
-async def _record(svc: Services, provider: str, receipts: list[ReceiptIn]) -> None:
-    """All or nothing: an invalid receipt refuses the batch (the provider retries it whole)."""
-    for index, receipt in enumerate(receipts):
-        if receipt.status not in RECEIPT_STATUSES:
-            field = "status" if len(receipts) == 1 else f"receipts[{index}].status"
-            raise InvalidRequest.field(field, "must be delivered, read or failed", code="invalid_receipt")
-    # A database that does not answer is a 503 (problems.py): the provider retries the receipt.
-    await receipt_store.record(
-        svc.pool,
-        provider,
-        [Reported(r.provider_message_id, r.status, r.at_ms, r.error_code, r.callback_data) for r in receipts],
-    )
-    metrics.RECEIPTS.labels(provider, "recorded").inc(len(receipts))
-    try:
-        await bind_and_publish(svc.pool, svc.producer, sorted({(provider, r.provider_message_id) for r in receipts}))
-    except (*DATABASE_ERRORS, KafkaError) as exc:
-        # Recorded is what 202 promises; the sinks bind it when this could not.
-        log.warning("receipt binding deferred to the sinks", extra={"error": type(exc).__name__})
+def _reported(receipt: ReceiptIn) -> Reported:
+    r = receipt
+    return Reported(r.provider_message_id, r.status, r.at_ms, r.error_code, r.callback_data)

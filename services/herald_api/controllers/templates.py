@@ -6,16 +6,13 @@ from litestar import Controller, delete, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
 
-from herald.db import templates
-from herald.db.templates import TemplateRow
-from herald.domain.templates import lint, placeholders
-from herald.errors import InvalidRequest, NotFound
+from herald.domain.templates import Template, placeholders
 from herald_api.auth import TENANT_AUTH, Principal
+from herald_api.deps import Services
 from herald_api.schemas import Language, TemplateCreate, TemplateName, TemplateOut
-from herald_api.services import Services
 
 
-def _out(row: TemplateRow) -> TemplateOut:
+def _out(row: Template) -> TemplateOut:
     return TemplateOut(
         name=row.name,
         language=row.language,
@@ -38,22 +35,16 @@ class TemplateController(Controller):
     async def create(
         self, data: JSONBody[TemplateCreate], principal: NamedDependency[Principal], svc: NamedDependency[Services]
     ) -> TemplateOut:
-        problems = lint(data.body, data.channel, data.category)
-        if problems:
-            raise InvalidRequest(
-                "; ".join(f"{p.field}: {p.message}" for p in problems), code="template_invalid", fields=tuple(problems)
-            )
-        row = await templates.create(
-            svc.pool, principal.tenant.id, data.name, data.language, data.category, data.channel, data.body
+        made = await svc.catalogue.create(
+            principal.tenant.id, data.name, data.language, data.category, data.channel, data.body
         )
-        svc.templates.invalidate(principal.tenant.id, data.name, data.language)
-        return _out(row)
+        return _out(made)
 
     @get("/", summary="List the latest version of each template")
     async def list_templates(
         self, principal: NamedDependency[Principal], svc: NamedDependency[Services]
     ) -> list[TemplateOut]:
-        return [_out(r) for r in await templates.list_latest(svc.pool, principal.tenant.id)]
+        return [_out(t) for t in await svc.catalogue.list_latest(principal.tenant.id)]
 
     @get("/{name:str}/{language:str}", summary="Read the latest version of a template")
     async def get_template(
@@ -63,10 +54,7 @@ class TemplateController(Controller):
         principal: NamedDependency[Principal],
         svc: NamedDependency[Services],
     ) -> TemplateOut:
-        row = await templates.latest(svc.pool, principal.tenant.id, name, language)
-        if row is None:
-            raise NotFound("no such template", code="template_not_found")
-        return _out(row)
+        return _out(await svc.catalogue.latest(principal.tenant.id, name, language))
 
     @delete("/{name:str}/{language:str}", status_code=204, summary="Delete every version of a template")
     async def delete_template(
@@ -76,6 +64,4 @@ class TemplateController(Controller):
         principal: NamedDependency[Principal],
         svc: NamedDependency[Services],
     ) -> None:
-        if not await templates.delete(svc.pool, principal.tenant.id, name, language):
-            raise NotFound("no such template", code="template_not_found")
-        svc.templates.invalidate(principal.tenant.id, name, language)
+        await svc.catalogue.delete(principal.tenant.id, name, language)

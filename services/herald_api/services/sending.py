@@ -12,10 +12,8 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
 
 import asyncpg
-import msgspec
 from aiokafka.errors import KafkaError
 
 from herald import clock, metrics
@@ -23,19 +21,17 @@ from herald.caches import TTLCache
 from herald.db import recipients as recipient_store
 from herald.db import templates
 from herald.db.content_keys import ContentKeys
-from herald.db.templates import TemplateRow
 from herald.domain import recipients
-from herald.domain.limits import RecipientHasher, effective
-from herald.domain.models import DEFAULT_TTL_SECONDS, Category, TemplateStatus
+from herald.domain.limits import RecipientHasher
+from herald.domain.models import DEFAULT_TTL_SECONDS, Category, KeyKind, TemplateStatus
 from herald.domain.records import ENCODER, OutboundMessage, SealedMessageV2, message_key
-from herald.domain.templates import render
+from herald.domain.sends import SendRequest
+from herald.domain.templates import Template, render
+from herald.domain.tenants import Tenant
 from herald.errors import FieldError, Forbidden, HeraldError, InvalidRequest, NotFound, RateLimited, Unavailable
 from herald.ids import idempotent_id, uuid7
 from herald.kafka.producer import Producer, Record
 from herald.kafka.topics import class_topic
-from herald_api.auth import Principal
-from herald_api.problems import field_from_message
-from herald_api.schemas import MessageCreate
 
 TemplateKey = tuple[uuid.UUID, str, str]
 Outcome = uuid.UUID | HeraldError
@@ -44,25 +40,15 @@ Outcome = uuid.UUID | HeraldError
 class TemplateCache:
     def __init__(self, pool: asyncpg.Pool, ttl: float) -> None:
         self._pool = pool
-        self._cache: TTLCache[TemplateKey, TemplateRow | None] = TTLCache(ttl)
+        self._cache: TTLCache[TemplateKey, Template | None] = TTLCache(ttl)
 
-    async def get(self, tenant_id: uuid.UUID, name: str, language: str) -> TemplateRow | None:
+    async def get(self, tenant_id: uuid.UUID, name: str, language: str) -> Template | None:
         return await self._cache.get(
             (tenant_id, name, language), lambda: templates.latest(self._pool, tenant_id, name, language)
         )
 
     def invalidate(self, tenant_id: uuid.UUID, name: str, language: str) -> None:
         self._cache.invalidate((tenant_id, name, language))
-
-
-def decode_item(item: Any) -> MessageCreate:
-    """One batch item, validated exactly like a single send's body."""
-    try:
-        return msgspec.convert(item, MessageCreate, strict=True)
-    except msgspec.ValidationError as exc:
-        message = str(exc)
-        field = field_from_message(message)
-        raise InvalidRequest(message, fields=(FieldError(field, message.split(" - at ")[0]),)) from exc
 
 
 class Sender:
@@ -80,12 +66,11 @@ class Sender:
         self._pool = pool
         self._content_keys = content_keys
 
-    async def prepare(self, principal: Principal, request: MessageCreate, now_ms: int) -> OutboundMessage:
-        tenant = principal.tenant
-        template = await self._templates.get(tenant.id, request.template.name, request.template.language)
+    async def prepare(self, tenant: Tenant, key_kind: KeyKind, request: SendRequest, now_ms: int) -> OutboundMessage:
+        template = await self._templates.get(tenant.id, request.template_name, request.template_language)
         if template is None:
             raise NotFound(
-                f"no template {request.template.name!r} in language {request.template.language!r}",
+                f"no template {request.template_name!r} in language {request.template_language!r}",
                 code="template_not_found",
                 fields=(FieldError("template", "no such template"),),
             )
@@ -104,7 +89,7 @@ class Sender:
         return OutboundMessage(
             id=uuid7(now_ms) if key is None else idempotent_id(tenant.id, key),
             tenant_id=tenant.id,
-            key_kind=principal.key_kind,
+            key_kind=key_kind,
             channel=template.channel,
             category=template.category,
             template_name=template.name,
@@ -121,31 +106,35 @@ class Sender:
             tier=tenant.tier,
         )
 
-    async def accept(self, principal: Principal, request: MessageCreate) -> uuid.UUID:
-        message = await self.prepare(principal, request, clock.now_ms())
-        (outcome,) = await self.accept_many(principal, [message])
+    async def accept(self, tenant: Tenant, key_kind: KeyKind, request: SendRequest) -> uuid.UUID:
+        message = await self.prepare(tenant, key_kind, request, clock.now_ms())
+        (outcome,) = await self.accept_many(tenant, [message])
         if isinstance(outcome, HeraldError):
             raise outcome
         return outcome
 
-    async def accept_batch(self, principal: Principal, items: Sequence[Any]) -> list[Outcome]:
+    async def accept_batch(
+        self, tenant: Tenant, key_kind: KeyKind, items: Sequence[SendRequest | HeraldError]
+    ) -> list[Outcome]:
+        """One outcome per item, in order: an item that is already an error (it did not
+        validate) stays that error."""
         now_ms = clock.now_ms()
         outcomes: list[Outcome | OutboundMessage] = []
         for item in items:
+            if isinstance(item, HeraldError):
+                outcomes.append(item)
+                continue
             try:
-                outcomes.append(await self.prepare(principal, decode_item(item), now_ms))
+                outcomes.append(await self.prepare(tenant, key_kind, item, now_ms))
             except HeraldError as exc:
                 outcomes.append(exc)
         valid = [o for o in outcomes if isinstance(o, OutboundMessage)]
-        accepted = iter(await self.accept_many(principal, valid))
+        accepted = iter(await self.accept_many(tenant, valid))
         return [next(accepted) if isinstance(o, OutboundMessage) else o for o in outcomes]
 
-    async def accept_many(self, principal: Principal, messages: list[OutboundMessage]) -> list[Outcome]:
+    async def accept_many(self, tenant: Tenant, messages: list[OutboundMessage]) -> list[Outcome]:
         """Admit and produce; one outcome per message, in order. Raises Unavailable if the broker fails."""
-        tenant = principal.tenant
-        limit = effective(
-            tenant.tier, tenant.verified, tenant.rate_limit_per_second, tenant.daily_recipient_limit
-        ).daily_recipients
+        limit = tenant.limits.daily_recipients
         if not messages:
             return []
         # Sealed before any connection is held: sealing may need one (the hour's first message).

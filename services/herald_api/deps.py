@@ -1,0 +1,59 @@
+"""What the handlers need, built once at startup (`build`) and injected as the `svc` dependency."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import asyncpg
+
+from herald.db.content_keys import ContentKeys
+from herald.domain.limits import RecipientHasher
+from herald.kafka.producer import Producer
+from herald.settings import Settings
+from herald_api.auth import KeyAuthenticator
+from herald_api.ratelimit import FailedAuthLimiter, KeyRateLimiter
+from herald_api.services.billing import Billing
+from herald_api.services.catalogue import Catalogue
+from herald_api.services.invoicing import Invoicing
+from herald_api.services.reading import Reading
+from herald_api.services.receipts import Receipts
+from herald_api.services.sending import Sender, TemplateCache
+from herald_api.services.tenancy import Tenancy
+
+
+@dataclass(frozen=True)
+class Services:
+    settings: Settings
+    pool: asyncpg.Pool
+    """For readiness only: every request reaches the database through a service below."""
+    authenticator: KeyAuthenticator
+    failed_auth: FailedAuthLimiter
+    """Failed authentications per client address (keys, admin token, provider signatures)."""
+    sender: Sender
+    catalogue: Catalogue
+    reading: Reading
+    tenancy: Tenancy
+    billing: Billing
+    invoicing: Invoicing
+    receipts: Receipts
+
+
+def build(settings: Settings, pool: asyncpg.Pool, producer: Producer) -> Services:
+    """Accepted messages are produced on `producer`: a client waits for its ack (`kafka.linger_ms`)."""
+    template_cache = TemplateCache(pool, settings.api.template_cache_seconds)
+    keys = ContentKeys(pool, settings.retention.content_days)
+    return Services(
+        settings=settings,
+        pool=pool,
+        authenticator=KeyAuthenticator(
+            pool, settings.api.auth_cache_seconds, KeyRateLimiter(settings.api.key_requests_per_second)
+        ),
+        failed_auth=FailedAuthLimiter(settings.api.failed_auth_per_minute),
+        sender=Sender(producer, template_cache, pool, keys, RecipientHasher(settings.secrets.keys())),
+        catalogue=Catalogue(pool, template_cache),
+        reading=Reading(pool),
+        tenancy=Tenancy(pool, settings.api),
+        billing=Billing(pool, settings.database.command_timeout_seconds),
+        invoicing=Invoicing(pool, settings.billing),
+        receipts=Receipts(pool, producer),
+    )
