@@ -9,9 +9,9 @@ import sys
 
 from herald.db import parked
 from herald.db.pool import opened_pool
+from herald.kafka.topics import WORKER_GROUP
+from herald.parking import PARKING_GROUPS
 from herald.settings import Settings
-from herald_sinks.groups import SINK_GROUPS
-from herald_sinks.parking import replay
 
 log = logging.getLogger(__name__)
 
@@ -19,11 +19,13 @@ log = logging.getLogger(__name__)
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="parked_command", required=True)
     sub.add_parser("list", help="parked records by consumer group and error type")
-    rep = sub.add_parser("replay", help="apply a group's parked records again; delete those applied")
-    rep.add_argument("--group", required=True, choices=SINK_GROUPS)
+    rep = sub.add_parser(
+        "replay", help="apply a group's parked records again (the worker's: produce them again); delete those applied"
+    )
+    rep.add_argument("--group", required=True, choices=PARKING_GROUPS)
     rep.add_argument("--dry-run", action="store_true", help="count what would be replayed; apply nothing")
     dis = sub.add_parser("discard", help="give up a group's parked records for good (those no fix can apply)")
-    dis.add_argument("--group", required=True, choices=SINK_GROUPS)
+    dis.add_argument("--group", required=True, choices=PARKING_GROUPS)
     dis.add_argument("--error-type", help="only those parked for this error type (as `list` shows it)")
     dis.add_argument("--dry-run", action="store_true", help="count what would be discarded; delete nothing")
 
@@ -51,7 +53,14 @@ async def _run(settings: Settings, args: argparse.Namespace) -> None:
                 log.warning("parked records discarded", extra={"group": args.group, "records": n})
                 print(f"discarded {n:,} parked records of {args.group}")
             return
-        done = await replay(settings, pool, args.group, dry_run=args.dry_run)
+        if args.group == WORKER_GROUP:
+            from herald_worker import parked as worker_parked
+
+            done = await worker_parked.replay(settings, pool, dry_run=args.dry_run)
+        else:
+            from herald_sinks import parking
+
+            done = await parking.replay(settings, pool, args.group, dry_run=args.dry_run)
         if args.dry_run:
             print(f"would replay {done.parked:,} parked records of {args.group}")
         else:

@@ -16,12 +16,12 @@ from herald.kafka.membership import Membership
 from herald.kafka.producer import Producer
 from herald.kafka.topics import Names
 from herald.ops import check_postgres, ops_handlers
+from herald.parking import Parking, run_parked_report
 from herald.runtime import until_stopped
 from herald.settings import Settings
 from herald_sinks.billing import run_settler
 from herald_sinks.callbacks import CallbackConfigs, Dispatcher
 from herald_sinks.groups import TOPICS, handlers
-from herald_sinks.parking import Parking, run_parked_report
 from herald_sinks.receipts import Binder
 from herald_sinks.sweeper import run_sweeper
 

@@ -13,74 +13,18 @@ never be applied is given up with `herald parked discard`, deliberately and coun
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 
 import asyncpg
-import msgspec
 from aiokafka import TopicPartition
 
-from herald import metrics
 from herald.db import parked
-from herald.db.pool import DATABASE_ERRORS, until_written
-from herald.kafka.consumer import Record, rebuilt_record
-from herald.runtime import ticks
+from herald.kafka.consumer import rebuilt_record
+from herald.parking import Replayed, describe
 from herald.settings import Settings
-from herald_sinks.groups import SINK_GROUPS, handlers
+from herald_sinks.groups import handlers
 
 log = logging.getLogger(__name__)
-
-
-class Parking:
-    def __init__(self, pool: asyncpg.Pool) -> None:
-        self._pool = pool
-
-    async def __call__(self, group: str, record: Record, error: Exception) -> None:
-        log.error(
-            "record refused by its sink; parked",
-            extra={
-                "group": group, "topic": record.topic, "partition": record.partition, "offset": record.offset,
-                "error": type(error).__name__,
-            },
-        )  # fmt: skip
-        entry = parked.Parked(
-            consumer_group=group, topic=record.topic, partition=record.partition, offset=record.offset,
-            key=record.key, value=record.value, timestamp_ms=record.timestamp, error=_describe(error),
-        )  # fmt: skip
-        await until_written(lambda: parked.park(self._pool, entry))
-        metrics.SINK_RECORDS_PARKED.labels(group).inc()
-        await until_written(lambda: report_parked(self._pool))
-
-
-async def report_parked(pool: asyncpg.Pool) -> None:
-    """Set `herald_sink_parked_records` for every sink group from the table."""
-    waiting = await parked.waiting(pool)
-    for group in SINK_GROUPS:
-        metrics.SINK_PARKED_RECORDS.labels(group).set(waiting.get(group, 0))
-
-
-async def run_parked_report(pool: asyncpg.Pool, interval_seconds: float, stop: asyncio.Event) -> None:
-    """Recount at start (every group's series exists from the first scrape, at 0 when nothing is
-    parked, so the panel is never empty) and every `interval_seconds`: replays and discards run
-    in other processes."""
-    with contextlib.suppress(*DATABASE_ERRORS):
-        await report_parked(pool)
-    async for _ in ticks(interval_seconds, stop):
-        try:
-            await report_parked(pool)
-        except DATABASE_ERRORS as exc:
-            log.warning("parked records count failed; will retry", extra={"error": type(exc).__name__})
-
-
-def _describe(error: Exception) -> str:
-    return f"{type(error).__name__}: {error}"
-
-
-class Replayed(msgspec.Struct, frozen=True):
-    parked: int
-    applied: int
-    refused: int
 
 
 async def replay(settings: Settings, pool: asyncpg.Pool, group: str, *, dry_run: bool) -> Replayed:
@@ -97,7 +41,7 @@ async def replay(settings: Settings, pool: asyncpg.Pool, group: str, *, dry_run:
             await handler({TopicPartition(record.topic, record.partition): [record]})
         except Exception as exc:  # the same refusal as before, or a new one: keep it parked
             refused += 1
-            await parked.refused_again(pool, entry, _describe(exc))
+            await parked.refused_again(pool, entry, describe(exc))
             continue
         applied += 1
         await parked.unpark(pool, entry)

@@ -17,6 +17,7 @@ from herald.kafka.membership import Membership
 from herald.kafka.producer import Producer
 from herald.kafka.topics import MESSAGE_TOPICS, RETRY, WORKER_GROUP, Names
 from herald.ops import ops_handlers
+from herald.parking import Parking
 from herald.settings import Settings
 from herald_worker.claim_store import PostgresClaims
 from herald_worker.delivery import Deliverer
@@ -62,7 +63,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event, membership: Member
             consumer, names, processor, w,
             content_keys=ContentKeys(pool, settings.retention.content_days), gate=gate,
             claims=PostgresClaims(pool), rates=rates,
-            pacer=lambda wake: BucketPacer.on_postgres(pool, rates.get, wake, observe_tier),
+            pacer=lambda wake: BucketPacer.on_postgres(pool, rates.get, wake, observe_tier), park=Parking(pool),
         )  # fmt: skip
         consumer.subscribe(
             [names.topic(t) for t in WORKER_TOPICS], listener=membership.listener(WORKER_GROUP, pipeline)

@@ -45,18 +45,19 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable, Coroutine, Hashable, Iterable
+from collections.abc import Callable, Coroutine, Hashable
 
 import msgspec
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaError
 
 from herald import clock, metrics
 from herald.db.content_keys import ContentKeys
 from herald.db.pool import until_written
 from herald.domain.models import Category, KeyKind, Tier
 from herald.domain.records import ENCODER, MESSAGE_DECODER, OutboundMessage, SealedMessageV2, message_key
-from herald.kafka.producer import Record
+from herald.kafka.consumer import Parker, Record, report_lag
+from herald.kafka.offsets import CommitPolicy, Committer, OffsetTracker
+from herald.kafka.producer import Record as Outgoing
 from herald.kafka.topics import RETRY, WORKER_GROUP, Names, class_topic
 from herald.runtime import until_stopped
 from herald.sealing import ContentUnavailable, reseal
@@ -65,7 +66,6 @@ from herald_worker.claim_store import ClaimStore
 from herald_worker.deferrals import Backlog, Deferrals, RetriesInHand, retry_key, source
 from herald_worker.delivery import Outcome
 from herald_worker.leases import Lease, Leases
-from herald_worker.offsets import OffsetTracker
 from herald_worker.pacing import BucketPacer, TenantRates
 from herald_worker.pauses import PausePolicy
 from herald_worker.provider_gate import ProviderGate
@@ -89,8 +89,11 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
         claims: ClaimStore,
         rates: TenantRates,
         pacer: Callable[[Callable[[], None]], BucketPacer[Tier]],
+        park: Parker,
     ) -> None:
-        """`pacer` builds the tenants' token pacer around the callback that wakes dispatch."""
+        """`pacer` builds the tenants' token pacer around the callback that wakes dispatch;
+        `park` keeps a record that does not decode (`herald.parking`)."""
+        self._park = park
         self._consumer = consumer
         self._names = names
         self._processor = processor
@@ -99,6 +102,7 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
         self._claims = claims
         self._scheduler = Scheduler(settings.recipient_gap_seconds)
         self._tracker: OffsetTracker[TopicPartition] = OffsetTracker()
+        self._committer = Committer(consumer, self._tracker, CommitPolicy(settings.commit_interval_seconds))
         self._wake = asyncio.Event()
         self._rates = rates
         self._pacer = pacer(self._wake.set)
@@ -169,7 +173,7 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
     async def _commit_loop(self) -> None:
         while not self._stopping.is_set():
             await asyncio.sleep(self._settings.commit_interval_seconds)
-            await self._commit()
+            await self._committer.commit()
 
     # --- pieces ---------------------------------------------------------------------------------
     def _next(self) -> Item | None:
@@ -243,7 +247,7 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
         self._start(self._record(item, outcome), item)
         return True
 
-    async def _admit(self, batch: dict[TopicPartition, list[object]]) -> None:
+    async def _admit(self, batch: dict[TopicPartition, list[Record]]) -> None:
         now_ms = clock.now_ms()
         # The leases these records were fetched under. Each await below may span a rebalance: the
         # records of a lease closed meanwhile (in an eager rebalance, every partition, even one
@@ -254,7 +258,12 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
             lease = leases[tp]
             return lease is not None and lease.open
 
-        arrived = self._decode(batch, leases)
+        arrived, undecodable = self._decode(batch, leases)
+        for record, error in undecodable:
+            # Kept whole and counted, never skipped silently: a producer that wrote what this
+            # worker cannot read is a fault to fix, and `herald parked replay` sends it again then.
+            await self._park(WORKER_GROUP, record, error)
+            self._tracker.finish(TopicPartition(record.topic, record.partition), record.offset)
         await self._content_keys_for(arrived)
         fresh: list[Item] = []
         unreadable: list[tuple[SealedMessageV2, TopicPartition, int, str]] = []
@@ -310,7 +319,7 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
         if deferred or noted:
             await self._processor.publish(
                 [
-                    Record(RETRY, message_key(m.tenant_id, m.to), ENCODER.encode(reseal(i.sealed, m)))
+                    Outgoing(RETRY, message_key(m.tenant_id, m.to), ENCODER.encode(reseal(i.sealed, m)))
                     for i, m in deferred + again
                 ]
             )
@@ -319,25 +328,22 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
         self._wake.set()
 
     def _decode(
-        self, batch: dict[TopicPartition, list[object]], leases: dict[Hashable, Lease[TopicPartition] | None]
-    ) -> list[tuple[SealedMessageV2, TopicPartition, int]]:
+        self, batch: dict[TopicPartition, list[Record]], leases: dict[Hashable, Lease[TopicPartition] | None]
+    ) -> tuple[list[tuple[SealedMessageV2, TopicPartition, int]], list[tuple[Record, msgspec.DecodeError]]]:
+        """The records read, decoded; and those that do not decode, with why."""
         arrived: list[tuple[SealedMessageV2, TopicPartition, int]] = []
+        undecodable: list[tuple[Record, msgspec.DecodeError]] = []
         for tp, records in batch.items():
             lease = leases[tp]
             for record in records:
-                offset: int = record.offset  # type: ignore[attr-defined]
-                self._tracker.read(tp, offset)
+                self._tracker.read(tp, record.offset)
                 if lease is not None:
-                    lease.fetched_next = offset + 1
+                    lease.fetched_next = record.offset + 1
                 try:
-                    arrived.append((MESSAGE_DECODER.decode(record.value or b""), tp, offset))  # type: ignore[attr-defined]
-                except msgspec.DecodeError:
-                    log.error(
-                        "undecodable record skipped",
-                        extra={"topic": tp.topic, "partition": tp.partition, "offset": offset},
-                    )
-                    self._tracker.finish(tp, offset)
-        return arrived
+                    arrived.append((MESSAGE_DECODER.decode(record.value or b""), tp, record.offset))
+                except msgspec.DecodeError as exc:
+                    undecodable.append((record, exc))
+        return arrived, undecodable
 
     async def _content_keys_for(self, arrived: list[tuple[SealedMessageV2, TopicPartition, int]]) -> None:
         hours = {sealed.content_key for sealed, _, _ in arrived}
@@ -410,28 +416,11 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
             return 0
         return max(0, highwater - fetched)
 
-    def _report_lag(self, batch: dict[TopicPartition, list[object]]) -> None:
+    def _report_lag(self, batch: dict[TopicPartition, list[Record]]) -> None:
         for tp in batch:
-            if self._leases.of(tp) is None:
-                continue  # revoked while the batch was admitted (aiokafka asserts on its highwater)
-            metrics.CONSUMER_LAG.labels(WORKER_GROUP, self._names.unprefixed(tp.topic), str(tp.partition)).set(
-                self._unfetched(tp)
-            )
-
-    async def _commit(self, partitions: Iterable[TopicPartition] | None = None) -> None:
-        offsets = self._tracker.committable()
-        if partitions is not None:
-            wanted = set(partitions)
-            offsets = {tp: o for tp, o in offsets.items() if tp in wanted}
-        if not offsets:
-            return
-        try:
-            await self._consumer.commit(offsets)
-        except KafkaError as exc:
-            # A rebalance took the partitions: their next owner re-reads from the last commit.
-            log.warning("commit failed; records will be re-read by the partition's owner", extra={"error": repr(exc)})
-            return
-        self._tracker.committed(offsets)
+            # Not for a partition revoked while the batch was admitted (aiokafka asserts on its highwater).
+            if (lease := self._leases.of(tp)) is not None and lease.fetched_next is not None:
+                report_lag(self._consumer, self._names, WORKER_GROUP, tp, lease.fetched_next)
 
     async def _drain(self) -> None:
         self._stopping.set()
@@ -440,7 +429,7 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
             _, pending = await asyncio.wait(set(self._tasks), timeout=self._settings.drain_seconds)
             if pending:
                 log.warning("drain deadline passed with messages in flight", extra={"count": len(pending)})
-        await self._commit()
+        await self._committer.commit()
 
     # --- rebalance (aiokafka awaits these around a group rejoin) -----------------------------------
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
@@ -458,7 +447,7 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
         finishing = [task for task, tp in self._tasks.items() if tp in revoked]
         if finishing:
             await asyncio.wait(finishing, timeout=self._settings.drain_seconds)
-        await self._commit(revoked)
+        await self._committer.commit(revoked)
         self._tracker.forget(revoked)
         self._paused -= revoked
 

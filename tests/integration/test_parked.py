@@ -8,14 +8,18 @@ import asyncio
 import os
 import subprocess
 import sys
+import uuid
 
 import asyncpg
 from prometheus_client import REGISTRY
 
 from herald.db import parked
-from herald.kafka.topics import BILLING_SINK_GROUP, STATUS_SINK_GROUP
+from herald.domain.models import Category
+from herald.domain.records import message_key
+from herald.kafka.producer import Producer, Record
+from herald.kafka.topics import BILLING_SINK_GROUP, STATUS_SINK_GROUP, WORKER_GROUP, Names, class_topic
+from herald.parking import run_parked_report
 from herald.settings import Settings
-from herald_sinks.parking import run_parked_report
 from tests.eventually import at_least, eventually
 from tests.integration.harness import Platform
 
@@ -124,3 +128,44 @@ async def test_discard_gives_up_parked_records_by_group_and_error_type(settings:
     rest = await asyncio.to_thread(_herald, dsn, "discard", "--group", BILLING_SINK_GROUP)
     assert f"discarded 1 parked records of {BILLING_SINK_GROUP}" in rest.stdout
     assert await parked.waiting(pool) == {STATUS_SINK_GROUP: 1}  # another group's are not touched
+
+
+async def test_a_record_the_worker_cannot_decode_is_parked_and_the_partition_moves_on(
+    platform: Platform, pool: asyncpg.Pool
+) -> None:
+    # What a producer of another version might write: a record of a schema this worker cannot
+    # read, on the partition of a recipient sent to right after (the same record key).
+    tenant_id, auth = await platform.tenant_with_key()
+    await platform.template(auth)
+    names = Names(platform.settings.kafka.topic_prefix)
+    producer = Producer(platform.settings.kafka, names)
+    await producer.start()
+    try:
+        bad = b'{"schema": "herald.message.v9", "id": "not for this version"}'
+        key = message_key(uuid.UUID(tenant_id), "+447400100500")
+        await producer.send_many([Record(class_topic(Category.AUTHENTICATION), key, bad)])
+    finally:
+        await producer.stop()
+    behind = (await platform.send(auth, to="+447400100500")).json()["id"]
+    # The partition goes on past it, for the worker and for the status sink alike.
+    assert (await platform.wait_status(auth, behind, {"delivered"}))["status"] == "delivered"
+
+    async def worker_parked() -> list[asyncpg.Record]:
+        return await pool.fetch(
+            "SELECT topic, value, error FROM parked_records WHERE consumer_group = $1", WORKER_GROUP
+        )
+
+    await eventually(worker_parked, lambda rows: len(rows) == 1, "the worker parks it", seconds=20)
+    (row,) = await worker_parked()
+    assert (bytes(row["value"]), row["topic"]) == (bad, names.topic(class_topic(Category.AUTHENTICATION)))
+    assert row["error"].startswith("ValidationError")
+    # The status sink reads the same topic and parks its own copy, under its own group.
+    assert await pool.fetchval("SELECT count(*) FROM parked_records WHERE consumer_group = $1", STATUS_SINK_GROUP) == 1
+
+    dsn = platform.settings.database.url
+    again = await asyncio.to_thread(_herald, dsn, "replay", "--group", WORKER_GROUP)
+    assert again.returncode == 1, again.stderr  # this version still cannot read it: kept
+    assert "0 applied, 1 refused again" in again.stdout
+    gone = await asyncio.to_thread(_herald, dsn, "discard", "--group", WORKER_GROUP)
+    assert gone.returncode == 0, gone.stderr
+    assert await worker_parked() == []

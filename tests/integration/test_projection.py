@@ -17,7 +17,7 @@ from herald.domain.records import ENCODER, OutboundMessage, StatusEventV1
 from herald.domain.status import Status
 from herald.kafka.consumer import ConsumerLoop, rebuilt_record
 from herald.kafka.topics import EVENTS, STATUS_SINK_GROUP, Names
-from herald_sinks.parking import Parking
+from herald.parking import Parking
 from herald_sinks.status import StatusProjection
 
 T0 = 1_764_284_400_000

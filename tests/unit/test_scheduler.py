@@ -8,8 +8,8 @@ from typing import Any
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from herald.domain.models import Category
+from herald.kafka.offsets import OffsetTracker
 from herald.sealing import seal
-from herald_worker.offsets import OffsetTracker
 from herald_worker.scheduler import Item, Scheduler
 from tests.unit.fakes import Clock, outbound
 

@@ -23,8 +23,9 @@ from herald import clock
 from herald.db.claims import Deferral, RetryKey, Source
 from herald.domain.models import Category, Tier
 from herald.domain.records import ENCODER, MESSAGE_DECODER, OutboundMessage, SealedMessageV2
+from herald.kafka.consumer import rebuilt_record
 from herald.kafka.producer import Record
-from herald.kafka.topics import RETRY, Names, class_topic
+from herald.kafka.topics import RETRY, WORKER_GROUP, Names, class_topic
 from herald.sealing import hour_of, open_with, seal
 from herald.settings import WorkerSettings
 from herald_worker.deferrals import Backlog, Deferrals, RetriesInHand, retry_key
@@ -308,6 +309,7 @@ class World:
     def __init__(self, batches: list[dict[TopicPartition, list[Any]]], claims: Claims, keys: Keys, *,
                  rate: float = 1000.0, **settings: Any) -> None:  # fmt: skip
         self.consumer, self.producer, self.provider = Consumer(batches), Producer(), Sent()
+        self.parked: list[tuple[str, int, str]] = []
         self.settings = msgspec.structs.replace(
             WorkerSettings(), commit_interval_seconds=0.01, drain_seconds=0.2, recipient_gap_seconds=0.0, **settings
         )
@@ -315,8 +317,11 @@ class World:
         self.pipeline = Pipeline(
             self.consumer, NAMES, processor, self.settings,  # type: ignore[arg-type]
             content_keys=keys, gate=Gate(), claims=claims, rates=Rates(rate),  # type: ignore[arg-type]
-            pacer=lambda _: Pacer(),  # type: ignore[arg-type,return-value]
+            pacer=lambda _: Pacer(), park=self.park,  # type: ignore[arg-type,return-value]
         )  # fmt: skip
+
+    async def park(self, group: str, record: Any, error: Exception) -> None:
+        self.parked.append((group, record.offset, type(error).__name__))
 
     async def assign(self, *partitions: TopicPartition) -> None:
         self.consumer.assigned |= set(partitions)
@@ -408,3 +413,19 @@ async def test_a_copy_published_twice_is_sent_once() -> None:
     await running
     assert world.provider.ids == [copy.id]
     assert claims.done == {retry_key(copy)}
+
+
+async def test_a_record_that_does_not_decode_is_parked_and_the_partition_moves_on() -> None:
+    claims, keys = Claims(), Keys()
+    message = live()
+    good = records(keys, message, start=1)
+    bad = rebuilt_record(OTP.topic, OTP.partition, 0, b'{"schema": "herald.message.v9"}')
+    world = World([{OTP: [bad, *good]}], claims, keys)
+    await world.assign(OTP)
+    stop = asyncio.Event()
+    running = asyncio.create_task(world.pipeline.run(stop))
+    await until(lambda: world.committed(OTP) == 2)
+    stop.set()
+    await running
+    assert world.parked == [(WORKER_GROUP, 0, "ValidationError")]
+    assert world.provider.ids == [message.id]

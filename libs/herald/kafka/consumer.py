@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import TypeAlias, TypeVar
 
@@ -19,9 +18,9 @@ import msgspec
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
-from aiokafka.errors import CommitFailedError, KafkaError
 
 from herald import metrics
+from herald.kafka.offsets import CommitPolicy, Committer, OffsetTracker
 from herald.kafka.topics import Names
 from herald.settings import KafkaSettings
 
@@ -149,7 +148,8 @@ class ConsumerLoop:
         self._names = names
         self._max_records = max_records
         self._batch_wait = batch_wait_seconds
-        self._commit_interval = commit_interval_seconds
+        self._tracker: OffsetTracker[TopicPartition] = OffsetTracker()
+        self._committer = Committer(consumer, self._tracker, CommitPolicy(commit_interval_seconds))
         self._park = park
         self._max_parked = max_parked
         self._transient = transient
@@ -159,23 +159,20 @@ class ConsumerLoop:
         self._stopping.set()
 
     async def run(self) -> None:
-        handled: dict[TopicPartition, int] = {}  # offsets past every handled record, not yet committed
-        committed_at = time.monotonic()
         while not self._stopping.is_set():
             batch: Batch = await self._consumer.getmany(timeout_ms=200, max_records=self._max_records)
             if not batch:
                 continue
             await self.handle(batch)
-            handled.update({tp: records[-1].offset + 1 for tp, records in batch.items()})
-            if time.monotonic() - committed_at >= self._commit_interval:
-                await self._commit(handled)
-                handled, committed_at = {}, time.monotonic()
-            self._report_lag(batch)
+            for tp, records in batch.items():
+                self._tracker.handled(tp, records[-1].offset + 1)
+                report_lag(self._consumer, self._names, self._group, tp, records[-1].offset + 1)
+            if self._committer.due():
+                await self._committer.commit()
             if self._batch_wait and sum(map(len, batch.values())) < self._max_records:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), self._batch_wait)
-        if handled:
-            await self._commit(handled)
+        await self._committer.commit()
 
     async def handle(self, batch: Batch) -> None:
         """Run the handler over `batch`; with a `park`, isolate and park the records it refuses.
@@ -225,21 +222,15 @@ class ConsumerLoop:
             except Exception as exc:
                 await self._isolate(half, exc, refused)
 
-    async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
-        try:
-            await self._consumer.commit(offsets)
-        except (CommitFailedError, KafkaError) as exc:
-            # The group rebalanced while we worked: the partitions' new owner replays from the
-            # last committed offset. Effects are idempotent, so that costs time, not correctness.
-            log.warning("commit failed; batch will be replayed by the partition's owner", extra={"error": repr(exc)})
 
-    def _report_lag(self, batch: Batch) -> None:
-        for tp, records in batch.items():
-            highwater = self._consumer.highwater(tp)
-            if highwater is not None:
-                metrics.CONSUMER_LAG.labels(self._group, self._names.unprefixed(tp.topic), str(tp.partition)).set(
-                    max(0, highwater - records[-1].offset - 1)
-                )
+def report_lag(consumer: AIOKafkaConsumer, names: Names, group: str, tp: TopicPartition, next_offset: int) -> None:
+    """`herald_consumer_lag`: records on the broker past `next_offset`, the next one this
+    consumer will fetch (`group` unprefixed: several groups read one topic in a process)."""
+    highwater = consumer.highwater(tp)
+    if highwater is not None:
+        metrics.CONSUMER_LAG.labels(group, names.unprefixed(tp.topic), str(tp.partition)).set(
+            max(0, highwater - next_offset)
+        )
 
 
 def rebuilt_record(
