@@ -9,9 +9,10 @@ broken part fails here first, and by name.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import msgspec
@@ -327,6 +328,17 @@ class World:
         self.consumer.assigned |= set(partitions)
         await self.pipeline.on_partitions_assigned(set(partitions))
 
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """The pipeline runs inside the block and is stopped (drained) at its end."""
+        stop = asyncio.Event()
+        task = asyncio.create_task(self.pipeline.run(stop))
+        try:
+            yield
+        finally:
+            stop.set()
+            await task
+
     def committed(self, tp: TopicPartition) -> int:
         return max((c[tp] for c in self.consumer.commits if tp in c), default=0)
 
@@ -355,15 +367,12 @@ async def test_a_rebalance_during_an_admission_drops_its_records_even_if_the_par
     message = live(idempotent=True)
     world = World([{OTP: records(keys, message)}], claims, keys)
     await world.assign(OTP)
-    stop = asyncio.Event()
-    running = asyncio.create_task(world.pipeline.run(stop))
-    await until(lambda: claims.claims == {} and world.consumer.batches == [])
-    await world.pipeline.on_partitions_revoked({OTP})  # waits drain_seconds for the admission, then goes on
-    await world.assign(OTP)  # assigned straight back: a new lease
-    claims.stall.set()
-    await asyncio.sleep(0.2)
-    stop.set()
-    await running
+    async with world.running():
+        await until(lambda: claims.claims == {} and world.consumer.batches == [])
+        await world.pipeline.on_partitions_revoked({OTP})  # waits drain_seconds for the admission, then goes on
+        await world.assign(OTP)  # assigned straight back: a new lease
+        claims.stall.set()
+        await asyncio.sleep(0.2)
     assert world.provider.ids == []  # read again from the last commit by the new lease, not sent now
     assert world.committed(OTP) == 0
 
@@ -390,11 +399,8 @@ async def test_a_deferral_noted_but_never_published_is_published_by_the_next_rea
     second = World([{OTP: records(keys, *burst)}], claims, keys, rate=1.0, tenant_buffer_seconds=1.0,
                    tenant_buffer_min=1)  # fmt: skip
     await second.assign(OTP)
-    stop = asyncio.Event()
-    running = asyncio.create_task(second.pipeline.run(stop))
-    await until(lambda: len(second.producer.retried()) == 2 and second.committed(OTP) == 3)
-    stop.set()
-    await running
+    async with second.running():
+        await until(lambda: len(second.producer.retried()) == 2 and second.committed(OTP) == 3)
     copies = {c.id: c.not_before_ms for c in second.producer.retried()}
     assert copies == {burst[o].id: noted[o] for o in (1, 2)}  # the same copies, not new deferrals
     assert len(claims.notes) == 2  # and no second note
@@ -406,11 +412,8 @@ async def test_a_copy_published_twice_is_sent_once() -> None:
     copy = live(attempt=1, not_before_ms=clock.now_ms() - 1)
     world = World([{RETRIES: records(keys, copy, copy)}], claims, keys)
     await world.assign(RETRIES)
-    stop = asyncio.Event()
-    running = asyncio.create_task(world.pipeline.run(stop))
-    await until(lambda: world.committed(RETRIES) == 2)
-    stop.set()
-    await running
+    async with world.running():
+        await until(lambda: world.committed(RETRIES) == 2)
     assert world.provider.ids == [copy.id]
     assert claims.done == {retry_key(copy)}
 
@@ -422,10 +425,7 @@ async def test_a_record_that_does_not_decode_is_parked_and_the_partition_moves_o
     bad = rebuilt_record(OTP.topic, OTP.partition, 0, b'{"schema": "herald.message.v9"}')
     world = World([{OTP: [bad, *good]}], claims, keys)
     await world.assign(OTP)
-    stop = asyncio.Event()
-    running = asyncio.create_task(world.pipeline.run(stop))
-    await until(lambda: world.committed(OTP) == 2)
-    stop.set()
-    await running
+    async with world.running():
+        await until(lambda: world.committed(OTP) == 2)
     assert world.parked == [(WORKER_GROUP, 0, "ValidationError")]
     assert world.provider.ids == [message.id]
