@@ -139,6 +139,9 @@ async def test_a_second_provider_id_for_one_message_is_counted_as_a_duplicate_se
     resent = await store.apply_batch(pool, [], [sent("sim-2", dt=30)])
     receipt = await store.apply_batch(pool, [], [sent("sim-2", Status.DELIVERED, 40)])
     assert (resent.duplicate_sends, receipt.duplicate_sends) == (0, 1)  # counted once, at the receipt
+    # The status sink applies a batch again after a rebalance: the duplicate is not counted again.
+    again = await store.apply_batch(pool, [], [sent("sim-2", dt=30), sent("sim-2", Status.DELIVERED, 40)])
+    assert again.duplicate_sends == 0
     assert await status_of(pool, mid) == "delivered"
 
 

@@ -76,13 +76,16 @@ async def _duplicate_sends(
     sent = [e for e in events if e.provider_message_id is not None and e.status is Status.DELIVERED]
     if not sent:
         return 0
-    found: int = await conn.fetchval(
-        "SELECT count(DISTINCT (n.id, n.pid)) FROM unnest($1::uuid[], $2::text[], $3::text[]) AS n(id, status, pid)"
+    # Counted where it is noted (migration 0019): the same receipt applied again counts nothing.
+    counted = await conn.fetch(
+        "INSERT INTO duplicate_deliveries (message_id, provider_message_id)"
+        " SELECT DISTINCT n.id, n.pid FROM unnest($1::uuid[], $2::text[], $3::text[]) AS n(id, status, pid)"
         " JOIN message_events e ON e.message_id = n.id AND e.status = n.status"
-        " WHERE e.provider_message_id IS DISTINCT FROM n.pid",
+        " WHERE e.provider_message_id IS DISTINCT FROM n.pid"
+        " ON CONFLICT DO NOTHING RETURNING 1",
         [e.message_id for e in sent], [e.status.value for e in sent], [e.provider_message_id for e in sent],
     )  # fmt: skip
-    return found
+    return len(counted)
 
 
 async def apply_batch(

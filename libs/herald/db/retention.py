@@ -6,8 +6,9 @@
 - dead `callback_outbox` rows older than `dead_callback_days` (kept for inspection until then);
 - `retries_done` and `deferred_records` rows older than `claim_days` (longer than the topics'
   retention, 7 days: no record they guard can be read again);
-- provider receipts, the sends they are bound by and the first final reports, after as long
-  (a receipt days after its send finds its message failed by the receipt deadline, 72 h);
+- provider receipts, the sends they are bound by, the first final reports and the duplicate
+  deliveries counted, after as long (a receipt days after its send finds its message failed by
+  the receipt deadline, 72 h);
 - `content_keys` of hours that ended more than `content_days` ago: every recipient and body
   sealed in those hours becomes unreadable, on every topic and in every copy (`herald.sealing`).
 The message envelopes, the status projection and the billing ledger are kept.
@@ -56,6 +57,7 @@ async def purge(
         "DELETE FROM provider_receipts WHERE received_at < $1",
         "DELETE FROM provider_messages WHERE sent_at < $1",
         "DELETE FROM receipt_finals WHERE decided_at < $1",
+        "DELETE FROM duplicate_deliveries WHERE counted_at < $1",
     ):
         receipts += rows_affected(await pool.execute(statement, handled_before))
     content = await pool.execute(
