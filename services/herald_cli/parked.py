@@ -56,7 +56,10 @@ async def _run(settings: Settings, args: argparse.Namespace) -> None:
         if args.group == WORKER_GROUP:
             from herald_worker import parked as worker_parked
 
-            done = await worker_parked.replay(settings, pool, dry_run=args.dry_run)
+            try:
+                done = await worker_parked.replay(settings, pool, dry_run=args.dry_run)
+            except worker_parked.NoBroker as exc:
+                sys.exit(f"herald parked: {exc}")
         else:
             from herald_sinks import parking
 
