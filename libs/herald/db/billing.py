@@ -373,11 +373,26 @@ FROM (
 """
 
 
+class PeriodTotal(msgspec.Struct, frozen=True):
+    """What a period holds for one tenant in one currency (micro-units)."""
+
+    tenant_id: uuid.UUID
+    currency: str
+    rows: int
+    """Ledger rows (billable messages)."""
+    usage_micros: int
+    entries_micros: int
+    """Credits and corrections, signed."""
+
+
+PERIOD_TOTALS = msgspec.json.Decoder(list[PeriodTotal])
+"""A close's recorded totals (`billing_closes.totals`, written by `period_totals`' own JSON)."""
+
+
 async def period_totals(conn: asyncpg.pool.PoolConnectionProxy[asyncpg.Record] | asyncpg.Connection,
-                        month: Month) -> list[dict[str, object]]:  # fmt: skip
-    """What `month` holds now, in the shape a close records."""
-    totals: list[dict[str, object]] = msgspec.json.decode(await conn.fetchval(_TOTALS, month.start.date()))
-    return totals
+                        month: Month) -> list[PeriodTotal]:  # fmt: skip
+    """What `month` holds now, in the shape a close records, tenant and currency in order."""
+    return PERIOD_TOTALS.decode(await conn.fetchval(_TOTALS, month.start.date()))
 
 
 class EntryTotal(msgspec.Struct, frozen=True):
@@ -452,7 +467,7 @@ async def reconcile(pool: asyncpg.Pool, month: Month) -> Reconciliation:
             )
         ]
         recorded = await conn.fetchval("SELECT totals FROM billing_closes WHERE period = $1", month.start.date())
-        intact = recorded is None or msgspec.json.decode(recorded) == await period_totals(conn, month)
+        intact = recorded is None or PERIOD_TOTALS.decode(recorded) == await period_totals(conn, month)
     differences = [Difference(**dict(r)) for r in rows]
     return Reconciliation(
         month=month.label, ledger_rows=ledger, billable_messages=expected, pending=pending, differences=differences,

@@ -14,7 +14,7 @@ import asyncpg
 import msgspec
 
 from herald.billing.period import Month
-from herald.db.billing import close_lock, period_totals
+from herald.db.billing import PERIOD_TOTALS, PeriodTotal, close_lock, period_totals
 from herald.errors import Conflict
 
 
@@ -22,8 +22,8 @@ class Close(msgspec.Struct, frozen=True):
     month: str
     closed_at: datetime
     closed_by: str
-    totals: list[dict[str, object]]
-    """Per tenant and currency: ledger rows, their amount, entries' amount (micro-units)."""
+    totals: list[PeriodTotal]
+    """What the month held when it closed, per tenant and currency."""
 
 
 def _label(period: date) -> str:
@@ -62,7 +62,7 @@ async def close(pool: asyncpg.Pool, month: Month, closed_by: str, now: datetime)
 
 async def closes(pool: asyncpg.Pool) -> list[Close]:
     rows = await pool.fetch("SELECT period, closed_at, closed_by, totals FROM billing_closes ORDER BY period")
-    return [Close(_label(r["period"]), r["closed_at"], r["closed_by"], msgspec.json.decode(r["totals"])) for r in rows]
+    return [Close(_label(r["period"]), r["closed_at"], r["closed_by"], PERIOD_TOTALS.decode(r["totals"])) for r in rows]
 
 
 async def first_open(conn: asyncpg.Pool | asyncpg.pool.PoolConnectionProxy[asyncpg.Record]) -> date | None:
