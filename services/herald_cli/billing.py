@@ -19,7 +19,7 @@ import msgspec
 
 from herald.billing import ratecards
 from herald.billing.invoices import Party, as_csv
-from herald.billing.ledger import EntryKind, posted_amount
+from herald.billing.ledger import EntryKind
 from herald.billing.pdf import render
 from herald.billing.period import Month
 from herald.billing.tax import eu_rates
@@ -198,15 +198,9 @@ async def _closes(settings: Settings, _: argparse.Namespace) -> int:
 
 
 async def _entry(settings: Settings, args: argparse.Namespace) -> int:
-    kind = EntryKind(args.kind)
-    try:
-        posted = posted_amount(kind, args.amount_micros, args.corrects_message_id, args.corrects_entry_id)
-    except HeraldError as exc:
-        print(f"herald billing: {exc.detail}", file=sys.stderr)
-        return 2
     now = datetime.now(UTC)
     new = entries.NewEntry(
-        kind=kind, amount_micros=posted, reason=args.reason, created_by=args.by,
+        kind=EntryKind(args.kind), amount_micros=args.amount_micros, reason=args.reason, created_by=args.by,
         corrects_message_id=args.corrects_message_id, corrects_entry_id=args.corrects_entry_id,
     )  # fmt: skip
     async with opened_pool(settings.database) as pool:

@@ -8,7 +8,7 @@ from datetime import date, datetime
 import asyncpg
 import msgspec
 
-from herald.billing.ledger import EntryKind
+from herald.billing.ledger import EntryKind, posted_amount
 from herald.billing.period import Month
 from herald.db import closes, customers
 from herald.db.billing import hold_periods
@@ -18,7 +18,8 @@ from herald.errors import Conflict, InvalidRequest, NotFound
 class NewEntry(msgspec.Struct, frozen=True):
     kind: EntryKind
     amount_micros: int
-    """Signed as stored: negative for a credit."""
+    """As the billing team gives it: a credit as the (positive) amount credited, a correction
+    signed; `add` stores what it does to the bill (`posted_amount`)."""
     reason: str
     created_by: str
     corrects_message_id: uuid.UUID | None = None
@@ -54,6 +55,7 @@ def _entry(row: asyncpg.Record) -> Entry:
 async def add(pool: asyncpg.Pool, tenant_id: uuid.UUID, month: Month, entry: NewEntry, now: datetime) -> Entry:
     """Post `entry` to `month` of the tenant, in its billing currency. The month must be open and
     not in the future; what it corrects must be the tenant's."""
+    posted = posted_amount(entry.kind, entry.amount_micros, entry.corrects_message_id, entry.corrects_entry_id)
     if month.start > now:
         raise InvalidRequest.field("month", "is in the future", code="period_in_future")
     async with pool.acquire() as conn, conn.transaction():
@@ -74,7 +76,7 @@ async def add(pool: asyncpg.Pool, tenant_id: uuid.UUID, month: Month, entry: New
         row = await conn.fetchrow(
             f"INSERT INTO billing_entries ({_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now(), $9, $10)"
             f" RETURNING {_COLUMNS}",
-            uuid.uuid4(), tenant_id, month.start.date(), entry.kind.value, entry.amount_micros,
+            uuid.uuid4(), tenant_id, month.start.date(), entry.kind.value, posted,
             await customers.currency_of(conn, tenant_id), entry.reason, entry.created_by,
             entry.corrects_message_id, entry.corrects_entry_id,
         )  # fmt: skip

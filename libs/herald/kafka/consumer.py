@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeAlias, TypeVar
 
 import msgspec
@@ -43,9 +43,9 @@ class Undecodable(Exception):
         self.refused = refused
 
 
-def decoded(batch: Batch, decode: Callable[[TopicPartition, bytes], V]) -> Iterator[tuple[TopicPartition, Record, V]]:
+def decoded(batch: Batch, decode: Callable[[TopicPartition, bytes], V]) -> list[tuple[TopicPartition, Record, V]]:
     """Every record of `batch` with its value decoded by `decode` (given the partition, for
-    handlers that read several topics). Decodes the whole batch before yielding anything, and
+    handlers that read several topics). Decodes the whole batch before returning anything, and
     raises `Undecodable` naming every record that does not decode: a handler applies all of a
     batch or none of it, and never skips a record silently."""
     values: list[tuple[TopicPartition, Record, V]] = []
@@ -58,7 +58,7 @@ def decoded(batch: Batch, decode: Callable[[TopicPartition, bytes], V]) -> Itera
                 refused.append((record, exc))
     if refused:
         raise Undecodable(refused)
-    return iter(values)
+    return values
 
 
 COPARTITIONED = (RangePartitionAssignor,)

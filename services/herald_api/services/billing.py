@@ -11,10 +11,11 @@ import msgspec
 
 from herald.billing import ratecards
 from herald.billing.period import Month
-from herald.db import billing, tenants, usage
+from herald.db import billing, usage
 from herald.db.billing import PriceRow, RateCardSummary
 from herald.errors import NotFound
 from herald.exports import Detail, Format, export
+from herald_api.services.tenancy import existing
 
 __all__ = ["Billing", "PriceRow", "RateCardSummary", "UsageCount"]
 
@@ -54,8 +55,8 @@ class Billing:
         self, month: Month, detail: Detail, fmt: Format, tenant_id: uuid.UUID | None
     ) -> AsyncIterator[bytes]:
         """The export's chunks; raises NotFound for an unknown tenant before any byte is made."""
-        if tenant_id is not None and await tenants.get(self._pool, tenant_id) is None:
-            raise NotFound("no such tenant", code="tenant_not_found")
+        if tenant_id is not None:
+            await existing(self._pool, tenant_id)
         return export(self._pool, month, detail, fmt, tenant_id, query_timeout=self._timeout)
 
     async def tenant_month(self, tenant_id: uuid.UUID, month: Month) -> list[UsageCount]:

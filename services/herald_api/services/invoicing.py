@@ -9,16 +9,17 @@ import asyncpg
 
 from herald.billing.countries import is_country
 from herald.billing.invoices import Invoice, Party
-from herald.billing.ledger import EntryKind, posted_amount
+from herald.billing.ledger import EntryKind
 from herald.billing.money import is_currency
 from herald.billing.period import Month
 from herald.billing.tax import eu_rates
-from herald.db import closes, customers, entries, invoices, tenants
+from herald.db import closes, customers, entries, invoices
 from herald.db.closes import Close
 from herald.db.customers import Customer
 from herald.db.entries import Entry, NewEntry
 from herald.errors import InvalidRequest, NotFound
 from herald.settings import BillingSettings
+from herald_api.services.tenancy import existing
 
 __all__ = ["Close", "Customer", "Entry", "Invoicing"]
 
@@ -36,7 +37,7 @@ class Invoicing:
 
     async def put_profile(self, profile: Customer) -> Customer:
         """Raises InvalidRequest for a currency or country ISO does not know."""
-        await self._tenant(profile.tenant_id)
+        await existing(self._pool, profile.tenant_id)
         if not is_currency(profile.currency):
             raise InvalidRequest.field("currency", "is not an ISO 4217 currency", code="invalid_currency")
         if not is_country(profile.country):
@@ -55,17 +56,16 @@ class Invoicing:
         created_by: str, corrects_message_id: uuid.UUID | None, corrects_entry_id: uuid.UUID | None,
     ) -> Entry:  # fmt: skip
         """A credit (the amount credited) or a correction (signed) in an open month (default: now's)."""
-        await self._tenant(tenant_id)
-        posted = posted_amount(kind, amount_micros, corrects_message_id, corrects_entry_id)
+        await existing(self._pool, tenant_id)
         now = datetime.now(UTC)
         entry = NewEntry(
-            kind=kind, amount_micros=posted, reason=reason, created_by=created_by,
+            kind=kind, amount_micros=amount_micros, reason=reason, created_by=created_by,
             corrects_message_id=corrects_message_id, corrects_entry_id=corrects_entry_id,
         )  # fmt: skip
         return await entries.add(self._pool, tenant_id, month or Month.of(now), entry, now)
 
     async def entries(self, tenant_id: uuid.UUID, month: Month) -> list[Entry]:
-        await self._tenant(tenant_id)
+        await existing(self._pool, tenant_id)
         return await entries.in_period(self._pool, month, tenant_id)
 
     async def month(self, month: Month) -> list[Invoice]:
@@ -73,7 +73,3 @@ class Invoicing:
 
     async def invoice(self, tenant_id: uuid.UUID, month: Month, currency: str | None) -> Invoice:
         return await invoices.invoice(self._pool, month, tenant_id, currency, self._seller, eu_rates())
-
-    async def _tenant(self, tenant_id: uuid.UUID) -> None:
-        if await tenants.get(self._pool, tenant_id) is None:
-            raise NotFound("no such tenant", code="tenant_not_found")

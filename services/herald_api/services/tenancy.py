@@ -18,6 +18,14 @@ from herald.ids import uuid7
 from herald.settings import ApiSettings
 
 
+async def existing(pool: asyncpg.Pool, tenant_id: uuid.UUID) -> Tenant:
+    """The tenant; NotFound (`tenant_not_found`) for an unknown id, as for every admin route."""
+    found = await tenants.get(pool, tenant_id)
+    if found is None:
+        raise NotFound("no such tenant", code="tenant_not_found")
+    return found
+
+
 def new_callback_secret() -> str:
     return "whsec_" + secrets.token_urlsafe(32)
 
@@ -37,11 +45,7 @@ class Tenancy:
         return await tenants.create(self._pool, uuid7(), name, tier, verified, callback_url, secret), secret
 
     async def get(self, tenant_id: uuid.UUID) -> Tenant:
-        """Raises NotFound (`tenant_not_found`)."""
-        found = await tenants.get(self._pool, tenant_id)
-        if found is None:
-            raise NotFound("no such tenant", code="tenant_not_found")
-        return found
+        return await existing(self._pool, tenant_id)
 
     async def patch(self, tenant_id: uuid.UUID, changes: dict[str, object]) -> Tenant:
         """`changes`: field -> new value, of `tenants.PATCHABLE`."""
