@@ -9,8 +9,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from herald.embedded import free_port, wait_for_port
-from herald.settings import ApiSettings, Settings
-from herald_dev.supervisor import CHILDREN, DevStack
+from herald_api.settings import ApiSettings
+from herald_cli.dev import CHILDREN, DevStack
+from herald_cli.settings import Settings
 
 
 def require_wrk() -> None:

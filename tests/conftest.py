@@ -19,15 +19,12 @@ from herald.embedded.broker import EmbeddedBroker
 from herald.embedded.postgres import EmbeddedPostgres
 from herald.kafka.admin import ensure_topics
 from herald.kafka.topics import Names
-from herald.settings import (
-    ApiSettings,
-    CarrierSimSettings,
-    DatabaseSettings,
-    KafkaSettings,
-    Settings,
-    SinkSettings,
-    WorkerSettings,
-)
+from herald.settings import CallbackSettings, DatabaseSettings, KafkaSettings
+from herald_api.settings import ApiSettings
+from herald_carrier_sim.settings import CarrierSimSettings
+from herald_cli.settings import Settings
+from herald_sinks.settings import SinkSettings
+from herald_worker.settings import WorkerSettings
 
 TEMPLATE_DB = "herald_template"
 
@@ -83,8 +80,8 @@ async def settings(database_url: str, broker: EmbeddedBroker, tmp_path: Path) ->
             heartbeat_interval_ms=750,
             fetch_max_wait_ms=20,
         ),
+        callbacks=CallbackSettings(allow_private=True),
         api=ApiSettings(
-            allow_private_callbacks=True,
             port=api_port,
             admin_token="test-admin-token",
             auth_cache_seconds=0.5,

@@ -21,11 +21,10 @@ from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
 import aiohttp
-import msgspec
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from herald.errors import InvalidRequest
-from herald.settings import ApiSettings
+from herald.settings import CallbackSettings
 
 _SPECIAL = tuple(
     ipaddress.ip_network(n)
@@ -39,15 +38,9 @@ _SPECIAL = tuple(
 )  # fmt: skip
 
 
-class CallbackPolicy(msgspec.Struct, frozen=True):
-    allow_private: bool = False
-    """Development and tests: any address, http or https, any port."""
-    ports: tuple[int, ...] = (443,)
-    """Ports a production callback URL may name (https only)."""
-
-    @classmethod
-    def of(cls, api: ApiSettings) -> CallbackPolicy:
-        return cls(allow_private=api.allow_private_callbacks, ports=api.callback_ports)
+CallbackPolicy = CallbackSettings
+"""The `callbacks` settings section is the policy: the API checks a URL with it at create, the
+callback sink at every dispatch."""
 
 
 class AddressNotAllowed(OSError):

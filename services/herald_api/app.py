@@ -23,7 +23,6 @@ from herald.kafka.admin import missing_topics
 from herald.kafka.producer import Producer
 from herald.kafka.topics import Names
 from herald.ops import check_postgres, ops_handlers
-from herald.settings import Settings
 from herald_api import problems
 from herald_api.auth import Principal, principal_dependency
 from herald_api.controllers.admin import AdminController
@@ -34,6 +33,7 @@ from herald_api.controllers.receipts import ReceiptController
 from herald_api.controllers.templates import TemplateController
 from herald_api.deps import Services, build
 from herald_api.http_metrics import http_metrics
+from herald_api.settings import ApiConfig
 from herald_api.strict import strict_body
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ def _services(state: State) -> Services:
     return services
 
 
-def create_app(settings: Settings) -> Litestar:
+def create_app(settings: ApiConfig) -> Litestar:
     names = Names(settings.kafka.topic_prefix)
 
     @asynccontextmanager

@@ -9,7 +9,6 @@ import asyncpg
 from herald.db.content_keys import ContentKeys
 from herald.domain.limits import RecipientHasher
 from herald.kafka.producer import Producer
-from herald.settings import Settings
 from herald_api.auth import KeyAuthenticator
 from herald_api.ratelimit import FailedAuthLimiter, KeyRateLimiter
 from herald_api.services.billing import Billing
@@ -19,11 +18,12 @@ from herald_api.services.reading import Reading
 from herald_api.services.receipts import Receipts
 from herald_api.services.sending import Sender, TemplateCache
 from herald_api.services.tenancy import Tenancy
+from herald_api.settings import ApiConfig
 
 
 @dataclass(frozen=True)
 class Services:
-    settings: Settings
+    settings: ApiConfig
     pool: asyncpg.Pool
     """For readiness only: every request reaches the database through a service below."""
     authenticator: KeyAuthenticator
@@ -38,7 +38,7 @@ class Services:
     receipts: Receipts
 
 
-def build(settings: Settings, pool: asyncpg.Pool, producer: Producer) -> Services:
+def build(settings: ApiConfig, pool: asyncpg.Pool, producer: Producer) -> Services:
     """Accepted messages are produced on `producer`: a client waits for its ack (`kafka.linger_ms`)."""
     template_cache = TemplateCache(pool, settings.api.template_cache_seconds)
     keys = ContentKeys(pool, settings.retention.content_days)
@@ -52,7 +52,7 @@ def build(settings: Settings, pool: asyncpg.Pool, producer: Producer) -> Service
         sender=Sender(producer, template_cache, pool, keys, RecipientHasher(settings.secrets.keys())),
         catalogue=Catalogue(pool, template_cache),
         reading=Reading(pool),
-        tenancy=Tenancy(pool, settings.api),
+        tenancy=Tenancy(pool, settings.callbacks),
         billing=Billing(pool, settings.database.command_timeout_seconds),
         invoicing=Invoicing(pool, settings.billing),
         receipts=Receipts(pool, producer),

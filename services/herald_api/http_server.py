@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from herald.settings import ApiSettings
+from herald_api.settings import ApiSettings
 
 
 class DeadlinedHttpTools(HttpToolsProtocol):

@@ -42,7 +42,8 @@ from litestar import Litestar, Response, post
 from litestar.params import JSONBody
 
 from herald.ops import ops_handlers
-from herald.settings import CarrierSimSettings, ProviderSettings
+from herald.settings import ProviderSettings
+from herald_carrier_sim.settings import CarrierSimSettings
 
 log = logging.getLogger(__name__)
 

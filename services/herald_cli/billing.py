@@ -27,7 +27,7 @@ from herald.db import billing, closes, entries, invoices
 from herald.db.pool import opened_pool
 from herald.errors import HeraldError
 from herald.exports import Detail, Format, export
-from herald.settings import Settings
+from herald_cli.settings import Settings
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -8,7 +8,7 @@ import sys
 import uuid
 from datetime import datetime
 
-from herald.settings import Settings
+from herald_cli.settings import Settings
 from herald_worker.replay import Filters, replay
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 
 from herald import logs
-from herald.settings import Settings
+from herald_cli.settings import Settings
 
 
 class Command(msgspec.Struct, frozen=True):

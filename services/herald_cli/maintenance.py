@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from herald.settings import Settings
+from herald_cli.settings import Settings
 
 
 def migrate(settings: Settings) -> None:

@@ -11,7 +11,7 @@ from herald.db import parked
 from herald.db.pool import opened_pool
 from herald.kafka.topics import WORKER_GROUP
 from herald.parking import PARKING_GROUPS
-from herald.settings import Settings
+from herald_cli.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import uvloop
 
-from herald.settings import Settings
+from herald_cli.settings import Settings
 
 
 def api(settings: Settings) -> None:
@@ -33,7 +33,7 @@ def api(settings: Settings) -> None:
 
     def config(port: int) -> uvicorn.Config:
         return uvicorn.Config(
-            "herald_api.server:factory", factory=True, host=settings.api.host, port=port,
+            "herald_cli.processes:api_factory", factory=True, host=settings.api.host, port=port,
             workers=settings.api.workers, timeout_graceful_shutdown=10, **_UVICORN, **uvicorn_options(settings.api),
         )  # fmt: skip
 
@@ -47,6 +47,19 @@ def api(settings: Settings) -> None:
         Multiprocess(main, sockets=sockets).run()
     else:
         uvicorn.Server(main).run(sockets=sockets)
+
+
+def api_factory() -> Any:
+    """uvicorn's factory (`factory=True`): each API worker process builds its own app from the
+    same environment."""
+    from herald import logs
+    from herald_api.app import create_app
+    from herald_api.http_server import DeadlinedHttpTools
+
+    settings = Settings.from_env()
+    logs.configure(settings.log_level, "api")
+    DeadlinedHttpTools.configure(settings.api)  # this process's protocol class (a worker re-imports it)
+    return create_app(settings)
 
 
 def _consumer_process(settings: Settings, module: str, host: str, port: int) -> None:
@@ -89,6 +102,6 @@ def _serve(app: Any, host: str, port: int) -> None:
 
 
 def dev(settings: Settings) -> None:
-    from herald_dev.supervisor import run_dev
+    from herald_cli.dev import run_dev
 
     sys.exit(run_dev(settings))

@@ -41,7 +41,7 @@ from herald.domain.records import decode_event
 from herald.domain.status import RANK, Status
 from herald.errors import InvalidRequest
 from herald.kafka.consumer import Batch, decoded
-from herald.settings import SinkSettings
+from herald_sinks.settings import SinkSettings
 
 log = logging.getLogger(__name__)
 PURGE_EVERY_SECONDS = 60.0

@@ -13,9 +13,9 @@ from herald.kafka.topics import (
     STATUS_SINK_GROUP,
     Names,
 )
-from herald.settings import Settings
 from herald_sinks.billing import BillingLedger
 from herald_sinks.callbacks import CallbackConfigs, CallbackRecorder
+from herald_sinks.settings import SinksConfig
 from herald_sinks.status import SendsRecorded, StatusProjection
 
 TOPICS: dict[str, tuple[str, ...]] = {
@@ -29,7 +29,7 @@ SINK_GROUPS = tuple(TOPICS)
 
 def handlers(
     pool: asyncpg.Pool,
-    settings: Settings,
+    settings: SinksConfig,
     configs: CallbackConfigs | None = None,
     sends_recorded: SendsRecorded | None = None,
 ) -> dict[str, Handler]:

@@ -9,7 +9,6 @@ import asyncpg
 import msgspec
 from litestar import Litestar
 
-from herald.callback_urls import CallbackPolicy
 from herald.db.pool import TRANSIENT_ERRORS, create_pool
 from herald.kafka.consumer import ConsumerLoop, drain, make_consumer
 from herald.kafka.membership import Membership
@@ -18,15 +17,15 @@ from herald.kafka.topics import Names
 from herald.ops import check_postgres, ops_handlers
 from herald.parking import Parking, run_parked_report
 from herald.runtime import until_stopped
-from herald.settings import Settings
 from herald_sinks.billing import run_settler
 from herald_sinks.callbacks import CallbackConfigs, Dispatcher
 from herald_sinks.groups import TOPICS, handlers
 from herald_sinks.receipts import Binder
+from herald_sinks.settings import SinksConfig
 from herald_sinks.sweeper import run_sweeper
 
 
-async def run_sinks(settings: Settings, stop: asyncio.Event, membership: Membership | None = None) -> None:
+async def run_sinks(settings: SinksConfig, stop: asyncio.Event, membership: Membership | None = None) -> None:
     """Status projection, billing ledger and callback recording (three consumer groups, so a slow
     callback table or billing never delays status), plus the receipt binder, the receipt-deadline
     sweep, the billing settler and the callback dispatcher."""
@@ -39,7 +38,7 @@ async def run_sinks(settings: Settings, stop: asyncio.Event, membership: Members
     background = [
         asyncio.create_task(run_sweeper(pool, producer, settings.sinks, stop)),
         asyncio.create_task(binder.run(stop)),
-        asyncio.create_task(Dispatcher(pool, settings.sinks, configs, CallbackPolicy.of(settings.api)).run(stop)),
+        asyncio.create_task(Dispatcher(pool, settings.sinks, configs, settings.callbacks).run(stop)),
         asyncio.create_task(run_settler(pool, settings.sinks.billing_settle_seconds, stop)),
         asyncio.create_task(run_parked_report(pool, settings.sinks.parked_report_seconds, stop)),
     ]
@@ -81,7 +80,7 @@ async def run_sinks(settings: Settings, stop: asyncio.Event, membership: Members
         await pool.close()
 
 
-def ops_app(settings: Settings, membership: Membership) -> Litestar:
+def ops_app(settings: SinksConfig, membership: Membership) -> Litestar:
     # The probe gets one connection of its own (not a second full pool), opened on first use.
     probe = msgspec.structs.replace(settings.database, pool_min=1, pool_max=1)
     pools: list[asyncpg.Pool] = []

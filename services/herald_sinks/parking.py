@@ -21,13 +21,13 @@ from aiokafka import TopicPartition
 from herald.db import parked
 from herald.kafka.consumer import rebuilt_record
 from herald.parking import Replayed, describe
-from herald.settings import Settings
 from herald_sinks.groups import handlers
+from herald_sinks.settings import SinksConfig
 
 log = logging.getLogger(__name__)
 
 
-async def replay(settings: Settings, pool: asyncpg.Pool, group: str, *, dry_run: bool) -> Replayed:
+async def replay(settings: SinksConfig, pool: asyncpg.Pool, group: str, *, dry_run: bool) -> Replayed:
     entries = await parked.of_group(pool, group)
     if dry_run:
         return Replayed(parked=len(entries), applied=0, refused=0)

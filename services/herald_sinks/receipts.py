@@ -27,7 +27,7 @@ from herald.db import receipts
 from herald.db.pool import DATABASE_ERRORS
 from herald.kafka.producer import Producer
 from herald.receipt_binding import BATCH, bind_and_publish
-from herald.settings import SinkSettings
+from herald_sinks.settings import SinkSettings
 
 log = logging.getLogger(__name__)
 

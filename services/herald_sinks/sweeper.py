@@ -33,7 +33,7 @@ from herald.domain.status import Status
 from herald.kafka.producer import Producer, Record
 from herald.kafka.topics import EVENTS
 from herald.runtime import ticks
-from herald.settings import SinkSettings
+from herald_sinks.settings import SinkSettings
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,6 @@ from herald.kafka.producer import Producer
 from herald.kafka.topics import MESSAGE_TOPICS, RETRY, WORKER_GROUP, Names
 from herald.ops import ops_handlers
 from herald.parking import Parking
-from herald.settings import Settings
 from herald_worker.claim_store import PostgresClaims
 from herald_worker.delivery import Deliverer
 from herald_worker.pacing import BucketPacer, TenantRates, observe_tier, report_utilisation
@@ -26,12 +25,13 @@ from herald_worker.pipeline import Pipeline
 from herald_worker.provider_gate import ProviderGate, Throttled
 from herald_worker.providers.carrier import CarrierProvider
 from herald_worker.providers.sink import SinkProvider
+from herald_worker.settings import WorkerConfig
 from herald_worker.worker import Processor
 
 WORKER_TOPICS = (*MESSAGE_TOPICS, RETRY)
 
 
-def worker_consumer(settings: Settings, names: Names) -> AIOKafkaConsumer:
+def worker_consumer(settings: WorkerConfig, names: Names) -> AIOKafkaConsumer:
     """A member of the workers' group, not subscribed yet (to `WORKER_TOPICS`). Co-partitioned:
     it owns the same partition numbers of every class topic and herald.retry, where a recipient's
     messages share one, so the recipient's lane lives in one worker (`herald.kafka.consumer`)."""
@@ -41,7 +41,7 @@ def worker_consumer(settings: Settings, names: Names) -> AIOKafkaConsumer:
     )  # fmt: skip
 
 
-async def run_worker(settings: Settings, stop: asyncio.Event, membership: Membership | None = None) -> None:
+async def run_worker(settings: WorkerConfig, stop: asyncio.Event, membership: Membership | None = None) -> None:
     """Deliver until `stop` is set, then drain within `worker.drain_seconds`. `membership` learns
     when the workers' group has given this process its partitions (readiness)."""
     membership = membership or Membership()
@@ -83,7 +83,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event, membership: Member
         await pool.close()
 
 
-def ops_app(settings: Settings, membership: Membership) -> Litestar:
+def ops_app(settings: WorkerConfig, membership: Membership) -> Litestar:
     names = Names(settings.kafka.topic_prefix)
 
     async def ready() -> dict[str, str]:

@@ -17,10 +17,10 @@ from herald.domain.records import MESSAGE_DECODER
 from herald.kafka.producer import Producer, Record
 from herald.kafka.topics import WORKER_GROUP, Names
 from herald.parking import Replayed, describe
-from herald.settings import Settings
+from herald_worker.settings import WorkerConfig
 
 
-async def replay(settings: Settings, pool: asyncpg.Pool, *, dry_run: bool) -> Replayed:
+async def replay(settings: WorkerConfig, pool: asyncpg.Pool, *, dry_run: bool) -> Replayed:
     """Raises NoBroker if some record is to be produced and no broker is configured."""
     entries = await parked.of_group(pool, WORKER_GROUP)
     if dry_run:

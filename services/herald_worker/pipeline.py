@@ -61,7 +61,6 @@ from herald.kafka.producer import Record as Outgoing
 from herald.kafka.topics import RETRY, WORKER_GROUP, Names, class_topic
 from herald.runtime import until_stopped
 from herald.sealing import ContentUnavailable, reseal
-from herald.settings import WorkerSettings
 from herald_worker.claim_store import ClaimStore
 from herald_worker.deferrals import Backlog, Deferrals, RetriesInHand, retry_key, source
 from herald_worker.delivery import Outcome
@@ -70,6 +69,7 @@ from herald_worker.pacing import BucketPacer, TenantRates
 from herald_worker.pauses import PausePolicy
 from herald_worker.provider_gate import ProviderGate
 from herald_worker.scheduler import PRIORITY, Item, Scheduler
+from herald_worker.settings import WorkerSettings
 from herald_worker.timer import RetryTimer
 from herald_worker.worker import Processor
 

@@ -38,7 +38,7 @@ from herald.domain.records import DEAD_LETTER_DECODER, ENCODER, DeadLetterV2, Ou
 from herald.kafka.producer import Producer, Record
 from herald.kafka.topics import DLQ, Names, class_topic
 from herald.sealing import ContentUnavailable
-from herald.settings import Settings
+from herald_worker.settings import WorkerConfig
 
 _REPLAY = uuid.UUID("7e0c9b1a-4d51-5c2f-9d8e-6a3b2f1c0d9e")
 
@@ -86,7 +86,7 @@ class Progress(msgspec.Struct):
     replayed: int = 0
 
 
-async def replay(settings: Settings, filters: Filters, *, dry_run: bool, report_every: float = 1.0) -> Progress:
+async def replay(settings: WorkerConfig, filters: Filters, *, dry_run: bool, report_every: float = 1.0) -> Progress:
     names = Names(settings.kafka.topic_prefix)
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka.bootstrap, group_id=None, enable_auto_commit=False,

@@ -20,7 +20,7 @@ from herald.embedded import free_port
 from herald.embedded.broker import EmbeddedBroker
 from herald.kafka.admin import ensure_topics
 from herald.kafka.topics import Names
-from herald.settings import Settings
+from herald_cli.settings import Settings
 from herald_client import (
     AsyncClient,
     BadRequest,

@@ -5,7 +5,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from herald.settings import Settings
+from herald_cli.settings import Settings
 from tests.integration.harness import Platform
 
 

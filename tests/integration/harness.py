@@ -20,10 +20,10 @@ from litestar import Litestar
 
 from herald.kafka.producer import Producer, Record
 from herald.kafka.topics import Names, contracts
-from herald.settings import Settings
 from herald_api.app import create_app
 from herald_api.http_server import uvicorn_options
 from herald_carrier_sim.app import create_app as create_sim
+from herald_cli.settings import Settings
 from herald_sinks.main import run_sinks
 from herald_worker.main import run_worker
 from tests.eventually import at_least, eventually

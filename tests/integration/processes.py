@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from herald.settings import Settings
+from herald_cli.settings import Settings
 
 
 def env_for(settings: Settings, **overrides: str) -> dict[str, str]:

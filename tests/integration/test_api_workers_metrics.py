@@ -8,7 +8,7 @@ import signal
 import httpx
 
 from herald.embedded import free_port, wait_for_port
-from herald.settings import Settings
+from herald_cli.settings import Settings
 from tests.integration.harness import Platform
 from tests.integration.processes import env_for, spawn
 

@@ -9,7 +9,7 @@ import asyncpg
 import msgspec
 
 from herald.domain import apikeys
-from herald.settings import Settings
+from herald_cli.settings import Settings
 from tests.integration.harness import Platform
 
 

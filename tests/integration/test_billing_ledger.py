@@ -24,7 +24,7 @@ from herald.domain.status import Status
 from herald.kafka.producer import Record
 from herald.kafka.topics import EVENTS, class_topic
 from herald.sealing import seal
-from herald.settings import Settings
+from herald_cli.settings import Settings
 from herald_sinks.main import run_sinks
 from tests.eventually import eventually
 from tests.integration.harness import Loop, Platform, ledger, produce, wait_ledger_rows, wait_status_count

@@ -18,7 +18,7 @@ from herald import signing
 from herald.domain.records import EVENT_DECODER
 from herald.embedded import free_port
 from herald.kafka.topics import EVENTS
-from herald.settings import Settings
+from herald_cli.settings import Settings
 from tests.eventually import eventually
 from tests.integration.harness import Platform, Served, read_records
 
@@ -206,8 +206,8 @@ async def test_a_callback_host_that_now_resolves_inside_is_never_dialled(
     server makes it): the production policy refuses it in the resolver, and the callback is
     dead at once (`not_allowed`) instead of being retried against an internal address."""
     sinks = msgspec.structs.replace(settings.sinks, callback_timeout_seconds=1.0, callback_poll_seconds=0.05)
-    production = msgspec.structs.replace(settings.api, allow_private_callbacks=False)
-    running = await Platform(msgspec.structs.replace(settings, sinks=sinks, api=production)).start()
+    production = msgspec.structs.replace(settings.callbacks, allow_private=False)
+    running = await Platform(msgspec.structs.replace(settings, sinks=sinks, callbacks=production)).start()
     try:
         tenant = await running.tenant()
         # Set behind the API's check, as a name that resolved publicly then and to 127.0.0.1 now.

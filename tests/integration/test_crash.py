@@ -32,7 +32,7 @@ from herald.ids import idempotent_id
 from herald.kafka.admin import ensure_topics
 from herald.kafka.producer import Record
 from herald.kafka.topics import RETRY, Names, class_topic
-from herald.settings import Settings
+from herald_cli.settings import Settings
 from tests.eventually import at_least, eventually
 from tests.integration.harness import (
     Platform,

@@ -16,7 +16,7 @@ import msgspec
 import pytest
 
 from herald.kafka.topics import Names
-from herald.settings import Settings
+from herald_cli.settings import Settings
 from herald_worker.main import WORKER_TOPICS, worker_consumer
 from tests.eventually import at_least, eventually
 from tests.integration.harness import Platform, count_status, wait_status_count

@@ -7,7 +7,7 @@ import asyncio
 import msgspec
 
 from herald import metrics
-from herald.settings import Settings
+from herald_cli.settings import Settings
 from tests.integration.harness import Platform, read_records
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import msgspec
 from prometheus_client import REGISTRY
 
-from herald.settings import Settings
+from herald_cli.settings import Settings
 from tests.eventually import eventually
 from tests.integration.harness import Platform
 

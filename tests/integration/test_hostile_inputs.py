@@ -20,8 +20,8 @@ import uvicorn
 
 from herald import signing
 from herald.embedded import free_port
-from herald.settings import Settings
 from herald_api.app import create_app
+from herald_cli.settings import Settings
 from tests.eventually import eventually
 from tests.integration.harness import Platform
 

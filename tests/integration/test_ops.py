@@ -6,7 +6,7 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from herald.kafka.membership import Membership
-from herald.settings import Settings
+from herald_cli.settings import Settings
 from herald_sinks.main import ops_app as sinks_ops
 from herald_worker.main import ops_app as worker_ops
 

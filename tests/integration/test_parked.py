@@ -19,7 +19,7 @@ from herald.domain.records import message_key
 from herald.kafka.producer import Producer, Record
 from herald.kafka.topics import BILLING_SINK_GROUP, STATUS_SINK_GROUP, WORKER_GROUP, Names, class_topic
 from herald.parking import run_parked_report
-from herald.settings import Settings
+from herald_cli.settings import Settings
 from tests.eventually import at_least, eventually
 from tests.integration.harness import Platform
 

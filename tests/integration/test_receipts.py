@@ -19,7 +19,7 @@ import msgspec
 from herald import signing
 from herald.db import receipts
 from herald.domain.records import StatusEventV1
-from herald.settings import Settings
+from herald_cli.settings import Settings
 from tests.eventually import eventually
 from tests.integration.harness import Platform
 

@@ -12,7 +12,7 @@ import asyncpg
 import msgspec
 import pytest
 
-from herald.settings import Settings
+from herald_cli.settings import Settings
 from tests.eventually import at_least, eventually
 from tests.integration.harness import Platform
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from litestar.testing import AsyncTestClient
 
-from herald.settings import CarrierSimSettings, ProviderSettings
+from herald.settings import ProviderSettings
 from herald_carrier_sim import app as sim
+from herald_carrier_sim.settings import CarrierSimSettings
 
 
 async def test_the_send_ledger_forgets_the_oldest_ids_past_its_bound(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -16,8 +16,8 @@ from herald.kafka.topics import (
     WORKER_GROUP,
     contracts,
 )
-from herald.settings import Settings
 from herald_cli.main import COMMANDS
+from herald_cli.settings import Settings
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 PROCESSES = {"api", "worker", "sinks"}

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from herald.settings import Settings
+from herald_cli.settings import Settings
 
 
 def test_defaults_without_environment() -> None:
@@ -36,6 +36,22 @@ def test_public_variable_names_map_to_sections() -> None:
     assert s.kafka.bootstrap == "k:9092"
     assert s.kafka.idempotent_producer is True
     assert s.carrier_sim.port == 9100
+
+
+def test_the_callback_policy_is_one_section_read_by_the_api_and_the_sinks() -> None:
+    s = Settings.from_env({"HERALD_CALLBACKS_ALLOW_PRIVATE": "true", "HERALD_CALLBACKS_PORTS": "443,8443"})
+    assert (s.callbacks.allow_private, s.callbacks.ports) == (True, (443, 8443))
+    # The names these had while they sat in the API's section still work.
+    old = Settings.from_env({"HERALD_API_ALLOW_PRIVATE_CALLBACKS": "true", "HERALD_API_CALLBACK_PORTS": "8443"})
+    assert (old.callbacks.allow_private, old.callbacks.ports) == (True, (8443,))
+
+
+def test_a_section_is_read_only_from_its_own_prefix() -> None:
+    """carrier_sim and sinks are matched longest-first, never as a `carrier` or `sink` section."""
+    s = Settings.from_env({"HERALD_CARRIER_SIM_LATENCY_MS": "7", "HERALD_SINKS_BATCH_MAX_RECORDS": "9"})
+    assert (s.carrier_sim.latency_ms, s.sinks.batch_max_records) == (7, 9)
+    with pytest.raises(ValueError, match="unknown|nope"):
+        Settings.from_env({"HERALD_WORKER_NOPE": "1"})
 
 
 def test_malformed_value_is_a_clear_error() -> None:

@@ -28,13 +28,13 @@ from herald.kafka.consumer import rebuilt_record
 from herald.kafka.producer import Record
 from herald.kafka.topics import RETRY, WORKER_GROUP, Names, class_topic
 from herald.sealing import hour_of, open_with, seal
-from herald.settings import WorkerSettings
 from herald_worker.deferrals import Backlog, Deferrals, RetriesInHand, retry_key
 from herald_worker.delivery import Deliverer
 from herald_worker.leases import Leases
 from herald_worker.pipeline import Pipeline
 from herald_worker.providers.base import Accepted
 from herald_worker.scheduler import Item
+from herald_worker.settings import WorkerSettings
 from herald_worker.timer import RetryTimer
 from herald_worker.worker import Processor
 from tests.unit.fakes import outbound
@@ -273,10 +273,12 @@ class Gate:
     def attach(self, _: object) -> None: ...
     def ready(self) -> bool:
         return True
+
     def take(self, _: object = None) -> None: ...
     def settle(self, _: object) -> None: ...
     def opens_at(self) -> float | None:
         return None
+
     async def close(self) -> None: ...
 
 

@@ -219,7 +219,6 @@ async def get(pool: asyncpg.Pool, tenant_id: uuid.UUID, message_id: uuid.UUID) -
     )
 
 
-
 def _reason(stored: str | None) -> Reason | None:
     return None if stored is None else Reason(stored)
 

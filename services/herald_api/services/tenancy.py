@@ -15,7 +15,6 @@ from herald.domain.models import KeyKind, Tier
 from herald.domain.tenants import Tenant
 from herald.errors import NotFound
 from herald.ids import uuid7
-from herald.settings import ApiSettings
 
 
 async def existing(pool: asyncpg.Pool, tenant_id: uuid.UUID) -> Tenant:
@@ -31,13 +30,11 @@ def new_callback_secret() -> str:
 
 
 class Tenancy:
-    def __init__(self, pool: asyncpg.Pool, settings: ApiSettings) -> None:
+    def __init__(self, pool: asyncpg.Pool, policy: callback_urls.CallbackPolicy) -> None:
         self._pool = pool
-        self._policy = callback_urls.CallbackPolicy.of(settings)
+        self._policy = policy
 
-    async def create(
-        self, name: str, tier: Tier, verified: bool, callback_url: str | None
-    ) -> tuple[Tenant, str]:
+    async def create(self, name: str, tier: Tier, verified: bool, callback_url: str | None) -> tuple[Tenant, str]:
         """The new tenant and its callback secret (shown once)."""
         if callback_url is not None:
             await callback_urls.validate(callback_url, self._policy)

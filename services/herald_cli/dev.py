@@ -26,7 +26,7 @@ from herald.embedded.broker import EmbeddedBroker
 from herald.embedded.postgres import EmbeddedPostgres
 from herald.kafka.admin import ensure_topics
 from herald.kafka.topics import Names
-from herald.settings import Settings
+from herald_cli.settings import Settings
 
 CHILDREN = ("carrier-sim", "sinks", "worker", "api")
 
@@ -141,7 +141,7 @@ class DevStack:
             "HERALD_KAFKA_BOOTSTRAP": self.bootstrap,
             "HERALD_ADMIN_TOKEN": self.admin_token,
             # Development: tenants may point callbacks at localhost (production refuses: SSRF).
-            "HERALD_API_ALLOW_PRIVATE_CALLBACKS": os.environ.get("HERALD_API_ALLOW_PRIVATE_CALLBACKS", "true"),
+            "HERALD_CALLBACKS_ALLOW_PRIVATE": os.environ.get("HERALD_CALLBACKS_ALLOW_PRIVATE", "true"),
             "HERALD_API_PORT": str(self.settings.api.port),
             "HERALD_CARRIER_SIM_PORT": str(sim_port),
             "HERALD_WORKER_PROVIDER_URL": f"http://127.0.0.1:{sim_port}",

@@ -1,0 +1,42 @@
+"""Every process's settings composed: the shared sections and each service's own.
+
+`Settings.from_env()` is called once per process, by the `herald` command (or a test fixture),
+and the result is passed down; each service reads it through its own Protocol
+(`herald_api.settings.ApiConfig`, `herald_worker.settings.WorkerConfig`,
+`herald_sinks.settings.SinksConfig`), so no service imports another's section.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import msgspec
+
+from herald.settings import Common, placeholder_refusals, read_env
+from herald_api.settings import ApiSettings
+from herald_carrier_sim.settings import CarrierSimSettings
+from herald_sinks.settings import SinkSettings
+from herald_worker.settings import WorkerSettings
+
+
+class Settings(Common, frozen=True):
+    api: ApiSettings = msgspec.field(default_factory=ApiSettings)
+    worker: WorkerSettings = msgspec.field(default_factory=WorkerSettings)
+    sinks: SinkSettings = msgspec.field(default_factory=SinkSettings)
+    carrier_sim: CarrierSimSettings = msgspec.field(default_factory=CarrierSimSettings)
+
+    def refusals(self) -> list[str]:
+        """Why this configuration must not serve production (empty: it may). Names the variables,
+        never their values. Development runs with the repository's defaults by design."""
+        if self.environment == "development":
+            return []
+        return placeholder_refusals({
+            "HERALD_ADMIN_TOKEN": self.api.admin_token,
+            "HERALD_PROVIDER_RECEIPT_SECRET": self.provider.receipt_secret,
+            "HERALD_SECRETS_KEK": self.secrets.kek,
+        })  # fmt: skip
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from `HERALD_*` variables; unknown or malformed values raise ValueError."""
+        return read_env(cls, env)
