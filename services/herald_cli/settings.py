@@ -13,10 +13,10 @@ from collections.abc import Mapping
 import msgspec
 
 from herald.settings import Common, placeholder_refusals, read_env
-from herald_api.settings import ApiSettings
+from herald_api.settings import ApiConfig, ApiSettings
 from herald_carrier_sim.settings import CarrierSimSettings
-from herald_sinks.settings import SinkSettings
-from herald_worker.settings import WorkerSettings
+from herald_sinks.settings import SinksConfig, SinkSettings
+from herald_worker.settings import WorkerConfig, WorkerSettings
 
 
 class Settings(Common, frozen=True):
@@ -40,3 +40,9 @@ class Settings(Common, frozen=True):
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Build settings from `HERALD_*` variables; unknown or malformed values raise ValueError."""
         return read_env(cls, env)
+
+
+def _serves_every_process(settings: Settings) -> tuple[ApiConfig, WorkerConfig, SinksConfig]:
+    """Never called: mypy checks here that the composition satisfies each service's Protocol
+    (the worker and the sinks are started through `importlib`, where nothing else would)."""
+    return settings, settings, settings
