@@ -10,7 +10,7 @@ import msgspec
 from litestar import Litestar
 
 from herald.db.pool import TRANSIENT_ERRORS, create_pool
-from herald.kafka.consumer import ConsumerLoop, drain, make_consumer
+from herald.kafka.consumer import ConsumerLoop, make_consumer
 from herald.kafka.membership import Membership
 from herald.kafka.producer import Producer
 from herald.kafka.topics import Names
@@ -65,8 +65,9 @@ async def run_sinks(settings: SinksConfig, stop: asyncio.Event, membership: Memb
     tasks = [asyncio.create_task(loop.run()) for loop in loops]
     try:
         await until_stopped(asyncio.gather(*tasks), stop)
-        for loop, task in zip(loops, tasks, strict=True):
-            await drain(loop, task, 20.0)
+        await asyncio.gather(
+            *(loop.drain(task, settings.sinks.drain_seconds) for loop, task in zip(loops, tasks, strict=True))
+        )
     finally:
         for task in tasks:
             task.cancel()

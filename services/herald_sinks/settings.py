@@ -27,6 +27,9 @@ class SinkSettings(msgspec.Struct, frozen=True):
     commit_interval_seconds: float = 1.0
     """Offsets are committed at most this often; a crash replays what was handled since, which
     the idempotent sinks absorb."""
+    drain_seconds: float = 20.0
+    """On SIGTERM, each group's current batch gets this long to finish before what was handled
+    is committed (all groups drain at once); a batch cut off is read again by the next owner."""
     receipt_timeout_seconds: float = 72 * 3600
     """A `sent` message with no receipt after this long becomes `failed` (receipt_timeout).
     72 h is the longest SMS validity period carriers commonly apply."""

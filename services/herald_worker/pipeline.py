@@ -1,10 +1,12 @@
 """The worker's pipelined consume loop: fetch, schedule, deliver, commit — concurrently.
 
 The parts, each with one job and tested on its own: `leases.py` (ownership of a partition as a
-lifetime), `timer.py` (herald.retry records waiting for their time), `deferrals.py` (a tenant's
+lifetime), `timer.py` (herald.retry records waiting for their time), `dispatch.py` (who is sent
+next, with at most `max_in_flight` in flight), `deferrals.py` (a tenant's
 excess deferred once, whoever reads it again), `claim_store.py` (what is noted in Postgres),
 `scheduler.py`, `pauses.py`, `offsets.py`, `pacing.py`, `provider_gate.py`. This module is their
-composition: the three loops, the admission of a fetched batch, and the rebalance callbacks.
+composition: the fetch and commit loops, the admission of a fetched batch, the rebalance
+callbacks, and the drain (`herald.kafka.drain`, shared with the sinks).
 
 * **Fetch** reads the three class topics and `herald.retry`. Records enter the scheduler (class
   priority, tenant round robin, recipient lanes; see `scheduler.py`); `herald.retry` records wait
@@ -43,9 +45,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 import uuid
-from collections.abc import Callable, Coroutine, Hashable
+from collections.abc import Callable, Hashable
 
 import msgspec
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -53,9 +54,10 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from herald import clock, metrics
 from herald.db.content_keys import ContentKeys
 from herald.db.pool import until_written
-from herald.domain.models import Category, KeyKind, Tier
+from herald.domain.models import Category, Tier
 from herald.domain.records import ENCODER, MESSAGE_DECODER, OutboundMessage, SealedMessageV2, message_key
 from herald.kafka.consumer import Parker, Record, report_lag
+from herald.kafka.drain import drain
 from herald.kafka.offsets import CommitPolicy, Committer, OffsetTracker
 from herald.kafka.producer import Record as Outgoing
 from herald.kafka.topics import RETRY, WORKER_GROUP, Names, class_topic
@@ -64,6 +66,7 @@ from herald.sealing import ContentUnavailable, reseal
 from herald_worker.claim_store import ClaimStore
 from herald_worker.deferrals import Backlog, Deferrals, RetriesInHand, retry_key, source
 from herald_worker.delivery import Outcome
+from herald_worker.dispatch import Dispatch
 from herald_worker.leases import Lease, Leases
 from herald_worker.pacing import BucketPacer, TenantRates
 from herald_worker.pauses import PausePolicy
@@ -103,21 +106,21 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
         self._scheduler = Scheduler(settings.recipient_gap_seconds)
         self._tracker: OffsetTracker[TopicPartition] = OffsetTracker()
         self._committer = Committer(consumer, self._tracker, CommitPolicy(settings.commit_interval_seconds))
-        self._wake = asyncio.Event()
+        wake = asyncio.Event()
         self._rates = rates
-        self._pacer = pacer(self._wake.set)
+        self._pacer = pacer(wake.set)
         self._gate = gate
-        gate.attach(self._wake.set)
-        self._slots = asyncio.Semaphore(settings.max_in_flight)
-        self._tasks: dict[asyncio.Task[None], TopicPartition] = {}
+        gate.attach(wake.set)
         self._timer = RetryTimer()
+        self._dispatch = Dispatch(
+            self._scheduler, self._timer, gate, self._pacer, rates, settings.max_in_flight, self._release_due, wake
+        )
         self._class_of = {names.topic(class_topic(c)): c for c in Category}
         self._retry_topic = names.topic(RETRY)
         self._paused: set[TopicPartition] = set()
         self._pauses: PausePolicy[TopicPartition] = PausePolicy(
             settings.buffer_per_class, settings.retry_hold_max, settings.max_in_flight
         )
-        self._stopping = asyncio.Event()
         self._leases: Leases[TopicPartition] = Leases()
         self._in_hand = RetriesInHand()
         self._deferrals = Deferrals(claims, self._in_hand)
@@ -127,12 +130,14 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
 
     # --- the three loops ----------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
-        loops = asyncio.gather(self._fetch_loop(), self._dispatch_loop(), self._commit_loop())
+        loops = asyncio.gather(self._fetch_loop(), self._dispatch.run(self._deliver), self._commit_loop())
         try:
             await until_stopped(loops, stop)  # a loop that dies is re-raised
-            await self._drain()
+            # Fetching stops and no send starts; waiting messages are left for the next owner.
+            await drain(self._dispatch.stop, self._dispatch.in_flight(), self._committer,
+                        self._settings.drain_seconds, group=WORKER_GROUP)  # fmt: skip
         finally:
-            self._stopping.set()
+            self._dispatch.stop()
             loops.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await loops
@@ -140,7 +145,7 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
             await self._gate.close()
 
     async def _fetch_loop(self) -> None:
-        while not self._stopping.is_set():
+        while not self._dispatch.stopping:
             self._apply_pauses()
             batch = await self._consumer.getmany(timeout_ms=100, max_records=self._settings.batch_max_records)
             if batch:
@@ -152,67 +157,24 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
                 self._report_lag(batch)
             self._release_due()
 
-    async def _dispatch_loop(self) -> None:
-        while not self._stopping.is_set():
-            await self._slots.acquire()
-            if self._stopping.is_set():
-                # The slot came free during the drain: start nothing the drain is not waiting for.
-                self._slots.release()
-                return
-            item = self._next()
-            while item is None:
-                self._wake.clear()
-                await self._sleep_until_something_may_be_ready()
-                if self._stopping.is_set():
-                    self._slots.release()
-                    return
-                self._release_due()
-                item = self._next()
-            self._start(self._deliver(item), item)
-
     async def _commit_loop(self) -> None:
-        while not self._stopping.is_set():
+        while not self._dispatch.stopping:
             await asyncio.sleep(self._settings.commit_interval_seconds)
             await self._committer.commit()
 
     # --- pieces ---------------------------------------------------------------------------------
-    def _next(self) -> Item | None:
-        """The scheduler's next message if the provider can take one now (its capacity and
-        throttling, `provider_gate.py`). The gate is asked inside the scheduler's choice, for a
-        tenant with a ready message, so class order decides who gets the provider's next token."""
-        item = self._scheduler.take(self._allow)
-        if item is not None and item.message.key_kind is not KeyKind.TEST and not self._held_back(item):
-            self._gate.take(item.message.id)
-        return item
-
-    def _allow(self, tenant_id: uuid.UUID) -> bool:
-        if self._rates.suspended(tenant_id):
-            return True  # to go back on herald.retry, unsent: it needs no token and no provider
-        return self._gate.ready() and self._pacer.try_take(tenant_id)
-
-    def _held_back(self, item: Item) -> bool:
-        return self._rates.suspended(item.message.tenant_id)
-
-    def _forget_task(self, task: asyncio.Task[None]) -> None:
-        self._tasks.pop(task, None)
-
     async def _deliver(self, item: Item) -> None:
-        # The provider slot is held for the provider call only: publishing the outcome waits for
-        # broker acks, and an OTP must not wait for a slot while others wait for acks.
         try:
-            if self._held_back(item):
+            if self._dispatch.held_back(item):
                 # A suspended tenant sends nothing: the message waits on herald.retry (or expires).
                 # Its state is read again here once stale, so a lifted suspension is seen.
                 await self._rates.get(item.message.tenant_id)
-            if self._held_back(item):
+            if self._dispatch.held_back(item):
                 outcome = self._processor.held(item.message, self._settings.suspended_recheck_seconds)
             else:
                 outcome = await self._processor.deliver(item.message)
         finally:
-            self._gate.settle(item.message.id)
-            self._scheduler.done(item)
-            self._slots.release()
-            self._wake.set()
+            self._dispatch.finished(item)
         await self._record(item, outcome)
 
     async def _record(self, item: Item, outcome: Outcome) -> None:
@@ -229,22 +191,16 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
             self._in_hand.release(item)
         self._tracker.finish(item.partition, item.offset)
 
-    def _start(self, work: Coroutine[None, None, None], item: Item) -> None:
-        """Run `work` for `item` as a task the drain and a revocation wait for."""
-        task = asyncio.create_task(work)
-        self._tasks[task] = item.partition
-        task.add_done_callback(self._forget_task)
-
     def _settle_if_expired(self, item: Item) -> bool:
         """A message past its TTL before its turn is settled now (`expired`), without a tenant
         token, a provider token or a slot: under overload, expired messages must not take the
         turns of live ones (they would, one by one, and the live ones behind them expire too)."""
-        if self._stopping.is_set():
+        if self._dispatch.stopping:
             return False  # the drain waits for nothing new: the next owner settles it
         outcome = self._processor.expired(item.message)
         if outcome is None:
             return False
-        self._start(self._record(item, outcome), item)
+        self._dispatch.start(self._record(item, outcome), item.partition)
         return True
 
     async def _admit(self, batch: dict[TopicPartition, list[Record]]) -> None:
@@ -325,7 +281,7 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
             )
             for item in [i for i, _ in deferred] + [i for i, _ in noted]:
                 await self._finish(item)
-        self._wake.set()
+        self._dispatch.wake()
 
     def _decode(
         self, batch: dict[TopicPartition, list[Record]], leases: dict[Hashable, Lease[TopicPartition] | None]
@@ -368,18 +324,7 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
         for item in self._timer.due(clock.now_ms()):
             if not self._settle_if_expired(item):
                 self._scheduler.add(item)
-                self._wake.set()
-
-    async def _sleep_until_something_may_be_ready(self) -> None:
-        deadlines = [0.5]
-        if (resting := self._scheduler.next_wakeup()) is not None:
-            deadlines.append(resting - time.monotonic())
-        if (due_ms := self._timer.next_ms()) is not None:
-            deadlines.append((due_ms - clock.now_ms()) / 1000)
-        if (opens := self._gate.opens_at()) is not None:
-            deadlines.append(opens - time.monotonic())
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), max(0.001, min(deadlines)))
+                self._dispatch.wake()
 
     def _apply_pauses(self) -> None:
         for buffered_class, waiting in self._scheduler.buffered.items():
@@ -422,15 +367,6 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
             if (lease := self._leases.of(tp)) is not None and lease.fetched_next is not None:
                 report_lag(self._consumer, self._names, WORKER_GROUP, tp, lease.fetched_next)
 
-    async def _drain(self) -> None:
-        self._stopping.set()
-        self._wake.set()
-        if self._tasks:
-            _, pending = await asyncio.wait(set(self._tasks), timeout=self._settings.drain_seconds)
-            if pending:
-                log.warning("drain deadline passed with messages in flight", extra={"count": len(pending)})
-        await self._committer.commit()
-
     # --- rebalance (aiokafka awaits these around a group rejoin) -----------------------------------
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         if not revoked:
@@ -444,8 +380,7 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
         self._scheduler.drop(revoked)
         self._timer.drop(revoked)
         self._in_hand.drop(revoked)
-        finishing = [task for task, tp in self._tasks.items() if tp in revoked]
-        if finishing:
+        if finishing := self._dispatch.in_flight(revoked):
             await asyncio.wait(finishing, timeout=self._settings.drain_seconds)
         await self._committer.commit(revoked)
         self._tracker.forget(revoked)

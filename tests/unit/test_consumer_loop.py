@@ -81,12 +81,11 @@ async def run(sizes: list[int], max_records: int, **options: float) -> tuple[Scr
     loop = ConsumerLoop(consumer, handler, Names(), group="g", max_records=max_records, **options)  # type: ignore[arg-type]
     task = asyncio.create_task(loop.run())
     await asyncio.wait_for(handler.done.wait(), 5)
-    loop.stop()
-    await asyncio.wait_for(task, 5)
+    await loop.drain(task, 5)
     return consumer, handler
 
 
-async def test_commits_are_batched_by_interval_and_the_last_offsets_are_committed_on_stop() -> None:
+async def test_commits_are_batched_by_interval_and_the_last_offsets_are_committed_on_drain() -> None:
     consumer, _ = await run([10] * 20, max_records=10, commit_interval_seconds=3600)
     # The interval never elapsed: no commit per batch, one on stop, past the last handled record.
     assert consumer.commits == [{TP: 200}]
@@ -104,6 +103,27 @@ async def test_a_short_batch_is_followed_by_the_batch_wait_and_a_full_one_is_not
     first, second, third = consumer.fetched_at[:3]
     assert second - first < 0.3  # after a full batch: straight on
     assert third - second >= 0.3  # after a short one: the wait (a lower bound, it cannot flake)
+
+
+class Hangs(Counting):
+    """Handles the first batch, then never returns from the second (a stalled database)."""
+
+    async def __call__(self, batch: Batch) -> None:
+        if self.handled:
+            await asyncio.Event().wait()
+        await super().__call__(batch)
+
+
+async def test_a_drain_past_its_deadline_cancels_the_batch_in_hand_and_commits_only_what_was_handled() -> None:
+    consumer = ScriptedConsumer(batches([5, 5, 5]))
+    handler = Hangs(consumer, 5)
+    loop = ConsumerLoop(consumer, handler, Names(), group="g", max_records=5, commit_interval_seconds=3600)  # type: ignore[arg-type]
+    task = asyncio.create_task(loop.run())
+    await asyncio.wait_for(handler.done.wait(), 5)
+    await asyncio.sleep(0.05)  # the second batch is in the handler now, and stays there
+    await asyncio.wait_for(loop.drain(task, 0.2), 5)
+    assert task.cancelled()
+    assert consumer.commits == [{TP: 5}]  # the first batch; the second is read again by the next owner
 
 
 # --- poison records: isolated, parked, the rest applied --------------------------------------

@@ -30,10 +30,11 @@ from herald.kafka.topics import RETRY, WORKER_GROUP, Names, class_topic
 from herald.sealing import hour_of, open_with, seal
 from herald_worker.deferrals import Backlog, Deferrals, RetriesInHand, retry_key
 from herald_worker.delivery import Deliverer
+from herald_worker.dispatch import Dispatch
 from herald_worker.leases import Leases
 from herald_worker.pipeline import Pipeline
 from herald_worker.providers.base import Accepted
-from herald_worker.scheduler import Item
+from herald_worker.scheduler import Item, Scheduler
 from herald_worker.settings import WorkerSettings
 from herald_worker.timer import RetryTimer
 from herald_worker.worker import Processor
@@ -193,6 +194,117 @@ async def test_a_noted_copy_is_published_again_unless_handled_or_in_hand() -> No
     in_hand.hold(Item(msgspec.structs.replace(c.message, not_before_ms=502), RETRIES, 9, None), set())  # type: ignore[arg-type]
     again = await deferrals.copies_to_publish_again(noted)
     assert [(i, m.not_before_ms) for i, m in again] == [(a, 500)]
+
+
+# --- dispatch --------------------------------------------------------------------------------
+
+
+class OpenGate:
+    def __init__(self) -> None:
+        self.open = True
+        self.taken: list[uuid.UUID | None] = []
+
+    def ready(self) -> bool:
+        return self.open
+
+    def take(self, message_id: uuid.UUID | None = None) -> None:
+        self.taken.append(message_id)
+
+    def settle(self, _: uuid.UUID) -> None: ...
+
+    def opens_at(self) -> float | None:
+        return None
+
+
+class Tokens:
+    def __init__(self, denied: set[uuid.UUID] | None = None) -> None:
+        self.denied = denied or set()
+
+    def try_take(self, tenant_id: uuid.UUID) -> bool:
+        return tenant_id not in self.denied
+
+    def suspended(self, _: uuid.UUID) -> bool:
+        return False
+
+
+class Sends:
+    """A provider whose calls end only when the test lets them."""
+
+    def __init__(self, dispatch: Dispatch) -> None:
+        self.dispatch = dispatch
+        self.started: list[Item] = []
+        self.release: dict[uuid.UUID, asyncio.Event] = {}
+
+    async def __call__(self, it: Item) -> None:
+        self.started.append(it)
+        self.release[it.message.id] = asyncio.Event()
+        try:
+            await self.release[it.message.id].wait()
+        finally:
+            self.dispatch.finished(it)
+
+
+def dispatching(*items: Item, max_in_flight: int = 2, gate: OpenGate | None = None,
+                tokens: Tokens | None = None) -> tuple[Dispatch, Scheduler, Sends]:  # fmt: skip
+    scheduler = Scheduler(0.0)
+    for it in items:
+        scheduler.add(it)
+    tokens = tokens or Tokens()
+    dispatch = Dispatch(scheduler, RetryTimer(), gate or OpenGate(), tokens, tokens, max_in_flight, lambda: None,
+                        asyncio.Event())  # fmt: skip
+    return dispatch, scheduler, Sends(dispatch)
+
+
+async def test_dispatch_keeps_at_most_max_in_flight_and_starts_the_next_as_one_finishes() -> None:
+    waiting = [item(offset=n, to=f"+4474001234{n:02d}") for n in range(4)]
+    dispatch, _, sends = dispatching(*waiting, max_in_flight=2)
+    running = asyncio.create_task(dispatch.run(sends))
+    await until(lambda: len(sends.started) == 2)
+    await asyncio.sleep(0.05)
+    assert len(sends.started) == 2
+    assert len(dispatch.in_flight()) == 2
+    sends.release[sends.started[0].message.id].set()
+    await until(lambda: len(sends.started) == 3)
+    assert len(dispatch.in_flight()) == 2
+    dispatch.stop()
+    for event in sends.release.values():
+        event.set()
+    await asyncio.wait_for(running, 2)
+
+
+async def test_after_stop_a_slot_that_comes_free_starts_nothing() -> None:
+    waiting = [item(offset=n, to=f"+4474001234{n:02d}") for n in range(3)]
+    dispatch, scheduler, sends = dispatching(*waiting, max_in_flight=1)
+    running = asyncio.create_task(dispatch.run(sends))
+    await until(lambda: len(sends.started) == 1)
+    dispatch.stop()
+    sends.release[sends.started[0].message.id].set()
+    await asyncio.wait_for(running, 2)
+    assert len(sends.started) == 1  # the two waiting are left for the partition's next owner
+    assert sum(scheduler.buffered.values()) == 2
+
+
+async def test_a_tenant_without_a_token_is_passed_over_and_a_closed_gate_holds_everyone() -> None:
+    paced, free = uuid.uuid4(), uuid.uuid4()
+    first, second = item(offset=0, tenant_id=paced), item(offset=1, tenant_id=free, to="+447400123499")
+    gate, tokens = OpenGate(), Tokens({paced})
+    gate.open = False
+    dispatch, _, sends = dispatching(first, second, gate=gate, tokens=tokens)
+    running = asyncio.create_task(dispatch.run(sends))
+    await asyncio.sleep(0.1)
+    assert sends.started == []  # the provider cannot take one: nobody goes
+    gate.open = True
+    dispatch.wake()
+    await until(lambda: len(sends.started) == 1)
+    assert sends.started[0].message.tenant_id == free  # the paced tenant's message waits its token
+    assert gate.taken == [second.message.id]
+    tokens.denied.clear()
+    dispatch.wake()
+    await until(lambda: len(sends.started) == 2)
+    dispatch.stop()
+    for event in sends.release.values():
+        event.set()
+    await asyncio.wait_for(running, 2)
 
 
 # --- the pipeline, composed ------------------------------------------------------------------

@@ -20,6 +20,7 @@ from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 
 from herald import metrics
+from herald.kafka.drain import drain
 from herald.kafka.offsets import CommitPolicy, Committer, OffsetTracker
 from herald.kafka.topics import Names
 from herald.settings import KafkaSettings
@@ -106,7 +107,7 @@ def make_consumer(
 
 
 class ConsumerLoop:
-    """Runs `handler` over batches until `stop()`; then finishes the current batch and commits.
+    """Runs `handler` over batches until `stop()`, after its current batch; `drain` stops it and commits.
 
     Batching for throughput (sinks are not on the send path): after a batch smaller than
     `max_records` the loop waits `batch_wait_seconds` before taking the next, so records pile up
@@ -158,6 +159,11 @@ class ConsumerLoop:
     def stop(self) -> None:
         self._stopping.set()
 
+    async def drain(self, running: asyncio.Task[None], deadline_seconds: float) -> None:
+        """`running` is this loop's `run()`: stop it after its current batch, within
+        `deadline_seconds`, and commit what was handled (`herald.kafka.drain`)."""
+        await drain(self.stop, [running], self._committer, deadline_seconds, group=self._group)
+
     async def run(self) -> None:
         while not self._stopping.is_set():
             batch: Batch = await self._consumer.getmany(timeout_ms=200, max_records=self._max_records)
@@ -172,7 +178,6 @@ class ConsumerLoop:
             if self._batch_wait and sum(map(len, batch.values())) < self._max_records:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), self._batch_wait)
-        await self._committer.commit()
 
     async def handle(self, batch: Batch) -> None:
         """Run the handler over `batch`; with a `park`, isolate and park the records it refuses.
@@ -249,17 +254,3 @@ def _batch_of(records: list[Record]) -> Batch:
     for record in records:
         batch.setdefault(TopicPartition(record.topic, record.partition), []).append(record)
     return batch
-
-
-async def drain(loop: ConsumerLoop, task: asyncio.Task[None], deadline_seconds: float) -> None:
-    """Stop fetching, let the current batch finish and commit; cancel it past the deadline.
-
-    A cancelled batch is not committed, nor is what was handled since the last commit (see
-    `commit_interval_seconds`): those records are replayed by the next owner, which is safe
-    because every effect is idempotent on the message id.
-    """
-    loop.stop()
-    try:
-        await asyncio.wait_for(task, deadline_seconds)
-    except TimeoutError:
-        log.warning("drain deadline passed; uncommitted batch will be replayed")
