@@ -9,6 +9,7 @@ import asyncpg
 from herald.db.content_keys import ContentKeys
 from herald.domain.limits import RecipientHasher
 from herald.kafka.producer import Producer
+from herald.keyring import KeyRing
 from herald_api.auth import KeyAuthenticator
 from herald_api.ratelimit import FailedAuthLimiter, KeyRateLimiter
 from herald_api.services.billing import Billing
@@ -41,7 +42,7 @@ class Services:
 def build(settings: ApiConfig, pool: asyncpg.Pool, producer: Producer) -> Services:
     """Accepted messages are produced on `producer`: a client waits for its ack (`kafka.linger_ms`)."""
     template_cache = TemplateCache(pool, settings.api.template_cache_seconds)
-    keys = ContentKeys(pool, settings.retention.content_days)
+    keys = ContentKeys(pool, KeyRing(settings.secrets.keys()), settings.retention.content_days)
     return Services(
         settings=settings,
         pool=pool,

@@ -46,6 +46,9 @@ COMMANDS: dict[str, Command] = {
         "retention",
     ),
     "keygen": Command("maintenance", "print a new random key (for HERALD_SECRETS_KEK and other secrets)", "keygen"),
+    "rewrap-secrets": Command(
+        "maintenance", "wrap every stored secret under the current KEK (after a KEK rotation)", "rewrap_secrets"
+    ),
     "billing": Command("billing", "rate cards, usage exports, reconciliation, the month close", arguments=True),
     "dlq": Command("dlq", "dead-letter topic: replay failed messages", arguments=True),
     "parked": Command("parked", "records the sinks refused: list them, apply them again", arguments=True),

@@ -16,6 +16,7 @@ from herald.kafka.consumer import make_consumer
 from herald.kafka.membership import Membership
 from herald.kafka.producer import Producer
 from herald.kafka.topics import MESSAGE_TOPICS, RETRY, WORKER_GROUP, Names
+from herald.keyring import KeyRing
 from herald.ops import ops_handlers
 from herald.parking import Parking
 from herald_worker.claim_store import PostgresClaims
@@ -59,9 +60,10 @@ async def run_worker(settings: WorkerConfig, stop: asyncio.Event, membership: Me
         # Subscribed once the pipeline exists: it is the rebalance listener.
         consumer = worker_consumer(settings, names)
         rates = TenantRates(pool, w.tenant_cache_seconds)
+        keys = ContentKeys(pool, KeyRing(settings.secrets.keys()), settings.retention.content_days)
         pipeline = Pipeline(
             consumer, names, processor, w,
-            content_keys=ContentKeys(pool, settings.retention.content_days), gate=gate,
+            content_keys=keys, gate=gate,
             claims=PostgresClaims(pool), rates=rates,
             pacer=lambda wake: BucketPacer.on_postgres(pool, rates.get, wake, observe_tier), park=Parking(pool),
         )  # fmt: skip

@@ -37,6 +37,7 @@ from herald.db.pool import create_pool
 from herald.domain.records import DEAD_LETTER_DECODER, ENCODER, DeadLetterV2, OutboundMessage, message_key
 from herald.kafka.producer import Producer, Record
 from herald.kafka.topics import DLQ, Names, class_topic
+from herald.keyring import KeyRing
 from herald.sealing import ContentUnavailable
 from herald_worker.settings import WorkerConfig
 
@@ -95,7 +96,7 @@ async def replay(settings: WorkerConfig, filters: Filters, *, dry_run: bool, rep
     producer = Producer(settings.kafka, names)
     progress = Progress()
     pool = await create_pool(settings.database)
-    keys = ContentKeys(pool, settings.retention.content_days)
+    keys = ContentKeys(pool, KeyRing(settings.secrets.keys()), settings.retention.content_days)
     await consumer.start()
     if not dry_run:
         await producer.start()

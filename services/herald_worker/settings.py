@@ -10,6 +10,7 @@ from herald.settings import (
     DatabaseSettings,
     KafkaSettings,
     RetentionSettings,
+    SecretSettings,
 )
 
 
@@ -84,5 +85,7 @@ class WorkerConfig(Protocol):
     def kafka(self) -> KafkaSettings: ...
     @property
     def retention(self) -> RetentionSettings: ...
+    @property
+    def secrets(self) -> SecretSettings: ...
     @property
     def worker(self) -> WorkerSettings: ...

@@ -13,17 +13,21 @@ import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from herald import clock
+from herald.db import content_keys
 from herald.db.content_keys import ContentKeys
 from herald.domain.models import Category, Channel, KeyKind
 from herald.domain.records import ENCODER, DeadLetterV2, OutboundMessage, SealedMessageV2
 from herald.kafka.producer import Record
 from herald.kafka.topics import DLQ, MESSAGE_TOPICS, class_topic
+from herald.keyring import KeyRing, Unwrappable
 from herald.sealing import DAY_MS, HOUR_MS, ContentUnavailable, hour_of, seal
+from herald.settings import SecretSettings
 from tests.integration.harness import Platform, ledger, produce, read_records, wait_ledger_rows, wait_status_count
 from tests.integration.processes import run_cli
 
 pytestmark = pytest.mark.integration
 RECIPIENT = "+447400123987"
+RING = KeyRing(SecretSettings().keys())  # the development KEK, as the test platform runs with
 
 
 def _message(tenant_id: str, *, created_at_ms: int, ttl_ms: int = 600_000) -> OutboundMessage:
@@ -48,7 +52,7 @@ async def test_recipients_and_bodies_reach_the_broker_sealed_only(platform: Plat
         assert clear not in value
     # ... and the content is all there for a process holding the key.
     sealed = msgspec.json.decode(value, type=SealedMessageV2)
-    keys = ContentKeys(pool, platform.settings.retention.content_days)
+    keys = ContentKeys(pool, KeyRing(platform.settings.secrets.keys()), platform.settings.retention.content_days)
     await keys.load([sealed.content_key])
     opened = keys.open(sealed)
     assert (str(opened.id), opened.to, opened.body) == (sent.json()["id"], RECIPIENT, "Your code is 123456")
@@ -77,7 +81,7 @@ async def test_retention_command_purges_old_content_everywhere_and_keeps_the_led
     await produce(settings, [Record(DLQ, str(old.id).encode(), ENCODER.encode(letter))])
 
     # Before: a process that does not enforce the window itself (a year's retention) can read it.
-    lenient = ContentKeys(pool, 365)
+    lenient = ContentKeys(pool, RING, 365)
     await lenient.load([old_hour])
     assert lenient.open(old).to == RECIPIENT
     assert "2 matched, would replay 1, 1 past content retention" in run_cli(
@@ -89,7 +93,7 @@ async def test_retention_command_purges_old_content_everywhere_and_keeps_the_led
 
     # After: the old hour's key is gone, so nobody can open that content, from any copy.
     assert await pool.fetchval("SELECT count(*) FROM content_keys WHERE hour = $1", old_hour) == 0
-    after = ContentKeys(pool, 365)
+    after = ContentKeys(pool, RING, 365)
     await after.load([old_hour])
     with pytest.raises(ContentUnavailable):
         after.open(old)
@@ -147,11 +151,11 @@ async def test_api_processes_racing_to_create_the_hours_key_all_seal_with_the_on
         start = clock.now_ms() + 1000 * HOUR_MS  # hours nobody has used yet
         for hour in range(30):
             at = start + hour * HOUR_MS
-            processes = [ContentKeys(racers, 8, clock=lambda at=at: at) for _ in range(8)]
+            processes = [ContentKeys(racers, RING, 8, clock=lambda at=at: at) for _ in range(8)]
             sealed = await asyncio.gather(
                 *(keys.seal([_message(str(uuid.uuid4()), created_at_ms=at)]) for keys in processes)
             )
-            reader = ContentKeys(racers, 8, clock=lambda at=at: at)
+            reader = ContentKeys(racers, RING, 8, clock=lambda at=at: at)
             await reader.load({s.content_key for (s,) in sealed})
             assert {reader.open(s).to for (s,) in sealed} == {RECIPIENT}
     finally:
@@ -162,7 +166,7 @@ async def test_a_process_stops_reading_content_once_past_retention_even_with_the
     pool: asyncpg.Pool,
 ) -> None:
     now = [clock.now_ms()]
-    keys = ContentKeys(pool, 8, clock=lambda: now[0])
+    keys = ContentKeys(pool, RING, 8, clock=lambda: now[0])
     (sealed,) = await keys.seal([_message(str(uuid.uuid4()), created_at_ms=now[0])])
     await keys.load([sealed.content_key])
     assert keys.open(sealed).to == RECIPIENT
@@ -171,3 +175,29 @@ async def test_a_process_stops_reading_content_once_past_retention_even_with_the
     with pytest.raises(ContentUnavailable):
         keys.open(sealed)
     assert await pool.fetchval("SELECT count(*) FROM content_keys") == 1  # only the command deletes
+
+
+async def test_content_keys_are_stored_wrapped_and_open_only_under_a_configured_kek(pool: asyncpg.Pool) -> None:
+    """#22 item 1: the database alone must not yield a content key. A key written before
+    migration 0020 (in clear) is wrapped by `rewrap`; after a KEK rotation and a rewrap, only
+    the new KEK opens them, and a process given only the old KEK opens nothing."""
+    at = clock.now_ms() + 2000 * HOUR_MS  # an hour nobody has used
+    (sealed,) = await ContentKeys(pool, RING, 8, clock=lambda: at).seal([_message(str(uuid.uuid4()), created_at_ms=at)])
+    row = await pool.fetchrow("SELECT key, wrapped FROM content_keys WHERE hour = $1", sealed.content_key)
+    assert row["key"] is None
+    assert RING.unwrap(row["wrapped"], f"content_key:{sealed.content_key}") not in row["wrapped"]
+    legacy_hour, legacy_key = sealed.content_key + 1, os.urandom(32)
+    await pool.execute("INSERT INTO content_keys (hour, key) VALUES ($1, $2)", legacy_hour, legacy_key)
+
+    new_kek = os.urandom(32)
+    rotated = KeyRing([new_kek, *SecretSettings().keys()])
+    assert await content_keys.rewrap(pool, rotated) >= 2  # the clear row and the old KEK's rows
+    assert await content_keys.rewrap(pool, rotated) == 0  # idempotent
+    assert await pool.fetchval("SELECT count(*) FROM content_keys WHERE key IS NOT NULL") == 0
+
+    after = ContentKeys(pool, KeyRing([new_kek]), 8, clock=lambda: at)
+    await after.load([sealed.content_key])
+    assert after.open(sealed).to == RECIPIENT
+    assert (await content_keys.fetch(pool, KeyRing([new_kek]), [legacy_hour]))[legacy_hour] == legacy_key
+    with pytest.raises(Unwrappable):
+        await content_keys.fetch(pool, RING, [sealed.content_key])  # the old KEK alone: nothing opens

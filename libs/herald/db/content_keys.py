@@ -1,4 +1,5 @@
-"""The content keys table (see migration 0007 and `herald.sealing`; `db.retention` deletes)."""
+"""The content keys table (migrations 0007, 0020; `herald.sealing`; `db.retention` deletes), each
+key stored wrapped under the KEK (`herald.keyring`)."""
 
 from __future__ import annotations
 
@@ -11,41 +12,77 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from herald import clock
 from herald.domain.records import OutboundMessage, SealedMessageV2
+from herald.keyring import KeyRing
 from herald.sealing import ContentUnavailable, first_readable_hour, hour_of, open_with, seal
 
 
-async def ensure(pool: asyncpg.Pool, hour: int) -> bytes:
-    """The hour's key, created if it does not exist yet. Processes racing to create it all get
-    the one that was stored first.
+def _context(hour: int) -> str:
+    return f"content_key:{hour}"
+
+
+def _opened(ring: KeyRing, hour: int, key: bytes | None, wrapped: bytes | None) -> bytes:
+    """The key of a row: unwrapped, or in clear for a row not wrapped yet (before migration 0020)."""
+    if wrapped is not None:
+        return ring.unwrap(wrapped, _context(hour))
+    assert key is not None  # the table's check: one form or the other
+    return key
+
+
+async def ensure(pool: asyncpg.Pool, ring: KeyRing, hour: int) -> bytes:
+    """The hour's key, created (and stored wrapped) if it does not exist yet. Processes racing to
+    create it all get the one that was stored first.
 
     Two statements, not one: an INSERT that loses the race waits for the winner's commit, but a
     SELECT in the same statement still reads the snapshot taken before it and finds no row (with
     eight API processes racing, 40 hours in 200 handed someone no key: a 500 at the top of the hour).
     """
+    key = os.urandom(32)
     async with pool.acquire() as conn:
-        made: bytes | None = await conn.fetchval(
-            "INSERT INTO content_keys (hour, key) VALUES ($1, $2) ON CONFLICT (hour) DO NOTHING RETURNING key",
-            hour, os.urandom(32),
+        made = await conn.fetchval(
+            "INSERT INTO content_keys (hour, wrapped) VALUES ($1, $2) ON CONFLICT (hour) DO NOTHING RETURNING hour",
+            hour, ring.wrap(key, _context(hour)),
         )  # fmt: skip
         if made is not None:
-            return made
-        stored: bytes | None = await conn.fetchval("SELECT key FROM content_keys WHERE hour = $1", hour)
+            return key
+        stored = await conn.fetchrow("SELECT key, wrapped FROM content_keys WHERE hour = $1", hour)
     if stored is None:  # only if the hour's key was deleted meanwhile (retention: hours long past)
         raise LookupError(f"the content key of hour {hour} was deleted while it was being created")
-    return stored
+    return _opened(ring, hour, stored["key"], stored["wrapped"])
 
 
-async def fetch(pool: asyncpg.Pool, hours: Collection[int]) -> dict[int, bytes]:
+async def fetch(pool: asyncpg.Pool, ring: KeyRing, hours: Collection[int]) -> dict[int, bytes]:
     """The keys of those hours that still exist."""
-    rows = await pool.fetch("SELECT hour, key FROM content_keys WHERE hour = ANY($1::int[])", list(hours))
-    return {r["hour"]: r["key"] for r in rows}
+    rows = await pool.fetch("SELECT hour, key, wrapped FROM content_keys WHERE hour = ANY($1::int[])", list(hours))
+    return {r["hour"]: _opened(ring, r["hour"], r["key"], r["wrapped"]) for r in rows}
+
+
+async def rewrap(pool: asyncpg.Pool, ring: KeyRing) -> int:
+    """Wrap every key stored in clear, and rewrap every key wrapped under an earlier KEK, under
+    the current KEK; how many rows changed. Idempotent; one row per statement, so it may run
+    beside live traffic."""
+    changed = 0
+    for row in await pool.fetch("SELECT hour, key, wrapped FROM content_keys"):
+        if row["wrapped"] is not None and ring.is_current(row["wrapped"]):
+            continue
+        hour = row["hour"]
+        wrapped = ring.wrap(_opened(ring, hour, row["key"], row["wrapped"]), _context(hour))
+        status = await pool.execute(
+            "UPDATE content_keys SET key = NULL, wrapped = $2 WHERE hour = $1 AND key IS NOT DISTINCT FROM $3"
+            " AND wrapped IS NOT DISTINCT FROM $4",
+            hour, wrapped, row["key"], row["wrapped"],
+        )  # fmt: skip
+        changed += status == "UPDATE 1"
+    return changed
 
 
 class ContentKeys:
     """The content keys one process uses, cached; backed by Postgres."""
 
-    def __init__(self, pool: asyncpg.Pool, retention_days: int, clock: Callable[[], int] = clock.now_ms) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, ring: KeyRing, retention_days: int, clock: Callable[[], int] = clock.now_ms
+    ) -> None:
         self._pool = pool
+        self._ring = ring
         self._retention_days = retention_days
         self._clock = clock
         self._keys: dict[int, AESGCM] = {}
@@ -59,7 +96,7 @@ class ContentKeys:
             async with self._creating:  # one query per process, not one per waiting request
                 aead = self._keys.get(hour)
                 if aead is None:
-                    aead = self._keys[hour] = AESGCM(await ensure(self._pool, hour))
+                    aead = self._keys[hour] = AESGCM(await ensure(self._pool, self._ring, hour))
         return [seal(aead, hour, m) for m in messages]
 
     async def load(self, hours: Iterable[int]) -> None:
@@ -70,7 +107,7 @@ class ContentKeys:
             del self._keys[old]
         missing = {h for h in hours if h >= first and h not in self._keys}
         if missing:
-            for hour, key in (await fetch(self._pool, missing)).items():
+            for hour, key in (await fetch(self._pool, self._ring, missing)).items():
                 self._keys[hour] = AESGCM(key)
 
     def open(self, sealed: SealedMessageV2) -> OutboundMessage:
