@@ -123,6 +123,22 @@ class BillingSettings(msgspec.Struct, frozen=True):
     seller_vat_id: str = "IE0000000HA"
 
 
+class WhatsAppSettings(msgspec.Struct, frozen=True):
+    """Meta's Graph API, used by the API (template submission), the worker (sends) and the sinks
+    (the template sweep). Each tenant's own account and token are stored, not set here."""
+
+    graph_url: str = "https://graph.facebook.com/v21.0"
+    """The Graph API's base, its version included. `herald dev` and the tests point it at the
+    local double (`herald whatsapp-sim`)."""
+    timeout_seconds: float = 10.0
+    template_sweep_seconds: float = 300.0
+    """How often the sinks list every account's templates from Meta, catching a status change
+    whose webhook was lost."""
+    account_cache_seconds: float = 5.0
+    """A rotated token, a revoked account or a template's new status reaches every worker within
+    this long."""
+
+
 class Common(msgspec.Struct, frozen=True):
     """The sections every process shares. A process's settings extend this with its own section
     (`herald_api.settings.ApiSettings`, …); `herald_cli.settings.Settings` composes them all."""
@@ -136,6 +152,7 @@ class Common(msgspec.Struct, frozen=True):
     kafka: KafkaSettings = msgspec.field(default_factory=KafkaSettings)
     provider: ProviderSettings = msgspec.field(default_factory=ProviderSettings)
     callbacks: CallbackSettings = msgspec.field(default_factory=CallbackSettings)
+    whatsapp: WhatsAppSettings = msgspec.field(default_factory=WhatsAppSettings)
     retention: RetentionSettings = msgspec.field(default_factory=RetentionSettings)
     secrets: SecretSettings = msgspec.field(default_factory=SecretSettings)
     billing: BillingSettings = msgspec.field(default_factory=BillingSettings)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -82,24 +82,98 @@ class KeyOut(msgspec.Struct, frozen=True):
 
 
 # --- templates ---------------------------------------------------------------------------------
+Example = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=_NO_CONTROL)]
+
+
+class ButtonIn(Strict, frozen=True):
+    type: Literal["QUICK_REPLY", "URL", "PHONE_NUMBER"]
+    text: Annotated[str, msgspec.Meta(min_length=1, max_length=25, pattern=_NO_CONTROL)]
+    url: Url | None = None
+    phone_number: Annotated[str, msgspec.Meta(pattern=whole(r"\+?[0-9]{6,20}"))] | None = None
+
+
+class WhatsAppPartsIn(Strict, frozen=True):
+    """What Meta reviews beside the body. Every placeholder needs an example value."""
+
+    examples: Annotated[dict[ParamName, Example], msgspec.Meta(max_length=50)] = msgspec.field(default_factory=dict)
+    header: Annotated[str, msgspec.Meta(min_length=1, max_length=60, pattern=_NO_CONTROL)] | None = None
+    footer: Annotated[str, msgspec.Meta(min_length=1, max_length=60, pattern=_NO_CONTROL)] | None = None
+    buttons: Annotated[list[ButtonIn], msgspec.Meta(max_length=10)] = msgspec.field(default_factory=list)
+
+
 class TemplateCreate(Strict, frozen=True):
     name: TemplateName
     language: Language
     category: Category
     channel: Channel
     body: Annotated[str, msgspec.Meta(max_length=100_000, pattern=_NO_CONTROL)]
+    whatsapp: WhatsAppPartsIn | None = None
+    """For a whatsapp template: the examples Meta's reviewers need, and optional header, footer
+    and buttons. Refused for other channels."""
 
 
-class TemplateOut(msgspec.Struct, frozen=True):
+class TemplateOut(msgspec.Struct, frozen=True, omit_defaults=True):
     name: str
     language: str
     version: int
     category: Category
+    """For whatsapp, Meta's decision once reviewed (it may differ from what was asked)."""
     channel: Channel
     body: str
     status: TemplateStatus
+    """whatsapp: `pending` until Meta reviews it; then `approved`, `rejected`, and later maybe
+    `paused` or `disabled`. Other channels: `approved` at once."""
     placeholders: list[str]
     created_at: datetime
+    requested_category: Category | None = None
+    """Set when Meta recategorised the template: the category it was submitted with."""
+    rejection_reason: str | None = None
+
+
+# --- whatsapp ----------------------------------------------------------------------------------
+WabaId = Annotated[str, msgspec.Meta(pattern=whole("[0-9]{1,32}"))]
+Secret = Annotated[str, msgspec.Meta(min_length=8, max_length=1024, pattern=whole(r"[\x21-\x7e]+"))]
+
+
+class PhoneNumberIn(Strict, frozen=True):
+    id: WabaId
+    throughput: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 80
+    """Messages per second Meta allows the number (80 unless Meta raised it)."""
+
+
+class WhatsAppAccountIn(Strict, frozen=True):
+    """Connect (or replace, to rotate its secrets) the tenant's WhatsApp Business Account. The
+    three secrets are write-only: stored encrypted, never answered, never logged."""
+
+    waba_id: WabaId
+    display_name: Name
+    phone_numbers: Annotated[list[PhoneNumberIn], msgspec.Meta(min_length=1, max_length=20)]
+    access_token: Secret
+    """A system-user access token with whatsapp_business_messaging and _management."""
+    app_secret: Secret
+    """The Meta app's secret: webhooks are verified with it."""
+    verify_token: Secret
+    """What the tenant typed as the webhook's verify token in the app dashboard."""
+
+
+class PhoneNumberOut(msgspec.Struct, frozen=True, omit_defaults=True):
+    id: str
+    throughput: int
+    display_phone_number: str | None = None
+
+
+class WhatsAppAccountOut(msgspec.Struct, frozen=True, omit_defaults=True):
+    waba_id: str
+    display_name: str
+    phone_numbers: list[PhoneNumberOut]
+    status: str
+    """`active`, or `suspended` when Meta refused the token (its messages wait for a new one)."""
+    messaging_limit: str
+    """Meta's tier: unique users per rolling 24 h (`TIER_250` … `TIER_UNLIMITED`)."""
+    connected_at: datetime
+    secrets_rotated_at: datetime
+    suspended_reason: str | None = None
+    quality: str | None = None
 
 
 # --- messages ----------------------------------------------------------------------------------

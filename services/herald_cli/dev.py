@@ -28,7 +28,7 @@ from herald.kafka.admin import ensure_topics
 from herald.kafka.topics import Names
 from herald_cli.settings import Settings
 
-CHILDREN = ("carrier-sim", "sinks", "worker", "api")
+CHILDREN = ("carrier-sim", "whatsapp-sim", "sinks", "worker", "api")
 
 
 class Child:
@@ -115,6 +115,7 @@ class DevStack:
         self.broker: EmbeddedBroker | None = None
         self.children: list[Child] = []
         self.sim_url = ""
+        self.whatsapp_url = ""
 
     def start(self, should_stop: Callable[[], bool] = lambda: False) -> bool:
         (self.data_dir / "logs").mkdir(parents=True, exist_ok=True)
@@ -131,8 +132,9 @@ class DevStack:
         kafka = msgspec.structs.replace(self.settings.kafka, bootstrap=self.bootstrap)
         asyncio.run(migrate(self.database_url))
         asyncio.run(ensure_topics(kafka, Names(kafka.topic_prefix)))
-        sim_port = free_port()
+        sim_port, whatsapp_port = free_port(), free_port()
         self.sim_url = f"http://127.0.0.1:{sim_port}"
+        self.whatsapp_url = f"http://127.0.0.1:{whatsapp_port}"
         env = {
             **os.environ,
             # The repository's development secrets are expected here; production refuses them.
@@ -146,6 +148,9 @@ class DevStack:
             "HERALD_CARRIER_SIM_PORT": str(sim_port),
             "HERALD_WORKER_PROVIDER_URL": f"http://127.0.0.1:{sim_port}",
             "HERALD_CARRIER_SIM_RECEIPT_URL": f"{self.api_url}/v1/providers/carrier-sim/receipts",
+            # Meta's Graph API is played by the local double (`herald whatsapp-sim`).
+            "HERALD_WHATSAPP_SIM_PORT": str(whatsapp_port),
+            "HERALD_WHATSAPP_GRAPH_URL": f"{self.whatsapp_url}/v21.0",
             "HERALD_WORKER_METRICS_PORT": str(free_port()),
             "HERALD_SINKS_METRICS_PORT": str(free_port()),
         }

@@ -38,6 +38,7 @@ COMMANDS: dict[str, Command] = {
     "worker": Command("processes", "deliver messages (a consumer-group member)", "worker", serving=True),
     "sinks": Command("processes", "project statuses into Postgres", "sinks", serving=True),
     "carrier-sim": Command("processes", "run the simulated carrier", "carrier_sim"),
+    "whatsapp-sim": Command("processes", "run the double of Meta's WhatsApp Cloud API", "whatsapp_sim"),
     "dev": Command("processes", "run everything on embedded Postgres and broker (make run)", "dev"),
     "migrate": Command("maintenance", "apply database migrations and create topics", "migrate"),
     "retention": Command(

@@ -91,6 +91,12 @@ def carrier_sim(settings: Settings) -> None:
     _serve(create_app(settings.carrier_sim, settings.provider), settings.carrier_sim.host, settings.carrier_sim.port)
 
 
+def whatsapp_sim(settings: Settings) -> None:
+    from herald_whatsapp_sim.app import create_app
+
+    _serve(create_app(settings.whatsapp_sim), settings.whatsapp_sim.host, settings.whatsapp_sim.port)
+
+
 _UVICORN: dict[str, Any] = {"loop": "uvloop", "log_level": "warning", "access_log": False, "log_config": None}
 """uvicorn as measured (uvloop, and httptools below), no access log, our JSON logging."""
 

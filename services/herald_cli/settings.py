@@ -16,6 +16,7 @@ from herald.settings import Common, placeholder_refusals, read_env
 from herald_api.settings import ApiConfig, ApiSettings
 from herald_carrier_sim.settings import CarrierSimSettings
 from herald_sinks.settings import SinksConfig, SinkSettings
+from herald_whatsapp_sim.settings import WhatsAppSimSettings
 from herald_worker.settings import WorkerConfig, WorkerSettings
 
 
@@ -24,6 +25,7 @@ class Settings(Common, frozen=True):
     worker: WorkerSettings = msgspec.field(default_factory=WorkerSettings)
     sinks: SinkSettings = msgspec.field(default_factory=SinkSettings)
     carrier_sim: CarrierSimSettings = msgspec.field(default_factory=CarrierSimSettings)
+    whatsapp_sim: WhatsAppSimSettings = msgspec.field(default_factory=WhatsAppSimSettings)
 
     def refusals(self) -> list[str]:
         """Why this configuration must not serve production (empty: it may). Names the variables,

@@ -33,7 +33,8 @@ class BillingLedger:
         for _, _, event in decoded(batch, decode_event):
             if event.status.value in billing.CANDIDATE_STATUSES:
                 at = datetime.fromtimestamp(event.at_ms / 1000, tz=UTC)
-                candidates.append(billing.Candidate(event.message_id, event.status.value, at))
+                category = None if event.pricing_category is None else event.pricing_category.value
+                candidates.append(billing.Candidate(event.message_id, event.status.value, at, category, event.billable))
         if not candidates:
             return
         recorded = await until_written(lambda: billing.record(self._pool, candidates))

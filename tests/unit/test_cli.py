@@ -32,7 +32,7 @@ import sys
 from herald_cli.main import COMMANDS, parser_for
 parser_for({name!r}).parse_args({argv!r})
 COMMANDS[{name!r}].load()
-heavy = {{"herald_worker", "herald_sinks", "herald_api", "herald_carrier_sim", "pyarrow"}}
+heavy = {{"herald_worker", "herald_sinks", "herald_api", "herald_carrier_sim", "herald_whatsapp_sim", "pyarrow"}}
 # Every command reads the composed settings, so each service's settings section (a Struct) loads.
 sections = heavy | {{f"{{p}}.settings" for p in heavy}}
 print(",".join(sorted(m for m in sys.modules if m.split(".")[0] in heavy and m not in sections)))

@@ -35,6 +35,8 @@ BILLABLE = f"""(
     AND coalesce(m.tier, t.tier) IN ({_PAID_TIERS})
     -- Email only at `sent`: its `delivered` reaching the ledger first must not date the bill.
     AND CASE WHEN m.channel = 'email' THEN s.status = 'sent' ELSE s.status IN ('delivered', 'read') END
+    -- The provider said it does not bill this message (WhatsApp's `pricing.billable`).
+    AND s.billable IS NOT FALSE
     AND NOT EXISTS (
         SELECT 1 FROM message_events f
         WHERE f.message_id = m.id AND f.status IN ('failed', 'expired') AND f.at <= s.at
@@ -78,7 +80,10 @@ def _first_billable(source: str, extra: str = "", *, per_event: bool = False) ->
     SELECT DISTINCT ON (s.message_id)
         -- Never before the message existed: whatever dated the event, the bill stays inside the
         -- message's life (a month closed before it was created is never billed into).
-        s.message_id, greatest(s.at, m.created_at) AS at, m.tenant_id, m.channel, m.category, m.country,
+        -- The provider's pricing category, when it reported one, is what it bills and so what
+        -- Herald bills (WhatsApp: Meta's category may differ from the message's).
+        s.message_id, greatest(s.at, m.created_at) AS at, m.tenant_id, m.channel,
+        coalesce(s.pricing_category, m.category) AS category, m.country,
         coalesce(bc.currency, '{DEFAULT_CURRENCY}') AS currency
     FROM {source} s
     {messages}
@@ -100,8 +105,8 @@ def _bill(source: str, *, defer: bool) -> str:
     deferred = (
         f""",
     deferred AS (
-        INSERT INTO billing_pending (message_id, status, at)
-        SELECT s.message_id, s.status, s.at FROM {source} s
+        INSERT INTO billing_pending (message_id, status, at, pricing_category, billable)
+        SELECT s.message_id, s.status, s.at, s.pricing_category, s.billable FROM {source} s
         -- A LATERAL probe rather than NOT EXISTS: inside an OR, the planner otherwise hashes the
         -- whole messages table for every batch (measured: 70% of the statement at 200k rows).
         LEFT JOIN LATERAL (SELECT true AS projected FROM messages m WHERE m.id = s.message_id LIMIT 1) m ON true
@@ -138,8 +143,8 @@ def _bill(source: str, *, defer: bool) -> str:
 
 _STAGING_EXISTS = "SELECT to_regclass('pg_temp.billing_staging') IS NOT NULL"
 _STAGING = (
-    "CREATE TEMP TABLE billing_staging (message_id uuid NOT NULL, status text NOT NULL, at timestamptz NOT NULL)"
-    " ON COMMIT DELETE ROWS"
+    "CREATE TEMP TABLE billing_staging (message_id uuid NOT NULL, status text NOT NULL, at timestamptz NOT NULL,"
+    " pricing_category text, billable boolean) ON COMMIT DELETE ROWS"
 )
 _RECORD = _bill("billing_staging", defer=True)
 _SETTLE = _bill("billing_pending", defer=False)
@@ -160,6 +165,9 @@ class Candidate(msgspec.Struct, frozen=True, array_like=True):
     message_id: uuid.UUID
     status: str
     at: datetime
+    pricing_category: str | None = None
+    """The category the provider billed, if it reported one."""
+    billable: bool | None = None
 
 
 _PERIODS_LOCK = (0x48455244, 1)
@@ -194,8 +202,9 @@ async def record(pool: asyncpg.Pool, candidates: Sequence[Candidate]) -> Recorde
         if not await conn.fetchval(_STAGING_EXISTS):
             await conn.execute(_STAGING)
         await conn.copy_records_to_table(
-            "billing_staging", records=[(c.message_id, c.status, c.at) for c in candidates],
-            columns=("message_id", "status", "at"),
+            "billing_staging",
+            records=[(c.message_id, c.status, c.at, c.pricing_category, c.billable) for c in candidates],
+            columns=("message_id", "status", "at", "pricing_category", "billable"),
         )  # fmt: skip
         row = await conn.fetchrow(_RECORD)
     assert row is not None

@@ -134,14 +134,18 @@ async def apply_batch(
         duplicates = 0
         if events:
             await conn.execute(
-                "INSERT INTO message_events (message_id, status, at, reason, provider_message_id)"
-                " SELECT * FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::text[], $5::text[])"
+                "INSERT INTO message_events (message_id, status, at, reason, provider_message_id, pricing_category,"
+                " billable)"
+                " SELECT * FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::text[], $5::text[], $6::text[],"
+                " $7::boolean[])"
                 " ON CONFLICT (message_id, status) DO NOTHING",
                 [e.message_id for e in events],
                 [e.status.value for e in events],
                 [to_datetime(e.at_ms) for e in events],
                 [e.reason for e in events],
                 [e.provider_message_id for e in events],
+                [None if e.pricing_category is None else e.pricing_category.value for e in events],
+                [e.billable for e in events],
             )
             duplicates = await _duplicate_sends(conn, events)
             await receipts.record_sends(conn, events)

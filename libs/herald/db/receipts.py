@@ -16,6 +16,7 @@ import asyncpg
 import msgspec
 
 from herald.clock import to_datetime, to_ms
+from herald.domain.models import Category
 from herald.domain.reasons import receipt_reason
 from herald.domain.receipts import RECEIPT_STATUSES, Reported, Waiting, contradicts, effective_time, first_finals
 from herald.domain.records import StatusEventV1
@@ -43,8 +44,10 @@ async def record(pool: asyncpg.Pool, provider: str, receipts: Sequence[Reported]
     """Keep what `provider` reported, as it reported it, in one statement (all or nothing). A
     receipt already recorded (a replay, a provider's retry) changes nothing."""
     await pool.execute(
-        "INSERT INTO provider_receipts (provider, provider_message_id, status, reported_at, reason, callback_data)"
-        " SELECT $1, * FROM unnest($2::text[], $3::text[], $4::timestamptz[], $5::text[], $6::uuid[])"
+        "INSERT INTO provider_receipts (provider, provider_message_id, status, reported_at, reason, callback_data,"
+        " pricing_category, billable, provider_error)"
+        " SELECT $1, * FROM unnest($2::text[], $3::text[], $4::timestamptz[], $5::text[], $6::uuid[], $7::text[],"
+        " $8::boolean[], $9::text[])"
         " ON CONFLICT DO NOTHING",
         provider,
         [r.provider_message_id for r in receipts],
@@ -52,11 +55,15 @@ async def record(pool: asyncpg.Pool, provider: str, receipts: Sequence[Reported]
         [None if r.at_ms is None else to_datetime(r.at_ms) for r in receipts],
         [r.reason for r in receipts],
         [r.callback_data for r in receipts],
+        [None if r.pricing_category is None else r.pricing_category.value for r in receipts],
+        [r.billable for r in receipts],
+        [r.provider_error for r in receipts],
     )
 
 
 _BINDABLE = """
-SELECT r.provider, r.provider_message_id, r.status, r.reported_at, r.received_at, r.reason,
+SELECT r.provider, r.provider_message_id, r.status, r.reported_at, r.received_at, r.reason, r.pricing_category,
+       r.billable,
        coalesce(p.message_id, q.message_id) AS message_id, coalesce(p.tenant_id, q.tenant_id) AS tenant_id,
        coalesce(p.sent_at, q.sent_at) AS sent_at
 FROM {waiting}
@@ -148,6 +155,8 @@ async def bind(
                 provider=r["provider"], provider_message_id=r["provider_message_id"], status=Status(r["status"]),
                 reported_ms=None if r["reported_at"] is None else to_ms(r["reported_at"]),
                 received_ms=to_ms(r["received_at"]), reason=r["reason"], message_id=r["message_id"],
+                pricing_category=None if r["pricing_category"] is None else Category(r["pricing_category"]),
+                billable=r["billable"],
                 tenant_id=r["tenant_id"], sent_ms=to_ms(r["sent_at"]),
             )
             for r in rows
@@ -170,6 +179,7 @@ async def bind(
                     message_id=w.message_id, tenant_id=w.tenant_id, status=w.status, at_ms=at_ms,
                     reason=receipt_reason(w.status is Status.FAILED, w.reason),
                     provider_message_id=w.provider_message_id, provider=w.provider,
+                    pricing_category=w.pricing_category, billable=w.billable,
                 )
             )  # fmt: skip
         await publish(events)

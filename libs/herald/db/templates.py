@@ -5,14 +5,21 @@ from __future__ import annotations
 import uuid
 
 import asyncpg
+import msgspec
 
 from herald.domain.models import Category, Channel, TemplateStatus
 from herald.domain.templates import Template
+from herald.domain.whatsapp import TemplateParts
 
-_COLUMNS = "name, language, version, category, channel, body, status, created_at"
+_COLUMNS = (
+    "name, language, version, category, channel, body, status, created_at, parts, provider_template_id,"
+    " requested_category, rejection_reason"
+)
+_PARTS = msgspec.json.Decoder(TemplateParts)
 
 
 def _row(row: asyncpg.Record) -> Template:
+    parts = row["parts"]
     return Template(
         name=row["name"],
         language=row["language"],
@@ -22,6 +29,10 @@ def _row(row: asyncpg.Record) -> Template:
         body=row["body"],
         status=TemplateStatus(row["status"]),
         created_at=row["created_at"],
+        parts=None if parts is None else _PARTS.decode(parts),
+        provider_template_id=row["provider_template_id"],
+        requested_category=None if row["requested_category"] is None else Category(row["requested_category"]),
+        rejection_reason=row["rejection_reason"],
     )
 
 
@@ -33,13 +44,19 @@ async def create(
     category: Category,
     channel: Channel,
     body: str,
+    *,
+    status: TemplateStatus = TemplateStatus.APPROVED,
+    parts: TemplateParts | None = None,
+    provider_template_id: str | None = None,
 ) -> Template:
+    """A new version; a whatsapp template as Meta answered its submission (`pending`, its id)."""
     async with pool.acquire() as conn, conn.transaction():
         # Serialise version allocation per (tenant, name, language) without locking the table.
         await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"{tenant_id}/{name}/{language}")
         row = await conn.fetchrow(
-            f"INSERT INTO templates (tenant_id, name, language, version, category, channel, body)"
-            f" SELECT $1, $2, $3, coalesce(max(version), 0) + 1, $4, $5, $6"
+            f"INSERT INTO templates (tenant_id, name, language, version, category, channel, body, status, parts,"
+            f" provider_template_id)"
+            f" SELECT $1, $2, $3, coalesce(max(version), 0) + 1, $4, $5, $6, $7, $8::text::jsonb, $9"
             f"   FROM templates WHERE tenant_id = $1 AND name = $2 AND language = $3"
             f" RETURNING {_COLUMNS}",
             tenant_id,
@@ -48,6 +65,9 @@ async def create(
             category.value,
             channel.value,
             body,
+            status.value,
+            None if parts is None else msgspec.json.encode(parts).decode(),
+            provider_template_id,
         )
     assert row is not None
     return _row(row)
@@ -83,3 +103,48 @@ async def delete(pool: asyncpg.Pool, tenant_id: uuid.UUID, name: str, language: 
         language,
     )
     return not status.endswith(" 0")
+
+
+async def exists(pool: asyncpg.Pool, tenant_id: uuid.UUID, name: str, language: str) -> bool:
+    """Whether the tenant has (or had: deleted ones count, as Meta keeps their names) this template."""
+    found = await pool.fetchval(
+        "SELECT true FROM templates WHERE tenant_id = $1 AND name = $2 AND language = $3 LIMIT 1",
+        tenant_id, name, language,
+    )  # fmt: skip
+    return bool(found)
+
+
+async def set_review(
+    pool: asyncpg.Pool,
+    tenant_id: uuid.UUID,
+    provider_template_id: str,
+    status: TemplateStatus,
+    *,
+    category: Category | None = None,
+    reason: str | None = None,
+) -> bool:
+    """Meta's word on one of the tenant's whatsapp templates (a webhook or the sweep): its status,
+    its category if Meta decided another (the one asked for is kept in `requested_category`), and
+    why it was rejected or paused. True if something changed. Only the tenant's own templates."""
+    result = await pool.execute(
+        "UPDATE templates SET status = $3,"
+        "   requested_category = CASE WHEN $4::text IS NOT NULL AND $4::text <> category"
+        "     THEN coalesce(requested_category, category) ELSE requested_category END,"
+        "   category = coalesce($4::text, category),"
+        "   rejection_reason = CASE WHEN $3 IN ('rejected', 'paused', 'disabled') THEN $5 ELSE NULL END"
+        " WHERE tenant_id = $1 AND provider_template_id = $2"
+        "   AND (status, category, rejection_reason) IS DISTINCT FROM"
+        "       ($3, coalesce($4::text, category), CASE WHEN $3 IN ('rejected', 'paused', 'disabled') THEN $5 END)",
+        tenant_id, provider_template_id, status.value, None if category is None else category.value, reason,
+    )  # fmt: skip
+    return not result.endswith(" 0")
+
+
+async def provider_ids(pool: asyncpg.Pool, tenant_id: uuid.UUID) -> dict[str, TemplateStatus]:
+    """The tenant's whatsapp templates Meta knows, by Meta's id, with their status here."""
+    rows = await pool.fetch(
+        "SELECT DISTINCT ON (provider_template_id) provider_template_id, status FROM templates"
+        " WHERE tenant_id = $1 AND provider_template_id IS NOT NULL ORDER BY provider_template_id, version DESC",
+        tenant_id,
+    )
+    return {r["provider_template_id"]: TemplateStatus(r["status"]) for r in rows}

@@ -35,9 +35,12 @@ class KeyKind(StrEnum):
 
 
 class TemplateStatus(StrEnum):
+    PENDING = "pending"
+    """A whatsapp template Meta has not reviewed yet."""
     APPROVED = "approved"
     PAUSED = "paused"
     REJECTED = "rejected"
+    DISABLED = "disabled"
 
 
 class TierPolicy(msgspec.Struct, frozen=True):

@@ -24,6 +24,15 @@ class Reason(StrEnum):
     """Any other refusal the provider named (its code is logged by the adapter)."""
     UNDELIVERABLE = "undeliverable"
     """Accepted, then reported failed by the provider's receipt."""
+    TEMPLATE_PAUSED = "template_paused"
+    """WhatsApp: Meta paused the template (its quality); its messages fail unsent and unbilled."""
+    TEMPLATE_DISABLED = "template_disabled"
+    TEMPLATE_INVALID = "template_invalid"
+    """WhatsApp: the template or its parameters do not match what Meta approved."""
+    OUTSIDE_SERVICE_WINDOW = "outside_service_window"
+    """WhatsApp: a message outside a template needs the user's reply within 24 h."""
+    CHANNEL_NOT_CONNECTED = "channel_not_connected"
+    """The tenant's own account for the channel was disconnected while the message waited."""
 
     # The provider could not take it now: retried, in process then on `herald.retry`.
     THROTTLED = "throttled"
@@ -52,6 +61,9 @@ class Reason(StrEnum):
     # Waiting, never final: why a message went back on `herald.retry` unsent.
     TENANT_SUSPENDED = "tenant_suspended"
     TENANT_BACKLOG = "tenant_backlog"
+    ACCOUNT_SUSPENDED = "account_suspended"
+    """The tenant's provider account cannot send (WhatsApp: its token expired or was revoked, or
+    Meta locked the account): its messages wait, unsent, until the tenant rotates the token."""
 
     def exhausted(self) -> Reason:
         """This transient reason once the retries ran out. Raises ValueError for any other."""
@@ -89,12 +101,19 @@ class LetterKind(StrEnum):
         return cls.RETRIES_EXHAUSTED if reason.retries_exhausted else cls.PERMANENT
 
 
+RECEIPT_REASONS = frozenset({
+    Reason.INVALID_NUMBER, Reason.OPTED_OUT, Reason.REJECTED, Reason.UNDELIVERABLE, Reason.TEMPLATE_PAUSED,
+    Reason.TEMPLATE_DISABLED, Reason.TEMPLATE_INVALID, Reason.OUTSIDE_SERVICE_WINDOW,
+})  # fmt: skip
+"""The reasons a provider's failed receipt may give (mapped by the part that read the receipt)."""
+
+
 def receipt_reason(failed: bool, provider_code: str | None) -> Reason | None:
     """The reason a receipt gives its message: none unless it reports a failure; then the
-    provider's code if it names one of ours (`invalid_number`, `opted_out`), else
-    `undeliverable` (the code itself stays in the provider receipts table)."""
+    receipt's code if it names one of `RECEIPT_REASONS`, else `undeliverable` (the provider's
+    own code stays in the provider receipts table)."""
     if not failed:
         return None
-    if provider_code in (Reason.INVALID_NUMBER, Reason.OPTED_OUT):
+    if provider_code in RECEIPT_REASONS:
         return Reason(provider_code)
     return Reason.UNDELIVERABLE

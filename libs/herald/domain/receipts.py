@@ -23,6 +23,7 @@ import uuid
 
 import msgspec
 
+from herald.domain.models import Category
 from herald.domain.status import Status
 
 RECEIPT_STATUSES = frozenset({Status.DELIVERED, Status.READ, Status.FAILED})
@@ -42,6 +43,12 @@ class Reported(msgspec.Struct, frozen=True):
     it binds only a receipt whose provider id Herald has no record of (the worker died before
     publishing that send's `sent`, and the message went out again), and only to a message Herald
     recorded sending through the same provider."""
+    pricing_category: Category | None = None
+    """The category the provider bills the message in (WhatsApp's `pricing.category`)."""
+    billable: bool | None = None
+    provider_error: str | None = None
+    """The provider's own code and words for a failure (`131026 Message undeliverable`): kept
+    with the receipt, while `reason` is Herald's."""
 
 
 class Waiting(msgspec.Struct, frozen=True):
@@ -53,6 +60,8 @@ class Waiting(msgspec.Struct, frozen=True):
     reported_ms: int | None
     received_ms: int
     reason: str | None
+    pricing_category: Category | None
+    billable: bool | None
     message_id: uuid.UUID
     tenant_id: uuid.UUID
     sent_ms: int

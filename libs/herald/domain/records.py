@@ -89,6 +89,12 @@ class StatusEventV1(msgspec.Struct, frozen=True, tag="herald.status.v1", tag_fie
     provider: str | None = None
     """On the worker's `sent`: the provider that took the message. With `provider_message_id`,
     the only key a provider's receipt is bound by (`herald.domain.receipts`)."""
+    pricing_category: Category | None = None
+    """On a provider's report that priced the message (WhatsApp's `pricing.category`): the
+    category the provider bills, which the ledger bills too when it is not the message's own."""
+    billable: bool | None = None
+    """On such a report: False when the provider does not bill the message (the ledger then
+    does not either); None when it did not say."""
 
 
 class DeadLetterV2(msgspec.Struct, frozen=True, tag="herald.deadletter.v2", tag_field="schema"):

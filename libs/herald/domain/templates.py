@@ -14,6 +14,7 @@ from datetime import datetime
 import msgspec
 
 from herald.domain.models import Category, Channel, TemplateStatus
+from herald.domain.whatsapp import TemplateParts
 from herald.errors import FieldError, InvalidRequest
 
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]{0,63})\s*\}\}")
@@ -90,3 +91,10 @@ class Template(msgspec.Struct, frozen=True):
     body: str
     status: TemplateStatus
     created_at: datetime
+    parts: TemplateParts | None = None
+    """whatsapp only: examples, header, footer, buttons."""
+    provider_template_id: str | None = None
+    """whatsapp only: Meta's id for the template."""
+    requested_category: Category | None = None
+    """Set when Meta recategorised it: the category it was submitted with (`category` is Meta's)."""
+    rejection_reason: str | None = None
