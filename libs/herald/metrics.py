@@ -198,3 +198,25 @@ HTTP_REQUEST_SECONDS = Histogram(
     ["method", "route"],
     buckets=_FAST_BUCKETS,
 )
+WHATSAPP_WEBHOOKS = Counter(
+    "herald_whatsapp_webhooks_total",
+    "WhatsApp webhook POSTs by outcome: verified (signed by the app secret of the account they name),"
+    " refused (answered 401, nothing recorded: forged, or for no connected account).",
+    ["outcome"],
+)
+WHATSAPP_TEMPLATE_REVIEWS = Counter(
+    "herald_whatsapp_template_reviews_total",
+    "Changes of a whatsapp template's status by Meta (webhook or sweep), by the new status.",
+    ["status"],
+)
+WHATSAPP_ACCOUNTS_SUSPENDED = Counter(
+    "herald_whatsapp_accounts_suspended_total",
+    "WhatsApp accounts suspended because Meta refused their token (expired, revoked, account locked):"
+    " their messages wait, unsent, until the tenant connects a new token. Alert on any increase.",
+)
+
+
+def provider_label(provider: str) -> str:
+    """A provider name as a metric label: a tenant's own account (`whatsapp:<waba id>`) counts
+    under its kind, so the series stay bounded whatever the number of tenants."""
+    return provider.partition(":")[0]

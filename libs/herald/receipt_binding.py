@@ -38,9 +38,9 @@ async def bind_and_publish(
 
     bound = await receipts.bind(pool, limit, publish, only)
     for event in bound.events:
-        metrics.RECEIPTS.labels(event.provider or "", "bound").inc()
+        metrics.RECEIPTS.labels(metrics.provider_label(event.provider or ""), "bound").inc()
     for late in bound.late:
-        metrics.RECEIPTS.labels(late.provider, "late").inc()
+        metrics.RECEIPTS.labels(metrics.provider_label(late.provider), "late").inc()
         log.warning(
             "late provider report kept apart",
             extra={"message_id": str(late.message_id), "provider": late.provider, "status": late.status.value},

@@ -23,6 +23,7 @@ from herald.kafka.admin import missing_topics
 from herald.kafka.producer import Producer
 from herald.kafka.topics import Names
 from herald.ops import check_postgres, ops_handlers
+from herald.whatsapp.graph import Graph
 from herald_api import problems
 from herald_api.auth import Principal, principal_dependency
 from herald_api.controllers.admin import AdminController
@@ -31,6 +32,7 @@ from herald_api.controllers.invoicing import CustomerController, InvoiceControll
 from herald_api.controllers.messages import LimitsController, MessageController
 from herald_api.controllers.receipts import ReceiptController
 from herald_api.controllers.templates import TemplateController
+from herald_api.controllers.whatsapp import WhatsAppAccountController, WhatsAppWebhookController
 from herald_api.deps import Services, build
 from herald_api.http_metrics import http_metrics
 from herald_api.settings import ApiConfig
@@ -64,7 +66,9 @@ def create_app(settings: ApiConfig) -> Litestar:
             producer = Producer(settings.kafka, names)
             started.push_async_callback(producer.stop)  # aiokafka: stop() also after a failed start()
             await producer.start()
-            app.state.services = build(settings, pool, producer)
+            graph = Graph(settings.whatsapp.graph_url, settings.whatsapp.timeout_seconds)
+            started.push_async_callback(graph.close)
+            app.state.services = build(settings, pool, producer, graph)
             yield
 
     async def ready() -> dict[str, str]:
@@ -84,6 +88,8 @@ def create_app(settings: ApiConfig) -> Litestar:
     app = Litestar(
         route_handlers=[
             AdminController,
+            WhatsAppAccountController,
+            WhatsAppWebhookController,
             RateCardController,
             AdminUsageController,
             UsageController,

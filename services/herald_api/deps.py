@@ -10,6 +10,7 @@ from herald.db.content_keys import ContentKeys
 from herald.domain.limits import RecipientHasher
 from herald.kafka.producer import Producer
 from herald.keyring import KeyRing
+from herald.whatsapp.graph import Graph
 from herald_api.auth import KeyAuthenticator
 from herald_api.ratelimit import FailedAuthLimiter, KeyRateLimiter
 from herald_api.services.billing import Billing
@@ -19,6 +20,7 @@ from herald_api.services.reading import Reading
 from herald_api.services.receipts import Receipts
 from herald_api.services.sending import Sender, TemplateCache
 from herald_api.services.tenancy import Tenancy
+from herald_api.services.whatsapp import WhatsApp
 from herald_api.settings import ApiConfig
 
 
@@ -37,12 +39,16 @@ class Services:
     billing: Billing
     invoicing: Invoicing
     receipts: Receipts
+    whatsapp: WhatsApp
 
 
-def build(settings: ApiConfig, pool: asyncpg.Pool, producer: Producer) -> Services:
+def build(settings: ApiConfig, pool: asyncpg.Pool, producer: Producer, graph: Graph) -> Services:
     """Accepted messages are produced on `producer`: a client waits for its ack (`kafka.linger_ms`)."""
     template_cache = TemplateCache(pool, settings.api.template_cache_seconds)
-    keys = ContentKeys(pool, KeyRing(settings.secrets.keys()), settings.retention.content_days)
+    ring = KeyRing(settings.secrets.keys())
+    keys = ContentKeys(pool, ring, settings.retention.content_days)
+    receipts = Receipts(pool, producer)
+    whatsapp = WhatsApp(pool, ring, graph, template_cache, receipts)
     return Services(
         settings=settings,
         pool=pool,
@@ -51,10 +57,11 @@ def build(settings: ApiConfig, pool: asyncpg.Pool, producer: Producer) -> Servic
         ),
         failed_auth=FailedAuthLimiter(settings.api.failed_auth_per_minute),
         sender=Sender(producer, template_cache, pool, keys, RecipientHasher(settings.secrets.keys())),
-        catalogue=Catalogue(pool, template_cache),
+        catalogue=Catalogue(pool, template_cache, whatsapp),
         reading=Reading(pool),
         tenancy=Tenancy(pool, settings.callbacks),
         billing=Billing(pool, settings.database.command_timeout_seconds),
         invoicing=Invoicing(pool, settings.billing),
-        receipts=Receipts(pool, producer),
+        receipts=receipts,
+        whatsapp=whatsapp,
     )

@@ -14,6 +14,7 @@ from herald.settings import (
     ProviderSettings,
     RetentionSettings,
     SecretSettings,
+    WhatsAppSettings,
 )
 
 
@@ -68,5 +69,7 @@ class ApiConfig(Protocol):
     def secrets(self) -> SecretSettings: ...
     @property
     def billing(self) -> BillingSettings: ...
+    @property
+    def whatsapp(self) -> WhatsAppSettings: ...
     @property
     def api(self) -> ApiSettings: ...

@@ -73,7 +73,7 @@ class Binder:
                     for provider, count in (
                         await receipts.give_up_unmatched(self._pool, self._unmatched_after)
                     ).items():
-                        metrics.RECEIPTS.labels(provider, "unmatched").inc(count)
+                        metrics.RECEIPTS.labels(metrics.provider_label(provider), "unmatched").inc(count)
                         log.warning("provider receipts matched no send", extra={"provider": provider, "count": count})
             except (*DATABASE_ERRORS, KafkaError) as exc:
                 # The sends' receipts stay waiting: the sweep binds them.

@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import partial
 
 import msgspec
@@ -39,12 +39,12 @@ from tenacity import (
 )
 
 from herald import clock, metrics
-from herald.domain.models import KeyKind
+from herald.domain.models import Channel, KeyKind
 from herald.domain.reasons import Reason
 from herald.domain.records import MessageEnvelope, OutboundMessage, StatusEventV1
 from herald.domain.status import Status
 from herald.retrying import retried
-from herald_worker.providers.base import Accepted, PermanentError, Provider, RetryableError
+from herald_worker.providers.base import Accepted, PermanentError, Postponed, Provider, RetryableError
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,10 @@ class Deliverer:
         attempts: int,
         retry_delays_seconds: tuple[float, ...] = (),
         clock: Callable[[], int] = clock.now_ms,
+        routes: Mapping[Channel, Provider] | None = None,
     ) -> None:
+        """`live` sends every live message whose channel has no provider in `routes`."""
+        self._routes = dict(routes or {})
         self._live = live
         self._test = test
         self._attempts = attempts
@@ -113,16 +116,17 @@ class Deliverer:
             return None
         return Outcome([self._event(message, Status.EXPIRED, Reason.TTL_ELAPSED)])
 
-    def held(self, message: OutboundMessage, seconds: float) -> Outcome:
-        """A suspended tenant's message, never sent while the suspension lasts: back on
-        `herald.retry` in `seconds` without spending an attempt, or `expired` once past its TTL
-        (it comes back at the TTL at the latest, and expires then)."""
+    def held(self, message: OutboundMessage, seconds: float, reason: Reason = Reason.TENANT_SUSPENDED) -> Outcome:
+        """A message that may not be sent now for its tenant's sake (suspended by Herald, or its
+        provider account by the provider): back on `herald.retry` in `seconds` without spending
+        an attempt, or `expired` once past its TTL (it comes back at the TTL at the latest, and
+        expires then)."""
         if (expired := self.expired(message)) is not None:
             return expired
         # Never the record's own not-before: a held copy must not share its record's retry key.
         not_before = max(min(self._clock() + int(seconds * 1000), message.expires_at_ms), message.not_before_ms + 1)
-        metrics.RETRIES_SCHEDULED.labels(Reason.TENANT_SUSPENDED).inc()
-        held = msgspec.structs.replace(message, not_before_ms=not_before, last_error=Reason.TENANT_SUSPENDED)
+        metrics.RETRIES_SCHEDULED.labels(reason).inc()
+        held = msgspec.structs.replace(message, not_before_ms=not_before, last_error=reason)
         return Outcome([], retry=held)
 
     def unreadable(self, message: MessageEnvelope, why: str) -> Outcome:
@@ -150,9 +154,12 @@ class Deliverer:
     async def _deliver(self, message: OutboundMessage) -> Outcome:
         if (expired := self.expired(message)) is not None:
             return expired
-        provider = self._test if message.key_kind is KeyKind.TEST else self._live
+        live = self._routes.get(message.channel, self._live)
+        provider = self._test if message.key_kind is KeyKind.TEST else live
         try:
             accepted = await self._send_with_retries(provider, message)
+        except Postponed as exc:
+            return self.held(message, exc.seconds, exc.reason)
         except PermanentError as exc:
             metrics.PROVIDER_OUTCOMES.labels(provider.name, "permanent").inc()
             return Outcome([self._event(message, Status.FAILED, exc.reason)])
@@ -163,7 +170,9 @@ class Deliverer:
             max(0.0, (self._clock() - message.created_at_ms) / 1000)
         )
         # The provider and its id are what a receipt will be bound by (herald.domain.receipts).
-        sent = partial(self._event, message, provider_id=accepted.provider_message_id, provider=provider.name)
+        sent = partial(
+            self._event, message, provider_id=accepted.provider_message_id, provider=accepted.provider or provider.name
+        )
         events = [sent(Status.SENT)]
         if accepted.delivered:
             events.append(sent(Status.DELIVERED))

@@ -11,6 +11,7 @@ from litestar import Litestar
 
 from herald.db.content_keys import ContentKeys
 from herald.db.pool import create_pool
+from herald.domain.models import Channel
 from herald.kafka.admin import missing_topics
 from herald.kafka.consumer import make_consumer
 from herald.kafka.membership import Membership
@@ -19,6 +20,7 @@ from herald.kafka.topics import MESSAGE_TOPICS, RETRY, WORKER_GROUP, Names
 from herald.keyring import KeyRing
 from herald.ops import ops_handlers
 from herald.parking import Parking
+from herald.whatsapp.graph import Graph
 from herald_worker.claim_store import PostgresClaims
 from herald_worker.delivery import Deliverer
 from herald_worker.pacing import BucketPacer, TenantRates, observe_tier, report_utilisation
@@ -26,6 +28,7 @@ from herald_worker.pipeline import Pipeline
 from herald_worker.provider_gate import ProviderGate, Throttled
 from herald_worker.providers.carrier import CarrierProvider
 from herald_worker.providers.sink import SinkProvider
+from herald_worker.providers.whatsapp import Accounts, TemplateStatuses, WhatsAppProvider
 from herald_worker.settings import WorkerConfig
 from herald_worker.worker import Processor
 
@@ -54,13 +57,23 @@ async def run_worker(settings: WorkerConfig, stop: asyncio.Event, membership: Me
     carrier = CarrierProvider(w.provider_url, w.provider_timeout_seconds, w.provider_connections)
     gate = ProviderGate.on_postgres(pool, carrier.name, w.provider_rate_per_second)
     live = Throttled(carrier, gate)
-    processor = Processor(Deliverer(live, SinkProvider(), w.provider_attempts, w.retry_delays_seconds), producer)
+    ring = KeyRing(settings.secrets.keys())
+    cached = settings.whatsapp.account_cache_seconds
+    whatsapp = WhatsAppProvider(
+        Graph(settings.whatsapp.graph_url, settings.whatsapp.timeout_seconds, w.provider_connections),
+        Accounts(pool, ring, cached), TemplateStatuses(pool, cached),
+        lambda number: ProviderGate.on_postgres(pool, f"whatsapp:{number.id}", number.throughput),
+    )  # fmt: skip
+    deliverer = Deliverer(
+        live, SinkProvider(), w.provider_attempts, w.retry_delays_seconds, routes={Channel.WHATSAPP: whatsapp}
+    )
+    processor = Processor(deliverer, producer)
     consumer = None
     try:
         # Subscribed once the pipeline exists: it is the rebalance listener.
         consumer = worker_consumer(settings, names)
         rates = TenantRates(pool, w.tenant_cache_seconds)
-        keys = ContentKeys(pool, KeyRing(settings.secrets.keys()), settings.retention.content_days)
+        keys = ContentKeys(pool, ring, settings.retention.content_days)
         pipeline = Pipeline(
             consumer, names, processor, w,
             content_keys=keys, gate=gate,
@@ -82,6 +95,7 @@ async def run_worker(settings: WorkerConfig, stop: asyncio.Event, membership: Me
                 await asyncio.wait_for(consumer.stop(), 10)
         await producer.stop()
         await live.close()
+        await whatsapp.close()
         await pool.close()
 
 

@@ -122,12 +122,14 @@ class ProviderGate:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """`pacer(wake)` makes the capacity's token pacer once the dispatcher's wake-up is known
-        (`attach`); None, or a rate of 0, is no capacity limit."""
-        self.provider = provider
+        (`attach`); None, or a rate of 0, is no capacity limit. `provider` names the bucket (a
+        tenant's phone number has its own: `whatsapp:<number id>`); metrics count it under its
+        kind (`metrics.provider_label`)."""
+        self.provider = metrics.provider_label(provider)
         # The provider's series exist from the first scrape (at 0), not from its first cut.
-        metrics.PROVIDER_THROTTLE_CUTS.labels(provider)
-        metrics.PROVIDER_CAPACITY_WAIT_SECONDS.labels(provider)
-        metrics.PROVIDER_OUTCOMES.labels(provider, "success")  # "no success in 5 min" needs a series
+        metrics.PROVIDER_THROTTLE_CUTS.labels(self.provider)
+        metrics.PROVIDER_CAPACITY_WAIT_SECONDS.labels(self.provider)
+        metrics.PROVIDER_OUTCOMES.labels(self.provider, "success")  # "no success in 5 min" needs a series
         self._bucket = bucket_id(provider)
         self._make_pacer = pacer if rate_per_second > 0 else None
         self._pacer: BucketPacer[str] | None = None
@@ -151,7 +153,7 @@ class ProviderGate:
             return provider, rate_per_second
 
         def granted(name: str, waited: float, _: int) -> None:
-            metrics.PROVIDER_CAPACITY_WAIT_SECONDS.labels(name).observe(waited)
+            metrics.PROVIDER_CAPACITY_WAIT_SECONDS.labels(metrics.provider_label(name)).observe(waited)
 
         return cls(provider, rate_per_second, lambda wake: BucketPacer.on_postgres(pool, rate, wake, granted))
 

@@ -11,6 +11,7 @@ from herald.settings import (
     KafkaSettings,
     RetentionSettings,
     SecretSettings,
+    WhatsAppSettings,
 )
 
 
@@ -87,5 +88,7 @@ class WorkerConfig(Protocol):
     def retention(self) -> RetentionSettings: ...
     @property
     def secrets(self) -> SecretSettings: ...
+    @property
+    def whatsapp(self) -> WhatsAppSettings: ...
     @property
     def worker(self) -> WorkerSettings: ...

@@ -91,6 +91,10 @@ async def get(pool: asyncpg.Pool, tenant_id: uuid.UUID) -> Account | None:
     return None if row is None else _account(row)
 
 
+async def connected(pool: asyncpg.Pool, tenant_id: uuid.UUID) -> bool:
+    return bool(await pool.fetchval("SELECT true FROM whatsapp_accounts WHERE tenant_id = $1", tenant_id))
+
+
 async def by_waba(pool: asyncpg.Pool, waba_id: str) -> Account | None:
     row = await pool.fetchrow(f"SELECT {_COLUMNS} FROM whatsapp_accounts a WHERE a.waba_id = $1", waba_id)
     return None if row is None else _account(row)

@@ -56,11 +56,16 @@ def submission(name: str, language: str, category: Category, body: str, parts: T
 
 
 def category_of(meta: str) -> Category | None:
-    """Herald's category for Meta's (None for one Herald does not know)."""
-    try:
-        return Category(meta.lower())
-    except ValueError:
-        return None
+    """Herald's category for Meta's, in a template's spelling (`MARKETING`) or a webhook's pricing
+    (`marketing`, `authentication_international`, `marketing_lite`); None for one Herald does not
+    sell (`service`, `referral_conversion`): the message's own category then prices it."""
+    word = meta.lower()
+    for candidate in (word, word.partition("_")[0]):
+        try:
+            return Category(candidate)
+        except ValueError:
+            continue
+    return None
 
 
 def encode_values(body: str, params: Mapping[str, str]) -> str:

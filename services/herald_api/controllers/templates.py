@@ -7,6 +7,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
 
 from herald.domain.templates import Template, placeholders
+from herald.domain.whatsapp import Button, TemplateParts
 from herald_api.auth import TENANT_AUTH, Principal
 from herald_api.deps import Services
 from herald_api.schemas import Language, TemplateCreate, TemplateName, TemplateOut
@@ -23,6 +24,8 @@ def _out(row: Template) -> TemplateOut:
         status=row.status,
         placeholders=placeholders(row.body),
         created_at=row.created_at,
+        requested_category=row.requested_category,
+        rejection_reason=row.rejection_reason,
     )
 
 
@@ -31,12 +34,22 @@ class TemplateController(Controller):
     tags = ["templates"]
     middleware = [TENANT_AUTH]
 
-    @post("/", status_code=201, summary="Create a template (a new version if name+language exists)")
+    @post(
+        "/",
+        status_code=201,
+        summary="Create a template (a new version if name+language exists); whatsapp: submitted to Meta",
+    )
     async def create(
         self, data: JSONBody[TemplateCreate], principal: NamedDependency[Principal], svc: NamedDependency[Services]
     ) -> TemplateOut:
+        parts = None
+        if (w := data.whatsapp) is not None:
+            parts = TemplateParts(
+                examples=w.examples, header=w.header, footer=w.footer,
+                buttons=tuple(Button(b.type, b.text, b.url, b.phone_number) for b in w.buttons),
+            )  # fmt: skip
         made = await svc.catalogue.create(
-            principal.tenant.id, data.name, data.language, data.category, data.channel, data.body
+            principal.tenant.id, data.name, data.language, data.category, data.channel, data.body, parts
         )
         return _out(made)
 

@@ -9,23 +9,40 @@ import asyncpg
 from herald.db import templates
 from herald.domain.models import Category, Channel
 from herald.domain.templates import Template, lint
+from herald.domain.whatsapp import TemplateParts
 from herald.errors import InvalidRequest, NotFound
 from herald_api.services.sending import TemplateCache
+from herald_api.services.whatsapp import WhatsApp
 
 
 class Catalogue:
-    def __init__(self, pool: asyncpg.Pool, cache: TemplateCache) -> None:
+    def __init__(self, pool: asyncpg.Pool, cache: TemplateCache, whatsapp: WhatsApp) -> None:
         self._pool = pool
         self._cache = cache
+        self._whatsapp = whatsapp
 
     async def create(
-        self, tenant_id: uuid.UUID, name: str, language: str, category: Category, channel: Channel, body: str
+        self,
+        tenant_id: uuid.UUID,
+        name: str,
+        language: str,
+        category: Category,
+        channel: Channel,
+        body: str,
+        parts: TemplateParts | None = None,
     ) -> Template:
         """A new template, or a new version of `name` + `language`. Raises InvalidRequest
-        (`template_invalid`) with every lint problem."""
+        (`template_invalid`) with every lint problem. A whatsapp template is submitted to Meta
+        and stays `pending` until Meta approves it (`WhatsApp.submit`)."""
         if problems := lint(body, channel, category):
             raise InvalidRequest(
                 "; ".join(f"{p.field}: {p.message}" for p in problems), code="template_invalid", fields=tuple(problems)
+            )
+        if channel is Channel.WHATSAPP:
+            return await self._whatsapp.submit(tenant_id, name, language, category, body, parts or TemplateParts())
+        if parts is not None:
+            raise InvalidRequest.field(
+                "whatsapp", "only a whatsapp template has whatsapp parts", code="template_invalid"
             )
         made = await templates.create(self._pool, tenant_id, name, language, category, channel, body)
         self._cache.invalidate(tenant_id, name, language)

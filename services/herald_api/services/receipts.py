@@ -33,7 +33,7 @@ class Receipts:
                 raise InvalidRequest.field(field, "must be delivered, read or failed", code="invalid_receipt")
         # A database that does not answer is a 503 (problems.py): the provider retries the receipt.
         await receipt_store.record(self._pool, provider, list(reports))
-        metrics.RECEIPTS.labels(provider, "recorded").inc(len(reports))
+        metrics.RECEIPTS.labels(metrics.provider_label(provider), "recorded").inc(len(reports))
         try:
             await bind_and_publish(
                 self._pool, self._producer, sorted({(provider, r.provider_message_id) for r in reports})

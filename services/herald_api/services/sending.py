@@ -20,10 +20,11 @@ from herald import clock, metrics
 from herald.caches import TTLCache
 from herald.db import recipients as recipient_store
 from herald.db import templates
+from herald.db import whatsapp as whatsapp_accounts
 from herald.db.content_keys import ContentKeys
 from herald.domain import recipients
 from herald.domain.limits import RecipientHasher
-from herald.domain.models import DEFAULT_TTL_SECONDS, Category, KeyKind, TemplateStatus
+from herald.domain.models import DEFAULT_TTL_SECONDS, Category, Channel, KeyKind, TemplateStatus
 from herald.domain.records import ENCODER, OutboundMessage, SealedMessageV2, message_key
 from herald.domain.sends import SendRequest
 from herald.domain.templates import Template, render
@@ -32,6 +33,7 @@ from herald.errors import FieldError, Forbidden, HeraldError, InvalidRequest, No
 from herald.ids import idempotent_id, uuid7
 from herald.kafka.producer import Producer, Record
 from herald.kafka.topics import class_topic
+from herald.whatsapp.templates import encode_values
 
 TemplateKey = tuple[uuid.UUID, str, str]
 Outcome = uuid.UUID | HeraldError
@@ -39,6 +41,7 @@ Outcome = uuid.UUID | HeraldError
 
 class TemplateCache:
     def __init__(self, pool: asyncpg.Pool, ttl: float) -> None:
+        self.ttl = ttl
         self._pool = pool
         self._cache: TTLCache[TemplateKey, Template | None] = TTLCache(ttl)
 
@@ -65,6 +68,15 @@ class Sender:
         self._templates = template_cache
         self._pool = pool
         self._content_keys = content_keys
+        self._connected: TTLCache[uuid.UUID, bool] = TTLCache(template_cache.ttl)
+
+    async def _whatsapp_connected(self, tenant_id: uuid.UUID) -> bool:
+        """Cached while connected (a disconnection is seen within the TTL); a tenant that just
+        connected is seen at once."""
+        if await self._connected.get(tenant_id, lambda: whatsapp_accounts.connected(self._pool, tenant_id)):
+            return True
+        self._connected.invalidate(tenant_id)
+        return False
 
     async def prepare(self, tenant: Tenant, key_kind: KeyKind, request: SendRequest, now_ms: int) -> OutboundMessage:
         template = await self._templates.get(tenant.id, request.template_name, request.template_language)
@@ -82,8 +94,16 @@ class Sender:
             )
         if template.category is Category.MARKETING and not tenant.verified:
             raise Forbidden("unverified tenants cannot send marketing messages", code="verification_required")
+        if template.channel is Channel.WHATSAPP and not await self._whatsapp_connected(tenant.id):
+            raise InvalidRequest.field(
+                "channel", "no WhatsApp Business Account is connected (PUT /v1/whatsapp/account)",
+                code="whatsapp_not_connected",
+            )  # fmt: skip
         recipient = recipients.normalize(request.channel, request.to)
         body = render(template.body, request.params, template.channel)
+        if template.channel is Channel.WHATSAPP:
+            # Meta renders a whatsapp template: what travels (sealed) is its parameters, in order.
+            body = encode_values(template.body, request.params)
         ttl = request.ttl_seconds or DEFAULT_TTL_SECONDS[template.category]
         key = request.idempotency_key
         return OutboundMessage(

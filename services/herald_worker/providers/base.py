@@ -15,6 +15,9 @@ class Accepted(msgspec.Struct, frozen=True):
     provider_message_id: str
     delivered: bool = False
     """True when the provider reports no receipts and acceptance is final (sink, email)."""
+    provider: str | None = None
+    """The name the send is recorded under, when not the adapter's own: a tenant's own account
+    (`whatsapp:<waba id>`), so its receipts bind only to sends made through it."""
 
 
 MAX_NAMED_WAIT_SECONDS = 86_400.0
@@ -46,6 +49,17 @@ class PermanentError(Exception):
     def __init__(self, reason: Reason) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class Postponed(Exception):
+    """The provider cannot take it for a reason on the tenant's side that the tenant must fix
+    (its WhatsApp token expired): the message waits on `herald.retry`, unsent, without spending
+    an attempt, and is tried again in `seconds` (or expires)."""
+
+    def __init__(self, reason: Reason, seconds: float) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.seconds = seconds
 
 
 class Provider(Protocol):

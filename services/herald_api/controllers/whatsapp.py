@@ -1,0 +1,80 @@
+"""A tenant's WhatsApp Business Account, and Meta's webhook.
+
+`PUT /v1/whatsapp/account` connects the account (and rotates its secrets: the same call with new
+ones); the secrets are write-only. `/v1/providers/whatsapp/webhook` is what the tenant's Meta
+app calls: `GET` for the subscription handshake, `POST` for notifications, each POST believed
+only under the app secret of the account it names (`herald_api.services.whatsapp`).
+"""
+
+from __future__ import annotations
+
+from litestar import Controller, Request, delete, get, post, put
+from litestar.di import NamedDependency
+from litestar.params import Parameter
+from litestar.response import Response
+
+from herald.domain.whatsapp import Account, PhoneNumber, Secrets
+from herald_api.auth import TENANT_AUTH, Principal, counted_failures
+from herald_api.deps import Services
+from herald_api.schemas import PhoneNumberOut, WhatsAppAccountIn, WhatsAppAccountOut
+from herald_api.services.whatsapp import Connection
+
+
+def _out(account: Account) -> WhatsAppAccountOut:
+    return WhatsAppAccountOut(
+        waba_id=account.waba_id, display_name=account.display_name,
+        phone_numbers=[PhoneNumberOut(n.id, n.throughput, n.display_phone_number) for n in account.numbers],
+        status=account.status.value, messaging_limit=account.messaging_limit.value,
+        connected_at=account.connected_at, secrets_rotated_at=account.rotated_at,
+        suspended_reason=account.suspended_reason, quality=account.quality,
+    )  # fmt: skip
+
+
+class WhatsAppAccountController(Controller):
+    path = "/v1/whatsapp/account"
+    tags = ["whatsapp"]
+    middleware = [TENANT_AUTH]
+
+    @put("/", summary="Connect the tenant's WhatsApp Business Account (again, to rotate its secrets)")
+    async def connect(
+        self, data: WhatsAppAccountIn, principal: NamedDependency[Principal], svc: NamedDependency[Services]
+    ) -> WhatsAppAccountOut:
+        connection = Connection(
+            waba_id=data.waba_id, display_name=data.display_name,
+            numbers=[PhoneNumber(id=n.id, throughput=n.throughput) for n in data.phone_numbers],
+            secrets=Secrets(access_token=data.access_token, app_secret=data.app_secret),
+            verify_token=data.verify_token,
+        )  # fmt: skip
+        return _out(await svc.whatsapp.connect(principal.tenant.id, connection))
+
+    @get("/", summary="The connected account (never its secrets)")
+    async def account(
+        self, principal: NamedDependency[Principal], svc: NamedDependency[Services]
+    ) -> WhatsAppAccountOut:
+        return _out(await svc.whatsapp.account(principal.tenant.id))
+
+    @delete("/", status_code=204, summary="Disconnect it: its secrets are forgotten, its waiting messages fail")
+    async def disconnect(self, principal: NamedDependency[Principal], svc: NamedDependency[Services]) -> None:
+        await svc.whatsapp.disconnect(principal.tenant.id)
+
+
+class WhatsAppWebhookController(Controller):
+    path = "/v1/providers/whatsapp/webhook"
+    tags = ["providers"]
+
+    @get("/", summary="Meta's subscription handshake (hub.challenge)", media_type="text/plain")
+    async def handshake(
+        self,
+        svc: NamedDependency[Services],
+        mode: str = Parameter(query="hub.mode", default=""),
+        verify_token: str = Parameter(query="hub.verify_token", default="", max_length=1024),
+        challenge: str = Parameter(query="hub.challenge", default="", max_length=256),
+    ) -> str:
+        return await svc.whatsapp.subscription(mode, verify_token, challenge)
+
+    @post("/", status_code=200, summary="Meta's notifications (X-Hub-Signature-256)")
+    async def notification(self, request: Request, svc: NamedDependency[Services]) -> Response[None]:  # type: ignore[type-arg]
+        with counted_failures(request):
+            raw = await request.body()
+            await svc.whatsapp.notified(raw, request.headers.get("x-hub-signature-256", ""))
+        return Response(None, status_code=200)
