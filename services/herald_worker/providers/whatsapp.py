@@ -70,12 +70,11 @@ class Accounts:
     async def suspend(self, account: Account, code: int) -> None:
         """Meta refused the token read at `account.rotated_at`: suspend the account (unless the
         tenant rotated it meanwhile), once, loudly."""
-        if await accounts.suspend(
-            self._pool, account.tenant_id, f"Meta refused the token (code {code})", account.rotated_at
-        ):
+        why = f"Meta refused the token (code {code})"
+        if await accounts.suspend(self._pool, account.tenant_id, why, account.rotated_at):
             metrics.WHATSAPP_ACCOUNTS_SUSPENDED.inc()
-            log.error("whatsapp account suspended: Meta refused its token",
-                      extra={"tenant_id": str(account.tenant_id), "waba_id": account.waba_id, "code": code})  # fmt: skip
+            where = {"tenant_id": str(account.tenant_id), "waba_id": account.waba_id, "code": code}
+            log.error("whatsapp account suspended: Meta refused its token", extra=where)
         self._cache.invalidate(account.tenant_id)
 
 
