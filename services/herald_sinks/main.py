@@ -14,15 +14,18 @@ from herald.kafka.consumer import ConsumerLoop, make_consumer
 from herald.kafka.membership import Membership
 from herald.kafka.producer import Producer
 from herald.kafka.topics import Names
+from herald.keyring import KeyRing
 from herald.ops import check_postgres, ops_handlers
 from herald.parking import Parking, run_parked_report
 from herald.runtime import until_stopped
+from herald.whatsapp.graph import Graph
 from herald_sinks.billing import run_settler
 from herald_sinks.callbacks import CallbackConfigs, Dispatcher
 from herald_sinks.groups import TOPICS, handlers
 from herald_sinks.receipts import Binder
 from herald_sinks.settings import SinksConfig
 from herald_sinks.sweeper import run_sweeper
+from herald_sinks.whatsapp import run_template_sweep
 
 
 async def run_sinks(settings: SinksConfig, stop: asyncio.Event, membership: Membership | None = None) -> None:
@@ -35,12 +38,15 @@ async def run_sinks(settings: SinksConfig, stop: asyncio.Event, membership: Memb
     await producer.start()
     configs = CallbackConfigs(pool)
     binder = Binder(pool, producer, settings.sinks)
+    graph = Graph(settings.whatsapp.graph_url, settings.whatsapp.timeout_seconds)
+    ring = KeyRing(settings.secrets.keys())
     background = [
         asyncio.create_task(run_sweeper(pool, producer, settings.sinks, stop)),
         asyncio.create_task(binder.run(stop)),
         asyncio.create_task(Dispatcher(pool, settings.sinks, configs, settings.callbacks).run(stop)),
         asyncio.create_task(run_settler(pool, settings.sinks.billing_settle_seconds, stop)),
         asyncio.create_task(run_parked_report(pool, settings.sinks.parked_report_seconds, stop)),
+        asyncio.create_task(run_template_sweep(pool, ring, graph, settings.whatsapp.template_sweep_seconds, stop)),
     ]
     parking = Parking(pool)
     # Sinks are off the send path: a longer long-poll costs their lag nothing under load and
@@ -78,6 +84,7 @@ async def run_sinks(settings: SinksConfig, stop: asyncio.Event, membership: Memb
         with contextlib.suppress(BaseException):
             await asyncio.wait_for(asyncio.gather(*background), 15)
         await producer.stop()
+        await graph.close()
         await pool.close()
 
 

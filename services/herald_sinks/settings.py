@@ -11,6 +11,8 @@ from herald.settings import (
     DatabaseSettings,
     KafkaSettings,
     RetentionSettings,
+    SecretSettings,
+    WhatsAppSettings,
 )
 
 
@@ -81,5 +83,9 @@ class SinksConfig(Protocol):
     def callbacks(self) -> CallbackSettings: ...
     @property
     def retention(self) -> RetentionSettings: ...
+    @property
+    def secrets(self) -> SecretSettings: ...
+    @property
+    def whatsapp(self) -> WhatsAppSettings: ...
     @property
     def sinks(self) -> SinkSettings: ...

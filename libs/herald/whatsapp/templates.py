@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 import msgspec
 
-from herald.domain.models import Category
+from herald.domain.models import Category, TemplateStatus
 from herald.domain.templates import PLACEHOLDER, placeholders
 from herald.domain.whatsapp import TemplateParts
 from herald.whatsapp.wire import (
@@ -78,3 +78,22 @@ def send_components(sealed_values: str) -> list[SendComponent]:
     if not values:
         return []
     return [SendComponent(type="body", parameters=[TextParameter(text=v) for v in values])]
+
+
+_STATUSES = {
+    "APPROVED": TemplateStatus.APPROVED,
+    "REJECTED": TemplateStatus.REJECTED,
+    "PAUSED": TemplateStatus.PAUSED,
+    "DISABLED": TemplateStatus.DISABLED,
+    "PENDING": TemplateStatus.PENDING,
+    "IN_APPEAL": TemplateStatus.PENDING,
+    "PENDING_DELETION": TemplateStatus.DISABLED,
+    "DELETED": TemplateStatus.DISABLED,
+    "LIMIT_EXCEEDED": TemplateStatus.REJECTED,
+}
+
+
+def status_of(meta: str) -> TemplateStatus | None:
+    """Herald's status for Meta's (only an approved template may be sent); None for an event
+    that is not a status (`FLAGGED`, a quality warning, changes nothing)."""
+    return _STATUSES.get(meta)

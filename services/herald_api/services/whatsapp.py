@@ -29,7 +29,7 @@ from herald.errors import Conflict, FieldError, Forbidden, InvalidRequest, NotFo
 from herald.keyring import KeyRing
 from herald.whatsapp import codes, signature
 from herald.whatsapp.graph import Graph, GraphError, GraphUnavailable
-from herald.whatsapp.templates import category_of, submission
+from herald.whatsapp.templates import category_of, status_of, submission
 from herald.whatsapp.wire import (
     Change,
     MessageStatus,
@@ -47,18 +47,6 @@ _NOTIFICATION = msgspec.json.Decoder(Notification)
 _STATUSES = {"delivered": Status.DELIVERED, "read": Status.READ, "failed": Status.FAILED}
 """What a status webhook may say that Herald records. `sent` is Herald's own (the worker's, when
 Meta answered the send); others (`deleted`, `warning`, ...) are skipped."""
-META_STATUSES = {
-    "APPROVED": TemplateStatus.APPROVED,
-    "REJECTED": TemplateStatus.REJECTED,
-    "PAUSED": TemplateStatus.PAUSED,
-    "DISABLED": TemplateStatus.DISABLED,
-    "PENDING": TemplateStatus.PENDING,
-    "IN_APPEAL": TemplateStatus.PENDING,
-    "PENDING_DELETION": TemplateStatus.DISABLED,
-    "DELETED": TemplateStatus.DISABLED,
-    "LIMIT_EXCEEDED": TemplateStatus.REJECTED,
-}
-"""Meta's template statuses as Herald's: only an approved template may be sent."""
 
 
 class Connection(msgspec.Struct, frozen=True):
@@ -161,7 +149,7 @@ class WhatsApp:
             ) from None
         made = await template_store.create(
             self._pool, tenant_id, name, language, category_of(created.category) or category, Channel.WHATSAPP, body,
-            status=META_STATUSES.get(created.status, TemplateStatus.PENDING), parts=parts,
+            status=status_of(created.status) or TemplateStatus.PENDING, parts=parts,
             provider_template_id=created.id,
         )  # fmt: skip
         self._cache.invalidate(tenant_id, name, language)
@@ -214,7 +202,7 @@ class WhatsApp:
                 await self._statuses(account, value.statuses)
             elif change.field == "message_template_status_update":
                 update = msgspec.json.decode(change.value, type=TemplateStatusValue)
-                if (status := META_STATUSES.get(update.event)) is not None:
+                if (status := status_of(update.event)) is not None:
                     await self.review(account.tenant_id, str(update.message_template_id), status, None, update.reason)
             elif change.field == "template_category_update":
                 moved = msgspec.json.decode(change.value, type=TemplateCategoryValue)
