@@ -19,11 +19,12 @@ from herald.embedded.broker import EmbeddedBroker
 from herald.embedded.postgres import EmbeddedPostgres
 from herald.kafka.admin import ensure_topics
 from herald.kafka.topics import Names
-from herald.settings import CallbackSettings, DatabaseSettings, KafkaSettings
+from herald.settings import CallbackSettings, DatabaseSettings, KafkaSettings, WhatsAppSettings
 from herald_api.settings import ApiSettings
 from herald_carrier_sim.settings import CarrierSimSettings
 from herald_cli.settings import Settings
 from herald_sinks.settings import SinkSettings
+from herald_whatsapp_sim.settings import WhatsAppSimSettings
 from herald_worker.settings import WorkerSettings
 
 TEMPLATE_DB = "herald_template"
@@ -68,7 +69,7 @@ async def database_url(postgres: EmbeddedPostgres) -> AsyncIterator[str]:
 @pytest.fixture
 async def settings(database_url: str, broker: EmbeddedBroker, tmp_path: Path) -> Settings:
     prefix = f"t{uuid.uuid4().hex[:8]}."
-    api_port, sim_port = free_port(), free_port()
+    api_port, sim_port, whatsapp_port = free_port(), free_port(), free_port()
     result = Settings(
         environment="development",
         data_dir=tmp_path,
@@ -107,6 +108,15 @@ async def settings(database_url: str, broker: EmbeddedBroker, tmp_path: Path) ->
             latency_ms=1,
             receipt_url=f"http://127.0.0.1:{api_port}/v1/providers/carrier-sim/receipts",
         ),
-    )
+        # Meta's Graph API is the in-process double; reviews and statuses come quickly, and the
+        # template sweep only when a test runs it.
+        whatsapp=WhatsAppSettings(
+            graph_url=f"http://127.0.0.1:{whatsapp_port}/v21.0", account_cache_seconds=0.5,
+            template_sweep_seconds=3600.0,
+        ),
+        whatsapp_sim=WhatsAppSimSettings(
+            port=whatsapp_port, latency_ms=1, status_delay_ms=20, review_delay_ms=100, webhook_batch_ms=10
+        ),
+    )  # fmt: skip
     await ensure_topics(result.kafka, Names(prefix))
     return result

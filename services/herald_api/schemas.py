@@ -131,6 +131,15 @@ class TemplateOut(msgspec.Struct, frozen=True, omit_defaults=True):
 
 
 # --- whatsapp ----------------------------------------------------------------------------------
+class WhatsAppLimitsOut(msgspec.Struct, frozen=True, omit_defaults=True):
+    messaging_limit: str
+    """Meta's tier (`TIER_250` … `TIER_UNLIMITED`), as its last quality webhook said."""
+    unique_users_24h: int | None
+    """Unique users the business may start conversations with per rolling 24 h; null: unlimited."""
+    phone_numbers: list[PhoneNumberOut]
+    quality: str | None = None
+
+
 WabaId = Annotated[str, msgspec.Meta(pattern=whole("[0-9]{1,32}"))]
 Secret = Annotated[str, msgspec.Meta(min_length=8, max_length=1024, pattern=whole(r"[\x21-\x7e]+"))]
 
@@ -236,6 +245,8 @@ class LimitsOut(msgspec.Struct, frozen=True):
     """Unique recipients per rolling 24 h; null is unlimited."""
     recipients_used_24h: int
     recipients_remaining_24h: int | None
+    whatsapp: WhatsAppLimitsOut | None = None
+    """Meta's limits on the connected WhatsApp account (absent when none is connected)."""
 
 
 class MessageAccepted(msgspec.Struct, frozen=True):

@@ -25,6 +25,7 @@ from herald_api.http_server import uvicorn_options
 from herald_carrier_sim.app import create_app as create_sim
 from herald_cli.settings import Settings
 from herald_sinks.main import run_sinks
+from herald_whatsapp_sim.app import create_app as create_whatsapp_sim
 from herald_worker.main import run_worker
 from tests.eventually import at_least, eventually
 
@@ -83,6 +84,9 @@ class Platform:
         if sim:
             self._sim = create_sim(self.settings.carrier_sim, self.settings.provider)
             self._servers.append(Served(self._sim, self.settings.carrier_sim.port))
+            self._servers.append(
+                Served(create_whatsapp_sim(self.settings.whatsapp_sim), self.settings.whatsapp_sim.port)
+            )
         self._servers.append(
             Served(create_app(self.settings), self.settings.api.port, **uvicorn_options(self.settings.api))
         )
@@ -153,6 +157,55 @@ class Platform:
         for served in reversed(self._servers):
             await served.stop()
         await self.http.aclose()
+        if hasattr(self, "_meta"):
+            await self._meta.aclose()
+
+    # --- WhatsApp, with Meta played by the double ----------------------------------------------
+    @property
+    def meta(self) -> httpx.AsyncClient:
+        """The WhatsApp double (its Graph API and its `/_sim` dashboard)."""
+        if not hasattr(self, "_meta"):
+            self._meta = httpx.AsyncClient(base_url=f"http://127.0.0.1:{self.settings.whatsapp_sim.port}", timeout=10)
+        return self._meta
+
+    async def whatsapp_account(self, auth: dict[str, str], *, numbers: int = 1, throughput: int | None = None,
+                               subscribe: bool = True) -> dict[str, Any]:  # fmt: skip
+        """A business account made at "Meta", connected to the tenant, its webhook subscribed
+        (the order a tenant follows: Herald must know the verify token before Meta checks it)."""
+        made = await self.meta.post("/_sim/accounts", json={"numbers": numbers, "throughput": throughput})
+        assert made.status_code == 201, made.text
+        account = dict(made.json())
+        account["verify_token"] = "verify-" + account["waba_id"]
+        connected = await self.http.put("/v1/whatsapp/account", headers=auth, json={
+            "waba_id": account["waba_id"], "display_name": "Acme", "access_token": account["access_token"],
+            "app_secret": account["app_secret"], "verify_token": account["verify_token"],
+            "phone_numbers": [{"id": n["id"], "throughput": throughput or 80} for n in account["phone_numbers"]],
+        })  # fmt: skip
+        assert connected.status_code == 200, connected.text
+        if subscribe:
+            webhook = {"url": f"{self.url}/v1/providers/whatsapp/webhook", "verify_token": account["verify_token"]}
+            hook = await self.meta.post(f"/_sim/accounts/{account['waba_id']}/webhook", json=webhook)
+            assert hook.status_code == 200, hook.text
+        return account
+
+    async def whatsapp_template(self, auth: dict[str, str], name: str = "flight_update",
+                                body: str = "Flight {{flight}} now leaves at {{time}}", category: str = "utility",
+                                language: str = "en_US", approved: bool = True) -> dict[str, Any]:  # fmt: skip
+        """A whatsapp template submitted to Meta; with `approved`, once Meta's approval reached Herald."""
+        examples = {n: "X" for n in ("flight", "time", "code", "name", "pct") if "{{" + n + "}}" in body}
+        r = await self.http.post("/v1/templates", headers=auth, json={
+            "name": name, "language": language, "category": category, "channel": "whatsapp", "body": body,
+            "whatsapp": {"examples": examples}})  # fmt: skip
+        assert r.status_code == 201, r.text
+        assert r.json()["status"] == "pending"
+        if not approved:
+            return dict(r.json())
+
+        async def current() -> dict[str, Any]:
+            got = await self.http.get(f"/v1/templates/{name}/{language}", headers=auth)
+            return dict(got.json())
+
+        return await eventually(current, lambda t: t["status"] != "pending", "Meta's review reached Herald", seconds=10)
 
     # --- helpers over the public API --------------------------------------------------------
     async def tenant(self, tier: str = "standard", verified: bool = True, **extra: Any) -> dict[str, Any]:

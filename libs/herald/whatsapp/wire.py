@@ -16,7 +16,7 @@ import msgspec
 # --- sending a template message: POST /{phone_number_id}/messages ----------------------------
 
 
-class TextParameter(msgspec.Struct, frozen=True, omit_defaults=True):
+class TextParameter(msgspec.Struct, frozen=True):
     text: str
     type: str = "text"
 
@@ -39,10 +39,10 @@ class TemplateSend(msgspec.Struct, frozen=True):
     components: list[SendComponent]
 
 
-class SendRequest(msgspec.Struct, frozen=True, omit_defaults=True):
+class SendRequest(msgspec.Struct, frozen=True):
     to: str
     template: TemplateSend
-    biz_opaque_callback_data: str | None = None
+    biz_opaque_callback_data: str
     """Echoed in every status webhook of this message: Herald puts its message id here."""
     messaging_product: str = "whatsapp"
     recipient_type: str = "individual"

@@ -28,8 +28,10 @@ from herald_api.schemas import (
     MessageAccepted,
     MessageCreate,
     MessageOut,
+    PhoneNumberOut,
     Price,
     TemplateUsed,
+    WhatsAppLimitsOut,
 )
 
 
@@ -108,6 +110,15 @@ class LimitsController(Controller):
     async def limits(self, principal: NamedDependency[Principal], svc: NamedDependency[Services]) -> LimitsOut:
         t = principal.tenant
         limits = await svc.reading.limits(t)
+        account = await svc.whatsapp.connected(t.id)
+        whatsapp = None
+        if account is not None:
+            whatsapp = WhatsAppLimitsOut(
+                messaging_limit=account.messaging_limit.value,
+                unique_users_24h=account.messaging_limit.unique_users,
+                quality=account.quality,
+                phone_numbers=[PhoneNumberOut(n.id, n.throughput, n.display_phone_number) for n in account.numbers],
+            )
         return LimitsOut(
             tier=t.tier,
             verified=t.verified,
@@ -115,4 +126,5 @@ class LimitsController(Controller):
             daily_recipient_limit=limits.daily_recipients,
             recipients_used_24h=limits.recipients_used_24h,
             recipients_remaining_24h=limits.remaining,
+            whatsapp=whatsapp,
         )

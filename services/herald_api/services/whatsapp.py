@@ -101,6 +101,9 @@ class WhatsApp:
             raise NotFound("no WhatsApp Business Account is connected", code="whatsapp_not_connected")
         return found
 
+    async def connected(self, tenant_id: uuid.UUID) -> Account | None:
+        return await accounts.get(self._pool, tenant_id)
+
     async def disconnect(self, tenant_id: uuid.UUID) -> None:
         """Forget the account and its secrets: its waiting messages fail `channel_not_connected`."""
         if not await accounts.disconnect(self._pool, tenant_id):
