@@ -46,7 +46,7 @@ from typing import Any
 import aiohttp
 import msgspec
 from litestar import Litestar, Request, Response, get, post
-from litestar.params import JSONBody
+from litestar.params import FromPath, JSONBody
 
 from herald.ops import ops_handlers
 from herald_whatsapp_sim.settings import WhatsAppSimSettings
@@ -256,7 +256,7 @@ def create_app(settings: WhatsAppSimSettings) -> Litestar:
     # --- the Graph API -------------------------------------------------------------------------
 
     @post("/{version:str}/{node:str}/messages", status_code=200)
-    async def send(version: str, node: str, request: Request[Any, Any, Any]) -> Response[Any]:
+    async def send(version: FromPath[str], node: FromPath[str], request: Request[Any, Any, Any]) -> Response[Any]:
         del version
         if settings.latency_ms:
             await asyncio.sleep(settings.latency_ms / 1000)
@@ -357,7 +357,9 @@ def create_app(settings: WhatsAppSimSettings) -> Litestar:
             later(n * settings.status_delay_ms / 1000, due)
 
     @post("/{version:str}/{waba_id:str}/message_templates", status_code=200)
-    async def create_template(version: str, waba_id: str, request: Request[Any, Any, Any]) -> Response[Any]:
+    async def create_template(
+        version: FromPath[str], waba_id: FromPath[str], request: Request[Any, Any, Any]
+    ) -> Response[Any]:
         del version
         business = businesses.get(waba_id)
         if business is None:
@@ -407,7 +409,9 @@ def create_app(settings: WhatsAppSimSettings) -> Litestar:
         template_event(business, template)
 
     @get("/{version:str}/{waba_id:str}/message_templates")
-    async def list_templates(version: str, waba_id: str, request: Request[Any, Any, Any]) -> Response[Any]:
+    async def list_templates(
+        version: FromPath[str], waba_id: FromPath[str], request: Request[Any, Any, Any]
+    ) -> Response[Any]:
         del version
         business = businesses.get(waba_id)
         if business is None:
@@ -471,7 +475,7 @@ def create_app(settings: WhatsAppSimSettings) -> Litestar:
         return businesses.get(waba_id) or Response({"error": "no such account"}, status_code=404)
 
     @post("/_sim/accounts/{waba_id:str}/webhook", status_code=200)
-    async def subscribe(waba_id: str, data: JSONBody[WebhookIn]) -> Response[Any]:
+    async def subscribe(waba_id: FromPath[str], data: JSONBody[WebhookIn]) -> Response[Any]:
         business = business_or_404(waba_id)
         if isinstance(business, Response):
             return business
@@ -488,7 +492,7 @@ def create_app(settings: WhatsAppSimSettings) -> Litestar:
         return Response({"subscribed": True})
 
     @post("/_sim/accounts/{waba_id:str}/token", status_code=200)
-    async def token(waba_id: str, data: JSONBody[TokenIn]) -> Response[Any]:
+    async def token(waba_id: FromPath[str], data: JSONBody[TokenIn]) -> Response[Any]:
         business = business_or_404(waba_id)
         if isinstance(business, Response):
             return business
@@ -498,8 +502,8 @@ def create_app(settings: WhatsAppSimSettings) -> Litestar:
             business.token_expired = True
         return Response({"access_token": business.access_token, "expired": business.token_expired})
 
-    @post("/_sim/accounts/{waba_id:str}/quality", status_code=204)
-    async def quality(waba_id: str, data: JSONBody[QualityIn]) -> Response[Any]:
+    @post("/_sim/accounts/{waba_id:str}/quality", status_code=200)
+    async def quality(waba_id: FromPath[str], data: JSONBody[QualityIn]) -> Response[Any]:
         business = business_or_404(waba_id)
         if isinstance(business, Response):
             return business
@@ -514,16 +518,16 @@ def create_app(settings: WhatsAppSimSettings) -> Litestar:
         deliver(business, [{"field": "phone_number_quality_update", "value": value}])
         return Response(None, status_code=204)
 
-    @post("/_sim/numbers/{number_id:str}", status_code=204)
-    async def set_number(number_id: str, data: JSONBody[NumberIn]) -> Response[Any]:
+    @post("/_sim/numbers/{number_id:str}", status_code=200)
+    async def set_number(number_id: FromPath[str], data: JSONBody[NumberIn]) -> Response[Any]:
         waba_id = by_number.get(number_id)
         if waba_id is None:
             return Response({"error": "no such number"}, status_code=404)
         businesses[waba_id].numbers[number_id].throughput = data.throughput
         return Response(None, status_code=204)
 
-    @post("/_sim/templates/{template_id:str}/status", status_code=204)
-    async def template_status(template_id: str, data: JSONBody[TemplateStatusIn]) -> Response[Any]:
+    @post("/_sim/templates/{template_id:str}/status", status_code=200)
+    async def template_status(template_id: FromPath[str], data: JSONBody[TemplateStatusIn]) -> Response[Any]:
         waba_id = by_template.get(template_id)
         if waba_id is None:
             return Response({"error": "no such template"}, status_code=404)

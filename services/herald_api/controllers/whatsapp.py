@@ -8,9 +8,11 @@ only under the app secret of the account it names (`herald_api.services.whatsapp
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from litestar import Controller, Request, delete, get, post, put
 from litestar.di import NamedDependency
-from litestar.params import Parameter
+from litestar.params import JSONBody, QueryParameter
 from litestar.response import Response
 
 from herald.domain.whatsapp import Account, PhoneNumber, Secrets
@@ -37,7 +39,7 @@ class WhatsAppAccountController(Controller):
 
     @put("/", summary="Connect the tenant's WhatsApp Business Account (again, to rotate its secrets)")
     async def connect(
-        self, data: WhatsAppAccountIn, principal: NamedDependency[Principal], svc: NamedDependency[Services]
+        self, data: JSONBody[WhatsAppAccountIn], principal: NamedDependency[Principal], svc: NamedDependency[Services]
     ) -> WhatsAppAccountOut:
         connection = Connection(
             waba_id=data.waba_id, display_name=data.display_name,
@@ -66,9 +68,9 @@ class WhatsAppWebhookController(Controller):
     async def handshake(
         self,
         svc: NamedDependency[Services],
-        mode: str = Parameter(query="hub.mode", default=""),
-        verify_token: str = Parameter(query="hub.verify_token", default="", max_length=1024),
-        challenge: str = Parameter(query="hub.challenge", default="", max_length=256),
+        mode: Annotated[str, QueryParameter(name="hub.mode", max_length=32)] = "",
+        verify_token: Annotated[str, QueryParameter(name="hub.verify_token", max_length=1024)] = "",
+        challenge: Annotated[str, QueryParameter(name="hub.challenge", max_length=256)] = "",
     ) -> str:
         return await svc.whatsapp.subscription(mode, verify_token, challenge)
 
