@@ -63,6 +63,7 @@ async def run_worker(settings: WorkerConfig, stop: asyncio.Event, membership: Me
         Graph(settings.whatsapp.graph_url, settings.whatsapp.timeout_seconds, w.provider_connections),
         Accounts(pool, ring, cached), TemplateStatuses(pool, cached),
         lambda number: ProviderGate.on_postgres(pool, f"whatsapp:{number.id}", number.throughput),
+        w.suspended_recheck_seconds,
     )  # fmt: skip
     deliverer = Deliverer(
         live, SinkProvider(), w.provider_attempts, w.retry_delays_seconds, routes={Channel.WHATSAPP: whatsapp}

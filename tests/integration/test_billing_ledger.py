@@ -45,7 +45,9 @@ async def test_paid_live_messages_are_billed_once_free_and_test_keys_never(
     _, test_key = await platform.tenant_with_key(kind="test", tier="enterprise")
     for auth in (paid, free, test_key):
         await platform.template(auth)
-        await platform.template(auth, name="promo", body="Sale {{pct}}", category="marketing", channel="whatsapp")
+    # WhatsApp goes through the tenant's own account, its template approved by Meta (the double).
+    await platform.whatsapp_account(paid)
+    await platform.whatsapp_template(paid, name="promo", body="Sale {{pct}}", category="marketing", language="en")
 
     billed = [
         (await platform.send(paid, to="+447400123456")).json()["id"],  # GB sms authentication
@@ -60,7 +62,7 @@ async def test_paid_live_messages_are_billed_once_free_and_test_keys_never(
     failed = (await platform.send(paid, to="+447400120000")).json()["id"]  # carrier: invalid_number
     unbilled = [(await platform.send(auth)).json()["id"] for auth in (free, test_key)]
     for message_id in billed:
-        await platform.wait_status(paid, message_id, {"delivered"})
+        await platform.wait_status(paid, message_id, {"delivered", "read"})  # whatsapp: read soon after
     await platform.wait_status(paid, failed, {"failed"})
     for message_id, auth in zip(unbilled, (free, test_key), strict=True):
         await platform.wait_status(auth, message_id, {"delivered"})

@@ -45,7 +45,6 @@ from herald_worker.providers.base import Accepted, PermanentError, Postponed, Re
 log = logging.getLogger(__name__)
 TENANT_LIMITED_SECONDS = 60.0
 """After a spam-rate or quality limit, the message goes back on `herald.retry` this much later."""
-SUSPENDED_RECHECK_SECONDS = 60.0
 _UNSENDABLE = {TemplateStatus.PAUSED: Reason.TEMPLATE_PAUSED, TemplateStatus.DISABLED: Reason.TEMPLATE_DISABLED,
                TemplateStatus.REJECTED: Reason.TEMPLATE_INVALID}  # fmt: skip
 
@@ -102,8 +101,11 @@ class WhatsAppProvider:
         accounts: Accounts,
         templates: TemplateStatuses,
         gate_for: Callable[[PhoneNumber], ProviderGate],
+        recheck_seconds: float,
     ) -> None:
-        """`gate_for(number)` is that number's capacity gate (one per number per process)."""
+        """`gate_for(number)` is that number's capacity gate (one per number per process); a
+        suspended account's messages come back every `recheck_seconds`."""
+        self._recheck = recheck_seconds
         self._graph = graph
         self._accounts = accounts
         self._templates = templates
@@ -116,7 +118,7 @@ class WhatsAppProvider:
             raise PermanentError(Reason.CHANNEL_NOT_CONNECTED)
         account, secrets = found
         if account.status is AccountStatus.SUSPENDED:
-            raise Postponed(Reason.ACCOUNT_SUSPENDED, SUSPENDED_RECHECK_SECONDS)
+            raise Postponed(Reason.ACCOUNT_SUSPENDED, self._recheck)
         status = await self._templates.get(message.tenant_id, message.template_name, message.template_language)
         if status in _UNSENDABLE:
             raise PermanentError(_UNSENDABLE[status])
@@ -154,7 +156,7 @@ class WhatsAppProvider:
                 raise RetryableError(Reason.THROTTLED, max(exc.retry_after or 0.0, TENANT_LIMITED_SECONDS))
             case codes.Kind.CREDENTIALS:
                 await self._accounts.suspend(account, exc.code)
-                raise Postponed(Reason.ACCOUNT_SUSPENDED, SUSPENDED_RECHECK_SECONDS)
+                raise Postponed(Reason.ACCOUNT_SUSPENDED, self._recheck)
             case codes.Kind.UNAVAILABLE:
                 raise RetryableError(Reason.PROVIDER_UNAVAILABLE, exc.retry_after)
             case _:
