@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install tools wrk run test unit integration lint typecheck check lock clean bench-e2e bench-ingest bench-billing bench-close bench-delivery bench-broker bench-outbox
+.PHONY: install tools wrk run test unit integration lint typecheck check lock clean bench-e2e bench-whatsapp bench-ingest bench-billing bench-close bench-delivery bench-broker bench-outbox
 
 $(STAMP): pyproject.toml requirements-dev.lock clients/python/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -64,6 +64,9 @@ lock:
 
 bench-e2e: install wrk
 	$(BIN)/python -m loadtests.e2e
+
+bench-whatsapp: install wrk
+	$(BIN)/python -m loadtests.whatsapp
 
 bench-ingest: install wrk
 	$(BIN)/python -m loadtests.ingest

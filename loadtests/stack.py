@@ -32,6 +32,8 @@ def bench_stack(data_dir: Path, children: tuple[str, ...] = CHILDREN) -> Iterato
         assert stack.start(), "platform did not become ready"
         if "carrier-sim" in children:
             wait_for_port(int(stack.sim_url.rsplit(":", 1)[1]), 30)
+        if "whatsapp-sim" in children:
+            wait_for_port(int(stack.whatsapp_url.rsplit(":", 1)[1]), 30)
         yield stack
     finally:
         stack.stop()
