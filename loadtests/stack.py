@@ -12,6 +12,7 @@ from herald.embedded import free_port, wait_for_port
 from herald_api.settings import ApiSettings
 from herald_cli.dev import CHILDREN, DevStack
 from herald_cli.settings import Settings
+from herald_whatsapp_sim.settings import WhatsAppSimSettings
 
 
 def require_wrk() -> None:
@@ -26,7 +27,10 @@ def bench_stack(data_dir: Path, children: tuple[str, ...] = CHILDREN) -> Iterato
     # Benchmarks measure capacity with one key: the per-key HTTP rate limit (2,000 req/s per API
     # process by default) would cap the figure instead. The children inherit the environment.
     os.environ.setdefault("HERALD_API_KEY_REQUESTS_PER_SECOND", "0")
-    settings = Settings(data_dir=data_dir, api=ApiSettings(port=free_port(), admin_token="bench"), log_level="WARNING")
+    settings = Settings(
+        data_dir=data_dir, api=ApiSettings(port=free_port(), admin_token="bench"), log_level="WARNING",
+        whatsapp_sim=WhatsAppSimSettings(port=free_port()),
+    )  # fmt: skip
     stack = DevStack(settings, children=children)
     try:
         assert stack.start(), "platform did not become ready"

@@ -77,12 +77,15 @@ class Child:
             self.process.wait()
 
 
-def _banner(api_url: str, admin_token: str, database_url: str, logs: Path, metrics: dict[str, str]) -> str:
+def _banner(
+    api_url: str, admin_token: str, database_url: str, logs: Path, metrics: dict[str, str], whatsapp_url: str
+) -> str:
     scrape = "\n".join(f"  Metrics:      {url}   ({name})" for name, url in metrics.items())
     return f"""
 Herald is running.
   API:          {api_url}   (OpenAPI: {api_url}/schema/openapi.json)
   Admin token:  {admin_token}
+  WhatsApp:     {whatsapp_url}   (Meta's Cloud API, played by a double: README, "WhatsApp")
   Database:     {database_url}   (HERALD_DATABASE_URL for `herald billing ...`)
 {scrape}
   Logs:         {logs}/   Stop with Ctrl-C.
@@ -132,7 +135,9 @@ class DevStack:
         kafka = msgspec.structs.replace(self.settings.kafka, bootstrap=self.bootstrap)
         asyncio.run(migrate(self.database_url))
         asyncio.run(ensure_topics(kafka, Names(kafka.topic_prefix)))
-        sim_port, whatsapp_port = free_port(), free_port()
+        # Meta's double on a known port (8091 unless HERALD_WHATSAPP_SIM_PORT): the README's
+        # WhatsApp walk-through talks to it as Meta's dashboard.
+        sim_port, whatsapp_port = free_port(), self.settings.whatsapp_sim.port
         self.sim_url = f"http://127.0.0.1:{sim_port}"
         self.whatsapp_url = f"http://127.0.0.1:{whatsapp_port}"
         env = {
@@ -200,7 +205,7 @@ def run_dev(settings: Settings) -> int:
     try:
         if stack.start(lambda: stop["now"]):
             banner = _banner(stack.api_url, stack.admin_token, stack.database_url, stack.data_dir / "logs",
-                             stack.metrics_urls)  # fmt: skip
+                             stack.metrics_urls, stack.whatsapp_url)  # fmt: skip
             print(banner, flush=True)
         stack.supervise(lambda: stop["now"])
         print("herald dev: stopping", flush=True)

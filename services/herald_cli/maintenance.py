@@ -62,9 +62,10 @@ def rewrap_secrets(settings: Settings) -> None:
 
 
 async def _rewrap(settings: Settings) -> int:
-    from herald.db import content_keys
+    from herald.db import content_keys, whatsapp
     from herald.db.pool import opened_pool
     from herald.keyring import KeyRing
 
+    ring = KeyRing(settings.secrets.keys())
     async with opened_pool(settings.database) as pool:
-        return await content_keys.rewrap(pool, KeyRing(settings.secrets.keys()))
+        return await content_keys.rewrap(pool, ring) + await whatsapp.rewrap(pool, ring)

@@ -36,6 +36,7 @@ def test_dev_runs_the_walkthrough_and_stops_cleanly_on_sigint(tmp_path: Path) ->
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("HERALD_")},
         "HERALD_DATA_DIR": str(tmp_path / "data"), "HERALD_API_PORT": str(port), "HERALD_ADMIN_TOKEN": "dev-token",
+        "HERALD_WHATSAPP_SIM_PORT": str(free_port()),
     }  # fmt: skip
     process = subprocess.Popen(
         [sys.executable, "-m", "herald_cli", "dev"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

@@ -83,6 +83,15 @@ async def test_an_account_is_connected_with_its_secrets_write_only_and_wrapped(
         assert account[secret].encode() not in dumped  # the database alone yields none of them
     with pytest.raises(Unwrappable):  # and a process without the KEK opens nothing
         await accounts.secrets(pool, KeyRing([os.urandom(32)]), uuid.UUID(tenant_id))
+    # A KEK rotation: `herald rewrap-secrets` wraps them under the new KEK; then the old one goes.
+    new_kek = os.urandom(32)
+    assert await accounts.rewrap(pool, KeyRing([new_kek, *SecretSettings().keys()])) == 1
+    opened = await accounts.secrets(pool, KeyRing([new_kek]), uuid.UUID(tenant_id))
+    assert opened is not None
+    assert (opened.access_token, opened.app_secret) == (account["access_token"], account["app_secret"])
+    with pytest.raises(Unwrappable):
+        await accounts.secrets(pool, RING, uuid.UUID(tenant_id))
+    assert await accounts.rewrap(pool, KeyRing([*SecretSettings().keys(), new_kek])) == 1  # and back, for the rest
 
     # A token Meta does not accept is refused with nothing stored; a WABA is one tenant's.
     _, other = await platform.tenant_with_key()

@@ -115,6 +115,28 @@ async def secrets(pool: asyncpg.Pool, ring: KeyRing, tenant_id: uuid.UUID) -> Se
     )
 
 
+async def rewrap(pool: asyncpg.Pool, ring: KeyRing) -> int:
+    """Every account's secrets wrapped under the current KEK (after a rotation); how many rows
+    changed. Each row in its own statement, guarded by what it read: a tenant rotating its token
+    meanwhile keeps its new one."""
+    changed = 0
+    for row in await pool.fetch("SELECT tenant_id, access_token, app_secret FROM whatsapp_accounts"):
+        if ring.is_current(row["access_token"]) and ring.is_current(row["app_secret"]):
+            continue
+        tenant_id = row["tenant_id"]
+        token, secret = (
+            ring.wrap(ring.unwrap(row[f], _context(tenant_id, f)), _context(tenant_id, f))
+            for f in ("access_token", "app_secret")
+        )
+        status = await pool.execute(
+            "UPDATE whatsapp_accounts SET access_token = $2, app_secret = $3"
+            " WHERE tenant_id = $1 AND access_token = $4 AND app_secret = $5",
+            tenant_id, token, secret, row["access_token"], row["app_secret"],
+        )  # fmt: skip
+        changed += status == "UPDATE 1"
+    return changed
+
+
 async def verify_token_matches(pool: asyncpg.Pool, token: str) -> bool:
     """Whether some connected account chose this verify token (Meta's subscription handshake)."""
     found = await pool.fetchval(
