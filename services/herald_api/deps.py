@@ -56,7 +56,9 @@ def build(settings: ApiConfig, pool: asyncpg.Pool, producer: Producer, graph: Gr
             pool, settings.api.auth_cache_seconds, KeyRateLimiter(settings.api.key_requests_per_second)
         ),
         failed_auth=FailedAuthLimiter(settings.api.failed_auth_per_minute),
-        sender=Sender(producer, template_cache, pool, keys, RecipientHasher(settings.secrets.keys())),
+        sender=Sender(
+            producer, template_cache, pool, keys, RecipientHasher(settings.secrets.keys()), whatsapp.is_connected
+        ),
         catalogue=Catalogue(pool, template_cache, whatsapp),
         reading=Reading(pool),
         tenancy=Tenancy(pool, settings.callbacks),

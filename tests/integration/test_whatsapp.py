@@ -390,3 +390,22 @@ async def test_a_quality_webhook_updates_the_tenants_whatsapp_limits(platform: P
         seconds=10,
     )
     assert raised.json()["whatsapp"]["unique_users_24h"] == 10_000
+
+
+async def test_a_disconnected_account_fails_its_waiting_messages_unsent(settings: Settings) -> None:
+    platform = await Platform(settings).start(worker=False)  # messages wait: no worker yet
+    try:
+        _, auth = await platform.tenant_with_key()
+        await platform.whatsapp_account(auth)
+        await platform.whatsapp_template(auth)
+        ids = [(await platform.send(auth, **whatsapp_message(recipient(n)))).json()["id"] for n in range(3)]
+        assert (await platform.http.delete("/v1/whatsapp/account", headers=auth)).status_code == 204
+        assert (await platform.http.get("/v1/whatsapp/account", headers=auth)).status_code == 404
+        refused = await platform.send(auth, **whatsapp_message(recipient(9)))
+        assert (refused.status_code, refused.json()["code"]) == (422, "whatsapp_not_connected")
+        platform.add_worker()
+        finals = [await platform.wait_status(auth, i, {"failed", "read"}) for i in ids]
+        assert {(m["status"], m["events"][-1]["detail"]) for m in finals} == {("failed", "channel_not_connected")}
+        assert (await platform.meta.get("/_sim/sent")).json()["per_message"] == {}
+    finally:
+        await platform.stop()

@@ -10,7 +10,7 @@ acks are awaited once. If the broker does not acknowledge, nothing is reported a
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 
 import asyncpg
@@ -20,7 +20,6 @@ from herald import clock, metrics
 from herald.caches import TTLCache
 from herald.db import recipients as recipient_store
 from herald.db import templates
-from herald.db import whatsapp as whatsapp_accounts
 from herald.db.content_keys import ContentKeys
 from herald.domain import recipients
 from herald.domain.limits import RecipientHasher
@@ -62,21 +61,15 @@ class Sender:
         pool: asyncpg.Pool,
         content_keys: ContentKeys,
         hasher: RecipientHasher,
+        whatsapp_connected: Callable[[uuid.UUID], Awaitable[bool]],
     ) -> None:
+        """`whatsapp_connected(tenant)`: whether the tenant has a WhatsApp account connected."""
         self._hasher = hasher
         self._producer = producer
         self._templates = template_cache
         self._pool = pool
         self._content_keys = content_keys
-        self._connected: TTLCache[uuid.UUID, bool] = TTLCache(template_cache.ttl)
-
-    async def _whatsapp_connected(self, tenant_id: uuid.UUID) -> bool:
-        """Cached while connected (a disconnection is seen within the TTL); a tenant that just
-        connected is seen at once."""
-        if await self._connected.get(tenant_id, lambda: whatsapp_accounts.connected(self._pool, tenant_id)):
-            return True
-        self._connected.invalidate(tenant_id)
-        return False
+        self._whatsapp_connected = whatsapp_connected
 
     async def prepare(self, tenant: Tenant, key_kind: KeyKind, request: SendRequest, now_ms: int) -> OutboundMessage:
         template = await self._templates.get(tenant.id, request.template_name, request.template_language)

@@ -18,6 +18,7 @@ import asyncpg
 import msgspec
 
 from herald import metrics
+from herald.caches import TTLCache
 from herald.db import templates as template_store
 from herald.db import whatsapp as accounts
 from herald.domain.models import Category, Channel, TemplateStatus
@@ -66,6 +67,15 @@ class WhatsApp:
         self._graph = graph
         self._cache = cache
         self._receipts = receipts
+        self._connected: TTLCache[uuid.UUID, bool] = TTLCache(cache.ttl)
+
+    async def is_connected(self, tenant_id: uuid.UUID) -> bool:
+        """Cached while connected: a connection or disconnection through this process is seen at
+        once, one through another API process within the template cache's TTL."""
+        if await self._connected.get(tenant_id, lambda: accounts.connected(self._pool, tenant_id)):
+            return True
+        self._connected.invalidate(tenant_id)
+        return False
 
     # --- the account -------------------------------------------------------------------------
 
@@ -106,6 +116,7 @@ class WhatsApp:
 
     async def disconnect(self, tenant_id: uuid.UUID) -> None:
         """Forget the account and its secrets: its waiting messages fail `channel_not_connected`."""
+        self._connected.invalidate(tenant_id)
         if not await accounts.disconnect(self._pool, tenant_id):
             raise NotFound("no WhatsApp Business Account is connected", code="whatsapp_not_connected")
 
