@@ -11,7 +11,8 @@ a template paused or disabled fails it unsent (`template_paused`, `template_disa
 number's throughput is held across every worker by its own token bucket in Postgres (the
 provider gate, one per number). Meta's answers, by `error.code` (`herald.whatsapp.codes`):
 throughput and account rate shut that number's gate and are retried; pair rate is a busy
-recipient; spam and quality limits go back on `herald.retry` a minute later; template,
+recipient; a spam or quality limit sends the message, and its tenant's next ones from this worker,
+back on `herald.retry` for a minute; template,
 parameter, window, opt-out and undeliverable codes fail with their reasons; an expired token
 suspends the account (alerting) and postpones; 5xx, timeouts and resets are retried.
 """
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from typing import NoReturn
@@ -102,6 +104,7 @@ class WhatsAppProvider:
         templates: TemplateStatuses,
         gate_for: Callable[[PhoneNumber], ProviderGate],
         recheck_seconds: float,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """`gate_for(number)` is that number's capacity gate (one per number per process); a
         suspended account's messages come back every `recheck_seconds`."""
@@ -111,6 +114,9 @@ class WhatsAppProvider:
         self._templates = templates
         self._gate_for = gate_for
         self._gates: dict[str, ProviderGate] = {}
+        self._clock = clock
+        self._limited_until: dict[uuid.UUID, float] = {}
+        """Tenants Meta told to slow down (spam rate, quality): until when their sends wait."""
 
     async def send(self, message: OutboundMessage) -> Accepted:
         found = await self._accounts.get(message.tenant_id)
@@ -119,6 +125,12 @@ class WhatsAppProvider:
         account, secrets = found
         if account.status is AccountStatus.SUSPENDED:
             raise Postponed(Reason.ACCOUNT_SUSPENDED, self._recheck)
+        if (until := self._limited_until.get(message.tenant_id)) is not None:
+            if (left := until - self._clock()) > 0:
+                # Meta limited this tenant a moment ago: its sends wait that out on herald.retry
+                # rather than each being refused again (and counting against its quality).
+                raise RetryableError(Reason.THROTTLED, left)
+            del self._limited_until[message.tenant_id]
         status = await self._templates.get(message.tenant_id, message.template_name, message.template_language)
         if status in _UNSENDABLE:
             raise PermanentError(_UNSENDABLE[status])
@@ -153,7 +165,9 @@ class WhatsAppProvider:
             case codes.Kind.RECIPIENT_BUSY:
                 raise RetryableError(Reason.RECIPIENT_BUSY, exc.retry_after)
             case codes.Kind.TENANT_LIMITED:
-                raise RetryableError(Reason.THROTTLED, max(exc.retry_after or 0.0, TENANT_LIMITED_SECONDS))
+                wait = max(exc.retry_after or 0.0, TENANT_LIMITED_SECONDS)
+                self._limited_until[account.tenant_id] = self._clock() + wait
+                raise RetryableError(Reason.THROTTLED, wait)
             case codes.Kind.CREDENTIALS:
                 await self._accounts.suspend(account, exc.code)
                 raise Postponed(Reason.ACCOUNT_SUSPENDED, self._recheck)
