@@ -32,7 +32,11 @@ from herald_api.controllers.invoicing import CustomerController, InvoiceControll
 from herald_api.controllers.messages import LimitsController, MessageController
 from herald_api.controllers.receipts import ReceiptController
 from herald_api.controllers.templates import TemplateController
-from herald_api.controllers.whatsapp import WhatsAppAccountController, WhatsAppWebhookController
+from herald_api.controllers.whatsapp import (
+    WhatsAppAccountController,
+    WhatsAppAdminController,
+    WhatsAppWebhookController,
+)
 from herald_api.deps import Services, build
 from herald_api.http_metrics import http_metrics
 from herald_api.settings import ApiConfig
@@ -89,6 +93,7 @@ def create_app(settings: ApiConfig) -> Litestar:
         route_handlers=[
             AdminController,
             WhatsAppAccountController,
+            WhatsAppAdminController,
             WhatsAppWebhookController,
             RateCardController,
             AdminUsageController,

@@ -409,3 +409,19 @@ async def test_a_disconnected_account_fails_its_waiting_messages_unsent(settings
         assert (await platform.meta.get("/_sim/sent")).json()["per_message"] == {}
     finally:
         await platform.stop()
+
+
+async def test_an_admin_connects_an_account_for_a_tenant(platform: Platform) -> None:
+    tenant_id, auth = await platform.tenant_with_key()
+    made = (await platform.meta.post("/_sim/accounts", json={})).json()
+    body = {"waba_id": made["waba_id"], "display_name": "Acme", "access_token": made["access_token"],
+            "app_secret": made["app_secret"], "verify_token": "admin-set-token",
+            "phone_numbers": [{"id": made["phone_numbers"][0]["id"]}]}  # fmt: skip
+    unknown = await platform.http.put(f"/v1/admin/tenants/{uuid.uuid4()}/whatsapp", headers=platform.admin, json=body)
+    assert (unknown.status_code, unknown.json()["code"]) == (404, "tenant_not_found")
+    not_admin = await platform.http.put(f"/v1/admin/tenants/{tenant_id}/whatsapp", headers=auth, json=body)
+    assert not_admin.status_code == 401
+    done = await platform.http.put(f"/v1/admin/tenants/{tenant_id}/whatsapp", headers=platform.admin, json=body)
+    assert done.status_code == 200, done.text
+    assert "access_token" not in done.json()
+    assert (await platform.http.get("/v1/whatsapp/account", headers=auth)).json()["waba_id"] == made["waba_id"]

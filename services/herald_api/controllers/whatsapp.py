@@ -8,15 +8,16 @@ only under the app secret of the account it names (`herald_api.services.whatsapp
 
 from __future__ import annotations
 
+import uuid
 from typing import Annotated
 
 from litestar import Controller, Request, delete, get, post, put
 from litestar.di import NamedDependency
-from litestar.params import JSONBody, QueryParameter
+from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.response import Response
 
 from herald.domain.whatsapp import Account, PhoneNumber, Secrets
-from herald_api.auth import TENANT_AUTH, Principal, counted_failures
+from herald_api.auth import TENANT_AUTH, Principal, admin_guard, counted_failures
 from herald_api.deps import Services
 from herald_api.schemas import PhoneNumberOut, WhatsAppAccountIn, WhatsAppAccountOut
 from herald_api.services.whatsapp import Connection
@@ -32,6 +33,15 @@ def _out(account: Account) -> WhatsAppAccountOut:
     )  # fmt: skip
 
 
+def _connection(data: WhatsAppAccountIn) -> Connection:
+    return Connection(
+        waba_id=data.waba_id, display_name=data.display_name,
+        numbers=[PhoneNumber(id=n.id, throughput=n.throughput) for n in data.phone_numbers],
+        secrets=Secrets(access_token=data.access_token, app_secret=data.app_secret),
+        verify_token=data.verify_token,
+    )  # fmt: skip
+
+
 class WhatsAppAccountController(Controller):
     path = "/v1/whatsapp/account"
     tags = ["whatsapp"]
@@ -41,13 +51,7 @@ class WhatsAppAccountController(Controller):
     async def connect(
         self, data: JSONBody[WhatsAppAccountIn], principal: NamedDependency[Principal], svc: NamedDependency[Services]
     ) -> WhatsAppAccountOut:
-        connection = Connection(
-            waba_id=data.waba_id, display_name=data.display_name,
-            numbers=[PhoneNumber(id=n.id, throughput=n.throughput) for n in data.phone_numbers],
-            secrets=Secrets(access_token=data.access_token, app_secret=data.app_secret),
-            verify_token=data.verify_token,
-        )  # fmt: skip
-        return _out(await svc.whatsapp.connect(principal.tenant.id, connection))
+        return _out(await svc.whatsapp.connect(principal.tenant.id, _connection(data)))
 
     @get("/", summary="The connected account (never its secrets)")
     async def account(
@@ -58,6 +62,28 @@ class WhatsAppAccountController(Controller):
     @delete("/", status_code=204, summary="Disconnect it: its secrets are forgotten, its waiting messages fail")
     async def disconnect(self, principal: NamedDependency[Principal], svc: NamedDependency[Services]) -> None:
         await svc.whatsapp.disconnect(principal.tenant.id)
+
+
+class WhatsAppAdminController(Controller):
+    """The same, by an admin for a tenant (onboarding done by the platform's own staff)."""
+
+    path = "/v1/admin/tenants/{tenant_id:uuid}/whatsapp"
+    tags = ["admin"]
+    guards = [admin_guard]
+
+    @put("/", summary="Connect a tenant's WhatsApp Business Account (again, to rotate its secrets)")
+    async def connect(
+        self, tenant_id: FromPath[uuid.UUID], data: JSONBody[WhatsAppAccountIn], svc: NamedDependency[Services]
+    ) -> WhatsAppAccountOut:
+        return _out(await svc.whatsapp.connect(tenant_id, _connection(data)))
+
+    @get("/", summary="A tenant's connected account (never its secrets)")
+    async def account(self, tenant_id: FromPath[uuid.UUID], svc: NamedDependency[Services]) -> WhatsAppAccountOut:
+        return _out(await svc.whatsapp.account(tenant_id))
+
+    @delete("/", status_code=204, summary="Disconnect a tenant's account")
+    async def disconnect(self, tenant_id: FromPath[uuid.UUID], svc: NamedDependency[Services]) -> None:
+        await svc.whatsapp.disconnect(tenant_id)
 
 
 class WhatsAppWebhookController(Controller):

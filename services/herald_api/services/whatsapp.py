@@ -42,6 +42,7 @@ from herald.whatsapp.wire import (
 )
 from herald_api.services.receipts import Receipts
 from herald_api.services.sending import TemplateCache
+from herald_api.services.tenancy import existing
 
 log = logging.getLogger(__name__)
 _NOTIFICATION = msgspec.json.Decoder(Notification)
@@ -82,7 +83,9 @@ class WhatsApp:
     async def connect(self, tenant_id: uuid.UUID, connection: Connection) -> Account:
         """Connect the tenant's account (or replace its secrets: a rotation), once Meta accepted
         the token for the WABA. Raises InvalidRequest (`whatsapp_token_refused`), Conflict
-        (`whatsapp_account_taken`), Unavailable (`whatsapp_unavailable`)."""
+        (`whatsapp_account_taken`), Unavailable (`whatsapp_unavailable`), NotFound
+        (`tenant_not_found`) for an admin naming an unknown tenant."""
+        await existing(self._pool, tenant_id)
         try:
             await self._graph.list_templates(connection.waba_id, connection.secrets.access_token)
         except GraphError as exc:
