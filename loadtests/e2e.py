@@ -15,13 +15,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import tempfile
-import time
 from pathlib import Path
 
-import asyncpg
 import httpx
 
 from loadtests import wrk
+from loadtests.figures import reached
 from loadtests.stack import bench_stack, require_wrk
 from loadtests.wrk import WrkResult
 
@@ -59,27 +58,6 @@ def run_wrk(url: str, key: str, seconds: int, connections: int, workdir: Path) -
     return wrk.run(f"{url}/v1/messages", script, seconds, connections)
 
 
-async def delivery_figures(dsn: str, expected: int, deadline_s: float = 600) -> str:
-    conn = await asyncpg.connect(dsn)
-    try:
-        deadline = time.monotonic() + deadline_s
-        while (done := await conn.fetchval("SELECT count(*) FROM messages WHERE status = 'delivered'")) < expected:
-            assert time.monotonic() < deadline, f"only {done}/{expected} delivered"
-            await asyncio.sleep(0.5)
-        row = await conn.fetchrow("""
-            SELECT count(*) AS n,
-                   percentile_cont(0.5) WITHIN GROUP (ORDER BY e.at - m.created_at) AS p50,
-                   percentile_cont(0.99) WITHIN GROUP (ORDER BY e.at - m.created_at) AS p99,
-                   extract(epoch FROM max(e.at) - min(m.created_at)) AS span
-            FROM messages m JOIN message_events e ON e.message_id = m.id AND e.status = 'delivered'""")
-    finally:
-        await conn.close()
-    assert row is not None
-    return (f"delivered {row['n']}: accepted->delivered p50 {row['p50'].total_seconds() * 1000:.0f} ms, "
-            f"p99 {row['p99'].total_seconds() * 1000:.0f} ms; drain {row['n'] / float(row['span']):,.0f} msg/s "
-            "(first accept to last delivered)")  # fmt: skip
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=10)
@@ -93,7 +71,7 @@ def main() -> None:
         print(result.output)
         print(f"accept: {requests} messages, {requests / args.seconds:,.0f} req/s over {args.seconds}s "
               f"at {args.connections} connections (whole platform running)")  # fmt: skip
-        print(asyncio.run(delivery_figures(stack.database_url, requests)))
+        print(asyncio.run(reached(stack.database_url, "delivered", requests)).line("delivered"))
 
 
 if __name__ == "__main__":

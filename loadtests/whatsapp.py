@@ -21,10 +21,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import asyncpg
 import httpx
 
 from loadtests import wrk
+from loadtests.figures import reached
 from loadtests.stack import bench_stack, require_wrk
 
 SEND_SCRIPT = """
@@ -113,29 +113,6 @@ async def send_all(base: str, auth: dict[str, str], messages: int) -> float:
         return messages / (time.monotonic() - started)
 
 
-async def read_figures(dsn: str, expected: int, deadline_s: float = 900) -> tuple[str, float]:
-    conn = await asyncpg.connect(dsn)
-    try:
-        deadline = time.monotonic() + deadline_s
-        while (done := await conn.fetchval("SELECT count(*) FROM messages WHERE status = 'read'")) < expected:
-            assert time.monotonic() < deadline, f"only {done}/{expected} read"
-            await asyncio.sleep(0.5)
-        row = await conn.fetchrow("""
-            SELECT count(*) AS n,
-                   percentile_cont(0.5) WITHIN GROUP (ORDER BY e.at - m.created_at) AS p50,
-                   percentile_cont(0.99) WITHIN GROUP (ORDER BY e.at - m.created_at) AS p99,
-                   extract(epoch FROM max(e.at) - min(m.created_at)) AS span
-            FROM messages m JOIN message_events e ON e.message_id = m.id AND e.status = 'read'""")
-        billed = await conn.fetchval("SELECT count(*) FROM billing_records")
-    finally:
-        await conn.close()
-    assert row is not None
-    rate = row["n"] / float(row["span"])
-    return (f"read {row['n']} (billed {billed}): accepted->read p50 {row['p50'].total_seconds() * 1000:.0f} ms, "
-            f"p99 {row['p99'].total_seconds() * 1000:.0f} ms; drain {rate:,.0f} msg/s "
-            "(first accept to last read)"), rate  # fmt: skip
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--messages", type=int, default=10_000)
@@ -149,9 +126,9 @@ def main() -> None:
         auth = connect(stack.api_url, stack.admin_token, stack.whatsapp_url)
         accepted = asyncio.run(send_all(stack.api_url, auth, args.messages))
         print(f"accept: {args.messages} whatsapp messages at {accepted:,.0f} msg/s (batches of 1,000)")
-        figures, rate = asyncio.run(read_figures(stack.database_url, args.messages))
-        print(figures)
-        print(f"ratio to the ceiling: {rate / top:.2f}")
+        read = asyncio.run(reached(stack.database_url, "read", args.messages))
+        print(read.line("read"))
+        print(f"ratio to the ceiling: {read.drain_per_second / top:.2f}")
 
 
 if __name__ == "__main__":

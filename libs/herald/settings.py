@@ -15,7 +15,7 @@ import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Literal, TypeVar
+from typing import Annotated, Literal, Protocol, TypeVar
 
 import msgspec
 import msgspec.inspect
@@ -156,6 +156,22 @@ class Common(msgspec.Struct, frozen=True):
     retention: RetentionSettings = msgspec.field(default_factory=RetentionSettings)
     secrets: SecretSettings = msgspec.field(default_factory=SecretSettings)
     billing: BillingSettings = msgspec.field(default_factory=BillingSettings)
+
+
+class Shared(Protocol):
+    """The shared sections every serving process reads; a service's own Protocol
+    (`ApiConfig`, `WorkerConfig`, `SinksConfig`) adds its section and whatever else it reads."""
+
+    @property
+    def database(self) -> DatabaseSettings: ...
+    @property
+    def kafka(self) -> KafkaSettings: ...
+    @property
+    def retention(self) -> RetentionSettings: ...
+    @property
+    def secrets(self) -> SecretSettings: ...
+    @property
+    def whatsapp(self) -> WhatsAppSettings: ...
 
 
 def placeholder_refusals(secrets: Mapping[str, str]) -> list[str]:

@@ -9,12 +9,8 @@ import msgspec
 from herald.settings import (
     BillingSettings,
     CallbackSettings,
-    DatabaseSettings,
-    KafkaSettings,
     ProviderSettings,
-    RetentionSettings,
-    SecretSettings,
-    WhatsAppSettings,
+    Shared,
 )
 
 
@@ -49,27 +45,17 @@ class ApiSettings(msgspec.Struct, frozen=True):
     the internet), and the tenant API on `port` only. 0: both on `port`."""
 
 
-class ApiConfig(Protocol):
-    """What an API process reads: its section and the shared ones (`herald_cli.settings.Settings`
-    composes them)."""
+class ApiConfig(Shared, Protocol):
+    """What an API process reads: its section beside the `Shared` ones
+    (`herald_cli.settings.Settings` composes them all)."""
 
     @property
     def log_level(self) -> str: ...
-    @property
-    def database(self) -> DatabaseSettings: ...
-    @property
-    def kafka(self) -> KafkaSettings: ...
     @property
     def provider(self) -> ProviderSettings: ...
     @property
     def callbacks(self) -> CallbackSettings: ...
     @property
-    def retention(self) -> RetentionSettings: ...
-    @property
-    def secrets(self) -> SecretSettings: ...
-    @property
     def billing(self) -> BillingSettings: ...
-    @property
-    def whatsapp(self) -> WhatsAppSettings: ...
     @property
     def api(self) -> ApiSettings: ...

@@ -8,11 +8,7 @@ import msgspec
 
 from herald.settings import (
     CallbackSettings,
-    DatabaseSettings,
-    KafkaSettings,
-    RetentionSettings,
-    SecretSettings,
-    WhatsAppSettings,
+    Shared,
 )
 
 
@@ -71,21 +67,11 @@ class SinkSettings(msgspec.Struct, frozen=True):
     metrics_port: int = 0
 
 
-class SinksConfig(Protocol):
-    """What a sinks process reads: its section and the shared ones (`herald_cli.settings.Settings`
-    composes them)."""
+class SinksConfig(Shared, Protocol):
+    """What a sinks process reads: its section beside the `Shared` ones
+    (`herald_cli.settings.Settings` composes them all)."""
 
     @property
-    def database(self) -> DatabaseSettings: ...
-    @property
-    def kafka(self) -> KafkaSettings: ...
-    @property
     def callbacks(self) -> CallbackSettings: ...
-    @property
-    def retention(self) -> RetentionSettings: ...
-    @property
-    def secrets(self) -> SecretSettings: ...
-    @property
-    def whatsapp(self) -> WhatsAppSettings: ...
     @property
     def sinks(self) -> SinkSettings: ...

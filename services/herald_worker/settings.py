@@ -6,13 +6,7 @@ from typing import Protocol
 
 import msgspec
 
-from herald.settings import (
-    DatabaseSettings,
-    KafkaSettings,
-    RetentionSettings,
-    SecretSettings,
-    WhatsAppSettings,
-)
+from herald.settings import Shared
 
 
 class WorkerSettings(msgspec.Struct, frozen=True):
@@ -76,19 +70,9 @@ class WorkerSettings(msgspec.Struct, frozen=True):
     metrics_port: int = 0
 
 
-class WorkerConfig(Protocol):
-    """What a worker process reads: its section and the shared ones (`herald_cli.settings.Settings`
-    composes them)."""
+class WorkerConfig(Shared, Protocol):
+    """What a worker process reads: its section beside the `Shared` ones
+    (`herald_cli.settings.Settings` composes them all)."""
 
-    @property
-    def database(self) -> DatabaseSettings: ...
-    @property
-    def kafka(self) -> KafkaSettings: ...
-    @property
-    def retention(self) -> RetentionSettings: ...
-    @property
-    def secrets(self) -> SecretSettings: ...
-    @property
-    def whatsapp(self) -> WhatsAppSettings: ...
     @property
     def worker(self) -> WorkerSettings: ...
