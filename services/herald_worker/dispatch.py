@@ -57,9 +57,13 @@ class Dispatch:
         max_in_flight: int,
         release_due: Callable[[], None],
         wake: asyncio.Event,
+        gated: Callable[[Item], bool] = lambda _: True,
     ) -> None:
         """`release_due` moves the timer's due messages to the scheduler (or settles them);
-        `wake` is the event the pacer and the gate set when a token may have come."""
+        `wake` is the event the pacer and the gate set when a token may have come; `gated(item)`
+        says whether the item's provider is the one `gate` holds (a channel whose provider gates
+        itself, per account or number, is never held by it)."""
+        self._gated = gated
         self._scheduler = scheduler
         self._timer = timer
         self._gate = gate
@@ -131,15 +135,24 @@ class Dispatch:
         """The scheduler's next message if the provider can take one now. The gate is asked inside
         the scheduler's choice, for a tenant with a ready message, so class order decides who gets
         the provider's next token."""
-        item = self._scheduler.take(self._allow)
-        if item is not None and item.message.key_kind is not KeyKind.TEST and not self.held_back(item):
+        item = self._scheduler.take(self._allow, self._admit)
+        if (
+            item is not None
+            and item.message.key_kind is not KeyKind.TEST
+            and not self.held_back(item)
+            and self._gated(item)
+        ):
             self._gate.take(item.message.id)
         return item
+
+    def _admit(self, item: Item) -> bool:
+        """The gate is asked only for a message its provider would carry."""
+        return self.held_back(item) or not self._gated(item) or self._gate.ready()
 
     def _allow(self, tenant_id: uuid.UUID) -> bool:
         if self._suspensions.suspended(tenant_id):
             return True  # to go back on herald.retry, unsent: it needs no token and no provider
-        return self._gate.ready() and self._pacer.try_take(tenant_id)
+        return self._pacer.try_take(tenant_id)
 
     async def _sleep_until_something_may_be_ready(self) -> None:
         deadlines = [0.5]

@@ -80,6 +80,7 @@ async def run_worker(settings: WorkerConfig, stop: asyncio.Event, membership: Me
             content_keys=keys, gate=gate,
             claims=PostgresClaims(pool), rates=rates,
             pacer=lambda wake: BucketPacer.on_postgres(pool, rates.get, wake, observe_tier), park=Parking(pool),
+            self_gated=frozenset({Channel.WHATSAPP}),
         )  # fmt: skip
         consumer.subscribe(
             [names.topic(t) for t in WORKER_TOPICS], listener=membership.listener(WORKER_GROUP, pipeline)

@@ -54,7 +54,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from herald import clock, metrics
 from herald.db.content_keys import ContentKeys
 from herald.db.pool import until_written
-from herald.domain.models import Category, Tier
+from herald.domain.models import Category, Channel, Tier
 from herald.domain.records import ENCODER, MESSAGE_DECODER, OutboundMessage, SealedMessageV2, message_key
 from herald.kafka.consumer import Parker, Record, report_lag
 from herald.kafka.drain import drain
@@ -93,9 +93,11 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
         rates: TenantRates,
         pacer: Callable[[Callable[[], None]], BucketPacer[Tier]],
         park: Parker,
+        self_gated: frozenset[Channel] = frozenset(),
     ) -> None:
         """`pacer` builds the tenants' token pacer around the callback that wakes dispatch;
-        `park` keeps a record that does not decode (`herald.parking`)."""
+        `park` keeps a record that does not decode (`herald.parking`); `gate` holds the sends of
+        every channel but `self_gated`, whose providers gate themselves (WhatsApp: per number)."""
         self._park = park
         self._consumer = consumer
         self._names = names
@@ -113,7 +115,15 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
         gate.attach(wake.set)
         self._timer = RetryTimer()
         self._dispatch = Dispatch(
-            self._scheduler, self._timer, gate, self._pacer, rates, settings.max_in_flight, self._release_due, wake
+            self._scheduler,
+            self._timer,
+            gate,
+            self._pacer,
+            rates,
+            settings.max_in_flight,
+            self._release_due,
+            wake,
+            gated=lambda item: item.message.channel not in self_gated,
         )
         self._class_of = {names.topic(class_topic(c)): c for c in Category}
         self._retry_topic = names.topic(RETRY)

@@ -101,9 +101,11 @@ class Scheduler:
         if lane.busy_until == 0.0:
             self._list(key, lane, m.category)
 
-    def take(self, allow: Callable[[uuid.UUID], bool]) -> Item | None:
+    def take(self, allow: Callable[[uuid.UUID], bool], admit: Callable[[Item], bool] | None = None) -> Item | None:
         """The next message to send, or None. `allow(tenant)` is asked only for a tenant that has
-        a ready message, and must consume a token when it answers True."""
+        a ready message, and must consume a token when it answers True. `admit(item)`, asked
+        first and consuming nothing, may pass over a tenant whose next message cannot go now
+        (its provider's gate is shut) without spending that tenant's token."""
         self._cool_down()
         for category in PRIORITY:
             queue = self._classes[category]
@@ -112,7 +114,11 @@ class Scheduler:
                 queue.rotation.rotate(-1)
                 tenant = queue.tenants[tenant_id]
                 key = self._ready_lane(tenant, category)
-                if key is None or not allow(tenant_id):
+                if key is None:
+                    continue
+                if admit is not None and not admit(self._lanes[key].queues[category][0]):
+                    continue
+                if not allow(tenant_id):
                     continue
                 return self._pop(key, tenant_id, tenant, category)
         return None

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from herald import clock
 from herald.db.claims import Deferral, RetryKey, Source
-from herald.domain.models import Category, Tier
+from herald.domain.models import Category, Channel, Tier
 from herald.domain.records import ENCODER, MESSAGE_DECODER, OutboundMessage, SealedMessageV2
 from herald.kafka.consumer import rebuilt_record
 from herald.kafka.producer import Record
@@ -245,13 +245,14 @@ class Sends:
 
 
 def dispatching(*items: Item, max_in_flight: int = 2, gate: OpenGate | None = None,
-                tokens: Tokens | None = None) -> tuple[Dispatch, Scheduler, Sends]:  # fmt: skip
+                tokens: Tokens | None = None, self_gated: frozenset[Channel] = frozenset(),
+                ) -> tuple[Dispatch, Scheduler, Sends]:  # fmt: skip
     scheduler = Scheduler(0.0)
     for it in items:
         scheduler.add(it)
     tokens = tokens or Tokens()
     dispatch = Dispatch(scheduler, RetryTimer(), gate or OpenGate(), tokens, tokens, max_in_flight, lambda: None,
-                        asyncio.Event())  # fmt: skip
+                        asyncio.Event(), gated=lambda i: i.message.channel not in self_gated)  # fmt: skip
     return dispatch, scheduler, Sends(dispatch)
 
 
@@ -301,6 +302,29 @@ async def test_a_tenant_without_a_token_is_passed_over_and_a_closed_gate_holds_e
     tokens.denied.clear()
     dispatch.wake()
     await until(lambda: len(sends.started) == 2)
+    dispatch.stop()
+    for event in sends.release.values():
+        event.set()
+    await asyncio.wait_for(running, 2)
+
+
+async def test_a_shut_gate_holds_only_the_channels_whose_provider_it_gates() -> None:
+    """The carrier's gate shut (a 429's Retry-After) must not hold WhatsApp, whose numbers
+    gate themselves; nor spend the gate's tokens on it."""
+    sms = item(offset=0, channel=Channel.SMS)
+    whatsapp = item(offset=1, channel=Channel.WHATSAPP, tenant_id=uuid.uuid4(), to="+447400123499")
+    gate = OpenGate()
+    gate.open = False
+    dispatch, _, sends = dispatching(sms, whatsapp, gate=gate, self_gated=frozenset({Channel.WHATSAPP}))
+    running = asyncio.create_task(dispatch.run(sends))
+    await until(lambda: len(sends.started) == 1)
+    await asyncio.sleep(0.05)
+    assert [i.message.channel for i in sends.started] == [Channel.WHATSAPP]
+    assert gate.taken == []
+    gate.open = True
+    dispatch.wake()
+    await until(lambda: len(sends.started) == 2)
+    assert gate.taken == [sms.message.id]
     dispatch.stop()
     for event in sends.release.values():
         event.set()
