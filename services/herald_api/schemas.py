@@ -237,7 +237,7 @@ class BatchAccepted(msgspec.Struct, frozen=True):
     results: list[BatchItemResult]
 
 
-class LimitsOut(msgspec.Struct, frozen=True):
+class LimitsOut(msgspec.Struct, frozen=True, omit_defaults=True):
     tier: Tier
     verified: bool
     rate_per_second: int

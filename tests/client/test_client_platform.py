@@ -201,9 +201,10 @@ COMPONENTS: dict[type[msgspec.Struct], str] = {
     models.BatchItemResult: "BatchItemResult", models.ItemError: "ItemError", models.TemplateCreate: "TemplateCreate",
     models.Template: "TemplateOut", models.TemplateUsed: "TemplateUsed", models.TemplateRef: "TemplateRef",
     models.Limits: "LimitsOut", models.Usage: "UsageOut", models.UsageLine: "UsageLine",
-    models.UsageTotal: "UsageTotal",
+    models.UsageTotal: "UsageTotal", models.WhatsAppParts: "WhatsAppPartsIn", models.Button: "ButtonIn",
+    models.WhatsAppLimits: "WhatsAppLimitsOut", models.PhoneNumber: "PhoneNumberOut",
 }  # fmt: skip
-REQUESTS = {models.MessageCreate, models.TemplateCreate, models.TemplateRef}
+REQUESTS = {models.MessageCreate, models.TemplateCreate, models.TemplateRef, models.WhatsAppParts, models.Button}
 
 
 async def test_the_clients_model_matches_the_served_openapi_document(api: Platform) -> None:

@@ -60,11 +60,11 @@ class Waiting(msgspec.Struct, frozen=True):
     reported_ms: int | None
     received_ms: int
     reason: str | None
-    pricing_category: Category | None
-    billable: bool | None
     message_id: uuid.UUID
     tenant_id: uuid.UUID
     sent_ms: int
+    pricing_category: Category | None = None
+    billable: bool | None = None
 
 
 def effective_time(reported_ms: int | None, sent_ms: int, received_ms: int) -> int:

@@ -34,7 +34,7 @@ from herald_client.models import (
     Usage,
 )
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 __all__ = [
     "AsyncClient", "BadRequest", "BatchAccepted", "BatchItemResult", "CallbackEvent", "Category", "Channel",
     "Client", "Event", "Forbidden", "HeraldError", "InvalidSignature", "ItemError", "Limits", "Message",

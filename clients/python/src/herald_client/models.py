@@ -83,12 +83,32 @@ class BatchAccepted(msgspec.Struct, frozen=True):
     results: list[BatchItemResult]
 
 
-class TemplateCreate(msgspec.Struct, frozen=True):
+class Button(msgspec.Struct, frozen=True, omit_defaults=True):
+    type: str
+    """`QUICK_REPLY`, `URL` or `PHONE_NUMBER`."""
+    text: str
+    url: str | None = None
+    phone_number: str | None = None
+
+
+class WhatsAppParts(msgspec.Struct, frozen=True, omit_defaults=True):
+    """What Meta reviews beside a whatsapp template's body: an example per placeholder (required),
+    and an optional header, footer and buttons."""
+
+    examples: dict[str, str] = msgspec.field(default_factory=dict)
+    header: str | None = None
+    footer: str | None = None
+    buttons: list[Button] = msgspec.field(default_factory=list)
+
+
+class TemplateCreate(msgspec.Struct, frozen=True, omit_defaults=True):
     name: str
     language: str
     category: Category
     channel: Channel
     body: str
+    whatsapp: WhatsAppParts | None = None
+    """For a whatsapp template (submitted to Meta; `pending` until Meta approves it)."""
 
 
 class Template(msgspec.Struct, frozen=True):
@@ -99,8 +119,13 @@ class Template(msgspec.Struct, frozen=True):
     channel: Channel
     body: str
     status: str
+    """`approved`; a whatsapp template is `pending` until Meta's review, then `approved`,
+    `rejected`, and maybe later `paused` or `disabled`."""
     placeholders: list[str]
     created_at: datetime
+    requested_category: Category | None = None
+    """Set when Meta recategorised a whatsapp template: what it was submitted as."""
+    rejection_reason: str | None = None
 
 
 class TemplateUsed(msgspec.Struct, frozen=True):
@@ -139,6 +164,20 @@ class Message(msgspec.Struct, frozen=True):
         return self.status in FINAL
 
 
+class PhoneNumber(msgspec.Struct, frozen=True):
+    id: str
+    throughput: int
+    display_phone_number: str | None = None
+
+
+class WhatsAppLimits(msgspec.Struct, frozen=True):
+    messaging_limit: str
+    """Meta's tier, `TIER_250` … `TIER_UNLIMITED`."""
+    unique_users_24h: int | None
+    phone_numbers: list[PhoneNumber]
+    quality: str | None = None
+
+
 class Limits(msgspec.Struct, frozen=True):
     tier: str
     verified: bool
@@ -146,6 +185,8 @@ class Limits(msgspec.Struct, frozen=True):
     daily_recipient_limit: int | None
     recipients_used_24h: int
     recipients_remaining_24h: int | None
+    whatsapp: WhatsAppLimits | None = None
+    """Present when the tenant has a WhatsApp Business Account connected."""
 
 
 class UsageLine(msgspec.Struct, frozen=True):
