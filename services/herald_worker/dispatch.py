@@ -146,8 +146,9 @@ class Dispatch:
         return item
 
     def _admit(self, item: Item) -> bool:
-        """The gate is asked only for a message its provider would carry."""
-        return self.held_back(item) or not self._gated(item) or self._gate.ready()
+        """The gate is asked only for a message its provider would carry (a suspended tenant's
+        goes back on herald.retry without the provider)."""
+        return not self._gated(item) or self._gate.ready() or self.held_back(item)
 
     def _allow(self, tenant_id: uuid.UUID) -> bool:
         if self._suspensions.suspended(tenant_id):

@@ -74,8 +74,12 @@ class SealedMessageV2(MessageEnvelope, frozen=True, kw_only=True, tag="herald.me
     associated data, so a sealed content cannot be moved to another message."""
 
 
-class StatusEventV1(msgspec.Struct, frozen=True, tag="herald.status.v1", tag_field="schema"):
-    """One status transition of one message, on `herald.events` (keyed by message id)."""
+class StatusEventV1(msgspec.Struct, frozen=True, omit_defaults=True, tag="herald.status.v1", tag_field="schema"):
+    """One status transition of one message, on `herald.events` (keyed by message id).
+
+    Fields at their default are left out of the record (every consumer decodes them back to it):
+    most events carry no reason, no provider and no pricing, and writing each as `null` cost the
+    delivery path measurably once the pricing fields came (loadtests/RESULTS.md, session 17)."""
 
     message_id: uuid.UUID
     tenant_id: uuid.UUID
