@@ -7,8 +7,8 @@ of Meta's Cloud API, the whole platform as `make run` starts it on one machine.
     the drain rate (first accept to last `read`) and accepted -> read per message; the ratio of
     the drain rate to the ceiling.
 
-The tenant's account has four numbers at Meta's highest throughput (1,000 msg/s each), so the
-numbers' gates are not what is measured.
+The tenant's account has four numbers at Meta's highest throughput (1,000 msg/s each) and its
+own rate limit lifted, so neither the numbers' gates nor the tenant's tier is what is measured.
 
     make bench-whatsapp       # or: .venv/bin/python -m loadtests.whatsapp --messages 10000
 """
@@ -73,6 +73,10 @@ def connect(base: str, admin_token: str, meta_url: str) -> dict[str, str]:
     with httpx.Client(base_url=base, timeout=30) as http, httpx.Client(base_url=meta_url, timeout=10) as meta:
         tenant = http.post("/v1/admin/tenants", headers=admin,
                            json={"name": "Bench", "tier": "enterprise", "verified": True}).json()  # fmt: skip
+        # Herald's own pacing of the tenant (1,000 msg/s for enterprise) lifted, as bench-delivery
+        # does: the platform is measured, not the tier.
+        lifted = http.patch(f"/v1/admin/tenants/{tenant['id']}", headers=admin, json={"rate_limit_per_second": 100_000})
+        assert lifted.status_code == 200, lifted.text
         key = http.post(f"/v1/admin/tenants/{tenant['id']}/keys", headers=admin, json={"kind": "live"}).json()["key"]
         auth = {"authorization": f"Bearer {key}"}
         account = meta_account(meta, 4, 1000)
