@@ -265,6 +265,9 @@ class EventOut(msgspec.Struct, frozen=True, omit_defaults=True):
     at: datetime
     detail: Reason | None = None
     """Why it failed or expired (or why it waits): one of a closed set (`herald.domain.reasons`)."""
+    provider_error: str | None = None
+    """On a failure the provider reported: its own code and words (WhatsApp: `131026 Message
+    undeliverable`)."""
 
 
 class MessageOut(msgspec.Struct, frozen=True, omit_defaults=True):

@@ -425,3 +425,15 @@ async def test_an_admin_connects_an_account_for_a_tenant(platform: Platform) -> 
     assert done.status_code == 200, done.text
     assert "access_token" not in done.json()
     assert (await platform.http.get("/v1/whatsapp/account", headers=auth)).json()["waba_id"] == made["waba_id"]
+
+
+async def test_a_failure_meta_reports_shows_its_code_and_title_beside_herald_s_reason(platform: Platform) -> None:
+    _, auth = await platform.tenant_with_key()
+    await platform.whatsapp_account(auth)
+    await platform.whatsapp_template(auth)
+    message = (await platform.send(auth, **whatsapp_message("+447400120000"))).json()["id"]  # the double: 131026
+    failed = await platform.wait_status(auth, message, {"failed", "read"})
+    assert failed["status"] == "failed"
+    assert failed["events"][-1] == {**failed["events"][-1], "detail": "undeliverable",
+                                    "provider_error": "131026 Message undeliverable"}  # fmt: skip
+    assert all("provider_error" not in e for e in failed["events"][:-1])

@@ -26,6 +26,7 @@ class EventView(msgspec.Struct, frozen=True):
     status: Status
     at: datetime
     detail: Reason | None = None
+    provider_error: str | None = None
 
 
 class Charge(msgspec.Struct, frozen=True):
@@ -135,9 +136,9 @@ async def apply_batch(
         if events:
             await conn.execute(
                 "INSERT INTO message_events (message_id, status, at, reason, provider_message_id, pricing_category,"
-                " billable)"
+                " billable, provider_error)"
                 " SELECT * FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::text[], $5::text[], $6::text[],"
-                " $7::boolean[])"
+                " $7::boolean[], $8::text[])"
                 " ON CONFLICT (message_id, status) DO NOTHING",
                 [e.message_id for e in events],
                 [e.status.value for e in events],
@@ -146,6 +147,7 @@ async def apply_batch(
                 [e.provider_message_id for e in events],
                 [None if e.pricing_category is None else e.pricing_category.value for e in events],
                 [e.billable for e in events],
+                [e.provider_error for e in events],
             )
             duplicates = await _duplicate_sends(conn, events)
             await receipts.record_sends(conn, events)
@@ -197,7 +199,9 @@ async def get(pool: asyncpg.Pool, tenant_id: uuid.UUID, message_id: uuid.UUID) -
     )
     if row is None:
         return None
-    rows = await pool.fetch("SELECT status, at, reason FROM message_events WHERE message_id = $1", message_id)
+    rows = await pool.fetch(
+        "SELECT status, at, reason, provider_error FROM message_events WHERE message_id = $1", message_id
+    )
     # Time order, and the lifecycle's order between events of one instant (a receipt clamped to
     # its send's time shares it), as the projection folds them.
     events = sorted(rows, key=lambda e: (e["at"], RANK[Status(e["status"])]))
@@ -215,7 +219,15 @@ async def get(pool: asyncpg.Pool, tenant_id: uuid.UUID, message_id: uuid.UUID) -
         created_at=row["created_at"],
         events=[
             accepted,
-            *(EventView(status=Status(e["status"]), at=e["at"], detail=_reason(e["reason"])) for e in events),
+            *(
+                EventView(
+                    status=Status(e["status"]),
+                    at=e["at"],
+                    detail=_reason(e["reason"]),
+                    provider_error=e["provider_error"],
+                )
+                for e in events
+            ),
         ],
         charge=None
         if row["billed_at"] is None

@@ -63,7 +63,7 @@ async def record(pool: asyncpg.Pool, provider: str, receipts: Sequence[Reported]
 
 _BINDABLE = """
 SELECT r.provider, r.provider_message_id, r.status, r.reported_at, r.received_at, r.reason, r.pricing_category,
-       r.billable,
+       r.billable, r.provider_error,
        coalesce(p.message_id, q.message_id) AS message_id, coalesce(p.tenant_id, q.tenant_id) AS tenant_id,
        coalesce(p.sent_at, q.sent_at) AS sent_at
 FROM {waiting}
@@ -156,7 +156,7 @@ async def bind(
                 reported_ms=None if r["reported_at"] is None else to_ms(r["reported_at"]),
                 received_ms=to_ms(r["received_at"]), reason=r["reason"], message_id=r["message_id"],
                 pricing_category=None if r["pricing_category"] is None else Category(r["pricing_category"]),
-                billable=r["billable"],
+                billable=r["billable"], provider_error=r["provider_error"],
                 tenant_id=r["tenant_id"], sent_ms=to_ms(r["sent_at"]),
             )
             for r in rows
@@ -180,6 +180,7 @@ async def bind(
                     reason=receipt_reason(w.status is Status.FAILED, w.reason),
                     provider_message_id=w.provider_message_id, provider=w.provider,
                     pricing_category=w.pricing_category, billable=w.billable,
+                    provider_error=w.provider_error if w.status is Status.FAILED else None,
                 )
             )  # fmt: skip
         await publish(events)

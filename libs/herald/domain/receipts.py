@@ -65,6 +65,7 @@ class Waiting(msgspec.Struct, frozen=True):
     sent_ms: int
     pricing_category: Category | None = None
     billable: bool | None = None
+    provider_error: str | None = None
 
 
 def effective_time(reported_ms: int | None, sent_ms: int, received_ms: int) -> int:

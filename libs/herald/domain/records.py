@@ -99,6 +99,9 @@ class StatusEventV1(msgspec.Struct, frozen=True, omit_defaults=True, tag="herald
     billable: bool | None = None
     """On such a report: False when the provider does not bill the message (the ledger then
     does not either); None when it did not say."""
+    provider_error: str | None = None
+    """On a provider's `failed` report: its own code and words (`131026 Message undeliverable`),
+    shown beside Herald's `reason`."""
 
 
 class DeadLetterV2(msgspec.Struct, frozen=True, tag="herald.deadletter.v2", tag_field="schema"):

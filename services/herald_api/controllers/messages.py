@@ -95,7 +95,10 @@ class MessageController(Controller):
             template=TemplateUsed(view.template_name, view.template_language, view.template_version),
             created_at=view.created_at,
             reference=view.reference,
-            events=[EventOut(status=e.status, at=e.at, detail=e.detail) for e in view.events],
+            events=[
+                EventOut(status=e.status, at=e.at, detail=e.detail, provider_error=e.provider_error)
+                for e in view.events
+            ],
             price=None if view.charge is None else Price(**msgspec.structs.asdict(view.charge)),
             replay_of=view.replay_of,
         )

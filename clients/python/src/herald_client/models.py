@@ -138,6 +138,8 @@ class Event(msgspec.Struct, frozen=True):
     status: Status
     at: datetime
     detail: str | None = None
+    provider_error: str | None = None
+    """On a failure the provider reported: its own code and words."""
 
 
 class Price(msgspec.Struct, frozen=True):
