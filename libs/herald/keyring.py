@@ -66,6 +66,11 @@ class KeyRing:
         except InvalidTag:
             raise Unwrappable("does not authenticate for its context") from None
 
+    def rewrapped(self, wrapped: bytes, context: str) -> bytes | None:
+        """`wrapped` under the current KEK, or None if it is already (what a rotation does to each
+        stored value)."""
+        return None if self.is_current(wrapped) else self.wrap(self.unwrap(wrapped, context), context)
+
     def is_current(self, wrapped: bytes) -> bool:
         """Whether `wrapped` is under the current KEK (else `herald rewrap-secrets` rewraps it)."""
         return wrapped[1 : 1 + _ID] == self._current

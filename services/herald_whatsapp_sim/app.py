@@ -189,6 +189,14 @@ def create_app(settings: WhatsAppSimSettings) -> Litestar:
             return _error(401, 190, "Error validating access token: Session has expired.", subcode=463)
         return None
 
+    def waba_for(waba_id: str, request: Request[Any, Any, Any], verb: str) -> Business | Response[Any]:
+        """The business account a Graph API path names, if it exists and the token is its own;
+        else Meta's error answer."""
+        business = businesses.get(waba_id)
+        if business is None:
+            return _error(400, 100, f"Unsupported {verb} request", "GraphMethodException", 33)
+        return authorised(request, business) or business
+
     # --- webhooks out --------------------------------------------------------------------------
 
     def enqueue_status(business: Business, number: Number, status: dict[str, Any]) -> None:
@@ -361,11 +369,9 @@ def create_app(settings: WhatsAppSimSettings) -> Litestar:
         version: FromPath[str], waba_id: FromPath[str], request: Request[Any, Any, Any]
     ) -> Response[Any]:
         del version
-        business = businesses.get(waba_id)
-        if business is None:
-            return _error(400, 100, "Unsupported post request", "GraphMethodException", 33)
-        if (refused := authorised(request, business)) is not None:
-            return refused
+        business = waba_for(waba_id, request, "post")
+        if isinstance(business, Response):
+            return business
         try:
             body = msgspec.json.decode(await request.body())
             name, language, category = body["name"], body["language"], body["category"]
@@ -413,11 +419,9 @@ def create_app(settings: WhatsAppSimSettings) -> Litestar:
         version: FromPath[str], waba_id: FromPath[str], request: Request[Any, Any, Any]
     ) -> Response[Any]:
         del version
-        business = businesses.get(waba_id)
-        if business is None:
-            return _error(400, 100, "Unsupported get request", "GraphMethodException", 33)
-        if (refused := authorised(request, business)) is not None:
-            return refused
+        business = waba_for(waba_id, request, "get")
+        if isinstance(business, Response):
+            return business
         limit = int(request.query_params.get("limit", "25"))
         everything = sorted(business.templates.values(), key=lambda t: int(t.id))
         after = request.query_params.get("after")

@@ -51,6 +51,13 @@ def signed(app_secret: str, payload: dict[str, Any]) -> tuple[bytes, dict[str, s
     return raw, {"content-type": "application/json", "x-hub-signature-256": f"sha256={mac}"}
 
 
+async def accepted_ids(platform: Platform, auth: dict[str, str], batch: list[dict[str, Any]]) -> list[str]:
+    """One batch sent; the ids of its items, every one of them accepted."""
+    results = (await platform.http.post("/v1/messages/batch", headers=auth, json={"messages": batch})).json()["results"]
+    assert all("id" in r for r in results), results[:3]
+    return [r["id"] for r in results]
+
+
 def status_payload(waba_id: str, number_id: str, wamid: str, status: str, **extra: Any) -> dict[str, Any]:
     """One status webhook, in the shape of pywa's `tests/data/updates/message_status.json`."""
     value = {
@@ -203,12 +210,7 @@ async def test_a_template_paused_mid_campaign_fails_the_rest_unsent_and_unbilled
         await platform.whatsapp_account(auth, throughput=5)  # a slow number: the campaign takes a while
         template = await platform.whatsapp_template(auth)
         batch = [whatsapp_message(recipient(n)) for n in range(40)]
-        ids = [
-            r["id"]
-            for r in (await platform.http.post("/v1/messages/batch", headers=auth, json={"messages": batch})).json()[
-                "results"
-            ]
-        ]
+        ids = await accepted_ids(platform, auth, batch)
         await eventually(
             lambda: platform.meta.get("/_sim/sent"),
             lambda r: len(r.json()["per_message"]) >= 5,
@@ -363,12 +365,7 @@ async def test_throughput_faults_under_load_lose_nothing_and_send_nothing_twice(
     await platform.meta.post(f"/_sim/numbers/{account['phone_numbers'][0]['id']}", json={"throughput": 10})
     await platform.whatsapp_template(auth)
     batch = [whatsapp_message(recipient(n)) for n in range(60)]
-    ids = [
-        r["id"]
-        for r in (await platform.http.post("/v1/messages/batch", headers=auth, json={"messages": batch})).json()[
-            "results"
-        ]
-    ]
+    ids = await accepted_ids(platform, auth, batch)
     finals = [await platform.wait_status(auth, i, {"read", "failed"}, deadline_s=90) for i in ids]
     assert {m["status"] for m in finals} == {"read"}
     sent = (await platform.meta.get("/_sim/sent")).json()

@@ -52,3 +52,13 @@ def test_the_wrapping_key_is_not_the_kek() -> None:
     naive = b"\x01" + kek_id(NEW) + nonce + AESGCM(NEW).encrypt(nonce, b"s", b"c")
     with pytest.raises(Unwrappable):
         KeyRing([NEW]).unwrap(naive, "c")
+
+
+def test_rewrapped_is_none_for_a_value_already_under_the_current_kek() -> None:
+    ring = KeyRing([NEW, OLD])
+    current, old = ring.wrap(b"s", "c"), KeyRing([OLD]).wrap(b"s", "c")
+    assert ring.rewrapped(current, "c") is None
+    moved = ring.rewrapped(old, "c")
+    assert moved is not None
+    assert ring.is_current(moved)
+    assert KeyRing([NEW]).unwrap(moved, "c") == b"s"

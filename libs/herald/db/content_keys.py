@@ -62,10 +62,13 @@ async def rewrap(pool: asyncpg.Pool, ring: KeyRing) -> int:
     beside live traffic."""
     changed = 0
     for row in await pool.fetch("SELECT hour, key, wrapped FROM content_keys"):
-        if row["wrapped"] is not None and ring.is_current(row["wrapped"]):
-            continue
         hour = row["hour"]
-        wrapped = ring.wrap(_opened(ring, hour, row["key"], row["wrapped"]), _context(hour))
+        if row["wrapped"] is None:  # written before migration 0020
+            wrapped: bytes | None = ring.wrap(row["key"], _context(hour))
+        else:
+            wrapped = ring.rewrapped(row["wrapped"], _context(hour))
+        if wrapped is None:
+            continue
         status = await pool.execute(
             "UPDATE content_keys SET key = NULL, wrapped = $2 WHERE hour = $1 AND key IS NOT DISTINCT FROM $3"
             " AND wrapped IS NOT DISTINCT FROM $4",

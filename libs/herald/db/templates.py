@@ -118,24 +118,30 @@ async def set_review(
     pool: asyncpg.Pool,
     tenant_id: uuid.UUID,
     provider_template_id: str,
-    status: TemplateStatus,
+    status: TemplateStatus | None,
     *,
     category: Category | None = None,
     reason: str | None = None,
 ) -> bool:
-    """Meta's word on one of the tenant's whatsapp templates (a webhook or the sweep): its status,
-    its category if Meta decided another (the one asked for is kept in `requested_category`), and
-    why it was rejected or paused. True if something changed. Only the tenant's own templates."""
+    """Meta's word on one of the tenant's whatsapp templates (a webhook or the sweep): its status
+    (None: unchanged, for a recategorisation alone), its category if Meta decided another (the one
+    asked for is kept in `requested_category`), and why it was rejected or paused. True if
+    something changed. Only the tenant's own templates."""
+    reason_sql = (
+        "CASE WHEN $3::text IS NULL THEN rejection_reason"
+        " WHEN $3::text IN ('rejected', 'paused', 'disabled') THEN $5 END"
+    )
     result = await pool.execute(
-        "UPDATE templates SET status = $3,"
+        "UPDATE templates SET status = coalesce($3::text, status),"
         "   requested_category = CASE WHEN $4::text IS NOT NULL AND $4::text <> category"
         "     THEN coalesce(requested_category, category) ELSE requested_category END,"
         "   category = coalesce($4::text, category),"
-        "   rejection_reason = CASE WHEN $3 IN ('rejected', 'paused', 'disabled') THEN $5 ELSE NULL END"
+        f"  rejection_reason = {reason_sql}"
         " WHERE tenant_id = $1 AND provider_template_id = $2"
         "   AND (status, category, rejection_reason) IS DISTINCT FROM"
-        "       ($3, coalesce($4::text, category), CASE WHEN $3 IN ('rejected', 'paused', 'disabled') THEN $5 END)",
-        tenant_id, provider_template_id, status.value, None if category is None else category.value, reason,
+        f"      (coalesce($3::text, status), coalesce($4::text, category), {reason_sql})",
+        tenant_id, provider_template_id, None if status is None else status.value,
+        None if category is None else category.value, reason,
     )  # fmt: skip
     return not result.endswith(" 0")
 

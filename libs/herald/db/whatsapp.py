@@ -36,10 +36,9 @@ def verify_token_hash(token: str) -> bytes:
 
 
 def _account(row: asyncpg.Record) -> Account:
-    numbers = row["numbers"]
     return Account(
         tenant_id=row["tenant_id"], waba_id=row["waba_id"], display_name=row["display_name"],
-        numbers=_NUMBERS.decode(numbers if isinstance(numbers, (bytes, str)) else msgspec.json.encode(numbers)),
+        numbers=_NUMBERS.decode(row["numbers"]),  # jsonb arrives as its text (no codec is set)
         status=AccountStatus(row["status"]), messaging_limit=MessagingTier(row["messaging_limit"]),
         connected_at=row["connected_at"], rotated_at=row["rotated_at"], suspended_reason=row["suspended_reason"],
         quality=row["quality"],
@@ -121,13 +120,12 @@ async def rewrap(pool: asyncpg.Pool, ring: KeyRing) -> int:
     meanwhile keeps its new one."""
     changed = 0
     for row in await pool.fetch("SELECT tenant_id, access_token, app_secret FROM whatsapp_accounts"):
-        if ring.is_current(row["access_token"]) and ring.is_current(row["app_secret"]):
-            continue
         tenant_id = row["tenant_id"]
         token, secret = (
-            ring.wrap(ring.unwrap(row[f], _context(tenant_id, f)), _context(tenant_id, f))
-            for f in ("access_token", "app_secret")
+            ring.rewrapped(row[f], _context(tenant_id, f)) or row[f] for f in ("access_token", "app_secret")
         )
+        if (token, secret) == (row["access_token"], row["app_secret"]):
+            continue  # both under the current KEK already
         status = await pool.execute(
             "UPDATE whatsapp_accounts SET access_token = $2, app_secret = $3"
             " WHERE tenant_id = $1 AND access_token = $4 AND app_secret = $5",

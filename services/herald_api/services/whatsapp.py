@@ -235,13 +235,10 @@ class WhatsApp:
             log.warning("a verified webhook change did not decode", extra={"field": change.field, "error": str(exc)})
 
     async def _recategorised(self, account: Account, moved: TemplateCategoryValue) -> None:
-        category = category_of(moved.new_category)
-        if category is None:
-            return
-        status = await template_store.provider_ids(self._pool, account.tenant_id)
-        current = status.get(str(moved.message_template_id))
-        if current is not None:
-            await self.review(account.tenant_id, str(moved.message_template_id), current, category, None)
+        if (category := category_of(moved.new_category)) is not None:
+            await template_store.set_review(
+                self._pool, account.tenant_id, str(moved.message_template_id), None, category=category
+            )
 
     async def _statuses(self, account: Account, statuses: Sequence[MessageStatus]) -> None:
         reports = [r for s in statuses if (r := _reported(s)) is not None]
