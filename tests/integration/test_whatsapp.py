@@ -171,10 +171,10 @@ async def test_a_template_approved_by_webhook_sends_1000_messages_read_and_bille
     assert {(r["channel"], r["category"], r["country"], r["unit_price_micros"]) for r in rows} == {
         ("whatsapp", "marketing", "GB", 52_500)
     }
-    read = await pool.fetchval(
-        "SELECT count(*) FROM messages WHERE tenant_id = $1 AND status = 'read'", uuid.UUID(tenant_id)
-    )
-    assert read == 1000
+    # Billing follows `delivered`; `read` is a later webhook, so it is waited for on its own.
+    reads = "SELECT count(*) FROM messages WHERE tenant_id = $1 AND status = 'read'"
+    await at_least(lambda: pool.fetchval(reads, uuid.UUID(tenant_id)), 1000, "read messages", seconds=30)
+    assert await pool.fetchval(reads, uuid.UUID(tenant_id)) == 1000
     sent = (await platform.meta.get("/_sim/sent")).json()
     assert len(sent["per_message"]) == 1000
     assert set(sent["per_message"].values()) == {1}  # nothing sent twice
