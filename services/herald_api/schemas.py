@@ -228,6 +228,8 @@ class ItemError(msgspec.Struct, frozen=True, omit_defaults=True):
 class BatchItemResult(msgspec.Struct, frozen=True, omit_defaults=True):
     index: int
     id: uuid.UUID | None = None
+    segments: int | None = None
+    """With `id`: as in a single send's answer."""
     error: ItemError | None = None
 
 
@@ -251,6 +253,9 @@ class LimitsOut(msgspec.Struct, frozen=True, omit_defaults=True):
 
 class MessageAccepted(msgspec.Struct, frozen=True):
     id: uuid.UUID
+    segments: int
+    """What the message is carried and billed as: an SMS's segments (160 GSM-7 or 70 UCS-2
+    characters in one, 153 or 67 per part of a longer text); 1 on every other channel."""
     status: Status = Status.ACCEPTED
 
 
@@ -278,6 +283,8 @@ class MessageOut(msgspec.Struct, frozen=True, omit_defaults=True):
     template: TemplateUsed
     created_at: datetime
     events: list[EventOut]
+    segments: int
+    """As in the send's answer."""
     reference: str | None = None
     price: Price | None = None
     """Present once the message is billed (paid tiers, live keys; delivered, or sent for email)."""
@@ -291,6 +298,10 @@ class Price(msgspec.Struct, frozen=True):
     currency: str
     rate_card_version: int
     billed_at: datetime
+    quantity: int
+    """Units charged: an SMS's segments, 1 on every other channel."""
+    amount_micros: int
+    """quantity x unit price."""
 
 
 # --- provider receipts -------------------------------------------------------------------------

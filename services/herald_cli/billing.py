@@ -169,13 +169,18 @@ async def _reconcile(settings: Settings, args: argparse.Namespace) -> int:
     for d in result.differences[: args.limit]:
         print(
             f"{d.kind}\tmessage {d.message_id}\ttenant {d.tenant_id}"
-            f"\texpected {d.expected_billed_at} v{d.expected_version} {d.expected_unit_price_micros}"
-            f"\tledger {d.billed_at} v{d.rate_card_version} {d.unit_price_micros}"
+            f"\texpected {d.expected_billed_at} v{d.expected_version}"
+            f" {d.expected_quantity} x {d.expected_unit_price_micros}"
+            f"\tledger {d.billed_at} v{d.rate_card_version} {d.quantity} x {d.unit_price_micros}"
         )
     if len(result.differences) > args.limit:
         print(f"... and {len(result.differences) - args.limit:,} more")
     if result.late_usage_rows:
         print(f"{result.late_usage_rows:,} rows billed in {result.month} posted to a later month (it was closed)")
+    for a in result.amounts:
+        print(
+            f"usage\tledger {a.ledger_micros:,} micro-{a.currency}\tbillable {a.billable_micros:,} micro-{a.currency}"
+        )
     for e in result.entries:
         print(f"{e.kind}\t{e.count:,} entries\t{e.amount_micros:,} micro-{e.currency}")
     if result.closed:

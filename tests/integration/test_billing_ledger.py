@@ -89,7 +89,7 @@ async def test_paid_live_messages_are_billed_once_free_and_test_keys_never(
         assert row["billed_at"] == datetime.fromisoformat(delivered_at)
         assert message["price"] == {
             "unit_price_micros": row["unit_price_micros"], "currency": "EUR", "rate_card_version": 1,
-            "billed_at": delivered_at,
+            "billed_at": delivered_at, "quantity": 1, "amount_micros": row["unit_price_micros"],
         }  # fmt: skip
     failed_view = (await platform.http.get(f"/v1/messages/{failed}", headers=paid)).json()
     assert "price" not in failed_view

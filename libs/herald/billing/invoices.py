@@ -100,7 +100,9 @@ class Invoice(msgspec.Struct, frozen=True):
 def _description(g: UsageGroup) -> str:
     where = f" to {g.country}" if g.country else ""
     late = " (late usage from a closed period)" if g.kind == "adjustment" else ""
-    return f"{g.channel.upper()} {g.category} messages{where}{late}"
+    # An SMS line counts segments (what operators bill); other channels count messages.
+    unit = "segments" if g.channel == "sms" else "messages"
+    return f"{g.channel.upper()} {g.category} {unit}{where}{late}"
 
 
 def number(month: Month, tenant_id: uuid.UUID, customer: Party, currency: str) -> str:

@@ -84,7 +84,7 @@ def _first_billable(source: str, extra: str = "", *, per_event: bool = False) ->
         -- Herald bills (WhatsApp: Meta's category may differ from the message's).
         s.message_id, greatest(s.at, m.created_at) AS at, m.tenant_id, m.channel,
         coalesce(s.pricing_category, m.category) AS category, m.country,
-        coalesce(bc.currency, '{DEFAULT_CURRENCY}') AS currency
+        coalesce(bc.currency, '{DEFAULT_CURRENCY}') AS currency, m.segments AS quantity
     FROM {source} s
     {messages}
     LEFT JOIN tenants t ON t.id = m.tenant_id
@@ -126,13 +126,15 @@ def _bill(source: str, *, defer: bool) -> str:
                price.unit_price_micros, card.currency, c.at,
                -- A closed month never changes: its late events post to the first open one.
                greatest({_month_of("c.at")}, o.period) AS period,
-               CASE WHEN {_month_of("c.at")} < o.period THEN 'adjustment' ELSE 'usage' END AS kind
+               CASE WHEN {_month_of("c.at")} < o.period THEN 'adjustment' ELSE 'usage' END AS kind,
+               c.quantity
         FROM {_priced("due c", "c.at")}
         CROSS JOIN first_open o
     ),
     written AS (
         INSERT INTO billing_records (message_id, tenant_id, channel, category, country,
-                                     rate_card_version, unit_price_micros, currency, billed_at, period, kind)
+                                     rate_card_version, unit_price_micros, currency, billed_at, period, kind,
+                                     quantity)
         SELECT * FROM priced
         ON CONFLICT (message_id) DO NOTHING
         RETURNING 1
@@ -360,6 +362,9 @@ class Difference(msgspec.Struct, frozen=True):
     rate_card_version: int | None
     expected_unit_price_micros: int | None
     unit_price_micros: int | None
+    expected_quantity: int | None = None
+    quantity: int | None = None
+    """Units (an SMS's segments) the message should be and is charged for."""
 
 
 _TOTALS = """
@@ -371,7 +376,8 @@ FROM (
     SELECT tenant_id, currency, sum(rows)::bigint AS rows, sum(usage_micros)::bigint AS usage_micros,
            sum(entries_micros)::bigint AS entries_micros
     FROM (
-        SELECT tenant_id, currency, count(*) AS rows, sum(unit_price_micros) AS usage_micros, 0 AS entries_micros
+        SELECT tenant_id, currency, count(*) AS rows, sum(unit_price_micros * quantity) AS usage_micros,
+               0 AS entries_micros
         FROM billing_records WHERE period = $1 GROUP BY tenant_id, currency
         UNION ALL
         SELECT tenant_id, currency, 0, 0, sum(amount_micros) FROM billing_entries WHERE period = $1
@@ -411,6 +417,15 @@ class EntryTotal(msgspec.Struct, frozen=True):
     amount_micros: int
 
 
+class Amounts(msgspec.Struct, frozen=True):
+    """One currency's usage in a month, to the micro-unit: the ledger's and what the status
+    projection says it should be (each line quantity x unit price)."""
+
+    currency: str
+    ledger_micros: int
+    billable_micros: int
+
+
 class Reconciliation(msgspec.Struct, frozen=True):
     month: str
     ledger_rows: int
@@ -425,6 +440,8 @@ class Reconciliation(msgspec.Struct, frozen=True):
     closed: bool = False
     close_intact: bool = True
     """For a closed month: it still holds exactly the totals recorded at its close."""
+    amounts: list[Amounts] = []
+    """Per currency; equal when nothing differs."""
 
 
 _RECONCILE_CTES = f"""
@@ -435,7 +452,7 @@ WITH billable AS ({
     )
 }),
 expected AS (
-    SELECT c.message_id, c.tenant_id, c.at, card.version, price.unit_price_micros
+    SELECT c.message_id, c.tenant_id, c.at, card.version, price.unit_price_micros, c.currency, c.quantity
     FROM {_priced("billable c", "c.at", "LEFT JOIN LATERAL")}
     WHERE c.at >= $1 AND c.at < $2
 ),
@@ -446,11 +463,21 @@ SELECT coalesce(e.message_id, l.message_id) AS message_id, coalesce(e.tenant_id,
        CASE WHEN l.message_id IS NULL THEN 'missing' WHEN e.message_id IS NULL THEN 'unexpected'
             ELSE 'mismatch' END AS kind,
        e.at AS expected_billed_at, l.billed_at, e.version AS expected_version, l.rate_card_version,
-       e.unit_price_micros AS expected_unit_price_micros, l.unit_price_micros
+       e.unit_price_micros AS expected_unit_price_micros, l.unit_price_micros,
+       e.quantity AS expected_quantity, l.quantity
 FROM expected e FULL JOIN ledger l ON l.message_id = e.message_id
 WHERE l.message_id IS NULL OR e.message_id IS NULL
-   OR (e.at, e.version, e.unit_price_micros) IS DISTINCT FROM (l.billed_at, l.rate_card_version, l.unit_price_micros)
+   OR (e.at, e.version, e.unit_price_micros, e.quantity)
+      IS DISTINCT FROM (l.billed_at, l.rate_card_version, l.unit_price_micros, l.quantity)
 ORDER BY 1
+"""
+
+_AMOUNTS = f"""{_RECONCILE_CTES}
+SELECT currency, sum(ledger)::bigint AS ledger_micros, sum(billable)::bigint AS billable_micros FROM (
+    SELECT currency, unit_price_micros * quantity AS ledger, 0 AS billable FROM ledger
+    UNION ALL
+    SELECT currency, 0, coalesce(unit_price_micros, 0) * quantity FROM expected
+) a GROUP BY currency ORDER BY currency
 """
 
 
@@ -475,10 +502,11 @@ async def reconcile(pool: asyncpg.Pool, month: Month) -> Reconciliation:
                 month.start.date(),
             )
         ]
+        amounts = [Amounts(**dict(r)) for r in await conn.fetch(_AMOUNTS, month.start, month.end)]
         recorded = await conn.fetchval("SELECT totals FROM billing_closes WHERE period = $1", month.start.date())
         intact = recorded is None or PERIOD_TOTALS.decode(recorded) == await period_totals(conn, month)
     differences = [Difference(**dict(r)) for r in rows]
     return Reconciliation(
         month=month.label, ledger_rows=ledger, billable_messages=expected, pending=pending, differences=differences,
-        late_usage_rows=late, entries=entries, closed=recorded is not None, close_intact=intact,
+        late_usage_rows=late, entries=entries, closed=recorded is not None, close_intact=intact, amounts=amounts,
     )  # fmt: skip

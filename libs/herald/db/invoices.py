@@ -13,7 +13,7 @@ from herald.db import customers, usage
 from herald.errors import Conflict, NotFound
 
 _USAGE = """
-SELECT kind, channel, category, country, rate_card_version, unit_price_micros, count(*) AS quantity
+SELECT kind, channel, category, country, rate_card_version, unit_price_micros, sum(quantity) AS quantity
 FROM billing_records WHERE period = $1 AND tenant_id = $2 AND currency = $3
 GROUP BY kind, channel, category, country, rate_card_version, unit_price_micros
 ORDER BY kind DESC, channel, category, country NULLS FIRST, rate_card_version, unit_price_micros
@@ -24,7 +24,7 @@ WHERE period = $1 AND tenant_id = $2 AND currency = $3 ORDER BY created_at, id
 """
 _MONTH_USAGE = """
 SELECT tenant_id, currency, kind, channel, category, country, rate_card_version, unit_price_micros,
-       count(*) AS quantity
+       sum(quantity) AS quantity
 FROM billing_records WHERE period = $1
 GROUP BY tenant_id, currency, kind, channel, category, country, rate_card_version, unit_price_micros
 ORDER BY tenant_id, currency, kind DESC, channel, category, country NULLS FIRST, rate_card_version, unit_price_micros

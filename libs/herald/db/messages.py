@@ -36,6 +36,8 @@ class Charge(msgspec.Struct, frozen=True):
     currency: str
     rate_card_version: int
     billed_at: datetime
+    quantity: int
+    """What the line charges for (an SMS's segments): the amount is quantity x unit price."""
 
 
 class MessageView(msgspec.Struct, frozen=True):
@@ -49,6 +51,7 @@ class MessageView(msgspec.Struct, frozen=True):
     reference: str | None
     created_at: datetime
     events: list[EventView]
+    segments: int
     charge: Charge | None = None
     replay_of: uuid.UUID | None = None
 
@@ -110,12 +113,13 @@ async def apply_batch(
             await conn.execute(
                 "INSERT INTO messages (id, tenant_id, key_kind, channel, category, template_name,"
                 " template_language, template_version, country, reference, status, created_at, expires_at, tier,"
-                " replay_of) SELECT id, tenant_id, key_kind, channel, category, template_name, template_language,"
-                " template_version, country, reference, 'accepted', created_at, expires_at, tier, replay_of"
+                " replay_of, segments) SELECT id, tenant_id, key_kind, channel, category, template_name,"
+                " template_language, template_version, country, reference, 'accepted', created_at, expires_at, tier,"
+                " replay_of, segments"
                 " FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],"
-                " $8::int[], $9::text[], $10::text[], $11::timestamptz[], $12::timestamptz[], $13::text[], $14::uuid[])"
-                " AS r(id, tenant_id, key_kind, channel, category, template_name, template_language, template_version,"
-                " country, reference, created_at, expires_at, tier, replay_of)"
+                " $8::int[], $9::text[], $10::text[], $11::timestamptz[], $12::timestamptz[], $13::text[], $14::uuid[],"
+                " $15::smallint[]) AS r(id, tenant_id, key_kind, channel, category, template_name, template_language,"
+                " template_version, country, reference, created_at, expires_at, tier, replay_of, segments)"
                 " ON CONFLICT (id) DO NOTHING",
                 [m.id for m in messages],
                 [m.tenant_id for m in messages],
@@ -131,6 +135,7 @@ async def apply_batch(
                 [to_datetime(m.expires_at_ms) for m in messages],
                 [m.tier.value if m.tier is not None else None for m in messages],
                 [m.replay_of for m in messages],
+                [m.segments for m in messages],
             )
         duplicates = 0
         if events:
@@ -192,7 +197,8 @@ async def get(pool: asyncpg.Pool, tenant_id: uuid.UUID, message_id: uuid.UUID) -
     """Tenant-scoped: another tenant's id is indistinguishable from an unknown one."""
     row = await pool.fetchrow(
         "SELECT m.id, m.status, m.channel, m.category, m.template_name, m.template_language, m.template_version,"
-        " m.reference, m.created_at, m.replay_of, b.unit_price_micros, b.currency, b.rate_card_version, b.billed_at"
+        " m.reference, m.created_at, m.replay_of, m.segments, b.quantity, b.unit_price_micros, b.currency,"
+        " b.rate_card_version, b.billed_at"
         " FROM messages m LEFT JOIN billing_records b ON b.message_id = m.id WHERE m.id = $1 AND m.tenant_id = $2",
         message_id,
         tenant_id,
@@ -216,6 +222,7 @@ async def get(pool: asyncpg.Pool, tenant_id: uuid.UUID, message_id: uuid.UUID) -
         template_version=row["template_version"],
         reference=row["reference"],
         replay_of=row["replay_of"],
+        segments=row["segments"],
         created_at=row["created_at"],
         events=[
             accepted,
@@ -231,7 +238,9 @@ async def get(pool: asyncpg.Pool, tenant_id: uuid.UUID, message_id: uuid.UUID) -
         ],
         charge=None
         if row["billed_at"] is None
-        else Charge(row["unit_price_micros"], row["currency"], row["rate_card_version"], row["billed_at"]),
+        else Charge(
+            row["unit_price_micros"], row["currency"], row["rate_card_version"], row["billed_at"], row["quantity"]
+        ),
     )
 
 

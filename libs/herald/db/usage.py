@@ -39,7 +39,7 @@ SUMMARY_COLUMNS = (
 # billing time, or when an entry was made.
 _LINES = """
 SELECT r.message_id, NULL::uuid AS entry_id, r.tenant_id, r.kind, r.channel, r.category, r.country,
-       r.rate_card_version, r.unit_price_micros, 1 AS quantity, r.unit_price_micros AS amount_micros,
+       r.rate_card_version, r.unit_price_micros, r.quantity, r.unit_price_micros * r.quantity AS amount_micros,
        r.currency, r.billed_at AS charged_at
 FROM billing_records r WHERE r.period = $1 {tenant_r}
 UNION ALL
@@ -129,7 +129,8 @@ async def usage_rows(
 
 
 _TENANT_USAGE = """
-SELECT channel, category, country, currency, count(*) AS messages, sum(unit_price_micros)::bigint AS amount_micros
+SELECT channel, category, country, currency, count(*) AS messages,
+       sum(unit_price_micros * quantity)::bigint AS amount_micros
 FROM billing_records WHERE period = $1 AND tenant_id = $2
 GROUP BY channel, category, country, currency
 ORDER BY channel, category, country NULLS FIRST, currency

@@ -33,6 +33,7 @@ from herald_api.schemas import (
     TemplateUsed,
     WhatsAppLimitsOut,
 )
+from herald_api.services.sending import Admitted, Outcome
 
 
 def decode_item(item: Any) -> SendRequest | HeraldError:
@@ -45,9 +46,9 @@ def decode_item(item: Any) -> SendRequest | HeraldError:
         return InvalidRequest(message, fields=(FieldError(field, message.split(" - at ")[0]),))
 
 
-def _item(index: int, outcome: uuid.UUID | HeraldError) -> BatchItemResult:
-    if isinstance(outcome, uuid.UUID):
-        return BatchItemResult(index=index, id=outcome)
+def _item(index: int, outcome: Outcome) -> BatchItemResult:
+    if isinstance(outcome, Admitted):
+        return BatchItemResult(index=index, id=outcome.id, segments=outcome.segments)
     metrics.MESSAGES_REJECTED.labels(outcome.code).inc()
     return BatchItemResult(
         index=index,
@@ -70,7 +71,8 @@ class MessageController(Controller):
         # The hot path reads principal and services off the request instead of through DI (profiled).
         services: Services = request.app.state.services
         principal = request.user
-        return MessageAccepted(id=await services.sender.accept(principal.tenant, principal.key_kind, data.request()))
+        admitted = await services.sender.accept(principal.tenant, principal.key_kind, data.request())
+        return MessageAccepted(id=admitted.id, segments=admitted.segments)
 
     @post("/batch", status_code=202, summary="Send up to 1,000 messages; each item accepted or rejected on its own")
     async def send_batch(self, data: JSONBody[BatchCreate], request: Request[Principal, None, State]) -> BatchAccepted:
@@ -99,7 +101,13 @@ class MessageController(Controller):
                 EventOut(status=e.status, at=e.at, detail=e.detail, provider_error=e.provider_error)
                 for e in view.events
             ],
-            price=None if view.charge is None else Price(**msgspec.structs.asdict(view.charge)),
+            segments=view.segments,
+            price=None
+            if view.charge is None
+            else Price(
+                **msgspec.structs.asdict(view.charge),
+                amount_micros=view.charge.quantity * view.charge.unit_price_micros,
+            ),
             replay_of=view.replay_of,
         )
 

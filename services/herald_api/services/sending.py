@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 
 import asyncpg
+import msgspec
 from aiokafka.errors import KafkaError
 
 from herald import clock, metrics
@@ -25,6 +26,7 @@ from herald.domain import recipients
 from herald.domain.limits import RecipientHasher
 from herald.domain.models import DEFAULT_TTL_SECONDS, Category, Channel, KeyKind, TemplateStatus
 from herald.domain.records import ENCODER, OutboundMessage, SealedMessageV2, message_key
+from herald.domain.segments import count as count_segments
 from herald.domain.sends import SendRequest
 from herald.domain.templates import Template, render
 from herald.domain.tenants import Tenant
@@ -35,7 +37,19 @@ from herald.kafka.topics import class_topic
 from herald.whatsapp.templates import encode_values
 
 TemplateKey = tuple[uuid.UUID, str, str]
-Outcome = uuid.UUID | HeraldError
+MAX_SMS_SEGMENTS = 10
+"""The longest SMS Herald accepts, in segments (1,530 GSM-7 or 670 UCS-2 characters): Twilio
+refuses past 10 segments too, and a handset reassembles beyond it unreliably."""
+
+
+class Admitted(msgspec.Struct, frozen=True):
+    """An accepted message: what the send's answer tells."""
+
+    id: uuid.UUID
+    segments: int
+
+
+Outcome = Admitted | HeraldError
 
 
 class TemplateCache:
@@ -94,9 +108,15 @@ class Sender:
             )  # fmt: skip
         recipient = recipients.normalize(request.channel, request.to)
         body = render(template.body, request.params, template.channel)
+        segments = 1
         if template.channel is Channel.WHATSAPP:
             # Meta renders a whatsapp template: what travels (sealed) is its parameters, in order.
             body = encode_values(template.body, request.params)
+        elif template.channel is Channel.SMS and (segments := count_segments(body)) > MAX_SMS_SEGMENTS:
+            raise InvalidRequest.field(
+                "params", f"the rendered text takes {segments} SMS segments; at most {MAX_SMS_SEGMENTS} are sent",
+                code="message_too_long",
+            )  # fmt: skip
         ttl = request.ttl_seconds or DEFAULT_TTL_SECONDS[template.category]
         key = request.idempotency_key
         return OutboundMessage(
@@ -117,9 +137,10 @@ class Sender:
             reference=request.reference,
             idempotent=key is not None,
             tier=tenant.tier,
+            segments=segments,
         )
 
-    async def accept(self, tenant: Tenant, key_kind: KeyKind, request: SendRequest) -> uuid.UUID:
+    async def accept(self, tenant: Tenant, key_kind: KeyKind, request: SendRequest) -> Admitted:
         message = await self.prepare(tenant, key_kind, request, clock.now_ms())
         (outcome,) = await self.accept_many(tenant, [message])
         if isinstance(outcome, HeraldError):
@@ -154,7 +175,7 @@ class Sender:
         sealed = await self._seal(messages)
         if limit is None:
             await self._produce(messages, sealed)
-            return [m.id for m in messages]
+            return [Admitted(m.id, m.segments) for m in messages]
         # The reservation commits before anything is produced, and is kept if the broker then
         # fails: a retry of the same recipient is admitted without counting again, and a crash
         # between the two can only leave a recipient counted and not sent (the limit errs toward
@@ -173,7 +194,10 @@ class Sender:
             retry_after=reservation.retry_after_seconds,
             fields=(FieldError("to", "over the daily unique-recipient limit"),),
         )
-        return [m.id if ok else refused for m, ok in zip(messages, reservation.admitted, strict=True)]
+        return [
+            Admitted(m.id, m.segments) if ok else refused
+            for m, ok in zip(messages, reservation.admitted, strict=True)
+        ]
 
     async def _seal(self, messages: list[OutboundMessage]) -> list[SealedMessageV2]:
         # The recipient and body never reach the broker in clear (herald.sealing). The hour's first

@@ -59,6 +59,8 @@ class MessageCreate(msgspec.Struct, frozen=True, omit_defaults=True):
 
 class MessageAccepted(msgspec.Struct, frozen=True):
     id: uuid.UUID
+    segments: int = 1
+    """SMS segments the message is carried and billed as; 1 on other channels."""
     status: Status = Status.ACCEPTED
 
 
@@ -74,6 +76,7 @@ class BatchItemResult(msgspec.Struct, frozen=True):
 
     index: int
     id: uuid.UUID | None = None
+    segments: int | None = None
     error: ItemError | None = None
 
 
@@ -147,6 +150,10 @@ class Price(msgspec.Struct, frozen=True):
     currency: str
     rate_card_version: int
     billed_at: datetime
+    quantity: int = 1
+    """Units charged (an SMS's segments)."""
+    amount_micros: int | None = None
+    """quantity x unit price."""
 
 
 class Message(msgspec.Struct, frozen=True):
@@ -157,6 +164,7 @@ class Message(msgspec.Struct, frozen=True):
     template: TemplateUsed
     created_at: datetime
     events: list[Event]
+    segments: int = 1
     reference: str | None = None
     price: Price | None = None
     replay_of: uuid.UUID | None = None
