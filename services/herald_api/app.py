@@ -31,6 +31,7 @@ from herald_api.controllers.billing import AdminUsageController, RateCardControl
 from herald_api.controllers.invoicing import CustomerController, InvoiceController, PeriodController
 from herald_api.controllers.messages import LimitsController, MessageController
 from herald_api.controllers.receipts import ReceiptController
+from herald_api.controllers.suppressions import SuppressionController
 from herald_api.controllers.templates import TemplateController
 from herald_api.controllers.whatsapp import (
     WhatsAppAccountController,
@@ -104,6 +105,7 @@ def create_app(settings: ApiConfig) -> Litestar:
             TemplateController,
             MessageController,
             LimitsController,
+            SuppressionController,
             ReceiptController,
             *ops_handlers(ready),
         ],

@@ -19,6 +19,7 @@ from herald_api.services.invoicing import Invoicing
 from herald_api.services.reading import Reading
 from herald_api.services.receipts import Receipts
 from herald_api.services.sending import Sender, TemplateCache
+from herald_api.services.suppressions import Suppressions
 from herald_api.services.tenancy import Tenancy
 from herald_api.services.whatsapp import WhatsApp
 from herald_api.settings import ApiConfig
@@ -40,6 +41,7 @@ class Services:
     invoicing: Invoicing
     receipts: Receipts
     whatsapp: WhatsApp
+    suppressions: Suppressions
 
 
 def build(settings: ApiConfig, pool: asyncpg.Pool, producer: Producer, graph: Graph) -> Services:
@@ -48,6 +50,7 @@ def build(settings: ApiConfig, pool: asyncpg.Pool, producer: Producer, graph: Gr
     ring = KeyRing(settings.secrets.keys())
     keys = ContentKeys(pool, ring, settings.retention.content_days)
     receipts = Receipts(pool, producer)
+    hasher = RecipientHasher(settings.secrets.keys())
     whatsapp = WhatsApp(pool, ring, graph, template_cache, receipts)
     return Services(
         settings=settings,
@@ -56,9 +59,7 @@ def build(settings: ApiConfig, pool: asyncpg.Pool, producer: Producer, graph: Gr
             pool, settings.api.auth_cache_seconds, KeyRateLimiter(settings.api.key_requests_per_second)
         ),
         failed_auth=FailedAuthLimiter(settings.api.failed_auth_per_minute),
-        sender=Sender(
-            producer, template_cache, pool, keys, RecipientHasher(settings.secrets.keys()), whatsapp.is_connected
-        ),
+        sender=Sender(producer, template_cache, pool, keys, hasher, whatsapp.is_connected),
         catalogue=Catalogue(pool, template_cache, whatsapp),
         reading=Reading(pool),
         tenancy=Tenancy(pool, settings.callbacks),
@@ -66,4 +67,5 @@ def build(settings: ApiConfig, pool: asyncpg.Pool, producer: Producer, graph: Gr
         invoicing=Invoicing(pool, settings.billing),
         receipts=receipts,
         whatsapp=whatsapp,
+        suppressions=Suppressions(pool, hasher),
     )

@@ -16,6 +16,7 @@ from herald.domain.patterns import whole
 from herald.domain.reasons import Reason
 from herald.domain.sends import SendRequest
 from herald.domain.status import Status
+from herald.domain.suppressions import SuppressionReason
 
 # Control characters (NUL above all: PostgreSQL text cannot hold it) are refused at the boundary,
 # so no downstream consumer can be handed a record it cannot store. Tab, CR and LF are allowed.
@@ -398,3 +399,32 @@ class InvoiceFormat(StrEnum):
     JSON = "json"
     CSV = "csv"
     PDF = "pdf"
+
+
+# --- the suppression list ------------------------------------------------------------------------
+class SuppressionIn(Strict, frozen=True):
+    channel: Channel
+    recipient: Annotated[str, msgspec.Meta(min_length=1, max_length=320, pattern=_NO_CONTROL)]
+    """As a send's `to`: an E.164 number, or an email address."""
+
+
+class SuppressionOut(msgspec.Struct, frozen=True):
+    id: str
+    """`<channel>:<hex>`: the recipient's keyed hash. Herald keeps no recipient in clear."""
+    channel: Channel
+    hint: str
+    """What the entry is recognised by: `+44•••••••123`, `j•••@example.com`."""
+    reason: SuppressionReason
+    created_at: datetime
+
+
+class SuppressionPage(msgspec.Struct, frozen=True, omit_defaults=True):
+    items: list[SuppressionOut]
+    next: str | None = None
+    """Pass as `after` for the next page; absent on the last."""
+
+
+class ImportOut(msgspec.Struct, frozen=True):
+    rows: int
+    added: int
+    """Rows not suppressed before (the others keep their first reason and time)."""

@@ -20,14 +20,17 @@ from aiokafka.errors import KafkaError
 from herald import clock, metrics
 from herald.caches import TTLCache
 from herald.db import recipients as recipient_store
+from herald.db import suppressions as suppression_store
 from herald.db import templates
 from herald.db.content_keys import ContentKeys
+from herald.db.suppressions import Candidate
 from herald.domain import recipients
 from herald.domain.limits import RecipientHasher
 from herald.domain.models import DEFAULT_TTL_SECONDS, Category, Channel, KeyKind, TemplateStatus
 from herald.domain.records import ENCODER, OutboundMessage, SealedMessageV2, message_key
 from herald.domain.segments import count as count_segments
 from herald.domain.sends import SendRequest
+from herald.domain.suppressions import SUPPRESSED_CATEGORIES
 from herald.domain.templates import Template, render
 from herald.domain.tenants import Tenant
 from herald.errors import FieldError, Forbidden, HeraldError, InvalidRequest, NotFound, RateLimited, Unavailable
@@ -167,7 +170,35 @@ class Sender:
         return [next(accepted) if isinstance(o, OutboundMessage) else o for o in outcomes]
 
     async def accept_many(self, tenant: Tenant, messages: list[OutboundMessage]) -> list[Outcome]:
-        """Admit and produce; one outcome per message, in order. Raises Unavailable if the broker fails."""
+        """Refuse what the tenant's suppression list covers, admit and produce the rest; one
+        outcome per message, in order. Raises Unavailable if the broker fails."""
+        refused = await self._suppressed(tenant.id, messages)
+        if not refused:
+            return await self._admit(tenant, messages)
+        admitted = iter(await self._admit(tenant, [m for i, m in enumerate(messages) if i not in refused]))
+        return [refused[i] if i in refused else next(admitted) for i in range(len(messages))]
+
+    async def _suppressed(self, tenant_id: uuid.UUID, messages: list[OutboundMessage]) -> dict[int, HeraldError]:
+        """The refusals the suppression list makes, by index (`herald.domain.suppressions`'s policy).
+        Before the recipient limit: a refused recipient is never counted."""
+        covered = [i for i, m in enumerate(messages) if m.category in SUPPRESSED_CATEGORIES]
+        if not covered:
+            return {}
+        found = await suppression_store.matching(
+            self._pool, tenant_id,
+            [Candidate(messages[i].channel, self._hasher.candidates(tenant_id, messages[i].to)) for i in covered],
+        )  # fmt: skip
+        return {
+            i: InvalidRequest.field(
+                "to",
+                f"the recipient is on the tenant's suppression list ({entry.reason}) for {entry.channel}",
+                code="recipient_suppressed",
+            )
+            for i, entry in zip(covered, found, strict=True)
+            if entry is not None
+        }
+
+    async def _admit(self, tenant: Tenant, messages: list[OutboundMessage]) -> list[Outcome]:
         limit = tenant.limits.daily_recipients
         if not messages:
             return []
@@ -195,8 +226,7 @@ class Sender:
             fields=(FieldError("to", "over the daily unique-recipient limit"),),
         )
         return [
-            Admitted(m.id, m.segments) if ok else refused
-            for m, ok in zip(messages, reservation.admitted, strict=True)
+            Admitted(m.id, m.segments) if ok else refused for m, ok in zip(messages, reservation.admitted, strict=True)
         ]
 
     async def _seal(self, messages: list[OutboundMessage]) -> list[SealedMessageV2]:
