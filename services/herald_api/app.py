@@ -31,6 +31,7 @@ from herald_api.controllers.billing import AdminUsageController, RateCardControl
 from herald_api.controllers.invoicing import CustomerController, InvoiceController, PeriodController
 from herald_api.controllers.messages import LimitsController, MessageController
 from herald_api.controllers.receipts import ReceiptController
+from herald_api.controllers.sms_admin import SmsProviderController, SmsRouteController
 from herald_api.controllers.suppressions import SuppressionController
 from herald_api.controllers.templates import TemplateController
 from herald_api.controllers.whatsapp import (
@@ -106,6 +107,8 @@ def create_app(settings: ApiConfig) -> Litestar:
             MessageController,
             LimitsController,
             SuppressionController,
+            SmsProviderController,
+            SmsRouteController,
             ReceiptController,
             *ops_handlers(ready),
         ],

@@ -19,6 +19,7 @@ from herald_api.services.invoicing import Invoicing
 from herald_api.services.reading import Reading
 from herald_api.services.receipts import Receipts
 from herald_api.services.sending import Sender, TemplateCache
+from herald_api.services.sms_config import SmsConfig
 from herald_api.services.suppressions import Suppressions
 from herald_api.services.tenancy import Tenancy
 from herald_api.services.whatsapp import WhatsApp
@@ -42,6 +43,7 @@ class Services:
     receipts: Receipts
     whatsapp: WhatsApp
     suppressions: Suppressions
+    sms_config: SmsConfig
 
 
 def build(settings: ApiConfig, pool: asyncpg.Pool, producer: Producer, graph: Graph) -> Services:
@@ -68,4 +70,5 @@ def build(settings: ApiConfig, pool: asyncpg.Pool, producer: Producer, graph: Gr
         receipts=receipts,
         whatsapp=whatsapp,
         suppressions=Suppressions(pool, hasher),
+        sms_config=SmsConfig(pool, ring),
     )

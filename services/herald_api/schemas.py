@@ -15,6 +15,8 @@ from herald.domain.models import MAX_TTL_SECONDS, Category, Channel, EpochMillis
 from herald.domain.patterns import whole
 from herald.domain.reasons import Reason
 from herald.domain.sends import SendRequest
+from herald.domain.sms_routing import ProviderKind
+from herald.domain.sms_routing import Strategy as RouteStrategy
 from herald.domain.status import Status
 from herald.domain.suppressions import SuppressionReason
 
@@ -26,6 +28,9 @@ Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=_NO_CON
 TemplateName = Annotated[str, msgspec.Meta(pattern=whole("[a-z0-9_]{1,64}"), description="lowercase, digits, _")]
 Language = Annotated[str, msgspec.Meta(pattern=whole("[a-z]{2,3}([_-][A-Za-z]{2,4})?"), examples=["en", "pt_BR"])]
 Url = Annotated[str, msgspec.Meta(max_length=2048, pattern=whole(r"https?://[^\x00-\x20\x7f]+"))]
+SmsSender = Annotated[str, msgspec.Meta(pattern=r"^([0-9]{3,15}|[A-Za-z0-9 ]{1,11})$")]
+"""SMPP source_addr / Twilio From: digits (a short code, a number without `+`) or an
+alphanumeric sender id of up to 11 characters (GSM 03.40)."""
 Reference = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=_NO_CONTROL)]
 ParamName = Annotated[str, msgspec.Meta(pattern=whole("[A-Za-z_][A-Za-z0-9_]{0,63}"))]
 
@@ -50,6 +55,8 @@ class TenantPatch(Strict, frozen=True):
     rate_limit_per_second: Annotated[int, msgspec.Meta(ge=1, le=100000)] | msgspec.UnsetType | None = msgspec.UNSET
     # The column is a Postgres integer: beyond it the write failed with a 500 (found by fuzzing).
     daily_recipient_limit: Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)] | msgspec.UnsetType | None = msgspec.UNSET
+    sms_sender: SmsSender | msgspec.UnsetType | None = msgspec.UNSET
+    """Its own sender: an E.164 number without `+`, a short code, or an alphanumeric id (11)."""
 
 
 class TenantOut(msgspec.Struct, frozen=True):
@@ -62,6 +69,7 @@ class TenantOut(msgspec.Struct, frozen=True):
     rate_limit_per_second: int | None
     daily_recipient_limit: int | None
     created_at: datetime
+    sms_sender: str | None = None
     callback_secret: str | None = None
     """Only in the creation response: shown once."""
 
@@ -428,3 +436,56 @@ class ImportOut(msgspec.Struct, frozen=True):
     rows: int
     added: int
     """Rows not suppressed before (the others keep their first reason and time)."""
+
+
+# --- sms providers and routes (admin) ------------------------------------------------------------
+CountryOrAny = Annotated[str, msgspec.Meta(pattern=r"^([A-Z]{2}|\*)$")]
+ProviderName = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9-]{0,39}$")]
+Micros = Annotated[int, msgspec.Meta(ge=0, le=10**12)]
+
+
+class ProviderIn(Strict, frozen=True):
+    """A provider account. `secret` is write-only (an SMPP password, a Twilio auth token): kept
+    encrypted, never answered; leave it out of a replacement to keep the stored one."""
+
+    kind: ProviderKind
+    endpoint: Annotated[str, msgspec.Meta(min_length=1, max_length=2048, pattern=_NO_CONTROL)]
+    """smpp: `host:port`; twilio and carrier: the API's base URL."""
+    account: Annotated[str, msgspec.Meta(max_length=64, pattern=_NO_CONTROL)] = ""
+    """smpp: the system_id; twilio: the Account SID."""
+    secret: Annotated[str, msgspec.Meta(min_length=1, max_length=256, pattern=_NO_CONTROL)] | None = None
+    sender: SmsSender | None = None
+    rate_per_second: Annotated[int, msgspec.Meta(ge=0, le=100_000)] = 0
+    window: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 10
+    binds: Annotated[int, msgspec.Meta(ge=1, le=32)] = 1
+    prices: Annotated[dict[CountryOrAny, Micros], msgspec.Meta(max_length=300)] = {}
+    """Micro-units per segment by country (`*`: the rest), for cost-ranked routes."""
+    enabled: bool = True
+
+
+class ProviderOut(msgspec.Struct, frozen=True):
+    name: str
+    kind: ProviderKind
+    endpoint: str
+    account: str
+    sender: str
+    rate_per_second: int
+    window: int
+    binds: int
+    prices: dict[str, int]
+    enabled: bool
+    has_secret: bool
+
+
+class RouteIn(Strict, frozen=True):
+    country: CountryOrAny
+    providers: Annotated[list[ProviderName], msgspec.Meta(min_length=1, max_length=8)]
+    strategy: RouteStrategy = RouteStrategy.ORDERED
+    tenant_id: uuid.UUID | None = None
+
+
+class RouteOut(msgspec.Struct, frozen=True):
+    country: str
+    strategy: RouteStrategy
+    providers: list[str]
+    tenant_id: uuid.UUID | None = None

@@ -62,10 +62,14 @@ def rewrap_secrets(settings: Settings) -> None:
 
 
 async def _rewrap(settings: Settings) -> int:
-    from herald.db import content_keys, whatsapp
+    from herald.db import content_keys, sms_config, whatsapp
     from herald.db.pool import opened_pool
     from herald.keyring import KeyRing
 
     ring = KeyRing(settings.secrets.keys())
     async with opened_pool(settings.database) as pool:
-        return await content_keys.rewrap(pool, ring) + await whatsapp.rewrap(pool, ring)
+        return (
+            await content_keys.rewrap(pool, ring)
+            + await whatsapp.rewrap(pool, ring)
+            + await sms_config.rewrap(pool, ring)
+        )

@@ -24,7 +24,8 @@ class KeyLookup(msgspec.Struct, frozen=True):
 
 
 _TENANT_COLUMNS = (
-    "id, name, tier, verified, suspended, callback_url, rate_limit_per_second, daily_recipient_limit, created_at"
+    "id, name, tier, verified, suspended, callback_url, rate_limit_per_second, daily_recipient_limit, created_at,"
+    " sms_sender"
 )
 
 
@@ -63,7 +64,13 @@ async def get(conn: asyncpg.Pool | asyncpg.Connection, tenant_id: uuid.UUID) -> 
 
 
 # Columns a PATCH may set; the mapping keeps SQL identifiers out of user input.
-PATCHABLE = ("tier", "verified", "suspended", "callback_url", "rate_limit_per_second", "daily_recipient_limit")
+PATCHABLE = (
+    "tier", "verified", "suspended", "callback_url", "rate_limit_per_second", "daily_recipient_limit", "sms_sender",
+)  # fmt: skip
+
+
+class SenderTaken(Exception):
+    """Another tenant sends from that address already."""
 
 
 async def patch(
@@ -73,11 +80,14 @@ async def patch(
     if not changes:
         return await get(conn, tenant_id)
     assignments = ", ".join(f"{col} = ${i}" for i, col in enumerate(changes, start=2))
-    row = await conn.fetchrow(
-        f"UPDATE tenants SET {assignments}, updated_at = now() WHERE id = $1 RETURNING {_TENANT_COLUMNS}",
-        tenant_id,
-        *changes.values(),
-    )
+    try:
+        row = await conn.fetchrow(
+            f"UPDATE tenants SET {assignments}, updated_at = now() WHERE id = $1 RETURNING {_TENANT_COLUMNS}",
+            tenant_id,
+            *changes.values(),
+        )
+    except asyncpg.UniqueViolationError:
+        raise SenderTaken from None
     return None if row is None else _tenant(row)
 
 

@@ -47,6 +47,8 @@ class MessageEnvelope(msgspec.Struct, frozen=True, kw_only=True):
     """On `herald.retry`: why the previous attempt did not send it (a transient reason, or why it waits)."""
     replay_of: uuid.UUID | None = None
     """Set by `herald dlq replay`: the failed message this one re-sends."""
+    sender: str | None = None
+    """An sms's sender: its tenant's own (`Tenant.sms_sender`) at accept; None, the provider's."""
     segments: int = 1
     """What the provider carries and bills it as: an SMS's segments (`herald.domain.segments`),
     decided at accept from the rendered text; 1 on every other channel."""

@@ -21,6 +21,9 @@ class Tenant(msgspec.Struct, frozen=True):
     rate_limit_per_second: int | None
     daily_recipient_limit: int | None
     created_at: datetime
+    sms_sender: str | None = None
+    """Its own sender (long number, short code, alphanumeric id): its sms come from it, and a
+    reply to it (STOP) is known to be its own. None: the provider's default sender."""
 
     @property
     def limits(self) -> EffectiveLimits:

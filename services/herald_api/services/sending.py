@@ -141,6 +141,7 @@ class Sender:
             idempotent=key is not None,
             tier=tenant.tier,
             segments=segments,
+            sender=tenant.sms_sender if template.channel is Channel.SMS else None,
         )
 
     async def accept(self, tenant: Tenant, key_kind: KeyKind, request: SendRequest) -> Admitted:

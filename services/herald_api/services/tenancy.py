@@ -13,7 +13,7 @@ from herald.domain import apikeys
 from herald.domain.apikeys import IssuedKey
 from herald.domain.models import KeyKind, Tier
 from herald.domain.tenants import Tenant
-from herald.errors import NotFound
+from herald.errors import Conflict, FieldError, NotFound
 from herald.ids import uuid7
 
 
@@ -48,7 +48,11 @@ class Tenancy:
         """`changes`: field -> new value, of `tenants.PATCHABLE`."""
         if isinstance(url := changes.get("callback_url"), str):
             await callback_urls.validate(url, self._policy)
-        found = await tenants.patch(self._pool, tenant_id, changes)
+        try:
+            found = await tenants.patch(self._pool, tenant_id, changes)
+        except tenants.SenderTaken:
+            raise Conflict("another tenant sends from that address", code="sms_sender_taken",
+                           fields=(FieldError("sms_sender", "taken"),)) from None  # fmt: skip
         if found is None:
             raise NotFound("no such tenant", code="tenant_not_found")
         return found
