@@ -24,6 +24,8 @@ from herald_api.settings import ApiSettings
 from herald_carrier_sim.settings import CarrierSimSettings
 from herald_cli.settings import Settings
 from herald_sinks.settings import SinkSettings
+from herald_smsc_sim.settings import SmscSimSettings
+from herald_twilio_sim.settings import TwilioSimSettings
 from herald_whatsapp_sim.settings import WhatsAppSimSettings
 from herald_worker.settings import WorkerSettings
 
@@ -70,6 +72,7 @@ async def database_url(postgres: EmbeddedPostgres) -> AsyncIterator[str]:
 async def settings(database_url: str, broker: EmbeddedBroker, tmp_path: Path) -> Settings:
     prefix = f"t{uuid.uuid4().hex[:8]}."
     api_port, sim_port, whatsapp_port = free_port(), free_port(), free_port()
+    smsc_port, smpp_port, twilio_port = free_port(), free_port(), free_port()
     result = Settings(
         environment="development",
         data_dir=tmp_path,
@@ -99,6 +102,10 @@ async def settings(database_url: str, broker: EmbeddedBroker, tmp_path: Path) ->
             drain_seconds=5.0,
             recipient_gap_seconds=0.0,
             retry_delays_seconds=(),
+            sms_config_refresh_seconds=0.2,
+            sms_health_cooldown_seconds=1.0,
+            smpp_submit_timeout_seconds=3.0,
+            twilio_status_callback_url=f"http://127.0.0.1:{api_port}/v1/providers/twilio",
         ),
         # Receipts bind at once (API, status sink); the sweep catches the rest, soon in tests.
         sinks=SinkSettings(receipt_sweep_seconds=0.5),
@@ -117,6 +124,10 @@ async def settings(database_url: str, broker: EmbeddedBroker, tmp_path: Path) ->
         whatsapp_sim=WhatsAppSimSettings(
             port=whatsapp_port, latency_ms=1, status_delay_ms=20, review_delay_ms=100, webhook_batch_ms=10
         ),
+        # The SMSC and the HTTP aggregator: started with the others; sms take them once a test
+        # registers them as providers and routes (`Platform.sms_routes`).
+        smsc_sim=SmscSimSettings(port=smsc_port, smpp_port=smpp_port, receipt_delay_ms=20),
+        twilio_sim=TwilioSimSettings(port=twilio_port, status_delay_ms=20),
     )  # fmt: skip
     await ensure_topics(result.kafka, Names(prefix))
     return result

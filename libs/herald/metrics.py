@@ -215,6 +215,31 @@ WHATSAPP_ACCOUNTS_SUSPENDED = Counter(
     " their messages wait, unsent, until the tenant connects a new token. Alert on any increase.",
 )
 
+SMS_ROUTE_ATTEMPTS = Counter(
+    "herald_sms_route_attempts_total",
+    "SMS attempts through a route's provider (route `GB`, `*`, `tenant:GB`; provider as configured), by"
+    " outcome: accepted; failover (certainly not taken: the route's next provider is tried); pinned (the"
+    " answer was lost: retried on that provider alone); refused (permanent); exhausted (no provider took it).",
+    ["route", "provider", "outcome"],
+)
+SMS_PROVIDER_HEALTHY = Gauge(
+    "herald_sms_provider_healthy",
+    "1 while an sms provider is in rotation in this worker, 0 while it is out after failing (probed back in).",
+    ["provider"],
+)
+SMS_ROUTE_HEALTHY_PROVIDERS = Gauge(
+    "herald_sms_route_healthy_providers",
+    "Providers of an sms route in rotation in this worker; 0: every provider of the route is failing.",
+    ["route"],
+)
+SMPP_BINDS = Gauge("herald_smpp_binds", "SMPP sessions this worker holds bound, per provider.", ["provider"])
+SMS_OPT_OUTS = Counter(
+    "herald_sms_opt_outs_total",
+    "SMS opt-outs recorded in a tenant's suppression list, by source: stop_reply, provider_opt_out;"
+    " unattributed: a STOP reply to a sender no tenant owns (recorded nowhere).",
+    ["source"],
+)
+
 
 def provider_label(provider: str) -> str:
     """A provider name as a metric label: a tenant's own account (`whatsapp:<waba id>`) counts

@@ -32,6 +32,7 @@ from herald_api.controllers.invoicing import CustomerController, InvoiceControll
 from herald_api.controllers.messages import LimitsController, MessageController
 from herald_api.controllers.receipts import ReceiptController
 from herald_api.controllers.sms_admin import SmsProviderController, SmsRouteController
+from herald_api.controllers.sms_callbacks import TwilioCallbackController
 from herald_api.controllers.suppressions import SuppressionController
 from herald_api.controllers.templates import TemplateController
 from herald_api.controllers.whatsapp import (
@@ -109,6 +110,7 @@ def create_app(settings: ApiConfig) -> Litestar:
             SuppressionController,
             SmsProviderController,
             SmsRouteController,
+            TwilioCallbackController,
             ReceiptController,
             *ops_handlers(ready),
         ],

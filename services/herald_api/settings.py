@@ -20,6 +20,10 @@ class ApiSettings(msgspec.Struct, frozen=True):
     workers: int = 1
     admin_token: str = ""
     max_body_bytes: int = 1024 * 1024
+    public_url: str = ""
+    """Herald's base URL as providers call it (through a proxy or load balancer): a callback
+    signed over its URL (Twilio's) is verified against this plus the path. Empty: the URL the
+    request arrived at."""
     auth_cache_seconds: float = 5.0
     """A revoked key stops working in every API process within this many seconds."""
     key_requests_per_second: float = 2000.0

@@ -16,6 +16,8 @@ from herald.settings import Common, placeholder_refusals, read_env
 from herald_api.settings import ApiConfig, ApiSettings
 from herald_carrier_sim.settings import CarrierSimSettings
 from herald_sinks.settings import SinksConfig, SinkSettings
+from herald_smsc_sim.settings import SmscSimSettings
+from herald_twilio_sim.settings import TwilioSimSettings
 from herald_whatsapp_sim.settings import WhatsAppSimSettings
 from herald_worker.settings import WorkerConfig, WorkerSettings
 
@@ -26,6 +28,8 @@ class Settings(Common, frozen=True):
     sinks: SinkSettings = msgspec.field(default_factory=SinkSettings)
     carrier_sim: CarrierSimSettings = msgspec.field(default_factory=CarrierSimSettings)
     whatsapp_sim: WhatsAppSimSettings = msgspec.field(default_factory=WhatsAppSimSettings)
+    smsc_sim: SmscSimSettings = msgspec.field(default_factory=SmscSimSettings)
+    twilio_sim: TwilioSimSettings = msgspec.field(default_factory=TwilioSimSettings)
 
     def refusals(self) -> list[str]:
         """Why this configuration must not serve production (empty: it may). Names the variables,

@@ -188,14 +188,27 @@ class Deliverer:
             not_before = min(now + int(delay * 1000), message.expires_at_ms)
             metrics.RETRIES_SCHEDULED.labels(exc.reason).inc()
             retry = msgspec.structs.replace(
-                message, attempt=message.attempt + 1, not_before_ms=not_before, last_error=exc.reason
-            )
+                message, attempt=message.attempt + 1, not_before_ms=not_before, last_error=exc.reason,
+                provider_pin=exc.pinned or message.provider_pin,
+            )  # fmt: skip
             return Outcome([], retry=retry)
         return Outcome([self._event(message, Status.FAILED, exc.reason.exhausted())])
 
     async def _send_with_retries(self, provider: Provider, message: OutboundMessage) -> Accepted:
+        current = message
+
+        async def attempt() -> Accepted:
+            # An attempt a provider may have taken pins the next ones to it (`provider_pin`).
+            nonlocal current
+            try:
+                return await self._attempt(provider, current)
+            except RetryableError as exc:
+                if exc.pinned is not None and exc.pinned != current.provider_pin:
+                    current = msgspec.structs.replace(current, provider_pin=exc.pinned)
+                raise
+
         return await retried(
-            lambda: self._attempt(provider, message),
+            attempt,
             lambda: AsyncRetrying(
                 stop=stop_after_attempt(self._attempts),
                 wait=provider_wait,

@@ -11,7 +11,9 @@ from litestar import Litestar
 
 from herald.db.content_keys import ContentKeys
 from herald.db.pool import create_pool
+from herald.domain.limits import RecipientHasher
 from herald.domain.models import Channel
+from herald.domain.sms_routing import ProviderKind, SmsProvider
 from herald.kafka.admin import missing_topics
 from herald.kafka.consumer import make_consumer
 from herald.kafka.membership import Membership
@@ -30,9 +32,40 @@ from herald_worker.providers.carrier import CarrierProvider
 from herald_worker.providers.sink import SinkProvider
 from herald_worker.providers.whatsapp import Accounts, TemplateStatuses, WhatsAppProvider
 from herald_worker.settings import WorkerConfig
+from herald_worker.sms.health import Health
+from herald_worker.sms.inbound import Inbound
+from herald_worker.sms.router import Adapter, SmsRouter, SmsRoutes
+from herald_worker.sms.smpp import Deliver, SmppProvider
+from herald_worker.sms.twilio import TwilioProvider
 from herald_worker.worker import Processor
 
 WORKER_TOPICS = (*MESSAGE_TOPICS, RETRY)
+
+
+class SelfGated:
+    """The channels whose providers gate themselves: whatsapp (per number), and sms while routes
+    are configured (per provider; otherwise sms go to the carrier the dispatcher gates)."""
+
+    def __init__(self, sms: SmsRouter) -> None:
+        self._sms = sms
+
+    def __contains__(self, channel: object) -> bool:
+        return channel is Channel.WHATSAPP or (channel is Channel.SMS and self._sms.gates_itself(Channel.SMS))
+
+
+def sms_adapter(settings: WorkerConfig, provider: SmsProvider, secret: str | None, on_deliver: Deliver) -> Adapter:
+    """The adapter for a configured sms provider, by its kind."""
+    w = settings.worker
+    match provider.kind:
+        case ProviderKind.SMPP:
+            return SmppProvider(provider, secret or "", on_deliver, w.smpp_submit_timeout_seconds,
+                                w.smpp_connect_timeout_seconds)  # fmt: skip
+        case ProviderKind.TWILIO:
+            return TwilioProvider(provider, secret or "", w.twilio_status_callback_url, w.provider_timeout_seconds,
+                                  w.provider_connections)  # fmt: skip
+        case ProviderKind.CARRIER:
+            # Recorded as `carrier-sim`, the name its receipts arrive under.
+            return CarrierProvider(provider.endpoint, w.provider_timeout_seconds, w.provider_connections)
 
 
 def worker_consumer(settings: WorkerConfig, names: Names) -> AIOKafkaConsumer:
@@ -65,9 +98,20 @@ async def run_worker(settings: WorkerConfig, stop: asyncio.Event, membership: Me
         lambda number: ProviderGate.on_postgres(pool, f"whatsapp:{number.id}", number.throughput),
         w.suspended_recheck_seconds,
     )  # fmt: skip
+    inbound = Inbound(pool, producer, RecipientHasher(settings.secrets.keys()))
+    sms_routes = SmsRoutes(
+        pool, ring,
+        lambda provider, secret: sms_adapter(settings, provider, secret, inbound.deliver),
+        lambda provider: ProviderGate.on_postgres(pool, f"sms:{provider.name}", provider.rate_per_second),
+        w.sms_config_refresh_seconds,
+    )  # fmt: skip
+    await sms_routes.refresh()
+    sms = SmsRouter(sms_routes, Health(w.sms_health_failures, w.sms_health_cooldown_seconds), live, inbound)
+    sms.observe_all()
     deliverer = Deliverer(
-        live, SinkProvider(), w.provider_attempts, w.retry_delays_seconds, routes={Channel.WHATSAPP: whatsapp}
-    )
+        live, SinkProvider(), w.provider_attempts, w.retry_delays_seconds,
+        routes={Channel.WHATSAPP: whatsapp, Channel.SMS: sms},
+    )  # fmt: skip
     processor = Processor(deliverer, producer)
     consumer = None
     try:
@@ -80,23 +124,26 @@ async def run_worker(settings: WorkerConfig, stop: asyncio.Event, membership: Me
             content_keys=keys, gate=gate,
             claims=PostgresClaims(pool), rates=rates,
             pacer=lambda wake: BucketPacer.on_postgres(pool, rates.get, wake, observe_tier), park=Parking(pool),
-            self_gated=frozenset({Channel.WHATSAPP}),
+            self_gated=SelfGated(sms),
         )  # fmt: skip
         consumer.subscribe(
             [names.topic(t) for t in WORKER_TOPICS], listener=membership.listener(WORKER_GROUP, pipeline)
         )
         await consumer.start()
         reporter = asyncio.create_task(report_utilisation(pool, w.utilisation_interval_seconds, stop))
+        refresher = asyncio.create_task(sms_routes.run(stop))
         try:
             await pipeline.run(stop)
         finally:
             reporter.cancel()
+            refresher.cancel()
     finally:
         if consumer is not None:
             with contextlib.suppress(BaseException):
                 await asyncio.wait_for(consumer.stop(), 10)
         await producer.stop()
-        await live.close()
+        await sms.close()  # and the carrier it falls back to
+        await inbound.close()
         await whatsapp.close()
         await pool.close()
 

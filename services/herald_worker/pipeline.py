@@ -46,7 +46,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Container, Hashable
 
 import msgspec
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -93,11 +93,12 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
         rates: TenantRates,
         pacer: Callable[[Callable[[], None]], BucketPacer[Tier]],
         park: Parker,
-        self_gated: frozenset[Channel] = frozenset(),
+        self_gated: Container[Channel] = frozenset(),
     ) -> None:
         """`pacer` builds the tenants' token pacer around the callback that wakes dispatch;
         `park` keeps a record that does not decode (`herald.parking`); `gate` holds the sends of
-        every channel but `self_gated`, whose providers gate themselves (WhatsApp: per number)."""
+        every channel but `self_gated`, whose providers gate themselves (WhatsApp: per number; sms
+        once routes are configured: per provider). Asked per message: it may change at run time."""
         self._park = park
         self._consumer = consumer
         self._names = names

@@ -65,6 +65,18 @@ class WorkerSettings(msgspec.Struct, frozen=True):
     utilisation_interval_seconds: float = 10.0
     retry_hold_max: int = 5000
     """`herald.retry` records held in memory until due; beyond this the retry partitions pause."""
+    sms_config_refresh_seconds: float = 2.0
+    """How often the sms providers' and routes' version is polled: a change applies within it."""
+    sms_health_failures: int = 3
+    """Failures in a row that take an sms provider out of rotation (`herald_worker.sms.health`)."""
+    sms_health_cooldown_seconds: float = 10.0
+    """How long a failing provider stays out before one message probes it."""
+    smpp_submit_timeout_seconds: float = 10.0
+    """A submit with no answer by then may have been taken: retried on that provider alone."""
+    smpp_connect_timeout_seconds: float = 3.0
+    twilio_status_callback_url: str = "http://127.0.0.1:8080/v1/providers/twilio"
+    """Herald's public URL for Twilio-format status callbacks (`<it>/<provider>/status`): what the
+    aggregator calls and signs, so exactly what the API sees (`api.public_url`)."""
     metrics_host: str = "127.0.0.1"
     """Where /metrics, /healthz and /readyz listen (0.0.0.0 in a container)."""
     metrics_port: int = 0

@@ -25,6 +25,8 @@ from herald_api.http_server import uvicorn_options
 from herald_carrier_sim.app import create_app as create_sim
 from herald_cli.settings import Settings
 from herald_sinks.main import run_sinks
+from herald_smsc_sim.app import create_app as create_smsc_sim
+from herald_twilio_sim.app import create_app as create_twilio_sim
 from herald_whatsapp_sim.app import create_app as create_whatsapp_sim
 from herald_worker.main import run_worker
 from tests.eventually import at_least, eventually
@@ -87,6 +89,8 @@ class Platform:
             self._servers.append(
                 Served(create_whatsapp_sim(self.settings.whatsapp_sim), self.settings.whatsapp_sim.port)
             )
+            self._servers.append(Served(create_smsc_sim(self.settings.smsc_sim), self.settings.smsc_sim.port))
+            self._servers.append(Served(create_twilio_sim(self.settings.twilio_sim), self.settings.twilio_sim.port))
         self._servers.append(
             Served(create_app(self.settings), self.settings.api.port, **uvicorn_options(self.settings.api))
         )
@@ -159,6 +163,50 @@ class Platform:
         await self.http.aclose()
         if hasattr(self, "_meta"):
             await self._meta.aclose()
+
+    # --- SMS through the SMSC (SMPP) and the HTTP aggregator doubles ----------------------------
+    @property
+    def smsc(self) -> httpx.AsyncClient:
+        """The SMSC double's `/_sim` controls."""
+        if not hasattr(self, "_smsc"):
+            self._smsc = httpx.AsyncClient(base_url=f"http://127.0.0.1:{self.settings.smsc_sim.port}", timeout=10)
+        return self._smsc
+
+    @property
+    def aggregator(self) -> httpx.AsyncClient:
+        """The Twilio-format aggregator double's `/_sim` controls."""
+        if not hasattr(self, "_aggregator"):
+            self._aggregator = httpx.AsyncClient(base_url=f"http://127.0.0.1:{self.settings.twilio_sim.port}",
+                                                 timeout=10)  # fmt: skip
+        return self._aggregator
+
+    async def sms_providers(self, *, smpp_rate: int = 0, twilio_rate: int = 0, binds: int = 1,
+                            window: int = 10) -> None:  # fmt: skip
+        """Register the SMSC double as `smpp-main` and the aggregator double as `twilio-backup`."""
+        smsc, twilio = self.settings.smsc_sim, self.settings.twilio_sim
+        for name, body in {
+            "smpp-main": {"kind": "smpp", "endpoint": f"127.0.0.1:{smsc.smpp_port}", "account": smsc.system_id,
+                          "secret": "smpp-pw", "sender": "HERALD", "rate_per_second": smpp_rate,
+                          "binds": binds, "window": window, "prices": {"*": 30_000}},
+            "twilio-backup": {"kind": "twilio", "endpoint": f"http://127.0.0.1:{twilio.port}",
+                              "account": twilio.account_sid, "secret": twilio.auth_token, "sender": "447400000099",
+                              "rate_per_second": twilio_rate, "prices": {"*": 45_000}},
+        }.items():
+            r = await self.http.put(f"/v1/admin/providers/{name}", headers=self.admin, json=body)
+            assert r.status_code in (200, 201), r.text
+
+    async def sms_route(self, providers: list[str], country: str = "*", strategy: str = "ordered",
+                        binds: int = 1) -> None:  # fmt: skip
+        """Set the route and wait until the worker holds the SMSC's binds (when it routes there)."""
+        r = await self.http.put("/v1/admin/routes", headers=self.admin,
+                                json={"country": country, "providers": providers, "strategy": strategy})  # fmt: skip
+        assert r.status_code == 200, r.text
+        if "smpp-main" in providers:
+            await at_least(lambda: self._smsc_sessions(), binds, "SMPP binds", seconds=10)
+        await asyncio.sleep(0.5)  # the workers' refresh (0.2 s in tests) has applied the route
+
+    async def _smsc_sessions(self) -> int:
+        return int((await self.smsc.get("/_sim/sent")).json()["sessions"])
 
     # --- WhatsApp, with Meta played by the double ----------------------------------------------
     @property

@@ -47,6 +47,9 @@ class MessageEnvelope(msgspec.Struct, frozen=True, kw_only=True):
     """On `herald.retry`: why the previous attempt did not send it (a transient reason, or why it waits)."""
     replay_of: uuid.UUID | None = None
     """Set by `herald dlq replay`: the failed message this one re-sends."""
+    provider_pin: str | None = None
+    """On `herald.retry`: the provider an earlier attempt may have reached (its answer was lost).
+    Later attempts go to it alone, so that two providers never both deliver one message."""
     sender: str | None = None
     """An sms's sender: its tenant's own (`Tenant.sms_sender`) at accept; None, the provider's."""
     segments: int = 1

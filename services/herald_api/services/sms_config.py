@@ -12,9 +12,18 @@ from herald.domain.sms_routing import ProviderKind, Route, SmsProvider
 from herald.errors import Conflict, FieldError, InvalidRequest, NotFound
 from herald.keyring import KeyRing
 
+SMPP_SYSTEM_ID_MAX, SMPP_PASSWORD_MAX = 15, 8
+"""SMPP 3.4 5.2.1 and 5.2.2: C-Octet Strings of 16 and 9 octets, the NUL included."""
 
-def _check_endpoint(provider: SmsProvider) -> None:
+
+def _check(provider: SmsProvider, secret: str | None) -> None:
     if provider.kind is ProviderKind.SMPP:
+        if secret is not None and len(secret.encode()) > SMPP_PASSWORD_MAX:
+            raise InvalidRequest.field("secret", f"an SMPP password has at most {SMPP_PASSWORD_MAX} characters",
+                                       code="invalid_provider")  # fmt: skip
+        if len(provider.account.encode()) > SMPP_SYSTEM_ID_MAX:
+            raise InvalidRequest.field("account", f"an SMPP system_id has at most {SMPP_SYSTEM_ID_MAX} characters",
+                                       code="invalid_provider")  # fmt: skip
         host, _, port = provider.endpoint.rpartition(":")
         if not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise InvalidRequest.field("endpoint", "must be host:port for an smpp provider", code="invalid_provider")
@@ -31,7 +40,7 @@ class SmsConfig:
 
     async def put_provider(self, provider: SmsProvider, secret: str | None) -> tuple[SmsProvider, bool, bool]:
         """(the provider, whether it has a secret, whether it was created)."""
-        _check_endpoint(provider)
+        _check(provider, secret)
         existing = {p.name: has for p, has in await store.providers(self._pool)}
         if secret is None and provider.kind is not ProviderKind.CARRIER and not existing.get(provider.name):
             raise InvalidRequest.field("secret", f"a new {provider.kind} provider needs its secret",
@@ -63,6 +72,10 @@ class SmsConfig:
                 fields=tuple(FieldError(f"providers[{route.providers.index(n)}]", "no such provider") for n in unknown),
             )  # fmt: skip
         return route
+
+    async def twilio_token(self, name: str) -> str | None:
+        """The auth token of Twilio-format provider `name`, which signs its callbacks."""
+        return await store.secret_of(self._pool, self._ring, name, ProviderKind.TWILIO)
 
     async def routes(self) -> list[Route]:
         return await store.routes(self._pool)

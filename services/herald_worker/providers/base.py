@@ -33,11 +33,19 @@ class RetryableError(Exception):
     OverflowError instead of being retried.)
     """
 
-    def __init__(self, reason: Reason, retry_after: float | None = None) -> None:
+    def __init__(
+        self, reason: Reason, retry_after: float | None = None, *, untaken: bool = False, pinned: str | None = None
+    ) -> None:
+        """`untaken`: the provider certainly did not take the message (no connection, no bind,
+        throttled, refused before acceptance), so another provider may be tried. Otherwise it may
+        have (an answer lost to a timeout or a dropped connection): `pinned`, set by the router,
+        names that provider, and every later attempt goes to it alone (`MessageEnvelope.provider_pin`)."""
         if not reason.transient:
             raise ValueError(f"{reason} is not a transient reason")
         super().__init__(reason)
         self.reason = reason
+        self.untaken = untaken
+        self.pinned = pinned
         if retry_after is not None and not (math.isfinite(retry_after) and retry_after >= 0):
             retry_after = None
         self.retry_after = None if retry_after is None else min(retry_after, MAX_NAMED_WAIT_SECONDS)

@@ -1,0 +1,1 @@
+"""SMS through configured providers: SMPP binds, an HTTP aggregator, routes with failover."""

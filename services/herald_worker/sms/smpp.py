@@ -1,0 +1,174 @@
+"""One provider account over SMPP 3.4 (`smpp34`): the binds a worker holds, and a send.
+
+**Binds**: `binds` transceiver sessions per worker, each a `_Bind` whose lifetime is one TCP
+session: it connects (a new client each time; `smpp34` keeps the session's `enquire_link` and
+window of `window` outstanding submits), reads what the SMSC delivers (receipts, replies) into
+`on_deliver`, and when the session ends it connects again after a backoff (0.5 s doubling to
+10 s, with jitter), until closed.
+
+**A send** goes to the next bound session. Its text is split as `herald.domain.segments` says
+(the count billed at accept): GSM-7 or UCS-2 (`data_coding` 0 or 8), concatenated parts with a
+UDH (esm_class 0x40) whose reference is derived from the message id, so a resend of the same
+message carries the same reference and a handset can drop parts it already has. Only the last
+part asks for a receipt: one receipt per message, bound by the last part's id.
+
+Outcomes (`RetryableError.untaken` decides whether another provider may be tried):
+* no session bound: retryable `provider_unavailable`, untaken (nothing was written);
+* `ESME_RTHROTTLED` 0x58 / `ESME_RMSGQFUL` 0x14 on the first part: retryable `throttled`, untaken;
+* any other command_status on the first part: permanent (invalid destination 0x0B -> `invalid_number`);
+* no answer within `submit_timeout`, or the session lost while waiting: retryable, *not* untaken
+  (the SMSC may have taken it); and any failure after the first part was accepted likewise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import random
+import zlib
+from collections.abc import Awaitable, Callable
+
+import smpp34
+
+from herald import metrics
+from herald.domain.reasons import Reason
+from herald.domain.records import OutboundMessage
+from herald.domain.segments import segment
+from herald.domain.sms_routing import SmsProvider
+from herald_worker.providers.base import Accepted, PermanentError, RetryableError
+
+log = logging.getLogger(__name__)
+
+ESME_RMSGQFUL = 0x14
+ESME_RTHROTTLED = 0x58
+ESME_RINVDSTADR = 0x0B
+_THROTTLED = frozenset({ESME_RMSGQFUL, ESME_RTHROTTLED})
+_PERMANENT = {ESME_RINVDSTADR: Reason.INVALID_NUMBER}
+TON_INTERNATIONAL, TON_ALPHANUMERIC, NPI_E164 = 1, 5, 1
+BACKOFF_FIRST, BACKOFF_MAX = 0.5, 10.0
+
+Deliver = Callable[[str, smpp34.DeliverSmEvent], Awaitable[None]]
+"""`(provider name, event)`: a receipt or a reply the SMSC delivered on one of the binds."""
+
+
+def _source_ton(sender: str) -> tuple[int, int]:
+    return (TON_INTERNATIONAL, NPI_E164) if sender.isdigit() else (TON_ALPHANUMERIC, 0)
+
+
+class _Bind:
+    """One transceiver session, reconnected until `close`."""
+
+    def __init__(self, provider: SmppProvider, index: int) -> None:
+        self._provider = provider
+        self._index = index
+        self.smsc: smpp34.Smsc | None = None
+        self._task = asyncio.create_task(self._run(), name=f"smpp-bind-{provider.name}-{index}")
+
+    async def _run(self) -> None:
+        p = self._provider
+        delay = BACKOFF_FIRST
+        while True:
+            client = smpp34.Client(
+                host=p.host, port=p.port, system_id=p.config.account, password=p.password, bind_type="TRX",
+                window_size=p.config.window, connect_timeout_ms=int(p.connect_timeout * 1000),
+            )  # fmt: skip
+            try:
+                self.smsc = await client.connect()
+            except (smpp34.SmppError, OSError, RuntimeError) as exc:
+                log.warning("smpp bind failed", extra={"provider": p.name, "error": type(exc).__name__})
+                await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+                delay = min(BACKOFF_MAX, delay * 2)
+                continue
+            delay = BACKOFF_FIRST
+            p.bound_changed()
+            try:
+                while isinstance(event := await self.smsc.next(), smpp34.DeliverSmEvent):
+                    try:
+                        await p.on_deliver(p.name, event)
+                    except Exception:
+                        log.exception("smpp deliver_sm handling failed", extra={"provider": p.name})
+            finally:
+                self.smsc = None
+                p.bound_changed()
+                with contextlib.suppress(Exception):
+                    await client.stop()
+            log.warning("smpp session ended; binding again", extra={"provider": p.name})
+
+    async def close(self) -> None:
+        self._task.cancel()
+        with contextlib.suppress(BaseException):
+            await self._task
+        if self.smsc is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.smsc.unbind(), 2)
+            self.smsc = None
+
+
+class SmppProvider:
+    def __init__(
+        self, config: SmsProvider, password: str, on_deliver: Deliver, submit_timeout: float, connect_timeout: float
+    ) -> None:
+        self.config = config
+        self.name = f"sms:{config.name}"
+        """What its sends (and so its receipts) are recorded under."""
+        self.password = password
+        self.on_deliver = on_deliver
+        self.submit_timeout = submit_timeout
+        self.connect_timeout = connect_timeout
+        host, _, port = config.endpoint.rpartition(":")
+        self.host, self.port = host, int(port)
+        self._binds = [_Bind(self, i) for i in range(config.binds)]
+        self._next = itertools.cycle(range(config.binds))
+
+    def bound_changed(self) -> None:
+        metrics.SMPP_BINDS.labels(self.config.name).set(sum(b.smsc is not None for b in self._binds))
+
+    def _session(self) -> smpp34.Smsc | None:
+        for _ in self._binds:
+            bind = self._binds[next(self._next)]
+            if bind.smsc is not None:
+                return bind.smsc
+        return None
+
+    async def send(self, message: OutboundMessage) -> Accepted:
+        smsc = self._session()
+        if smsc is None:
+            raise RetryableError(Reason.PROVIDER_UNAVAILABLE, untaken=True)
+        split = segment(message.body)
+        parts = split.short_messages(reference=zlib.crc32(message.id.bytes))
+        sender = message.sender or self.config.sender
+        source_ton, source_npi = _source_ton(sender)
+        last_id = ""
+        for number, part in enumerate(parts):
+            last = number == len(parts) - 1
+            try:
+                answer = await asyncio.wait_for(
+                    smsc.submit_sm(
+                        message.to.lstrip("+"), part, source_addr=sender, source_addr_ton=source_ton,
+                        source_addr_npi=source_npi, dest_addr_ton=TON_INTERNATIONAL, dest_addr_npi=NPI_E164,
+                        esm_class=0x40 if len(parts) > 1 else 0, data_coding=int(split.coding),
+                        registered_delivery=1 if last else 0,
+                    ),
+                    self.submit_timeout,
+                )  # fmt: skip
+            except (TimeoutError, smpp34.SmppError):
+                # Written, and no answer: the SMSC may have it. Never another provider's to send.
+                raise RetryableError(Reason.PROVIDER_UNAVAILABLE) from None
+            if answer.is_success and answer.message_id:
+                last_id = answer.message_id
+                continue
+            status = answer.command_status
+            taken_before = number > 0  # earlier parts are the SMSC's already
+            if status in _THROTTLED:
+                raise RetryableError(Reason.THROTTLED, untaken=not taken_before)
+            if taken_before:
+                raise RetryableError(Reason.PROVIDER_UNAVAILABLE)
+            raise PermanentError(_PERMANENT.get(status, Reason.REJECTED))
+        return Accepted(provider_message_id=last_id.lower(), provider=self.name)
+
+    async def close(self) -> None:
+        for bind in self._binds:
+            await bind.close()
+        metrics.SMPP_BINDS.labels(self.config.name).set(0)
