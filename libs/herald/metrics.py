@@ -232,6 +232,11 @@ SMS_ROUTE_HEALTHY_PROVIDERS = Gauge(
     "Providers of an sms route in rotation in this worker; 0: every provider of the route is failing.",
     ["route"],
 )
+SMS_CONFIG_VERSION = Gauge(
+    "herald_sms_config_version",
+    "The version of the sms providers and routes this worker routes by (`sms_config.version`): equal across"
+    " workers once a change has reached them all.",
+)
 SMPP_BINDS = Gauge("herald_smpp_binds", "SMPP sessions this worker holds bound, per provider.", ["provider"])
 SMS_OPT_OUTS = Counter(
     "herald_sms_opt_outs_total",

@@ -114,6 +114,8 @@ async def run_worker(settings: WorkerConfig, stop: asyncio.Event, membership: Me
     )  # fmt: skip
     processor = Processor(deliverer, producer)
     consumer = None
+    # From the start, not after the group join: a route changed meanwhile applies before the first message.
+    refresher = asyncio.create_task(sms_routes.run(stop))
     try:
         # Subscribed once the pipeline exists: it is the rebalance listener.
         consumer = worker_consumer(settings, names)
@@ -131,13 +133,12 @@ async def run_worker(settings: WorkerConfig, stop: asyncio.Event, membership: Me
         )
         await consumer.start()
         reporter = asyncio.create_task(report_utilisation(pool, w.utilisation_interval_seconds, stop))
-        refresher = asyncio.create_task(sms_routes.run(stop))
         try:
             await pipeline.run(stop)
         finally:
             reporter.cancel()
-            refresher.cancel()
     finally:
+        refresher.cancel()
         if consumer is not None:
             with contextlib.suppress(BaseException):
                 await asyncio.wait_for(consumer.stop(), 10)

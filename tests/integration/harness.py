@@ -18,6 +18,7 @@ import uvicorn
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from litestar import Litestar
 
+from herald import metrics
 from herald.kafka.producer import Producer, Record
 from herald.kafka.topics import Names, contracts
 from herald_api.app import create_app
@@ -201,9 +202,17 @@ class Platform:
         r = await self.http.put("/v1/admin/routes", headers=self.admin,
                                 json={"country": country, "providers": providers, "strategy": strategy})  # fmt: skip
         assert r.status_code == 200, r.text
+        version = await self._sms_config_version()
+        await at_least(lambda: int(metrics.SMS_CONFIG_VERSION._value.get()), version, "the route applied", seconds=10)
         if "smpp-main" in providers:
             await at_least(lambda: self._smsc_sessions(), binds, "SMPP binds", seconds=10)
-        await asyncio.sleep(0.5)  # the workers' refresh (0.2 s in tests) has applied the route
+
+    async def _sms_config_version(self) -> int:
+        conn = await asyncpg.connect(self.settings.database.url)
+        try:
+            return int(await conn.fetchval("SELECT version FROM sms_config"))
+        finally:
+            await conn.close()
 
     async def _smsc_sessions(self) -> int:
         return int((await self.smsc.get("/_sim/sent")).json()["sessions"])

@@ -49,7 +49,7 @@ async def test_long_and_non_latin_texts_are_billed_by_segment_exactly(platform: 
     rows = await wait_ledger_rows(pool, len(texts))
     quantities = dict(
         await pool.fetch("SELECT message_id::text, quantity FROM billing_records WHERE tenant_id = $1",
-                         uuid.UUID(tenant_id))  # fmt: skip
+                         uuid.UUID(tenant_id))
     )
     assert quantities == {sent[name]: segments for name, (_, segments) in texts.items()}
     assert {r["unit_price_micros"] for r in rows if str(r["tenant_id"]) == tenant_id} == {GB_UTILITY}
@@ -79,7 +79,7 @@ async def test_long_and_non_latin_texts_are_billed_by_segment_exactly(platform: 
     assert profile.status_code == 200, profile.text
     invoice = (
         await platform.http.get(f"/v1/admin/invoices/{tenant_id}", headers=platform.admin,
-                                params={"month": month.label})  # fmt: skip
+                                params={"month": month.label})
     ).json()
     (line,) = invoice["lines"]
     assert (line["description"], line["quantity"], line["amount_micros"]) == (

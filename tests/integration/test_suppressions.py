@@ -55,7 +55,9 @@ async def test_a_suppressed_recipient_gets_no_marketing_but_its_transactional_me
 
     # Kept as a keyed hash: the number is nowhere in the table.
     rows = await pool.fetch("SELECT * FROM suppressions WHERE tenant_id = $1", uuid.UUID(tenant_id))
-    assert len(rows) == 1 and number not in repr(dict(rows[0])) and number[1:] not in repr(dict(rows[0]))
+    assert len(rows) == 1
+    assert number not in repr(dict(rows[0]))
+    assert number[1:] not in repr(dict(rows[0]))
 
     lookup = await platform.http.post("/v1/suppressions/lookup", headers=auth,
                                       json={"channel": "sms", "recipient": number})  # fmt: skip

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 import asyncpg
+import msgspec
 
 from herald import metrics
 from herald.db import sms_config as store
@@ -128,6 +129,7 @@ class SmsRoutes:
             if kept.get(name) is not old:
                 self._retire(old)
         self._live, self._routes, self._version = kept, config.routes, config.version
+        metrics.SMS_CONFIG_VERSION.set(config.version)
         log.info("sms configuration applied", extra={"version": config.version, "providers": len(kept),
                                                      "routes": len(config.routes)})  # fmt: skip
         return True
@@ -178,7 +180,9 @@ class SmsRouter:
     async def send(self, message: OutboundMessage) -> Accepted:
         route = self._routes.route(message)
         if route is None:
-            return await self._fallback.send(message)
+            accepted = await self._fallback.send(message)
+            # Recorded under the fallback's name (its receipts arrive under it), never the router's.
+            return accepted if accepted.provider else msgspec.structs.replace(accepted, provider=self._fallback.name)
         if message.provider_pin is not None:
             pinned = self._routes.live(message.provider_pin)
             if pinned is None:  # the provider that may have it is gone: it waits, and expires

@@ -57,6 +57,18 @@ def _source_ton(sender: str) -> tuple[int, int]:
     return (TON_INTERNATIONAL, NPI_E164) if sender.isdigit() else (TON_ALPHANUMERIC, 0)
 
 
+async def _within(submit: Awaitable[smpp34.SubmitSmResp], seconds: float) -> smpp34.SubmitSmResp:
+    """The submit's answer, or TimeoutError after `seconds`. Not `asyncio.wait_for`: the
+    library's future finishes only at its own response timer (30 s) once cancelled, and
+    `wait_for` would wait for that; the abandoned submit ends in the background instead."""
+    task = asyncio.ensure_future(submit)
+    done, _ = await asyncio.wait({task}, timeout=seconds)
+    if not done:
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        raise TimeoutError
+    return task.result()
+
+
 class _Bind:
     """One transceiver session, reconnected until `close`."""
 
@@ -144,7 +156,7 @@ class SmppProvider:
         for number, part in enumerate(parts):
             last = number == len(parts) - 1
             try:
-                answer = await asyncio.wait_for(
+                answer = await _within(
                     smsc.submit_sm(
                         message.to.lstrip("+"), part, source_addr=sender, source_addr_ton=source_ton,
                         source_addr_npi=source_npi, dest_addr_ton=TON_INTERNATIONAL, dest_addr_npi=NPI_E164,
