@@ -96,9 +96,11 @@ class Smsc:
         self._pump = asyncio.create_task(self._serve(self.server))
 
     async def stop(self) -> None:
-        for session in list(self.sessions.values()):
+        async def unbind(session: smpp34.Esme) -> None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(session.unbind(), 2)
+
+        await asyncio.gather(*(unbind(s) for s in list(self.sessions.values())))
         self.sessions.clear()
         if self._pump is not None:
             self._pump.cancel()
@@ -205,7 +207,10 @@ class Smsc:
         was_out = self.faults.outage
         self.faults = faults
         if faults.outage and not was_out:
-            await self.stop()  # sessions unbound, binds refused (nothing listens)
+            # What is in flight is answered ESME_RSYSERR (the pump still runs), then every session
+            # is unbound and nothing listens: binds are refused.
+            await asyncio.sleep(0.05)
+            await self.stop()
         elif was_out and not faults.outage:
             await self.start()
 

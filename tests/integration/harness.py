@@ -162,8 +162,9 @@ class Platform:
         for served in reversed(self._servers):
             await served.stop()
         await self.http.aclose()
-        if hasattr(self, "_meta"):
-            await self._meta.aclose()
+        for client in ("_meta", "_smsc", "_aggregator"):
+            if hasattr(self, client):
+                await getattr(self, client).aclose()
 
     # --- SMS through the SMSC (SMPP) and the HTTP aggregator doubles ----------------------------
     @property

@@ -15,9 +15,12 @@ part asks for a receipt: one receipt per message, bound by the last part's id.
 Outcomes (`RetryableError.untaken` decides whether another provider may be tried):
 * no session bound: retryable `provider_unavailable`, untaken (nothing was written);
 * `ESME_RTHROTTLED` 0x58 / `ESME_RMSGQFUL` 0x14 on the first part: retryable `throttled`, untaken;
+* `ESME_RSYSERR` 0x08 on the first part: retryable `provider_unavailable`, untaken;
 * any other command_status on the first part: permanent (invalid destination 0x0B -> `invalid_number`);
 * no answer within `submit_timeout`, or the session lost while waiting: retryable, *not* untaken
-  (the SMSC may have taken it); and any failure after the first part was accepted likewise.
+  (the SMSC may have taken it); and any failure after the first part was accepted likewise. A
+  session that left a submit unanswered is dropped and bound again: an SMSC that stalls one
+  submit stalls the rest, and each would otherwise wait out its own timeout.
 """
 
 from __future__ import annotations
@@ -44,7 +47,10 @@ log = logging.getLogger(__name__)
 ESME_RMSGQFUL = 0x14
 ESME_RTHROTTLED = 0x58
 ESME_RINVDSTADR = 0x0B
+ESME_RSYSERR = 0x08
 _THROTTLED = frozenset({ESME_RMSGQFUL, ESME_RTHROTTLED})
+_UNAVAILABLE = frozenset({ESME_RSYSERR})
+"""Answered, so certainly not taken, and the SMSC's own trouble rather than the message's."""
 _PERMANENT = {ESME_RINVDSTADR: Reason.INVALID_NUMBER}
 TON_INTERNATIONAL, TON_ALPHANUMERIC, NPI_E164 = 1, 5, 1
 BACKOFF_FIRST, BACKOFF_MAX = 0.5, 10.0
@@ -76,6 +82,7 @@ class _Bind:
         self._provider = provider
         self._index = index
         self.smsc: smpp34.Smsc | None = None
+        self._dropped: asyncio.Task[None] | None = None
         self._task = asyncio.create_task(self._run(), name=f"smpp-bind-{provider.name}-{index}")
 
     async def _run(self) -> None:
@@ -108,6 +115,18 @@ class _Bind:
                     await client.stop()
             log.warning("smpp session ended; binding again", extra={"provider": p.name})
 
+    def drop(self, smsc: smpp34.Smsc) -> None:
+        """Stop sending on `smsc` (it left a submit unanswered) and bind again."""
+        if self.smsc is smsc:
+            self.smsc = None
+            self._provider.bound_changed()
+            self._dropped = asyncio.create_task(self._unbind(smsc))
+
+    @staticmethod
+    async def _unbind(smsc: smpp34.Smsc) -> None:
+        with contextlib.suppress(Exception):  # its reader sees the session end and binds again
+            await asyncio.wait_for(smsc.unbind(), 2)
+
     async def close(self) -> None:
         self._task.cancel()
         with contextlib.suppress(BaseException):
@@ -137,16 +156,16 @@ class SmppProvider:
     def bound_changed(self) -> None:
         metrics.SMPP_BINDS.labels(self.config.name).set(sum(b.smsc is not None for b in self._binds))
 
-    def _session(self) -> smpp34.Smsc | None:
+    def _bind(self) -> _Bind | None:
         for _ in self._binds:
             bind = self._binds[next(self._next)]
             if bind.smsc is not None:
-                return bind.smsc
+                return bind
         return None
 
     async def send(self, message: OutboundMessage) -> Accepted:
-        smsc = self._session()
-        if smsc is None:
+        bind = self._bind()
+        if bind is None or (smsc := bind.smsc) is None:
             raise RetryableError(Reason.PROVIDER_UNAVAILABLE, untaken=True)
         split = segment(message.body)
         parts = split.short_messages(reference=zlib.crc32(message.id.bytes))
@@ -167,6 +186,7 @@ class SmppProvider:
                 )  # fmt: skip
             except (TimeoutError, smpp34.SmppError):
                 # Written, and no answer: the SMSC may have it. Never another provider's to send.
+                bind.drop(smsc)
                 raise RetryableError(Reason.PROVIDER_UNAVAILABLE) from None
             if answer.is_success and answer.message_id:
                 last_id = answer.message_id
@@ -175,6 +195,8 @@ class SmppProvider:
             taken_before = number > 0  # earlier parts are the SMSC's already
             if status in _THROTTLED:
                 raise RetryableError(Reason.THROTTLED, untaken=not taken_before)
+            if status in _UNAVAILABLE:
+                raise RetryableError(Reason.PROVIDER_UNAVAILABLE, untaken=not taken_before)
             if taken_before:
                 raise RetryableError(Reason.PROVIDER_UNAVAILABLE)
             raise PermanentError(_PERMANENT.get(status, Reason.REJECTED))
