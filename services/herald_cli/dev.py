@@ -21,14 +21,19 @@ from pathlib import Path
 import msgspec
 
 from herald.db.migrate import migrate
+from herald.db.pool import opened_pool
+from herald.domain.sms_routing import ProviderKind
 from herald.embedded import free_port
 from herald.embedded.broker import EmbeddedBroker
 from herald.embedded.postgres import EmbeddedPostgres
 from herald.kafka.admin import ensure_topics
 from herald.kafka.topics import Names
+from herald.keyring import KeyRing
 from herald_cli.settings import Settings
+from herald_cli.sms import ConfigFile, ProviderFile, RouteFile
+from herald_cli.sms import apply as apply_sms_config
 
-CHILDREN = ("carrier-sim", "whatsapp-sim", "sinks", "worker", "api")
+CHILDREN = ("carrier-sim", "whatsapp-sim", "smsc-sim", "twilio-sim", "sinks", "worker", "api")
 
 
 class Child:
@@ -78,7 +83,8 @@ class Child:
 
 
 def _banner(
-    api_url: str, admin_token: str, database_url: str, logs: Path, metrics: dict[str, str], whatsapp_url: str
+    api_url: str, admin_token: str, database_url: str, logs: Path, metrics: dict[str, str], whatsapp_url: str,
+    sms_urls: tuple[str, str],
 ) -> str:
     scrape = "\n".join(f"  Metrics:      {url}   ({name})" for name, url in metrics.items())
     return f"""
@@ -86,6 +92,7 @@ Herald is running.
   API:          {api_url}   (OpenAPI: {api_url}/schema/openapi.json)
   Admin token:  {admin_token}
   WhatsApp:     {whatsapp_url}   (Meta's Cloud API, played by a double: README, "WhatsApp")
+  SMS:          SMPP to the SMSC double ({sms_urls[0]}/_sim), fallback {sms_urls[1]} (README, "SMS")
   Database:     {database_url}   (HERALD_DATABASE_URL for `herald billing ...`)
 {scrape}
   Logs:         {logs}/   Stop with Ctrl-C.
@@ -119,6 +126,7 @@ class DevStack:
         self.children: list[Child] = []
         self.sim_url = ""
         self.whatsapp_url = ""
+        self.sms_urls = (f"http://127.0.0.1:{settings.smsc_sim.port}", f"http://127.0.0.1:{settings.twilio_sim.port}")
 
     def start(self, should_stop: Callable[[], bool] = lambda: False) -> bool:
         (self.data_dir / "logs").mkdir(parents=True, exist_ok=True)
@@ -134,6 +142,8 @@ class DevStack:
             self.bootstrap = self.broker.bootstrap
         kafka = msgspec.structs.replace(self.settings.kafka, bootstrap=self.bootstrap)
         asyncio.run(migrate(self.database_url))
+        if "smsc-sim" in self.child_names:
+            asyncio.run(self._sms_routes())
         asyncio.run(ensure_topics(kafka, Names(kafka.topic_prefix)))
         # Meta's double on a known port (8091 unless HERALD_WHATSAPP_SIM_PORT): the README's
         # WhatsApp walk-through talks to it as Meta's dashboard.
@@ -156,6 +166,12 @@ class DevStack:
             # Meta's Graph API is played by the local double (`herald whatsapp-sim`).
             "HERALD_WHATSAPP_SIM_PORT": str(whatsapp_port),
             "HERALD_WHATSAPP_GRAPH_URL": f"{self.whatsapp_url}/v21.0",
+            # SMS go to the SMSC double over SMPP, with the aggregator double as fallback
+            # (`_sms_routes`); its status callbacks come back to the API.
+            "HERALD_SMSC_SIM_PORT": str(self.settings.smsc_sim.port),
+            "HERALD_SMSC_SIM_SMPP_PORT": str(self.settings.smsc_sim.smpp_port),
+            "HERALD_TWILIO_SIM_PORT": str(self.settings.twilio_sim.port),
+            "HERALD_WORKER_TWILIO_STATUS_CALLBACK_URL": f"{self.api_url}/v1/providers/twilio",
             "HERALD_WORKER_METRICS_PORT": str(free_port()),
             "HERALD_SINKS_METRICS_PORT": str(free_port()),
         }
@@ -174,6 +190,27 @@ class DevStack:
             if name in self.child_names:
                 ready[name] = f"http://127.0.0.1:{env[f'HERALD_{name.upper()}_METRICS_PORT']}/readyz"
         return all(_wait_ready(name, url, should_stop) for name, url in ready.items())
+
+    async def _sms_routes(self) -> None:
+        """Unless providers are configured already: the SMSC double as `smpp-main`, the
+        aggregator double as `twilio-backup`, and every sms routed to the first, then the second."""
+        smsc, twilio = self.settings.smsc_sim, self.settings.twilio_sim
+        database = msgspec.structs.replace(self.settings.database, url=self.database_url)
+        async with opened_pool(database) as pool:
+            if await pool.fetchval("SELECT count(*) FROM sms_providers"):
+                return
+            await apply_sms_config(pool, KeyRing(self.settings.secrets.keys()), ConfigFile(
+                providers={
+                    "smpp-main": ProviderFile(kind=ProviderKind.SMPP, endpoint=f"127.0.0.1:{smsc.smpp_port}",
+                                              account=smsc.system_id, secret="devpass",  # noqa: S106 - the double checks none
+                                              sender="HERALD",
+                                              prices={"*": 30_000}),
+                    "twilio-backup": ProviderFile(kind=ProviderKind.TWILIO, endpoint=f"http://127.0.0.1:{twilio.port}",
+                                                  account=twilio.account_sid, secret=twilio.auth_token,
+                                                  sender="447400000099", prices={"*": 45_000}),
+                },
+                routes=[RouteFile(country="*", providers=["smpp-main", "twilio-backup"])],
+            ))  # fmt: skip
 
     def supervise(self, should_stop: Callable[[], bool]) -> None:
         while not should_stop():
@@ -205,7 +242,7 @@ def run_dev(settings: Settings) -> int:
     try:
         if stack.start(lambda: stop["now"]):
             banner = _banner(stack.api_url, stack.admin_token, stack.database_url, stack.data_dir / "logs",
-                             stack.metrics_urls, stack.whatsapp_url)  # fmt: skip
+                             stack.metrics_urls, stack.whatsapp_url, stack.sms_urls)  # fmt: skip
             print(banner, flush=True)
         stack.supervise(lambda: stop["now"])
         print("herald dev: stopping", flush=True)

@@ -39,6 +39,8 @@ COMMANDS: dict[str, Command] = {
     "sinks": Command("processes", "project statuses into Postgres", "sinks", serving=True),
     "carrier-sim": Command("processes", "run the simulated carrier", "carrier_sim"),
     "whatsapp-sim": Command("processes", "run the double of Meta's WhatsApp Cloud API", "whatsapp_sim"),
+    "smsc-sim": Command("processes", "run the SMSC double (SMPP 3.4)", "smsc_sim"),
+    "twilio-sim": Command("processes", "run the HTTP SMS aggregator double (Twilio's format)", "twilio_sim"),
     "dev": Command("processes", "run everything on embedded Postgres and broker (make run)", "dev"),
     "migrate": Command("maintenance", "apply database migrations and create topics", "migrate"),
     "retention": Command(
@@ -52,6 +54,7 @@ COMMANDS: dict[str, Command] = {
     ),
     "billing": Command("billing", "rate cards, usage exports, reconciliation, the month close", arguments=True),
     "dlq": Command("dlq", "dead-letter topic: replay failed messages", arguments=True),
+    "sms": Command("sms", "sms providers and routes: show them, apply a file of them", arguments=True),
     "parked": Command("parked", "records the sinks refused: list them, apply them again", arguments=True),
 }
 

@@ -97,6 +97,18 @@ def whatsapp_sim(settings: Settings) -> None:
     _serve(create_app(settings.whatsapp_sim), settings.whatsapp_sim.host, settings.whatsapp_sim.port)
 
 
+def smsc_sim(settings: Settings) -> None:
+    from herald_smsc_sim.app import create_app
+
+    _serve(create_app(settings.smsc_sim), settings.smsc_sim.host, settings.smsc_sim.port)
+
+
+def twilio_sim(settings: Settings) -> None:
+    from herald_twilio_sim.app import create_app
+
+    _serve(create_app(settings.twilio_sim), settings.twilio_sim.host, settings.twilio_sim.port)
+
+
 _UVICORN: dict[str, Any] = {"loop": "uvloop", "log_level": "warning", "access_log": False, "log_config": None}
 """uvicorn as measured (uvloop, and httptools below), no access log, our JSON logging."""
 

@@ -32,11 +32,12 @@ def _wait_for_banner(process: subprocess.Popen[str], timeout: float = 90) -> lis
 
 
 def test_dev_runs_the_walkthrough_and_stops_cleanly_on_sigint(tmp_path: Path) -> None:
-    port = free_port()
+    port, smsc_port = free_port(), free_port()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("HERALD_")},
         "HERALD_DATA_DIR": str(tmp_path / "data"), "HERALD_API_PORT": str(port), "HERALD_ADMIN_TOKEN": "dev-token",
-        "HERALD_WHATSAPP_SIM_PORT": str(free_port()),
+        "HERALD_WHATSAPP_SIM_PORT": str(free_port()), "HERALD_SMSC_SIM_PORT": str(smsc_port),
+        "HERALD_SMSC_SIM_SMPP_PORT": str(free_port()), "HERALD_TWILIO_SIM_PORT": str(free_port()),
     }  # fmt: skip
     process = subprocess.Popen(
         [sys.executable, "-m", "herald_cli", "dev"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -76,6 +77,9 @@ def test_dev_runs_the_walkthrough_and_stops_cleanly_on_sigint(tmp_path: Path) ->
                 time.sleep(0.1)
             assert status == "delivered"
             assert time.monotonic() - sent_at < 5, "the platform was not ready when its banner said so"
+        # `make run` routes sms over SMPP to the SMSC double (the aggregator double is the fallback).
+        smsc = httpx.get(f"http://127.0.0.1:{smsc_port}/_sim/sent", timeout=5).json()
+        assert smsc["per_destination"] == {"447400123456": 1}
         process.send_signal(signal.SIGINT)
         assert process.wait(60) == 0
         # Every child is gone: the API port is closed and the database stopped.
