@@ -282,6 +282,8 @@ class EventOut(msgspec.Struct, frozen=True, omit_defaults=True):
     provider_error: str | None = None
     """On a failure the provider reported: its own code and words (WhatsApp: `131026 Message
     undeliverable`)."""
+    provider: str | None = None
+    """On `sent`: the provider that took it (`sms:<provider>` for a routed sms): where a route sent it."""
 
 
 class MessageOut(msgspec.Struct, frozen=True, omit_defaults=True):

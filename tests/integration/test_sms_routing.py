@@ -58,6 +58,8 @@ async def test_sms_go_over_smpp_with_receipts_and_long_texts_in_concatenated_par
     await eventually(lambda: _statuses(pool, ids), lambda s: s.get("delivered") == len(ids), "all delivered",
                      seconds=30)  # fmt: skip
     assert await _providers_used(pool, ids) == {"sms:smpp-main": len(ids)}
+    timeline = (await platform.http.get(f"/v1/messages/{ids[0]}", headers=auth)).json()["events"]
+    assert [e.get("provider") for e in timeline if e["status"] == "sent"] == ["sms:smpp-main"]
     sent = (await platform.smsc.get("/_sim/sent")).json()
     assert all(sent["per_destination"][number(n)[1:]] == 1 for n in [*range(20), *range(100, 105)])
     assert sent["parts"] == 20 + 5 * 3 + 1

@@ -27,6 +27,8 @@ class EventView(msgspec.Struct, frozen=True):
     at: datetime
     detail: Reason | None = None
     provider_error: str | None = None
+    provider: str | None = None
+    """On `sent`: the provider that took it (`sms:<configured name>`, `carrier-sim`, `whatsapp:<waba>`)."""
 
 
 class Charge(msgspec.Struct, frozen=True):
@@ -208,6 +210,10 @@ async def get(pool: asyncpg.Pool, tenant_id: uuid.UUID, message_id: uuid.UUID) -
     rows = await pool.fetch(
         "SELECT status, at, reason, provider_error FROM message_events WHERE message_id = $1", message_id
     )
+    # Which provider took it (two, after a re-send following a worker crash: the first).
+    provider = await pool.fetchval(
+        "SELECT provider FROM provider_messages WHERE message_id = $1 ORDER BY sent_at LIMIT 1", message_id
+    )
     # Time order, and the lifecycle's order between events of one instant (a receipt clamped to
     # its send's time shares it), as the projection folds them.
     events = sorted(rows, key=lambda e: (e["at"], RANK[Status(e["status"])]))
@@ -232,6 +238,7 @@ async def get(pool: asyncpg.Pool, tenant_id: uuid.UUID, message_id: uuid.UUID) -
                     at=e["at"],
                     detail=_reason(e["reason"]),
                     provider_error=e["provider_error"],
+                    provider=provider if e["status"] == Status.SENT else None,
                 )
                 for e in events
             ),

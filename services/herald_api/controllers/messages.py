@@ -98,7 +98,9 @@ class MessageController(Controller):
             created_at=view.created_at,
             reference=view.reference,
             events=[
-                EventOut(status=e.status, at=e.at, detail=e.detail, provider_error=e.provider_error)
+                EventOut(
+                    status=e.status, at=e.at, detail=e.detail, provider_error=e.provider_error, provider=e.provider
+                )
                 for e in view.events
             ],
             segments=view.segments,

@@ -143,6 +143,8 @@ class Event(msgspec.Struct, frozen=True):
     detail: str | None = None
     provider_error: str | None = None
     """On a failure the provider reported: its own code and words."""
+    provider: str | None = None
+    """On `sent`: the provider that took it."""
 
 
 class Price(msgspec.Struct, frozen=True):
