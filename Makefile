@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install tools wrk run test unit integration lint typecheck check lock clean bench-e2e bench-whatsapp bench-ingest bench-billing bench-close bench-delivery bench-broker bench-outbox
+.PHONY: install tools wrk run test unit integration lint typecheck check lock clean bench-e2e bench-whatsapp bench-sms bench-sms-failover bench-ingest bench-billing bench-close bench-delivery bench-broker bench-outbox
 
 $(STAMP): pyproject.toml requirements-dev.lock clients/python/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -67,6 +67,12 @@ bench-e2e: install wrk
 
 bench-whatsapp: install wrk
 	$(BIN)/python -m loadtests.whatsapp
+
+bench-sms: install
+	$(BIN)/python -m loadtests.sms
+
+bench-sms-failover: install
+	$(BIN)/python -m loadtests.sms --failover
 
 bench-ingest: install wrk
 	$(BIN)/python -m loadtests.ingest

@@ -12,6 +12,8 @@ from herald.embedded import free_port, wait_for_port
 from herald_api.settings import ApiSettings
 from herald_cli.dev import CHILDREN, DevStack
 from herald_cli.settings import Settings
+from herald_smsc_sim.settings import SmscSimSettings
+from herald_twilio_sim.settings import TwilioSimSettings
 from herald_whatsapp_sim.settings import WhatsAppSimSettings
 
 
@@ -30,6 +32,8 @@ def bench_stack(data_dir: Path, children: tuple[str, ...] = CHILDREN) -> Iterato
     settings = Settings(
         data_dir=data_dir, api=ApiSettings(port=free_port(), admin_token="bench"), log_level="WARNING",
         whatsapp_sim=WhatsAppSimSettings(port=free_port()),
+        smsc_sim=SmscSimSettings(port=free_port(), smpp_port=free_port()),
+        twilio_sim=TwilioSimSettings(port=free_port()),
     )  # fmt: skip
     stack = DevStack(settings, children=children)
     try:

@@ -53,6 +53,7 @@ TLV_MESSAGE_STATE = 0x0427
 _FATES = {"0000": ("UNDELIV", "001", 5), "0001": ("REJECTD", "00B", 8)}
 """Destination suffix -> (receipt stat, err, message_state TLV value)."""
 _SILENT = "0005"
+RECEIPT_SENDERS = 8
 _DELIVERED = ("DELIVRD", "000", 2)
 
 
@@ -85,7 +86,9 @@ class Smsc:
         self.throttled = 0
         self.refused = 0
         self._partial: dict[tuple[str, int], set[int]] = {}
-        self._pending_receipts: list[tuple[str, bytes, list[smpp34.Tlv]]] = []
+        self._receipts: asyncio.Queue[tuple[str, bytes, list[smpp34.Tlv]]] = asyncio.Queue()
+        """Receipts to deliver: each is retried until an ESME acknowledges it, as an SMSC does."""
+        self._senders: list[asyncio.Task[None]] = []
         self._tokens = 0.0
         self._tokens_at = time.monotonic()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -94,6 +97,8 @@ class Smsc:
         self.server = smpp34.Server(host=self.settings.host, port=self.settings.smpp_port, system_id="SMSCSIM")
         await self.server.start()
         self._pump = asyncio.create_task(self._serve(self.server))
+        if not self._senders:
+            self._senders = [asyncio.create_task(self._deliver_receipts(i)) for i in range(RECEIPT_SENDERS)]
 
     async def stop(self) -> None:
         async def unbind(session: smpp34.Esme) -> None:
@@ -111,6 +116,13 @@ class Smsc:
             await self.server.stop()
             self.server = None
 
+    async def close(self) -> None:
+        """The process ends: the server, and the receipts' senders (an outage keeps those)."""
+        await self.stop()
+        for task in self._senders:
+            task.cancel()
+        await asyncio.gather(*self._senders, return_exceptions=True)
+
     async def _serve(self, server: smpp34.Server) -> None:
         while True:
             event = await server.next()
@@ -119,7 +131,6 @@ class Smsc:
                     self._spawn(event.unbind())
                     continue
                 self.sessions[event.session_id] = event
-                self._spawn(self._flush_receipts())
             elif isinstance(event, smpp34.SubmitSmEvent):
                 self._submitted(event)
             elif isinstance(event, smpp34.Unbound):
@@ -180,21 +191,25 @@ class Smsc:
             smpp34.Tlv(TLV_RECEIPTED_MESSAGE_ID, message_id.encode() + b"\0"),
             smpp34.Tlv(TLV_MESSAGE_STATE, bytes((state,))),
         ]
-        self._pending_receipts.append((destination, text, tlvs))
-        await self._flush_receipts(source)
+        self._receipts.put_nowait((destination, text, tlvs))
 
-    async def _flush_receipts(self, source: str = "") -> None:
-        while self._pending_receipts and not self.faults.outage:
-            receivers = [s for s in self.sessions.values() if s.can_receive]
-            if not receivers:
-                return  # kept until a session binds again
-            destination, text, tlvs = self._pending_receipts.pop(0)
-            try:
-                await receivers[0].deliver_sm(source or "HERALD", text, source_addr=destination, esm_class=0x04,
-                                              tlvs=tlvs)  # fmt: skip
-            except Exception:  # the session went away meanwhile: keep the receipt for the next
-                self._pending_receipts.insert(0, (destination, text, tlvs))
-                return
+    async def _deliver_receipts(self, lane: int) -> None:
+        """One of `RECEIPT_SENDERS`: takes a receipt and offers it to a bound session until one
+        acknowledges it (a NAK, a session that went away or an outage: again shortly)."""
+        while True:
+            destination, text, tlvs = await self._receipts.get()
+            while True:
+                receivers = [s for s in self.sessions.values() if s.can_receive]
+                if receivers and not self.faults.outage:
+                    try:
+                        answer = await receivers[lane % len(receivers)].deliver_sm(
+                            "HERALD", text, source_addr=destination, esm_class=0x04, tlvs=tlvs
+                        )
+                        if answer.is_success:
+                            break
+                    except Exception:  # noqa: S110 - the session went away meanwhile: offered again
+                        pass
+                await asyncio.sleep(0.05)
 
     async def mo(self, reply: Mo) -> bool:
         receivers = [s for s in self.sessions.values() if s.can_receive]
@@ -224,7 +239,7 @@ def create_app(settings: SmscSimSettings) -> Litestar:
         try:
             yield
         finally:
-            await smsc.stop()
+            await smsc.close()
 
     @post("/_sim/faults", status_code=204)
     async def faults(data: JSONBody[Faults]) -> None:
