@@ -184,6 +184,13 @@ async def test_aggregator_callbacks_are_verified_and_a_forged_one_is_refused_and
     assert await pool.fetchval("SELECT count(*) FROM provider_receipts") == receipts_before
     assert (await _statuses(pool, ids[:1])) == {"delivered": 1}
 
+    # The aggregator refuses a recipient who opted out with it (21610): failed, and suppressed.
+    opted_out = await platform.send(auth, to="+447400120001")
+    failed = await platform.wait_status(auth, opted_out.json()["id"], {"failed"})
+    assert failed["events"][-1]["detail"] == "opted_out"
+    (entry,) = (await platform.http.get("/v1/suppressions", headers=auth)).json()["items"]
+    assert (entry["hint"], entry["reason"]) == ("+44•••••••001", "provider_opt_out")
+
 
 async def test_provider_configuration_is_validated_and_its_secret_never_answered(platform: Platform) -> None:
     admin = platform.admin
