@@ -219,7 +219,8 @@ SMS_ROUTE_ATTEMPTS = Counter(
     "herald_sms_route_attempts_total",
     "SMS attempts through a route's provider (route `GB`, `*`, `tenant:GB`; provider as configured), by"
     " outcome: accepted; failover (certainly not taken: the route's next provider is tried); pinned (the"
-    " answer was lost: retried on that provider alone); refused (permanent); exhausted (no provider took it).",
+    " answer was lost: retried on that provider alone); refused (permanent); skipped (its capacity gate shut:"
+    " rate spent or throttling; the next provider took the message); exhausted (no provider took it).",
     ["route", "provider", "outcome"],
 )
 SMS_PROVIDER_HEALTHY = Gauge(

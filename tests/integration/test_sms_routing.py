@@ -85,7 +85,7 @@ async def test_an_smpp_outage_mid_flow_moves_traffic_to_the_fallback_nothing_los
     await eventually(lambda: _statuses(pool, before), lambda s: s.get("delivered") == 40, "first wave", seconds=30)
 
     # The SMSC goes down: every session unbound, new binds refused. Traffic keeps coming.
-    await platform.smsc.post("/_sim/faults", json={"outage": True})
+    assert (await platform.smsc.post("/_sim/faults", json={"outage": True})).status_code == 204
     during = await _send_many(platform, auth, 1000, 60)
     await eventually(lambda: _statuses(pool, during), lambda s: s.get("delivered") == 60, "during the outage",
                      seconds=40)  # fmt: skip
@@ -93,8 +93,9 @@ async def test_an_smpp_outage_mid_flow_moves_traffic_to_the_fallback_nothing_los
     assert used.get("sms:twilio-backup", 0) >= 50, used  # the fallback took the traffic
 
     # The SMSC recovers: binds come back, the provider is probed back in and gets traffic again.
-    await platform.smsc.post("/_sim/faults", json={"outage": False})
-    await at_least(platform._smsc_sessions, 1, "SMPP bound again", seconds=15)
+    assert (await platform.smsc.post("/_sim/faults", json={"outage": False})).status_code == 204
+    # Binds are tried again with a backoff that reaches 10 s during an outage.
+    await at_least(platform._smsc_sessions, 1, "SMPP bound again", seconds=30)
     await asyncio.sleep(1.2)  # past the health cool-down (1 s in tests)
     after = await _send_many(platform, auth, 2000, 30)
     await eventually(lambda: _statuses(pool, after), lambda s: s.get("delivered") == 30, "after recovery",

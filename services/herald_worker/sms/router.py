@@ -6,8 +6,9 @@ provider whose configuration or secret changed gets new ones, and the old adapte
 once what it had in flight is over (`RETIRE_SECONDS`).
 
 `SmsRouter.send` takes the message's route (`herald.domain.sms_routing`) and tries its providers
-in rank order, those in rotation first (`health.Health`). It moves on to the next provider only
-when the one tried certainly did not take the message (`RetryableError.untaken`); an attempt
+in rank order, those in rotation first (`health.Health`). It moves on to the next provider
+when the one tried certainly did not take the message (`RetryableError.untaken`), and passes over
+one whose capacity gate is shut (its rate spent, or throttling) unless it is the last; an attempt
 whose answer was lost pins the message to that provider (`RetryableError.pinned`, then
 `MessageEnvelope.provider_pin`), and every later attempt goes there alone, so two providers never
 both deliver one message. A message no route covers goes to `fallback` (the configured carrier).
@@ -191,7 +192,14 @@ class SmsRouter:
         candidates = self._routes.ranked(route, message.country)
         usable = [live for live in candidates if self._health.usable(live.name)]
         last: RetryableError | None = None
-        for live in usable + [live for live in candidates if live not in usable]:
+        order = usable + [live for live in candidates if live not in usable]
+        for live in order:
+            if live is not order[-1] and not live.gate.ready():
+                # Its capacity is spent or it throttles us: the next provider takes the message
+                # now rather than it waiting for this one's gate. The last one is waited for.
+                metrics.SMS_ROUTE_ATTEMPTS.labels(route.label, live.name, "skipped").inc()
+                self._health.settled(live.name)
+                continue
             try:
                 return await self._attempt(route, live, message, pinned=False)
             except RetryableError as exc:
