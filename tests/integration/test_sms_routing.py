@@ -94,7 +94,7 @@ async def test_an_smpp_outage_mid_flow_moves_traffic_to_the_fallback_nothing_los
 
     # The SMSC recovers: binds come back, the provider is probed back in and gets traffic again.
     assert (await platform.smsc.post("/_sim/faults", json={"outage": False})).status_code == 204
-    # Binds are tried again with a backoff that reaches 10 s during an outage.
+    # Binds are tried again with a backoff that reaches 5 s during an outage.
     await at_least(platform._smsc_sessions, 1, "SMPP bound again", seconds=30)
     await asyncio.sleep(1.2)  # past the health cool-down (1 s in tests)
     after = await _send_many(platform, auth, 2000, 30)

@@ -4,7 +4,7 @@
 session: it connects (a new client each time; `smpp34` keeps the session's `enquire_link` and
 window of `window` outstanding submits), reads what the SMSC delivers (receipts, replies) into
 `on_deliver`, and when the session ends it connects again after a backoff (0.5 s doubling to
-10 s, with jitter), until closed.
+5 s, with jitter), until closed.
 
 **A send** goes to the next bound session. Its text is split as `herald.domain.segments` says
 (the count billed at accept): GSM-7 or UCS-2 (`data_coding` 0 or 8), concatenated parts with a
@@ -53,7 +53,10 @@ _UNAVAILABLE = frozenset({ESME_RSYSERR})
 """Answered, so certainly not taken, and the SMSC's own trouble rather than the message's."""
 _PERMANENT = {ESME_RINVDSTADR: Reason.INVALID_NUMBER}
 TON_INTERNATIONAL, TON_ALPHANUMERIC, NPI_E164 = 1, 5, 1
-BACKOFF_FIRST, BACKOFF_MAX = 0.5, 10.0
+BACKOFF_FIRST, BACKOFF_MAX = 0.5, 5.0
+INBOUND_CAPACITY = 10_000
+"""Receipts and replies the session holds for its reader: a burst of receipts waits here rather
+than being refused back to the SMSC (which retries them) while the worker is busy sending."""
 
 Deliver = Callable[[str, smpp34.DeliverSmEvent], Awaitable[None]]
 """`(provider name, event)`: a receipt or a reply the SMSC delivered on one of the binds."""
@@ -82,7 +85,6 @@ class _Bind:
         self._provider = provider
         self._index = index
         self.smsc: smpp34.Smsc | None = None
-        self._dropped: asyncio.Task[None] | None = None
         self._task = asyncio.create_task(self._run(), name=f"smpp-bind-{provider.name}-{index}")
 
     async def _run(self) -> None:
@@ -92,9 +94,10 @@ class _Bind:
             client = smpp34.Client(
                 host=p.host, port=p.port, system_id=p.config.account, password=p.password, bind_type="TRX",
                 window_size=p.config.window, connect_timeout_ms=int(p.connect_timeout * 1000),
+                inbound_capacity=INBOUND_CAPACITY,
             )  # fmt: skip
             try:
-                self.smsc = await client.connect()
+                smsc = self.smsc = await client.connect()
             except (smpp34.SmppError, OSError, RuntimeError) as exc:
                 log.warning("smpp bind failed", extra={"provider": p.name, "error": type(exc).__name__})
                 await asyncio.sleep(delay * random.uniform(0.8, 1.2))
@@ -103,29 +106,46 @@ class _Bind:
             delay = BACKOFF_FIRST
             p.bound_changed()
             try:
-                while isinstance(event := await self.smsc.next(), smpp34.DeliverSmEvent):
+                # The session's own handle: `drop` may take `self.smsc` away meanwhile, and this
+                # reader then sees the session end and binds again.
+                while isinstance(event := await smsc.next(), smpp34.DeliverSmEvent):
                     try:
                         await p.on_deliver(p.name, event)
                     except Exception:
                         log.exception("smpp deliver_sm handling failed", extra={"provider": p.name})
+            except (smpp34.SmppError, RuntimeError) as exc:
+                log.warning("smpp session failed", extra={"provider": p.name, "error": type(exc).__name__})
             finally:
-                self.smsc = None
+                if self.smsc is smsc:
+                    self.smsc = None
                 p.bound_changed()
                 with contextlib.suppress(Exception):
-                    await client.stop()
+                    await asyncio.wait_for(client.stop(), 2)
+            if self._task is not asyncio.current_task():
+                return  # dropped: the task that replaced this one binds anew
             log.warning("smpp session ended; binding again", extra={"provider": p.name})
 
     def drop(self, smsc: smpp34.Smsc) -> None:
-        """Stop sending on `smsc` (it left a submit unanswered) and bind again."""
-        if self.smsc is smsc:
-            self.smsc = None
-            self._provider.bound_changed()
-            self._dropped = asyncio.create_task(self._unbind(smsc))
+        """Stop sending on `smsc` (it left a submit unanswered): the session is closed and a new
+        one bound. Not left to the session's reader: a stalled SMSC may never end it."""
+        if self.smsc is not smsc:
+            return
+        self.smsc = None
+        self._provider.bound_changed()
+        old = self._task
+        self._task = asyncio.create_task(self._rebind(old, smsc), name=old.get_name())
 
-    @staticmethod
-    async def _unbind(smsc: smpp34.Smsc) -> None:
-        with contextlib.suppress(Exception):  # its reader sees the session end and binds again
+    async def _rebind(self, old: asyncio.Task[None], smsc: smpp34.Smsc) -> None:
+        """End the session: unbind, so that its reader takes what the session still holds
+        (receipts it acknowledged) and sees it end; cancelled if it has not within a few seconds
+        (a stalled SMSC answers nothing); then bind anew."""
+        with contextlib.suppress(Exception):
             await asyncio.wait_for(smsc.unbind(), 2)
+        await asyncio.wait({old}, timeout=2)
+        if not old.done():
+            old.cancel()  # its `finally` stops the client
+            await asyncio.wait({old}, timeout=3)
+        await self._run()
 
     async def close(self) -> None:
         self._task.cancel()
@@ -184,8 +204,10 @@ class SmppProvider:
                     ),
                     self.submit_timeout,
                 )  # fmt: skip
-            except (TimeoutError, smpp34.SmppError):
+            except (TimeoutError, smpp34.SmppError) as exc:
                 # Written, and no answer: the SMSC may have it. Never another provider's to send.
+                log.warning("smpp submit unanswered", extra={"provider": self.name, "error": type(exc).__name__,
+                                                             "detail": str(exc)[:120]})  # fmt: skip
                 bind.drop(smsc)
                 raise RetryableError(Reason.PROVIDER_UNAVAILABLE) from None
             if answer.is_success and answer.message_id:
