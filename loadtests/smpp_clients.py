@@ -50,6 +50,7 @@ async def with_smpp34(port: int, messages: int, window: int) -> float:
 async def with_aiosmpplib(port: int, messages: int) -> float | None:
     try:
         import aiosmpplib  # type: ignore[import-not-found]
+        from aiosmpplib.broker import SimpleBroker  # type: ignore[import-not-found]
     except ImportError:
         return None
     answered = 0
@@ -67,7 +68,7 @@ async def with_aiosmpplib(port: int, messages: int) -> float | None:
 
         async def send_error(self, *_: Any) -> None: ...
 
-    broker = aiosmpplib.SimpleBroker(maxsize=messages + 1)
+    broker = SimpleBroker(maxsize=messages + 1)
     esme = aiosmpplib.ESME(smsc_host="127.0.0.1", smsc_port=port, system_id="herald", password="bench",
                            broker=broker, hook=Counting(), log_level="WARNING")  # fmt: skip
     task = asyncio.create_task(esme.start())
