@@ -86,7 +86,7 @@ class Smsc:
         self.throttled = 0
         self.refused = 0
         self._partial: dict[tuple[str, int], set[int]] = {}
-        self._receipts: asyncio.Queue[tuple[str, bytes, list[smpp34.Tlv]]] = asyncio.Queue()
+        self._receipts: asyncio.Queue[tuple[str, str, bytes, list[smpp34.Tlv]]] = asyncio.Queue()
         """Receipts to deliver: each is retried until an ESME acknowledges it, as an SMSC does."""
         self._senders: list[asyncio.Task[None]] = []
         self._tokens = 0.0
@@ -191,19 +191,19 @@ class Smsc:
             smpp34.Tlv(TLV_RECEIPTED_MESSAGE_ID, message_id.encode() + b"\0"),
             smpp34.Tlv(TLV_MESSAGE_STATE, bytes((state,))),
         ]
-        self._receipts.put_nowait((destination, text, tlvs))
+        self._receipts.put_nowait((source, destination, text, tlvs))
 
     async def _deliver_receipts(self, lane: int) -> None:
         """One of `RECEIPT_SENDERS`: takes a receipt and offers it to a bound session until one
         acknowledges it (a NAK, a session that went away or an outage: again shortly)."""
         while True:
-            destination, text, tlvs = await self._receipts.get()
+            source, destination, text, tlvs = await self._receipts.get()
             while True:
                 receivers = [s for s in self.sessions.values() if s.can_receive]
                 if receivers and not self.faults.outage:
                     try:
                         answer = await receivers[lane % len(receivers)].deliver_sm(
-                            "HERALD", text, source_addr=destination, esm_class=0x04, tlvs=tlvs
+                            source, text, source_addr=destination, esm_class=0x04, tlvs=tlvs
                         )
                         if answer.is_success:
                             break

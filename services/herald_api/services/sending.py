@@ -9,6 +9,7 @@ acks are awaited once. If the broker does not acknowledge, nothing is reported a
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
@@ -173,13 +174,18 @@ class Sender:
     async def accept_many(self, tenant: Tenant, messages: list[OutboundMessage]) -> list[Outcome]:
         """Refuse what the tenant's suppression list covers, admit and produce the rest; one
         outcome per message, in order. Raises Unavailable if the broker fails."""
-        refused = await self._suppressed(tenant.id, messages)
+        # A recipient's keyed hashes, computed once for both checks (the HMACs are per-message work).
+        hashed = functools.cache(lambda to: self._hasher.candidates(tenant.id, to))
+        refused = await self._suppressed(tenant.id, messages, hashed)
         if not refused:
-            return await self._admit(tenant, messages)
-        admitted = iter(await self._admit(tenant, [m for i, m in enumerate(messages) if i not in refused]))
+            return await self._admit(tenant, messages, hashed)
+        kept = [m for i, m in enumerate(messages) if i not in refused]
+        admitted = iter(await self._admit(tenant, kept, hashed))
         return [refused[i] if i in refused else next(admitted) for i in range(len(messages))]
 
-    async def _suppressed(self, tenant_id: uuid.UUID, messages: list[OutboundMessage]) -> dict[int, HeraldError]:
+    async def _suppressed(
+        self, tenant_id: uuid.UUID, messages: list[OutboundMessage], hashed: Callable[[str], list[bytes]]
+    ) -> dict[int, HeraldError]:
         """The refusals the suppression list makes, by index (`herald.domain.suppressions`'s policy).
         Before the recipient limit: a refused recipient is never counted."""
         covered = [i for i, m in enumerate(messages) if m.category in SUPPRESSED_CATEGORIES]
@@ -187,7 +193,7 @@ class Sender:
             return {}
         found = await suppression_store.matching(
             self._pool, tenant_id,
-            [Candidate(messages[i].channel, self._hasher.candidates(tenant_id, messages[i].to)) for i in covered],
+            [Candidate(messages[i].channel, hashed(messages[i].to)) for i in covered],
         )  # fmt: skip
         return {
             i: InvalidRequest.field(
@@ -199,7 +205,9 @@ class Sender:
             if entry is not None
         }
 
-    async def _admit(self, tenant: Tenant, messages: list[OutboundMessage]) -> list[Outcome]:
+    async def _admit(
+        self, tenant: Tenant, messages: list[OutboundMessage], hashed: Callable[[str], list[bytes]]
+    ) -> list[Outcome]:
         limit = tenant.limits.daily_recipients
         if not messages:
             return []
@@ -216,7 +224,7 @@ class Sender:
         # a broker round trip, which a stalled broker would stretch to the produce timeout.
         async with self._pool.acquire() as conn, conn.transaction():
             reservation = await recipient_store.reserve(
-                conn, tenant.id, [self._hasher.candidates(tenant.id, m.to) for m in messages], limit, datetime.now(UTC)
+                conn, tenant.id, [hashed(m.to) for m in messages], limit, datetime.now(UTC)
             )
         admitted = [i for i, ok in enumerate(reservation.admitted) if ok]
         await self._produce([messages[i] for i in admitted], [sealed[i] for i in admitted])

@@ -53,9 +53,3 @@ class Health:
     def settled(self, provider: str) -> None:
         """An attempt that said nothing about health (throttled) is over: a probe may go again."""
         self._probing.discard(provider)
-
-    def forget(self, provider: str) -> None:
-        """A provider removed from the configuration."""
-        self._failures.pop(provider, None)
-        self._open_until.pop(provider, None)
-        self._probing.discard(provider)

@@ -98,7 +98,9 @@ class _Bind:
             )  # fmt: skip
             try:
                 smsc = self.smsc = await client.connect()
-            except (smpp34.SmppError, OSError, RuntimeError) as exc:
+            except asyncio.CancelledError:
+                raise
+            except BaseException as exc:  # refused, timed out, or the library's panic: bind again
                 log.warning("smpp bind failed", extra={"provider": p.name, "error": type(exc).__name__})
                 await asyncio.sleep(delay * random.uniform(0.8, 1.2))
                 delay = min(BACKOFF_MAX, delay * 2)

@@ -63,12 +63,6 @@ def _date(value: str | None) -> int | None:
     return int(at.timestamp() * 1000)
 
 
-def _id(value: str) -> str:
-    """An id as the submit's answer gave it (hex, as this SMSC writes them); a decimal rendering
-    of it in the text (some vendors) is turned back into hex."""
-    return value.lower()
-
-
 def parse_receipt(text: bytes, tlvs: dict[int, bytes]) -> Receipt | None:
     """The receipt, or None if it names no message or reports nothing final."""
     fields = {k.lower(): v for k, v in _FIELD.findall(text.decode("latin-1"))}
@@ -84,7 +78,8 @@ def parse_receipt(text: bytes, tlvs: dict[int, bytes]) -> Receipt | None:
         return None
     err = fields.get("err")
     error = None if status is Status.DELIVERED else f"{stat or 'FAILED'} err:{err or '?'}"
-    return Receipt(_id(message_id), status, _date(fields.get("done date")), error)
+    # Compared without case: the submit's answer and the receipt may spell a hex id differently.
+    return Receipt(message_id.lower(), status, _date(fields.get("done date")), error)
 
 
 def is_stop(text: str) -> bool:
