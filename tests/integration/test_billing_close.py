@@ -8,6 +8,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
+from urllib.parse import quote
 
 import asyncpg
 import pandas as pd
@@ -248,6 +249,26 @@ async def test_bad_month_close_requests_are_problems_that_change_nothing(
         " + (SELECT count(*) FROM billing_customers)"
     )
     assert changed == 0
+
+
+async def test_an_invoice_downloads_under_any_customer_id_the_billing_team_typed(api: Platform) -> None:
+    """The file name carries the external customer id; HTTP headers are Latin-1 and a quote ends the
+    quoted name, so an id like the one below once made every download of that invoice a 500."""
+    tenant = (await api.tenant(tier="enterprise"))["id"]
+    assert (await _profile(api, tenant, external_customer_id='Łódź "north"/7')).status_code == 200
+    for fmt in ("pdf", "csv"):
+        r = await api.http.get(f"/v1/admin/invoices/{tenant}", headers=api.admin,
+                               params={"month": THIS.label, "format": fmt, "currency": "PLN"})  # fmt: skip
+        assert r.status_code == 200, r.text
+        number = f'HER-{THIS.label.replace("-", "")}-Łódź "north"/7-PLN'
+        assert r.headers["content-disposition"] == (
+            f'attachment; filename="HER-{THIS.label.replace("-", "")}-__d___north__7-PLN.{fmt}"; '
+            f"filename*=UTF-8''{quote(f'{number}.{fmt}', safe='')}"
+        )
+    unknown = await api.http.get(f"/v1/admin/invoices/{tenant}", headers=api.admin,
+                                 params={"month": THIS.label, "currency": "ZKH"})  # fmt: skip
+    assert (unknown.status_code, unknown.json()["code"]) == (422, "invalid_currency")
+    assert "currency" in unknown.text
 
 
 async def test_months_close_in_order_and_a_closed_month_takes_no_entries(api: Platform, pool: asyncpg.Pool) -> None:

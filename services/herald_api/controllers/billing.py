@@ -16,6 +16,7 @@ from herald.billing.period import MONTH_PATTERN, Month
 from herald.exports import MEDIA_TYPES, Detail, Format, filename
 from herald_api.auth import TENANT_AUTH, Principal, admin_guard
 from herald_api.deps import Services
+from herald_api.downloads import attachment
 from herald_api.schemas import PriceOut, RateCardOut, UsageLine, UsageOut, UsageTotal
 from herald_api.services.billing import PriceRow, RateCardSummary
 
@@ -71,10 +72,7 @@ class AdminUsageController(Controller):
         return Stream(
             await svc.billing.export(period, detail, format, tenant_id),
             media_type=MEDIA_TYPES[format],
-            headers={
-                "content-disposition": f'attachment; filename="{filename(period, detail, format, tenant_id)}"',
-                "cache-control": "no-store",
-            },
+            headers=attachment(filename(period, detail, format, tenant_id)),
         )
 
 

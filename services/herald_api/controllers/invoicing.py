@@ -14,6 +14,7 @@ from herald.billing.pdf import render
 from herald.billing.period import MONTH_PATTERN, Month
 from herald_api.auth import admin_guard
 from herald_api.deps import Services
+from herald_api.downloads import attachment
 from herald_api.schemas import CloseIn, CustomerIn, EntryIn, InvoiceFormat
 from herald_api.services.invoicing import Close, Customer, Entry
 
@@ -78,9 +79,8 @@ class InvoiceController(Controller):
     async def month_lines(self, svc: NamedDependency[Services], month: FromQuery[MonthPath]) -> Response[bytes]:
         period = Month.parse(month)
         found = await svc.invoicing.month(period)
-        disposition = f'attachment; filename="herald-invoices-{period.label}.csv"'
         return Response(as_csv(found).encode(), media_type="text/csv",
-                        headers={"content-disposition": disposition, "cache-control": "no-store"})  # fmt: skip
+                        headers=attachment(f"herald-invoices-{period.label}.csv"))  # fmt: skip
 
     @get(
         "/{tenant_id:uuid}",
@@ -96,8 +96,7 @@ class InvoiceController(Controller):
         format: FromQuery[InvoiceFormat] = InvoiceFormat.JSON,
     ) -> Response[Invoice | bytes]:
         found = await svc.invoicing.invoice(tenant_id, Month.parse(month), currency)
-        name = f"{found.number}.{format.value}"
-        disposition = {"content-disposition": f'attachment; filename="{name}"', "cache-control": "no-store"}
+        disposition = attachment(f"{found.number}.{format.value}")
         if format is InvoiceFormat.PDF:
             return Response(render(found), media_type="application/pdf", headers=disposition)
         if format is InvoiceFormat.CSV:

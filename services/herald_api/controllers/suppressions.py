@@ -16,6 +16,7 @@ from herald.domain.suppressions import Entry, SuppressionReason, entry
 from herald.errors import InvalidRequest
 from herald_api.auth import TENANT_AUTH, Principal
 from herald_api.deps import Services
+from herald_api.downloads import attachment
 from herald_api.schemas import ImportOut, SuppressionIn, SuppressionOut, SuppressionPage
 
 ENTRY_ID = r"^(sms|whatsapp|email):[0-9a-f]{64}$"
@@ -88,5 +89,5 @@ class SuppressionController(Controller):
     async def export_csv(self, principal: NamedDependency[Principal], svc: NamedDependency[Services]) -> Stream:
         return Stream(
             svc.suppressions.export_csv(principal.tenant.id), media_type="text/csv",
-            headers={"content-disposition": 'attachment; filename="suppressions.csv"', "cache-control": "no-store"},
+            headers=attachment("suppressions.csv"),
         )  # fmt: skip

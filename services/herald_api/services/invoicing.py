@@ -72,4 +72,7 @@ class Invoicing:
         return await invoices.month(self._pool, month, self._seller, eu_rates())
 
     async def invoice(self, tenant_id: uuid.UUID, month: Month, currency: str | None) -> Invoice:
+        """Raises InvalidRequest for a currency ISO does not know."""
+        if currency is not None and not is_currency(currency):
+            raise InvalidRequest.field("currency", "is not an ISO 4217 currency", code="invalid_currency")
         return await invoices.invoice(self._pool, month, tenant_id, currency, self._seller, eu_rates())
