@@ -6,6 +6,7 @@ Isolation per test: each test gets its own database (copied from a migrated temp
 
 from __future__ import annotations
 
+import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -19,10 +20,11 @@ from herald.embedded.broker import EmbeddedBroker
 from herald.embedded.postgres import EmbeddedPostgres
 from herald.kafka.admin import ensure_topics
 from herald.kafka.topics import Names
-from herald.settings import CallbackSettings, DatabaseSettings, KafkaSettings, WhatsAppSettings
+from herald.settings import CallbackSettings, DatabaseSettings, EmailSettings, KafkaSettings, WhatsAppSettings
 from herald_api.settings import ApiSettings
 from herald_carrier_sim.settings import CarrierSimSettings
 from herald_cli.settings import Settings
+from herald_mail_sim.settings import MailSimSettings
 from herald_sinks.settings import SinkSettings
 from herald_smsc_sim.settings import SmscSimSettings
 from herald_twilio_sim.settings import TwilioSimSettings
@@ -73,6 +75,7 @@ async def settings(database_url: str, broker: EmbeddedBroker, tmp_path: Path) ->
     prefix = f"t{uuid.uuid4().hex[:8]}."
     api_port, sim_port, whatsapp_port = free_port(), free_port(), free_port()
     smsc_port, smpp_port, twilio_port = free_port(), free_port(), free_port()
+    mail_port, smtp_port, dns_port = free_port(), free_port(), free_port(socket.SOCK_DGRAM)
     result = Settings(
         environment="development",
         data_dir=tmp_path,
@@ -128,6 +131,12 @@ async def settings(database_url: str, broker: EmbeddedBroker, tmp_path: Path) ->
         # registers them as providers and routes (`Platform.sms_routes`).
         smsc_sim=SmscSimSettings(port=smsc_port, smpp_port=smpp_port, receipt_delay_ms=20),
         twilio_sim=TwilioSimSettings(port=twilio_port, status_delay_ms=20),
+        # The SMTP relay and DNS double: every email goes to it.
+        email=EmailSettings(
+            smtp_port=smtp_port, dns_server=f"127.0.0.1:{dns_port}", identity_cache_seconds=0.5,
+            unsubscribe_url=f"http://127.0.0.1:{api_port}/v1/unsubscribe",
+        ),
+        mail_sim=MailSimSettings(port=mail_port, smtp_port=smtp_port, dns_port=dns_port),
     )  # fmt: skip
     await ensure_topics(result.kafka, Names(prefix))
     return result

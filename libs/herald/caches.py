@@ -36,3 +36,7 @@ class TTLCache(Generic[K, V]):
 
     def invalidate(self, key: K) -> None:
         self._entries.pop(key, None)
+
+    def clear(self) -> None:
+        """Forget every entry (a change that may affect many keys)."""
+        self._entries.clear()

@@ -245,6 +245,16 @@ SMS_OPT_OUTS = Counter(
     " unattributed: a STOP reply to a sender no tenant owns (recorded nowhere).",
     ["source"],
 )
+EMAIL_UNSUBSCRIBES = Counter(
+    "herald_email_unsubscribes_total",
+    "Recipients newly suppressed by a one-click unsubscribe (RFC 8058) from a marketing email.",
+)
+EMAIL_SMTP_REPLIES = Counter(
+    "herald_email_smtp_replies_total",
+    "The relay's answers to each mail handed over, by class: accepted, transient (4xx, retried),"
+    " permanent (5xx), dropped (connection lost or timed out before an answer).",
+    ["outcome"],
+)
 
 
 def provider_label(provider: str) -> str:

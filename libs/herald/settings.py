@@ -139,6 +139,30 @@ class WhatsAppSettings(msgspec.Struct, frozen=True):
     this long."""
 
 
+class EmailSettings(msgspec.Struct, frozen=True):
+    """Email, for the API (identities, one-click unsubscribe) and the worker (SMTP delivery)."""
+
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 2525
+    """The relay every mail goes through (a provider's submission host, or `herald mail-sim`)."""
+    smtp_username: str = ""
+    smtp_password: str = ""
+    """Never logged."""
+    smtp_tls: Literal["none", "starttls", "tls"] = "none"
+    smtp_connections: int = 4
+    """Connections each worker keeps open to the relay (each carries one mail at a time)."""
+    smtp_rate_per_second: int = 0
+    """The relay's capacity, held across workers (0: none)."""
+    smtp_timeout_seconds: float = 15.0
+    dns_server: str = ""
+    """`host:port` of the DNS server identities are verified against; empty: the system's resolvers."""
+    unsubscribe_url: str = "http://127.0.0.1:8080/v1/unsubscribe"
+    """Herald's public one-click unsubscribe endpoint, as a mail's reader reaches it (https in production)."""
+    unsubscribe_mailto: str = "unsubscribe@herald.invalid"
+    """The mailbox of `List-Unsubscribe`'s mailto (the inbound path)."""
+    identity_cache_seconds: float = 5.0
+
+
 class Common(msgspec.Struct, frozen=True):
     """The sections every process shares. A process's settings extend this with its own section
     (`herald_api.settings.ApiSettings`, …); `herald_cli.settings.Settings` composes them all."""
@@ -153,6 +177,7 @@ class Common(msgspec.Struct, frozen=True):
     provider: ProviderSettings = msgspec.field(default_factory=ProviderSettings)
     callbacks: CallbackSettings = msgspec.field(default_factory=CallbackSettings)
     whatsapp: WhatsAppSettings = msgspec.field(default_factory=WhatsAppSettings)
+    email: EmailSettings = msgspec.field(default_factory=EmailSettings)
     retention: RetentionSettings = msgspec.field(default_factory=RetentionSettings)
     secrets: SecretSettings = msgspec.field(default_factory=SecretSettings)
     billing: BillingSettings = msgspec.field(default_factory=BillingSettings)
@@ -172,6 +197,8 @@ class Shared(Protocol):
     def secrets(self) -> SecretSettings: ...
     @property
     def whatsapp(self) -> WhatsAppSettings: ...
+    @property
+    def email(self) -> EmailSettings: ...
 
 
 def placeholder_refusals(secrets: Mapping[str, str]) -> list[str]:

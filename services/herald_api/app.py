@@ -28,6 +28,7 @@ from herald_api import problems
 from herald_api.auth import Principal, principal_dependency
 from herald_api.controllers.admin import AdminController
 from herald_api.controllers.billing import AdminUsageController, RateCardController, UsageController
+from herald_api.controllers.email import IdentityController, UnsubscribeController
 from herald_api.controllers.invoicing import CustomerController, InvoiceController, PeriodController
 from herald_api.controllers.messages import LimitsController, MessageController
 from herald_api.controllers.receipts import ReceiptController
@@ -108,6 +109,8 @@ def create_app(settings: ApiConfig) -> Litestar:
             MessageController,
             LimitsController,
             SuppressionController,
+            IdentityController,
+            UnsubscribeController,
             SmsProviderController,
             SmsRouteController,
             TwilioCallbackController,

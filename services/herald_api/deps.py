@@ -8,6 +8,7 @@ import asyncpg
 
 from herald.db.content_keys import ContentKeys
 from herald.domain.limits import RecipientHasher
+from herald.email.unsubscribe import Tokens
 from herald.kafka.producer import Producer
 from herald.keyring import KeyRing
 from herald.whatsapp.graph import Graph
@@ -15,6 +16,7 @@ from herald_api.auth import KeyAuthenticator
 from herald_api.ratelimit import FailedAuthLimiter, KeyRateLimiter
 from herald_api.services.billing import Billing
 from herald_api.services.catalogue import Catalogue
+from herald_api.services.email import Email
 from herald_api.services.invoicing import Invoicing
 from herald_api.services.reading import Reading
 from herald_api.services.receipts import Receipts
@@ -44,6 +46,7 @@ class Services:
     whatsapp: WhatsApp
     suppressions: Suppressions
     sms_config: SmsConfig
+    email: Email
 
 
 def build(settings: ApiConfig, pool: asyncpg.Pool, producer: Producer, graph: Graph) -> Services:
@@ -54,6 +57,7 @@ def build(settings: ApiConfig, pool: asyncpg.Pool, producer: Producer, graph: Gr
     receipts = Receipts(pool, producer)
     hasher = RecipientHasher(settings.secrets.keys())
     whatsapp = WhatsApp(pool, ring, graph, template_cache, receipts)
+    email = Email(pool, ring, hasher, Tokens(settings.secrets.keys()), settings.email)
     return Services(
         settings=settings,
         pool=pool,
@@ -61,7 +65,7 @@ def build(settings: ApiConfig, pool: asyncpg.Pool, producer: Producer, graph: Gr
             pool, settings.api.auth_cache_seconds, KeyRateLimiter(settings.api.key_requests_per_second)
         ),
         failed_auth=FailedAuthLimiter(settings.api.failed_auth_per_minute),
-        sender=Sender(producer, template_cache, pool, keys, hasher, whatsapp.is_connected),
+        sender=Sender(producer, template_cache, pool, keys, hasher, whatsapp.is_connected, email.sending_identity),
         catalogue=Catalogue(pool, template_cache, whatsapp),
         reading=Reading(pool),
         tenancy=Tenancy(pool, settings.callbacks),
@@ -71,4 +75,5 @@ def build(settings: ApiConfig, pool: asyncpg.Pool, producer: Producer, graph: Gr
         whatsapp=whatsapp,
         suppressions=Suppressions(pool, hasher),
         sms_config=SmsConfig(pool, ring),
+        email=email,
     )

@@ -26,6 +26,10 @@ _NO_CONTROL = whole(r"[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*")
 Text = Annotated[str, msgspec.Meta(pattern=_NO_CONTROL)]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=_NO_CONTROL)]
 TemplateName = Annotated[str, msgspec.Meta(pattern=whole("[a-z0-9_]{1,64}"), description="lowercase, digits, _")]
+EmailAddress = Annotated[
+    str, msgspec.Meta(min_length=3, max_length=254, pattern=whole(r"[^@\s]+@[^@\s]+\.[^@\s]+"),
+                      examples=["receipts@mail.example.com"])
+]  # fmt: skip
 Language = Annotated[str, msgspec.Meta(pattern=whole("[a-z]{2,3}([_-][A-Za-z]{2,4})?"), examples=["en", "pt_BR"])]
 Url = Annotated[str, msgspec.Meta(max_length=2048, pattern=whole(r"https?://[^\x00-\x20\x7f]+"))]
 SmsSender = Annotated[str, msgspec.Meta(pattern=r"^([0-9]{3,15}|[A-Za-z0-9 ]{1,11})$")]
@@ -110,15 +114,33 @@ class WhatsAppPartsIn(Strict, frozen=True):
     buttons: Annotated[list[ButtonIn], msgspec.Meta(max_length=10)] = msgspec.field(default_factory=list)
 
 
+class EmailPartsIn(Strict, frozen=True):
+    """An email template's subject and HTML part; the template's `body` is its text part. The
+    HTML part takes the same placeholders as the text part, and each value is escaped in it."""
+
+    subject: Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
+    html: Annotated[str, msgspec.Meta(min_length=1, max_length=100_000, pattern=_NO_CONTROL)] | None = None
+    from_address: EmailAddress | None = None
+    """One of the tenant's identities (`/v1/email/identities`); default: its first verified one."""
+
+
 class TemplateCreate(Strict, frozen=True):
     name: TemplateName
     language: Language
     category: Category
     channel: Channel
     body: Annotated[str, msgspec.Meta(max_length=100_000, pattern=_NO_CONTROL)]
+    email: EmailPartsIn | None = None
+    """For an email template (required): its subject, HTML part and sender."""
     whatsapp: WhatsAppPartsIn | None = None
     """For a whatsapp template: the examples Meta's reviewers need, and optional header, footer
     and buttons. Refused for other channels."""
+
+
+class EmailPartsOut(msgspec.Struct, frozen=True, omit_defaults=True):
+    subject: str
+    html: str | None = None
+    from_address: str | None = None
 
 
 class TemplateOut(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -134,6 +156,7 @@ class TemplateOut(msgspec.Struct, frozen=True, omit_defaults=True):
     `paused` or `disabled`. Other channels: `approved` at once."""
     placeholders: list[str]
     created_at: datetime
+    email: EmailPartsOut | None = None
     requested_category: Category | None = None
     """Set when Meta recategorised the template: the category it was submitted with."""
     rejection_reason: str | None = None
@@ -491,3 +514,38 @@ class RouteOut(msgspec.Struct, frozen=True):
     strategy: RouteStrategy
     providers: list[str]
     tenant_id: uuid.UUID | None = None
+
+
+# --- email -------------------------------------------------------------------------------------
+Selector = Annotated[str, msgspec.Meta(pattern=whole("[a-z0-9][a-z0-9-]{0,62}"), examples=["herald1"])]
+
+
+class IdentityIn(Strict, frozen=True):
+    """An address to send email from. Without `dkim_private_key` Herald generates a 2048-bit RSA
+    key; with it (PEM, unencrypted, RSA of 1,024 to 4,096 bits), the tenant's own. The private key
+    is write-only: stored wrapped under Herald's key-encryption key, never answered. Putting an
+    existing address again replaces its key: it is `pending` until verified again."""
+
+    from_address: EmailAddress
+    from_name: Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=_NO_CONTROL)] | None = None
+    selector: Selector = "herald1"
+    dkim_private_key: Annotated[str, msgspec.Meta(min_length=100, max_length=10_000)] | None = None
+
+
+class DnsRecordOut(msgspec.Struct, frozen=True):
+    type: str
+    name: str
+    value: str
+
+
+class IdentityOut(msgspec.Struct, frozen=True):
+    from_address: str
+    from_name: str | None
+    domain: str
+    selector: str
+    status: str
+    """`pending` until `POST …/verify` finds `dns_records` published; then `verified`."""
+    dns_records: list[DnsRecordOut]
+    """What to publish in the domain's DNS: the DKIM key record."""
+    created_at: datetime
+    verified_at: datetime | None

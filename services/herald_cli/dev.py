@@ -33,7 +33,7 @@ from herald_cli.settings import Settings
 from herald_cli.sms import ConfigFile, ProviderFile, RouteFile
 from herald_cli.sms import apply as apply_sms_config
 
-CHILDREN = ("carrier-sim", "whatsapp-sim", "smsc-sim", "twilio-sim", "sinks", "worker", "api")
+CHILDREN = ("carrier-sim", "whatsapp-sim", "smsc-sim", "twilio-sim", "mail-sim", "sinks", "worker", "api")
 
 
 class Child:
@@ -172,6 +172,14 @@ class DevStack:
             "HERALD_SMSC_SIM_SMPP_PORT": str(self.settings.smsc_sim.smpp_port),
             "HERALD_TWILIO_SIM_PORT": str(self.settings.twilio_sim.port),
             "HERALD_WORKER_TWILIO_STATUS_CALLBACK_URL": f"{self.api_url}/v1/providers/twilio",
+            # Email goes to the relay double over SMTP; identities are verified against its DNS,
+            # and one-click unsubscribe links point at this API.
+            "HERALD_MAIL_SIM_PORT": str(self.settings.mail_sim.port),
+            "HERALD_MAIL_SIM_SMTP_PORT": str(self.settings.mail_sim.smtp_port),
+            "HERALD_MAIL_SIM_DNS_PORT": str(self.settings.mail_sim.dns_port),
+            "HERALD_EMAIL_SMTP_PORT": str(self.settings.mail_sim.smtp_port),
+            "HERALD_EMAIL_DNS_SERVER": f"127.0.0.1:{self.settings.mail_sim.dns_port}",
+            "HERALD_EMAIL_UNSUBSCRIBE_URL": f"{self.api_url}/v1/unsubscribe",
             "HERALD_WORKER_METRICS_PORT": str(free_port()),
             "HERALD_SINKS_METRICS_PORT": str(free_port()),
         }

@@ -41,6 +41,7 @@ COMMANDS: dict[str, Command] = {
     "whatsapp-sim": Command("processes", "run the double of Meta's WhatsApp Cloud API", "whatsapp_sim"),
     "smsc-sim": Command("processes", "run the SMSC double (SMPP 3.4)", "smsc_sim"),
     "twilio-sim": Command("processes", "run the HTTP SMS aggregator double (Twilio's format)", "twilio_sim"),
+    "mail-sim": Command("processes", "run the SMTP relay and DNS double (email)", "mail_sim"),
     "dev": Command("processes", "run everything on embedded Postgres and broker (make run)", "dev"),
     "migrate": Command("maintenance", "apply database migrations and create topics", "migrate"),
     "retention": Command(

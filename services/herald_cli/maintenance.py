@@ -62,7 +62,7 @@ def rewrap_secrets(settings: Settings) -> None:
 
 
 async def _rewrap(settings: Settings) -> int:
-    from herald.db import content_keys, sms_config, whatsapp
+    from herald.db import content_keys, email_identities, sms_config, whatsapp
     from herald.db.pool import opened_pool
     from herald.keyring import KeyRing
 
@@ -72,4 +72,5 @@ async def _rewrap(settings: Settings) -> int:
             await content_keys.rewrap(pool, ring)
             + await whatsapp.rewrap(pool, ring)
             + await sms_config.rewrap(pool, ring)
+            + await email_identities.rewrap(pool, ring)
         )

@@ -103,6 +103,12 @@ def smsc_sim(settings: Settings) -> None:
     _serve(create_app(settings.smsc_sim), settings.smsc_sim.host, settings.smsc_sim.port)
 
 
+def mail_sim(settings: Settings) -> None:
+    from herald_mail_sim.app import create_app
+
+    _serve(create_app(settings.mail_sim), settings.mail_sim.host, settings.mail_sim.port)
+
+
 def twilio_sim(settings: Settings) -> None:
     from herald_twilio_sim.app import create_app
 

@@ -99,6 +99,7 @@ class Deliverer:
         reason: Reason | None = None,
         provider_id: str | None = None,
         provider: str | None = None,
+        provider_error: str | None = None,
     ) -> StatusEventV1:
         return StatusEventV1(
             message_id=m.id,
@@ -108,6 +109,7 @@ class Deliverer:
             reason=reason,
             provider_message_id=provider_id,
             provider=provider,
+            provider_error=provider_error,
         )
 
     def expired(self, message: MessageEnvelope) -> Outcome | None:
@@ -162,7 +164,7 @@ class Deliverer:
             return self.held(message, exc.seconds, exc.reason)
         except PermanentError as exc:
             metrics.PROVIDER_OUTCOMES.labels(provider.name, "permanent").inc()
-            return Outcome([self._event(message, Status.FAILED, exc.reason)])
+            return Outcome([self._event(message, Status.FAILED, exc.reason, provider_error=exc.provider_error)])
         except RetryableError as exc:
             return self._later(message, exc)
         metrics.PROVIDER_OUTCOMES.labels(provider.name, "success").inc()

@@ -14,6 +14,7 @@ from herald.db.pool import create_pool
 from herald.domain.limits import RecipientHasher
 from herald.domain.models import Channel
 from herald.domain.sms_routing import ProviderKind, SmsProvider
+from herald.email.unsubscribe import Tokens
 from herald.kafka.admin import missing_topics
 from herald.kafka.consumer import make_consumer
 from herald.kafka.membership import Membership
@@ -25,6 +26,7 @@ from herald.parking import Parking
 from herald.whatsapp.graph import Graph
 from herald_worker.claim_store import PostgresClaims
 from herald_worker.delivery import Deliverer
+from herald_worker.email.smtp import Identities, SmtpProvider
 from herald_worker.pacing import BucketPacer, TenantRates, observe_tier, report_utilisation
 from herald_worker.pipeline import Pipeline
 from herald_worker.provider_gate import ProviderGate, Throttled
@@ -43,14 +45,16 @@ WORKER_TOPICS = (*MESSAGE_TOPICS, RETRY)
 
 
 class SelfGated:
-    """The channels whose providers gate themselves: whatsapp (per number), and sms while routes
-    are configured (per provider; otherwise sms go to the carrier the dispatcher gates)."""
+    """The channels whose providers gate themselves: whatsapp (per number), email (the relay's),
+    and sms while routes are configured (per provider; otherwise sms go to the carrier the dispatcher gates)."""
 
     def __init__(self, sms: SmsRouter) -> None:
         self._sms = sms
 
     def __contains__(self, channel: object) -> bool:
-        return channel is Channel.WHATSAPP or (channel is Channel.SMS and self._sms.gates_itself(Channel.SMS))
+        return channel in (Channel.WHATSAPP, Channel.EMAIL) or (
+            channel is Channel.SMS and self._sms.gates_itself(Channel.SMS)
+        )
 
 
 def sms_adapter(settings: WorkerConfig, provider: SmsProvider, secret: str | None, on_deliver: Deliver) -> Adapter:
@@ -108,9 +112,14 @@ async def run_worker(settings: WorkerConfig, stop: asyncio.Event, membership: Me
     await sms_routes.refresh()
     sms = SmsRouter(sms_routes, Health(w.sms_health_failures, w.sms_health_cooldown_seconds), live, inbound)
     sms.observe_all()
+    e = settings.email
+    smtp = SmtpProvider(
+        e, Identities(pool, ring, e.identity_cache_seconds), Tokens(settings.secrets.keys()),
+        ProviderGate.on_postgres(pool, "smtp", e.smtp_rate_per_second),
+    )  # fmt: skip
     deliverer = Deliverer(
         live, SinkProvider(), w.provider_attempts, w.retry_delays_seconds,
-        routes={Channel.WHATSAPP: whatsapp, Channel.SMS: sms},
+        routes={Channel.WHATSAPP: whatsapp, Channel.SMS: sms, Channel.EMAIL: smtp},
     )  # fmt: skip
     processor = Processor(deliverer, producer)
     consumer = None
@@ -146,6 +155,7 @@ async def run_worker(settings: WorkerConfig, stop: asyncio.Event, membership: Me
         await sms.close()  # and the carrier it falls back to
         await inbound.close()
         await whatsapp.close()
+        await smtp.close()
         await pool.close()
 
 

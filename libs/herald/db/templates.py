@@ -8,7 +8,7 @@ import asyncpg
 import msgspec
 
 from herald.domain.models import Category, Channel, TemplateStatus
-from herald.domain.templates import Template
+from herald.domain.templates import EmailParts, Template
 from herald.domain.whatsapp import TemplateParts
 
 _COLUMNS = (
@@ -16,20 +16,23 @@ _COLUMNS = (
     " requested_category, rejection_reason"
 )
 _PARTS = msgspec.json.Decoder(TemplateParts)
+_EMAIL = msgspec.json.Decoder(EmailParts)
 
 
 def _row(row: asyncpg.Record) -> Template:
     parts = row["parts"]
+    channel = Channel(row["channel"])
     return Template(
         name=row["name"],
         language=row["language"],
         version=row["version"],
         category=Category(row["category"]),
-        channel=Channel(row["channel"]),
+        channel=channel,
         body=row["body"],
         status=TemplateStatus(row["status"]),
         created_at=row["created_at"],
-        parts=None if parts is None else _PARTS.decode(parts),
+        parts=None if parts is None or channel is not Channel.WHATSAPP else _PARTS.decode(parts),
+        email=None if parts is None or channel is not Channel.EMAIL else _EMAIL.decode(parts),
         provider_template_id=row["provider_template_id"],
         requested_category=None if row["requested_category"] is None else Category(row["requested_category"]),
         rejection_reason=row["rejection_reason"],
@@ -46,7 +49,7 @@ async def create(
     body: str,
     *,
     status: TemplateStatus = TemplateStatus.APPROVED,
-    parts: TemplateParts | None = None,
+    parts: TemplateParts | EmailParts | None = None,
     provider_template_id: str | None = None,
 ) -> Template:
     """A new version; a whatsapp template as Meta answered its submission (`pending`, its id)."""

@@ -51,7 +51,8 @@ class MessageEnvelope(msgspec.Struct, frozen=True, kw_only=True):
     """On `herald.retry`: the provider an earlier attempt may have reached (its answer was lost).
     Later attempts go to it alone, so that two providers never both deliver one message."""
     sender: str | None = None
-    """An sms's sender: its tenant's own (`Tenant.sms_sender`) at accept; None, the provider's."""
+    """An sms's sender: its tenant's own (`Tenant.sms_sender`) at accept; None, the provider's.
+    An email's: the verified identity's address it goes from (`herald.domain.email.Identity`)."""
     segments: int = 1
     """What the provider carries and bills it as: an SMS's segments (`herald.domain.segments`),
     decided at accept from the rendered text; 1 on every other channel."""

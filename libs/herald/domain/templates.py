@@ -8,7 +8,7 @@ spaces inside the braces. Any other use of `{{` or `}}` is a lint error, so a ty
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 
 import msgspec
@@ -61,7 +61,20 @@ def lint(body: str, channel: Channel, category: Category, *, field: str = "body"
 
 def render(body: str, params: Mapping[str, str], channel: Channel) -> str:
     """Substitute every placeholder. Missing or extra params raise InvalidRequest naming them."""
-    wanted = set(placeholders(body))
+    check_params(set(placeholders(body)), params)
+    rendered = substitute(body, params)
+    if len(rendered) > BODY_LIMITS[channel]:
+        raise InvalidRequest.field("params", f"the rendered body exceeds the {channel} limit", code="body_too_long")
+    return rendered
+
+
+def substitute(text: str, params: Mapping[str, str], escape: Callable[[str], str] = str) -> str:
+    """Every placeholder of `text` replaced by its param passed through `escape`."""
+    return PLACEHOLDER.sub(lambda m: escape(params[m.group(1)]), text)
+
+
+def check_params(wanted: set[str], params: Mapping[str, str]) -> None:
+    """Raises InvalidRequest naming each param missing from `params`, not in `wanted`, or too long."""
     missing = sorted(wanted - params.keys())
     extra = sorted(params.keys() - wanted)
     errors = [FieldError(f"params.{name}", "is required by the template") for name in missing]
@@ -74,10 +87,15 @@ def render(body: str, params: Mapping[str, str], channel: Channel) -> str:
     if errors:
         code = "params_missing" if missing else "params_invalid"
         raise InvalidRequest("template parameters do not match the template", code=code, fields=tuple(errors))
-    rendered = PLACEHOLDER.sub(lambda m: params[m.group(1)], body)
-    if len(rendered) > BODY_LIMITS[channel]:
-        raise InvalidRequest.field("params", f"the rendered body exceeds the {channel} limit", code="body_too_long")
-    return rendered
+
+
+class EmailParts(msgspec.Struct, frozen=True, omit_defaults=True):
+    """What an email template has beside its text part (its `body`): `herald.domain.email`."""
+
+    subject: str
+    html: str | None = None
+    from_address: str | None = None
+    """The identity it is sent from; None: the tenant's first verified identity."""
 
 
 class Template(msgspec.Struct, frozen=True):
@@ -93,6 +111,8 @@ class Template(msgspec.Struct, frozen=True):
     created_at: datetime
     parts: TemplateParts | None = None
     """whatsapp only: examples, header, footer, buttons."""
+    email: EmailParts | None = None
+    """email only: the subject, the HTML part, the identity it is sent from."""
     provider_template_id: str | None = None
     """whatsapp only: Meta's id for the template."""
     requested_category: Category | None = None

@@ -13,8 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+def free_port(kind: socket.SocketKind = socket.SOCK_STREAM) -> int:
+    """A loopback port free for TCP (or for `kind`, UDP: `socket.SOCK_DGRAM`)."""
+    with socket.socket(socket.AF_INET, kind) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 

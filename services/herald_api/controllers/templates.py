@@ -6,11 +6,11 @@ from litestar import Controller, delete, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
 
-from herald.domain.templates import Template, placeholders
+from herald.domain.templates import EmailParts, Template, placeholders
 from herald.domain.whatsapp import Button, TemplateParts
 from herald_api.auth import TENANT_AUTH, Principal
 from herald_api.deps import Services
-from herald_api.schemas import Language, TemplateCreate, TemplateName, TemplateOut
+from herald_api.schemas import EmailPartsOut, Language, TemplateCreate, TemplateName, TemplateOut
 
 
 def _out(row: Template) -> TemplateOut:
@@ -22,8 +22,11 @@ def _out(row: Template) -> TemplateOut:
         channel=row.channel,
         body=row.body,
         status=row.status,
-        placeholders=placeholders(row.body),
+        placeholders=placeholders(
+            row.body if row.email is None else "\n".join((row.email.subject, row.body, row.email.html or ""))
+        ),
         created_at=row.created_at,
+        email=None if (e := row.email) is None else EmailPartsOut(e.subject, e.html, e.from_address),
         requested_category=row.requested_category,
         rejection_reason=row.rejection_reason,
     )
@@ -48,8 +51,11 @@ class TemplateController(Controller):
                 examples=w.examples, header=w.header, footer=w.footer,
                 buttons=tuple(Button(b.type, b.text, b.url, b.phone_number) for b in w.buttons),
             )  # fmt: skip
+        email = None
+        if (e := data.email) is not None:
+            email = EmailParts(e.subject, e.html, None if e.from_address is None else e.from_address.lower())
         made = await svc.catalogue.create(
-            principal.tenant.id, data.name, data.language, data.category, data.channel, data.body, parts
+            principal.tenant.id, data.name, data.language, data.category, data.channel, data.body, parts, email
         )
         return _out(made)
 

@@ -25,7 +25,9 @@ from herald.db import suppressions as suppression_store
 from herald.db import templates
 from herald.db.content_keys import ContentKeys
 from herald.db.suppressions import Candidate
+from herald.domain import email as email_content
 from herald.domain import recipients
+from herald.domain.email import Identity
 from herald.domain.limits import RecipientHasher
 from herald.domain.models import DEFAULT_TTL_SECONDS, Category, Channel, KeyKind, TemplateStatus
 from herald.domain.records import ENCODER, OutboundMessage, SealedMessageV2, message_key
@@ -80,8 +82,11 @@ class Sender:
         content_keys: ContentKeys,
         hasher: RecipientHasher,
         whatsapp_connected: Callable[[uuid.UUID], Awaitable[bool]],
+        email_identity: Callable[[uuid.UUID, str | None], Awaitable[Identity | None]],
     ) -> None:
-        """`whatsapp_connected(tenant)`: whether the tenant has a WhatsApp account connected."""
+        """`whatsapp_connected(tenant)`: whether the tenant has a WhatsApp account connected;
+        `email_identity(tenant, from_address)`: the verified identity an email goes from."""
+        self._email_identity = email_identity
         self._hasher = hasher
         self._producer = producer
         self._templates = template_cache
@@ -111,8 +116,12 @@ class Sender:
                 code="whatsapp_not_connected",
             )  # fmt: skip
         recipient = recipients.normalize(request.channel, request.to)
-        body = render(template.body, request.params, template.channel)
         segments = 1
+        sender = tenant.sms_sender if template.channel is Channel.SMS else None
+        if template.channel is Channel.EMAIL:
+            body, sender = await self._email(tenant, template, request)
+        else:
+            body = render(template.body, request.params, template.channel)
         if template.channel is Channel.WHATSAPP:
             # Meta renders a whatsapp template: what travels (sealed) is its parameters, in order.
             body = encode_values(template.body, request.params)
@@ -142,8 +151,22 @@ class Sender:
             idempotent=key is not None,
             tier=tenant.tier,
             segments=segments,
-            sender=tenant.sms_sender if template.channel is Channel.SMS else None,
+            sender=sender,
         )
+
+    async def _email(self, tenant: Tenant, template: Template, request: SendRequest) -> tuple[str, str]:
+        """The rendered mail (sealed as the body) and the verified address it goes from."""
+        if template.email is None:  # created before email templates had parts; a new version has them
+            raise InvalidRequest.field("template", "the email template has no subject; create a new version",
+                                       code="template_invalid")  # fmt: skip
+        identity = await self._email_identity(tenant.id, template.email.from_address)
+        if identity is None:
+            raise InvalidRequest.field(
+                "template", "no verified email identity to send from (PUT /v1/email/identities, then verify)",
+                code="email_identity_unverified",
+            )  # fmt: skip
+        content = email_content.render(template.body, template.email, request.params)
+        return email_content.encode(content), identity.from_address
 
     async def accept(self, tenant: Tenant, key_kind: KeyKind, request: SendRequest) -> Admitted:
         message = await self.prepare(tenant, key_kind, request, clock.now_ms())

@@ -54,9 +54,12 @@ class RetryableError(Exception):
 class PermanentError(Exception):
     """Never retried: invalid number, opted out, template paused, rejected content."""
 
-    def __init__(self, reason: Reason) -> None:
+    def __init__(self, reason: Reason, provider_error: str | None = None) -> None:
+        """`provider_error`: the provider's own code and words (an SMTP reply), shown on the
+        `failed` event beside `reason`. Never recipient data."""
         super().__init__(reason)
         self.reason = reason
+        self.provider_error = provider_error
 
 
 class Postponed(Exception):

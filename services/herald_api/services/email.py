@@ -1,0 +1,132 @@
+"""Email for a tenant: the identities it sends from (DKIM keys, DNS verification), the identity
+a send goes from, and one-click unsubscribe."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+import asyncpg
+import dns.asyncresolver
+import dns.exception
+import dns.resolver
+
+from herald import metrics
+from herald.caches import TTLCache
+from herald.db import email_identities as store
+from herald.db import suppressions as suppression_store
+from herald.db.suppressions import Candidate
+from herald.domain.email import Identity, IdentityStatus, published
+from herald.domain.limits import RecipientHasher
+from herald.domain.suppressions import SuppressionReason, hint
+from herald.email import keys
+from herald.email.unsubscribe import BadToken, Tokens
+from herald.errors import Conflict, InvalidRequest, NotFound
+from herald.keyring import KeyRing
+from herald.settings import EmailSettings
+
+log = logging.getLogger(__name__)
+DNS_TIMEOUT_SECONDS = 5.0
+
+
+class Email:
+    def __init__(
+        self, pool: asyncpg.Pool, ring: KeyRing, hasher: RecipientHasher, tokens: Tokens, settings: EmailSettings
+    ) -> None:
+        self._pool = pool
+        self._ring = ring
+        self._hasher = hasher
+        self._tokens = tokens
+        self._resolver = dns.asyncresolver.Resolver(configure=not settings.dns_server)
+        if settings.dns_server:
+            host, _, port = settings.dns_server.rpartition(":")
+            self._resolver.nameservers = [host]
+            self._resolver.port = int(port)
+        self._resolver.lifetime = DNS_TIMEOUT_SECONDS
+        self._sending: TTLCache[tuple[uuid.UUID, str | None], Identity | None] = TTLCache(
+            settings.identity_cache_seconds
+        )
+
+    async def put_identity(
+        self, tenant_id: uuid.UUID, from_address: str, from_name: str | None, selector: str, private_key: str | None
+    ) -> Identity:
+        """Create the identity with a new DKIM key (or the tenant's own, `private_key` as PEM), or
+        replace its key; it is `pending` until `verify` finds the key's record. Raises InvalidRequest
+        for a key that is not a usable RSA private key."""
+        try:
+            pem = keys.generate() if private_key is None else keys.imported(private_key)
+        except keys.BadKey as exc:
+            raise InvalidRequest.field("dkim_private_key", str(exc), code="invalid_dkim_key") from None
+        made = await store.put(
+            self._pool, self._ring, tenant_id, from_address, from_name, selector, keys.public(pem), pem
+        )
+        self._sending.clear()
+        return made
+
+    async def identities(self, tenant_id: uuid.UUID) -> list[Identity]:
+        return await store.listed(self._pool, tenant_id)
+
+    async def identity(self, tenant_id: uuid.UUID, from_address: str) -> Identity:
+        found = await store.get(self._pool, tenant_id, from_address)
+        if found is None:
+            raise NotFound("no such email identity", code="email_identity_not_found")
+        return found
+
+    async def remove(self, tenant_id: uuid.UUID, from_address: str) -> None:
+        if not await store.remove(self._pool, tenant_id, from_address):
+            raise NotFound("no such email identity", code="email_identity_not_found")
+        self._sending.clear()
+
+    async def verify(self, tenant_id: uuid.UUID, from_address: str) -> Identity:
+        """Look the DKIM record up in DNS; `verified` once it publishes the identity's key. Raises
+        Conflict (`dkim_record_not_found`, `dkim_record_mismatch`) while it does not."""
+        identity = await self.identity(tenant_id, from_address)
+        if identity.status is IdentityStatus.VERIFIED:
+            return identity
+        (record,) = identity.dns_records()
+        try:
+            answer = await self._resolver.resolve(record.name, "TXT")
+        except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+            raise Conflict(f"no TXT record at {record.name}", code="dkim_record_not_found") from None
+        except dns.exception.DNSException as exc:
+            raise Conflict(f"the DNS lookup of {record.name} failed ({type(exc).__name__}); try again",
+                           code="dkim_record_not_found") from None  # fmt: skip
+        texts = [b"".join(r.strings).decode(errors="replace") for r in answer]
+        if not published(texts, identity.public_key):
+            raise Conflict(f"the TXT record at {record.name} does not publish this identity's key",
+                           code="dkim_record_mismatch")  # fmt: skip
+        done = await store.verified(self._pool, tenant_id, from_address, identity.public_key)
+        if done is None:  # its key was replaced meanwhile: the new one needs its own record
+            raise Conflict("the identity's key changed during verification", code="dkim_record_mismatch")
+        self._sending.clear()
+        return done
+
+    async def sending_identity(self, tenant_id: uuid.UUID, from_address: str | None) -> Identity | None:
+        """The verified identity a send goes from: `from_address`'s, or the tenant's first."""
+
+        async def load() -> Identity | None:
+            if from_address is None:
+                return await store.sending(self._pool, tenant_id)
+            found = await store.get(self._pool, tenant_id, from_address)
+            return found if found is not None and found.status is IdentityStatus.VERIFIED else None
+
+        return await self._sending.get((tenant_id, from_address), load)
+
+    async def unsubscribe(self, token: str) -> None:
+        """RFC 8058 one-click: the token's recipient is suppressed for its tenant's marketing
+        email, at once; again is a no-op. Raises NotFound for a token Herald did not mint."""
+        try:
+            what = self._tokens.open(token)
+        except BadToken:
+            raise NotFound("no such unsubscribe link", code="unsubscribe_link_not_found") from None
+        candidate = Candidate(
+            what.channel, self._hasher.candidates(what.tenant_id, what.recipient), hint(what.channel, what.recipient)
+        )
+        try:
+            added = await suppression_store.add(
+                self._pool, what.tenant_id, [candidate], SuppressionReason.UNSUBSCRIBED
+            )
+        except asyncpg.ForeignKeyViolationError:  # the tenant is gone: nothing is sent in its name
+            raise NotFound("no such unsubscribe link", code="unsubscribe_link_not_found") from None
+        if added:
+            metrics.EMAIL_UNSUBSCRIBES.inc()

@@ -1,0 +1,19 @@
+"""The mail relay double's settings section (`HERALD_MAIL_SIM_*`)."""
+
+from __future__ import annotations
+
+import msgspec
+
+
+class MailSimSettings(msgspec.Struct, frozen=True):
+    host: str = "127.0.0.1"
+    port: int = 8095
+    """Its control endpoints (`/_sim/…`) and the page of the last mails received, over HTTP."""
+    smtp_port: int = 2525
+    """SMTP (RFC 5321), where Herald's workers hand mail over."""
+    dns_port: int = 5353
+    """DNS over UDP: the TXT records set through `/_sim/dns` (a tenant publishing its DKIM key)."""
+    rate_per_second: int = 0
+    """Mails per second across connections; beyond it, `451 4.7.1` (0: no limit)."""
+    kept: int = 20_000
+    """The last mails kept for `/_sim/mails` (the counts cover every one)."""

@@ -1,0 +1,205 @@
+"""Email through an SMTP relay (aiosmtplib): a pool of open connections, one mail at a time on each.
+
+Each mail is one transaction: `MAIL FROM` (the VERP bounce address), `RCPT TO`, `DATA` (the
+signed message, `mime.build`). The relay's replies decide the outcome (RFC 5321 §4.2.1 and the
+enhanced codes of RFC 3463):
+
+* 250 after DATA: accepted; email has no delivery receipt, so acceptance by the relay is final;
+* 4xx: transient, retried through Herald's retry path: 4.7.x and 421/452 are the relay
+  throttling (`throttled`, the relay's capacity gate shuts), 450 a busy mailbox
+  (`recipient_busy`), any other `provider_unavailable`;
+* 5xx: permanent, with the reply kept in the log: 5.1.x (no such mailbox or domain) and 553
+  `undeliverable`, anything else `rejected`;
+* a connection that cannot be opened, or that breaks before DATA is sent: retryable, untaken
+  (the relay has nothing); one that breaks or times out after DATA went out, before the reply:
+  retryable, *not* untaken (the relay may have it). A retry then re-sends the same Message-ID,
+  which mailboxes (and the relay double's view of them) count once.
+
+Connections live in the pool until the relay closes them or one fails; a broken one is dropped
+and a new one opened on the next send.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+
+import aiosmtplib
+import asyncpg
+
+from herald import metrics
+from herald.caches import TTLCache
+from herald.db import email_identities as store
+from herald.domain import email as email_content
+from herald.domain.email import Identity, IdentityStatus
+from herald.domain.models import Category
+from herald.domain.reasons import Reason
+from herald.domain.records import OutboundMessage
+from herald.email.unsubscribe import Tokens, Unsubscribe
+from herald.keyring import KeyRing
+from herald.settings import EmailSettings
+from herald_worker.email.mime import OneClick, bounce_address, build, message_id
+from herald_worker.provider_gate import ProviderGate
+from herald_worker.providers.base import Accepted, PermanentError, RetryableError
+
+log = logging.getLogger(__name__)
+
+
+class Identities:
+    """Each tenant's sending identities with their DKIM keys opened, cached for `ttl` seconds (a
+    rotated key or a removed identity reaches every worker within it)."""
+
+    def __init__(self, pool: asyncpg.Pool, ring: KeyRing, ttl: float) -> None:
+        self._pool = pool
+        self._ring = ring
+        self._cache: TTLCache[tuple[uuid.UUID, str], tuple[Identity, bytes] | None] = TTLCache(ttl)
+
+    async def get(self, tenant_id: uuid.UUID, from_address: str) -> tuple[Identity, bytes] | None:
+        return await self._cache.get((tenant_id, from_address), lambda: self._load(tenant_id, from_address))
+
+    async def _load(self, tenant_id: uuid.UUID, from_address: str) -> tuple[Identity, bytes] | None:
+        identity = await store.get(self._pool, tenant_id, from_address)
+        if identity is None or identity.status is not IdentityStatus.VERIFIED:
+            return None
+        key = await store.signing_key(self._pool, self._ring, tenant_id, from_address)
+        return None if key is None else (identity, key)
+
+
+class _Taken(Exception):
+    """DATA went out: whatever breaks now may have left the mail with the relay."""
+
+
+def _transient(code: int, text: str) -> Reason:
+    if code in (421, 452) or text.startswith("4.7"):
+        return Reason.THROTTLED
+    if code == 450:
+        return Reason.RECIPIENT_BUSY
+    return Reason.PROVIDER_UNAVAILABLE
+
+
+def _permanent(code: int, text: str) -> Reason:
+    return Reason.UNDELIVERABLE if code == 553 or text.startswith("5.1.") else Reason.REJECTED
+
+
+class SmtpProvider:
+    name = "smtp"
+
+    def __init__(self, settings: EmailSettings, identities: Identities, tokens: Tokens, gate: ProviderGate) -> None:
+        """`gate`: the relay's capacity, held across workers (its rate; shut while it throttles)."""
+        self._gate = gate
+        gate.attach(lambda: None)  # waited on by polling (`before_attempt`), not by dispatch
+        self._settings = settings
+        self._identities = identities
+        self._tokens = tokens
+        self._idle: list[aiosmtplib.SMTP] = []
+        self._slots = asyncio.Semaphore(settings.smtp_connections)
+
+    async def send(self, message: OutboundMessage) -> Accepted:
+        if message.sender is None:
+            raise PermanentError(Reason.CHANNEL_NOT_CONNECTED)
+        found = await self._identities.get(message.tenant_id, message.sender)
+        if found is None:  # removed, or its key replaced and not verified again, since accept
+            raise PermanentError(Reason.CHANNEL_NOT_CONNECTED)
+        identity, key = found
+        unsubscribe = None
+        if message.category is Category.MARKETING:
+            token = self._tokens.mint(Unsubscribe(message.tenant_id, message.id, message.to))
+            unsubscribe = OneClick(f"{self._settings.unsubscribe_url.rstrip('/')}/{token}",
+                                   self._settings.unsubscribe_mailto)  # fmt: skip
+        raw = build(str(message.id), message.to, email_content.decode(message.body), identity, key, time.time(),
+                    unsubscribe)  # fmt: skip
+        await self._gate.before_attempt(message.id)
+        async with self._slots:
+            try:
+                await self._transaction(bounce_address(message.id.hex, identity), message.to, raw)
+            except RetryableError as exc:
+                if exc.reason is Reason.THROTTLED:
+                    self._gate.throttled(exc.retry_after)
+                raise
+            self._gate.accepted()
+        metrics.EMAIL_SMTP_REPLIES.labels("accepted").inc()
+        return Accepted(provider_message_id=message_id(str(message.id), identity), delivered=True)
+
+    async def _transaction(self, sender: str, to: str, raw: bytes) -> None:
+        try:
+            client = await self._client()
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            metrics.EMAIL_SMTP_REPLIES.labels("dropped").inc()
+            log.warning("smtp relay unreachable", extra={"error": type(exc).__name__})
+            raise RetryableError(Reason.PROVIDER_UNAVAILABLE, untaken=True) from exc
+        keep = False
+        try:
+            await client.mail(sender)
+            await client.rcpt(to)
+            try:
+                await client.data(raw)
+            except aiosmtplib.SMTPResponseException:
+                raise
+            except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+                raise _Taken from exc
+            keep = True
+        except aiosmtplib.SMTPResponseException as exc:
+            keep = await self._reset(client)
+            self._refused(exc)
+        except _Taken as exc:
+            metrics.EMAIL_SMTP_REPLIES.labels("dropped").inc()
+            log.warning("smtp relay connection lost after DATA", extra={"error": type(exc.__cause__).__name__})
+            raise RetryableError(Reason.PROVIDER_UNAVAILABLE) from exc
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            metrics.EMAIL_SMTP_REPLIES.labels("dropped").inc()
+            raise RetryableError(Reason.PROVIDER_UNAVAILABLE, untaken=True) from exc
+        finally:
+            if keep:
+                self._idle.append(client)
+            else:
+                self._discard(client)
+
+    def _refused(self, exc: aiosmtplib.SMTPResponseException) -> None:
+        code, text = exc.code, exc.message
+        if 400 <= code < 500:
+            metrics.EMAIL_SMTP_REPLIES.labels("transient").inc()
+            # Refused before DATA was taken, or DATA answered 4xx: the relay does not have it.
+            raise RetryableError(_transient(code, text), untaken=True) from exc
+        metrics.EMAIL_SMTP_REPLIES.labels("permanent").inc()
+        # The reply's code and enhanced status only: its text may quote the address.
+        status = text.split(" ", 1)[0] if text[:1].isdigit() else ""
+        log.info("smtp relay refused a mail", extra={"code": code, "status": status})
+        raise PermanentError(_permanent(code, text), f"{code} {status}".strip()) from exc
+
+    async def _reset(self, client: aiosmtplib.SMTP) -> bool:
+        """After a refusal the connection is reusable once RSET is answered."""
+        if not client.is_connected:
+            return False
+        try:
+            await client.rset()
+        except (aiosmtplib.SMTPException, OSError, TimeoutError):
+            return False
+        return True
+
+    async def _client(self) -> aiosmtplib.SMTP:
+        while self._idle:
+            client = self._idle.pop()
+            if client.is_connected:
+                return client
+        s = self._settings
+        client = aiosmtplib.SMTP(
+            hostname=s.smtp_host, port=s.smtp_port, timeout=s.smtp_timeout_seconds,
+            use_tls=s.smtp_tls == "tls", start_tls=s.smtp_tls == "starttls",
+            username=s.smtp_username or None, password=s.smtp_password or None,
+        )  # fmt: skip
+        await client.connect()
+        return client
+
+    def _discard(self, client: aiosmtplib.SMTP) -> None:
+        with contextlib.suppress(Exception):
+            client.close()
+
+    async def close(self) -> None:
+        await self._gate.close()
+        idle, self._idle = self._idle, []
+        for client in idle:
+            with contextlib.suppress(aiosmtplib.SMTPException, OSError, TimeoutError):
+                await client.quit()
