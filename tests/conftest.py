@@ -76,6 +76,7 @@ async def settings(database_url: str, broker: EmbeddedBroker, tmp_path: Path) ->
     api_port, sim_port, whatsapp_port = free_port(), free_port(), free_port()
     smsc_port, smpp_port, twilio_port = free_port(), free_port(), free_port()
     mail_port, smtp_port, dns_port = free_port(), free_port(), free_port(socket.SOCK_DGRAM)
+    inbound_mail_port = free_port()
     result = Settings(
         environment="development",
         data_dir=tmp_path,
@@ -134,9 +135,10 @@ async def settings(database_url: str, broker: EmbeddedBroker, tmp_path: Path) ->
         # The SMTP relay and DNS double: every email goes to it.
         email=EmailSettings(
             smtp_port=smtp_port, dns_server=f"127.0.0.1:{dns_port}", identity_cache_seconds=0.5,
-            unsubscribe_url=f"http://127.0.0.1:{api_port}/v1/unsubscribe",
+            unsubscribe_url=f"http://127.0.0.1:{api_port}/v1/unsubscribe", inbound_port=inbound_mail_port,
         ),
-        mail_sim=MailSimSettings(port=mail_port, smtp_port=smtp_port, dns_port=dns_port),
+        mail_sim=MailSimSettings(port=mail_port, smtp_port=smtp_port, dns_port=dns_port, report_port=inbound_mail_port,
+                                 report_delay_ms=20),
     )  # fmt: skip
     await ensure_topics(result.kafka, Names(prefix))
     return result

@@ -249,6 +249,13 @@ EMAIL_UNSUBSCRIBES = Counter(
     "herald_email_unsubscribes_total",
     "Recipients newly suppressed by a one-click unsubscribe (RFC 8058) from a marketing email.",
 )
+EMAIL_REPORTS = Counter(
+    "herald_email_reports_total",
+    "Reports that came back to bounce addresses, by kind: delivered, failed (4.x.x: the relay gave"
+    " up), hard_bounce (5.x.x), delayed, complained (ARF abuse reports), unreadable, refused"
+    " (an address Herald did not mint).",
+    ["kind"],
+)
 EMAIL_SMTP_REPLIES = Counter(
     "herald_email_smtp_replies_total",
     "The relay's answers to each mail handed over, by class: accepted, transient (4xx, retried),"

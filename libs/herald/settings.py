@@ -154,6 +154,13 @@ class EmailSettings(msgspec.Struct, frozen=True):
     smtp_rate_per_second: int = 0
     """The relay's capacity, held across workers (0: none)."""
     smtp_timeout_seconds: float = 15.0
+    smtp_delivery_reports: bool = True
+    """The relay sends delivery status notifications (RFC 3461/3464) for success and failure to the
+    bounce address: a mail is `sent` when the relay takes it and `delivered` or `failed` by its
+    report. False: the relay's acceptance is final (`delivered`); bounces still suppress."""
+    inbound_port: int = 0
+    """Where the API takes delivery reports and complaints by SMTP (the bounce domains' MX); 0: off."""
+    inbound_host: str = "127.0.0.1"
     dns_server: str = ""
     """`host:port` of the DNS server identities are verified against; empty: the system's resolvers."""
     unsubscribe_url: str = "http://127.0.0.1:8080/v1/unsubscribe"

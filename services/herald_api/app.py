@@ -19,6 +19,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 from litestar.types import Guard
 
 from herald.db.pool import create_pool
+from herald.email.bounces import BounceAddresses
 from herald.kafka.admin import missing_topics
 from herald.kafka.producer import Producer
 from herald.kafka.topics import Names
@@ -43,6 +44,8 @@ from herald_api.controllers.whatsapp import (
 )
 from herald_api.deps import Services, build
 from herald_api.http_metrics import http_metrics
+from herald_api.inbound_mail import InboundMail
+from herald_api.inbound_mail import serve as serve_inbound_mail
 from herald_api.settings import ApiConfig
 from herald_api.strict import strict_body
 
@@ -76,7 +79,13 @@ def create_app(settings: ApiConfig) -> Litestar:
             await producer.start()
             graph = Graph(settings.whatsapp.graph_url, settings.whatsapp.timeout_seconds)
             started.push_async_callback(graph.close)
-            app.state.services = build(settings, pool, producer, graph)
+            app.state.services = services = build(settings, pool, producer, graph)
+            if settings.email.inbound_port:
+                inbound = await serve_inbound_mail(
+                    InboundMail(BounceAddresses(settings.secrets.keys()), services.email),
+                    settings.email.inbound_host, settings.email.inbound_port,
+                )  # fmt: skip
+                started.callback(inbound.close)
             yield
 
     async def ready() -> dict[str, str]:

@@ -57,7 +57,7 @@ def build(settings: ApiConfig, pool: asyncpg.Pool, producer: Producer, graph: Gr
     receipts = Receipts(pool, producer)
     hasher = RecipientHasher(settings.secrets.keys())
     whatsapp = WhatsApp(pool, ring, graph, template_cache, receipts)
-    email = Email(pool, ring, hasher, Tokens(settings.secrets.keys()), settings.email)
+    email = Email(pool, ring, hasher, Tokens(settings.secrets.keys()), settings.email, receipts)
     return Services(
         settings=settings,
         pool=pool,

@@ -148,6 +148,7 @@ class DevStack:
         # Meta's double on a known port (8091 unless HERALD_WHATSAPP_SIM_PORT): the README's
         # WhatsApp walk-through talks to it as Meta's dashboard.
         sim_port, whatsapp_port = free_port(), self.settings.whatsapp_sim.port
+        inbound_mail_port = self.settings.email.inbound_port or 2526
         self.sim_url = f"http://127.0.0.1:{sim_port}"
         self.whatsapp_url = f"http://127.0.0.1:{whatsapp_port}"
         env = {
@@ -180,6 +181,9 @@ class DevStack:
             "HERALD_EMAIL_SMTP_PORT": str(self.settings.mail_sim.smtp_port),
             "HERALD_EMAIL_DNS_SERVER": f"127.0.0.1:{self.settings.mail_sim.dns_port}",
             "HERALD_EMAIL_UNSUBSCRIBE_URL": f"{self.api_url}/v1/unsubscribe",
+            # Delivery reports and complaints come back by SMTP to the API's inbound port.
+            "HERALD_EMAIL_INBOUND_PORT": str(inbound_mail_port),
+            "HERALD_MAIL_SIM_REPORT_PORT": str(inbound_mail_port),
             "HERALD_WORKER_METRICS_PORT": str(free_port()),
             "HERALD_SINKS_METRICS_PORT": str(free_port()),
         }

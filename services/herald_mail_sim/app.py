@@ -10,6 +10,11 @@ agree with Herald by construction. Behaviour, as relays answer (RFC 5321 §4.2, 
 * By recipient local part, for tests and demos: `nosuchuser…@` is refused `550 5.1.1`,
   `blocked…@` `554 5.7.1`, `busy…@` `450 4.2.1`; anything else is accepted.
 * Above `rate_per_second` (or with the `throttle` fault) RCPT is answered `451 4.7.1`.
+* Delivery reports (RFC 3461/3464) go to the envelope sender through `report_host:port` once a
+  mail is taken: `delivered` where RCPT asked `NOTIFY=SUCCESS`; by local part, `bounce…@` a
+  failure (`5.1.1`, sent whatever NOTIFY said, as relays do), `softbounce…@` a `delayed` report
+  (`4.2.2`) and then `delivered`, `complain…@` `delivered` and then an ARF abuse report (RFC
+  5965, as a mailbox provider's feedback loop sends). A report answered 4xx is sent again later.
 * Faults (`POST /_sim/faults`): `drop_before_data: n` closes the next n connections at RCPT
   (the relay has nothing); `drop_after_data: n` stores the next n mails and closes before
   answering DATA (the relay has them; the sender does not know); `outage` refuses connections.
@@ -24,13 +29,18 @@ import asyncio
 import contextlib
 import email
 import email.policy
+import email.utils
 import html
 import logging
+import re
 import time
+import uuid
 from collections import Counter, deque
 from collections.abc import AsyncIterator
+from email.message import Message
 from typing import Any, cast
 
+import aiosmtplib
 import dns.flags
 import dns.message
 import dns.rcode
@@ -70,11 +80,34 @@ class Mail(msgspec.Struct, frozen=True):
     """The message as received (it is ASCII: 7-bit MIME, as SMTP without SMTPUTF8 carries)."""
 
 
+REPORT_ATTEMPTS = 200
+MAX_REPORT_BACKOFF_SECONDS = 2.0
+"""A report refused 4xx is sent again with a doubling delay up to this (an MTA's queue, faster)."""
+_DSN_PARAMS = re.compile(r"\s+(RET|ENVID|NOTIFY|ORCPT)=(\S+)", re.IGNORECASE)
+
+
+class DsnSMTP(SMTP):
+    """aiosmtpd's server with the DSN extension (RFC 3461): it takes `RET`, `ENVID`, `NOTIFY` and
+    `ORCPT` (aiosmtpd refuses parameters it does not know) and keeps them for the reports."""
+
+    async def smtp_MAIL(self, arg: str) -> None:
+        self.dsn_mail = {k.upper(): v for k, v in _DSN_PARAMS.findall(arg or "")}
+        await super().smtp_MAIL(_DSN_PARAMS.sub("", arg or ""))
+
+    async def smtp_RCPT(self, arg: str) -> None:
+        params = {k.upper(): v for k, v in _DSN_PARAMS.findall(arg or "")}
+        self.dsn_notify = params.get("NOTIFY", "").upper().split(",") if params.get("NOTIFY") else []
+        await super().smtp_RCPT(_DSN_PARAMS.sub("", arg or ""))
+
+
 class Relay:
     """The SMTP handler (aiosmtpd's hooks) and what it has received."""
 
     def __init__(self, settings: MailSimSettings) -> None:
         self.settings = settings
+        self.notify: dict[int, dict[str, list[str]]] = {}
+        self.reports_sent: Counter[str] = Counter()
+        self._tasks: set[asyncio.Task[None]] = set()
         self.faults = Faults()
         self.mails: deque[Mail] = deque(maxlen=settings.kept)
         self.received = 0
@@ -95,6 +128,12 @@ class Relay:
         self._window_count += 1
         return self._window_count > rate
 
+    async def handle_EHLO(
+        self, server: SMTP, session: Session, envelope: Envelope, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname
+        return [*responses[:-1], "250-DSN", responses[-1]]
+
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
     ) -> str:
@@ -114,6 +153,7 @@ class Relay:
                 self.refused += 1
                 return reply
         envelope.rcpt_tos.append(address)
+        self.notify.setdefault(id(envelope), {})[address] = list(getattr(server, "dsn_notify", []))
         return "250 2.1.5 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
@@ -127,6 +167,7 @@ class Relay:
                  subject=str(parsed.get("Subject", "")), received_at=time.time(),
                  raw=content.decode("ascii", errors="replace"))
         )  # fmt: skip
+        self._report(envelope, getattr(server, "dsn_mail", {}), parsed)
         if self.faults.drop_after_data > 0:
             self.faults.drop_after_data -= 1
             self.dropped += 1
@@ -134,17 +175,108 @@ class Relay:
             server.transport.close()
         return "250 2.0.0 OK: queued"
 
+    def _report(self, envelope: Envelope, mail_params: dict[str, str], parsed: Message) -> None:
+        notify = self.notify.pop(id(envelope), {})
+        sender = str(envelope.mail_from or "")
+        if not self.settings.report_port or not sender:
+            return
+        headers = _returned_headers(parsed)
+        for rcpt in envelope.rcpt_tos:
+            local = rcpt.partition("@")[0].lower()
+            asked = notify.get(rcpt, [])
+            steps: list[tuple[str, str]] = []
+            if local.startswith("bounce"):
+                steps = [("failed", "5.1.1")]
+            elif local.startswith("softbounce"):
+                steps = [("delayed", "4.2.2"), ("delivered", "2.0.0")]
+            elif "SUCCESS" in asked:
+                steps = [("delivered", "2.0.0")]
+            reports = [(action, _dsn(sender, rcpt, action, status, mail_params.get("ENVID"), headers))
+                       for action, status in steps if action != "delayed" or "DELAY" in asked]  # fmt: skip
+            if local.startswith("complain"):
+                reports.append(("complained", _arf(sender, rcpt, parsed)))
+            if reports:
+                task = asyncio.get_running_loop().create_task(self._send_reports(sender, reports))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+    async def _send_reports(self, to: str, reports: list[tuple[str, bytes]]) -> None:
+        """Each report in turn, as an MTA's queue sends them: again later while it is refused 4xx
+        or cannot connect, dropped on 5xx (a bounce of a bounce is never sent)."""
+        for kind, report in reports:
+            for attempt in range(REPORT_ATTEMPTS):
+                await asyncio.sleep(min(self.settings.report_delay_ms / 1000 * 2**attempt, MAX_REPORT_BACKOFF_SECONDS))
+                try:
+                    client = aiosmtplib.SMTP(hostname=self.settings.report_host, port=self.settings.report_port,
+                                             timeout=10, start_tls=False)  # fmt: skip
+                    async with client:
+                        await client.mail("")  # the null reverse path: a report is never reported on
+                        await client.rcpt(to)
+                        await client.data(report)
+                except aiosmtplib.SMTPResponseException as exc:
+                    if exc.code >= 500:
+                        self.reports_sent["refused"] += 1
+                        break
+                    continue
+                except (aiosmtplib.SMTPException, OSError, TimeoutError):
+                    continue
+                self.reports_sent[kind] += 1
+                break
+
     def stats(self) -> dict[str, int]:
         return {
             "received": self.received, "unique": len(self.per_message_id),
             "duplicates": sum(n - 1 for n in self.per_message_id.values()), "refused": self.refused,
             "throttled": self.throttled, "dropped": self.dropped,
+            **{f"reports_{kind}": n for kind, n in self.reports_sent.items()},
         }  # fmt: skip
 
     def reset(self) -> None:
         self.mails.clear()
         self.per_message_id.clear()
         self.received = self.refused = self.throttled = self.dropped = 0
+        self.reports_sent.clear()
+
+
+def _returned_headers(parsed: Message) -> str:
+    return "".join(f"{k}: {v}\r\n" for k, v in parsed.items() if k.lower() in ("message-id", "from", "to", "subject"))
+
+
+def _dsn(to: str, rcpt: str, action: str, status: str, envid: str | None, headers: str) -> bytes:
+    """A delivery status notification (RFC 3464), as the relay's MTA writes it."""
+    diagnostic = {"failed": f"smtp; 550 5.1.1 <{rcpt}>: Recipient address rejected: User unknown",
+                  "delayed": "smtp; 452 4.2.2 Mailbox full", "delivered": "smtp; 250 2.0.0 OK"}[action]  # fmt: skip
+    boundary = f"dsn-{uuid.uuid4().hex}"
+    per_message = "Reporting-MTA: dns; relay.herald.invalid\r\n"
+    if envid:
+        per_message += f"Original-Envelope-Id: {envid}\r\n"
+    return (
+        f"From: Mail Delivery System <MAILER-DAEMON@relay.herald.invalid>\r\nTo: <{to}>\r\n"
+        f"Subject: Delivery Status Notification ({action})\r\nMessage-ID: <{uuid.uuid4()}@relay.herald.invalid>\r\n"
+        f"Date: {email.utils.formatdate(usegmt=True)}\r\nMIME-Version: 1.0\r\n"
+        f'Content-Type: multipart/report; report-type=delivery-status; boundary="{boundary}"\r\n\r\n'
+        f"--{boundary}\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\nYour message: {action}.\r\n"
+        f"--{boundary}\r\nContent-Type: message/delivery-status\r\n\r\n{per_message}\r\n"
+        f"Final-Recipient: rfc822; {rcpt}\r\nAction: {action}\r\nStatus: {status}\r\n"
+        f"Diagnostic-Code: {diagnostic}\r\n\r\n"
+        f"--{boundary}\r\nContent-Type: text/rfc822-headers\r\n\r\n{headers}\r\n--{boundary}--\r\n"
+    ).encode()
+
+
+def _arf(to: str, rcpt: str, parsed: Message) -> bytes:
+    """An abuse feedback report (RFC 5965), as a mailbox provider's feedback loop sends it."""
+    boundary = f"arf-{uuid.uuid4().hex}"
+    original = _returned_headers(parsed)
+    return (
+        f"From: <fbl@isp.herald.invalid>\r\nTo: <{to}>\r\nSubject: Abuse report\r\n"
+        f"Message-ID: <{uuid.uuid4()}@isp.herald.invalid>\r\nDate: {email.utils.formatdate(usegmt=True)}\r\n"
+        f"MIME-Version: 1.0\r\n"
+        f'Content-Type: multipart/report; report-type=feedback-report; boundary="{boundary}"\r\n\r\n'
+        f"--{boundary}\r\nContent-Type: text/plain\r\n\r\nThis is an email abuse report.\r\n"
+        f"--{boundary}\r\nContent-Type: message/feedback-report\r\n\r\nFeedback-Type: abuse\r\n"
+        f"User-Agent: herald-mail-sim/1\r\nVersion: 1\r\nOriginal-Rcpt-To: <{rcpt}>\r\n\r\n"
+        f"--{boundary}\r\nContent-Type: message/rfc822\r\n\r\n{original}\r\n(body omitted)\r\n--{boundary}--\r\n"
+    ).encode()
 
 
 class Zone(asyncio.DatagramProtocol):
@@ -200,7 +332,7 @@ def create_app(settings: MailSimSettings) -> Litestar:
     async def listen() -> None:
         loop = asyncio.get_running_loop()
         servers["smtp"] = await loop.create_server(
-            lambda: SMTP(relay, hostname="relay.herald.invalid", ident="herald-mail-sim"),
+            lambda: DsnSMTP(relay, hostname="relay.herald.invalid", ident="herald-mail-sim"),
             settings.host, settings.smtp_port,
         )  # fmt: skip
 

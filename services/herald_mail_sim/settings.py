@@ -15,5 +15,11 @@ class MailSimSettings(msgspec.Struct, frozen=True):
     """DNS over UDP: the TXT records set through `/_sim/dns` (a tenant publishing its DKIM key)."""
     rate_per_second: int = 0
     """Mails per second across connections; beyond it, `451 4.7.1` (0: no limit)."""
+    report_host: str = "127.0.0.1"
+    report_port: int = 0
+    """Where delivery reports and complaints go by SMTP (the bounce domain's MX: Herald's inbound
+    port); 0: none are sent."""
+    report_delay_ms: int = 50
+    """From a mail's acceptance to its report; a report answered 4xx is sent again this much later."""
     kept: int = 20_000
     """The last mails kept for `/_sim/mails` (the counts cover every one)."""

@@ -14,6 +14,7 @@ from herald.db.pool import create_pool
 from herald.domain.limits import RecipientHasher
 from herald.domain.models import Channel
 from herald.domain.sms_routing import ProviderKind, SmsProvider
+from herald.email.bounces import BounceAddresses
 from herald.email.unsubscribe import Tokens
 from herald.kafka.admin import missing_topics
 from herald.kafka.consumer import make_consumer
@@ -115,7 +116,7 @@ async def run_worker(settings: WorkerConfig, stop: asyncio.Event, membership: Me
     e = settings.email
     smtp = SmtpProvider(
         e, Identities(pool, ring, e.identity_cache_seconds), Tokens(settings.secrets.keys()),
-        ProviderGate.on_postgres(pool, "smtp", e.smtp_rate_per_second),
+        BounceAddresses(settings.secrets.keys()), ProviderGate.on_postgres(pool, "smtp", e.smtp_rate_per_second),
     )  # fmt: skip
     deliverer = Deliverer(
         live, SinkProvider(), w.provider_attempts, w.retry_delays_seconds,

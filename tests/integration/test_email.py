@@ -14,8 +14,10 @@ import email
 import email.policy
 import re
 import uuid
+from collections.abc import Awaitable
 from typing import Any
 
+import aiosmtplib
 import asyncpg
 import dkim
 import httpx
@@ -143,8 +145,10 @@ async def test_an_identity_sends_only_once_its_dkim_record_is_in_dns_and_its_key
     assert count == 1
 
 
-async def test_a_campaign_arrives_dkim_valid_with_one_click_unsubscribe_on_marketing_only(platform: Platform) -> None:
-    _tenant_id, auth, identity = await _sender(platform)
+async def test_a_campaign_arrives_dkim_valid_with_one_click_unsubscribe_on_marketing_only(
+    platform: Platform, pool: asyncpg.Pool
+) -> None:
+    tenant_id, auth, identity = await _sender(platform)
     addresses = [f"customer{i}@example.org" for i in range(1000)]
     r = await platform.http.post("/v1/messages/batch", headers=auth, json={"messages": [
         {"to": to, **PROMO, "params": {"name": f"Customer {i}"}} for i, to in enumerate(addresses)]})  # fmt: skip
@@ -170,7 +174,8 @@ async def test_a_campaign_arrives_dkim_valid_with_one_click_unsubscribe_on_marke
         assert parsed["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
         signature = parsed["DKIM-Signature"].replace("\r\n", "").replace(" ", "")
         assert "list-unsubscribe:list-unsubscribe-post" in signature  # both signed (RFC 8058 §4)
-        assert mail["mail_from"] == f"bounces+{uuid.UUID(herald_id).hex}@mail.shop.example"
+        verp = rf"bounces\+{uuid.UUID(herald_id).hex}-[0-9a-f]{{20}}@mail\.shop\.example"
+        assert re.fullmatch(verp, mail["mail_from"])
     (otp,) = [m for m in mails if m["rcpt_to"] == ["otp@example.org"]]
     parsed = email.message_from_bytes(otp["raw"].encode(), policy=email.policy.default)
     assert _dkim_valid(otp["raw"].encode(), identity)
@@ -178,6 +183,8 @@ async def test_a_campaign_arrives_dkim_valid_with_one_click_unsubscribe_on_marke
     assert parsed["List-Unsubscribe-Post"] is None
     assert "482913" in parsed.get_body(("plain",)).get_content()
     assert (await _stats(platform))["duplicates"] == 0
+    # `sent` when the relay took it, `delivered` by the relay's delivery report (RFC 3464).
+    await wait_status_count(pool, 1001, "delivered", tenant_id, deadline_s=60)
 
 
 async def _count(platform: Platform) -> int:
@@ -296,3 +303,86 @@ async def _mid_campaign_fault(platform: Platform, pool: asyncpg.Pool, fault: dic
     statuses = await pool.fetch("SELECT status, count(*) FROM messages WHERE tenant_id = $1 GROUP BY status",
                                 uuid.UUID(tenant_id))  # fmt: skip
     assert {row["status"]: row["count"] for row in statuses} == {"delivered": 300}
+
+
+async def _report_to(platform: Platform, address: str, report: bytes) -> int:
+    """Send a report to Herald's inbound SMTP port as a relay would; the reply code."""
+    client = aiosmtplib.SMTP(hostname="127.0.0.1", port=platform.settings.email.inbound_port, timeout=10)
+    async with client:
+        await client.mail("")
+        try:
+            await client.rcpt(address)
+        except aiosmtplib.SMTPRecipientRefused as exc:
+            return exc.code
+        return (await client.data(report)).code
+
+
+async def test_a_hard_bounce_or_a_complaint_stops_the_next_marketing_email_and_a_forged_report_changes_nothing(
+    platform: Platform, pool: asyncpg.Pool
+) -> None:
+    _, auth, _ = await _sender(platform)
+    sent = {}
+    for to in ("bounce1@example.org", "softbounce1@example.org", "complain1@example.org"):
+        r = await platform.http.post("/v1/messages", headers=auth, json={"to": to, **PROMO, "params": {"name": "X"}})
+        assert r.status_code == 202, r.text
+        sent[to] = r.json()["id"]
+    bounced = await platform.wait_status(auth, sent["bounce1@example.org"])
+    assert bounced["status"] == "failed"
+    failed = [(e.get("detail"), e.get("provider_error")) for e in bounced["events"] if e["status"] == "failed"]
+    assert failed == [("undeliverable", "550 5.1.1")], bounced
+    # A soft bounce is the relay retrying: `delayed` changes nothing, its later success delivers.
+    assert (await platform.wait_status(auth, sent["softbounce1@example.org"]))["status"] == "delivered"
+    assert (await platform.wait_status(auth, sent["complain1@example.org"]))["status"] == "delivered"
+
+    async def reasons() -> dict[str, str]:
+        items = (await platform.http.get("/v1/suppressions", headers=auth)).json()["items"]
+        return {i["hint"]: i["reason"] for i in items}
+
+    await at_least(lambda: _len(reasons()), 2, "suppressions", seconds=20)
+    assert await reasons() == {"b•••@example.org": "bounced", "c•••@example.org": "complained"}
+    for to in ("bounce1@example.org", "complain1@example.org"):
+        body = {"to": to, **PROMO, "params": {"name": "Y"}}
+        again = await platform.http.post("/v1/messages", headers=auth, json=body)
+        assert (again.status_code, again.json()["code"]) == (422, "recipient_suppressed"), again.text
+    soft_again = {"to": "softbounce1@example.org", **PROMO, "params": {"name": "X"}}
+    soft = await platform.http.post("/v1/messages", headers=auth, json=soft_again)
+    assert soft.status_code == 202, soft.text
+
+    # A report to a bounce address Herald did not mint (a forged tag, another message's id) is
+    # refused at RCPT; a replayed report is taken and changes nothing.
+    (mail,) = await _mails(platform, to="softbounce1@example.org", limit=1)
+    verp = mail["mail_from"]
+    forged = re.sub(r"-[0-9a-f]{20}@", "-" + "0" * 20 + "@", verp)
+    report = _hard_bounce(verp, "softbounce1@example.org")
+    assert await _report_to(platform, forged, report) == 550
+    other_id = uuid.uuid4().hex
+    assert await _report_to(platform, re.sub(r"\+[0-9a-f]{32}-", f"+{other_id}-", verp), report) == 550
+    assert (await platform.wait_status(auth, sent["softbounce1@example.org"]))["status"] == "delivered"
+    events = "SELECT count(*) FROM message_events WHERE message_id = $1"
+    bounced_id = uuid.UUID(sent["bounce1@example.org"])
+    events_before = await pool.fetchval(events, bounced_id)
+    bounce_verp = (await _mails(platform, to="bounce1@example.org", limit=1))[0]["mail_from"]
+    assert await _report_to(platform, bounce_verp, _hard_bounce(bounce_verp, "bounce1@example.org")) == 250
+    await asyncio.sleep(1.0)
+    assert await reasons() == {"b•••@example.org": "bounced", "c•••@example.org": "complained"}
+    after = await pool.fetchval(events, bounced_id)
+    assert after == events_before
+    stats = await _stats(platform)
+    assert (stats.get("reports_failed"), stats.get("reports_complained")) == (1, 1), stats
+
+
+async def _len(found: Awaitable[dict[str, str]]) -> int:
+    return len(await found)
+
+
+def _hard_bounce(to: str, recipient: str) -> bytes:
+    """A failure report as RFC 3464's example (appendix) lays it out."""
+    return (
+        f"From: MAILER-DAEMON@relay.example\r\nTo: <{to}>\r\nSubject: Returned mail\r\nMIME-Version: 1.0\r\n"
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="RAA14128.773615765/CS.UTK.EDU"\r\n\r\n'
+        "--RAA14128.773615765/CS.UTK.EDU\r\n\r\nThe original message was received but could not be delivered.\r\n"
+        "--RAA14128.773615765/CS.UTK.EDU\r\nContent-Type: message/delivery-status\r\n\r\n"
+        "Reporting-MTA: dns; relay.example\r\n\r\n"
+        f"Final-Recipient: rfc822; {recipient}\r\nAction: failed\r\nStatus: 5.1.1\r\n"
+        "Diagnostic-Code: smtp; 550 5.1.1 User unknown\r\n\r\n--RAA14128.773615765/CS.UTK.EDU--\r\n"
+    ).encode()

@@ -241,3 +241,12 @@ async def _decide_finals(
     rows = await conn.fetch("SELECT message_id, status FROM receipt_finals WHERE message_id = ANY($1::uuid[])",
                             list(messages))  # fmt: skip
     return {r["message_id"]: Status(r["status"]) for r in rows}
+
+
+async def sender_of(pool: asyncpg.Pool, provider: str, provider_message_id: str) -> uuid.UUID | None:
+    """The tenant whose send `provider` took under this id, once that send is recorded."""
+    found: uuid.UUID | None = await pool.fetchval(
+        "SELECT tenant_id FROM provider_messages WHERE provider = $1 AND provider_message_id = $2 LIMIT 1",
+        provider, provider_message_id,
+    )  # fmt: skip
+    return found

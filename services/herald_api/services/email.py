@@ -14,25 +14,35 @@ import dns.resolver
 from herald import metrics
 from herald.caches import TTLCache
 from herald.db import email_identities as store
+from herald.db import receipts as receipt_store
 from herald.db import suppressions as suppression_store
 from herald.db.suppressions import Candidate
 from herald.domain.email import Identity, IdentityStatus, published
 from herald.domain.limits import RecipientHasher
+from herald.domain.models import Channel
+from herald.domain.receipts import Reported
+from herald.domain.status import Status
 from herald.domain.suppressions import SuppressionReason, hint
 from herald.email import keys
+from herald.email.reports import Kind, Report
 from herald.email.unsubscribe import BadToken, Tokens
 from herald.errors import Conflict, InvalidRequest, NotFound
 from herald.keyring import KeyRing
 from herald.settings import EmailSettings
+from herald_api.services.receipts import Receipts
 
 log = logging.getLogger(__name__)
 DNS_TIMEOUT_SECONDS = 5.0
+SMTP_PROVIDER = "smtp"
+"""The name the worker's SMTP sends are recorded under (`herald_worker.email.smtp`)."""
 
 
 class Email:
     def __init__(
-        self, pool: asyncpg.Pool, ring: KeyRing, hasher: RecipientHasher, tokens: Tokens, settings: EmailSettings
+        self, pool: asyncpg.Pool, ring: KeyRing, hasher: RecipientHasher, tokens: Tokens, settings: EmailSettings,
+        receipts: Receipts,
     ) -> None:
+        self._receipts = receipts
         self._pool = pool
         self._ring = ring
         self._hasher = hasher
@@ -111,6 +121,38 @@ class Email:
             return found if found is not None and found.status is IdentityStatus.VERIFIED else None
 
         return await self._sending.get((tenant_id, from_address), load)
+
+    async def reported(self, message_id: uuid.UUID, domain: str, reports: list[Report]) -> bool:
+        """Act on what came back to a message's bounce address: a delivery report is recorded as
+        the relay's receipt (`delivered`, or `failed` with its status), a hard bounce and a
+        complaint suppress the recipient for the tenant's marketing email; a delay changes
+        nothing (the relay is retrying). False while the send itself is not recorded yet (a
+        report can outrun it): the relay is asked to try again later."""
+        sent_as = f"<{message_id}@{domain}>"
+        tenant_id = await receipt_store.sender_of(self._pool, SMTP_PROVIDER, sent_as)
+        if tenant_id is None:
+            return False
+        receipts = [
+            Reported(
+                sent_as, Status.DELIVERED if r.kind is Kind.DELIVERED else Status.FAILED,
+                provider_error=" ".join(str(x) for x in (r.reply, r.status) if x) or None,
+            )
+            for r in reports
+            if r.kind in (Kind.DELIVERED, Kind.FAILED)
+        ]  # fmt: skip
+        for report in reports:
+            metrics.EMAIL_REPORTS.labels(report.kind.value if not report.hard else "hard_bounce").inc()
+            reason = SuppressionReason.COMPLAINED if report.kind is Kind.COMPLAINED else SuppressionReason.BOUNCED
+            if (report.hard or report.kind is Kind.COMPLAINED) and report.recipient is not None:
+                address = report.recipient.strip()
+                local, _, host = address.rpartition("@")
+                address = f"{local}@{host.lower()}"
+                candidate = Candidate(Channel.EMAIL, self._hasher.candidates(tenant_id, address),
+                                      hint(Channel.EMAIL, address))  # fmt: skip
+                await suppression_store.add(self._pool, tenant_id, [candidate], reason)
+        if receipts:
+            await self._receipts.record(SMTP_PROVIDER, receipts)
+        return True
 
     async def unsubscribe(self, token: str) -> None:
         """RFC 8058 one-click: the token's recipient is suppressed for its tenant's marketing

@@ -8,8 +8,8 @@ package, signed with the sending identity's DKIM key (dkimpy).
   https URL (a sealed token, `herald.email.unsubscribe`) and a mailto, and `List-Unsubscribe-
   Post: List-Unsubscribe=One-Click`; both are in the DKIM signature's `h=`, as Gmail and Yahoo
   require. Authentication and utility mail carry neither.
-* The envelope sender (the bounce address, VERP) names the message too:
-  `bounces+{message id hex}@{domain}`.
+* The envelope sender is the message's signed bounce address (`herald.email.bounces`), where
+  the relay's delivery reports come back.
 """
 
 from __future__ import annotations
@@ -40,10 +40,6 @@ class OneClick:
 
 def message_id(herald_id: str, identity: Identity) -> str:
     return f"<{herald_id}@{identity.domain}>"
-
-
-def bounce_address(herald_hex: str, identity: Identity) -> str:
-    return f"bounces+{herald_hex}@{identity.domain}"
 
 
 def build(

@@ -38,10 +38,11 @@ from herald.domain.email import Identity, IdentityStatus
 from herald.domain.models import Category
 from herald.domain.reasons import Reason
 from herald.domain.records import OutboundMessage
+from herald.email.bounces import BounceAddresses
 from herald.email.unsubscribe import Tokens, Unsubscribe
 from herald.keyring import KeyRing
 from herald.settings import EmailSettings
-from herald_worker.email.mime import OneClick, bounce_address, build, message_id
+from herald_worker.email.mime import OneClick, build, message_id
 from herald_worker.provider_gate import ProviderGate
 from herald_worker.providers.base import Accepted, PermanentError, RetryableError
 
@@ -87,8 +88,12 @@ def _permanent(code: int, text: str) -> Reason:
 class SmtpProvider:
     name = "smtp"
 
-    def __init__(self, settings: EmailSettings, identities: Identities, tokens: Tokens, gate: ProviderGate) -> None:
+    def __init__(
+        self, settings: EmailSettings, identities: Identities, tokens: Tokens, bounces: BounceAddresses,
+        gate: ProviderGate,
+    ) -> None:
         """`gate`: the relay's capacity, held across workers (its rate; shut while it throttles)."""
+        self._bounces = bounces
         self._gate = gate
         gate.attach(lambda: None)  # waited on by polling (`before_attempt`), not by dispatch
         self._settings = settings
@@ -114,16 +119,18 @@ class SmtpProvider:
         await self._gate.before_attempt(message.id)
         async with self._slots:
             try:
-                await self._transaction(bounce_address(message.id.hex, identity), message.to, raw)
+                await self._transaction(self._bounces.address(message.id, identity.domain), message.id, message.to, raw)
             except RetryableError as exc:
                 if exc.reason is Reason.THROTTLED:
                     self._gate.throttled(exc.retry_after)
                 raise
             self._gate.accepted()
         metrics.EMAIL_SMTP_REPLIES.labels("accepted").inc()
-        return Accepted(provider_message_id=message_id(str(message.id), identity), delivered=True)
+        # With delivery reports, the relay's acceptance is `sent`; its report says delivered or bounced.
+        final = not self._settings.smtp_delivery_reports
+        return Accepted(provider_message_id=message_id(str(message.id), identity), delivered=final)
 
-    async def _transaction(self, sender: str, to: str, raw: bytes) -> None:
+    async def _transaction(self, sender: str, herald_id: uuid.UUID, to: str, raw: bytes) -> None:
         try:
             client = await self._client()
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
@@ -132,8 +139,12 @@ class SmtpProvider:
             raise RetryableError(Reason.PROVIDER_UNAVAILABLE, untaken=True) from exc
         keep = False
         try:
-            await client.mail(sender)
-            await client.rcpt(to)
+            if self._settings.smtp_delivery_reports:  # RFC 3461: a report on success and on failure
+                await client.mail(sender, options=["RET=HDRS", f"ENVID={herald_id.hex}"])
+                await client.rcpt(to, options=["NOTIFY=SUCCESS,FAILURE,DELAY"])
+            else:
+                await client.mail(sender)
+                await client.rcpt(to)
             try:
                 await client.data(raw)
             except aiosmtplib.SMTPResponseException:

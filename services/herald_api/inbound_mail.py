@@ -1,0 +1,70 @@
+"""Where delivery reports and complaints come back by SMTP (the bounce domains' MX): an aiosmtpd
+server in the API process, beside the HTTP receipts of the other channels.
+
+A recipient must be a bounce address Herald minted (`herald.email.bounces`): any other is refused
+`550 5.1.1` at RCPT, so a forged report cannot fail or suppress anything. A report is acted on
+(`services.email.Email.reported`) before it is answered `250`; a database that does not answer,
+or a report about a send not recorded yet, is answered `451 4.3.0` and the relay sends it again
+later (SMTP's own retry). A message that is no report Herald reads is accepted and dropped (a
+bounce processor never bounces).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from herald import metrics
+from herald.db.pool import DATABASE_ERRORS
+from herald.email.bounces import BounceAddresses
+from herald.email.reports import parse
+from herald_api.services.email import Email
+
+log = logging.getLogger(__name__)
+MAX_REPORT_BYTES = 1_000_000
+
+
+class InboundMail:
+    """aiosmtpd's handler."""
+
+    def __init__(self, bounces: BounceAddresses, email: Email) -> None:
+        self._bounces = bounces
+        self._email = email
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
+    ) -> str:
+        if self._bounces.message_of(address) is None:
+            metrics.EMAIL_REPORTS.labels("refused").inc()
+            return "550 5.1.1 No such mailbox"
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        raw = envelope.original_content or b""
+        if len(raw) > MAX_REPORT_BYTES:
+            return "552 5.3.4 Report too large"
+        reports = parse(raw)
+        if not reports:
+            metrics.EMAIL_REPORTS.labels("unreadable").inc()
+            return "250 2.0.0 OK"
+        for address in envelope.rcpt_tos:
+            named = self._bounces.message_of(address)
+            assert named is not None  # checked at RCPT
+            try:
+                if not await self._email.reported(named[0], named[1], reports):
+                    return "451 4.3.0 Not ready for this report, try again later"
+            except DATABASE_ERRORS as exc:
+                log.warning("a delivery report could not be recorded", extra={"error": type(exc).__name__})
+                return "451 4.3.0 Try again later"
+        return "250 2.0.0 OK"
+
+
+async def serve(handler: InboundMail, host: str, port: int) -> asyncio.AbstractServer:
+    loop = asyncio.get_running_loop()
+    return await loop.create_server(
+        lambda: SMTP(handler, hostname="inbound.herald.invalid", ident="Herald", data_size_limit=MAX_REPORT_BYTES),
+        host, port,
+    )  # fmt: skip
