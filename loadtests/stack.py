@@ -5,13 +5,16 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 from herald.embedded import free_port, wait_for_port
+from herald.settings import EmailSettings
 from herald_api.settings import ApiSettings
 from herald_cli.dev import CHILDREN, DevStack
 from herald_cli.settings import Settings
+from herald_mail_sim.settings import MailSimSettings
 from herald_smsc_sim.settings import SmscSimSettings
 from herald_twilio_sim.settings import TwilioSimSettings
 from herald_whatsapp_sim.settings import WhatsAppSimSettings
@@ -34,6 +37,8 @@ def bench_stack(data_dir: Path, children: tuple[str, ...] = CHILDREN) -> Iterato
         whatsapp_sim=WhatsAppSimSettings(port=free_port()),
         smsc_sim=SmscSimSettings(port=free_port(), smpp_port=free_port()),
         twilio_sim=TwilioSimSettings(port=free_port()),
+        mail_sim=MailSimSettings(port=free_port(), smtp_port=free_port(), dns_port=free_port(socket.SOCK_DGRAM)),
+        email=EmailSettings(inbound_port=free_port()),
     )  # fmt: skip
     stack = DevStack(settings, children=children)
     try:
