@@ -84,7 +84,7 @@ class Child:
 
 def _banner(
     api_url: str, admin_token: str, database_url: str, logs: Path, metrics: dict[str, str], whatsapp_url: str,
-    sms_urls: tuple[str, str],
+    sms_urls: tuple[str, str], mail_url: str,
 ) -> str:
     scrape = "\n".join(f"  Metrics:      {url}   ({name})" for name, url in metrics.items())
     return f"""
@@ -93,6 +93,7 @@ Herald is running.
   Admin token:  {admin_token}
   WhatsApp:     {whatsapp_url}   (Meta's Cloud API, played by a double: README, "WhatsApp")
   SMS:          SMPP to the SMSC double ({sms_urls[0]}/_sim), fallback {sms_urls[1]} (README, "SMS")
+  Email:        SMTP to the relay double; the last mails it received: {mail_url}/ (README, "Email")
   Database:     {database_url}   (HERALD_DATABASE_URL for `herald billing ...`)
 {scrape}
   Logs:         {logs}/   Stop with Ctrl-C.
@@ -254,7 +255,8 @@ def run_dev(settings: Settings) -> int:
     try:
         if stack.start(lambda: stop["now"]):
             banner = _banner(stack.api_url, stack.admin_token, stack.database_url, stack.data_dir / "logs",
-                             stack.metrics_urls, stack.whatsapp_url, stack.sms_urls)  # fmt: skip
+                             stack.metrics_urls, stack.whatsapp_url, stack.sms_urls,
+                             f"http://127.0.0.1:{settings.mail_sim.port}")  # fmt: skip
             print(banner, flush=True)
         stack.supervise(lambda: stop["now"])
         print("herald dev: stopping", flush=True)

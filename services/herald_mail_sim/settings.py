@@ -11,7 +11,7 @@ class MailSimSettings(msgspec.Struct, frozen=True):
     """Its control endpoints (`/_sim/…`) and the page of the last mails received, over HTTP."""
     smtp_port: int = 2525
     """SMTP (RFC 5321), where Herald's workers hand mail over."""
-    dns_port: int = 5353
+    dns_port: int = 8053
     """DNS over UDP: the TXT records set through `/_sim/dns` (a tenant publishing its DKIM key)."""
     rate_per_second: int = 0
     """Mails per second across connections; beyond it, `451 4.7.1` (0: no limit)."""

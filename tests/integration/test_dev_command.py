@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -38,6 +39,8 @@ def test_dev_runs_the_walkthrough_and_stops_cleanly_on_sigint(tmp_path: Path) ->
         "HERALD_DATA_DIR": str(tmp_path / "data"), "HERALD_API_PORT": str(port), "HERALD_ADMIN_TOKEN": "dev-token",
         "HERALD_WHATSAPP_SIM_PORT": str(free_port()), "HERALD_SMSC_SIM_PORT": str(smsc_port),
         "HERALD_SMSC_SIM_SMPP_PORT": str(free_port()), "HERALD_TWILIO_SIM_PORT": str(free_port()),
+        "HERALD_MAIL_SIM_PORT": str(free_port()), "HERALD_MAIL_SIM_SMTP_PORT": str(free_port()),
+        "HERALD_MAIL_SIM_DNS_PORT": str(free_port(socket.SOCK_DGRAM)), "HERALD_EMAIL_INBOUND_PORT": str(free_port()),
     }  # fmt: skip
     process = subprocess.Popen(
         [sys.executable, "-m", "herald_cli", "dev"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
