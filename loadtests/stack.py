@@ -15,6 +15,7 @@ from herald_api.settings import ApiSettings
 from herald_cli.dev import CHILDREN, DevStack
 from herald_cli.settings import Settings
 from herald_mail_sim.settings import MailSimSettings
+from herald_ses_sim.settings import SesSimSettings
 from herald_smsc_sim.settings import SmscSimSettings
 from herald_twilio_sim.settings import TwilioSimSettings
 from herald_whatsapp_sim.settings import WhatsAppSimSettings
@@ -38,7 +39,7 @@ def bench_stack(data_dir: Path, children: tuple[str, ...] = CHILDREN) -> Iterato
         smsc_sim=SmscSimSettings(port=free_port(), smpp_port=free_port()),
         twilio_sim=TwilioSimSettings(port=free_port()),
         mail_sim=MailSimSettings(port=free_port(), smtp_port=free_port(), dns_port=free_port(socket.SOCK_DGRAM)),
-        email=EmailSettings(inbound_port=free_port()),
+        email=EmailSettings(inbound_port=free_port()), ses_sim=SesSimSettings(port=free_port()),
     )  # fmt: skip
     stack = DevStack(settings, children=children)
     try:

@@ -25,6 +25,7 @@ from herald_api.settings import ApiSettings
 from herald_carrier_sim.settings import CarrierSimSettings
 from herald_cli.settings import Settings
 from herald_mail_sim.settings import MailSimSettings
+from herald_ses_sim.settings import SesSimSettings
 from herald_sinks.settings import SinkSettings
 from herald_smsc_sim.settings import SmscSimSettings
 from herald_twilio_sim.settings import TwilioSimSettings
@@ -76,7 +77,7 @@ async def settings(database_url: str, broker: EmbeddedBroker, tmp_path: Path) ->
     api_port, sim_port, whatsapp_port = free_port(), free_port(), free_port()
     smsc_port, smpp_port, twilio_port = free_port(), free_port(), free_port()
     mail_port, smtp_port, dns_port = free_port(), free_port(), free_port(socket.SOCK_DGRAM)
-    inbound_mail_port = free_port()
+    inbound_mail_port, ses_port = free_port(), free_port()
     result = Settings(
         environment="development",
         data_dir=tmp_path,
@@ -136,7 +137,10 @@ async def settings(database_url: str, broker: EmbeddedBroker, tmp_path: Path) ->
         email=EmailSettings(
             smtp_port=smtp_port, dns_server=f"127.0.0.1:{dns_port}", identity_cache_seconds=0.5,
             unsubscribe_url=f"http://127.0.0.1:{api_port}/v1/unsubscribe", inbound_port=inbound_mail_port,
+            ses_endpoint_url=f"http://127.0.0.1:{ses_port}", ses_access_key_id="testing",
+            ses_secret_access_key="testing",
         ),
+        ses_sim=SesSimSettings(port=ses_port),
         mail_sim=MailSimSettings(port=mail_port, smtp_port=smtp_port, dns_port=dns_port, report_port=inbound_mail_port,
                                  report_delay_ms=20),
     )  # fmt: skip

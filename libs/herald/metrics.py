@@ -249,6 +249,12 @@ EMAIL_UNSUBSCRIBES = Counter(
     "herald_email_unsubscribes_total",
     "Recipients newly suppressed by a one-click unsubscribe (RFC 8058) from a marketing email.",
 )
+EMAIL_SES_ANSWERS = Counter(
+    "herald_email_ses_answers_total",
+    "Amazon SES's answers to each SendEmail, by class: accepted, transient (throttled, quota,"
+    " paused, 5xx: untaken), rejected (4xx), unreachable, lost (no answer after the request went out).",
+    ["outcome"],
+)
 EMAIL_REPORTS = Counter(
     "herald_email_reports_total",
     "Reports that came back to bounce addresses, by kind: delivered, failed (4.x.x: the relay gave"

@@ -168,6 +168,18 @@ class EmailSettings(msgspec.Struct, frozen=True):
     unsubscribe_mailto: str = "unsubscribe@herald.invalid"
     """The mailbox of `List-Unsubscribe`'s mailto (the inbound path)."""
     identity_cache_seconds: float = 5.0
+    providers: tuple[Literal["smtp", "ses"], ...] = ("smtp",)
+    """The providers email goes through, in order: the next is tried only when the one before
+    certainly did not take the mail (`herald_worker.email.router`)."""
+    ses_endpoint_url: str = ""
+    """Amazon SES v2's endpoint; empty: the region's (`make run` and the tests: the double)."""
+    ses_region: str = "eu-west-1"
+    ses_access_key_id: str = ""
+    ses_secret_access_key: str = ""
+    """Never logged; empty: the AWS default chain (role, environment)."""
+    ses_rate_per_second: int = 0
+    """The account's maximum send rate, held across workers (0: none)."""
+    ses_configuration_set: str = ""
 
 
 class Common(msgspec.Struct, frozen=True):

@@ -33,7 +33,9 @@ from herald_cli.settings import Settings
 from herald_cli.sms import ConfigFile, ProviderFile, RouteFile
 from herald_cli.sms import apply as apply_sms_config
 
-CHILDREN = ("carrier-sim", "whatsapp-sim", "smsc-sim", "twilio-sim", "mail-sim", "sinks", "worker", "api")
+CHILDREN = (
+    "carrier-sim", "whatsapp-sim", "smsc-sim", "twilio-sim", "mail-sim", "ses-sim", "sinks", "worker", "api",
+)
 
 
 class Child:
@@ -185,6 +187,12 @@ class DevStack:
             # Delivery reports and complaints come back by SMTP to the API's inbound port.
             "HERALD_EMAIL_INBOUND_PORT": str(inbound_mail_port),
             "HERALD_MAIL_SIM_REPORT_PORT": str(inbound_mail_port),
+            # Amazon SES v2 is the double (moto behind a fault front); email uses it when
+            # HERALD_EMAIL_PROVIDERS names it (`smtp,ses`: SES when the relay cannot take a mail).
+            "HERALD_SES_SIM_PORT": str(self.settings.ses_sim.port),
+            "HERALD_EMAIL_SES_ENDPOINT_URL": f"http://127.0.0.1:{self.settings.ses_sim.port}",
+            "HERALD_EMAIL_SES_ACCESS_KEY_ID": "testing",
+            "HERALD_EMAIL_SES_SECRET_ACCESS_KEY": "testing",  # the double checks no signature
             "HERALD_WORKER_METRICS_PORT": str(free_port()),
             "HERALD_SINKS_METRICS_PORT": str(free_port()),
         }

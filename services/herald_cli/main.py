@@ -42,6 +42,7 @@ COMMANDS: dict[str, Command] = {
     "smsc-sim": Command("processes", "run the SMSC double (SMPP 3.4)", "smsc_sim"),
     "twilio-sim": Command("processes", "run the HTTP SMS aggregator double (Twilio's format)", "twilio_sim"),
     "mail-sim": Command("processes", "run the SMTP relay and DNS double (email)", "mail_sim"),
+    "ses-sim": Command("processes", "run the Amazon SES v2 double (moto, with throttling faults)", "ses_sim"),
     "dev": Command("processes", "run everything on embedded Postgres and broker (make run)", "dev"),
     "migrate": Command("maintenance", "apply database migrations and create topics", "migrate"),
     "retention": Command(

@@ -109,6 +109,12 @@ def mail_sim(settings: Settings) -> None:
     _serve(create_app(settings.mail_sim), settings.mail_sim.host, settings.mail_sim.port)
 
 
+def ses_sim(settings: Settings) -> None:
+    from herald_ses_sim.app import create_app
+
+    _serve(create_app(settings.ses_sim), settings.ses_sim.host, settings.ses_sim.port)
+
+
 def twilio_sim(settings: Settings) -> None:
     from herald_twilio_sim.app import create_app
 

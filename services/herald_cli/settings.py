@@ -16,6 +16,7 @@ from herald.settings import Common, placeholder_refusals, read_env
 from herald_api.settings import ApiConfig, ApiSettings
 from herald_carrier_sim.settings import CarrierSimSettings
 from herald_mail_sim.settings import MailSimSettings
+from herald_ses_sim.settings import SesSimSettings
 from herald_sinks.settings import SinksConfig, SinkSettings
 from herald_smsc_sim.settings import SmscSimSettings
 from herald_twilio_sim.settings import TwilioSimSettings
@@ -32,6 +33,7 @@ class Settings(Common, frozen=True):
     smsc_sim: SmscSimSettings = msgspec.field(default_factory=SmscSimSettings)
     twilio_sim: TwilioSimSettings = msgspec.field(default_factory=TwilioSimSettings)
     mail_sim: MailSimSettings = msgspec.field(default_factory=MailSimSettings)
+    ses_sim: SesSimSettings = msgspec.field(default_factory=SesSimSettings)
 
     def refusals(self) -> list[str]:
         """Why this configuration must not serve production (empty: it may). Names the variables,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+import asyncpg
 import msgspec
 from aiokafka import AIOKafkaConsumer
 from litestar import Litestar
@@ -27,10 +28,14 @@ from herald.parking import Parking
 from herald.whatsapp.graph import Graph
 from herald_worker.claim_store import PostgresClaims
 from herald_worker.delivery import Deliverer
-from herald_worker.email.smtp import Identities, SmtpProvider
+from herald_worker.email.compose import Composer, Identities
+from herald_worker.email.router import EmailRouter
+from herald_worker.email.ses import SesProvider
+from herald_worker.email.smtp import SmtpProvider
 from herald_worker.pacing import BucketPacer, TenantRates, observe_tier, report_utilisation
 from herald_worker.pipeline import Pipeline
 from herald_worker.provider_gate import ProviderGate, Throttled
+from herald_worker.providers.base import Provider
 from herald_worker.providers.carrier import CarrierProvider
 from herald_worker.providers.sink import SinkProvider
 from herald_worker.providers.whatsapp import Accounts, TemplateStatuses, WhatsAppProvider
@@ -73,6 +78,20 @@ def sms_adapter(settings: WorkerConfig, provider: SmsProvider, secret: str | Non
             return CarrierProvider(provider.endpoint, w.provider_timeout_seconds, w.provider_connections)
 
 
+def email_router(settings: WorkerConfig, pool: asyncpg.Pool, ring: KeyRing) -> EmailRouter:
+    """The configured email providers in order, each with its capacity gate."""
+    e = settings.email
+    composer = Composer(e, Identities(pool, ring, e.identity_cache_seconds), Tokens(settings.secrets.keys()))
+    providers: list[Provider] = []
+    for name in dict.fromkeys(e.providers):
+        if name == "smtp":
+            gate = ProviderGate.on_postgres(pool, "smtp", e.smtp_rate_per_second)
+            providers.append(SmtpProvider(e, composer, BounceAddresses(settings.secrets.keys()), gate))
+        else:
+            providers.append(SesProvider(e, composer, ProviderGate.on_postgres(pool, "ses", e.ses_rate_per_second)))
+    return EmailRouter(providers)
+
+
 def worker_consumer(settings: WorkerConfig, names: Names) -> AIOKafkaConsumer:
     """A member of the workers' group, not subscribed yet (to `WORKER_TOPICS`). Co-partitioned:
     it owns the same partition numbers of every class topic and herald.retry, where a recipient's
@@ -113,14 +132,10 @@ async def run_worker(settings: WorkerConfig, stop: asyncio.Event, membership: Me
     await sms_routes.refresh()
     sms = SmsRouter(sms_routes, Health(w.sms_health_failures, w.sms_health_cooldown_seconds), live, inbound)
     sms.observe_all()
-    e = settings.email
-    smtp = SmtpProvider(
-        e, Identities(pool, ring, e.identity_cache_seconds), Tokens(settings.secrets.keys()),
-        BounceAddresses(settings.secrets.keys()), ProviderGate.on_postgres(pool, "smtp", e.smtp_rate_per_second),
-    )  # fmt: skip
+    email = email_router(settings, pool, ring)
     deliverer = Deliverer(
         live, SinkProvider(), w.provider_attempts, w.retry_delays_seconds,
-        routes={Channel.WHATSAPP: whatsapp, Channel.SMS: sms, Channel.EMAIL: smtp},
+        routes={Channel.WHATSAPP: whatsapp, Channel.SMS: sms, Channel.EMAIL: email},
     )  # fmt: skip
     processor = Processor(deliverer, producer)
     consumer = None
@@ -156,7 +171,7 @@ async def run_worker(settings: WorkerConfig, stop: asyncio.Event, membership: Me
         await sms.close()  # and the carrier it falls back to
         await inbound.close()
         await whatsapp.close()
-        await smtp.close()
+        await email.close()
         await pool.close()
 
 

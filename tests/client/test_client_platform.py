@@ -203,8 +203,10 @@ COMPONENTS: dict[type[msgspec.Struct], str] = {
     models.Limits: "LimitsOut", models.Usage: "UsageOut", models.UsageLine: "UsageLine",
     models.UsageTotal: "UsageTotal", models.WhatsAppParts: "WhatsAppPartsIn", models.Button: "ButtonIn",
     models.WhatsAppLimits: "WhatsAppLimitsOut", models.PhoneNumber: "PhoneNumberOut",
+    models.EmailParts: "EmailPartsIn",
 }  # fmt: skip
-REQUESTS = {models.MessageCreate, models.TemplateCreate, models.TemplateRef, models.WhatsAppParts, models.Button}
+REQUESTS = {models.MessageCreate, models.TemplateCreate, models.TemplateRef, models.WhatsAppParts, models.Button,
+            models.EmailParts}  # fmt: skip
 
 
 async def test_the_clients_model_matches_the_served_openapi_document(api: Platform) -> None:

@@ -26,6 +26,7 @@ from herald_api.http_server import uvicorn_options
 from herald_carrier_sim.app import create_app as create_sim
 from herald_cli.settings import Settings
 from herald_mail_sim.app import create_app as create_mail_sim
+from herald_ses_sim.app import create_app as create_ses_sim
 from herald_sinks.main import run_sinks
 from herald_smsc_sim.app import create_app as create_smsc_sim
 from herald_twilio_sim.app import create_app as create_twilio_sim
@@ -94,6 +95,7 @@ class Platform:
             self._servers.append(Served(create_smsc_sim(self.settings.smsc_sim), self.settings.smsc_sim.port))
             self._servers.append(Served(create_twilio_sim(self.settings.twilio_sim), self.settings.twilio_sim.port))
             self._servers.append(Served(create_mail_sim(self.settings.mail_sim), self.settings.mail_sim.port))
+            self._servers.append(Served(create_ses_sim(self.settings.ses_sim), self.settings.ses_sim.port))
         self._servers.append(
             Served(create_app(self.settings), self.settings.api.port, **uvicorn_options(self.settings.api))
         )

@@ -41,6 +41,7 @@ def test_dev_runs_the_walkthrough_and_stops_cleanly_on_sigint(tmp_path: Path) ->
         "HERALD_SMSC_SIM_SMPP_PORT": str(free_port()), "HERALD_TWILIO_SIM_PORT": str(free_port()),
         "HERALD_MAIL_SIM_PORT": str(free_port()), "HERALD_MAIL_SIM_SMTP_PORT": str(free_port()),
         "HERALD_MAIL_SIM_DNS_PORT": str(free_port(socket.SOCK_DGRAM)), "HERALD_EMAIL_INBOUND_PORT": str(free_port()),
+        "HERALD_SES_SIM_PORT": str(free_port()),
     }  # fmt: skip
     process = subprocess.Popen(
         [sys.executable, "-m", "herald_cli", "dev"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

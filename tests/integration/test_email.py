@@ -19,6 +19,7 @@ from typing import Any
 
 import aiosmtplib
 import asyncpg
+import boto3
 import dkim
 import httpx
 import msgspec
@@ -386,3 +387,76 @@ def _hard_bounce(to: str, recipient: str) -> bytes:
         f"Final-Recipient: rfc822; {recipient}\r\nAction: failed\r\nStatus: 5.1.1\r\n"
         "Diagnostic-Code: smtp; 550 5.1.1 User unknown\r\n\r\n--RAA14128.773615765/CS.UTK.EDU--\r\n"
     ).encode()
+
+
+def _ses_client(platform: Platform) -> Any:
+    """A boto3 SES v2 client on the double: the tenant's own AWS console, verifying its sender."""
+    return boto3.client("sesv2", region_name="eu-west-1", endpoint_url=platform.settings.email.ses_endpoint_url,
+                        aws_access_key_id="testing", aws_secret_access_key="testing")  # fmt: skip
+
+
+async def _with_email_providers(settings: Settings, *providers: str) -> Platform:
+    email_settings = msgspec.structs.replace(settings.email, providers=providers)
+    return await Platform(msgspec.structs.replace(settings, email=email_settings)).start()
+
+
+async def test_ses_delivers_retries_its_throttling_and_maps_its_rejections(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    platform = await _with_email_providers(settings, "ses")
+    try:
+        _, auth, identity = await _sender(platform)
+        await asyncio.to_thread(_ses_client(platform).create_email_identity, EmailIdentity=SENDER)
+        async with httpx.AsyncClient(base_url=platform.settings.email.ses_endpoint_url, timeout=10) as ses:
+            # SES throttles the first three calls (429 TooManyRequestsException): retried, not lost.
+            assert (await ses.post("/_sim/faults", json={"throttle": 3})).status_code == 204
+            ids = []
+            for i in range(5):
+                r = await platform.http.post("/v1/messages", headers=auth,
+                                             json={"to": f"ses{i}@example.org", **RECEIPT,
+                                                   "params": {"order": str(i), "name": "S"}})  # fmt: skip
+                assert r.status_code == 202, r.text
+                ids.append(r.json()["id"])
+            for message_id in ids:
+                message = await platform.wait_status(auth, message_id, {"delivered"})
+                (sent,) = [e for e in message["events"] if e["status"] == "sent"]
+                assert sent["provider"] == "ses"
+            found = (await ses.get("/_sim/sent")).json()
+        assert sorted(m["to"][0] for m in found["sent"]) == [f"ses{i}@example.org" for i in range(5)]
+        assert all(_dkim_valid(m["raw"].encode(), identity) for m in found["sent"])
+
+        # A sender SES has not verified: SES answers 400 MessageRejected, the message fails once.
+        _, other = await platform.tenant_with_key(tier="enterprise")
+        await _identity(platform, other, "news@mail.other.example")
+        await _templates(platform, other)
+        r = await platform.http.post("/v1/messages", headers=other, json={
+            "to": "x@example.org", **RECEIPT, "params": {"order": "1", "name": "X"}})  # fmt: skip
+        message = await platform.wait_status(auth | other, r.json()["id"])
+        failed = [(e.get("detail"), e.get("provider_error")) for e in message["events"] if e["status"] == "failed"]
+        assert failed == [("rejected", "400 MessageRejected")], message
+    finally:
+        await platform.stop()
+
+
+async def test_email_fails_over_from_a_relay_outage_to_ses_and_nothing_goes_twice(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    platform = await _with_email_providers(settings, "smtp", "ses")
+    try:
+        tenant_id, auth, _ = await _sender(platform)
+        await asyncio.to_thread(_ses_client(platform).create_email_identity, EmailIdentity=SENDER)
+        async with _relay(platform) as relay:
+            assert (await relay.post("/_sim/faults", json={"outage": True})).status_code == 204
+            batch = [{"to": f"over{i}@example.org", **RECEIPT, "params": {"order": str(i), "name": "O"}}
+                     for i in range(40)]  # fmt: skip
+            r = await platform.http.post("/v1/messages/batch", headers=auth, json={"messages": batch})
+            assert r.status_code == 202, r.text
+            await wait_status_count(pool, 40, "delivered", tenant_id, deadline_s=60)
+            assert (await relay.post("/_sim/faults", json={})).status_code == 204
+        providers = await pool.fetch(
+            "SELECT provider, count(*) AS n, count(DISTINCT message_id) AS messages FROM provider_messages"
+            " WHERE tenant_id = $1 GROUP BY provider", uuid.UUID(tenant_id))  # fmt: skip
+        assert [(p["provider"], p["n"], p["messages"]) for p in providers] == [("ses", 40, 40)]
+        assert (await _stats(platform))["received"] == 0
+    finally:
+        await platform.stop()

@@ -24,49 +24,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 import uuid
 
 import aiosmtplib
-import asyncpg
 
 from herald import metrics
-from herald.caches import TTLCache
-from herald.db import email_identities as store
-from herald.domain import email as email_content
-from herald.domain.email import Identity, IdentityStatus
-from herald.domain.models import Category
 from herald.domain.reasons import Reason
 from herald.domain.records import OutboundMessage
 from herald.email.bounces import BounceAddresses
-from herald.email.unsubscribe import Tokens, Unsubscribe
-from herald.keyring import KeyRing
 from herald.settings import EmailSettings
-from herald_worker.email.mime import OneClick, build, message_id
+from herald_worker.email.compose import Composer
+from herald_worker.email.mime import message_id
 from herald_worker.provider_gate import ProviderGate
 from herald_worker.providers.base import Accepted, PermanentError, RetryableError
 
 log = logging.getLogger(__name__)
-
-
-class Identities:
-    """Each tenant's sending identities with their DKIM keys opened, cached for `ttl` seconds (a
-    rotated key or a removed identity reaches every worker within it)."""
-
-    def __init__(self, pool: asyncpg.Pool, ring: KeyRing, ttl: float) -> None:
-        self._pool = pool
-        self._ring = ring
-        self._cache: TTLCache[tuple[uuid.UUID, str], tuple[Identity, bytes] | None] = TTLCache(ttl)
-
-    async def get(self, tenant_id: uuid.UUID, from_address: str) -> tuple[Identity, bytes] | None:
-        return await self._cache.get((tenant_id, from_address), lambda: self._load(tenant_id, from_address))
-
-    async def _load(self, tenant_id: uuid.UUID, from_address: str) -> tuple[Identity, bytes] | None:
-        identity = await store.get(self._pool, tenant_id, from_address)
-        if identity is None or identity.status is not IdentityStatus.VERIFIED:
-            return None
-        key = await store.signing_key(self._pool, self._ring, tenant_id, from_address)
-        return None if key is None else (identity, key)
 
 
 class _Taken(Exception):
@@ -89,39 +61,24 @@ class SmtpProvider:
     name = "smtp"
 
     def __init__(
-        self, settings: EmailSettings, identities: Identities, tokens: Tokens, bounces: BounceAddresses,
-        gate: ProviderGate,
+        self, settings: EmailSettings, composer: Composer, bounces: BounceAddresses, gate: ProviderGate
     ) -> None:
         """`gate`: the relay's capacity, held across workers (its rate; shut while it throttles)."""
+        self._settings = settings
+        self._composer = composer
         self._bounces = bounces
         self._gate = gate
         gate.attach(lambda: None)  # waited on by polling (`before_attempt`), not by dispatch
-        self._settings = settings
-        self._identities = identities
-        self._tokens = tokens
         self._idle: list[aiosmtplib.SMTP] = []
         self._slots = asyncio.Semaphore(settings.smtp_connections)
 
     async def send(self, message: OutboundMessage) -> Accepted:
-        if message.sender is None:
-            raise PermanentError(Reason.CHANNEL_NOT_CONNECTED)
-        found = await self._identities.get(message.tenant_id, message.sender)
-        if found is None:  # removed, or its key replaced and not verified again, since accept
-            raise PermanentError(Reason.CHANNEL_NOT_CONNECTED)
-        identity, key = found
-        unsubscribe = None
-        if message.category is Category.MARKETING:
-            token = self._tokens.mint(Unsubscribe(message.tenant_id, message.id, message.to))
-            unsubscribe = OneClick(f"{self._settings.unsubscribe_url.rstrip('/')}/{token}",
-                                   self._settings.unsubscribe_mailto)  # fmt: skip
-        # Off the event loop: the DKIM signature is ~5 ms of RSA in pure Python (dkimpy), which holds
-        # the GIL in two halves; in a thread the loop still runs other channels' sends between them.
-        raw = await asyncio.to_thread(build, str(message.id), message.to, email_content.decode(message.body),
-                                      identity, key, time.time(), unsubscribe)  # fmt: skip
+        mail = await self._composer.compose(message)
         await self._gate.before_attempt(message.id)
         async with self._slots:
             try:
-                await self._transaction(self._bounces.address(message.id, identity.domain), message.id, message.to, raw)
+                await self._transaction(self._bounces.address(message.id, mail.identity.domain), message.id,
+                                        message.to, mail.raw)  # fmt: skip
             except RetryableError as exc:
                 if exc.reason is Reason.THROTTLED:
                     self._gate.throttled(exc.retry_after)
@@ -130,7 +87,7 @@ class SmtpProvider:
         metrics.EMAIL_SMTP_REPLIES.labels("accepted").inc()
         # With delivery reports, the relay's acceptance is `sent`; its report says delivered or bounced.
         final = not self._settings.smtp_delivery_reports
-        return Accepted(provider_message_id=message_id(str(message.id), identity), delivered=final)
+        return Accepted(provider_message_id=message_id(str(message.id), mail.identity), delivered=final)
 
     async def _transaction(self, sender: str, herald_id: uuid.UUID, to: str, raw: bytes) -> None:
         try:

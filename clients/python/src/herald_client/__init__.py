@@ -20,6 +20,7 @@ from herald_client.models import (
     CallbackEvent,
     Category,
     Channel,
+    EmailParts,
     Event,
     ItemError,
     Limits,
@@ -34,10 +35,10 @@ from herald_client.models import (
     Usage,
 )
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 __all__ = [
     "AsyncClient", "BadRequest", "BatchAccepted", "BatchItemResult", "CallbackEvent", "Category", "Channel",
-    "Client", "Event", "Forbidden", "HeraldError", "InvalidSignature", "ItemError", "Limits", "Message",
+    "Client", "EmailParts", "Event", "Forbidden", "HeraldError", "InvalidSignature", "ItemError", "Limits", "Message",
     "MessageAccepted", "MessageCreate", "NotFound", "Price", "RateLimited", "RetryPolicy", "Status", "Template",
     "TemplateCreate", "TemplateRef", "Unauthenticated", "Unavailable", "Usage", "verify_callback",
 ]  # fmt: skip

@@ -104,12 +104,23 @@ class WhatsAppParts(msgspec.Struct, frozen=True, omit_defaults=True):
     buttons: list[Button] = msgspec.field(default_factory=list)
 
 
+class EmailParts(msgspec.Struct, frozen=True, omit_defaults=True):
+    """An email template's subject and HTML part (its `body` is the text part), and the verified
+    identity it is sent from (default: the tenant's first)."""
+
+    subject: str
+    html: str | None = None
+    from_address: str | None = None
+
+
 class TemplateCreate(msgspec.Struct, frozen=True, omit_defaults=True):
     name: str
     language: str
     category: Category
     channel: Channel
     body: str
+    email: EmailParts | None = None
+    """Required for an email template."""
     whatsapp: WhatsAppParts | None = None
     """For a whatsapp template (submitted to Meta; `pending` until Meta approves it)."""
 
@@ -126,6 +137,7 @@ class Template(msgspec.Struct, frozen=True):
     `rejected`, and maybe later `paused` or `disabled`."""
     placeholders: list[str]
     created_at: datetime
+    email: EmailParts | None = None
     requested_category: Category | None = None
     """Set when Meta recategorised a whatsapp template: what it was submitted as."""
     rejection_reason: str | None = None
