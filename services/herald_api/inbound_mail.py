@@ -63,6 +63,9 @@ class InboundMail:
 
 
 async def serve(handler: InboundMail, host: str, port: int) -> asyncio.AbstractServer:
+    # aiosmtpd logs every command and peer at INFO ("mail.log"): warnings only, like Herald's own
+    # logs, which name no address.
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
     loop = asyncio.get_running_loop()
     return await loop.create_server(
         lambda: SMTP(handler, hostname="inbound.herald.invalid", ident="Herald", data_size_limit=MAX_REPORT_BYTES),
