@@ -249,6 +249,13 @@ EMAIL_UNSUBSCRIBES = Counter(
     "herald_email_unsubscribes_total",
     "Recipients newly suppressed by a one-click unsubscribe (RFC 8058) from a marketing email.",
 )
+EMAIL_COMPLAINT_RATIO = Gauge(
+    "herald_email_complaint_ratio",
+    "Complaints (ARF abuse reports) over email delivered in the last 24 h, per tenant with at least"
+    " 100 delivered and one complaint (bounded: the series follow complaining tenants). Mailbox"
+    " providers throttle bulk senders above 0.3%.",
+    ["tenant"],
+)
 EMAIL_SES_ANSWERS = Counter(
     "herald_email_ses_answers_total",
     "Amazon SES's answers to each SendEmail, by class: accepted, transient (throttled, quota,"

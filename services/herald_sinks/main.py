@@ -23,6 +23,7 @@ from herald_sinks.billing import run_settler
 from herald_sinks.callbacks import CallbackConfigs, Dispatcher
 from herald_sinks.groups import TOPICS, handlers
 from herald_sinks.receipts import Binder
+from herald_sinks.reputation import run_complaint_report
 from herald_sinks.settings import SinksConfig
 from herald_sinks.sweeper import run_sweeper
 from herald_sinks.whatsapp import run_template_sweep
@@ -47,6 +48,7 @@ async def run_sinks(settings: SinksConfig, stop: asyncio.Event, membership: Memb
         asyncio.create_task(run_settler(pool, settings.sinks.billing_settle_seconds, stop)),
         asyncio.create_task(run_parked_report(pool, settings.sinks.parked_report_seconds, stop)),
         asyncio.create_task(run_template_sweep(pool, ring, graph, settings.whatsapp.template_sweep_seconds, stop)),
+        asyncio.create_task(run_complaint_report(pool, settings.sinks.complaint_report_seconds, stop)),
     ]
     parking = Parking(pool)
     # Sinks are off the send path: a longer long-poll costs their lag nothing under load and

@@ -15,6 +15,7 @@ import email.policy
 import re
 import uuid
 from collections.abc import Awaitable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiosmtplib
@@ -24,8 +25,10 @@ import dkim
 import httpx
 import msgspec
 import pytest
+from prometheus_client import REGISTRY
 
 from herald_cli.settings import Settings
+from herald_sinks.reputation import report_complaint_rates
 from tests.eventually import at_least
 from tests.integration.harness import Platform, wait_status_count
 
@@ -460,3 +463,51 @@ async def test_email_fails_over_from_a_relay_outage_to_ses_and_nothing_goes_twic
         assert (await _stats(platform))["received"] == 0
     finally:
         await platform.stop()
+
+
+async def test_a_tenants_complaint_rate_is_reported_once_it_has_mail_enough_and_dropped_when_it_ages_out(
+    platform: Platform, pool: asyncpg.Pool
+) -> None:
+    """The projection's rows as the sinks write them (a day of traffic is not sent in a test)."""
+    noisy, quiet, small = [uuid.UUID((await platform.tenant(tier="enterprise"))["id"]) for _ in range(3)]
+    now = datetime.now(UTC)
+
+    async def delivered(tenant: uuid.UUID, n: int, at: datetime) -> None:
+        await pool.executemany(
+            "INSERT INTO messages (id, tenant_id, key_kind, channel, category, template_name, template_language,"
+            " template_version, status, created_at, expires_at) VALUES"
+            " ($1, $2, 'live', 'email', 'marketing', 'promo', 'en', 1, 'delivered', $3::timestamptz,"
+            " $3::timestamptz + interval '1 day')",
+            [(uuid.uuid4(), tenant, at) for _ in range(n)],
+        )
+
+    async def complained(tenant: uuid.UUID, n: int, at: datetime) -> None:
+        await pool.executemany(
+            "INSERT INTO suppressions (tenant_id, channel, recipient_hash, hint, reason, created_at)"
+            " VALUES ($1, 'email', $2, 'x•••@example.org', 'complained', $3)",
+            [(tenant, uuid.uuid4().bytes * 2, at) for _ in range(n)],
+        )
+
+    await delivered(noisy, 400, now - timedelta(hours=2))
+    await complained(noisy, 2, now - timedelta(hours=1))  # 0.5%
+    await delivered(quiet, 1000, now - timedelta(hours=2))
+    await complained(quiet, 1, now - timedelta(hours=1))  # 0.1%
+    await delivered(small, 20, now - timedelta(hours=2))
+    await complained(small, 1, now - timedelta(hours=1))  # 5%, of too little mail to say anything
+    await delivered(noisy, 5000, now - timedelta(days=2))  # outside the day: not counted
+    shown: set[str] = set()
+    await report_complaint_rates(pool, shown)
+    assert _ratio(noisy) == pytest.approx(0.005)
+    assert _ratio(quiet) == pytest.approx(0.001)
+    assert _ratio(small) is None
+    assert shown == {str(noisy), str(quiet)}
+    older = "UPDATE suppressions SET created_at = created_at - interval '2 days' WHERE tenant_id = $1"
+    await pool.execute(older, noisy)
+    await report_complaint_rates(pool, shown)
+    assert _ratio(noisy) is None
+    assert shown == {str(quiet)}
+
+
+def _ratio(tenant: uuid.UUID) -> float | None:
+    value = REGISTRY.get_sample_value("herald_email_complaint_ratio", {"tenant": str(tenant)})
+    return None if value is None else float(value)
