@@ -81,10 +81,9 @@ def create_app(settings: ApiConfig) -> Litestar:
             started.push_async_callback(graph.close)
             app.state.services = services = build(settings, pool, producer, graph)
             if settings.email.inbound_port:
-                inbound = await serve_inbound_mail(
-                    InboundMail(BounceAddresses(settings.secrets.keys()), services.email),
-                    settings.email.inbound_host, settings.email.inbound_port,
-                )  # fmt: skip
+                handler = InboundMail(BounceAddresses(settings.secrets.keys()), services.email,
+                                      settings.email.unsubscribe_mailto)  # fmt: skip
+                inbound = await serve_inbound_mail(handler, settings.email.inbound_host, settings.email.inbound_port)
                 started.callback(inbound.close)
             yield
 

@@ -12,7 +12,10 @@ bounce processor never bounces).
 from __future__ import annotations
 
 import asyncio
+import email
+import email.policy
 import logging
+import re
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
@@ -20,22 +23,28 @@ from herald import metrics
 from herald.db.pool import DATABASE_ERRORS
 from herald.email.bounces import BounceAddresses
 from herald.email.reports import parse
+from herald.errors import NotFound
 from herald_api.services.email import Email
 
 log = logging.getLogger(__name__)
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{40,}")
 MAX_REPORT_BYTES = 1_000_000
 
 
 class InboundMail:
     """aiosmtpd's handler."""
 
-    def __init__(self, bounces: BounceAddresses, email: Email) -> None:
+    def __init__(self, bounces: BounceAddresses, email: Email, unsubscribe_mailbox: str) -> None:
         self._bounces = bounces
         self._email = email
+        self._unsubscribe = unsubscribe_mailbox.lower()
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
     ) -> str:
+        if address.lower() == self._unsubscribe:
+            envelope.rcpt_tos.append(address)
+            return "250 2.1.5 OK"
         if self._bounces.message_of(address) is None:
             metrics.EMAIL_REPORTS.labels("refused").inc()
             return "550 5.1.1 No such mailbox"
@@ -46,6 +55,8 @@ class InboundMail:
         raw = envelope.original_content or b""
         if len(raw) > MAX_REPORT_BYTES:
             return "552 5.3.4 Report too large"
+        if any(address.lower() == self._unsubscribe for address in envelope.rcpt_tos):
+            return await self._unsubscribe_by_mail(raw)
         reports = parse(raw)
         if not reports:
             metrics.EMAIL_REPORTS.labels("unreadable").inc()
@@ -59,6 +70,23 @@ class InboundMail:
             except DATABASE_ERRORS as exc:
                 log.warning("a delivery report could not be recorded", extra={"error": type(exc).__name__})
                 return "451 4.3.0 Try again later"
+        return "250 2.0.0 OK"
+
+
+    async def _unsubscribe_by_mail(self, raw: bytes) -> str:
+        """The List-Unsubscribe mailto: its subject carries the same token as the URL (RFC 8058
+        §3.1's mailto alternative). A mail without a token Herald minted is taken and ignored."""
+        subject = str(email.message_from_bytes(raw, policy=email.policy.default).get("Subject", ""))
+        for candidate in _TOKEN.findall(subject):
+            try:
+                await self._email.unsubscribe(candidate)
+            except NotFound:
+                continue
+            except DATABASE_ERRORS as exc:
+                log.warning("an unsubscribe by mail could not be recorded", extra={"error": type(exc).__name__})
+                return "451 4.3.0 Try again later"
+            return "250 2.0.0 Unsubscribed"
+        metrics.EMAIL_REPORTS.labels("unreadable").inc()
         return "250 2.0.0 OK"
 
 

@@ -13,6 +13,7 @@ import asyncio
 import email
 import email.policy
 import re
+import urllib.parse
 import uuid
 from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
@@ -249,6 +250,25 @@ async def test_one_click_unsubscribe_stops_the_next_marketing_email_and_nothing_
 
     (entry,) = (await platform.http.get("/v1/suppressions", headers=auth)).json()["items"]
     assert (entry["channel"], entry["reason"], entry["hint"]) == ("email", "unsubscribed", "b•••@example.org")
+
+    # The mailto alternative (RFC 8058 §3.1): a mail to the unsubscribe mailbox whose subject is the
+    # one in the link, as the reader's mail client sends it (to Herald's inbound port, its MX).
+    mailto = re.search(r"<mailto:([^?>]+)\?subject=([^>]+)>", parsed["List-Unsubscribe"])
+    assert mailto is not None
+    carol = "carol@example.org"
+    body = {"to": carol, **PROMO, "params": {"name": "C"}}
+    second = await platform.http.post("/v1/messages", headers=auth, json=body)
+    await platform.wait_status(auth, second.json()["id"], {"delivered"})
+    (carols,) = await _mails(platform, to=carol)
+    link = email.message_from_bytes(carols["raw"].encode(), policy=email.policy.default)["List-Unsubscribe"]
+    subject = urllib.parse.unquote(re.search(r"\?subject=([^>]+)>", link).group(1))  # type: ignore[union-attr]
+    unsubscribe_mail = f"From: {carol}\r\nTo: {mailto.group(1)}\r\nSubject: {subject}\r\n\r\n".encode()
+    client = aiosmtplib.SMTP(hostname="127.0.0.1", port=platform.settings.email.inbound_port, timeout=10)
+    async with client:
+        await client.sendmail(carol, [mailto.group(1)], unsubscribe_mail)
+    items = (await platform.http.get("/v1/suppressions", headers=auth)).json()["items"]
+    assert sorted((i["hint"], i["reason"]) for i in items) == [("b•••@example.org", "unsubscribed"),
+                                                               ("c•••@example.org", "unsubscribed")]  # fmt: skip
     again = await platform.http.post("/v1/messages", headers=auth, json={"to": to, **PROMO, "params": {"name": "Bob"}})
     assert (again.status_code, again.json()["code"]) == (422, "recipient_suppressed"), again.text
     receipt = await platform.http.post("/v1/messages", headers=auth, json={

@@ -67,7 +67,7 @@ class Composer:
         if message.category is Category.MARKETING:
             token = self._tokens.mint(Unsubscribe(message.tenant_id, message.id, message.to))
             unsubscribe = OneClick(f"{self._settings.unsubscribe_url.rstrip('/')}/{token}",
-                                   self._settings.unsubscribe_mailto)  # fmt: skip
+                                   self._settings.unsubscribe_mailto, token)  # fmt: skip
         # Off the event loop: the DKIM signature is ~5 ms of RSA in pure Python (dkimpy), which holds
         # the GIL in two halves; in a thread the loop still runs other channels' sends between them.
         raw = await asyncio.to_thread(build, str(message.id), message.to, email_content.decode(message.body),

@@ -32,10 +32,11 @@ _POLICY = email.policy.SMTP.clone(max_line_length=998)
 
 
 class OneClick:
-    """Where a marketing mail's reader unsubscribes: Herald's URL with the token, and the mailto."""
+    """Where a marketing mail's reader unsubscribes: Herald's URL with the token, and the mailto
+    whose subject carries the same token (`unsubscribe <token>`)."""
 
-    def __init__(self, url: str, mailto: str) -> None:
-        self.url, self.mailto = url, mailto
+    def __init__(self, url: str, mailto: str, token: str) -> None:
+        self.url, self.mailto, self.subject = url, mailto, f"unsubscribe%20{token}"
 
 
 def message_id(herald_id: str, identity: Identity) -> str:
@@ -55,7 +56,7 @@ def build(
     mail["Date"] = email.utils.formatdate(sent_at, usegmt=True)
     mail["Message-ID"] = message_id(herald_id, identity)
     if unsubscribe is not None:
-        mail["List-Unsubscribe"] = f"<{unsubscribe.url}>, <mailto:{unsubscribe.mailto}>"
+        mail["List-Unsubscribe"] = f"<{unsubscribe.url}>, <mailto:{unsubscribe.mailto}?subject={unsubscribe.subject}>"
         mail["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     mail.set_content(content.text, cte="quoted-printable")
     if content.html is not None:
