@@ -138,9 +138,11 @@ async def settings(database_url: str, broker: EmbeddedBroker, tmp_path: Path) ->
             smtp_port=smtp_port, dns_server=f"127.0.0.1:{dns_port}", identity_cache_seconds=0.5,
             unsubscribe_url=f"http://127.0.0.1:{api_port}/v1/unsubscribe", inbound_port=inbound_mail_port,
             ses_endpoint_url=f"http://127.0.0.1:{ses_port}", ses_access_key_id="testing",
-            ses_secret_access_key="testing",
+            ses_secret_access_key="testing", ses_notifications=True,
+            ses_notification_topics=(SesSimSettings().topic_arn,), sns_trusted_prefixes=(f"http://127.0.0.1:{ses_port}/",),
         ),
-        ses_sim=SesSimSettings(port=ses_port),
+        ses_sim=SesSimSettings(port=ses_port, notify_url=f"http://127.0.0.1:{api_port}/v1/providers/ses/notifications",
+                               notify_delay_ms=20),
         mail_sim=MailSimSettings(port=mail_port, smtp_port=smtp_port, dns_port=dns_port, report_port=inbound_mail_port,
                                  report_delay_ms=20),
     )  # fmt: skip

@@ -180,6 +180,15 @@ class EmailSettings(msgspec.Struct, frozen=True):
     ses_rate_per_second: int = 0
     """The account's maximum send rate, held across workers (0: none)."""
     ses_configuration_set: str = ""
+    ses_notifications: bool = False
+    """SES publishes delivery, bounce and complaint events to an SNS topic that calls Herald
+    (`/v1/providers/ses/notifications`): a mail is `sent` when SES takes it and `delivered` or
+    `failed` by its event. False: SES's acceptance is final (`delivered`)."""
+    ses_notification_topics: tuple[str, ...] = ()
+    """The SNS topic ARNs Herald takes notifications from; any other is refused."""
+    sns_trusted_prefixes: tuple[str, ...] = ()
+    """URL prefixes trusted for SNS signing certificates and subscription confirmations besides
+    AWS's own (`https://sns.<region>.amazonaws.com/`): the double's, in development."""
 
 
 class Common(msgspec.Struct, frozen=True):

@@ -29,7 +29,7 @@ from herald_api import problems
 from herald_api.auth import Principal, principal_dependency
 from herald_api.controllers.admin import AdminController
 from herald_api.controllers.billing import AdminUsageController, RateCardController, UsageController
-from herald_api.controllers.email import IdentityController, UnsubscribeController
+from herald_api.controllers.email import IdentityController, SesNotificationController, UnsubscribeController
 from herald_api.controllers.invoicing import CustomerController, InvoiceController, PeriodController
 from herald_api.controllers.messages import LimitsController, MessageController
 from herald_api.controllers.receipts import ReceiptController
@@ -80,6 +80,7 @@ def create_app(settings: ApiConfig) -> Litestar:
             graph = Graph(settings.whatsapp.graph_url, settings.whatsapp.timeout_seconds)
             started.push_async_callback(graph.close)
             app.state.services = services = build(settings, pool, producer, graph)
+            started.push_async_callback(services.email.close)
             if settings.email.inbound_port:
                 handler = InboundMail(BounceAddresses(settings.secrets.keys()), services.email,
                                       settings.email.unsubscribe_mailto)  # fmt: skip
@@ -119,6 +120,7 @@ def create_app(settings: ApiConfig) -> Litestar:
             SuppressionController,
             IdentityController,
             UnsubscribeController,
+            SesNotificationController,
             SmsProviderController,
             SmsRouteController,
             TwilioCallbackController,

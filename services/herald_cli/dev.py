@@ -193,6 +193,11 @@ class DevStack:
             "HERALD_EMAIL_SES_ENDPOINT_URL": f"http://127.0.0.1:{self.settings.ses_sim.port}",
             "HERALD_EMAIL_SES_ACCESS_KEY_ID": "testing",
             "HERALD_EMAIL_SES_SECRET_ACCESS_KEY": "testing",  # the double checks no signature
+            # SES's events come back through the double's SNS topic, signed with its certificate.
+            "HERALD_SES_SIM_NOTIFY_URL": f"{self.api_url}/v1/providers/ses/notifications",
+            "HERALD_EMAIL_SES_NOTIFICATIONS": "true",
+            "HERALD_EMAIL_SES_NOTIFICATION_TOPICS": self.settings.ses_sim.topic_arn,
+            "HERALD_EMAIL_SNS_TRUSTED_PREFIXES": f"http://127.0.0.1:{self.settings.ses_sim.port}/",
             "HERALD_WORKER_METRICS_PORT": str(free_port()),
             "HERALD_SINKS_METRICS_PORT": str(free_port()),
         }

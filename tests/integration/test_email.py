@@ -10,8 +10,10 @@ example (`POST` with the body `List-Unsubscribe=One-Click`).
 from __future__ import annotations
 
 import asyncio
+import base64
 import email
 import email.policy
+import json
 import re
 import urllib.parse
 import uuid
@@ -29,6 +31,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from herald_cli.settings import Settings
+from herald_ses_sim.settings import SesSimSettings
 from herald_sinks.reputation import report_complaint_rates
 from tests.eventually import at_least
 from tests.integration.harness import Platform, wait_status_count
@@ -531,3 +534,64 @@ async def test_a_tenants_complaint_rate_is_reported_once_it_has_mail_enough_and_
 def _ratio(tenant: uuid.UUID) -> float | None:
     value = REGISTRY.get_sample_value("herald_email_complaint_ratio", {"tenant": str(tenant)})
     return None if value is None else float(value)
+
+
+async def test_ses_events_through_sns_deliver_bounce_and_suppress_and_a_forged_one_changes_nothing(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    platform = await _with_email_providers(settings, "ses")
+    try:
+        _, auth, _ = await _sender(platform)
+        await asyncio.to_thread(_ses_client(platform).create_email_identity, EmailIdentity=SENDER)
+        ids = {}
+        for to in ("ses-ok@example.org", "bounce-ses@example.org", "complain-ses@example.org"):
+            body = {"to": to, **PROMO, "params": {"name": "S"}}
+            r = await platform.http.post("/v1/messages", headers=auth, json=body)
+            assert r.status_code == 202, r.text
+            ids[to] = r.json()["id"]
+        assert (await platform.wait_status(auth, ids["ses-ok@example.org"]))["status"] == "delivered"
+        bounced = await platform.wait_status(auth, ids["bounce-ses@example.org"])
+        failed = [(e.get("detail"), e.get("provider_error")) for e in bounced["events"] if e["status"] == "failed"]
+        assert failed == [("undeliverable", "5.1.1")], bounced
+        assert (await platform.wait_status(auth, ids["complain-ses@example.org"]))["status"] == "delivered"
+
+        async def reasons() -> dict[str, str]:
+            items = (await platform.http.get("/v1/suppressions", headers=auth)).json()["items"]
+            return {i["hint"]: i["reason"] for i in items}
+
+        await at_least(lambda: _len(reasons()), 2, "suppressions", seconds=20)
+        assert await reasons() == {"b•••@example.org": "bounced", "c•••@example.org": "complained"}
+
+        # A notification Herald did not get from SNS: signed by another key, or naming a
+        # certificate elsewhere, or another topic. Each refused; nothing changes.
+        async with httpx.AsyncClient(base_url=platform.settings.email.ses_endpoint_url, timeout=10) as ses:
+            genuine = (await ses.get("/_sim/sent")).json()
+            assert genuine["notified"].get("bounce") == 1
+            assert (await ses.post("/_sim/subscribe")).status_code == 202
+            await at_least(lambda: _confirmed(ses), 1, "subscription confirmed", seconds=10)
+        (ok,) = [m for m in genuine["sent"] if m["to"] == ["ses-ok@example.org"]]
+        event = {"eventType": "Bounce", "mail": {"messageId": ok["message_id"]},
+                 "bounce": {"bounceType": "Permanent", "bouncedRecipients": [{"emailAddress": "ses-ok@example.org"}]}}
+        forged = {"Type": "Notification", "MessageId": str(uuid.uuid4()), "TopicArn": SesSimSettings().topic_arn,
+                  "Message": json.dumps(event), "Timestamp": "2026-12-05T01:00:00.000Z", "SignatureVersion": "2",
+                  "Signature": base64.b64encode(b"x" * 256).decode(),
+                  "SigningCertURL": f"{platform.settings.email.ses_endpoint_url}/_sim/sns-cert.pem"}  # fmt: skip
+        url = "/v1/providers/ses/notifications"
+        for body, status, code in (
+            (forged, 401, "invalid_signature"),
+            ({**forged, "SigningCertURL": "https://evil.example/cert.pem"}, 401, "invalid_signature"),
+            ({**forged, "TopicArn": "arn:aws:sns:eu-west-1:999999999999:other"}, 422, "unknown_topic"),
+            ({"Type": "Notification"}, 422, "invalid_notification"),
+        ):
+            r = await platform.http.post(url, content=json.dumps(body), headers={"content-type": "text/plain"})
+            assert (r.status_code, r.json()["code"]) == (status, code), r.text
+        await asyncio.sleep(0.5)
+        still = await platform.http.get(f"/v1/messages/{ids['ses-ok@example.org']}", headers=auth)
+        assert still.json()["status"] == "delivered"
+        assert await reasons() == {"b•••@example.org": "bounced", "c•••@example.org": "complained"}
+    finally:
+        await platform.stop()
+
+
+async def _confirmed(ses: httpx.AsyncClient) -> int:
+    return int((await ses.get("/_sim/sent")).json()["confirmed"])

@@ -6,18 +6,26 @@ Report samples follow RFC 3464's appendix (a failure report) and RFC 5965 §B.1 
 
 from __future__ import annotations
 
+import base64
+import json
 import uuid
+from datetime import UTC, datetime, timedelta
 
+import msgspec
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.x509.oid import NameOID
 from hypothesis import given
 from hypothesis import strategies as st
 
 from herald.domain.email import decode, encode, lint_parts, published, render
 from herald.domain.models import Category
 from herald.domain.templates import EmailParts
-from herald.email import keys
+from herald.email import keys, sns
 from herald.email.bounces import BounceAddresses
-from herald.email.reports import Kind, original_message_id, parse
+from herald.email.reports import Kind, from_ses, original_message_id, parse
 from herald.email.unsubscribe import BadToken, Tokens, Unsubscribe
 from herald.errors import InvalidRequest
 
@@ -207,3 +215,70 @@ def test_an_abuse_report_is_a_complaint_about_its_recipient() -> None:
 @pytest.mark.parametrize("raw", [b"", b"Subject: hello\r\n\r\nplain mail", b"\xff\xfe garbage", FAILURE[:200]])
 def test_anything_else_is_no_report(raw: bytes) -> None:
     assert parse(raw) == []
+
+
+def _signed(version: str, **fields: str) -> tuple[sns.SnsMessage, bytes]:
+    """A message signed as SNS signs (its canonical form, as the SNS developer guide lists it),
+    with a self-signed certificate standing for SNS's."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sns.eu-west-1.amazonaws.com")])
+    now = datetime.now(UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(now - timedelta(days=1)).not_valid_after(now + timedelta(days=1))
+            .sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM))  # fmt: skip
+    body = {"Type": "Notification", "MessageId": "22b80b92-fdea-4c2c-8f9d-bdfb0c7bf324",
+            "TopicArn": "arn:aws:sns:us-west-2:123456789012:MyTopic", "Subject": "My First Message",
+            "Message": "Hello world!", "Timestamp": "2012-05-02T00:54:06.655Z", **fields}  # fmt: skip
+    order = ("Message", "MessageId", "Subject", "SubscribeURL", "Timestamp", "Token", "TopicArn", "Type")
+    text = "".join(f"{k}\n{body[k]}\n" for k in order if k in body).encode()
+    digest = hashes.SHA1() if version == "1" else hashes.SHA256()  # noqa: S303
+    signature = base64.b64encode(key.sign(text, padding.PKCS1v15(), digest)).decode()
+    cert_url = "https://sns.us-west-2.amazonaws.com/SimpleNotificationService-f3ecfb7224c7233fe7bb5f59f96de52f.pem"
+    message = {**body, "SignatureVersion": version, "Signature": signature, "SigningCertURL": cert_url}
+    return sns.parse(json.dumps(message).encode()), cert
+
+
+@pytest.mark.parametrize("version", ["1", "2"])
+def test_an_sns_message_verifies_under_its_certificate_and_not_once_changed(version: str) -> None:
+    message, cert = _signed(version)
+    sns.verify(message, cert)
+    for changed in (msgspec.structs.replace(message, Message="Hello world?"),
+                    msgspec.structs.replace(message, TopicArn="arn:aws:sns:us-west-2:123456789012:Other"),
+                    msgspec.structs.replace(message, SignatureVersion="3")):  # fmt: skip
+        with pytest.raises(sns.Unverified):
+            sns.verify(changed, cert)
+    _, other = _signed(version)
+    with pytest.raises(sns.Unverified):
+        sns.verify(message, other)
+
+
+def test_only_snss_own_certificate_and_subscription_urls_are_trusted() -> None:
+    assert sns.trusted_cert_url("https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-abc.pem")
+    for url in (
+        "http://sns.eu-west-1.amazonaws.com/x.pem", "https://sns.eu-west-1.amazonaws.com.evil.example/x.pem",
+        "https://evil.example/sns.eu-west-1.amazonaws.com/x.pem", "https://s3.amazonaws.com/x.pem",
+    ):  # fmt: skip
+        assert not sns.trusted_cert_url(url), url
+    assert sns.trusted_cert_url("http://127.0.0.1:8096/_sim/sns-cert.pem", ["http://127.0.0.1:8096/"])
+    assert sns.trusted_sns_url("https://sns.us-east-1.amazonaws.com/?Action=ConfirmSubscription&Token=x")
+    assert not sns.trusted_sns_url("https://sns.us-east-1.amazonaws.com.evil.example/?Action=ConfirmSubscription")
+
+
+def test_ses_events_become_reports() -> None:
+    """Samples after the SES Developer Guide's "Examples of event data"."""
+    recipient = {"emailAddress": "recipient@example.com", "action": "failed", "status": "5.1.1",
+                 "diagnosticCode": "smtp; 550 5.1.1 user unknown"}  # fmt: skip
+    mail = {"messageId": "EXAMPLE7c191be45-e9aedb9a-02f9-4d12-a87d-dd0099a07f8a-000000"}
+    details = {"bounceType": "Permanent", "bounceSubType": "General", "bouncedRecipients": [recipient]}
+    bounce = {"eventType": "Bounce", "mail": mail, "bounce": details}
+    ses_id, reports = from_ses(json.dumps(bounce))
+    assert ses_id.startswith("EXAMPLE7c191be45")
+    assert [(r.kind, r.recipient, r.status, r.hard) for r in reports] == [
+        (Kind.FAILED, "recipient@example.com", "5.1.1", True)]  # fmt: skip
+    soft = {**bounce, "bounce": {"bounceType": "Transient", "bouncedRecipients": [{"emailAddress": "r@example.com"}]}}
+    assert [(r.kind, r.hard) for r in from_ses(json.dumps(soft))[1]] == [(Kind.DELAYED, False)]
+    complaint = {"notificationType": "Complaint", "mail": {"messageId": "m1"},
+                 "complaint": {"complainedRecipients": [{"emailAddress": "recipient@example.com"}]}}  # fmt: skip
+    assert [(r.kind, r.recipient) for r in from_ses(json.dumps(complaint))[1]] == [
+        (Kind.COMPLAINED, "recipient@example.com")]  # fmt: skip
+    assert from_ses(json.dumps({"eventType": "Open", "mail": {"messageId": "m2"}})) == ("m2", [])

@@ -113,3 +113,59 @@ def _original_header(parts: dict[str, MIMEPart], name: str) -> str | None:
         if headers.get(name) is not None:
             return _address(headers[name]) if name == "To" else str(headers[name])
     return None
+
+
+class _SesRecipient(msgspec.Struct, frozen=True):
+    emailAddress: str
+    status: str | None = None
+
+
+class _SesBounce(msgspec.Struct, frozen=True):
+    bounceType: str
+    bouncedRecipients: list[_SesRecipient] = []
+
+
+class _SesComplaint(msgspec.Struct, frozen=True):
+    complainedRecipients: list[_SesRecipient] = []
+
+
+class _SesDelivery(msgspec.Struct, frozen=True):
+    recipients: list[str] = []
+
+
+class _SesMail(msgspec.Struct, frozen=True):
+    messageId: str
+
+
+class _SesEvent(msgspec.Struct, frozen=True):
+    mail: _SesMail
+    eventType: str | None = None
+    notificationType: str | None = None
+    bounce: _SesBounce | None = None
+    complaint: _SesComplaint | None = None
+    delivery: _SesDelivery | None = None
+
+
+_SES_EVENT = msgspec.json.Decoder(_SesEvent)
+
+
+def from_ses(message: str) -> tuple[str, list[Report]]:
+    """An SES event (the `Message` of an SNS notification: SES Developer Guide, "Contents of
+    event data"): the SES message id it is about and its reports. A permanent bounce is a hard
+    failure, a transient one a delay (SES retries), a complaint a complaint; other event types
+    (send, open, click…) carry nothing Herald acts on. Raises msgspec errors for what is not one."""
+    event = _SES_EVENT.decode(message)
+    kind = (event.eventType or event.notificationType or "").lower()
+    reports: list[Report] = []
+    if kind == "delivery" and event.delivery is not None:
+        reports = [Report(Kind.DELIVERED, address) for address in event.delivery.recipients]
+    elif kind == "bounce" and event.bounce is not None:
+        hard = event.bounce.bounceType == "Permanent"
+        reports = [
+            Report(Kind.FAILED if hard else Kind.DELAYED, r.emailAddress,
+                   (r.status if r.status and _ENHANCED.fullmatch(r.status) else ("5.0.0" if hard else "4.0.0")))
+            for r in event.bounce.bouncedRecipients
+        ]  # fmt: skip
+    elif kind == "complaint" and event.complaint is not None:
+        reports = [Report(Kind.COMPLAINED, r.emailAddress) for r in event.complaint.complainedRecipients]
+    return event.mail.messageId, reports

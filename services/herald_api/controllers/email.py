@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from litestar import Controller, MediaType, Response, delete, get, post, put
+from typing import Any
+
+from litestar import Controller, MediaType, Request, Response, delete, get, post, put
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
 
 from herald.domain.email import Identity
-from herald_api.auth import TENANT_AUTH, Principal
+from herald_api.auth import TENANT_AUTH, Principal, counted_failures
 from herald_api.deps import Services
 from herald_api.schemas import DnsRecordOut, EmailAddress, IdentityIn, IdentityOut
 
@@ -67,6 +69,20 @@ class IdentityController(Controller):
         svc: NamedDependency[Services],
     ) -> None:  # fmt: skip
         await svc.email.remove(principal.tenant.id, from_address.lower())
+
+
+class SesNotificationController(Controller):
+    """Amazon SES's events through SNS (an HTTPS subscription of the configured topic)."""
+
+    path = "/v1/providers/ses"
+    tags = ["providers"]
+
+    @post("/notifications", status_code=200,
+          summary="SES events through SNS (signed): deliveries, bounces, complaints, subscriptions")  # fmt: skip
+    async def notification(self, request: Request[Any, Any, Any], svc: NamedDependency[Services]) -> None:
+        with counted_failures(request):
+            # SNS posts JSON as text/plain: the raw body is read, whatever the content type says.
+            await svc.email.ses_notification(await request.body())
 
 
 class UnsubscribeController(Controller):

@@ -6,10 +6,12 @@ from __future__ import annotations
 import logging
 import uuid
 
+import aiohttp
 import asyncpg
 import dns.asyncresolver
 import dns.exception
 import dns.resolver
+import msgspec
 
 from herald import metrics
 from herald.caches import TTLCache
@@ -23,10 +25,10 @@ from herald.domain.models import Channel
 from herald.domain.receipts import Reported
 from herald.domain.status import Status
 from herald.domain.suppressions import SuppressionReason, hint
-from herald.email import keys
-from herald.email.reports import Kind, Report
+from herald.email import keys, sns
+from herald.email.reports import Kind, Report, from_ses
 from herald.email.unsubscribe import BadToken, Tokens
-from herald.errors import Conflict, InvalidRequest, NotFound
+from herald.errors import Conflict, InvalidRequest, NotFound, Unauthenticated, Unavailable
 from herald.keyring import KeyRing
 from herald.settings import EmailSettings
 from herald_api.services.receipts import Receipts
@@ -34,7 +36,8 @@ from herald_api.services.receipts import Receipts
 log = logging.getLogger(__name__)
 DNS_TIMEOUT_SECONDS = 5.0
 SMTP_PROVIDER = "smtp"
-"""The name the worker's SMTP sends are recorded under (`herald_worker.email.smtp`)."""
+SES_PROVIDER = "ses"
+"""The names the worker's sends are recorded under (`herald_worker.email.smtp`, `ses`)."""
 
 
 class Email:
@@ -43,6 +46,9 @@ class Email:
         receipts: Receipts,
     ) -> None:
         self._receipts = receipts
+        self._settings = settings
+        self._certs: dict[str, bytes] = {}
+        self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=DNS_TIMEOUT_SECONDS))
         self._pool = pool
         self._ring = ring
         self._hasher = hasher
@@ -128,8 +134,60 @@ class Email:
         complaint suppress the recipient for the tenant's marketing email; a delay changes
         nothing (the relay is retrying). False while the send itself is not recorded yet (a
         report can outrun it): the relay is asked to try again later."""
-        sent_as = f"<{message_id}@{domain}>"
-        tenant_id = await receipt_store.sender_of(self._pool, SMTP_PROVIDER, sent_as)
+        return await self._act(SMTP_PROVIDER, f"<{message_id}@{domain}>", reports)
+
+    async def ses_notification(self, body: bytes) -> None:
+        """An SNS message from SES's event destination: believed only when its signature verifies
+        under a certificate at a trusted URL and its topic is configured (else Unauthenticated or
+        InvalidRequest, nothing changes); a subscription is confirmed; an event acts like a
+        delivery report (`reported`). Raises Unavailable while the send is not recorded yet, so
+        SNS delivers it again later."""
+        try:
+            message = sns.parse(body)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise InvalidRequest("not an SNS message", code="invalid_notification") from exc
+        if message.TopicArn not in self._settings.ses_notification_topics:
+            raise InvalidRequest.field("TopicArn", "is not a topic Herald subscribes to", code="unknown_topic")
+        await self._verified(message)
+        if message.Type is sns.Kind.SUBSCRIPTION_CONFIRMATION:
+            url = message.SubscribeURL
+            if url is None or not sns.trusted_sns_url(url, self._settings.sns_trusted_prefixes):
+                raise InvalidRequest.field("SubscribeURL", "is not an SNS address", code="invalid_notification")
+            async with self._http.get(url) as confirmed:
+                if confirmed.status != 200:
+                    raise Unavailable("SNS did not confirm the subscription; it will ask again", code="sns_unavailable")
+            return
+        if message.Type is not sns.Kind.NOTIFICATION:
+            return
+        try:
+            ses_id, reports = from_ses(message.Message)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise InvalidRequest.field("Message", "is not an SES event", code="invalid_notification") from exc
+        if reports and not await self._act(SES_PROVIDER, ses_id, reports):
+            raise Unavailable("the send this event is about is not recorded yet", code="send_not_recorded",
+                              retry_after=5)  # fmt: skip
+
+    async def _verified(self, message: sns.SnsMessage) -> None:
+        url = message.SigningCertURL
+        if not sns.trusted_cert_url(url, self._settings.sns_trusted_prefixes):
+            raise Unauthenticated("SigningCertURL is not an SNS certificate", code="invalid_signature")
+        cert = self._certs.get(url)
+        if cert is None:
+            try:
+                async with self._http.get(url) as answer:
+                    if answer.status != 200:
+                        raise Unavailable("the SNS signing certificate could not be fetched", code="sns_unavailable")
+                    cert = await answer.read()
+            except aiohttp.ClientError as exc:
+                raise Unavailable("the SNS signing certificate could not be fetched", code="sns_unavailable") from exc
+            self._certs[url] = cert
+        try:
+            sns.verify(message, cert)
+        except sns.Unverified as exc:
+            raise Unauthenticated(f"the SNS signature does not verify ({exc})", code="invalid_signature") from None
+
+    async def _act(self, provider: str, sent_as: str, reports: list[Report]) -> bool:
+        tenant_id = await receipt_store.sender_of(self._pool, provider, sent_as)
         if tenant_id is None:
             return False
         receipts = [
@@ -151,8 +209,11 @@ class Email:
                                       hint(Channel.EMAIL, address))  # fmt: skip
                 await suppression_store.add(self._pool, tenant_id, [candidate], reason)
         if receipts:
-            await self._receipts.record(SMTP_PROVIDER, receipts)
+            await self._receipts.record(provider, receipts)
         return True
+
+    async def close(self) -> None:
+        await self._http.close()
 
     async def unsubscribe(self, token: str) -> None:
         """RFC 8058 one-click: the token's recipient is suppressed for its tenant's marketing

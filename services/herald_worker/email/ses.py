@@ -92,7 +92,8 @@ class SesProvider:
             raise RetryableError(Reason.PROVIDER_UNAVAILABLE) from exc
         self._gate.accepted()
         metrics.EMAIL_SES_ANSWERS.labels("accepted").inc()
-        return Accepted(provider_message_id=answer["MessageId"], delivered=True)
+        # With SES's events published to Herald, its acceptance is `sent`; the event decides.
+        return Accepted(provider_message_id=answer["MessageId"], delivered=not self._settings.ses_notifications)
 
     def _refused(self, exc: ClientError) -> RetryableError | PermanentError:
         code = str(exc.response.get("Error", {}).get("Code", ""))
