@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -28,7 +29,7 @@ def imported(pem: str) -> bytes:
     Raises BadKey."""
     try:
         key = serialization.load_pem_private_key(pem.encode(), password=None)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
         raise BadKey("is not an unencrypted PEM private key") from exc
     if not isinstance(key, rsa.RSAPrivateKey):
         raise BadKey("must be an RSA key")
