@@ -18,12 +18,14 @@ import asyncio
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import aiosmtplib
 import httpx
 
 from loadtests.figures import reached
 from loadtests.stack import bench_stack
+from loadtests.tenants import send_batches, unpaced_tenant
 
 SENDER = "news@mail.bench.example"
 TEMPLATE = {
@@ -59,15 +61,8 @@ async def ceiling(smtp_port: int, seconds: float, connections: int, size: int) -
 
 
 def setup(base: str, admin_token: str, relay: str) -> dict[str, str]:
-    admin = {"authorization": f"Bearer {admin_token}"}
     with httpx.Client(base_url=base, timeout=30) as http:
-        tenant = http.post("/v1/admin/tenants", headers=admin,
-                           json={"name": "Bench", "tier": "enterprise", "verified": True}).json()  # fmt: skip
-        # The platform is measured, not the tier: the tenant's pacing (1,000 msg/s) lifted.
-        assert http.patch(f"/v1/admin/tenants/{tenant['id']}", headers=admin,
-                          json={"rate_limit_per_second": 100_000}).status_code == 200  # fmt: skip
-        key = http.post(f"/v1/admin/tenants/{tenant['id']}/keys", headers=admin, json={"kind": "live"}).json()["key"]
-        auth = {"authorization": f"Bearer {key}"}
+        auth = unpaced_tenant(http, admin_token)
         identity = http.put("/v1/email/identities", headers=auth, json={"from_address": SENDER}).json()
         (record,) = identity["dns_records"]
         published = httpx.put(f"{relay}/_sim/dns", json={"name": record["name"], "value": record["value"]})
@@ -77,22 +72,9 @@ def setup(base: str, admin_token: str, relay: str) -> dict[str, str]:
     return auth
 
 
-async def send_all(base: str, auth: dict[str, str], messages: int) -> float:
-    """Accept `messages` in batches of 1,000 (eight in flight); the accept rate."""
-    async with httpx.AsyncClient(base_url=base, timeout=60, headers=auth) as http:
-        gate = asyncio.Semaphore(8)
-
-        async def batch(start: int) -> None:
-            items = [{"to": f"reader{n}@example.org", "channel": "email",
-                      "template": {"name": "weekly", "language": "en"}, "params": {"name": f"Reader {n}"}}
-                     for n in range(start, min(start + 1000, messages))]  # fmt: skip
-            async with gate:
-                r = await http.post("/v1/messages/batch", json={"messages": items})
-            assert r.json()["accepted"] == len(items), r.text[:500]
-
-        started = time.monotonic()
-        await asyncio.gather(*(batch(s) for s in range(0, messages, 1000)))
-        return messages / (time.monotonic() - started)
+def mail(n: int) -> dict[str, Any]:
+    return {"to": f"reader{n}@example.org", "channel": "email", "template": {"name": "weekly", "language": "en"},
+            "params": {"name": f"Reader {n}"}}  # fmt: skip
 
 
 async def mail_size(relay: str) -> int:
@@ -109,7 +91,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, bench_stack(Path(tmp)) as stack:
         relay = f"http://127.0.0.1:{stack.settings.mail_sim.port}"
         auth = setup(stack.api_url, stack.admin_token, relay)
-        accepted = asyncio.run(send_all(stack.api_url, auth, args.messages))
+        accepted = asyncio.run(send_batches(stack.api_url, auth, range(args.messages), mail))
         print(f"accept: {args.messages} mails at {accepted:,.0f} msg/s (batches of 1,000)")
         delivered = asyncio.run(reached(stack.database_url, "delivered", args.messages))
         print(delivered.line("delivered"))

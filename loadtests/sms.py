@@ -22,6 +22,7 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
@@ -29,6 +30,7 @@ import smpp34
 
 from loadtests.figures import reached
 from loadtests.stack import bench_stack
+from loadtests.tenants import send_batches, unpaced_tenant
 
 TEMPLATE = {"name": "notice", "language": "en", "category": "utility", "channel": "sms",
             "body": "Your parcel {{ref}} arrives today"}  # fmt: skip
@@ -69,13 +71,7 @@ async def ceiling(smpp_port: int, system_id: str, seconds: float, binds: int, wi
 def setup(base: str, admin_token: str, binds: int, window: int) -> dict[str, str]:
     admin = {"authorization": f"Bearer {admin_token}"}
     with httpx.Client(base_url=base, timeout=30) as http:
-        tenant = http.post("/v1/admin/tenants", headers=admin,
-                           json={"name": "Bench", "tier": "enterprise", "verified": True}).json()  # fmt: skip
-        # The platform is measured, not the tier: the tenant's pacing (1,000 msg/s) lifted.
-        assert http.patch(f"/v1/admin/tenants/{tenant['id']}", headers=admin,
-                          json={"rate_limit_per_second": 100_000}).status_code == 200  # fmt: skip
-        key = http.post(f"/v1/admin/tenants/{tenant['id']}/keys", headers=admin, json={"kind": "live"}).json()["key"]
-        auth = {"authorization": f"Bearer {key}"}
+        auth = unpaced_tenant(http, admin_token)
         assert http.post("/v1/templates", headers=auth, json=TEMPLATE).status_code == 201
         smpp = http.get("/v1/admin/providers/smpp-main", headers=admin).json()
         smpp.update(binds=binds, window=window)
@@ -86,22 +82,9 @@ def setup(base: str, admin_token: str, binds: int, window: int) -> dict[str, str
     return auth
 
 
-async def send_all(base: str, auth: dict[str, str], messages: int, offset: int = 0) -> float:
-    """Accept `messages` in batches of 1,000 (eight in flight); the accept rate."""
-    async with httpx.AsyncClient(base_url=base, timeout=60, headers=auth) as http:
-        gate = asyncio.Semaphore(8)
-
-        async def batch(start: int) -> None:
-            items = [{"to": f"+4474{n % 10_000_000:07d}7", "channel": "sms",
-                      "template": {"name": "notice", "language": "en"}, "params": {"ref": f"A{n}"}}
-                     for n in range(start, min(start + 1000, offset + messages))]  # fmt: skip
-            async with gate:
-                r = await http.post("/v1/messages/batch", json={"messages": items})
-            assert r.json()["accepted"] == len(items), r.text[:500]
-
-        started = time.monotonic()
-        await asyncio.gather(*(batch(s) for s in range(offset, offset + messages, 1000)))
-        return messages / (time.monotonic() - started)
+def notice(n: int) -> dict[str, Any]:
+    return {"to": f"+4474{n % 10_000_000:07d}7", "channel": "sms", "template": {"name": "notice", "language": "en"},
+            "params": {"ref": f"A{n}"}}  # fmt: skip
 
 
 async def failover(base: str, auth: dict[str, str], smsc_url: str, dsn: str, rate: int, seconds: float) -> None:
@@ -170,7 +153,7 @@ def main() -> None:
         top = asyncio.run(ceiling(smsc.smpp_port, smsc.system_id, args.ceiling_seconds, args.binds, args.window))
         print(f"ceiling: the SMSC double alone takes {top:,.0f} submit_sm/s ({args.binds} binds x window "
               f"{args.window}, receipts requested)")  # fmt: skip
-        accepted = asyncio.run(send_all(stack.api_url, auth, args.messages))
+        accepted = asyncio.run(send_batches(stack.api_url, auth, range(args.messages), notice))
         print(f"accept: {args.messages} sms at {accepted:,.0f} msg/s (batches of 1,000)")
         delivered = asyncio.run(reached(stack.database_url, "delivered", args.messages))
         print(delivered.line("delivered"))

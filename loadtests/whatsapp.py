@@ -20,12 +20,14 @@ import asyncio
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from loadtests import wrk
 from loadtests.figures import reached
 from loadtests.stack import bench_stack, require_wrk
+from loadtests.tenants import send_batches, unpaced_tenant
 
 SEND_SCRIPT = """
 wrk.method = "POST"
@@ -69,16 +71,8 @@ def ceiling(meta_url: str, seconds: int, connections: int, workdir: Path) -> flo
 
 
 def connect(base: str, admin_token: str, meta_url: str) -> dict[str, str]:
-    admin = {"authorization": f"Bearer {admin_token}"}
     with httpx.Client(base_url=base, timeout=30) as http, httpx.Client(base_url=meta_url, timeout=10) as meta:
-        tenant = http.post("/v1/admin/tenants", headers=admin,
-                           json={"name": "Bench", "tier": "enterprise", "verified": True}).json()  # fmt: skip
-        # Herald's own pacing of the tenant (1,000 msg/s for enterprise) lifted, as bench-delivery
-        # does: the platform is measured, not the tier.
-        lifted = http.patch(f"/v1/admin/tenants/{tenant['id']}", headers=admin, json={"rate_limit_per_second": 100_000})
-        assert lifted.status_code == 200, lifted.text
-        key = http.post(f"/v1/admin/tenants/{tenant['id']}/keys", headers=admin, json={"kind": "live"}).json()["key"]
-        auth = {"authorization": f"Bearer {key}"}
+        auth = unpaced_tenant(http, admin_token)
         account = meta_account(meta, 4, 1000)
         connected = http.put("/v1/whatsapp/account", headers=auth, json={
             "waba_id": account["waba_id"], "display_name": "Bench", "access_token": account["access_token"],
@@ -98,23 +92,10 @@ def connect(base: str, admin_token: str, meta_url: str) -> dict[str, str]:
     return auth
 
 
-async def send_all(base: str, auth: dict[str, str], messages: int) -> float:
-    """Accept `messages` in batches of 1,000 (eight in flight); the accept rate."""
-    async with httpx.AsyncClient(base_url=base, timeout=60, headers=auth) as http:
-        gate = asyncio.Semaphore(8)
-
-        async def batch(start: int) -> None:
-            items = [{"to": f"+447400{n % 100_000:05d}7", "channel": "whatsapp",
-                      "template": {"name": "flight_update", "language": "en_US"},
-                      "params": {"flight": f"BA{n % 1000}", "time": "10:40"}}
-                     for n in range(start, min(start + 1000, messages))]  # fmt: skip
-            async with gate:
-                r = await http.post("/v1/messages/batch", json={"messages": items})
-            assert r.json()["accepted"] == len(items), r.text[:500]
-
-        started = time.monotonic()
-        await asyncio.gather(*(batch(s) for s in range(0, messages, 1000)))
-        return messages / (time.monotonic() - started)
+def flight_update(n: int) -> dict[str, Any]:
+    return {"to": f"+447400{n % 100_000:05d}7", "channel": "whatsapp",
+            "template": {"name": "flight_update", "language": "en_US"},
+            "params": {"flight": f"BA{n % 1000}", "time": "10:40"}}  # fmt: skip
 
 
 def main() -> None:
@@ -128,7 +109,7 @@ def main() -> None:
         top = ceiling(stack.whatsapp_url, args.ceiling_seconds, args.connections, Path(tmp))
         print(f"ceiling: the double alone takes {top:,.0f} template sends/s ({args.connections} connections)")
         auth = connect(stack.api_url, stack.admin_token, stack.whatsapp_url)
-        accepted = asyncio.run(send_all(stack.api_url, auth, args.messages))
+        accepted = asyncio.run(send_batches(stack.api_url, auth, range(args.messages), flight_update))
         print(f"accept: {args.messages} whatsapp messages at {accepted:,.0f} msg/s (batches of 1,000)")
         read = asyncio.run(reached(stack.database_url, "read", args.messages))
         print(read.line("read"))
