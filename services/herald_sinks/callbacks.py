@@ -49,15 +49,16 @@ NOT_ALLOWED = "not_allowed"
 """The outcome of a callback whose target the policy refuses at dispatch."""
 
 
-class CallbackV1(msgspec.Struct, frozen=True, omit_defaults=True):
-    """The JSON body a tenant receives. Receivers should dedupe on (message_id, status)."""
+class CallbackV1(msgspec.Struct, frozen=True, omit_defaults=True, tag_field="type", tag="message.status"):
+    """The JSON body a tenant receives, `"type": "message.status"` always written (a tenant also
+    receives `recipient.suppressed`, `herald.domain.suppressions.SuppressedCallbackV1`).
+    Receivers should dedupe on (message_id, status)."""
 
     message_id: uuid.UUID
     status: str
     at: datetime
     reason: Reason | None = None
     """Why it failed or expired (`herald.domain.reasons`)."""
-    type: str = "message.status"
 
 
 class CallbackConfigs:

@@ -30,11 +30,14 @@ import msgspec
 import pytest
 from prometheus_client import REGISTRY
 
+from herald.embedded import free_port
 from herald_cli.settings import Settings
+from herald_client import SuppressionEvent, verify_callback
 from herald_ses_sim.settings import SesSimSettings
 from herald_sinks.reputation import report_complaint_rates
-from tests.eventually import at_least
-from tests.integration.harness import Platform, wait_status_count
+from tests.eventually import at_least, eventually
+from tests.integration.harness import Platform, Served, wait_status_count
+from tests.integration.test_callbacks import Receiver
 
 SENDER = "news@mail.shop.example"
 PROMO = {"channel": "email", "template": {"name": "promo", "language": "en"}}
@@ -595,3 +598,46 @@ async def test_ses_events_through_sns_deliver_bounce_and_suppress_and_a_forged_o
 
 async def _confirmed(ses: httpx.AsyncClient) -> int:
     return int((await ses.get("/_sim/sent")).json()["confirmed"])
+
+
+async def test_the_tenant_is_told_by_callback_when_a_recipient_unsubscribes_or_bounces(platform: Platform) -> None:
+    receiver, port = Receiver(), free_port()
+    served = Served(receiver.app, port)
+    await served.start()
+    try:
+        tenant = await platform.tenant(tier="enterprise", callback_url=f"http://127.0.0.1:{port}/cb/shop")
+        auth = {"authorization": f"Bearer {await platform.key(tenant['id'])}"}
+        await _identity(platform, auth)
+        await _templates(platform, auth)
+        sent = {}
+        for to in ("dora@example.org", "bounce2@example.org"):
+            body = {"to": to, **PROMO, "params": {"name": "D"}}
+            sent[to] = (await platform.http.post("/v1/messages", headers=auth, json=body)).json()["id"]
+            await platform.wait_status(auth, sent[to])
+        (mail,) = await _mails(platform, to="dora@example.org")
+        url = re.search(r"List-Unsubscribe: <([^>]+)>", mail["raw"]).group(1)  # type: ignore[union-attr]
+        async with httpx.AsyncClient(timeout=10) as reader:
+            assert (await reader.post(url, content=b"List-Unsubscribe=One-Click")).status_code == 200
+
+        def suppressed() -> list[SuppressionEvent]:
+            events = [verify_callback(body, headers.get("herald-signature"), tenant["callback_secret"])
+                      for _, _, headers, body in receiver.received]  # fmt: skip
+            return [e for e in events if isinstance(e, SuppressionEvent)]
+
+        await eventually(lambda: len(suppressed()), lambda n: n >= 2, "two suppression callbacks", seconds=20)
+        by_message = {str(e.message_id): (e.reason, e.channel.value, e.suppression_id[:6]) for e in suppressed()}
+        assert by_message == {sent["dora@example.org"]: ("unsubscribed", "email", "email:"),
+                              sent["bounce2@example.org"]: ("bounced", "email", "email:")}  # fmt: skip
+        entries = (await platform.http.get("/v1/suppressions", headers=auth)).json()["items"]
+        assert {e.suppression_id for e in suppressed()} == {e["id"] for e in entries}
+        # The messages' own status callbacks still all go out (the suppression is not their status).
+        await eventually(lambda: _statuses(receiver), lambda s: s >= {(sent["dora@example.org"], "delivered"),
+                                                                      (sent["bounce2@example.org"], "failed")},
+                         "status callbacks", seconds=20)  # fmt: skip
+        assert b"dora@example.org" not in b"".join(body for *_, body in receiver.received)
+    finally:
+        await served.stop()
+
+
+def _statuses(receiver: Receiver) -> set[tuple[str, str]]:
+    return {(b["message_id"], b["status"]) for b in receiver.bodies("shop") if "status" in b}

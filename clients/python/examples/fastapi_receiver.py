@@ -17,5 +17,5 @@ async def herald_callback(request: Request) -> Response:
         event = verify_callback(await request.body(), request.headers.get("herald-signature"), SECRETS)
     except InvalidSignature as exc:
         raise HTTPException(status_code=401) from exc
-    print(event.message_id, event.status)
+    print(event.type, event.message_id)
     return Response(status_code=204)

@@ -16,5 +16,5 @@ def herald_callback() -> tuple[str, int]:
         event = verify_callback(request.get_data(), request.headers.get("Herald-Signature"), SECRETS)
     except InvalidSignature:
         abort(401)
-    print(event.message_id, event.status)
+    print(event.type, event.message_id)
     return "", 204

@@ -15,7 +15,7 @@ async def herald_callback(request: Request) -> Response[None]:
         event = verify_callback(await request.body(), request.headers.get("herald-signature"), SECRETS)
     except InvalidSignature:
         return Response(None, status_code=401)
-    print(event.message_id, event.status)  # dedupe on (message_id, status): delivery is at least once
+    print(event.type, event.message_id)  # dedupe on (message_id, status): delivery is at least once
     return Response(None, status_code=204)
 
 

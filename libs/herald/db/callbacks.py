@@ -36,7 +36,7 @@ from datetime import datetime, timedelta
 import asyncpg
 import msgspec
 
-from herald.db.pool import rows_affected
+from herald.db.pool import Conn, rows_affected
 
 
 class Pending(msgspec.Struct, frozen=True):
@@ -58,7 +58,7 @@ class Due(msgspec.Struct, frozen=True):
     created_at: datetime
 
 
-async def record(pool: asyncpg.Pool, pending: Sequence[Pending]) -> int:
+async def record(pool: Conn, pending: Sequence[Pending]) -> int:
     """Idempotent: a replayed event finds its row, pending or (delivered recently) kept.
     Otherwise it is sent once more: callbacks are at-least-once, and receivers dedupe on message
     id + status. One statement: the inserts (a stale status inserted as already delivered), and

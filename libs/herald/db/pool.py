@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TypeVar
+from typing import TypeAlias, TypeVar
 
 import asyncpg
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
 
 from herald.retrying import retried
 from herald.settings import DatabaseSettings
+
+Conn: TypeAlias = "asyncpg.Pool | asyncpg.pool.PoolConnectionProxy[asyncpg.Record]"
+"""A pool, or one of its connections inside a transaction: what a statement that may join a
+caller's transaction takes."""
 
 Pool = asyncpg.Pool
 T = TypeVar("T")

@@ -243,10 +243,11 @@ async def _decide_finals(
     return {r["message_id"]: Status(r["status"]) for r in rows}
 
 
-async def sender_of(pool: asyncpg.Pool, provider: str, provider_message_id: str) -> uuid.UUID | None:
-    """The tenant whose send `provider` took under this id, once that send is recorded."""
-    found: uuid.UUID | None = await pool.fetchval(
-        "SELECT tenant_id FROM provider_messages WHERE provider = $1 AND provider_message_id = $2 LIMIT 1",
+async def send_of(pool: asyncpg.Pool, provider: str, provider_message_id: str) -> tuple[uuid.UUID, uuid.UUID] | None:
+    """The tenant and message of the send `provider` took under this id, once it is recorded."""
+    row = await pool.fetchrow(
+        "SELECT tenant_id, message_id FROM provider_messages WHERE provider = $1 AND provider_message_id = $2"
+        " LIMIT 1",
         provider, provider_message_id,
     )  # fmt: skip
-    return found
+    return None if row is None else (row["tenant_id"], row["message_id"])

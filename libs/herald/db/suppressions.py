@@ -10,15 +10,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
-from typing import TypeAlias
 
 import asyncpg
 import msgspec
 
+from herald.db.pool import Conn
 from herald.domain.models import Channel
 from herald.domain.suppressions import SuppressionReason
-
-Conn: TypeAlias = "asyncpg.Pool | asyncpg.pool.PoolConnectionProxy[asyncpg.Record]"
 
 
 class Suppression(msgspec.Struct, frozen=True):

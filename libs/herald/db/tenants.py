@@ -7,6 +7,7 @@ import uuid
 import asyncpg
 import msgspec
 
+from herald.db.pool import Conn
 from herald.domain.apikeys import IssuedKey
 from herald.domain.models import KeyKind, Tier
 from herald.domain.tenants import Tenant
@@ -135,7 +136,7 @@ class CallbackConfig(msgspec.Struct, frozen=True):
     secret: str
 
 
-async def callback_config(pool: asyncpg.Pool, tenant_id: uuid.UUID) -> CallbackConfig | None:
+async def callback_config(pool: Conn, tenant_id: uuid.UUID) -> CallbackConfig | None:
     row = await pool.fetchrow("SELECT callback_url, callback_secret FROM tenants WHERE id = $1", tenant_id)
     if row is None or not row["callback_url"] or not row["callback_secret"]:
         return None

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import csv
 import io
+import uuid
+from datetime import datetime
 from enum import StrEnum
 
 import msgspec
@@ -41,6 +43,30 @@ class SuppressionReason(StrEnum):
     """One-click unsubscribe from an email."""
     BOUNCED = "bounced"
     COMPLAINED = "complained"
+
+
+class SuppressedCallbackV1(msgspec.Struct, frozen=True):
+    """What a tenant's callback URL receives (type `recipient.suppressed`) when a recipient of one
+    of its messages is suppressed by their own act or a provider's report: an unsubscribe, a
+    hard bounce, a complaint. It names the message and the entry (`suppression_id`, as
+    `/v1/suppressions` lists it), never the address. Receivers dedupe on (message_id, type)."""
+
+    message_id: uuid.UUID
+    channel: Channel
+    reason: SuppressionReason
+    suppression_id: str
+    at: datetime
+    type: str = "recipient.suppressed"
+
+
+CALLBACK_STATUS = "suppressed"
+
+
+def callback_key(message_id: uuid.UUID) -> uuid.UUID:
+    """The callback outbox orders and de-duplicates a message's status callbacks by its id and
+    their rank: this callback is kept under a key of its own, so it neither waits for nor
+    outranks them (a `failed` status callback must not be taken for stale behind it)."""
+    return uuid.uuid5(message_id, "recipient.suppressed")
 
 
 class Entry(msgspec.Struct, frozen=True):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from datetime import UTC, datetime
 
 import aiohttp
 import asyncpg
@@ -15,6 +16,7 @@ import msgspec
 
 from herald import metrics
 from herald.caches import TTLCache
+from herald.db import callbacks, tenants
 from herald.db import email_identities as store
 from herald.db import receipts as receipt_store
 from herald.db import suppressions as suppression_store
@@ -24,7 +26,13 @@ from herald.domain.limits import RecipientHasher
 from herald.domain.models import Channel
 from herald.domain.receipts import Reported
 from herald.domain.status import Status
-from herald.domain.suppressions import SuppressionReason, hint
+from herald.domain.suppressions import (
+    CALLBACK_STATUS,
+    SuppressedCallbackV1,
+    SuppressionReason,
+    callback_key,
+    hint,
+)
 from herald.email import keys, sns
 from herald.email.reports import Kind, Report, from_ses
 from herald.email.unsubscribe import BadToken, Tokens
@@ -187,9 +195,10 @@ class Email:
             raise Unauthenticated(f"the SNS signature does not verify ({exc})", code="invalid_signature") from None
 
     async def _act(self, provider: str, sent_as: str, reports: list[Report]) -> bool:
-        tenant_id = await receipt_store.sender_of(self._pool, provider, sent_as)
-        if tenant_id is None:
+        send = await receipt_store.send_of(self._pool, provider, sent_as)
+        if send is None:
             return False
+        tenant_id, message_id = send
         receipts = [
             Reported(
                 sent_as, Status.DELIVERED if r.kind is Kind.DELIVERED else Status.FAILED,
@@ -205,9 +214,7 @@ class Email:
                 address = report.recipient.strip()
                 local, _, host = address.rpartition("@")
                 address = f"{local}@{host.lower()}"
-                candidate = Candidate(Channel.EMAIL, self._hasher.candidates(tenant_id, address),
-                                      hint(Channel.EMAIL, address))  # fmt: skip
-                await suppression_store.add(self._pool, tenant_id, [candidate], reason)
+                await self._suppress(tenant_id, message_id, address, reason)
         if receipts:
             await self._receipts.record(provider, receipts)
         return True
@@ -222,14 +229,30 @@ class Email:
             what = self._tokens.open(token)
         except BadToken:
             raise NotFound("no such unsubscribe link", code="unsubscribe_link_not_found") from None
-        candidate = Candidate(
-            what.channel, self._hasher.candidates(what.tenant_id, what.recipient), hint(what.channel, what.recipient)
-        )
         try:
-            added = await suppression_store.add(
-                self._pool, what.tenant_id, [candidate], SuppressionReason.UNSUBSCRIBED
-            )
+            reason = SuppressionReason.UNSUBSCRIBED
+            added = await self._suppress(what.tenant_id, what.message_id, what.recipient, reason)
         except asyncpg.ForeignKeyViolationError:  # the tenant is gone: nothing is sent in its name
             raise NotFound("no such unsubscribe link", code="unsubscribe_link_not_found") from None
         if added:
             metrics.EMAIL_UNSUBSCRIBES.inc()
+
+    async def _suppress(
+        self, tenant_id: uuid.UUID, message_id: uuid.UUID, address: str, reason: SuppressionReason
+    ) -> bool:
+        """Suppress `address` for the tenant's marketing email; when that is new, tell the tenant
+        (a `recipient.suppressed` callback naming the message, if it has a callback URL). Whether
+        it was new."""
+        candidate = Candidate(Channel.EMAIL, self._hasher.candidates(tenant_id, address), hint(Channel.EMAIL, address))
+        async with self._pool.acquire() as conn, conn.transaction():
+            if not await suppression_store.add(conn, tenant_id, [candidate], reason):
+                return False
+            if await tenants.callback_config(conn, tenant_id) is not None:
+                body = SuppressedCallbackV1(message_id, Channel.EMAIL, reason,
+                                            f"email:{self._hasher.current(tenant_id, address).hex()}",
+                                            datetime.now(UTC))  # fmt: skip
+                await callbacks.record(conn, [callbacks.Pending(
+                    callback_key(message_id), tenant_id, CALLBACK_STATUS, msgspec.json.encode(body), rank=0,
+                    follows_sent=False,
+                )])  # fmt: skip
+        return True

@@ -1,8 +1,9 @@
-"""Verifying Herald's status callbacks.
+"""Verifying Herald's callbacks: message statuses, and recipients suppressed.
 
 Each callback is `POST` with `Herald-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret,
 "<t>." + raw body)>`. Verify over the raw bytes, before parsing; reject stale timestamps; during
-a secret rotation pass both secrets. Delivery is at least once: dedupe on (message_id, status).
+a secret rotation pass both secrets. Delivery is at least once: dedupe on (message_id, status)
+for statuses, on (message_id, type) for suppressions.
 """
 
 from __future__ import annotations
@@ -15,9 +16,19 @@ from collections.abc import Sequence
 import msgspec
 
 from herald_client.errors import InvalidSignature
-from herald_client.models import CallbackEvent
+from herald_client.models import CallbackEvent, SuppressionEvent
 
-_DECODER = msgspec.json.Decoder(CallbackEvent)
+_DECODERS: dict[str, msgspec.json.Decoder[CallbackEvent] | msgspec.json.Decoder[SuppressionEvent]] = {
+    "message.status": msgspec.json.Decoder(CallbackEvent),
+    "recipient.suppressed": msgspec.json.Decoder(SuppressionEvent),
+}
+
+
+class _Kind(msgspec.Struct):
+    type: str = "message.status"
+
+
+_KIND = msgspec.json.Decoder(_Kind)
 
 
 def verify_callback(
@@ -27,9 +38,10 @@ def verify_callback(
     *,
     tolerance_seconds: int = 300,
     now: float | None = None,
-) -> CallbackEvent:
-    """The callback's event if `signature_header` signs `body` with one of `secrets` within
-    `tolerance_seconds` of now (either way); raises `InvalidSignature` otherwise."""
+) -> CallbackEvent | SuppressionEvent:
+    """The callback's event (a message's status, or a recipient suppressed: by its `type`) if
+    `signature_header` signs `body` with one of `secrets` within `tolerance_seconds` of now
+    (either way); raises `InvalidSignature` otherwise."""
     if not signature_header or not signature_header.isascii():
         raise InvalidSignature("missing or malformed Herald-Signature")
     fields: dict[str, list[str]] = {}
@@ -48,7 +60,10 @@ def verify_callback(
         expected = hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest().encode()
         if any(hmac.compare_digest(expected, c) for c in candidates):
             try:
-                return _DECODER.decode(body)
+                decoder = _DECODERS.get(_KIND.decode(body).type)
+                if decoder is None:
+                    raise InvalidSignature("signed, but of a callback type this client does not know")
+                return decoder.decode(body)
             except msgspec.DecodeError as exc:
-                raise InvalidSignature(f"signed, but not a status callback: {exc}") from exc
+                raise InvalidSignature(f"signed, but not a callback this client reads: {exc}") from exc
     raise InvalidSignature("Herald-Signature does not match")

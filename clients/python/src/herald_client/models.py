@@ -258,3 +258,17 @@ class CallbackEvent(msgspec.Struct, frozen=True):
     at: datetime
     reason: str | None = None
     type: str = "message.status"
+
+
+class SuppressionEvent(msgspec.Struct, frozen=True):
+    """The body of a `recipient.suppressed` callback: a recipient of `message_id` unsubscribed,
+    bounced hard or complained, and is now on the tenant's suppression list (`suppression_id`)
+    for `channel`'s marketing. Dedupe on (message_id, type)."""
+
+    message_id: uuid.UUID
+    channel: Channel
+    reason: str
+    """`unsubscribed`, `bounced` or `complained`."""
+    suppression_id: str
+    at: datetime
+    type: str = "recipient.suppressed"
