@@ -24,7 +24,6 @@ import asyncio
 import base64
 import contextlib
 import json
-import socket
 import uuid
 from collections import Counter, deque
 from collections.abc import AsyncIterator
@@ -41,6 +40,7 @@ from litestar import Litestar, Request, Response, get, post, route
 from litestar.params import FromPath, FromQuery, JSONBody
 from moto.server import ThreadedMotoServer
 
+from herald.embedded import free_port
 from herald.ops import ops_handlers
 from herald_ses_sim.settings import SesSimSettings
 
@@ -60,12 +60,6 @@ class Sent(msgspec.Struct, frozen=True):
     from_address: str
     to: list[str]
     raw: str
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _error(status: int, code: str, message: str) -> Response[bytes]:
@@ -153,7 +147,7 @@ class Topic:
 def create_app(settings: SesSimSettings) -> Litestar:
     state: dict[str, Any] = {"faults": Faults(), "sent": deque(maxlen=settings.kept), "refused": 0}
     topic = Topic(settings)
-    moto_port = _free_port()
+    moto_port = free_port()
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=moto_port, verbose=False)
     upstream: dict[str, aiohttp.ClientSession] = {}
 

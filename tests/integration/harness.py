@@ -51,7 +51,12 @@ class Served:
 
         def started() -> bool:
             if task.done():
-                task.result()  # its startup error, rather than a timeout
+                try:
+                    task.result()  # its startup error, rather than a timeout
+                except SystemExit as exc:
+                    # uvicorn exits when it cannot bind: as an error of this test, not a SystemExit
+                    # through the event loop, which would stop every later test of the session.
+                    raise RuntimeError(f"a test server could not start (port {self.server.config.port})") from exc
             return bool(self.server.started)
 
         await eventually(started, bool, "the server started", seconds=10, every=0.01)

@@ -7,15 +7,31 @@ HERALD_DATABASE_URL and HERALD_KAFKA_BOOTSTRAP at real ones instead.
 from __future__ import annotations
 
 import importlib.util
+import secrets
 import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+LISTEN_PORTS = range(20_000, 32_000)
+"""Where `free_port` looks: below Linux's ephemeral range (32768-60999 by default), from which
+the kernel takes the local port of every outgoing connection. A port chosen there now and
+listened on later can be taken meanwhile by a connection to the database or the broker (seen in
+CI: a double failed to bind, once the test platform had a dozen servers)."""
+
 
 def free_port(kind: socket.SocketKind = socket.SOCK_STREAM) -> int:
-    """A loopback port free for TCP (or for `kind`, UDP: `socket.SOCK_DGRAM`)."""
-    with socket.socket(socket.AF_INET, kind) as s:
+    """A loopback port free now for TCP (or for `kind`, UDP: `socket.SOCK_DGRAM`), for a server
+    that will listen on it soon."""
+    for _ in range(200):
+        port = LISTEN_PORTS.start + secrets.randbelow(len(LISTEN_PORTS))
+        with socket.socket(socket.AF_INET, kind) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket(socket.AF_INET, kind) as s:  # that range is full: any free port
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
