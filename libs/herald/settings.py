@@ -149,6 +149,8 @@ class EmailSettings(msgspec.Struct, frozen=True):
     smtp_password: str = ""
     """Never logged."""
     smtp_tls: Literal["none", "starttls", "tls"] = "none"
+    smtp_tls_ca_file: str = ""
+    """A CA bundle (PEM) the relay's certificate is verified against; empty: the system's CAs."""
     smtp_connections: int = 4
     """Connections each worker keeps open to the relay (each carries one mail at a time)."""
     smtp_rate_per_second: int = 0

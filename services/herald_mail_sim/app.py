@@ -19,6 +19,9 @@ agree with Herald by construction. Behaviour, as relays answer (RFC 5321 §4.2, 
   (the relay has nothing); `drop_after_data: n` stores the next n mails and closes before
   answering DATA (the relay has them; the sender does not know); `outage` refuses connections.
 
+STARTTLS is offered with a self-signed certificate for 127.0.0.1 and localhost (written to
+`tls_cert_file`, and served at `/_sim/tls-cert.pem`); `tls` in the stats counts mails taken over it.
+
 Control endpoints: `/_sim/faults`, `/_sim/mails` (the last mails, raw included, `?to=` filters),
 `/_sim/stats`, `/_sim/dns` (PUT a TXT record), `/_sim/reset`; `/` is a page of the last mails.
 """
@@ -31,13 +34,18 @@ import email
 import email.policy
 import email.utils
 import html
+import ipaddress
 import logging
 import re
+import ssl
+import tempfile
 import time
 import uuid
 from collections import Counter, deque
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from email.message import Message
+from pathlib import Path
 from typing import Any, cast
 
 import aiosmtplib
@@ -49,6 +57,10 @@ import dns.rdatatype
 import dns.rrset
 import msgspec
 from aiosmtpd.smtp import SMTP, Envelope, Session
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
 from litestar import Litestar, MediaType, Response, get, post, put
 from litestar.params import FromQuery, JSONBody
 
@@ -112,7 +124,7 @@ class Relay:
         self.mails: deque[Mail] = deque(maxlen=settings.kept)
         self.received = 0
         self.per_message_id: Counter[str] = Counter()
-        self.refused = self.throttled = self.dropped = 0
+        self.refused = self.throttled = self.dropped = self.tls = 0
         self._window_start = time.monotonic()
         self._window_count = 0
 
@@ -161,6 +173,7 @@ class Relay:
         parsed = email.message_from_bytes(content, policy=email.policy.default)
         message_id = str(parsed.get("Message-ID", ""))
         self.received += 1
+        self.tls += session.ssl is not None
         self.per_message_id[message_id] += 1
         self.mails.append(
             Mail(mail_from=str(envelope.mail_from), rcpt_to=list(envelope.rcpt_tos), message_id=message_id,
@@ -227,14 +240,14 @@ class Relay:
         return {
             "received": self.received, "unique": len(self.per_message_id),
             "duplicates": sum(n - 1 for n in self.per_message_id.values()), "refused": self.refused,
-            "throttled": self.throttled, "dropped": self.dropped,
+            "throttled": self.throttled, "dropped": self.dropped, "tls": self.tls,
             **{f"reports_{kind}": n for kind, n in self.reports_sent.items()},
         }  # fmt: skip
 
     def reset(self) -> None:
         self.mails.clear()
         self.per_message_id.clear()
-        self.received = self.refused = self.throttled = self.dropped = 0
+        self.received = self.refused = self.throttled = self.dropped = self.tls = 0
         self.reports_sent.clear()
 
 
@@ -324,15 +337,43 @@ def _page(mails: list[Mail]) -> str:
     )
 
 
+def _tls(settings: MailSimSettings) -> tuple[ssl.SSLContext, bytes]:
+    """A server context with a new self-signed certificate for 127.0.0.1 and localhost."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "relay.herald.invalid")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=365))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
+                                                    x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+    cert_pem = cert.public_bytes(serialization.Encoding.PEM)
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())  # fmt: skip
+    folder = Path(tempfile.mkdtemp(prefix="herald-mail-sim-"))
+    (folder / "cert.pem").write_bytes(cert_pem)
+    (folder / "key.pem").write_bytes(key_pem)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(folder / "cert.pem", folder / "key.pem")
+    if settings.tls_cert_file:
+        Path(settings.tls_cert_file).write_bytes(cert_pem)
+    return context, cert_pem
+
+
 def create_app(settings: MailSimSettings) -> Litestar:
     relay = Relay(settings)
+    tls_context, tls_cert = _tls(settings)
     zone = Zone()
     servers: dict[str, asyncio.AbstractServer | None] = {"smtp": None}
 
     async def listen() -> None:
         loop = asyncio.get_running_loop()
         servers["smtp"] = await loop.create_server(
-            lambda: DsnSMTP(relay, hostname="relay.herald.invalid", ident="herald-mail-sim"),
+            lambda: DsnSMTP(relay, hostname="relay.herald.invalid", ident="herald-mail-sim", tls_context=tls_context),
             settings.host, settings.smtp_port,
         )  # fmt: skip
 
@@ -368,6 +409,10 @@ def create_app(settings: MailSimSettings) -> Litestar:
         found = [m for m in relay.mails if to is None or to in m.rcpt_to]
         return found[-limit:]
 
+    @get("/_sim/tls-cert.pem", media_type="application/x-pem-file")
+    async def certificate() -> bytes:
+        return tls_cert
+
     @get("/_sim/stats")
     async def stats() -> dict[str, int]:
         return relay.stats()
@@ -389,7 +434,7 @@ def create_app(settings: MailSimSettings) -> Litestar:
         return {"smtp": "ok" if servers["smtp"] is not None or relay.faults.outage else "down"}
 
     app = Litestar(
-        route_handlers=[faults, mails, stats, publish, reset, page, *ops_handlers(ready)],
+        route_handlers=[faults, mails, stats, certificate, publish, reset, page, *ops_handlers(ready)],
         lifespan=[lifespan], openapi_config=None, logging_config=None,
     )  # fmt: skip
     app.state.relay = relay

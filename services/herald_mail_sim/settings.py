@@ -21,5 +21,8 @@ class MailSimSettings(msgspec.Struct, frozen=True):
     port); 0: none are sent."""
     report_delay_ms: int = 50
     """From a mail's acceptance to its report; a report answered 4xx is sent again this much later."""
+    tls_cert_file: str = ""
+    """Where the relay writes its self-signed certificate (for 127.0.0.1 and localhost) at start,
+    for a client's CA bundle; STARTTLS is offered either way."""
     kept: int = 20_000
     """The last mails kept for `/_sim/mails` (the counts cover every one)."""

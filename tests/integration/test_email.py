@@ -19,6 +19,7 @@ import urllib.parse
 import uuid
 from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import aiosmtplib
@@ -641,3 +642,25 @@ async def test_the_tenant_is_told_by_callback_when_a_recipient_unsubscribes_or_b
 
 def _statuses(receiver: Receiver) -> set[tuple[str, str]]:
     return {(b["message_id"], b["status"]) for b in receiver.bodies("shop") if "status" in b}
+
+
+async def test_mail_goes_to_the_relay_over_starttls_with_its_certificate_verified(
+    settings: Settings, tmp_path: Path
+) -> None:
+    cert = str(tmp_path / "relay.pem")
+    email_settings = msgspec.structs.replace(settings.email, smtp_tls="starttls", smtp_tls_ca_file=cert)
+    relay_settings = msgspec.structs.replace(settings.mail_sim, tls_cert_file=cert)
+    platform = await Platform(msgspec.structs.replace(settings, email=email_settings, mail_sim=relay_settings)).start()
+    try:
+        _, auth, identity = await _sender(platform)
+        ids = []
+        for i in range(3):
+            body = {"to": f"tls{i}@example.org", **RECEIPT, "params": {"order": str(i), "name": "T"}}
+            ids.append((await platform.http.post("/v1/messages", headers=auth, json=body)).json()["id"])
+        for message_id in ids:
+            assert (await platform.wait_status(auth, message_id))["status"] == "delivered"
+        stats = await _stats(platform)
+        assert (stats["received"], stats["tls"]) == (3, 3)  # every mail over TLS, the certificate verified
+        assert all(_dkim_valid(m["raw"].encode(), identity) for m in await _mails(platform))
+    finally:
+        await platform.stop()

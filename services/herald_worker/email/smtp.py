@@ -159,6 +159,7 @@ class SmtpProvider:
             hostname=s.smtp_host, port=s.smtp_port, timeout=s.smtp_timeout_seconds,
             use_tls=s.smtp_tls == "tls", start_tls=s.smtp_tls == "starttls",
             username=s.smtp_username or None, password=s.smtp_password or None,
+            cert_bundle=s.smtp_tls_ca_file or None,
         )  # fmt: skip
         await client.connect()
         return client
