@@ -97,5 +97,7 @@ async def serve(handler: InboundMail, host: str, port: int) -> asyncio.AbstractS
     loop = asyncio.get_running_loop()
     return await loop.create_server(
         lambda: SMTP(handler, hostname="inbound.herald.invalid", ident="Herald", data_size_limit=MAX_REPORT_BYTES),
-        host, port,
+        # Every API process on a host listens on the port (uvicorn's workers, or tests' second
+        # app): the kernel spreads connections between them, as for HTTP.
+        host, port, reuse_port=True,
     )  # fmt: skip

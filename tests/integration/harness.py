@@ -46,17 +46,20 @@ class Served:
         )
         self.task: asyncio.Task[None] | None = None
 
+    async def _serve(self) -> None:
+        try:
+            await self.server.serve()
+        except SystemExit as exc:
+            # uvicorn exits when it cannot bind or its app does not start: an error of this test,
+            # not a SystemExit through the event loop, which would stop every later test.
+            raise RuntimeError(f"a test server could not start (port {self.server.config.port})") from exc
+
     async def start(self) -> None:
-        task = self.task = asyncio.create_task(self.server.serve())
+        task = self.task = asyncio.create_task(self._serve())
 
         def started() -> bool:
             if task.done():
-                try:
-                    task.result()  # its startup error, rather than a timeout
-                except SystemExit as exc:
-                    # uvicorn exits when it cannot bind: as an error of this test, not a SystemExit
-                    # through the event loop, which would stop every later test of the session.
-                    raise RuntimeError(f"a test server could not start (port {self.server.config.port})") from exc
+                task.result()  # its startup error, rather than a timeout
             return bool(self.server.started)
 
         await eventually(started, bool, "the server started", seconds=10, every=0.01)
@@ -90,7 +93,11 @@ class Platform:
         self._servers: list[Served] = []
         self._loops: list[Loop] = []
 
-    async def start(self, *, worker: bool = True, sinks: bool = True, sim: bool = True) -> Platform:
+    async def start(
+        self, *, worker: bool = True, sinks: bool = True, sim: bool = True, email: bool = False
+    ) -> Platform:
+        """`email`: the relay and SES doubles too (moto's server takes half a second to stop, which
+        every other test would pay)."""
         if sim:
             self._sim = create_sim(self.settings.carrier_sim, self.settings.provider)
             self._servers.append(Served(self._sim, self.settings.carrier_sim.port))
@@ -99,6 +106,7 @@ class Platform:
             )
             self._servers.append(Served(create_smsc_sim(self.settings.smsc_sim), self.settings.smsc_sim.port))
             self._servers.append(Served(create_twilio_sim(self.settings.twilio_sim), self.settings.twilio_sim.port))
+        if sim and email:
             self._servers.append(Served(create_mail_sim(self.settings.mail_sim), self.settings.mail_sim.port))
             self._servers.append(Served(create_ses_sim(self.settings.ses_sim), self.settings.ses_sim.port))
         self._servers.append(

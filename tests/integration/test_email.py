@@ -17,7 +17,7 @@ import json
 import re
 import urllib.parse
 import uuid
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -44,6 +44,14 @@ SENDER = "news@mail.shop.example"
 PROMO = {"channel": "email", "template": {"name": "promo", "language": "en"}}
 RECEIPT = {"channel": "email", "template": {"name": "receipt", "language": "en"}}
 CODE = {"channel": "email", "template": {"name": "code", "language": "en"}}
+
+
+@pytest.fixture
+async def platform(settings: Settings) -> AsyncIterator[Platform]:
+    """The platform with the email doubles: the relay (and its DNS zone) and SES."""
+    running = await Platform(settings).start(email=True)
+    yield running
+    await running.stop()
 
 
 def _relay(platform: Platform) -> httpx.AsyncClient:
@@ -309,7 +317,7 @@ async def test_a_relay_that_drops_or_throttles_mid_campaign_loses_nothing_and_se
 ) -> None:
     # With the retry topic, as in production: a mail the relay did not take waits and goes again.
     worker = msgspec.structs.replace(settings.worker, retry_delays_seconds=(0.5, 1.0, 2.0, 4.0))
-    platform = await Platform(msgspec.structs.replace(settings, worker=worker)).start()
+    platform = await Platform(msgspec.structs.replace(settings, worker=worker)).start(email=True)
     try:
         await _mid_campaign_fault(platform, pool, fault)
     finally:
@@ -427,7 +435,7 @@ def _ses_client(platform: Platform) -> Any:
 
 async def _with_email_providers(settings: Settings, *providers: str) -> Platform:
     email_settings = msgspec.structs.replace(settings.email, providers=providers)
-    return await Platform(msgspec.structs.replace(settings, email=email_settings)).start()
+    return await Platform(msgspec.structs.replace(settings, email=email_settings)).start(email=True)
 
 
 async def test_ses_delivers_retries_its_throttling_and_maps_its_rejections(
@@ -650,7 +658,9 @@ async def test_mail_goes_to_the_relay_over_starttls_with_its_certificate_verifie
     cert = str(tmp_path / "relay.pem")
     email_settings = msgspec.structs.replace(settings.email, smtp_tls="starttls", smtp_tls_ca_file=cert)
     relay_settings = msgspec.structs.replace(settings.mail_sim, tls_cert_file=cert)
-    platform = await Platform(msgspec.structs.replace(settings, email=email_settings, mail_sim=relay_settings)).start()
+    platform = await Platform(msgspec.structs.replace(settings, email=email_settings, mail_sim=relay_settings)).start(
+        email=True
+    )
     try:
         _, auth, identity = await _sender(platform)
         ids = []

@@ -78,6 +78,21 @@ async def _within(submit: Awaitable[smpp34.SubmitSmResp], seconds: float) -> smp
     return task.result()
 
 
+async def _bound(client: smpp34.Client, seconds: float) -> smpp34.Smsc:
+    """The bound session, or TimeoutError after `seconds`: an SMSC that takes the connection and
+    never answers the bind (seen with the double's server restarted while an old listener lingered)
+    would otherwise hold this bind's loop forever. The abandoned attempt is stopped in the
+    background, as `_within` abandons a submit."""
+    connecting = asyncio.ensure_future(client.connect())
+    done, _ = await asyncio.wait({connecting}, timeout=seconds)
+    if not done:
+        connecting.add_done_callback(lambda t: t.cancelled() or t.exception())
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(client.stop(), 2)
+        raise TimeoutError
+    return connecting.result()
+
+
 class _Bind:
     """One transceiver session, reconnected until `close`."""
 
@@ -97,7 +112,8 @@ class _Bind:
                 inbound_capacity=INBOUND_CAPACITY,
             )  # fmt: skip
             try:
-                smsc = self.smsc = await client.connect()
+                # The connection and the bind_resp within three connect timeouts.
+                smsc = self.smsc = await _bound(client, 3 * p.connect_timeout)
             except asyncio.CancelledError:
                 raise
             except BaseException as exc:  # refused, timed out, or the library's panic: bind again
