@@ -10,6 +10,7 @@ import importlib.util
 import secrets
 import socket
 import time
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,16 +21,29 @@ listened on later can be taken meanwhile by a connection to the database or the 
 CI: a double failed to bind, once the test platform had a dozen servers)."""
 
 
+_RECENT: deque[int] = deque(maxlen=4096)
+_HANDED_OUT: set[int] = set()
+
+
 def free_port(kind: socket.SocketKind = socket.SOCK_STREAM) -> int:
     """A loopback port free now for TCP (or for `kind`, UDP: `socket.SOCK_DGRAM`), for a server
     that will listen on it soon."""
     for _ in range(200):
         port = LISTEN_PORTS.start + secrets.randbelow(len(LISTEN_PORTS))
+        if port in _HANDED_OUT:
+            # Chosen for another server that may not listen yet: a port is free until then, so
+            # two calls in a row could otherwise name the same one (the birthday problem: a test
+            # platform takes a dozen).
+            continue
         with socket.socket(socket.AF_INET, kind) as s:
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
                 continue
+            if len(_RECENT) == _RECENT.maxlen:
+                _HANDED_OUT.discard(_RECENT[0])
+            _RECENT.append(port)
+            _HANDED_OUT.add(port)
             return port
     with socket.socket(socket.AF_INET, kind) as s:  # that range is full: any free port
         s.bind(("127.0.0.1", 0))
