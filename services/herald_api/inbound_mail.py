@@ -52,9 +52,7 @@ class InboundMail:
         return "250 2.1.5 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        raw = envelope.original_content or b""
-        if len(raw) > MAX_REPORT_BYTES:
-            return "552 5.3.4 Report too large"
+        raw = envelope.original_content or b""  # at most MAX_REPORT_BYTES: the server refuses more
         if any(address.lower() == self._unsubscribe for address in envelope.rcpt_tos):
             return await self._unsubscribe_by_mail(raw)
         reports = parse(raw)
@@ -71,7 +69,6 @@ class InboundMail:
                 log.warning("a delivery report could not be recorded", extra={"error": type(exc).__name__})
                 return "451 4.3.0 Try again later"
         return "250 2.0.0 OK"
-
 
     async def _unsubscribe_by_mail(self, raw: bytes) -> str:
         """The List-Unsubscribe mailto: its subject carries the same token as the URL (RFC 8058

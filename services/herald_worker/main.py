@@ -85,10 +85,12 @@ def email_router(settings: WorkerConfig, pool: asyncpg.Pool, ring: KeyRing) -> E
     providers: list[Provider] = []
     for name in dict.fromkeys(e.providers):
         if name == "smtp":
-            gate = ProviderGate.on_postgres(pool, "smtp", e.smtp_rate_per_second)
-            providers.append(SmtpProvider(e, composer, BounceAddresses(settings.secrets.keys()), gate))
+            smtp = SmtpProvider(e, composer, BounceAddresses(settings.secrets.keys()))
+            providers.append(Throttled(smtp, ProviderGate.on_postgres(pool, "smtp", e.smtp_rate_per_second),
+                                       own_gate=True))  # fmt: skip
         else:
-            providers.append(SesProvider(e, composer, ProviderGate.on_postgres(pool, "ses", e.ses_rate_per_second)))
+            ses_gate = ProviderGate.on_postgres(pool, "ses", e.ses_rate_per_second)
+            providers.append(Throttled(SesProvider(e, composer), ses_gate, own_gate=True))
     return EmailRouter(providers)
 
 

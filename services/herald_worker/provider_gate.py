@@ -250,10 +250,15 @@ class Throttled:
     answer still propagates: the refused message is retried by the deliverer, no sooner than
     its Retry-After."""
 
-    def __init__(self, provider: Provider, gate: ProviderGate) -> None:
+    def __init__(self, provider: Provider, gate: ProviderGate, *, own_gate: bool = False) -> None:
+        """`own_gate`: the gate is this provider's alone (no dispatcher waits on it): it is
+        attached for polling here and closed with the provider."""
         self.name = provider.name
         self._provider = provider
         self._gate = gate
+        self._own_gate = own_gate
+        if own_gate:
+            gate.attach(lambda: None)
 
     async def send(self, message: OutboundMessage) -> Accepted:
         await self._gate.before_attempt(message.id)
@@ -268,3 +273,5 @@ class Throttled:
 
     async def close(self) -> None:
         await self._provider.close()
+        if self._own_gate:
+            await self._gate.close()

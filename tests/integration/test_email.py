@@ -17,7 +17,7 @@ import json
 import re
 import urllib.parse
 import uuid
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -373,12 +373,8 @@ async def test_a_hard_bounce_or_a_complaint_stops_the_next_marketing_email_and_a
     assert (await platform.wait_status(auth, sent["softbounce1@example.org"]))["status"] == "delivered"
     assert (await platform.wait_status(auth, sent["complain1@example.org"]))["status"] == "delivered"
 
-    async def reasons() -> dict[str, str]:
-        items = (await platform.http.get("/v1/suppressions", headers=auth)).json()["items"]
-        return {i["hint"]: i["reason"] for i in items}
-
-    await at_least(lambda: _len(reasons()), 2, "suppressions", seconds=20)
-    assert await reasons() == {"b•••@example.org": "bounced", "c•••@example.org": "complained"}
+    await at_least(lambda: _suppressed(platform, auth), 2, "suppressions", seconds=20)
+    assert await _reasons(platform, auth) == {"b•••@example.org": "bounced", "c•••@example.org": "complained"}
     for to in ("bounce1@example.org", "complain1@example.org"):
         body = {"to": to, **PROMO, "params": {"name": "Y"}}
         again = await platform.http.post("/v1/messages", headers=auth, json=body)
@@ -403,15 +399,21 @@ async def test_a_hard_bounce_or_a_complaint_stops_the_next_marketing_email_and_a
     bounce_verp = (await _mails(platform, to="bounce1@example.org", limit=1))[0]["mail_from"]
     assert await _report_to(platform, bounce_verp, _hard_bounce(bounce_verp, "bounce1@example.org")) == 250
     await asyncio.sleep(1.0)
-    assert await reasons() == {"b•••@example.org": "bounced", "c•••@example.org": "complained"}
+    assert await _reasons(platform, auth) == {"b•••@example.org": "bounced", "c•••@example.org": "complained"}
     after = await pool.fetchval(events, bounced_id)
     assert after == events_before
     stats = await _stats(platform)
     assert (stats.get("reports_failed"), stats.get("reports_complained")) == (1, 1), stats
 
 
-async def _len(found: Awaitable[dict[str, str]]) -> int:
-    return len(await found)
+async def _reasons(platform: Platform, auth: dict[str, str]) -> dict[str, str]:
+    """The tenant's suppression list: hint -> reason."""
+    items = (await platform.http.get("/v1/suppressions", headers=auth)).json()["items"]
+    return {i["hint"]: i["reason"] for i in items}
+
+
+async def _suppressed(platform: Platform, auth: dict[str, str]) -> int:
+    return len(await _reasons(platform, auth))
 
 
 def _hard_bounce(to: str, recipient: str) -> bytes:
@@ -567,12 +569,8 @@ async def test_ses_events_through_sns_deliver_bounce_and_suppress_and_a_forged_o
         assert failed == [("undeliverable", "5.1.1")], bounced
         assert (await platform.wait_status(auth, ids["complain-ses@example.org"]))["status"] == "delivered"
 
-        async def reasons() -> dict[str, str]:
-            items = (await platform.http.get("/v1/suppressions", headers=auth)).json()["items"]
-            return {i["hint"]: i["reason"] for i in items}
-
-        await at_least(lambda: _len(reasons()), 2, "suppressions", seconds=20)
-        assert await reasons() == {"b•••@example.org": "bounced", "c•••@example.org": "complained"}
+        await at_least(lambda: _suppressed(platform, auth), 2, "suppressions", seconds=20)
+        assert await _reasons(platform, auth) == {"b•••@example.org": "bounced", "c•••@example.org": "complained"}
 
         # A notification Herald did not get from SNS: signed by another key, or naming a
         # certificate elsewhere, or another topic. Each refused; nothing changes.
@@ -600,7 +598,7 @@ async def test_ses_events_through_sns_deliver_bounce_and_suppress_and_a_forged_o
         await asyncio.sleep(0.5)
         still = await platform.http.get(f"/v1/messages/{ids['ses-ok@example.org']}", headers=auth)
         assert still.json()["status"] == "delivered"
-        assert await reasons() == {"b•••@example.org": "bounced", "c•••@example.org": "complained"}
+        assert await _reasons(platform, auth) == {"b•••@example.org": "bounced", "c•••@example.org": "complained"}
     finally:
         await platform.stop()
 

@@ -15,8 +15,9 @@ import asyncpg
 import msgspec
 
 from herald.db.pool import Conn
+from herald.domain.limits import RecipientHasher
 from herald.domain.models import Channel
-from herald.domain.suppressions import SuppressionReason
+from herald.domain.suppressions import SuppressionReason, hint
 
 
 class Suppression(msgspec.Struct, frozen=True):
@@ -35,6 +36,16 @@ class Candidate(msgspec.Struct, frozen=True):
     channel: Channel
     hashes: Sequence[bytes]
     hint: str = ""
+
+    @property
+    def entry_id(self) -> str:
+        """Its entry's `id` (`Suppression.id`): under the current key, the first hash."""
+        return f"{self.channel.value}:{self.hashes[0].hex()}"
+
+
+def candidate(hasher: RecipientHasher, tenant_id: uuid.UUID, channel: Channel, address: str) -> Candidate:
+    """A normalised `address` on `channel`, as the store keeps it: its keyed hashes and its hint."""
+    return Candidate(channel, hasher.candidates(tenant_id, address), hint(channel, address))
 
 
 ENTRY_ID = r"^(sms|whatsapp|email):[0-9a-f]{64}$"

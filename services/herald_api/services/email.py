@@ -20,7 +20,7 @@ from herald.db import callbacks, tenants
 from herald.db import email_identities as store
 from herald.db import receipts as receipt_store
 from herald.db import suppressions as suppression_store
-from herald.db.suppressions import Candidate
+from herald.domain import recipients
 from herald.domain.email import Identity, IdentityStatus, published
 from herald.domain.limits import RecipientHasher
 from herald.domain.models import Channel
@@ -31,7 +31,6 @@ from herald.domain.suppressions import (
     SuppressedCallbackV1,
     SuppressionReason,
     callback_key,
-    hint,
 )
 from herald.email import keys, sns
 from herald.email.reports import Kind, Report, from_ses
@@ -42,7 +41,8 @@ from herald.settings import EmailSettings
 from herald_api.services.receipts import Receipts
 
 log = logging.getLogger(__name__)
-DNS_TIMEOUT_SECONDS = 5.0
+LOOKUP_TIMEOUT_SECONDS = 5.0
+"""A DNS lookup of a DKIM record, a fetch of SNS's certificate or subscription URL."""
 SMTP_PROVIDER = "smtp"
 SES_PROVIDER = "ses"
 """The names the worker's sends are recorded under (`herald_worker.email.smtp`, `ses`)."""
@@ -56,7 +56,7 @@ class Email:
         self._receipts = receipts
         self._settings = settings
         self._certs: dict[str, bytes] = {}
-        self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=DNS_TIMEOUT_SECONDS))
+        self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=LOOKUP_TIMEOUT_SECONDS))
         self._pool = pool
         self._ring = ring
         self._hasher = hasher
@@ -66,7 +66,7 @@ class Email:
             host, _, port = settings.dns_server.rpartition(":")
             self._resolver.nameservers = [host]
             self._resolver.port = int(port)
-        self._resolver.lifetime = DNS_TIMEOUT_SECONDS
+        self._resolver.lifetime = LOOKUP_TIMEOUT_SECONDS
         self._sending: TTLCache[tuple[uuid.UUID, str | None], Identity | None] = TTLCache(
             settings.identity_cache_seconds
         )
@@ -211,9 +211,10 @@ class Email:
             metrics.EMAIL_REPORTS.labels(report.kind.value if not report.hard else "hard_bounce").inc()
             reason = SuppressionReason.COMPLAINED if report.kind is Kind.COMPLAINED else SuppressionReason.BOUNCED
             if (report.hard or report.kind is Kind.COMPLAINED) and report.recipient is not None:
-                address = report.recipient.strip()
-                local, _, host = address.rpartition("@")
-                address = f"{local}@{host.lower()}"
+                try:
+                    address = recipients.normalize(Channel.EMAIL, report.recipient).address
+                except InvalidRequest:  # a report naming no address Herald could have sent to
+                    continue
                 await self._suppress(tenant_id, message_id, address, reason)
         if receipts:
             await self._receipts.record(provider, receipts)
@@ -243,14 +244,12 @@ class Email:
         """Suppress `address` for the tenant's marketing email; when that is new, tell the tenant
         (a `recipient.suppressed` callback naming the message, if it has a callback URL). Whether
         it was new."""
-        candidate = Candidate(Channel.EMAIL, self._hasher.candidates(tenant_id, address), hint(Channel.EMAIL, address))
+        candidate = suppression_store.candidate(self._hasher, tenant_id, Channel.EMAIL, address)
         async with self._pool.acquire() as conn, conn.transaction():
             if not await suppression_store.add(conn, tenant_id, [candidate], reason):
                 return False
             if await tenants.callback_config(conn, tenant_id) is not None:
-                body = SuppressedCallbackV1(message_id, Channel.EMAIL, reason,
-                                            f"email:{self._hasher.current(tenant_id, address).hex()}",
-                                            datetime.now(UTC))  # fmt: skip
+                body = SuppressedCallbackV1(message_id, Channel.EMAIL, reason, candidate.entry_id, datetime.now(UTC))
                 await callbacks.record(conn, [callbacks.Pending(
                     callback_key(message_id), tenant_id, CALLBACK_STATUS, msgspec.json.encode(body), rank=0,
                     follows_sent=False,

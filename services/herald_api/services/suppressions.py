@@ -14,7 +14,7 @@ from herald.db import suppressions as store
 from herald.db.suppressions import Candidate, Suppression
 from herald.domain.limits import RecipientHasher
 from herald.domain.models import Channel
-from herald.domain.suppressions import Entry, SuppressionReason, hint, parse_csv
+from herald.domain.suppressions import Entry, SuppressionReason, parse_csv
 from herald.errors import NotFound
 
 EXPORT_COLUMNS = ("id", "channel", "hint", "reason", "created_at")
@@ -32,8 +32,7 @@ class Suppressions:
         self._hasher = hasher
 
     def _candidate(self, tenant_id: uuid.UUID, entry: Entry) -> Candidate:
-        return Candidate(entry.channel, self._hasher.candidates(tenant_id, entry.address),
-                         hint(entry.channel, entry.address))  # fmt: skip
+        return store.candidate(self._hasher, tenant_id, entry.channel, entry.address)
 
     async def add(self, tenant_id: uuid.UUID, entry: Entry, reason: SuppressionReason) -> tuple[Suppression, bool]:
         """The entry, and whether it is new (an existing one is left as it was: idempotent)."""

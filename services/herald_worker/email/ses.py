@@ -36,7 +36,6 @@ from herald.domain.reasons import Reason
 from herald.domain.records import OutboundMessage
 from herald.settings import EmailSettings
 from herald_worker.email.compose import Composer
-from herald_worker.provider_gate import ProviderGate
 from herald_worker.providers.base import Accepted, PermanentError, RetryableError
 
 log = logging.getLogger(__name__)
@@ -50,12 +49,11 @@ _UNTAKEN = {
 class SesProvider:
     name = "ses"
 
-    def __init__(self, settings: EmailSettings, composer: Composer, gate: ProviderGate) -> None:
-        """`gate`: the account's sending rate, held across workers (shut while SES throttles)."""
+    def __init__(self, settings: EmailSettings, composer: Composer) -> None:
+        """The account's sending rate (and SES's throttling) is held by the `Throttled` gate it is
+        wrapped in."""
         self._settings = settings
         self._composer = composer
-        self._gate = gate
-        gate.attach(lambda: None)
         self._stack = contextlib.AsyncExitStack()
         # botocore's clients are built at run time from the service model: untyped (Any).
         self._client: Any = None
@@ -74,7 +72,6 @@ class SesProvider:
 
     async def send(self, message: OutboundMessage) -> Accepted:
         mail = await self._composer.compose(message)
-        await self._gate.before_attempt(message.id)
         configuration = self._settings.ses_configuration_set
         extra = {"ConfigurationSetName": configuration} if configuration else {}
         try:
@@ -90,7 +87,6 @@ class SesProvider:
         except (ReadTimeoutError, ConnectionClosedError, OSError) as exc:
             metrics.EMAIL_SES_ANSWERS.labels("lost").inc()
             raise RetryableError(Reason.PROVIDER_UNAVAILABLE) from exc
-        self._gate.accepted()
         metrics.EMAIL_SES_ANSWERS.labels("accepted").inc()
         # With SES's events published to Herald, its acceptance is `sent`; the event decides.
         return Accepted(provider_message_id=answer["MessageId"], delivered=not self._settings.ses_notifications)
@@ -100,13 +96,10 @@ class SesProvider:
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
         if (reason := _UNTAKEN.get(code)) is not None or status >= 500:
             metrics.EMAIL_SES_ANSWERS.labels("transient").inc()
-            if reason is Reason.THROTTLED:
-                self._gate.throttled(None)
             return RetryableError(reason or Reason.PROVIDER_UNAVAILABLE, untaken=True)
         metrics.EMAIL_SES_ANSWERS.labels("rejected").inc()
         log.info("ses refused a mail", extra={"status": status, "code": code})
         return PermanentError(Reason.REJECTED, f"{status} {code}".strip())
 
     async def close(self) -> None:
-        await self._gate.close()
         await self._stack.aclose()

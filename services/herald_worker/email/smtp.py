@@ -35,14 +35,9 @@ from herald.email.bounces import BounceAddresses
 from herald.settings import EmailSettings
 from herald_worker.email.compose import Composer
 from herald_worker.email.mime import message_id
-from herald_worker.provider_gate import ProviderGate
 from herald_worker.providers.base import Accepted, PermanentError, RetryableError
 
 log = logging.getLogger(__name__)
-
-
-class _Taken(Exception):
-    """DATA went out: whatever breaks now may have left the mail with the relay."""
 
 
 def _transient(code: int, text: str) -> Reason:
@@ -60,30 +55,19 @@ def _permanent(code: int, text: str) -> Reason:
 class SmtpProvider:
     name = "smtp"
 
-    def __init__(
-        self, settings: EmailSettings, composer: Composer, bounces: BounceAddresses, gate: ProviderGate
-    ) -> None:
-        """`gate`: the relay's capacity, held across workers (its rate; shut while it throttles)."""
+    def __init__(self, settings: EmailSettings, composer: Composer, bounces: BounceAddresses) -> None:
+        """The relay's capacity (rate, throttling) is held by the `Throttled` gate it is wrapped in."""
         self._settings = settings
         self._composer = composer
         self._bounces = bounces
-        self._gate = gate
-        gate.attach(lambda: None)  # waited on by polling (`before_attempt`), not by dispatch
         self._idle: list[aiosmtplib.SMTP] = []
         self._slots = asyncio.Semaphore(settings.smtp_connections)
 
     async def send(self, message: OutboundMessage) -> Accepted:
         mail = await self._composer.compose(message)
-        await self._gate.before_attempt(message.id)
         async with self._slots:
-            try:
-                await self._transaction(self._bounces.address(message.id, mail.identity.domain), message.id,
-                                        message.to, mail.raw)  # fmt: skip
-            except RetryableError as exc:
-                if exc.reason is Reason.THROTTLED:
-                    self._gate.throttled(exc.retry_after)
-                raise
-            self._gate.accepted()
+            await self._transaction(self._bounces.address(message.id, mail.identity.domain), message.id,
+                                    message.to, mail.raw)  # fmt: skip
         metrics.EMAIL_SMTP_REPLIES.labels("accepted").inc()
         # With delivery reports, the relay's acceptance is `sent`; its report says delivered or bounced.
         final = not self._settings.smtp_delivery_reports
@@ -96,7 +80,7 @@ class SmtpProvider:
             metrics.EMAIL_SMTP_REPLIES.labels("dropped").inc()
             log.warning("smtp relay unreachable", extra={"error": type(exc).__name__})
             raise RetryableError(Reason.PROVIDER_UNAVAILABLE, untaken=True) from exc
-        keep = False
+        keep = data_sent = False
         try:
             if self._settings.smtp_delivery_reports:  # RFC 3461: a report on success and on failure
                 await client.mail(sender, options=["RET=HDRS", f"ENVID={herald_id.hex}"])
@@ -104,22 +88,17 @@ class SmtpProvider:
             else:
                 await client.mail(sender)
                 await client.rcpt(to)
-            try:
-                await client.data(raw)
-            except aiosmtplib.SMTPResponseException:
-                raise
-            except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-                raise _Taken from exc
+            data_sent = True
+            await client.data(raw)
             keep = True
         except aiosmtplib.SMTPResponseException as exc:
             keep = await self._reset(client)
             self._refused(exc)
-        except _Taken as exc:
-            metrics.EMAIL_SMTP_REPLIES.labels("dropped").inc()
-            log.warning("smtp relay connection lost after DATA", extra={"error": type(exc.__cause__).__name__})
-            raise RetryableError(Reason.PROVIDER_UNAVAILABLE) from exc
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             metrics.EMAIL_SMTP_REPLIES.labels("dropped").inc()
+            if data_sent:  # the mail may be with the relay: retried, not passed to another provider
+                log.warning("smtp relay connection lost after DATA", extra={"error": type(exc).__name__})
+                raise RetryableError(Reason.PROVIDER_UNAVAILABLE) from exc
             raise RetryableError(Reason.PROVIDER_UNAVAILABLE, untaken=True) from exc
         finally:
             if keep:
@@ -154,6 +133,7 @@ class SmtpProvider:
             client = self._idle.pop()
             if client.is_connected:
                 return client
+            self._discard(client)
         s = self._settings
         client = aiosmtplib.SMTP(
             hostname=s.smtp_host, port=s.smtp_port, timeout=s.smtp_timeout_seconds,
@@ -169,7 +149,6 @@ class SmtpProvider:
             client.close()
 
     async def close(self) -> None:
-        await self._gate.close()
         idle, self._idle = self._idle, []
         for client in idle:
             with contextlib.suppress(aiosmtplib.SMTPException, OSError, TimeoutError):

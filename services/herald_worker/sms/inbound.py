@@ -29,11 +29,10 @@ from herald.db import receipts as receipt_store
 from herald.db import sms_config
 from herald.db import suppressions as suppression_store
 from herald.db.pool import DATABASE_ERRORS
-from herald.db.suppressions import Candidate
 from herald.domain.limits import RecipientHasher
 from herald.domain.models import Channel
 from herald.domain.receipts import Reported
-from herald.domain.suppressions import SuppressionReason, hint
+from herald.domain.suppressions import SuppressionReason
 from herald.kafka.producer import Producer
 from herald.receipt_binding import bind_and_publish
 from herald_worker.sms.smpp_receipts import is_receipt, is_stop, parse_receipt
@@ -75,7 +74,7 @@ class Inbound:
         await self.suppress(tenant_id, recipient, SuppressionReason.STOP_REPLY)
 
     async def suppress(self, tenant_id: uuid.UUID, recipient: str, reason: SuppressionReason) -> None:
-        candidate = Candidate(Channel.SMS, self._hasher.candidates(tenant_id, recipient), hint(Channel.SMS, recipient))
+        candidate = suppression_store.candidate(self._hasher, tenant_id, Channel.SMS, recipient)
         try:
             await suppression_store.add(self._pool, tenant_id, [candidate], reason)
         except DATABASE_ERRORS as exc:
