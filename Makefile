@@ -22,9 +22,12 @@ install: $(STAMP)
 run: install
 	$(BIN)/herald dev
 
-# Static checks first (fast, and a type error is a test failure), then the whole pytest suite.
+# Static checks first (fast, and a type error is a test failure), then the whole pytest suite in
+# TEST_WORKERS parallel processes, each with its own PostgreSQL and broker (tests/conftest.py).
+TEST_WORKERS ?= 2
+
 test: install tools lint typecheck
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS)
 
 # promtool (Debian package prometheus) unit-tests the alert rules; installed when missing and
 # possible (root with apt), otherwise that one test is skipped and says why.
@@ -37,7 +40,7 @@ unit: install
 	$(BIN)/pytest tests/unit
 
 integration: install
-	$(BIN)/pytest tests/integration
+	$(BIN)/pytest -n $(TEST_WORKERS) tests/integration
 
 lint: install
 	$(BIN)/ruff check libs services tests loadtests clients/python

@@ -6,6 +6,7 @@ Isolation per test: each test gets its own database (copied from a migrated temp
 
 from __future__ import annotations
 
+import os
 import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -15,7 +16,7 @@ import asyncpg
 import pytest
 
 from herald.db.migrate import migrate
-from herald.embedded import free_port
+from herald.embedded import free_port, share_ports
 from herald.embedded.broker import EmbeddedBroker
 from herald.embedded.postgres import EmbeddedPostgres
 from herald.kafka.admin import ensure_topics
@@ -33,6 +34,11 @@ from herald_whatsapp_sim.settings import WhatsAppSimSettings
 from herald_worker.settings import WorkerSettings
 
 TEMPLATE_DB = "herald_template"
+
+if "PYTEST_XDIST_WORKER" in os.environ:
+    # Parallel workers (`pytest -n`) each run their own PostgreSQL and broker and choose their
+    # servers' ports from their own share of the range, so two of them never name the same one.
+    share_ports(int(os.environ["PYTEST_XDIST_WORKER"].removeprefix("gw")), int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
 
 
 @pytest.fixture(scope="session")

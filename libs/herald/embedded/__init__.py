@@ -19,10 +19,26 @@ LISTEN_PORTS = range(20_000, 32_000)
 the kernel takes the local port of every outgoing connection. A port chosen there now and
 listened on later can be taken meanwhile by a connection to the database or the broker (seen in
 CI: a double failed to bind, once the test platform had a dozen servers)."""
+_ALL_LISTEN_PORTS = LISTEN_PORTS
 
 
 _RECENT: deque[int] = deque(maxlen=4096)
 _HANDED_OUT: set[int] = set()
+
+
+def share_ports(index: int, count: int) -> None:
+    """Limit this process's `free_port` to its own `index`-th of `count` equal shares of the range.
+
+    For processes that choose ports side by side (the test suite's parallel workers): each one
+    remembers only the ports it named itself, so two of them could otherwise name the same port
+    before either listens on it.
+    """
+    global LISTEN_PORTS
+    if not 0 <= index < count:
+        raise ValueError(f"share {index} of {count}")
+    size = len(_ALL_LISTEN_PORTS) // count
+    start = _ALL_LISTEN_PORTS.start + index * size
+    LISTEN_PORTS = range(start, start + size)
 
 
 def free_port(kind: socket.SocketKind = socket.SOCK_STREAM) -> int:
