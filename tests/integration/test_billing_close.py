@@ -218,7 +218,7 @@ async def test_a_tenants_month_is_priced_in_its_own_currency_and_never_split(api
          422, "invalid_currency", "currency"),
         ("put", "/v1/admin/tenants/{t}/billing", {"legal_name": "A", "currency": "EUR", "country": "XQ"},
          422, "invalid_country", "country"),
-        ("put", f"/v1/admin/tenants/{uuid.uuid4()}/billing", {"legal_name": "A", "currency": "EUR", "country": "FR"},
+        ("put", "/v1/admin/tenants/{unknown}/billing", {"legal_name": "A", "currency": "EUR", "country": "FR"},
          404, "tenant_not_found", None),
         ("post", "/v1/admin/tenants/{t}/billing/entries",
          {"kind": "credit", "amount_micros": 0, "reason": "r", "created_by": "b"}, 422, "invalid_entry",
@@ -229,7 +229,7 @@ async def test_a_tenants_month_is_priced_in_its_own_currency_and_never_split(api
          {"kind": "credit", "amount_micros": 5, "reason": "r", "created_by": "b", "month": "2999-01"},
          422, "period_in_future", "month"),
         ("get", "/v1/admin/invoices/{t}?month=" + THIS.label, None, 409, "billing_profile_missing", None),
-        ("get", f"/v1/admin/invoices/{uuid.uuid4()}?month=" + THIS.label, None, 404, "tenant_not_found", None),
+        ("get", "/v1/admin/invoices/{unknown}?month=" + THIS.label, None, 404, "tenant_not_found", None),
     ],
 )  # fmt: skip
 async def test_bad_month_close_requests_are_problems_that_change_nothing(
@@ -237,7 +237,8 @@ async def test_bad_month_close_requests_are_problems_that_change_nothing(
     code: str | None, field: str | None,
 ) -> None:  # fmt: skip
     tenant = (await api.tenant(tier="enterprise"))["id"]
-    r = await api.http.request(method.upper(), path.replace("{t}", tenant), headers=api.admin, json=body)
+    path = path.replace("{t}", tenant).replace("{unknown}", str(uuid.uuid4()))
+    r = await api.http.request(method.upper(), path, headers=api.admin, json=body)
     assert r.status_code == status, r.text
     assert r.headers["content-type"].startswith("application/problem+json")
     if code is not None:
