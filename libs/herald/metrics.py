@@ -272,7 +272,8 @@ EMAIL_REPORTS = Counter(
 EMAIL_SMTP_REPLIES = Counter(
     "herald_email_smtp_replies_total",
     "The relay's answers to each mail handed over, by class: accepted, transient (4xx, retried),"
-    " permanent (5xx), dropped (connection lost or timed out before an answer).",
+    " permanent (5xx), dropped (connection lost or timed out before an answer), no_connection (no"
+    " connection within the timeout: the relay's connection limit held by other workers).",
     ["outcome"],
 )
 

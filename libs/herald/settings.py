@@ -152,7 +152,13 @@ class EmailSettings(msgspec.Struct, frozen=True):
     smtp_tls_ca_file: str = ""
     """A CA bundle (PEM) the relay's certificate is verified against; empty: the system's CAs."""
     smtp_connections: int = 4
-    """Connections each worker keeps open to the relay (each carries one mail at a time)."""
+    """Connections each worker keeps open to the relay at most (each carries one mail at a time)."""
+    smtp_relay_connections: int = 0
+    """The connections the relay takes from all of Herald at once (its per-client limit), held
+    across workers by leases in PostgreSQL, each worker taking an equal share (0: no limit beyond
+    each worker's `smtp_connections`)."""
+    smtp_idle_seconds: float = 10.0
+    """A connection unused this long is closed (and its slot of the relay's limit given back)."""
     smtp_rate_per_second: int = 0
     """The relay's capacity, held across workers (0: none)."""
     smtp_timeout_seconds: float = 15.0

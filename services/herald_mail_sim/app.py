@@ -10,6 +10,8 @@ agree with Herald by construction. Behaviour, as relays answer (RFC 5321 §4.2, 
 * By recipient local part, for tests and demos: `nosuchuser…@` is refused `550 5.1.1`,
   `blocked…@` `554 5.7.1`, `busy…@` `450 4.2.1`; anything else is accepted.
 * Above `rate_per_second` (or with the `throttle` fault) RCPT is answered `451 4.7.1`.
+* Beyond `max_connections` open at once, a new connection is greeted `421 4.7.0` and closed, as
+  Postfix does past `smtpd_client_connection_count_limit`; the stats count the peak and refusals.
 * Delivery reports (RFC 3461/3464) go to the envelope sender through `report_host:port` once a
   mail is taken: `delivered` where RCPT asked `NOTIFY=SUCCESS`; by local part, `bounce…@` a
   failure (`5.1.1`, sent whatever NOTIFY said, as relays do), `softbounce…@` a `delayed` report
@@ -100,7 +102,20 @@ _DSN_PARAMS = re.compile(r"\s+(RET|ENVID|NOTIFY|ORCPT)=(\S+)", re.IGNORECASE)
 
 class DsnSMTP(SMTP):
     """aiosmtpd's server with the DSN extension (RFC 3461): it takes `RET`, `ENVID`, `NOTIFY` and
-    `ORCPT` (aiosmtpd refuses parameters it does not know) and keeps them for the reports."""
+    `ORCPT` (aiosmtpd refuses parameters it does not know) and keeps them for the reports; and
+    with the relay's connection limit."""
+
+    async def _handle_client(self) -> None:
+        relay = cast(Relay, self.event_handler)
+        if not relay.connected():
+            await self.push("421 4.7.0 Error: too many connections")
+            assert self.transport is not None
+            self.transport.close()
+            return
+        try:
+            await super()._handle_client()
+        finally:
+            relay.disconnected()
 
     async def smtp_MAIL(self, arg: str) -> None:
         self.dsn_mail = {k.upper(): v for k, v in _DSN_PARAMS.findall(arg or "")}
@@ -125,8 +140,22 @@ class Relay:
         self.received = 0
         self.per_message_id: Counter[str] = Counter()
         self.refused = self.throttled = self.dropped = self.tls = 0
+        self.connections = self.connections_peak = self.connections_refused = 0
         self._window_start = time.monotonic()
         self._window_count = 0
+
+    def connected(self) -> bool:
+        """A new connection is taken (True) or refused, over `max_connections`."""
+        limit = self.settings.max_connections
+        if limit and self.connections >= limit:
+            self.connections_refused += 1
+            return False
+        self.connections += 1
+        self.connections_peak = max(self.connections_peak, self.connections)
+        return True
+
+    def disconnected(self) -> None:
+        self.connections -= 1
 
     def _over_rate(self) -> bool:
         rate = self.settings.rate_per_second
@@ -241,6 +270,8 @@ class Relay:
             "received": self.received, "unique": len(self.per_message_id),
             "duplicates": sum(n - 1 for n in self.per_message_id.values()), "refused": self.refused,
             "throttled": self.throttled, "dropped": self.dropped, "tls": self.tls,
+            "connections": self.connections, "connections_peak": self.connections_peak,
+            "connections_refused": self.connections_refused,
             **{f"reports_{kind}": n for kind, n in self.reports_sent.items()},
         }  # fmt: skip
 
@@ -248,6 +279,7 @@ class Relay:
         self.mails.clear()
         self.per_message_id.clear()
         self.received = self.refused = self.throttled = self.dropped = self.tls = 0
+        self.connections_peak, self.connections_refused = self.connections, 0
         self.reports_sent.clear()
 
 

@@ -15,6 +15,8 @@ class MailSimSettings(msgspec.Struct, frozen=True):
     """DNS over UDP: the TXT records set through `/_sim/dns` (a tenant publishing its DKIM key)."""
     rate_per_second: int = 0
     """Mails per second across connections; beyond it, `451 4.7.1` (0: no limit)."""
+    max_connections: int = 0
+    """Connections open at once it takes from its clients; beyond it, `421 4.7.0` (0: no limit)."""
     report_host: str = "127.0.0.1"
     report_port: int = 0
     """Where delivery reports and complaints go by SMTP (the bounce domain's MX: Herald's inbound

@@ -29,6 +29,7 @@ from herald.whatsapp.graph import Graph
 from herald_worker.claim_store import PostgresClaims
 from herald_worker.delivery import Deliverer
 from herald_worker.email.compose import Composer, Identities
+from herald_worker.email.connections import PostgresSlots
 from herald_worker.email.router import EmailRouter
 from herald_worker.email.ses import SesProvider
 from herald_worker.email.smtp import SmtpProvider
@@ -85,7 +86,8 @@ def email_router(settings: WorkerConfig, pool: asyncpg.Pool, ring: KeyRing) -> E
     providers: list[Provider] = []
     for name in dict.fromkeys(e.providers):
         if name == "smtp":
-            smtp = SmtpProvider(e, composer, BounceAddresses(settings.secrets.keys()))
+            slots = PostgresSlots(pool, "smtp", e.smtp_relay_connections) if e.smtp_relay_connections > 0 else None
+            smtp = SmtpProvider(e, composer, BounceAddresses(settings.secrets.keys()), slots)
             providers.append(Throttled(smtp, ProviderGate.on_postgres(pool, "smtp", e.smtp_rate_per_second),
                                        own_gate=True))  # fmt: skip
         else:

@@ -344,6 +344,43 @@ async def _mid_campaign_fault(platform: Platform, pool: asyncpg.Pool, fault: dic
     assert {row["status"]: row["count"] for row in statuses} == {"delivered": 300}
 
 
+@pytest.mark.parametrize("held_across_workers", [True, False])
+async def test_the_relays_connection_limit_holds_across_workers(
+    settings: Settings, pool: asyncpg.Pool, held_across_workers: bool
+) -> None:
+    """The relay takes 2 connections from Herald (`421 4.7.0` beyond, as Postfix answers past
+    `smtpd_client_connection_count_limit`); two workers may each open 4. Held across workers, the
+    relay never sees a third connection and never refuses one; without it (the control), it does."""
+    relay_limit = 2
+    mail_sim = msgspec.structs.replace(settings.mail_sim, max_connections=relay_limit)
+    email_settings = msgspec.structs.replace(
+        settings.email, smtp_connections=4, smtp_relay_connections=relay_limit if held_across_workers else 0
+    )
+    platform = await Platform(msgspec.structs.replace(settings, mail_sim=mail_sim, email=email_settings)).start(
+        email=True
+    )
+    platform.add_worker()
+    try:
+        tenant_id, auth, _ = await _sender(platform)
+        batch = [{"to": f"limit{i}@example.org", **RECEIPT, "params": {"order": str(i), "name": "L"}}
+                 for i in range(200)]  # fmt: skip
+        r = await platform.http.post("/v1/messages/batch", headers=auth, json={"messages": batch})
+        assert r.status_code == 202, r.text
+        if not held_across_workers:
+            await at_least(lambda: _refused_connections(platform), 1, "connections the relay refused", seconds=30)
+            return
+        await wait_status_count(pool, 200, "delivered", tenant_id, deadline_s=60)
+        stats = await _stats(platform)
+        assert (stats["connections_refused"], stats["received"], stats["duplicates"]) == (0, 200, 0), stats
+        assert 1 <= stats["connections_peak"] <= relay_limit, stats
+    finally:
+        await platform.stop()
+
+
+async def _refused_connections(platform: Platform) -> int:
+    return (await _stats(platform))["connections_refused"]
+
+
 async def _report_to(platform: Platform, address: str, report: bytes) -> int:
     """Send a report to Herald's inbound SMTP port as a relay would; the reply code."""
     client = aiosmtplib.SMTP(hostname="127.0.0.1", port=platform.settings.email.inbound_port, timeout=10)

@@ -1,5 +1,5 @@
 """A rendered email as the bytes an SMTP relay takes: MIME built by the standard library's email
-package, signed with the sending identity's DKIM key (dkimpy).
+package, signed with the sending identity's DKIM key (dkimpy, its RSA step on OpenSSL: `dkim_openssl`).
 
 * `Message-ID` is `<{herald message id}@{identity domain}>`: stable across retries, so a mail
   handed over twice (an answer lost, then retried) is one message to every mailbox that
@@ -22,6 +22,9 @@ from email.message import EmailMessage
 import dkim
 
 from herald.domain.email import EmailContent, Identity
+from herald_worker.email import dkim_openssl
+
+dkim_openssl.install()
 
 SIGNED_HEADERS = (
     b"from", b"to", b"subject", b"date", b"message-id", b"mime-version", b"content-type",

@@ -15,14 +15,13 @@ enhanced codes of RFC 3463):
   retryable, *not* untaken (the relay may have it). A retry then re-sends the same Message-ID,
   which mailboxes (and the relay double's view of them) count once.
 
-Connections live in the pool until the relay closes them or one fails; a broken one is dropped
-and a new one opened on the next send.
+Connections are pooled (`connections.RelayPool`: the relay's connection limit held across
+workers, idle ones closed); a broken one is dropped and a new one opened on the next send. No
+connection within the timeout (every slot held by other workers) is untaken too.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import uuid
 
@@ -34,6 +33,7 @@ from herald.domain.records import OutboundMessage
 from herald.email.bounces import BounceAddresses
 from herald.settings import EmailSettings
 from herald_worker.email.compose import Composer
+from herald_worker.email.connections import Connection, NoConnection, RelayPool, Slots
 from herald_worker.email.mime import message_id
 from herald_worker.providers.base import Accepted, PermanentError, RetryableError
 
@@ -55,19 +55,23 @@ def _permanent(code: int, text: str) -> Reason:
 class SmtpProvider:
     name = "smtp"
 
-    def __init__(self, settings: EmailSettings, composer: Composer, bounces: BounceAddresses) -> None:
-        """The relay's capacity (rate, throttling) is held by the `Throttled` gate it is wrapped in."""
+    def __init__(
+        self, settings: EmailSettings, composer: Composer, bounces: BounceAddresses, slots: Slots | None = None
+    ) -> None:
+        """The relay's capacity (rate, throttling) is held by the `Throttled` gate it is wrapped in;
+        its connection limit across workers by `slots` (None: each worker's `smtp_connections` only)."""
         self._settings = settings
         self._composer = composer
         self._bounces = bounces
-        self._idle: list[aiosmtplib.SMTP] = []
-        self._slots = asyncio.Semaphore(settings.smtp_connections)
+        self._pool: RelayPool[aiosmtplib.SMTP] = RelayPool(
+            self._connect, _disconnect, lambda client: client.is_connected, size=settings.smtp_connections,
+            slots=slots, wait_seconds=settings.smtp_timeout_seconds, idle_seconds=settings.smtp_idle_seconds,
+        )  # fmt: skip
 
     async def send(self, message: OutboundMessage) -> Accepted:
         mail = await self._composer.compose(message)
-        async with self._slots:
-            await self._transaction(self._bounces.address(message.id, mail.identity.domain), message.id,
-                                    message.to, mail.raw)  # fmt: skip
+        await self._transaction(self._bounces.address(message.id, mail.identity.domain), message.id,
+                                message.to, mail.raw)  # fmt: skip
         metrics.EMAIL_SMTP_REPLIES.labels("accepted").inc()
         # With delivery reports, the relay's acceptance is `sent`; its report says delivered or bounced.
         final = not self._settings.smtp_delivery_reports
@@ -75,11 +79,15 @@ class SmtpProvider:
 
     async def _transaction(self, sender: str, herald_id: uuid.UUID, to: str, raw: bytes) -> None:
         try:
-            client = await self._client()
+            connection: Connection[aiosmtplib.SMTP] = await self._pool.acquire()
+        except NoConnection as exc:
+            metrics.EMAIL_SMTP_REPLIES.labels("no_connection").inc()
+            raise RetryableError(Reason.PROVIDER_UNAVAILABLE, untaken=True) from exc
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             metrics.EMAIL_SMTP_REPLIES.labels("dropped").inc()
             log.warning("smtp relay unreachable", extra={"error": type(exc).__name__})
             raise RetryableError(Reason.PROVIDER_UNAVAILABLE, untaken=True) from exc
+        client = connection.client
         keep = data_sent = False
         try:
             if self._settings.smtp_delivery_reports:  # RFC 3461: a report on success and on failure
@@ -101,10 +109,7 @@ class SmtpProvider:
                 raise RetryableError(Reason.PROVIDER_UNAVAILABLE) from exc
             raise RetryableError(Reason.PROVIDER_UNAVAILABLE, untaken=True) from exc
         finally:
-            if keep:
-                self._idle.append(client)
-            else:
-                self._discard(client)
+            await self._pool.give_back(connection, keep)
 
     def _refused(self, exc: aiosmtplib.SMTPResponseException) -> None:
         code, text = exc.code, exc.message
@@ -128,12 +133,7 @@ class SmtpProvider:
             return False
         return True
 
-    async def _client(self) -> aiosmtplib.SMTP:
-        while self._idle:
-            client = self._idle.pop()
-            if client.is_connected:
-                return client
-            self._discard(client)
+    async def _connect(self) -> aiosmtplib.SMTP:
         s = self._settings
         client = aiosmtplib.SMTP(
             hostname=s.smtp_host, port=s.smtp_port, timeout=s.smtp_timeout_seconds,
@@ -144,12 +144,15 @@ class SmtpProvider:
         await client.connect()
         return client
 
-    def _discard(self, client: aiosmtplib.SMTP) -> None:
-        with contextlib.suppress(Exception):
-            client.close()
-
     async def close(self) -> None:
-        idle, self._idle = self._idle, []
-        for client in idle:
-            with contextlib.suppress(aiosmtplib.SMTPException, OSError, TimeoutError):
-                await client.quit()
+        await self._pool.close()
+
+
+async def _disconnect(client: aiosmtplib.SMTP, polite: bool) -> None:
+    try:
+        if polite and client.is_connected:
+            await client.quit()
+    except (aiosmtplib.SMTPException, OSError, TimeoutError):
+        pass
+    finally:
+        client.close()
