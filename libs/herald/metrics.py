@@ -239,6 +239,12 @@ SMS_CONFIG_VERSION = Gauge(
     " workers once a change has reached them all.",
 )
 SMPP_BINDS = Gauge("herald_smpp_binds", "SMPP sessions this worker holds bound, per provider.", ["provider"])
+SUPPRESSED_BEFORE_SEND = Counter(
+    "herald_suppressed_before_send_total",
+    "Marketing messages failed unsent (recipient_suppressed) because their recipient joined the"
+    " tenant's suppression list while they waited, by channel.",
+    ["channel"],
+)
 SMS_OPT_OUTS = Counter(
     "herald_sms_opt_outs_total",
     "SMS opt-outs recorded in a tenant's suppression list, by source: stop_reply, provider_opt_out;"

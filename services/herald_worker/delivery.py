@@ -45,6 +45,7 @@ from herald.domain.records import MessageEnvelope, OutboundMessage, StatusEventV
 from herald.domain.status import Status
 from herald.retrying import retried
 from herald_worker.providers.base import Accepted, PermanentError, Postponed, Provider, RetryableError
+from herald_worker.suppressed import SuppressionCheck
 
 log = logging.getLogger(__name__)
 
@@ -83,9 +84,12 @@ class Deliverer:
         retry_delays_seconds: tuple[float, ...] = (),
         clock: Callable[[], int] = clock.now_ms,
         routes: Mapping[Channel, Provider] | None = None,
+        suppressions: SuppressionCheck | None = None,
     ) -> None:
-        """`live` sends every live message whose channel has no provider in `routes`."""
+        """`live` sends every live message whose channel has no provider in `routes`; a live
+        message the suppression list refuses by now (`suppressions`) fails unsent."""
         self._routes = dict(routes or {})
+        self._suppressions = suppressions
         self._live = live
         self._test = test
         self._attempts = attempts
@@ -158,6 +162,9 @@ class Deliverer:
             return expired
         live = self._routes.get(message.channel, self._live)
         provider = self._test if message.key_kind is KeyKind.TEST else live
+        if provider is live and self._suppressions is not None and await self._suppressions.suppressed(message):
+            metrics.SUPPRESSED_BEFORE_SEND.labels(message.channel.value).inc()
+            return Outcome([self._event(message, Status.FAILED, Reason.RECIPIENT_SUPPRESSED)])
         try:
             accepted = await self._send_with_retries(provider, message)
         except Postponed as exc:

@@ -46,6 +46,7 @@ from herald_worker.sms.inbound import Inbound
 from herald_worker.sms.router import Adapter, SmsRouter, SmsRoutes
 from herald_worker.sms.smpp import Deliver, SmppProvider
 from herald_worker.sms.twilio import TwilioProvider
+from herald_worker.suppressed import PostgresSuppressions
 from herald_worker.worker import Processor
 
 WORKER_TOPICS = (*MESSAGE_TOPICS, RETRY)
@@ -140,6 +141,7 @@ async def run_worker(settings: WorkerConfig, stop: asyncio.Event, membership: Me
     deliverer = Deliverer(
         live, SinkProvider(), w.provider_attempts, w.retry_delays_seconds,
         routes={Channel.WHATSAPP: whatsapp, Channel.SMS: sms, Channel.EMAIL: email},
+        suppressions=PostgresSuppressions(pool, RecipientHasher(settings.secrets.keys())),
     )  # fmt: skip
     processor = Processor(deliverer, producer)
     consumer = None

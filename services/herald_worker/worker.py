@@ -14,7 +14,7 @@ from aiokafka.errors import KafkaError
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
 
 from herald import metrics
-from herald.domain.reasons import LetterKind, Reason
+from herald.domain.reasons import NOT_DEAD_LETTERED, LetterKind, Reason
 from herald.domain.records import ENCODER, DeadLetterV2, OutboundMessage, SealedMessageV2, message_key
 from herald.domain.status import Status
 from herald.kafka.producer import Producer, Record
@@ -69,7 +69,7 @@ class Processor:
             key = message_key(message.tenant_id, message.to)
             records.append(Record(RETRY, key, ENCODER.encode(reseal(sealed, outcome.retry))))
         for e in outcome.events:
-            if e.status is Status.FAILED:
+            if e.status is Status.FAILED and e.reason not in NOT_DEAD_LETTERED:
                 reason = e.reason or Reason.INTERNAL_ERROR  # every failure the worker decides names one
                 kind = LetterKind.of(reason)
                 metrics.DLQ_RECORDS.labels(kind).inc()

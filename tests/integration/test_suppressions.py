@@ -9,7 +9,9 @@ import uuid
 
 import asyncpg
 
-from tests.integration.harness import Platform
+from herald.kafka.topics import DLQ
+from herald_cli.settings import Settings
+from tests.integration.harness import Platform, records_on, wait_ledger_rows
 
 PROMO = {"template": {"name": "promo", "language": "en"}, "params": {"pct": "20"}}
 
@@ -110,3 +112,36 @@ async def test_a_csv_import_is_all_or_nothing_pages_by_cursor_and_exports_withou
     assert not any(n in export.text or n[1:] in export.text for n in numbers)
     refused_send = await platform.send(auth, to=numbers[7], **PROMO)
     assert refused_send.json()["code"] == "recipient_suppressed"
+
+
+async def test_marketing_that_waited_while_its_recipient_was_suppressed_fails_unsent_and_unbilled(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    """Accepted, then queued (here: no worker yet, as behind a campaign's backlog) while the
+    recipient is suppressed: the worker asks the list again and sends none of it."""
+    platform = await Platform(settings).start(worker=False)
+    try:
+        _, auth = await _tenant(platform)
+        number, other = "+447400555147", "+447400555157"
+        waiting = [await platform.send(auth, to=number, **PROMO) for _ in range(2)]
+        utility = await platform.send(auth, to=number, template={"name": "notice", "language": "en"},
+                                      params={"code": "BA117"})  # fmt: skip
+        unrelated = await platform.send(auth, to=other, **PROMO)
+        assert all(r.status_code == 202 for r in (*waiting, utility, unrelated))
+        added = await platform.http.post("/v1/suppressions", headers=auth, json={"channel": "sms", "recipient": number})
+        assert added.status_code == 201, added.text
+
+        platform.add_worker()
+        for r in waiting:
+            message = await platform.wait_status(auth, r.json()["id"], {"failed"})
+            assert message["events"][-1]["detail"] == "recipient_suppressed", message
+            assert "sent" not in {e["status"] for e in message["events"]}
+        for r in (utility, unrelated):
+            assert (await platform.wait_status(auth, r.json()["id"], {"delivered"}))["status"] == "delivered"
+        assert set(platform.sim_sends()) == {utility.json()["id"], unrelated.json()["id"]}
+        await wait_ledger_rows(pool, 2)
+        billed = {str(r["message_id"]) for r in await pool.fetch("SELECT message_id FROM billing_records")}
+        assert billed == {utility.json()["id"], unrelated.json()["id"]}
+        assert await records_on(platform.settings, DLQ) == 0  # the outcome asked for: nothing to replay
+    finally:
+        await platform.stop()

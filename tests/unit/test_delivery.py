@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import time
 
+import msgspec
 import pytest
 
-from herald.domain.models import KeyKind
+from herald.domain.models import Category, KeyKind
 from herald.domain.reasons import Reason
-from herald.domain.records import OutboundMessage
+from herald.domain.records import MessageEnvelope, OutboundMessage, SealedMessageV2
 from herald.domain.status import Status
+from herald.kafka.topics import EVENTS
 from herald_worker.delivery import Deliverer
 from herald_worker.providers.base import Accepted, PermanentError, RetryableError
 from herald_worker.providers.sink import SinkProvider
+from herald_worker.worker import Processor
 from tests.unit.fakes import Scripted, outbound
 
 NOW = 1_764_284_400_000
@@ -209,3 +212,29 @@ def test_a_suspended_tenants_message_is_held_unsent_without_spending_an_attempt(
     assert near_ttl.retry.not_before_ms == NOW + 5_000  # back at its TTL, to expire then
     expired = deliverer(live).held(message(expires_in_ms=0), 60)
     assert [(e.status, e.reason) for e in expired.events] == [(Status.EXPIRED, "ttl_elapsed")]
+
+
+class Suppressed:
+    """A suppression list that refuses every message it is asked about."""
+
+    def __init__(self) -> None:
+        self.asked: list[OutboundMessage] = []
+
+    async def suppressed(self, message: OutboundMessage) -> bool:
+        self.asked.append(message)
+        return True
+
+
+async def test_a_message_the_suppression_list_refuses_by_now_fails_unsent_and_leaves_no_dead_letter() -> None:
+    live, suppressions = Scripted(Accepted("never")), Suppressed()
+    promo = msgspec.structs.replace(message(), category=Category.MARKETING)
+    d = Deliverer(live, SinkProvider(), 3, (), clock=lambda: NOW, suppressions=suppressions)
+    outcome = await d.deliver(promo)
+    assert live.calls == 0
+    assert [(e.status, e.reason) for e in outcome.events] == [(Status.FAILED, "recipient_suppressed")]
+    envelope = {f: getattr(promo, f) for f in MessageEnvelope.__struct_fields__}
+    sealed = SealedMessageV2(**envelope, content_key=0, content=b"")
+    assert [r.topic for r in Processor.records(promo, sealed, outcome)] == [EVENTS]  # its event, no letter
+    # A test key's message never reaches a provider: the list is not asked for it.
+    await d.deliver(msgspec.structs.replace(promo, key_kind=KeyKind.TEST))
+    assert suppressions.asked == [promo]

@@ -100,7 +100,8 @@ async def test_two_pools_never_open_more_connections_than_the_relay_allows() -> 
     assert (await a.acquire()) is held[0]
     await a.give_back(held[1], reusable=False)
     again = await b.acquire()
-    assert again.slot == held[1].slot and not made_a[1].open
+    assert again.slot == held[1].slot
+    assert not made_a[1].open
     for pool in (a, b):
         await pool.close()
 
@@ -121,9 +122,10 @@ async def test_a_mail_waiting_for_a_slot_takes_the_connection_given_back_meanwhi
 async def test_a_connection_that_fails_to_open_gives_its_slot_back() -> None:
     shared = MemorySlots(limit=1)
     pool, _ = _pool(shared.for_holder("a"), fail=True)
-    with pytest.raises(OSError):
+    with pytest.raises(OSError, match="connection refused"):
         await pool.acquire()
-    assert shared.held == {} and shared.released == [0]
+    assert shared.held == {}
+    assert shared.released == [0]
 
 
 async def test_a_lost_lease_closes_the_connection_after_its_mail_and_never_releases_anothers_slot() -> None:
@@ -134,7 +136,9 @@ async def test_a_lost_lease_closes_the_connection_after_its_mail_and_never_relea
     await pool.tick()
     assert made[0].open  # never closed under a mail
     await pool.give_back(connection, reusable=True)
-    assert not made[0].open and shared.held == {0: "b"} and shared.released == []
+    assert not made[0].open
+    assert shared.held == {0: "b"}
+    assert shared.released == []
     await pool.close()
 
 
@@ -153,7 +157,8 @@ async def test_idle_connections_close_after_the_idle_time_and_beyond_a_smaller_s
     await pool.give_back(await waiting, reusable=True)
     clock.now += 10.0
     await pool.tick()
-    assert pool.open_connections == 0 and shared.held == {}
+    assert pool.open_connections == 0
+    assert shared.held == {}
     await pool.close()
 
 
@@ -166,7 +171,8 @@ async def test_a_worker_at_its_share_claims_no_further_slot_though_some_are_free
     second = await pool.acquire()
     with pytest.raises(NoConnection):
         await pool.acquire()
-    assert len(made) == 2 and len(shared.held) == 2
+    assert len(made) == 2
+    assert len(shared.held) == 2
     for connection in (first, second):
         await pool.give_back(connection, reusable=True)
     await pool.close()
@@ -177,7 +183,8 @@ async def test_without_a_relay_limit_a_pool_opens_up_to_its_size() -> None:
     taken = [await pool.acquire() for _ in range(3)]
     blocked = asyncio.create_task(pool.acquire())
     await asyncio.sleep(0.05)
-    assert not blocked.done() and len(made) == 3
+    assert not blocked.done()
+    assert len(made) == 3
     await pool.give_back(taken[0], reusable=True)
     assert (await asyncio.wait_for(blocked, 1)) is taken[0]
     await pool.close()

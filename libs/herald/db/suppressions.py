@@ -77,6 +77,14 @@ async def matching(conn: Conn, tenant_id: uuid.UUID, candidates: Sequence[Candid
     return [next((s for h in c.hashes if (s := found.get((c.channel.value, h))) is not None), None) for c in candidates]
 
 
+async def latest(conn: Conn, tenant_id: uuid.UUID, channel: Channel) -> datetime | None:
+    """When the tenant's newest suppression on `channel` was added (None: it has none)."""
+    found: datetime | None = await conn.fetchval(
+        "SELECT max(created_at) FROM suppressions WHERE tenant_id = $1 AND channel = $2", tenant_id, channel.value
+    )
+    return found
+
+
 async def add(conn: Conn, tenant_id: uuid.UUID, candidates: Sequence[Candidate], reason: SuppressionReason) -> int:
     """Suppress each candidate not suppressed yet (under any key); returns how many were new.
     An entry already there keeps its reason and time: the first opt-out is the one on record."""

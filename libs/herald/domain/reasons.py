@@ -53,6 +53,10 @@ class Reason(StrEnum):
     """`expired`: its TTL passed before it could be sent. Never sent, never billed."""
     CONTENT_UNAVAILABLE = "content_unavailable"
     """Its sealed content could not be opened (key purged early, or it does not authenticate)."""
+    RECIPIENT_SUPPRESSED = "recipient_suppressed"
+    """Marketing to a recipient added to the tenant's suppression list after the message was
+    accepted (an unsubscribe, a bounce, a STOP while it waited). Never sent, never billed, and
+    not dead-lettered: nothing is wrong to fix and replay."""
     RECEIPT_TIMEOUT = "receipt_timeout"
     """Sent, and no final receipt came within `sinks.receipt_timeout_seconds`."""
     INTERNAL_ERROR = "internal_error"
@@ -86,6 +90,10 @@ _EXHAUSTED: dict[Reason, Reason] = {
     Reason.PROVIDER_BAD_RESPONSE: Reason.PROVIDER_BAD_RESPONSE_RETRIES_EXHAUSTED,
 }
 _EXHAUSTED_VALUES = frozenset(_EXHAUSTED.values())
+
+
+NOT_DEAD_LETTERED = frozenset({Reason.RECIPIENT_SUPPRESSED})
+"""Failures that are the outcome asked for, not something an operator would replay."""
 
 
 class LetterKind(StrEnum):

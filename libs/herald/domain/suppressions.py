@@ -1,7 +1,8 @@
 """The suppression list: who a tenant must not send marketing to, on which channel, and why.
 
-**Policy** (one rule, applied at accept): a `marketing` message to a suppressed recipient is
-refused with `recipient_suppressed`, per item in a batch. `authentication` and `utility`
+**Policy** (one rule, applied at accept and again by the worker before the send): a `marketing`
+message to a suppressed recipient is refused with `recipient_suppressed`, per item in a batch
+(or, suppressed while it waited, fails unsent with that reason). `authentication` and `utility`
 messages are sent: a one-time password the recipient just asked for, or a change to a flight
 they booked, is what they expect whatever they said about promotions. (An operator or provider
 that blocks a number outright after STOP refuses such a send itself, and it fails as
