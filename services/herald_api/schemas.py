@@ -326,6 +326,33 @@ class MessageOut(msgspec.Struct, frozen=True, omit_defaults=True):
     """For a message re-queued from the dead-letter topic: the failed message it re-sends."""
 
 
+class MessageSummaryOut(msgspec.Struct, frozen=True, omit_defaults=True):
+    """A message as a listing shows it; `GET /v1/messages/{id}` has its timeline and price."""
+
+    id: uuid.UUID
+    status: Status
+    channel: Channel
+    category: Category
+    template: TemplateUsed
+    created_at: datetime
+    updated_at: datetime
+    """Its last status change."""
+    segments: int
+    reference: str | None = None
+
+
+class MessagePage(msgspec.Struct, frozen=True, omit_defaults=True):
+    items: list[MessageSummaryOut]
+    next: str | None = None
+    """Pass as `after`, with the same filters, for the next page; absent on the last."""
+
+
+class TenantPage(msgspec.Struct, frozen=True, omit_defaults=True):
+    items: list[TenantOut]
+    next: str | None = None
+    """Pass as `after`, with the same filters, for the next page; absent on the last."""
+
+
 class Price(msgspec.Struct, frozen=True):
     unit_price_micros: int
     """Integer micro-units of `currency` (EUR 0.035 = 35,000)."""

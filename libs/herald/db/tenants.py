@@ -24,13 +24,13 @@ class KeyLookup(msgspec.Struct, frozen=True):
     tenant: Tenant
 
 
-_TENANT_COLUMNS = (
+TENANT_COLUMNS = (
     "id, name, tier, verified, suspended, callback_url, rate_limit_per_second, daily_recipient_limit, created_at,"
     " sms_sender"
 )
 
 
-def _tenant(row: asyncpg.Record) -> Tenant:
+def tenant_from_row(row: asyncpg.Record) -> Tenant:
     values = {k: row[k] for k in Tenant.__struct_fields__}
     values["tier"] = Tier(values["tier"])
     return Tenant(**values)
@@ -47,7 +47,7 @@ async def create(
 ) -> Tenant:
     row = await conn.fetchrow(
         f"INSERT INTO tenants (id, name, tier, verified, callback_url, callback_secret)"
-        f" VALUES ($1, $2, $3, $4, $5, $6) RETURNING {_TENANT_COLUMNS}",
+        f" VALUES ($1, $2, $3, $4, $5, $6) RETURNING {TENANT_COLUMNS}",
         tenant_id,
         name,
         tier.value,
@@ -56,12 +56,12 @@ async def create(
         callback_secret,
     )
     assert row is not None
-    return _tenant(row)
+    return tenant_from_row(row)
 
 
 async def get(conn: asyncpg.Pool | asyncpg.Connection, tenant_id: uuid.UUID) -> Tenant | None:
-    row = await conn.fetchrow(f"SELECT {_TENANT_COLUMNS} FROM tenants WHERE id = $1", tenant_id)
-    return None if row is None else _tenant(row)
+    row = await conn.fetchrow(f"SELECT {TENANT_COLUMNS} FROM tenants WHERE id = $1", tenant_id)
+    return None if row is None else tenant_from_row(row)
 
 
 # Columns a PATCH may set; the mapping keeps SQL identifiers out of user input.
@@ -83,13 +83,13 @@ async def patch(
     assignments = ", ".join(f"{col} = ${i}" for i, col in enumerate(changes, start=2))
     try:
         row = await conn.fetchrow(
-            f"UPDATE tenants SET {assignments}, updated_at = now() WHERE id = $1 RETURNING {_TENANT_COLUMNS}",
+            f"UPDATE tenants SET {assignments}, updated_at = now() WHERE id = $1 RETURNING {TENANT_COLUMNS}",
             tenant_id,
             *changes.values(),
         )
     except asyncpg.UniqueViolationError:
         raise SenderTaken from None
-    return None if row is None else _tenant(row)
+    return None if row is None else tenant_from_row(row)
 
 
 async def add_key(conn: asyncpg.Pool | asyncpg.Connection, tenant_id: uuid.UUID, key: IssuedKey) -> None:
@@ -115,7 +115,7 @@ async def revoke_key(conn: asyncpg.Pool | asyncpg.Connection, tenant_id: uuid.UU
 async def lookup_key(conn: asyncpg.Pool | asyncpg.Connection, key_id: uuid.UUID) -> KeyLookup | None:
     row = await conn.fetchrow(
         "SELECT k.id AS key_id, k.kind, k.salt, k.hash, k.revoked_at IS NOT NULL AS revoked,"
-        f" {', '.join('t.' + c.strip() for c in _TENANT_COLUMNS.split(','))}"
+        f" {', '.join('t.' + c.strip() for c in TENANT_COLUMNS.split(','))}"
         " FROM api_keys k JOIN tenants t ON t.id = k.tenant_id WHERE k.id = $1",
         key_id,
     )
@@ -127,7 +127,7 @@ async def lookup_key(conn: asyncpg.Pool | asyncpg.Connection, key_id: uuid.UUID)
         salt=row["salt"],
         hash=row["hash"],
         revoked=row["revoked"],
-        tenant=_tenant(row),
+        tenant=tenant_from_row(row),
     )
 
 

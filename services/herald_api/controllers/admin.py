@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
+from typing import Annotated
 
 import msgspec
 from litestar import Controller, delete, get, patch, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath, JSONBody
+from litestar.params import FromPath, FromQuery, JSONBody, Parameter
 
+from herald.domain.models import Tier
+from herald.domain.search import Cursor, TenantFilter, TimeRange
 from herald.domain.tenants import Tenant
 from herald_api.auth import admin_guard
 from herald_api.deps import Services
-from herald_api.schemas import CallbackSecretOut, KeyCreate, KeyOut, TenantCreate, TenantOut, TenantPatch
+from herald_api.schemas import CallbackSecretOut, KeyCreate, KeyOut, TenantCreate, TenantOut, TenantPage, TenantPatch
 
 
 def _out(tenant: Tenant, callback_secret: str | None = None) -> TenantOut:
@@ -28,6 +32,22 @@ class AdminController(Controller):
     async def create_tenant(self, data: JSONBody[TenantCreate], svc: NamedDependency[Services]) -> TenantOut:
         tenant, secret = await svc.tenancy.create(data.name, data.tier, data.verified, data.callback_url)
         return _out(tenant, callback_secret=secret)
+
+    @get("/tenants", summary="Tenants, newest first, a page at a time (`after`: the previous `next`)")
+    async def list_tenants(
+        self,
+        svc: NamedDependency[Services],
+        tier: FromQuery[Tier | None] = None,
+        suspended: FromQuery[bool | None] = None,
+        created_after: FromQuery[Annotated[datetime | None, Parameter(description="Inclusive, with an offset")]] = None,
+        created_before: FromQuery[Annotated[datetime | None, Parameter(description="Exclusive")]] = None,
+        after: FromQuery[Annotated[str | None, Parameter(max_length=128)]] = None,
+        limit: FromQuery[Annotated[int, Parameter(ge=1, le=1000)]] = 100,
+    ) -> TenantPage:
+        found = TenantFilter(tier, suspended, TimeRange(created_after, created_before))
+        cursor = None if after is None else Cursor.decode(after)
+        page, following = await svc.tenancy.listing(found, cursor, limit)
+        return TenantPage(items=[_out(t) for t in page], next=None if following is None else following.encode())
 
     @get("/tenants/{tenant_id:uuid}", summary="Read a tenant")
     async def get_tenant(self, tenant_id: FromPath[uuid.UUID], svc: NamedDependency[Services]) -> TenantOut:

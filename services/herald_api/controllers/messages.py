@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from datetime import datetime
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency
-from litestar.params import FromPath, JSONBody
+from litestar.params import FromPath, FromQuery, JSONBody, Parameter
 
 from herald import metrics
 from herald.domain.models import Category, Channel
+from herald.domain.search import Cursor, MessageFilter, MessageSummary, TimeRange
 from herald.domain.sends import SendRequest
+from herald.domain.status import Status
 from herald.errors import FieldError, HeraldError, InvalidRequest
 from herald_api.auth import TENANT_AUTH, Principal
 from herald_api.deps import Services
@@ -28,6 +31,8 @@ from herald_api.schemas import (
     MessageAccepted,
     MessageCreate,
     MessageOut,
+    MessagePage,
+    MessageSummaryOut,
     PhoneNumberOut,
     Price,
     TemplateUsed,
@@ -61,6 +66,14 @@ def _item(index: int, outcome: Outcome) -> BatchItemResult:
     )
 
 
+def _summary(m: MessageSummary) -> MessageSummaryOut:
+    template = TemplateUsed(m.template_name, m.template_language, m.template_version)
+    return MessageSummaryOut(
+        id=m.id, status=m.status, channel=m.channel, category=Category(m.category), template=template,
+        created_at=m.created_at, updated_at=m.updated_at, segments=m.segments, reference=m.reference,
+    )  # fmt: skip
+
+
 class MessageController(Controller):
     path = "/v1/messages"
     tags = ["messages"]
@@ -83,6 +96,25 @@ class MessageController(Controller):
         results = [_item(i, o) for i, o in enumerate(outcomes)]
         accepted = sum(1 for r in results if r.id is not None)
         return BatchAccepted(accepted=accepted, rejected=len(results) - accepted, results=results)
+
+    @get("/", summary="Find messages again: filtered, newest first, a page at a time (`after`: the previous `next`)")
+    async def search(
+        self,
+        principal: NamedDependency[Principal],
+        svc: NamedDependency[Services],
+        status: FromQuery[Status | None] = None,
+        reference: FromQuery[Annotated[str | None, Parameter(min_length=1, max_length=128)]] = None,
+        template: FromQuery[Annotated[str | None, Parameter(min_length=1, max_length=512)]] = None,
+        channel: FromQuery[Channel | None] = None,
+        created_after: FromQuery[Annotated[datetime | None, Parameter(description="Inclusive, with an offset")]] = None,
+        created_before: FromQuery[Annotated[datetime | None, Parameter(description="Exclusive")]] = None,
+        after: FromQuery[Annotated[str | None, Parameter(max_length=128)]] = None,
+        limit: FromQuery[Annotated[int, Parameter(ge=1, le=1000)]] = 100,
+    ) -> MessagePage:
+        found = MessageFilter(status, reference, template, channel, TimeRange(created_after, created_before))
+        cursor = None if after is None else Cursor.decode(after)
+        page, following = await svc.reading.messages(principal.tenant.id, found, cursor, limit)
+        return MessagePage(items=[_summary(m) for m in page], next=None if following is None else following.encode())
 
     @get("/{message_id:uuid}", summary="Status and event timeline of a message")
     async def read(

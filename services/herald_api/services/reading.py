@@ -8,9 +8,10 @@ from datetime import UTC, datetime
 import asyncpg
 import msgspec
 
-from herald.db import messages
+from herald.db import listings, messages
 from herald.db import recipients as recipient_store
 from herald.db.messages import MessageView
+from herald.domain.search import Cursor, MessageFilter, MessageSummary
 from herald.domain.tenants import Tenant
 from herald.errors import NotFound
 
@@ -35,6 +36,15 @@ class Reading:
         if view is None:
             raise NotFound("no such message (a just-accepted message appears within moments)", code="message_not_found")
         return view
+
+    async def messages(
+        self, tenant_id: uuid.UUID, found: MessageFilter, after: Cursor | None, limit: int
+    ) -> tuple[list[MessageSummary], Cursor | None]:
+        """A page of the tenant's messages, newest first, and the cursor of the next (None: the last)."""
+        found = msgspec.structs.replace(found, window=found.window.checked())
+        rows = await listings.messages(self._pool, tenant_id, found, after, limit + 1)
+        page = rows[:limit]
+        return page, Cursor(page[-1].created_at, page[-1].id) if len(rows) > limit else None
 
     async def limits(self, tenant: Tenant) -> LimitsInUse:
         limits = tenant.limits

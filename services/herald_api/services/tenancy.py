@@ -6,12 +6,14 @@ import secrets
 import uuid
 
 import asyncpg
+import msgspec
 
 from herald import callback_urls
-from herald.db import tenants
+from herald.db import listings, tenants
 from herald.domain import apikeys
 from herald.domain.apikeys import IssuedKey
 from herald.domain.models import KeyKind, Tier
+from herald.domain.search import Cursor, TenantFilter
 from herald.domain.tenants import Tenant
 from herald.errors import Conflict, FieldError, NotFound
 from herald.ids import uuid7
@@ -40,6 +42,15 @@ class Tenancy:
             await callback_urls.validate(callback_url, self._policy)
         secret = new_callback_secret()
         return await tenants.create(self._pool, uuid7(), name, tier, verified, callback_url, secret), secret
+
+    async def listing(
+        self, found: TenantFilter, after: Cursor | None, limit: int
+    ) -> tuple[list[Tenant], Cursor | None]:
+        """A page of tenants, newest first, and the cursor of the next (None: the last)."""
+        found = msgspec.structs.replace(found, window=found.window.checked())
+        rows = await listings.tenants(self._pool, found, after, limit + 1)
+        page = rows[:limit]
+        return page, Cursor(page[-1].created_at, page[-1].id) if len(rows) > limit else None
 
     async def get(self, tenant_id: uuid.UUID) -> Tenant:
         return await existing(self._pool, tenant_id)
