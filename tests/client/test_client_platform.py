@@ -28,6 +28,7 @@ from herald_client import (
     InvalidSignature,
     MessageCreate,
     NotFound,
+    Search,
     Status,
     TemplateCreate,
     TemplateRef,
@@ -74,8 +75,14 @@ async def test_templates_sends_and_reads_through_the_async_client(platform: Plat
         message = await _delivered(herald, accepted.id)
         assert [e.status for e in message.events] == [Status.ACCEPTED, Status.SENT, Status.DELIVERED]
         assert message.reference == "login-7"
+        await _delivered(herald, (await herald.send(_otp("+447400123458", reference="login-8"))).id)
+        found = [m async for m in herald.messages(Search(reference="login-7"), page_size=1)]
+        assert [(m.id, m.status, m.reference) for m in found] == [(accepted.id, Status.DELIVERED, "login-7")]
+        listed = [m.id async for m in herald.messages(page_size=1)]
+        assert len(listed) == 2
+        assert listed[1] == accepted.id  # newest first, one page at a time
         limits = await herald.limits()
-        assert (limits.tier, limits.recipients_used_24h) == ("standard", 1)
+        assert (limits.tier, limits.recipients_used_24h) == ("standard", 2)
         with pytest.raises(BadRequest) as caught:
             await herald.send(_otp("+4474001"))
         assert (caught.value.code, caught.value.status, [f.field for f in caught.value.fields]) == (
@@ -203,7 +210,7 @@ COMPONENTS: dict[type[msgspec.Struct], str] = {
     models.Limits: "LimitsOut", models.Usage: "UsageOut", models.UsageLine: "UsageLine",
     models.UsageTotal: "UsageTotal", models.WhatsAppParts: "WhatsAppPartsIn", models.Button: "ButtonIn",
     models.WhatsAppLimits: "WhatsAppLimitsOut", models.PhoneNumber: "PhoneNumberOut",
-    models.EmailParts: "EmailPartsIn",
+    models.EmailParts: "EmailPartsIn", models.MessageSummary: "MessageSummaryOut", models.MessagePage: "MessagePage",
 }  # fmt: skip
 REQUESTS = {models.MessageCreate, models.TemplateCreate, models.TemplateRef, models.WhatsAppParts, models.Button,
             models.EmailParts}  # fmt: skip
@@ -232,7 +239,7 @@ async def test_the_clients_model_matches_the_served_openapi_document(api: Platfo
             "0193b3d2-7c1e-7c3a-9f10-2b8c3c6e7a01"), _calls.create_template(
             TemplateCreate("otp", "en", models.Category.AUTHENTICATION, models.Channel.SMS, "x")),
         _calls.templates(), _calls.template("otp", "en"), _calls.delete_template("otp", "en"), _calls.limits(),
-        _calls.usage("2026-12"),
+        _calls.usage("2026-12"), _calls.search(_calls.Search(status="failed")),
     ]  # fmt: skip
     routes = {(method.upper(), path) for path, ops in document["paths"].items() for method in ops}
     for call in calls:

@@ -1,7 +1,7 @@
 """Herald's Python client: `Client` and `AsyncClient`, typed models, typed problems, and
 `verify_callback` for the status callbacks Herald sends."""
 
-from herald_client._calls import RetryPolicy
+from herald_client._calls import RetryPolicy, Search
 from herald_client.callbacks import verify_callback
 from herald_client.client import AsyncClient, Client
 from herald_client.errors import (
@@ -27,6 +27,8 @@ from herald_client.models import (
     Message,
     MessageAccepted,
     MessageCreate,
+    MessagePage,
+    MessageSummary,
     Price,
     Status,
     SuppressionEvent,
@@ -36,7 +38,7 @@ from herald_client.models import (
     Usage,
 )
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 __all__ = [
     "AsyncClient",
     "BadRequest",
@@ -56,10 +58,13 @@ __all__ = [
     "Message",
     "MessageAccepted",
     "MessageCreate",
+    "MessagePage",
+    "MessageSummary",
     "NotFound",
     "Price",
     "RateLimited",
     "RetryPolicy",
+    "Search",
     "Status",
     "SuppressionEvent",
     "Template",

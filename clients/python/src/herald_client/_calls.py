@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 import msgspec
@@ -18,6 +19,7 @@ from herald_client.models import (
     Message,
     MessageAccepted,
     MessageCreate,
+    MessagePage,
     Problem,
     Template,
     TemplateCreate,
@@ -99,6 +101,28 @@ def merge(answers: Sequence[BatchAccepted]) -> BatchAccepted:
 
 def message(message_id: uuid.UUID | str) -> Call[Message]:
     return Call("GET", f"/v1/messages/{uuid.UUID(str(message_id))}", Message, keyed=True)
+
+
+class Search(msgspec.Struct, frozen=True, omit_defaults=True):
+    """The filters of `GET /v1/messages`; every given one must match."""
+
+    status: str | None = None
+    reference: str | None = None
+    template: str | None = None
+    channel: str | None = None
+    created_after: datetime | None = None
+    """Inclusive; timezone-aware."""
+    created_before: datetime | None = None
+    """Exclusive; timezone-aware."""
+
+
+def search(found: Search, limit: int = 100, after: str | None = None) -> Call[MessagePage]:
+    params = {k: v.isoformat() if isinstance(v, datetime) else str(v) for k, v in msgspec.structs.asdict(found).items()
+              if v is not None}  # fmt: skip
+    params["limit"] = str(limit)
+    if after is not None:
+        params["after"] = after
+    return Call("GET", "/v1/messages", MessagePage, params=params, keyed=True)
 
 
 def create_template(template: TemplateCreate) -> Call[Template]:

@@ -7,20 +7,21 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
 import httpx
 
 from herald_client import _calls
-from herald_client._calls import Call, RetryPolicy, Tries, Wait
+from herald_client._calls import Call, RetryPolicy, Search, Tries, Wait
 from herald_client.models import (
     BatchAccepted,
     Limits,
     Message,
     MessageAccepted,
     MessageCreate,
+    MessageSummary,
     Template,
     TemplateCreate,
     Usage,
@@ -31,7 +32,7 @@ _TRANSPORT_ERRORS = (httpx.TransportError,)
 
 
 def _headers(api_key: str) -> dict[str, str]:
-    return {"authorization": f"Bearer {api_key}", "content-type": "application/json", "user-agent": "herald-client/0.1"}
+    return {"authorization": f"Bearer {api_key}", "content-type": "application/json", "user-agent": "herald-client/0.4"}
 
 
 class Client:
@@ -54,6 +55,17 @@ class Client:
 
     def message(self, message_id: uuid.UUID | str) -> Message:
         return self._run(_calls.message(message_id))
+
+    def messages(self, found: Search | None = None, *, page_size: int = 100) -> Iterator[MessageSummary]:
+        """The tenant's messages matching `found`, newest first, fetched a page at a time as
+        the iteration goes (a listing begun is not disturbed by messages sent meanwhile)."""
+        after: str | None = None
+        while True:
+            page = self._run(_calls.search(found or Search(), page_size, after))
+            yield from page.items
+            if page.next is None:
+                return
+            after = page.next
 
     def create_template(self, template: TemplateCreate) -> Template:
         return self._run(_calls.create_template(template))
@@ -117,6 +129,17 @@ class AsyncClient:
 
     async def message(self, message_id: uuid.UUID | str) -> Message:
         return await self._run(_calls.message(message_id))
+
+    async def messages(self, found: Search | None = None, *, page_size: int = 100) -> AsyncIterator[MessageSummary]:
+        """As `Client.messages`."""
+        after: str | None = None
+        while True:
+            page = await self._run(_calls.search(found or Search(), page_size, after))
+            for item in page.items:
+                yield item
+            if page.next is None:
+                return
+            after = page.next
 
     async def create_template(self, template: TemplateCreate) -> Template:
         return await self._run(_calls.create_template(template))

@@ -188,6 +188,25 @@ class Message(msgspec.Struct, frozen=True):
         return self.status in FINAL
 
 
+class MessageSummary(msgspec.Struct, frozen=True):
+    """A message as `messages()` lists it; `message(id)` has its timeline and price."""
+
+    id: uuid.UUID
+    status: Status
+    channel: Channel
+    category: Category
+    template: TemplateUsed
+    created_at: datetime
+    updated_at: datetime
+    segments: int = 1
+    reference: str | None = None
+
+
+class MessagePage(msgspec.Struct, frozen=True):
+    items: list[MessageSummary]
+    next: str | None = None
+
+
 class PhoneNumber(msgspec.Struct, frozen=True):
     id: str
     throughput: int
