@@ -232,12 +232,15 @@ class MessageCreate(Strict, frozen=True):
     ttl_seconds: Annotated[int, msgspec.Meta(ge=1, le=MAX_TTL_SECONDS)] | None = None
     idempotency_key: Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=_NO_CONTROL)] | None = None
     """Same tenant + key within 24 h: same message id, one delivery, one bill."""
+    send_at: Annotated[datetime, msgspec.Meta(tz=True)] | None = None
+    """Send at this time (with its UTC offset), up to 30 days ahead: the message is `scheduled`
+    until then and may be cancelled (`DELETE /v1/messages/{id}`); its TTL counts from then."""
 
     def request(self) -> SendRequest:
         return SendRequest(
             to=self.to, channel=self.channel, template_name=self.template.name,
             template_language=self.template.language, params=self.params, reference=self.reference,
-            ttl_seconds=self.ttl_seconds, idempotency_key=self.idempotency_key,
+            ttl_seconds=self.ttl_seconds, idempotency_key=self.idempotency_key, send_at=self.send_at,
         )  # fmt: skip
 
 

@@ -64,6 +64,6 @@ class StatusProjection:
                  if e.status is Status.SENT and e.provider and e.provider_message_id]
             )  # fmt: skip
         for t in applied.transitions:
-            if t.status in (Status.DELIVERED, Status.FAILED, Status.EXPIRED):
+            if t.status in (Status.DELIVERED, Status.FAILED, Status.EXPIRED, Status.CANCELLED):
                 metrics.MESSAGES_FINAL.labels(t.status.value, t.channel, t.category).inc()
                 metrics.ACCEPTED_TO_FINAL_SECONDS.labels(t.category, t.status.value).observe(t.seconds_since_accepted)

@@ -92,15 +92,22 @@ class ContentKeys:
         self._creating = asyncio.Lock()
 
     async def seal(self, messages: Sequence[OutboundMessage]) -> list[SealedMessageV2]:
-        """Seal under the current hour's key (one database round trip per hour per process)."""
-        hour = hour_of(self._clock())
+        """Seal under the current hour's key (one database round trip per hour per process); a
+        scheduled message under its `send_at` hour's, so that it is as readable when it is sent
+        as one accepted then (retention counts from the key's hour)."""
+        now = hour_of(self._clock())
+        hours = [max(now, hour_of(m.not_before_ms)) for m in messages]
+        aeads = {hour: await self._key(hour) for hour in set(hours)}
+        return [seal(aeads[hour], hour, m) for hour, m in zip(hours, messages, strict=True)]
+
+    async def _key(self, hour: int) -> AESGCM:
         aead = self._keys.get(hour)
         if aead is None:
             async with self._creating:  # one query per process, not one per waiting request
                 aead = self._keys.get(hour)
                 if aead is None:
                     aead = self._keys[hour] = AESGCM(await ensure(self._pool, self._ring, hour))
-        return [seal(aead, hour, m) for m in messages]
+        return aead
 
     async def load(self, hours: Iterable[int]) -> None:
         """Fetch the keys `open` will need that are not cached (one query for a whole batch), and

@@ -110,34 +110,40 @@ async def apply_batch(
         )
         if messages:
             # One statement over arrays, not a row-by-row executemany (several times cheaper for
-            # the server and the driver). DO NOTHING lets the first row of a repeated id win, in
-            # one statement as it did row by row.
+            # the server and the driver); a repeated id keeps its first record. A message whose
+            # `not_before` is still ahead was sent with `send_at`: `scheduled` until its record
+            # comes again on its release (`herald_worker.schedule`), which makes it `accepted`.
+            first = list({m.id: m for m in reversed(messages)}.values())[::-1]
             await conn.execute(
                 "INSERT INTO messages (id, tenant_id, key_kind, channel, category, template_name,"
                 " template_language, template_version, country, reference, status, created_at, expires_at, tier,"
                 " replay_of, segments) SELECT id, tenant_id, key_kind, channel, category, template_name,"
-                " template_language, template_version, country, reference, 'accepted', created_at, expires_at, tier,"
-                " replay_of, segments"
+                " template_language, template_version, country, reference,"
+                " CASE WHEN not_before > now() + interval '1 second' THEN 'scheduled' ELSE 'accepted' END,"
+                " created_at, expires_at, tier, replay_of, segments"
                 " FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],"
                 " $8::int[], $9::text[], $10::text[], $11::timestamptz[], $12::timestamptz[], $13::text[], $14::uuid[],"
-                " $15::smallint[]) AS r(id, tenant_id, key_kind, channel, category, template_name, template_language,"
-                " template_version, country, reference, created_at, expires_at, tier, replay_of, segments)"
-                " ON CONFLICT (id) DO NOTHING",
-                [m.id for m in messages],
-                [m.tenant_id for m in messages],
-                [m.key_kind.value for m in messages],
-                [m.channel.value for m in messages],
-                [m.category.value for m in messages],
-                [m.template_name for m in messages],
-                [m.template_language for m in messages],
-                [m.template_version for m in messages],
-                [m.country for m in messages],
-                [m.reference for m in messages],
-                [to_datetime(m.created_at_ms) for m in messages],
-                [to_datetime(m.expires_at_ms) for m in messages],
-                [m.tier.value if m.tier is not None else None for m in messages],
-                [m.replay_of for m in messages],
-                [m.segments for m in messages],
+                " $15::smallint[], $16::timestamptz[]) AS r(id, tenant_id, key_kind, channel, category, template_name,"
+                " template_language, template_version, country, reference, created_at, expires_at, tier, replay_of,"
+                " segments, not_before)"
+                " ON CONFLICT (id) DO UPDATE SET status = 'accepted', updated_at = now()"
+                " WHERE messages.status = 'scheduled' AND excluded.status = 'accepted'",
+                [m.id for m in first],
+                [m.tenant_id for m in first],
+                [m.key_kind.value for m in first],
+                [m.channel.value for m in first],
+                [m.category.value for m in first],
+                [m.template_name for m in first],
+                [m.template_language for m in first],
+                [m.template_version for m in first],
+                [m.country for m in first],
+                [m.reference for m in first],
+                [to_datetime(m.created_at_ms) for m in first],
+                [to_datetime(m.expires_at_ms) for m in first],
+                [m.tier.value if m.tier is not None else None for m in first],
+                [m.replay_of for m in first],
+                [m.segments for m in first],
+                [to_datetime(m.not_before_ms) for m in first],
             )
         duplicates = 0
         if events:
@@ -179,7 +185,8 @@ async def _recompute(conn: asyncpg.pool.PoolConnectionProxy[asyncpg.Record], ids
     changes = []
     transitions = []
     for message_id, history in seen.items():
-        status = fold(history)
+        start = Status.SCHEDULED if current[message_id] == Status.SCHEDULED else Status.ACCEPTED
+        status = fold(history, start)
         if status.value != current[message_id]:
             changes.append((message_id, status.value))
             category, channel, created_at = accepted[message_id]

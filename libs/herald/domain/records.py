@@ -42,7 +42,8 @@ class MessageEnvelope(msgspec.Struct, frozen=True, kw_only=True):
     """The tenant's tier at acceptance: decides whether the message is billed (None on records
     produced before this field existed; billing then uses the tenant's current tier)."""
     not_before_ms: int = 0
-    """On `herald.retry`: the worker does not try again before this time."""
+    """On `herald.retry`: the worker does not try again before this time. On a class topic: the
+    `send_at` of a scheduled message (the worker keeps it in PostgreSQL until then)."""
     last_error: Reason | None = None
     """On `herald.retry`: why the previous attempt did not send it (a transient reason, or why it waits)."""
     replay_of: uuid.UUID | None = None

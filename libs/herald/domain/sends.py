@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import msgspec
 
 from herald.domain.models import Channel
+from herald.errors import InvalidRequest
+
+MAX_SCHEDULE_DAYS = 30
+"""How far ahead `send_at` may be."""
+PAST_GRACE_MS = 60_000
+"""A `send_at` up to this far in the past (a clock behind, a request slow to arrive) sends now."""
 
 
 class SendRequest(msgspec.Struct, frozen=True):
@@ -16,3 +24,18 @@ class SendRequest(msgspec.Struct, frozen=True):
     reference: str | None = None
     ttl_seconds: int | None = None
     idempotency_key: str | None = None
+    send_at: datetime | None = None
+    """Not before this time (timezone-aware); the message is `scheduled` until then."""
+
+    def not_before_ms(self, now_ms: int) -> int:
+        """When the message may go: 0 for now. Raises InvalidRequest (`invalid_send_at`) for a
+        time past the grace or more than `MAX_SCHEDULE_DAYS` ahead."""
+        if self.send_at is None:
+            return 0
+        at = int(self.send_at.timestamp() * 1000)
+        if at < now_ms - PAST_GRACE_MS:
+            raise InvalidRequest.field("send_at", "is in the past", code="invalid_send_at")
+        if at > now_ms + MAX_SCHEDULE_DAYS * 86_400_000:
+            ahead = f"is more than {MAX_SCHEDULE_DAYS} days ahead"
+            raise InvalidRequest.field("send_at", ahead, code="invalid_send_at")
+        return at if at > now_ms else 0

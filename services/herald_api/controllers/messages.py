@@ -85,7 +85,8 @@ class MessageController(Controller):
         services: Services = request.app.state.services
         principal = request.user
         admitted = await services.sender.accept(principal.tenant, principal.key_kind, data.request())
-        return MessageAccepted(id=admitted.id, segments=admitted.segments)
+        status = Status.SCHEDULED if admitted.scheduled else Status.ACCEPTED
+        return MessageAccepted(id=admitted.id, segments=admitted.segments, status=status)
 
     @post("/batch", status_code=202, summary="Send up to 1,000 messages; each item accepted or rejected on its own")
     async def send_batch(self, data: JSONBody[BatchCreate], request: Request[Principal, None, State]) -> BatchAccepted:

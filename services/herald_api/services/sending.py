@@ -53,6 +53,7 @@ class Admitted(msgspec.Struct, frozen=True):
 
     id: uuid.UUID
     segments: int
+    scheduled: bool = False
 
 
 Outcome = Admitted | HeraldError
@@ -131,6 +132,7 @@ class Sender:
                 code="message_too_long",
             )  # fmt: skip
         ttl = request.ttl_seconds or DEFAULT_TTL_SECONDS[template.category]
+        not_before = request.not_before_ms(now_ms)
         key = request.idempotency_key
         return OutboundMessage(
             id=uuid7(now_ms) if key is None else idempotent_id(tenant.id, key),
@@ -145,7 +147,8 @@ class Sender:
             country=recipient.country,
             body=body,
             created_at_ms=now_ms,
-            expires_at_ms=now_ms + ttl * 1000,
+            expires_at_ms=max(now_ms, not_before) + ttl * 1000,
+            not_before_ms=not_before,
             verified_sender=tenant.verified,
             reference=request.reference,
             idempotent=key is not None,
@@ -238,7 +241,7 @@ class Sender:
         sealed = await self._seal(messages)
         if limit is None:
             await self._produce(messages, sealed)
-            return [Admitted(m.id, m.segments) for m in messages]
+            return [Admitted(m.id, m.segments, m.not_before_ms > 0) for m in messages]
         # The reservation commits before anything is produced, and is kept if the broker then
         # fails: a retry of the same recipient is admitted without counting again, and a crash
         # between the two can only leave a recipient counted and not sent (the limit errs toward
@@ -258,7 +261,8 @@ class Sender:
             fields=(FieldError("to", "over the daily unique-recipient limit"),),
         )
         return [
-            Admitted(m.id, m.segments) if ok else refused for m, ok in zip(messages, reservation.admitted, strict=True)
+            Admitted(m.id, m.segments, m.not_before_ms > 0) if ok else refused
+            for m, ok in zip(messages, reservation.admitted, strict=True)
         ]
 
     async def _seal(self, messages: list[OutboundMessage]) -> list[SealedMessageV2]:
