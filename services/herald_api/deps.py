@@ -15,6 +15,7 @@ from herald.whatsapp.graph import Graph
 from herald_api.auth import KeyAuthenticator
 from herald_api.ratelimit import FailedAuthLimiter, KeyRateLimiter
 from herald_api.services.billing import Billing
+from herald_api.services.cancelling import Cancelling
 from herald_api.services.catalogue import Catalogue
 from herald_api.services.email import Email
 from herald_api.services.invoicing import Invoicing
@@ -39,6 +40,7 @@ class Services:
     sender: Sender
     catalogue: Catalogue
     reading: Reading
+    cancelling: Cancelling
     tenancy: Tenancy
     billing: Billing
     invoicing: Invoicing
@@ -68,6 +70,7 @@ def build(settings: ApiConfig, pool: asyncpg.Pool, producer: Producer, graph: Gr
         sender=Sender(producer, template_cache, pool, keys, hasher, whatsapp.is_connected, email.sending_identity),
         catalogue=Catalogue(pool, template_cache, whatsapp),
         reading=Reading(pool),
+        cancelling=Cancelling(pool, producer),
         tenancy=Tenancy(pool, settings.callbacks),
         billing=Billing(pool, settings.database.command_timeout_seconds),
         invoicing=Invoicing(pool, settings.billing),

@@ -344,6 +344,14 @@ class MessageSummaryOut(msgspec.Struct, frozen=True, omit_defaults=True):
     reference: str | None = None
 
 
+class CancellationOut(msgspec.Struct, frozen=True):
+    id: uuid.UUID
+    cancellation: Literal["cancelled", "requested"]
+    """`cancelled`: it will never be sent (a scheduled message; its status is `cancelled`).
+    `requested`: it is queued, and ends `cancelled` unless the worker had already taken it for
+    its provider; its status tells which."""
+
+
 class MessagePage(msgspec.Struct, frozen=True, omit_defaults=True):
     items: list[MessageSummaryOut]
     next: str | None = None

@@ -45,6 +45,7 @@ from herald.domain.records import MessageEnvelope, OutboundMessage, StatusEventV
 from herald.domain.status import Status
 from herald.retrying import retried
 from herald_worker.providers.base import Accepted, PermanentError, Postponed, Provider, RetryableError
+from herald_worker.schedule import CancellationCheck
 from herald_worker.suppressed import SuppressionCheck
 
 log = logging.getLogger(__name__)
@@ -85,11 +86,14 @@ class Deliverer:
         clock: Callable[[], int] = clock.now_ms,
         routes: Mapping[Channel, Provider] | None = None,
         suppressions: SuppressionCheck | None = None,
+        cancellations: CancellationCheck | None = None,
     ) -> None:
         """`live` sends every live message whose channel has no provider in `routes`; a live
-        message the suppression list refuses by now (`suppressions`) fails unsent."""
+        message the suppression list refuses by now (`suppressions`) fails unsent; a cancelled
+        one (`cancellations`) ends `cancelled` unsent."""
         self._routes = dict(routes or {})
         self._suppressions = suppressions
+        self._cancellations = cancellations
         self._live = live
         self._test = test
         self._attempts = attempts
@@ -160,6 +164,8 @@ class Deliverer:
     async def _deliver(self, message: OutboundMessage) -> Outcome:
         if (expired := self.expired(message)) is not None:
             return expired
+        if self._cancellations is not None and not await self._cancellations.may_send(message):
+            return Outcome([self._event(message, Status.CANCELLED)])
         live = self._routes.get(message.channel, self._live)
         provider = self._test if message.key_kind is KeyKind.TEST else live
         if provider is live and self._suppressions is not None and await self._suppressions.suppressed(message):

@@ -40,6 +40,7 @@ from herald_worker.providers.base import Provider
 from herald_worker.providers.carrier import CarrierProvider
 from herald_worker.providers.sink import SinkProvider
 from herald_worker.providers.whatsapp import Accounts, TemplateStatuses, WhatsAppProvider
+from herald_worker.schedule import Cancellations, PostgresSchedule, Releaser
 from herald_worker.settings import WorkerConfig
 from herald_worker.sms.health import Health
 from herald_worker.sms.inbound import Inbound
@@ -142,11 +143,13 @@ async def run_worker(settings: WorkerConfig, stop: asyncio.Event, membership: Me
         live, SinkProvider(), w.provider_attempts, w.retry_delays_seconds,
         routes={Channel.WHATSAPP: whatsapp, Channel.SMS: sms, Channel.EMAIL: email},
         suppressions=PostgresSuppressions(pool, RecipientHasher(settings.secrets.keys())),
+        cancellations=Cancellations(pool),
     )  # fmt: skip
     processor = Processor(deliverer, producer)
     consumer = None
     # From the start, not after the group join: a route changed meanwhile applies before the first message.
     refresher = asyncio.create_task(sms_routes.run(stop))
+    releaser = asyncio.create_task(Releaser(pool, producer).run(stop))
     try:
         # Subscribed once the pipeline exists: it is the rebalance listener.
         consumer = worker_consumer(settings, names)
@@ -157,7 +160,7 @@ async def run_worker(settings: WorkerConfig, stop: asyncio.Event, membership: Me
             content_keys=keys, gate=gate,
             claims=PostgresClaims(pool), rates=rates,
             pacer=lambda wake: BucketPacer.on_postgres(pool, rates.get, wake, observe_tier), park=Parking(pool),
-            self_gated=SelfGated(sms),
+            schedule=PostgresSchedule(pool), self_gated=SelfGated(sms),
         )  # fmt: skip
         consumer.subscribe(
             [names.topic(t) for t in WORKER_TOPICS], listener=membership.listener(WORKER_GROUP, pipeline)
@@ -170,6 +173,7 @@ async def run_worker(settings: WorkerConfig, stop: asyncio.Event, membership: Me
             reporter.cancel()
     finally:
         refresher.cancel()
+        releaser.cancel()
         if consumer is not None:
             with contextlib.suppress(BaseException):
                 await asyncio.wait_for(consumer.stop(), 10)

@@ -71,6 +71,7 @@ from herald_worker.leases import Lease, Leases
 from herald_worker.pacing import BucketPacer, TenantRates
 from herald_worker.pauses import PausePolicy
 from herald_worker.provider_gate import ProviderGate
+from herald_worker.schedule import PARK_AHEAD_MS, Schedule
 from herald_worker.scheduler import PRIORITY, Item, Scheduler
 from herald_worker.settings import WorkerSettings
 from herald_worker.timer import RetryTimer
@@ -93,13 +94,17 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
         rates: TenantRates,
         pacer: Callable[[Callable[[], None]], BucketPacer[Tier]],
         park: Parker,
+        schedule: Schedule | None = None,
         self_gated: Container[Channel] = frozenset(),
     ) -> None:
         """`pacer` builds the tenants' token pacer around the callback that wakes dispatch;
         `park` keeps a record that does not decode (`herald.parking`); `gate` holds the sends of
         every channel but `self_gated`, whose providers gate themselves (WhatsApp: per number; sms
-        once routes are configured: per provider). Asked per message: it may change at run time."""
+        once routes are configured: per provider). Asked per message: it may change at run time.
+        `schedule` keeps records whose `send_at` is far ahead (`herald_worker.schedule`); without
+        one they wait in memory like retries."""
         self._park = park
+        self._schedule = schedule
         self._consumer = consumer
         self._names = names
         self._processor = processor
@@ -258,6 +263,7 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
         noted = await self._deferrals.noted_before([i for i in fresh if id(i) not in skipped], leases)
         republished = {id(i) for i, _ in noted}
         deferred: list[tuple[Item, OutboundMessage]] = []
+        parked: list[Item] = []
         # One rate lookup per tenant per fetch, not per message (the fetch loop is on the OTP path).
         rates = {t: (await self._rates.get(t))[1] for t in {i.message.tenant_id for i in fresh}}
         for item in fresh:
@@ -269,12 +275,19 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
                 pass  # finished below, once its copy is on the broker
             elif self._settle_if_expired(item):
                 pass
+            elif self._parks(item, now_ms):
+                parked.append(item)
             elif item.message.not_before_ms > now_ms:
                 self._timer.hold(item)
             elif (later := self._later(item, now_ms, rates)) is not None:
                 deferred.append((item, later))
             else:
                 self._scheduler.add(item)
+        if parked and self._schedule is not None:
+            await self._schedule.park(parked)
+            for item in parked:
+                if still_owned(item.partition):  # else its next owner reads and parks it (once) again
+                    self._tracker.finish(item.partition, item.offset)
         await self._deferrals.note(deferred)
         # A lease closed while this admission waited (a revocation waits for it, but not for
         # ever): the partition is its next owner's, who publishes the noted copies itself or, if
@@ -327,6 +340,14 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
     def _later(self, item: Item, now_ms: int, rates: dict[uuid.UUID, float]) -> OutboundMessage | None:
         m = item.message
         return self._backlog.later(m, self._scheduler.waiting(m.tenant_id, m.category), rates[m.tenant_id], now_ms)
+
+    def _parks(self, item: Item, now_ms: int) -> bool:
+        """A scheduled message (a class-topic record due well ahead) waits in the database."""
+        return (
+            self._schedule is not None
+            and item.message.not_before_ms > now_ms + PARK_AHEAD_MS
+            and not self._from_retry(item)
+        )
 
     def _from_retry(self, item: Item) -> bool:
         return item.partition.topic == self._retry_topic  # type: ignore[attr-defined, no-any-return]

@@ -202,6 +202,12 @@ async def _recompute(conn: asyncpg.pool.PoolConnectionProxy[asyncpg.Record], ids
     return transitions
 
 
+async def status_of(pool: asyncpg.Pool, tenant_id: uuid.UUID, message_id: uuid.UUID) -> Status | None:
+    """The message's status; None if the tenant has no such message (or it is not projected yet)."""
+    found = await pool.fetchval("SELECT status FROM messages WHERE id = $1 AND tenant_id = $2", message_id, tenant_id)
+    return None if found is None else Status(found)
+
+
 async def get(pool: asyncpg.Pool, tenant_id: uuid.UUID, message_id: uuid.UUID) -> MessageView | None:
     """Tenant-scoped: another tenant's id is indistinguishable from an unknown one."""
     row = await pool.fetchrow(

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, Request, get, post
+from litestar import Controller, Request, delete, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody, Parameter
@@ -25,6 +25,7 @@ from herald_api.schemas import (
     BatchAccepted,
     BatchCreate,
     BatchItemResult,
+    CancellationOut,
     EventOut,
     ItemError,
     LimitsOut,
@@ -116,6 +117,14 @@ class MessageController(Controller):
         cursor = None if after is None else Cursor.decode(after)
         page, following = await svc.reading.messages(principal.tenant.id, found, cursor, limit)
         return MessagePage(items=[_summary(m) for m in page], next=None if following is None else following.encode())
+
+    @delete("/{message_id:uuid}", status_code=202,
+            summary="Cancel a scheduled message, or a queued one before a provider has it")  # fmt: skip
+    async def cancel(
+        self, message_id: FromPath[uuid.UUID], principal: NamedDependency[Principal], svc: NamedDependency[Services]
+    ) -> CancellationOut:
+        cancelled = await svc.cancelling.cancel(principal.tenant.id, message_id)
+        return CancellationOut(id=message_id, cancellation="cancelled" if cancelled else "requested")
 
     @get("/{message_id:uuid}", summary="Status and event timeline of a message")
     async def read(
