@@ -149,7 +149,7 @@ async def run_worker(settings: WorkerConfig, stop: asyncio.Event, membership: Me
     consumer = None
     # From the start, not after the group join: a route changed meanwhile applies before the first message.
     refresher = asyncio.create_task(sms_routes.run(stop))
-    releaser = asyncio.create_task(Releaser(pool, producer).run(stop))
+    releaser = asyncio.create_task(Releaser(pool, producer, w.schedule_release_interval_seconds).run(stop))
     try:
         # Subscribed once the pipeline exists: it is the rebalance listener.
         consumer = worker_consumer(settings, names)

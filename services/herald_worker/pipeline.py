@@ -71,7 +71,7 @@ from herald_worker.leases import Lease, Leases
 from herald_worker.pacing import BucketPacer, TenantRates
 from herald_worker.pauses import PausePolicy
 from herald_worker.provider_gate import ProviderGate
-from herald_worker.schedule import PARK_AHEAD_MS, Schedule
+from herald_worker.schedule import Schedule
 from herald_worker.scheduler import PRIORITY, Item, Scheduler
 from herald_worker.settings import WorkerSettings
 from herald_worker.timer import RetryTimer
@@ -345,7 +345,7 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
         """A scheduled message (a class-topic record due well ahead) waits in the database."""
         return (
             self._schedule is not None
-            and item.message.not_before_ms > now_ms + PARK_AHEAD_MS
+            and item.message.not_before_ms > now_ms + self._settings.schedule_park_ahead_seconds * 1000
             and not self._from_retry(item)
         )
 

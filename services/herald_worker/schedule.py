@@ -2,7 +2,7 @@
 
 A message sent with `send_at` is produced to its class topic at once (a 202 means the broker
 has it), with `not_before_ms` set. The pipeline parks a record whose time is more than
-`PARK_AHEAD_MS` away in PostgreSQL (`Schedule.park`) and commits past it, so millions of
+`worker.schedule_park_ahead_seconds` away in PostgreSQL (`Schedule.park`) and commits past it, so millions of
 them wait in the database, not in a worker's memory or in front of the records behind them on
 the partition; nearer ones wait in the pipeline's timer like a retry. `Releaser` puts the due
 ones back on their class topic, marked `idempotent` so that the worker claims them by id (a
@@ -40,8 +40,6 @@ from herald_worker.scheduler import Item
 
 log = logging.getLogger(__name__)
 
-PARK_AHEAD_MS = 30_000
-"""Records due further ahead than this are parked in PostgreSQL; nearer ones wait in memory."""
 SKEW_SECONDS = 60.0
 OWED_AFTER = timedelta(seconds=10)
 """A decided cancellation whose event was not confirmed sent after this is sent again."""

@@ -47,6 +47,11 @@ class WorkerSettings(msgspec.Struct, frozen=True):
     retry_delays_seconds: tuple[float, ...] = (30.0, 120.0, 600.0, 1800.0, 7200.0)
     """Delays before each try from `herald.retry` once in-process retries ran out; when all are
     spent the message fails with `<reason>_retries_exhausted` (or expires first, at its TTL)."""
+    schedule_park_ahead_seconds: float = 30.0
+    """A scheduled message (`send_at`) due further ahead than this waits in PostgreSQL until a
+    worker releases it; a nearer one waits in the worker's memory like a retry."""
+    schedule_release_interval_seconds: float = 0.2
+    """How often each worker looks for scheduled messages come due (their lateness at most)."""
     recipient_gap_seconds: float = 6.0
     """Minimum time between two sends to one recipient of one tenant (WhatsApp's pair limit)."""
     buffer_per_class: int = 2000

@@ -211,6 +211,7 @@ COMPONENTS: dict[type[msgspec.Struct], str] = {
     models.UsageTotal: "UsageTotal", models.WhatsAppParts: "WhatsAppPartsIn", models.Button: "ButtonIn",
     models.WhatsAppLimits: "WhatsAppLimitsOut", models.PhoneNumber: "PhoneNumberOut",
     models.EmailParts: "EmailPartsIn", models.MessageSummary: "MessageSummaryOut", models.MessagePage: "MessagePage",
+    models.Cancellation: "CancellationOut",
 }  # fmt: skip
 REQUESTS = {models.MessageCreate, models.TemplateCreate, models.TemplateRef, models.WhatsAppParts, models.Button,
             models.EmailParts}  # fmt: skip
@@ -240,6 +241,7 @@ async def test_the_clients_model_matches_the_served_openapi_document(api: Platfo
             TemplateCreate("otp", "en", models.Category.AUTHENTICATION, models.Channel.SMS, "x")),
         _calls.templates(), _calls.template("otp", "en"), _calls.delete_template("otp", "en"), _calls.limits(),
         _calls.usage("2026-12"), _calls.search(_calls.Search(status="failed")),
+        _calls.cancel("0193b3d2-7c1e-7c3a-9f10-2b8c3c6e7a01"),
     ]  # fmt: skip
     routes = {(method.upper(), path) for path, ops in document["paths"].items() for method in ops}
     for call in calls:

@@ -34,7 +34,7 @@ from herald_whatsapp_sim.app import create_app as create_whatsapp_sim
 from herald_worker.main import run_worker
 from tests.eventually import at_least, eventually
 
-FINAL = {"delivered", "failed", "expired", "read"}
+FINAL = {"delivered", "failed", "expired", "read", "cancelled"}
 
 
 class Served:

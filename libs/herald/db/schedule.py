@@ -72,6 +72,15 @@ async def is_scheduled(conn: Conn, tenant_id: uuid.UUID, message_id: uuid.UUID) 
     return found is not None
 
 
+async def cancel_requested(conn: Conn, tenant_id: uuid.UUID, message_id: uuid.UUID) -> bool:
+    """Whether the tenant asked to cancel this message before."""
+    found = await conn.fetchval(
+        "SELECT 1 FROM message_cancellations WHERE message_id = $1 AND tenant_id = $2 AND requested_at > '-infinity'",
+        message_id, tenant_id,
+    )  # fmt: skip
+    return found is not None
+
+
 async def cancel(pool: asyncpg.Pool, tenant_id: uuid.UUID, message_id: uuid.UUID) -> Cancellation:
     """Cancel the tenant's message: at once if it is still scheduled, else when the worker
     reaches it, unless a send decided first."""

@@ -37,7 +37,12 @@ class Cancelling:
         for another tenant's message), Conflict (`message_not_cancellable`: a provider has it or
         it ended), Unavailable (the broker did not take the event: retry)."""
         status = await messages.status_of(self._pool, tenant_id, message_id)
-        if status is None and not await schedule.is_scheduled(self._pool, tenant_id, message_id):
+        # The projection may not show a message yet: one parked or cancelled before is known too.
+        if (
+            status is None
+            and not await schedule.is_scheduled(self._pool, tenant_id, message_id)
+            and not await schedule.cancel_requested(self._pool, tenant_id, message_id)
+        ):
             raise NotFound("no such message (a just-accepted message appears within moments)", code="message_not_found")
         if status is not None and status not in CANCELLABLE:
             raise Conflict(f"the message is {status}: a provider has it", code="message_not_cancellable")

@@ -15,6 +15,7 @@ from herald_client.errors import HeraldError, error_for
 from herald_client.models import (
     BatchAccepted,
     BatchItemResult,
+    Cancellation,
     Limits,
     Message,
     MessageAccepted,
@@ -101,6 +102,10 @@ def merge(answers: Sequence[BatchAccepted]) -> BatchAccepted:
 
 def message(message_id: uuid.UUID | str) -> Call[Message]:
     return Call("GET", f"/v1/messages/{uuid.UUID(str(message_id))}", Message, keyed=True)
+
+
+def cancel(message_id: uuid.UUID | str) -> Call[Cancellation]:
+    return Call("DELETE", f"/v1/messages/{uuid.UUID(str(message_id))}", Cancellation, keyed=True)
 
 
 class Search(msgspec.Struct, frozen=True, omit_defaults=True):

@@ -17,6 +17,7 @@ from herald_client import _calls
 from herald_client._calls import Call, RetryPolicy, Search, Tries, Wait
 from herald_client.models import (
     BatchAccepted,
+    Cancellation,
     Limits,
     Message,
     MessageAccepted,
@@ -55,6 +56,10 @@ class Client:
 
     def message(self, message_id: uuid.UUID | str) -> Message:
         return self._run(_calls.message(message_id))
+
+    def cancel(self, message_id: uuid.UUID | str) -> Cancellation:
+        """Cancel a scheduled message, or a queued one before a provider has it (409 after)."""
+        return self._run(_calls.cancel(message_id))
 
     def messages(self, found: Search | None = None, *, page_size: int = 100) -> Iterator[MessageSummary]:
         """The tenant's messages matching `found`, newest first, fetched a page at a time as
@@ -129,6 +134,10 @@ class AsyncClient:
 
     async def message(self, message_id: uuid.UUID | str) -> Message:
         return await self._run(_calls.message(message_id))
+
+    async def cancel(self, message_id: uuid.UUID | str) -> Cancellation:
+        """As `Client.cancel`."""
+        return await self._run(_calls.cancel(message_id))
 
     async def messages(self, found: Search | None = None, *, page_size: int = 100) -> AsyncIterator[MessageSummary]:
         """As `Client.messages`."""

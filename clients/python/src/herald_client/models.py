@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from enum import StrEnum
+from typing import Literal
 
 import msgspec
 
@@ -27,6 +28,7 @@ class Category(StrEnum):
 
 
 class Status(StrEnum):
+    SCHEDULED = "scheduled"
     ACCEPTED = "accepted"
     SENDING = "sending"
     SENT = "sent"
@@ -34,9 +36,10 @@ class Status(StrEnum):
     READ = "read"
     FAILED = "failed"
     EXPIRED = "expired"
+    CANCELLED = "cancelled"
 
 
-FINAL = frozenset({Status.DELIVERED, Status.READ, Status.FAILED, Status.EXPIRED})
+FINAL = frozenset({Status.DELIVERED, Status.READ, Status.FAILED, Status.EXPIRED, Status.CANCELLED})
 
 
 class TemplateRef(msgspec.Struct, frozen=True):
@@ -55,6 +58,8 @@ class MessageCreate(msgspec.Struct, frozen=True, omit_defaults=True):
     reference: str | None = None
     ttl_seconds: int | None = None
     idempotency_key: str | None = None
+    send_at: datetime | None = None
+    """Send at this time (timezone-aware), up to 30 days ahead; `scheduled` until then."""
 
 
 class MessageAccepted(msgspec.Struct, frozen=True):
@@ -200,6 +205,12 @@ class MessageSummary(msgspec.Struct, frozen=True):
     updated_at: datetime
     segments: int = 1
     reference: str | None = None
+
+
+class Cancellation(msgspec.Struct, frozen=True):
+    id: uuid.UUID
+    cancellation: Literal["cancelled", "requested"]
+    """`cancelled`: never sent. `requested`: queued; it ends `cancelled` unless a provider had it."""
 
 
 class MessagePage(msgspec.Struct, frozen=True):
