@@ -29,6 +29,7 @@ from herald.sealing import first_readable_hour
 class Purged(msgspec.Struct, frozen=True):
     recipients: int
     claims: int
+    """Idempotency claims and cancellation notes past their use."""
     dead_callbacks: int
     retries: int = 0
     deferrals: int = 0
@@ -45,6 +46,10 @@ async def purge(
         "DELETE FROM tenant_recipients WHERE last_sent_at <= $1", now - timedelta(seconds=WINDOW_SECONDS)
     )
     claims = await pool.execute("DELETE FROM message_claims WHERE claimed_at < $1", now - timedelta(days=claim_days))
+    # A cancellation is kept while its message could still be read and sent (its content lives).
+    cancellations = await pool.execute(
+        "DELETE FROM message_cancellations WHERE created_at < $1", now - timedelta(days=content_days)
+    )
     dead = await pool.execute(
         "DELETE FROM callback_outbox WHERE dead_at IS NOT NULL AND dead_at < $1",
         now - timedelta(days=dead_callback_days),
@@ -65,7 +70,7 @@ async def purge(
     )
     return Purged(
         recipients=rows_affected(recipients),
-        claims=rows_affected(claims),
+        claims=rows_affected(claims) + rows_affected(cancellations),
         dead_callbacks=rows_affected(dead),
         retries=rows_affected(retries),
         deferrals=rows_affected(deferrals),
