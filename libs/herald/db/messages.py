@@ -209,24 +209,27 @@ async def status_of(pool: asyncpg.Pool, tenant_id: uuid.UUID, message_id: uuid.U
 
 
 async def get(pool: asyncpg.Pool, tenant_id: uuid.UUID, message_id: uuid.UUID) -> MessageView | None:
-    """Tenant-scoped: another tenant's id is indistinguishable from an unknown one."""
-    row = await pool.fetchrow(
-        "SELECT m.id, m.status, m.channel, m.category, m.template_name, m.template_language, m.template_version,"
-        " m.reference, m.created_at, m.replay_of, m.segments, b.quantity, b.unit_price_micros, b.currency,"
-        " b.rate_card_version, b.billed_at"
-        " FROM messages m LEFT JOIN billing_records b ON b.message_id = m.id WHERE m.id = $1 AND m.tenant_id = $2",
-        message_id,
-        tenant_id,
-    )
-    if row is None:
-        return None
-    rows = await pool.fetch(
-        "SELECT status, at, reason, provider_error FROM message_events WHERE message_id = $1", message_id
-    )
-    # Which provider took it (two, after a re-send following a worker crash: the first).
-    provider = await pool.fetchval(
-        "SELECT provider FROM provider_messages WHERE message_id = $1 ORDER BY sent_at LIMIT 1", message_id
-    )
+    """Tenant-scoped: another tenant's id is indistinguishable from an unknown one. Read from one
+    snapshot: the status and the timeline agree (read apart, a failure committed between them
+    showed a `sent` message whose timeline ended `failed`)."""
+    async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+        row = await conn.fetchrow(
+            "SELECT m.id, m.status, m.channel, m.category, m.template_name, m.template_language, m.template_version,"
+            " m.reference, m.created_at, m.replay_of, m.segments, b.quantity, b.unit_price_micros, b.currency,"
+            " b.rate_card_version, b.billed_at"
+            " FROM messages m LEFT JOIN billing_records b ON b.message_id = m.id WHERE m.id = $1 AND m.tenant_id = $2",
+            message_id,
+            tenant_id,
+        )
+        if row is None:
+            return None
+        rows = await conn.fetch(
+            "SELECT status, at, reason, provider_error FROM message_events WHERE message_id = $1", message_id
+        )
+        # Which provider took it (two, after a re-send following a worker crash: the first).
+        provider = await conn.fetchval(
+            "SELECT provider FROM provider_messages WHERE message_id = $1 ORDER BY sent_at LIMIT 1", message_id
+        )
     # Time order, and the lifecycle's order between events of one instant (a receipt clamped to
     # its send's time shares it), as the projection folds them.
     events = sorted(rows, key=lambda e: (e["at"], RANK[Status(e["status"])]))
