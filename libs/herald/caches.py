@@ -35,12 +35,12 @@ class TTLCache(Generic[K, V]):
             pending = self._loading.get(key)
             if pending is None:
                 break
-            try:
-                return await asyncio.shield(pending)
-            except asyncio.CancelledError:
-                if not pending.cancelled():
-                    raise  # this caller was cancelled
-                # The caller loading it was cancelled: load it here instead.
+            # Waited on, not awaited: cancelling this caller leaves the load to its own caller,
+            # and no second future holds its outcome unread.
+            await asyncio.wait([pending])
+            if not pending.cancelled():
+                return pending.result()
+            # The caller loading it was cancelled: load it here instead.
         future: asyncio.Future[V] = asyncio.get_running_loop().create_future()
         self._loading[key] = future
         try:

@@ -9,7 +9,7 @@ import asyncpg
 import msgspec
 from litestar import Litestar
 
-from herald.db.pool import TRANSIENT_ERRORS, create_pool
+from herald.db.pool import TRANSIENT_ERRORS, close_pool, create_pool
 from herald.kafka.consumer import ConsumerLoop, make_consumer
 from herald.kafka.membership import Membership
 from herald.kafka.producer import Producer
@@ -87,7 +87,7 @@ async def run_sinks(settings: SinksConfig, stop: asyncio.Event, membership: Memb
             await asyncio.wait_for(asyncio.gather(*background), 15)
         await producer.stop()
         await graph.close()
-        await pool.close()
+        await close_pool(pool)
 
 
 def ops_app(settings: SinksConfig, membership: Membership) -> Litestar:

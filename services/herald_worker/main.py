@@ -11,7 +11,7 @@ from aiokafka import AIOKafkaConsumer
 from litestar import Litestar
 
 from herald.db.content_keys import ContentKeys
-from herald.db.pool import create_pool
+from herald.db.pool import close_pool, create_pool
 from herald.domain.limits import RecipientHasher
 from herald.domain.models import Channel
 from herald.domain.sms_routing import ProviderKind, SmsProvider
@@ -182,7 +182,7 @@ async def run_worker(settings: WorkerConfig, stop: asyncio.Event, membership: Me
         await inbound.close()
         await whatsapp.close()
         await email.close()
-        await pool.close()
+        await close_pool(pool)
 
 
 def ops_app(settings: WorkerConfig, membership: Membership) -> Litestar:

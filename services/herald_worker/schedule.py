@@ -31,6 +31,7 @@ from aiokafka.errors import KafkaError
 from herald import clock
 from herald.caches import TTLCache
 from herald.db import schedule as store
+from herald.db.pool import until_written
 from herald.db.schedule import Parked
 from herald.domain.records import ENCODER, MESSAGE_DECODER, OutboundMessage, StatusEventV1, message_key
 from herald.domain.status import Status
@@ -56,12 +57,12 @@ class PostgresSchedule:
         self._pool = pool
 
     async def park(self, items: list[Item]) -> None:
-        await store.park(self._pool, [
+        await until_written(lambda: store.park(self._pool, [
             Parked(id=i.message.id, tenant_id=i.message.tenant_id, due_at=clock.to_datetime(i.message.not_before_ms),
                    topic=class_topic(i.message.category), key=message_key(i.message.tenant_id, i.message.to),
                    record=ENCODER.encode(i.sealed))
             for i in items
-        ])  # fmt: skip
+        ]))  # fmt: skip
 
 
 class Releaser:
@@ -122,9 +123,10 @@ class Cancellations:
         self._latest: TTLCache[uuid.UUID, datetime | None] = TTLCache(ttl)
 
     async def may_send(self, message: OutboundMessage) -> bool:
+        # Both wait out a database outage, as the worker's other notes do: an outage must not fail messages.
         latest = await self._latest.get(
-            message.tenant_id, lambda: store.latest_cancellation(self._pool, message.tenant_id)
+            message.tenant_id, lambda: until_written(lambda: store.latest_cancellation(self._pool, message.tenant_id))
         )
         if latest is None or latest.timestamp() + SKEW_SECONDS < message.created_at_ms / 1000:
             return True
-        return await store.may_send(self._pool, message.tenant_id, message.id)
+        return await until_written(lambda: store.may_send(self._pool, message.tenant_id, message.id))

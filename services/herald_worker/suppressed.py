@@ -23,6 +23,7 @@ import asyncpg
 
 from herald.caches import TTLCache
 from herald.db import suppressions as store
+from herald.db.pool import until_written
 from herald.domain.limits import RecipientHasher
 from herald.domain.models import Channel
 from herald.domain.records import OutboundMessage
@@ -47,9 +48,12 @@ class PostgresSuppressions:
         if message.category not in SUPPRESSED_CATEGORIES:
             return False
         key = (message.tenant_id, message.channel)
-        newest = await self._latest.get(key, lambda: store.latest(self._pool, message.tenant_id, message.channel))
+        # Waits out a database outage, as the worker's other notes do: an outage must not fail messages.
+        newest = await self._latest.get(
+            key, lambda: until_written(lambda: store.latest(self._pool, message.tenant_id, message.channel))
+        )
         if newest is None or newest.timestamp() + SKEW_SECONDS < message.created_at_ms / 1000:
             return False
         candidate = store.candidate(self._hasher, message.tenant_id, message.channel, message.to)
-        (entry,) = await store.matching(self._pool, message.tenant_id, [candidate])
+        (entry,) = await until_written(lambda: store.matching(self._pool, message.tenant_id, [candidate]))
         return entry is not None

@@ -53,7 +53,7 @@ async def test_a_tenant_finds_its_messages_by_status_reference_template_channel_
     assert [len(p) for p in await _pages(platform, auth, limit=7)] == [7, 7, 7, 4]
     assert {m["id"] for m in everything} == set(sent)  # each once, never another tenant's
     assert len(everything) == 25
-    keys = [(m["created_at"], m["id"]) for m in everything]
+    keys = [(datetime.fromisoformat(m["created_at"]), m["id"]) for m in everything]
     assert keys == sorted(keys, reverse=True)  # newest first
 
     failed = [m for page in await _pages(platform, auth, status="failed", limit=2) for m in page]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeAlias, TypeVar
@@ -62,6 +63,15 @@ async def until_written(write: Callable[[], Awaitable[T]]) -> T:
             reraise=True,
         ),
     )
+
+
+async def close_pool(pool: Pool, seconds: float = 10.0) -> None:
+    """Close gracefully, or, past `seconds` (a connection a stalled server never answers), cut
+    every connection: a stopping process must not hang on its database."""
+    try:
+        await asyncio.wait_for(pool.close(), seconds)
+    except TimeoutError:
+        pool.terminate()
 
 
 async def create_pool(settings: DatabaseSettings, query_timeout: float | None = None) -> Pool:

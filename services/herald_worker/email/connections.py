@@ -31,6 +31,7 @@ from typing import Generic, Protocol, TypeVar
 import asyncpg
 
 from herald.db import connection_slots
+from herald.db.pool import until_written
 
 log = logging.getLogger(__name__)
 
@@ -68,10 +69,13 @@ class PostgresSlots:
         self._ensured = False
 
     async def claim(self) -> int | None:
+        """Waits out a database outage (a mail then waits for its connection, it does not fail)."""
         if not self._ensured:
-            await connection_slots.ensure(self._pool, self._provider, self._limit)
+            await until_written(lambda: connection_slots.ensure(self._pool, self._provider, self._limit))
             self._ensured = True
-        return await connection_slots.claim(self._pool, self._provider, self._limit, self._holder, LEASE_SECONDS)
+        return await until_written(
+            lambda: connection_slots.claim(self._pool, self._provider, self._limit, self._holder, LEASE_SECONDS)
+        )
 
     async def renew(self, held: Collection[int]) -> set[int]:
         return await connection_slots.renew(self._pool, self._provider, self._holder, held, LEASE_SECONDS)
