@@ -22,9 +22,10 @@ from herald.domain.suppressions import SuppressionReason
 
 # Control characters (NUL above all: PostgreSQL text cannot hold it) are refused at the boundary,
 # so no downstream consumer can be handed a record it cannot store. Tab, CR and LF are allowed.
-_NO_CONTROL = whole(r"[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*")
-Text = Annotated[str, msgspec.Meta(pattern=_NO_CONTROL)]
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=_NO_CONTROL)]
+NO_CONTROL = whole(r"[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*")
+"""Any text without control characters but tab, CR and LF; query parameters use it too."""
+Text = Annotated[str, msgspec.Meta(pattern=NO_CONTROL)]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=NO_CONTROL)]
 TemplateName = Annotated[str, msgspec.Meta(pattern=whole("[a-z0-9_]{1,64}"), description="lowercase, digits, _")]
 EmailAddress = Annotated[
     str, msgspec.Meta(min_length=3, max_length=254, pattern=whole(r"[^@\s]+@[^@\s]+\.[^@\s]+"),
@@ -35,7 +36,7 @@ Url = Annotated[str, msgspec.Meta(max_length=2048, pattern=whole(r"https?://[^\x
 SmsSender = Annotated[str, msgspec.Meta(pattern=r"^([0-9]{3,15}|[A-Za-z0-9 ]{1,11})$")]
 """SMPP source_addr / Twilio From: digits (a short code, a number without `+`) or an
 alphanumeric sender id of up to 11 characters (GSM 03.40)."""
-Reference = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=_NO_CONTROL)]
+Reference = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=NO_CONTROL)]
 ParamName = Annotated[str, msgspec.Meta(pattern=whole("[A-Za-z_][A-Za-z0-9_]{0,63}"))]
 
 
@@ -95,12 +96,12 @@ class KeyOut(msgspec.Struct, frozen=True):
 
 
 # --- templates ---------------------------------------------------------------------------------
-Example = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=_NO_CONTROL)]
+Example = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=NO_CONTROL)]
 
 
 class ButtonIn(Strict, frozen=True):
     type: Literal["QUICK_REPLY", "URL", "PHONE_NUMBER"]
-    text: Annotated[str, msgspec.Meta(min_length=1, max_length=25, pattern=_NO_CONTROL)]
+    text: Annotated[str, msgspec.Meta(min_length=1, max_length=25, pattern=NO_CONTROL)]
     url: Url | None = None
     phone_number: Annotated[str, msgspec.Meta(pattern=whole(r"\+?[0-9]{6,20}"))] | None = None
 
@@ -109,8 +110,8 @@ class WhatsAppPartsIn(Strict, frozen=True):
     """What Meta reviews beside the body. Every placeholder needs an example value."""
 
     examples: Annotated[dict[ParamName, Example], msgspec.Meta(max_length=50)] = msgspec.field(default_factory=dict)
-    header: Annotated[str, msgspec.Meta(min_length=1, max_length=60, pattern=_NO_CONTROL)] | None = None
-    footer: Annotated[str, msgspec.Meta(min_length=1, max_length=60, pattern=_NO_CONTROL)] | None = None
+    header: Annotated[str, msgspec.Meta(min_length=1, max_length=60, pattern=NO_CONTROL)] | None = None
+    footer: Annotated[str, msgspec.Meta(min_length=1, max_length=60, pattern=NO_CONTROL)] | None = None
     buttons: Annotated[list[ButtonIn], msgspec.Meta(max_length=10)] = msgspec.field(default_factory=list)
 
 
@@ -119,7 +120,7 @@ class EmailPartsIn(Strict, frozen=True):
     HTML part takes the same placeholders as the text part, and each value is escaped in it."""
 
     subject: Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
-    html: Annotated[str, msgspec.Meta(min_length=1, max_length=100_000, pattern=_NO_CONTROL)] | None = None
+    html: Annotated[str, msgspec.Meta(min_length=1, max_length=100_000, pattern=NO_CONTROL)] | None = None
     from_address: EmailAddress | None = None
     """One of the tenant's identities (`/v1/email/identities`); default: its first verified one."""
 
@@ -129,7 +130,7 @@ class TemplateCreate(Strict, frozen=True):
     language: Language
     category: Category
     channel: Channel
-    body: Annotated[str, msgspec.Meta(max_length=100_000, pattern=_NO_CONTROL)]
+    body: Annotated[str, msgspec.Meta(max_length=100_000, pattern=NO_CONTROL)]
     email: EmailPartsIn | None = None
     """For an email template (required): its subject, HTML part and sender."""
     whatsapp: WhatsAppPartsIn | None = None
@@ -224,13 +225,13 @@ class TemplateRef(Strict, frozen=True):
 
 
 class MessageCreate(Strict, frozen=True):
-    to: Annotated[str, msgspec.Meta(min_length=1, max_length=320, pattern=_NO_CONTROL)]
+    to: Annotated[str, msgspec.Meta(min_length=1, max_length=320, pattern=NO_CONTROL)]
     channel: Channel
     template: TemplateRef
     params: Annotated[dict[ParamName, Text], msgspec.Meta(max_length=50)] = msgspec.field(default_factory=dict)
     reference: Reference | None = None
     ttl_seconds: Annotated[int, msgspec.Meta(ge=1, le=MAX_TTL_SECONDS)] | None = None
-    idempotency_key: Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=_NO_CONTROL)] | None = None
+    idempotency_key: Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=NO_CONTROL)] | None = None
     """Same tenant + key within 24 h: same message id, one delivery, one bill."""
     send_at: Annotated[datetime, msgspec.Meta(tz=True)] | None = None
     """Send at this time (with its UTC offset), up to 30 days ahead: the message is `scheduled`
@@ -381,11 +382,11 @@ class ReceiptIn(Strict, frozen=True):
     """A delivery receipt, about the provider's own id for a send. It names no message and no
     tenant: Herald finds both from its record of that send (`herald.domain.receipts`)."""
 
-    provider_message_id: Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=_NO_CONTROL)]
+    provider_message_id: Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=NO_CONTROL)]
     status: Status
     at_ms: EpochMillis | None = None
     """The provider's time of the event; Herald clamps it to the message's life."""
-    error_code: Annotated[str, msgspec.Meta(max_length=64, pattern=_NO_CONTROL)] | None = None
+    error_code: Annotated[str, msgspec.Meta(max_length=64, pattern=NO_CONTROL)] | None = None
     callback_data: uuid.UUID | None = None
     """What Herald attached to the send (its message id), echoed back; a hint, never trusted alone."""
 
@@ -437,7 +438,7 @@ class UsageOut(msgspec.Struct, frozen=True):
 
 # --- the billing team's month close ------------------------------------------------------
 
-Actor = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=_NO_CONTROL,
+Actor = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=NO_CONTROL,
                                     description="who did it, as the audit trail names them")]  # fmt: skip
 
 
@@ -449,7 +450,7 @@ class CustomerIn(Strict, frozen=True):
     legal_name: Name
     currency: Annotated[str, msgspec.Meta(pattern=whole("[A-Z]{3}"), description="ISO 4217", examples=["EUR"])]
     country: Annotated[str, msgspec.Meta(pattern=whole("[A-Z]{2}"), description="ISO 3166-1 alpha-2, for tax")]
-    external_customer_id: Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=_NO_CONTROL)] | None = None
+    external_customer_id: Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=NO_CONTROL)] | None = None
     vat_id: Annotated[str, msgspec.Meta(pattern=whole("[A-Z]{2}[0-9A-Za-z+*.]{2,13}"))] | None = None
     """A business customer's VAT number (none: a consumer, for tax)."""
 
@@ -458,7 +459,7 @@ class EntryIn(Strict, frozen=True):
     kind: EntryKind
     amount_micros: Annotated[int, msgspec.Meta(ge=-(10**15), le=10**15)]
     """A credit: the positive amount credited. A correction: the signed change to the bill."""
-    reason: Annotated[str, msgspec.Meta(min_length=1, max_length=500, pattern=_NO_CONTROL)]
+    reason: Annotated[str, msgspec.Meta(min_length=1, max_length=500, pattern=NO_CONTROL)]
     created_by: Actor
     month: Annotated[str, msgspec.Meta(pattern=MONTH_PATTERN)] | None = None
     """An open month, not in the future (default: the current one)."""
@@ -475,7 +476,7 @@ class InvoiceFormat(StrEnum):
 # --- the suppression list ------------------------------------------------------------------------
 class SuppressionIn(Strict, frozen=True):
     channel: Channel
-    recipient: Annotated[str, msgspec.Meta(min_length=1, max_length=320, pattern=_NO_CONTROL)]
+    recipient: Annotated[str, msgspec.Meta(min_length=1, max_length=320, pattern=NO_CONTROL)]
     """As a send's `to`: an E.164 number, or an email address."""
 
 
@@ -512,11 +513,11 @@ class ProviderIn(Strict, frozen=True):
     encrypted, never answered; leave it out of a replacement to keep the stored one."""
 
     kind: ProviderKind
-    endpoint: Annotated[str, msgspec.Meta(min_length=1, max_length=2048, pattern=_NO_CONTROL)]
+    endpoint: Annotated[str, msgspec.Meta(min_length=1, max_length=2048, pattern=NO_CONTROL)]
     """smpp: `host:port`; twilio and carrier: the API's base URL."""
-    account: Annotated[str, msgspec.Meta(max_length=64, pattern=_NO_CONTROL)] = ""
+    account: Annotated[str, msgspec.Meta(max_length=64, pattern=NO_CONTROL)] = ""
     """smpp: the system_id; twilio: the Account SID."""
-    secret: Annotated[str, msgspec.Meta(min_length=1, max_length=256, pattern=_NO_CONTROL)] | None = None
+    secret: Annotated[str, msgspec.Meta(min_length=1, max_length=256, pattern=NO_CONTROL)] | None = None
     sender: SmsSender | None = None
     rate_per_second: Annotated[int, msgspec.Meta(ge=0, le=100_000)] = 0
     window: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 10
@@ -565,7 +566,7 @@ class IdentityIn(Strict, frozen=True):
     existing address again replaces its key: it is `pending` until verified again."""
 
     from_address: EmailAddress
-    from_name: Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=_NO_CONTROL)] | None = None
+    from_name: Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=NO_CONTROL)] | None = None
     selector: Selector = "herald1"
     dkim_private_key: Annotated[str, msgspec.Meta(min_length=100, max_length=10_000)] | None = None
 

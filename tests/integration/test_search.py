@@ -103,6 +103,9 @@ async def test_pages_neither_repeat_nor_skip_while_new_messages_arrive(platform:
         ({"limit": "0"}, None, "limit"),
         ({"limit": "1001"}, None, "limit"),
         ({"created_after": "yesterday"}, None, "created_after"),
+        # PostgreSQL text cannot hold NUL: schemathesis found the 500 it caused in the query.
+        ({"reference": "a\x00b"}, None, "reference"),
+        ({"template": "otp\x00"}, None, "template"),
     ],
 )  # fmt: skip
 async def test_bad_search_parameters_are_problems_naming_the_parameter(

@@ -22,6 +22,7 @@ from herald_api.auth import TENANT_AUTH, Principal
 from herald_api.deps import Services
 from herald_api.problems import field_from_message
 from herald_api.schemas import (
+    NO_CONTROL,
     BatchAccepted,
     BatchCreate,
     BatchItemResult,
@@ -105,8 +106,8 @@ class MessageController(Controller):
         principal: NamedDependency[Principal],
         svc: NamedDependency[Services],
         status: FromQuery[Status | None] = None,
-        reference: FromQuery[Annotated[str | None, Parameter(min_length=1, max_length=128)]] = None,
-        template: FromQuery[Annotated[str | None, Parameter(min_length=1, max_length=512)]] = None,
+        reference: FromQuery[Annotated[str | None, Parameter(min_length=1, max_length=128, pattern=NO_CONTROL)]] = None,
+        template: FromQuery[Annotated[str | None, Parameter(min_length=1, max_length=512, pattern=NO_CONTROL)]] = None,
         channel: FromQuery[Channel | None] = None,
         created_after: FromQuery[Annotated[datetime | None, Parameter(description="Inclusive, with an offset")]] = None,
         created_before: FromQuery[Annotated[datetime | None, Parameter(description="Exclusive")]] = None,
