@@ -72,6 +72,10 @@ class PayloadTooLarge(HeraldError):
     status, code, title = 413, "payload_too_large", "Request body too large"
 
 
+class UnsupportedMediaType(HeraldError):
+    status, code, title = 415, "unsupported_media_type", "Unsupported media type"
+
+
 class RateLimited(HeraldError):
     status, code, title = 429, "rate_limited", "Too many requests"
 

@@ -245,6 +245,15 @@ SUPPRESSED_BEFORE_SEND = Counter(
     " tenant's suppression list while they waited, by channel.",
     ["channel"],
 )
+CAMPAIGN_ROWS = Counter(
+    "herald_campaign_rows_total",
+    "Campaign rows by what became of them: kept (valid at upload), refused_at_upload, queued"
+    " (produced as messages), refused_at_send (suppressed or over the daily limit when produced).",
+    ["outcome"],
+)
+CAMPAIGNS_PRODUCING = Gauge(
+    "herald_campaigns_producing", "Campaigns this API process holds the lease of and produces."
+)
 SMS_OPT_OUTS = Counter(
     "herald_sms_opt_outs_total",
     "SMS opt-outs recorded in a tenant's suppression list, by source: stop_reply, provider_opt_out;"

@@ -73,3 +73,17 @@ def open_with(aead: AESGCM, sealed: SealedMessageV2) -> OutboundMessage:
         raise ContentUnavailable("the content does not authenticate") from None
     to, body = _CONTENT.decode(plain)
     return OutboundMessage(**_envelope(sealed), to=to, body=body)  # type: ignore[arg-type]
+
+
+def seal_blob(aead: AESGCM, plain: bytes, bound_to: bytes) -> bytes:
+    """Content kept outside a message record (a campaign's row), bound to what names it
+    (`bound_to`: a blob moved to another row does not open)."""
+    nonce = os.urandom(_NONCE)
+    return nonce + aead.encrypt(nonce, plain, bound_to)
+
+
+def open_blob(aead: AESGCM, blob: bytes, bound_to: bytes) -> bytes:
+    try:
+        return aead.decrypt(blob[:_NONCE], blob[_NONCE:], bound_to)
+    except InvalidTag:
+        raise ContentUnavailable("the content does not authenticate") from None

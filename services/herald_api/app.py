@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -18,6 +20,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.types import Guard
 
+from herald.db import tenants
 from herald.db.pool import create_pool
 from herald.email.bounces import BounceAddresses
 from herald.kafka.admin import missing_topics
@@ -27,8 +30,10 @@ from herald.ops import check_postgres, ops_handlers
 from herald.whatsapp.graph import Graph
 from herald_api import problems
 from herald_api.auth import Principal, principal_dependency
+from herald_api.campaign_runner import CampaignRunner
 from herald_api.controllers.admin import AdminController
 from herald_api.controllers.billing import AdminUsageController, RateCardController, UsageController
+from herald_api.controllers.campaigns import CampaignController
 from herald_api.controllers.email import IdentityController, SesNotificationController, UnsubscribeController
 from herald_api.controllers.invoicing import CustomerController, InvoiceController, PeriodController
 from herald_api.controllers.messages import LimitsController, MessageController
@@ -59,6 +64,11 @@ _SECURITY_HEADERS = {
 }
 
 
+async def _stopped(stop: asyncio.Event, task: asyncio.Task[None]) -> None:
+    stop.set()
+    await task
+
+
 def _services(state: State) -> Services:
     services: Services = state.services
     return services
@@ -86,6 +96,12 @@ def create_app(settings: ApiConfig) -> Litestar:
                                       settings.email.unsubscribe_mailto)  # fmt: skip
                 inbound = await serve_inbound_mail(handler, settings.email.inbound_host, settings.email.inbound_port)
                 started.callback(inbound.close)
+            if settings.campaigns.max_concurrent:
+                runner = CampaignRunner(pool, services.sender, services.content_keys, settings.campaigns,
+                                        functools.partial(tenants.get, pool))  # fmt: skip
+                stop = asyncio.Event()
+                producing = asyncio.create_task(runner.run(stop), name="campaign-runner")
+                started.push_async_callback(_stopped, stop, producing)
             yield
 
     async def ready() -> dict[str, str]:
@@ -116,6 +132,7 @@ def create_app(settings: ApiConfig) -> Litestar:
             InvoiceController,
             TemplateController,
             MessageController,
+            CampaignController,
             LimitsController,
             SuppressionController,
             IdentityController,

@@ -15,6 +15,7 @@ from herald.whatsapp.graph import Graph
 from herald_api.auth import KeyAuthenticator
 from herald_api.ratelimit import FailedAuthLimiter, KeyRateLimiter
 from herald_api.services.billing import Billing
+from herald_api.services.campaigns import Campaigns
 from herald_api.services.cancelling import Cancelling
 from herald_api.services.catalogue import Catalogue
 from herald_api.services.email import Email
@@ -38,6 +39,8 @@ class Services:
     failed_auth: FailedAuthLimiter
     """Failed authentications per client address (keys, admin token, provider signatures)."""
     sender: Sender
+    campaigns: Campaigns
+    content_keys: ContentKeys
     catalogue: Catalogue
     reading: Reading
     cancelling: Cancelling
@@ -60,6 +63,7 @@ def build(settings: ApiConfig, pool: asyncpg.Pool, producer: Producer, graph: Gr
     hasher = RecipientHasher(settings.secrets.keys())
     whatsapp = WhatsApp(pool, ring, graph, template_cache, receipts)
     email = Email(pool, ring, hasher, Tokens(settings.secrets.keys()), settings.email, receipts)
+    sender = Sender(producer, template_cache, pool, keys, hasher, whatsapp.is_connected, email.sending_identity)
     return Services(
         settings=settings,
         pool=pool,
@@ -67,7 +71,9 @@ def build(settings: ApiConfig, pool: asyncpg.Pool, producer: Producer, graph: Gr
             pool, settings.api.auth_cache_seconds, KeyRateLimiter(settings.api.key_requests_per_second)
         ),
         failed_auth=FailedAuthLimiter(settings.api.failed_auth_per_minute),
-        sender=Sender(producer, template_cache, pool, keys, hasher, whatsapp.is_connected, email.sending_identity),
+        sender=sender,
+        campaigns=Campaigns(pool, sender, keys, hasher, settings.campaigns.rate_share),
+        content_keys=keys,
         catalogue=Catalogue(pool, template_cache, whatsapp),
         reading=Reading(pool),
         cancelling=Cancelling(pool, producer),

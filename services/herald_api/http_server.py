@@ -12,11 +12,15 @@ requests and cap connections per client (docs/security.md).
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any, ClassVar
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from herald_api.settings import ApiSettings
+from herald_api.settings import ApiSettings, CampaignSettings
+
+UPLOADS = re.compile(r"^/v1/campaigns/[^/]+/recipients$")
+"""Requests whose body may take minutes (a campaign's file): bound by idleness instead."""
 
 
 class DeadlinedHttpTools(HttpToolsProtocol):
@@ -25,20 +29,38 @@ class DeadlinedHttpTools(HttpToolsProtocol):
     (`configure`), because uvicorn builds protocols from a class it may pickle to its workers."""
 
     read_timeout_seconds: ClassVar[float] = 15.0
+    upload_idle_seconds: ClassVar[float] = 30.0
 
     @classmethod
-    def configure(cls, api: ApiSettings) -> None:
+    def configure(cls, api: ApiSettings, campaigns: CampaignSettings) -> None:
         cls.read_timeout_seconds = api.request_read_timeout_seconds
+        cls.upload_idle_seconds = campaigns.upload_idle_seconds
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self._read_deadline: asyncio.TimerHandle | None = None
+        self._uploading = False
         super().connection_made(transport)
         self._arm()
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        self._uploading = False
         if self._read_deadline is None:  # a keep-alive connection's next request
             self._arm()
+
+    def on_headers_complete(self) -> None:
+        super().on_headers_complete()
+        # An upload's headers came within the deadline; its body is then cut only when it stalls.
+        if self.scope["method"] == "PUT" and UPLOADS.match(self.scope["path"]):
+            self._uploading = True
+            self._disarm()
+            self._arm(self.upload_idle_seconds)
+
+    def on_body(self, body: bytes) -> None:
+        super().on_body(body)
+        if self._uploading:
+            self._disarm()
+            self._arm(self.upload_idle_seconds)
 
     def on_message_complete(self) -> None:
         self._disarm()
@@ -48,8 +70,8 @@ class DeadlinedHttpTools(HttpToolsProtocol):
         self._disarm()
         super().connection_lost(exc)
 
-    def _arm(self) -> None:
-        self._read_deadline = self.loop.call_later(self.read_timeout_seconds, self._too_slow)
+    def _arm(self, seconds: float | None = None) -> None:
+        self._read_deadline = self.loop.call_later(seconds or self.read_timeout_seconds, self._too_slow)
 
     def _disarm(self) -> None:
         if self._read_deadline is not None:
@@ -62,9 +84,9 @@ class DeadlinedHttpTools(HttpToolsProtocol):
             self.transport.close()
 
 
-def uvicorn_options(api: ApiSettings) -> dict[str, Any]:
+def uvicorn_options(api: ApiSettings, campaigns: CampaignSettings) -> dict[str, Any]:
     """The API's uvicorn options beyond host and port (the CLI and the test harness share them)."""
-    DeadlinedHttpTools.configure(api)
+    DeadlinedHttpTools.configure(api, campaigns)
     return {
         "http": DeadlinedHttpTools,
         "limit_concurrency": api.max_connections or None,

@@ -588,3 +588,79 @@ class IdentityOut(msgspec.Struct, frozen=True):
     """What to publish in the domain's DNS: the DKIM key record."""
     created_at: datetime
     verified_at: datetime | None
+
+
+# --- campaigns ---------------------------------------------------------------------------------
+class CampaignCreate(Strict, frozen=True):
+    name: Name
+    template: TemplateRef
+    send_at: Annotated[datetime, msgspec.Meta(tz=True)] | None = None
+    """Start sending at this time (up to 30 days ahead) once started; absent: when started."""
+    ttl_seconds: Annotated[int, msgspec.Meta(ge=1, le=MAX_TTL_SECONDS)] | None = None
+    """Each message's time to live from when it is produced; absent: its category's default."""
+
+
+class CampaignStart(Strict, frozen=True):
+    accept_tail: bool = False
+    """Start (or resume) even though the estimate says the last messages would expire before
+    they are sent, or pass the daily recipient limit (those are then refused or expire)."""
+
+
+class CampaignCounts(msgspec.Struct, frozen=True):
+    rows: int
+    rejected: int
+    accepted: int
+    scheduled: int
+    queued: int
+    sent: int
+    delivered: int
+    read: int
+    failed: int
+    expired: int
+    cancelled: int
+
+
+class CampaignOut(msgspec.Struct, frozen=True):
+    id: uuid.UUID
+    name: str
+    template: TemplateRef
+    state: Literal["draft", "scheduled", "sending", "paused", "completed", "cancelled"]
+    send_at: datetime | None
+    ttl_seconds: int | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    cancelled_at: datetime | None
+    counts: CampaignCounts
+
+
+class CampaignList(msgspec.Struct, frozen=True):
+    items: list[CampaignOut]
+
+
+class CostLineOut(msgspec.Struct, frozen=True):
+    country: str | None
+    messages: int
+    quantity: int
+    """Units billed: segments for sms, messages elsewhere."""
+    unit_price_micros: int | None
+    """Per unit, in millionths of `currency`; null: the rate card has no price for it."""
+    amount_micros: int
+
+
+class EstimateOut(msgspec.Struct, frozen=True):
+    channel: Channel
+    category: Category
+    billed: bool
+    currency: str | None
+    lines: list[CostLineOut]
+    total_micros: int
+    messages: int
+    new_recipients: int
+    recipients_used_24h: int
+    daily_recipient_limit: int | None
+    rate_per_second: int
+    send_seconds: float
+    ttl_seconds: int
+    outlasts_ttl: bool
+    over_daily_limit: bool

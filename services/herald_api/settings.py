@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Annotated, Protocol
 
 import msgspec
 
@@ -49,6 +49,31 @@ class ApiSettings(msgspec.Struct, frozen=True):
     the internet), and the tenant API on `port` only. 0: both on `port`."""
 
 
+class CampaignSettings(msgspec.Struct, frozen=True):
+    """Campaigns (`HERALD_CAMPAIGNS_*`): uploads and the producer in each API process."""
+
+    rate_share: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.8
+    """The part of a tenant's rate its campaigns are produced at: the rest is left to its other
+    sends (OTPs, receipts), which the worker also puts ahead of marketing."""
+    max_upload_bytes: int = 4 * 1024**3
+    """The largest recipients file (10,000,000 rows of CSV stay well under it)."""
+    upload_idle_seconds: float = 30.0
+    """An upload whose bytes stop arriving for this long is cut (the whole-request read deadline
+    does not apply to uploads: a large file takes minutes)."""
+    lease_seconds: float = 15.0
+    """A producer that stops renewing its hold on a campaign for this long loses it to another
+    API process, which resumes from the last recorded row."""
+    poll_seconds: float = 0.5
+    """How often each API process looks for campaigns due to produce."""
+    chunk_rows: Annotated[int, msgspec.Meta(ge=1, le=5000)] = 1000
+    """The most rows produced per round (one broker round trip, one cursor write)."""
+    max_concurrent: Annotated[int, msgspec.Meta(ge=0)] = 8
+    """Campaigns one API process produces at once; 0: this process produces none."""
+    spool_dir: str | None = None
+    """Where a Parquet upload is spooled while it arrives (its index is at its end). None: the
+    system's temporary directory."""
+
+
 class ApiConfig(Shared, Protocol):
     """What an API process reads: its section beside the `Shared` ones
     (`herald_cli.settings.Settings` composes them all)."""
@@ -63,3 +88,5 @@ class ApiConfig(Shared, Protocol):
     def billing(self) -> BillingSettings: ...
     @property
     def api(self) -> ApiSettings: ...
+    @property
+    def campaigns(self) -> CampaignSettings: ...

@@ -34,7 +34,8 @@ def api(settings: Settings) -> None:
     def config(port: int) -> uvicorn.Config:
         return uvicorn.Config(
             "herald_cli.processes:api_factory", factory=True, host=settings.api.host, port=port,
-            workers=settings.api.workers, timeout_graceful_shutdown=10, **_UVICORN, **uvicorn_options(settings.api),
+            workers=settings.api.workers, timeout_graceful_shutdown=10, **_UVICORN,
+            **uvicorn_options(settings.api, settings.campaigns),
         )  # fmt: skip
 
     main = config(settings.api.port)
@@ -58,7 +59,8 @@ def api_factory() -> Any:
 
     settings = Settings.from_env()
     logs.configure(settings.log_level, "api")
-    DeadlinedHttpTools.configure(settings.api)  # this process's protocol class (a worker re-imports it)
+    # This process's protocol class (a uvicorn worker re-imports it).
+    DeadlinedHttpTools.configure(settings.api, settings.campaigns)
     return create_app(settings)
 
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 import msgspec
 
 from herald.settings import Common, placeholder_refusals, read_env
-from herald_api.settings import ApiConfig, ApiSettings
+from herald_api.settings import ApiConfig, ApiSettings, CampaignSettings
 from herald_carrier_sim.settings import CarrierSimSettings
 from herald_mail_sim.settings import MailSimSettings
 from herald_ses_sim.settings import SesSimSettings
@@ -26,6 +26,7 @@ from herald_worker.settings import WorkerConfig, WorkerSettings
 
 class Settings(Common, frozen=True):
     api: ApiSettings = msgspec.field(default_factory=ApiSettings)
+    campaigns: CampaignSettings = msgspec.field(default_factory=CampaignSettings)
     worker: WorkerSettings = msgspec.field(default_factory=WorkerSettings)
     sinks: SinkSettings = msgspec.field(default_factory=SinkSettings)
     carrier_sim: CarrierSimSettings = msgspec.field(default_factory=CarrierSimSettings)

@@ -13,6 +13,8 @@ message's cancellation row for the send, or decides a cancellation that was wait
 (`herald.db.schedule`). Asking costs a write, so it is asked only of a tenant that asked to
 cancel something lately: each worker keeps, per tenant, when it last did (refreshed every
 `ttl` seconds); a message accepted more than `SKEW_SECONDS` after that cannot be the one.
+A campaign's message is cancelled with its campaign: each worker re-reads a campaign's state
+within `STATE_CHECK_SECONDS`, and the API answers a campaign's cancellation only after that.
 """
 
 from __future__ import annotations
@@ -30,9 +32,11 @@ from aiokafka.errors import KafkaError
 
 from herald import clock
 from herald.caches import TTLCache
+from herald.db import campaigns
 from herald.db import schedule as store
 from herald.db.pool import until_written
 from herald.db.schedule import Parked
+from herald.domain.campaigns import STATE_CHECK_SECONDS
 from herald.domain.records import ENCODER, MESSAGE_DECODER, OutboundMessage, StatusEventV1, message_key
 from herald.domain.status import Status
 from herald.kafka.producer import Producer, Record
@@ -121,8 +125,15 @@ class Cancellations:
     def __init__(self, pool: asyncpg.Pool, ttl: float = 1.0) -> None:
         self._pool = pool
         self._latest: TTLCache[uuid.UUID, datetime | None] = TTLCache(ttl)
+        self._campaigns: TTLCache[uuid.UUID, bool] = TTLCache(min(ttl, STATE_CHECK_SECONDS))
 
     async def may_send(self, message: OutboundMessage) -> bool:
+        campaign = message.campaign_id
+        # A pinned message's earlier attempt may have reached its provider: not cancellable.
+        if campaign is not None and message.provider_pin is None and await self._campaigns.get(
+            campaign, lambda: until_written(lambda: campaigns.cancelled(self._pool, campaign))
+        ):
+            return await until_written(lambda: store.decide_cancelled(self._pool, message.tenant_id, message.id))
         # Both wait out a database outage, as the worker's other notes do: an outage must not fail messages.
         latest = await self._latest.get(
             message.tenant_id, lambda: until_written(lambda: store.latest_cancellation(self._pool, message.tenant_id))

@@ -44,7 +44,7 @@ BILLABLE = f"""(
 )"""
 
 
-def _priced(candidates: str, at: str, join: str = "CROSS JOIN LATERAL") -> str:
+def price_lookup(candidates: str, at: str, join: str = "CROSS JOIN LATERAL") -> str:
     """The version in force at `at` in the tenant's billing currency (the latest effective_from
     not after it among the cards in that currency: a card in another currency never splits a
     tenant's month), and its price for the message's country or the fallback row. The ledger
@@ -128,7 +128,7 @@ def _bill(source: str, *, defer: bool) -> str:
                greatest({_month_of("c.at")}, o.period) AS period,
                CASE WHEN {_month_of("c.at")} < o.period THEN 'adjustment' ELSE 'usage' END AS kind,
                c.quantity
-        FROM {_priced("due c", "c.at")}
+        FROM {price_lookup("due c", "c.at")}
         CROSS JOIN first_open o
     ),
     written AS (
@@ -453,7 +453,7 @@ WITH billable AS ({
 }),
 expected AS (
     SELECT c.message_id, c.tenant_id, c.at, card.version, price.unit_price_micros, c.currency, c.quantity
-    FROM {_priced("billable c", "c.at", "LEFT JOIN LATERAL")}
+    FROM {price_lookup("billable c", "c.at", "LEFT JOIN LATERAL")}
     WHERE c.at >= $1 AND c.at < $2
 ),
 ledger AS (SELECT * FROM billing_records WHERE billed_at >= $1 AND billed_at < $2)

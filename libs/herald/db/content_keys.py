@@ -100,6 +100,19 @@ class ContentKeys:
         aeads = {hour: await self._key(hour) for hour in set(hours)}
         return [seal(aeads[hour], hour, m) for hour, m in zip(hours, messages, strict=True)]
 
+    async def sealing_key(self, at_ms: int = 0) -> tuple[int, AESGCM]:
+        """The hour and key to seal content that must stay readable until `at_ms` (0: now)."""
+        hour = max(hour_of(self._clock()), hour_of(at_ms))
+        return hour, await self._key(hour)
+
+    async def opening_key(self, hour: int) -> AESGCM:
+        """The key of `hour` to open content with. Raises ContentUnavailable past retention."""
+        await self.load([hour])
+        aead = self._keys.get(hour)
+        if aead is None:
+            raise ContentUnavailable("the content is past retention or its key was purged")
+        return aead
+
     async def _key(self, hour: int) -> AESGCM:
         aead = self._keys.get(hour)
         if aead is None:

@@ -69,6 +69,8 @@ def message_query(
         where.add("template_name = {}", found.template)
     if found.channel is not None:
         where.add("channel = {}", found.channel.value)
+    if found.campaign is not None:
+        where.add("campaign_id = {}", found.campaign)
     where.window(found.window, after)
     sql = (
         "SELECT id, status, channel, category, template_name, template_language, template_version, reference,"

@@ -117,15 +117,15 @@ async def apply_batch(
             await conn.execute(
                 "INSERT INTO messages (id, tenant_id, key_kind, channel, category, template_name,"
                 " template_language, template_version, country, reference, status, created_at, expires_at, tier,"
-                " replay_of, segments) SELECT id, tenant_id, key_kind, channel, category, template_name,"
+                " replay_of, segments, campaign_id) SELECT id, tenant_id, key_kind, channel, category, template_name,"
                 " template_language, template_version, country, reference,"
                 " CASE WHEN not_before > now() + interval '1 second' THEN 'scheduled' ELSE 'accepted' END,"
-                " created_at, expires_at, tier, replay_of, segments"
+                " created_at, expires_at, tier, replay_of, segments, campaign_id"
                 " FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],"
                 " $8::int[], $9::text[], $10::text[], $11::timestamptz[], $12::timestamptz[], $13::text[], $14::uuid[],"
-                " $15::smallint[], $16::timestamptz[]) AS r(id, tenant_id, key_kind, channel, category, template_name,"
-                " template_language, template_version, country, reference, created_at, expires_at, tier, replay_of,"
-                " segments, not_before)"
+                " $15::smallint[], $16::timestamptz[], $17::uuid[]) AS r(id, tenant_id, key_kind, channel, category,"
+                " template_name, template_language, template_version, country, reference, created_at, expires_at, tier,"
+                " replay_of, segments, not_before, campaign_id)"
                 " ON CONFLICT (id) DO UPDATE SET status = 'accepted', updated_at = now()"
                 " WHERE messages.status = 'scheduled' AND excluded.status = 'accepted'",
                 [m.id for m in first],
@@ -144,6 +144,7 @@ async def apply_batch(
                 [m.replay_of for m in first],
                 [m.segments for m in first],
                 [to_datetime(m.not_before_ms) for m in first],
+                [m.campaign_id for m in first],
             )
         duplicates = 0
         if events:

@@ -113,6 +113,19 @@ async def may_send(conn: Conn, tenant_id: uuid.UUID, message_id: uuid.UUID) -> b
     return bool(decided == "sent")
 
 
+async def decide_cancelled(conn: Conn, tenant_id: uuid.UUID, message_id: uuid.UUID) -> bool:
+    """Cancel the message unless its send was decided first (True: that send goes on; False:
+    cancelled, its `cancelled` event the caller's to publish). For a cancelled campaign's messages."""
+    decided = await conn.fetchval(
+        "INSERT INTO message_cancellations (message_id, tenant_id, requested_at, decided, event_sent)"
+        " VALUES ($1, $2, now(), 'cancelled', true)"
+        " ON CONFLICT (message_id) DO UPDATE SET decided = coalesce(message_cancellations.decided, 'cancelled'),"
+        " event_sent = true RETURNING decided",
+        message_id, tenant_id,
+    )  # fmt: skip
+    return bool(decided == "sent")
+
+
 async def latest_cancellation(conn: Conn, tenant_id: uuid.UUID) -> datetime | None:
     """When the tenant last asked to cancel a message (None: never)."""
     found: datetime | None = await conn.fetchval(

@@ -57,6 +57,9 @@ class MessageEnvelope(msgspec.Struct, frozen=True, kw_only=True):
     segments: int = 1
     """What the provider carries and bills it as: an SMS's segments (`herald.domain.segments`),
     decided at accept from the rendered text; 1 on every other channel."""
+    campaign_id: uuid.UUID | None = None
+    """The campaign whose row this message is (`herald.domain.campaigns`): cancelling the
+    campaign cancels it too, if a provider does not have it yet."""
 
 
 class OutboundMessage(MessageEnvelope, frozen=True, kw_only=True):

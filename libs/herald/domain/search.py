@@ -85,6 +85,7 @@ class MessageFilter(msgspec.Struct, frozen=True):
     template: str | None = None
     channel: Channel | None = None
     window: TimeRange = TimeRange()
+    campaign: uuid.UUID | None = None
 
 
 class TenantFilter(msgspec.Struct, frozen=True):

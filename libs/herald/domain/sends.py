@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 
 import msgspec
@@ -26,6 +27,8 @@ class SendRequest(msgspec.Struct, frozen=True):
     idempotency_key: str | None = None
     send_at: datetime | None = None
     """Not before this time (timezone-aware); the message is `scheduled` until then."""
+    campaign_id: uuid.UUID | None = None
+    """Set by Herald's campaign producer, never by a client."""
 
     def not_before_ms(self, now_ms: int) -> int:
         """When the message may go: 0 for now. Raises InvalidRequest (`invalid_send_at`) for a

@@ -109,12 +109,13 @@ class MessageController(Controller):
         reference: FromQuery[Annotated[str | None, Parameter(min_length=1, max_length=128, pattern=NO_CONTROL)]] = None,
         template: FromQuery[Annotated[str | None, Parameter(min_length=1, max_length=512, pattern=NO_CONTROL)]] = None,
         channel: FromQuery[Channel | None] = None,
+        campaign: FromQuery[uuid.UUID | None] = None,
         created_after: FromQuery[Annotated[datetime | None, Parameter(description="Inclusive, with an offset")]] = None,
         created_before: FromQuery[Annotated[datetime | None, Parameter(description="Exclusive")]] = None,
         after: FromQuery[Annotated[str | None, Parameter(max_length=128)]] = None,
         limit: FromQuery[Annotated[int, Parameter(ge=1, le=1000)]] = 100,
     ) -> MessagePage:
-        found = MessageFilter(status, reference, template, channel, TimeRange(created_after, created_before))
+        found = MessageFilter(status, reference, template, channel, TimeRange(created_after, created_before), campaign)
         cursor = None if after is None else Cursor.decode(after)
         page, following = await svc.reading.messages(principal.tenant.id, found, cursor, limit)
         return MessagePage(items=[_summary(m) for m in page], next=None if following is None else following.encode())

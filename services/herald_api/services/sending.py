@@ -34,7 +34,7 @@ from herald.domain.records import ENCODER, OutboundMessage, SealedMessageV2, mes
 from herald.domain.segments import count as count_segments
 from herald.domain.sends import SendRequest
 from herald.domain.suppressions import SUPPRESSED_CATEGORIES
-from herald.domain.templates import Template, render
+from herald.domain.templates import EmailParts, Template, render
 from herald.domain.tenants import Tenant
 from herald.errors import FieldError, Forbidden, HeraldError, InvalidRequest, NotFound, RateLimited, Unavailable
 from herald.ids import idempotent_id, uuid7
@@ -95,19 +95,31 @@ class Sender:
         self._content_keys = content_keys
         self._whatsapp_connected = whatsapp_connected
 
+    async def template(self, tenant_id: uuid.UUID, name: str, language: str) -> Template | None:
+        return await self._templates.get(tenant_id, name, language)
+
     async def prepare(self, tenant: Tenant, key_kind: KeyKind, request: SendRequest, now_ms: int) -> OutboundMessage:
-        template = await self._templates.get(tenant.id, request.template_name, request.template_language)
+        make = await self.preparer(tenant, key_kind, request.channel, request.template_name, request.template_language)
+        return make(request, now_ms)
+
+    async def preparer(
+        self, tenant: Tenant, key_kind: KeyKind, channel: Channel, template_name: str, language: str
+    ) -> Callable[[SendRequest, int], OutboundMessage]:
+        """What makes messages of this template for the tenant: `make(request, now_ms)`, which
+        checks and renders one request (raising HeraldError). Raises HeraldError at once for
+        what refuses every request alike (no such template, not approved, no account)."""
+        template = await self._templates.get(tenant.id, template_name, language)
         if template is None:
             raise NotFound(
-                f"no template {request.template_name!r} in language {request.template_language!r}",
+                f"no template {template_name!r} in language {language!r}",
                 code="template_not_found",
                 fields=(FieldError("template", "no such template"),),
             )
         if template.status is not TemplateStatus.APPROVED:
             raise InvalidRequest.field("template", f"the template is {template.status}", code="template_not_approved")
-        if template.channel is not request.channel:
+        if template.channel is not channel:
             raise InvalidRequest.field(
-                "channel", f"the template is for {template.channel}, not {request.channel}", code="channel_mismatch"
+                "channel", f"the template is for {template.channel}, not {channel}", code="channel_mismatch"
             )
         if template.category is Category.MARKETING and not tenant.verified:
             raise Forbidden("unverified tenants cannot send marketing messages", code="verification_required")
@@ -116,49 +128,58 @@ class Sender:
                 "channel", "no WhatsApp Business Account is connected (PUT /v1/whatsapp/account)",
                 code="whatsapp_not_connected",
             )  # fmt: skip
-        recipient = recipients.normalize(request.channel, request.to)
-        segments = 1
         sender = tenant.sms_sender if template.channel is Channel.SMS else None
+        email: EmailParts | None = None
         if template.channel is Channel.EMAIL:
-            body, sender = await self._email(tenant, template, request)
-        else:
-            body = render(template.body, request.params, template.channel)
-        if template.channel is Channel.WHATSAPP:
-            # Meta renders a whatsapp template: what travels (sealed) is its parameters, in order.
-            body = encode_values(template.body, request.params)
-        elif template.channel is Channel.SMS and (segments := count_segments(body)) > MAX_SMS_SEGMENTS:
-            raise InvalidRequest.field(
-                "params", f"the rendered text takes {segments} SMS segments; at most {MAX_SMS_SEGMENTS} are sent",
-                code="message_too_long",
-            )  # fmt: skip
-        ttl = request.ttl_seconds or DEFAULT_TTL_SECONDS[template.category]
-        not_before = request.not_before_ms(now_ms)
-        key = request.idempotency_key
-        return OutboundMessage(
-            id=uuid7(now_ms) if key is None else idempotent_id(tenant.id, key),
-            tenant_id=tenant.id,
-            key_kind=key_kind,
-            channel=template.channel,
-            category=template.category,
-            template_name=template.name,
-            template_language=template.language,
-            template_version=template.version,
-            to=recipient.address,
-            country=recipient.country,
-            body=body,
-            created_at_ms=now_ms,
-            expires_at_ms=max(now_ms, not_before) + ttl * 1000,
-            not_before_ms=not_before,
-            verified_sender=tenant.verified,
-            reference=request.reference,
-            idempotent=key is not None,
-            tier=tenant.tier,
-            segments=segments,
-            sender=sender,
-        )
+            email, sender = await self._email(tenant, template)
 
-    async def _email(self, tenant: Tenant, template: Template, request: SendRequest) -> tuple[str, str]:
-        """The rendered mail (sealed as the body) and the verified address it goes from."""
+        def make(request: SendRequest, now_ms: int) -> OutboundMessage:
+            recipient = recipients.normalize(request.channel, request.to)
+            segments = 1
+            if email is not None:
+                body = email_content.encode(email_content.render(template.body, email, request.params))
+            elif template.channel is Channel.WHATSAPP:
+                # Meta renders a whatsapp template: what travels (sealed) is its parameters, in order.
+                render(template.body, request.params, template.channel)
+                body = encode_values(template.body, request.params)
+            else:
+                body = render(template.body, request.params, template.channel)
+            if template.channel is Channel.SMS and (segments := count_segments(body)) > MAX_SMS_SEGMENTS:
+                raise InvalidRequest.field(
+                    "params", f"the rendered text takes {segments} SMS segments; at most {MAX_SMS_SEGMENTS} are sent",
+                    code="message_too_long",
+                )  # fmt: skip
+            ttl = request.ttl_seconds or DEFAULT_TTL_SECONDS[template.category]
+            not_before = request.not_before_ms(now_ms)
+            key = request.idempotency_key
+            return OutboundMessage(
+                id=uuid7(now_ms) if key is None else idempotent_id(tenant.id, key),
+                tenant_id=tenant.id,
+                key_kind=key_kind,
+                channel=template.channel,
+                category=template.category,
+                template_name=template.name,
+                template_language=template.language,
+                template_version=template.version,
+                to=recipient.address,
+                country=recipient.country,
+                body=body,
+                created_at_ms=now_ms,
+                expires_at_ms=max(now_ms, not_before) + ttl * 1000,
+                not_before_ms=not_before,
+                verified_sender=tenant.verified,
+                reference=request.reference,
+                idempotent=key is not None,
+                tier=tenant.tier,
+                segments=segments,
+                sender=sender,
+                campaign_id=request.campaign_id,
+            )
+
+        return make
+
+    async def _email(self, tenant: Tenant, template: Template) -> tuple[EmailParts, str]:
+        """The template's mail parts and the verified address it goes from."""
         if template.email is None:  # created before email templates had parts; a new version has them
             raise InvalidRequest.field("template", "the email template has no subject; create a new version",
                                        code="template_invalid")  # fmt: skip
@@ -168,8 +189,7 @@ class Sender:
                 "template", "no verified email identity to send from (PUT /v1/email/identities, then verify)",
                 code="email_identity_unverified",
             )  # fmt: skip
-        content = email_content.render(template.body, template.email, request.params)
-        return email_content.encode(content), identity.from_address
+        return template.email, identity.from_address
 
     async def accept(self, tenant: Tenant, key_kind: KeyKind, request: SendRequest) -> Admitted:
         message = await self.prepare(tenant, key_kind, request, clock.now_ms())
