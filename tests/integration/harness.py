@@ -110,7 +110,8 @@ class Platform:
             self._servers.append(Served(create_mail_sim(self.settings.mail_sim), self.settings.mail_sim.port))
             self._servers.append(Served(create_ses_sim(self.settings.ses_sim), self.settings.ses_sim.port))
         self._servers.append(
-            Served(create_app(self.settings), self.settings.api.port, **uvicorn_options(self.settings.api, self.settings.campaigns))
+            Served(create_app(self.settings), self.settings.api.port,
+                   **uvicorn_options(self.settings.api, self.settings.campaigns))
         )
         for served in self._servers:
             await served.start()

@@ -10,7 +10,7 @@ import msgspec
 from litestar import Controller, Request, get, post, put
 from litestar.datastructures import State
 from litestar.di import NamedDependency
-from litestar.params import Body, FromPath, FromQuery, Parameter
+from litestar.params import FromPath, FromQuery, JSONBody, Parameter
 from litestar.response import Stream
 
 from herald.domain.campaigns import Action, Campaign, Counts
@@ -74,7 +74,7 @@ class CampaignController(Controller):
 
     @post("/", status_code=201, summary="Create a draft campaign of one template; its rows come next")
     async def create(
-        self, data: CampaignCreate, request: Request[Principal, None, State], svc: NamedDependency[Services]
+        self, data: JSONBody[CampaignCreate], request: Request[Principal, None, State], svc: NamedDependency[Services]
     ) -> CampaignOut:
         principal = request.user
         campaign = await svc.campaigns.create(
@@ -158,7 +158,7 @@ class CampaignController(Controller):
           summary="Start now, or at `send_at`; refused when the tail would expire or pass the daily limit")  # fmt: skip
     async def start(
         self, campaign_id: FromPath[uuid.UUID], principal: NamedDependency[Principal], svc: NamedDependency[Services],
-        data: Annotated[CampaignStart | None, Body()] = None,
+        data: JSONBody[CampaignStart | None] = None,
     ) -> CampaignOut:  # fmt: skip
         return await self._act(svc, principal, campaign_id, Action.START, data is not None and data.accept_tail)
 
@@ -171,7 +171,7 @@ class CampaignController(Controller):
     @post("/{campaign_id:uuid}/resume", status_code=200, summary="Go on where it paused")
     async def resume(
         self, campaign_id: FromPath[uuid.UUID], principal: NamedDependency[Principal], svc: NamedDependency[Services],
-        data: Annotated[CampaignStart | None, Body()] = None,
+        data: JSONBody[CampaignStart | None] = None,
     ) -> CampaignOut:  # fmt: skip
         return await self._act(svc, principal, campaign_id, Action.RESUME, data is not None and data.accept_tail)
 
