@@ -659,7 +659,7 @@ class EstimateOut(msgspec.Struct, frozen=True):
     new_recipients: int
     recipients_used_24h: int
     daily_recipient_limit: int | None
-    rate_per_second: int
+    rate_per_second: float
     send_seconds: float
     ttl_seconds: int
     outlasts_ttl: bool

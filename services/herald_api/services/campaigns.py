@@ -73,7 +73,8 @@ class Estimate(msgspec.Struct, frozen=True):
     """Distinct recipients it adds to the tenant's rolling 24 h count."""
     daily_limit: int | None
     recipients_used_24h: int
-    rate_per_second: int
+    rate_per_second: float
+    """The rate its rows are produced at: the tenant's, times `campaigns.rate_share`."""
     send_seconds: float
     """How long it takes to send at the tenant's rate."""
     ttl_seconds: int
@@ -195,13 +196,13 @@ class Campaigns:
         billed = campaign.key_kind == KeyKind.LIVE.value and TIER_POLICIES[tenant.tier].billed
         lines = [_line(g, billed) for g in groups]
         messages = sum(g.messages for g in groups)
-        rate = max(1.0, tenant.limits.rate_per_second * self._rate_share)
+        rate = tenant.limits.rate_per_second * self._rate_share
         return Estimate(
             channel=template.channel, category=template.category, billed=billed,
             currency=next((g.currency for g in groups if g.currency is not None), None), lines=lines,
             total_micros=sum(line.amount_micros for line in lines), messages=messages, new_recipients=new,
             daily_limit=tenant.limits.daily_recipients, recipients_used_24h=used,
-            rate_per_second=int(rate), send_seconds=math.ceil(messages / rate * 10) / 10,
+            rate_per_second=rate, send_seconds=math.ceil(messages / rate * 10) / 10,
             ttl_seconds=campaign.ttl_seconds or DEFAULT_TTL_SECONDS[template.category],
         )  # fmt: skip
 
