@@ -57,6 +57,8 @@ COMMANDS: dict[str, Command] = {
     "billing": Command("billing", "rate cards, usage exports, reconciliation, the month close", arguments=True),
     "dlq": Command("dlq", "dead-letter topic: replay failed messages", arguments=True),
     "sms": Command("sms", "sms providers and routes: show them, apply a file of them", arguments=True),
+    "campaigns": Command("campaigns", "a tenant's campaigns through the API: create from a file, follow, pause",
+                         arguments=True),
     "parked": Command("parked", "records the sinks refused: list them, apply them again", arguments=True),
 }
 
