@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install tools wrk run test unit integration lint typecheck check lock clean bench-e2e bench-whatsapp bench-sms bench-sms-failover bench-email bench-search bench-ingest bench-billing bench-close bench-delivery bench-broker bench-outbox
+.PHONY: install tools wrk run test unit integration lint typecheck check lock clean bench-e2e bench-whatsapp bench-sms bench-sms-failover bench-email bench-search bench-campaigns bench-ingest bench-billing bench-close bench-delivery bench-broker bench-outbox
 
 $(STAMP): pyproject.toml requirements-dev.lock clients/python/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -79,6 +79,9 @@ bench-email: install
 
 bench-search: install
 	$(BIN)/python -m loadtests.search
+
+bench-campaigns: install
+	$(BIN)/python -m loadtests.campaigns
 
 bench-sms-failover: install
 	$(BIN)/python -m loadtests.sms --failover

@@ -38,7 +38,8 @@ def retention(settings: Settings) -> None:
             f"purged: {purged.recipients} expired recipient entries, {purged.claims} idempotency claims, "
             f"{purged.dead_callbacks} dead callbacks, {purged.retries} handled-retry records, "
             f"{purged.deferrals} deferral notes, {purged.receipts} provider receipt records, "
-            f"{purged.content_hours} hours of message content (older than {settings.retention.content_days} days)"
+            f"{purged.content_hours} hours of message content (older than {settings.retention.content_days} days),"
+            f" {purged.campaign_rows} campaign rows"
         )
 
     if not settings.database.url:

@@ -6,7 +6,10 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
+from herald.db import campaigns, tenants
+from herald.db.campaigns import NewCampaign
 from herald.db.retention import purge
+from herald.domain.models import Tier
 
 
 async def test_purge_removes_only_what_has_expired(pool: asyncpg.Pool) -> None:
@@ -63,3 +66,21 @@ async def test_purge_removes_only_what_has_expired(pool: asyncpg.Pool) -> None:
     assert (again.deferrals, again.receipts) == (0, 0)
     assert await pool.fetchval("SELECT count(*) FROM retries_done") == 1
     assert await pool.fetchval("SELECT topic FROM deferred_records") == "new"
+
+
+async def test_purge_removes_the_rows_of_campaigns_whose_content_key_is_past_retention(pool: asyncpg.Pool) -> None:
+    now = datetime.now(UTC)
+    hour = int(now.timestamp()) // 3600
+    tenant = await tenants.create(pool, uuid.uuid4(), "Old Co", Tier.STANDARD, True, None, None)
+    for key_hour in (hour - 30 * 24 - 1, hour):
+        campaign = await campaigns.create(pool, NewCampaign(uuid.uuid4(), tenant.id, "live", "c", "sale", "en",
+                                                            None, None))  # fmt: skip
+        await pool.execute("UPDATE campaigns SET content_key = $2 WHERE id = $1", campaign.id, key_hour)
+        await pool.execute(
+            "INSERT INTO campaign_rows (campaign_id, row_no, country, segments, recipient, content)"
+            " VALUES ($1, 1, 'GB', 1, '\\x00', '\\x00')", campaign.id,
+        )  # fmt: skip
+    purged = await purge(pool, now, content_days=30)
+    assert purged.campaign_rows == 1
+    kept = await pool.fetchval("SELECT c.content_key FROM campaign_rows r JOIN campaigns c ON c.id = r.campaign_id")
+    assert kept == hour

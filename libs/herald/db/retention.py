@@ -37,6 +37,8 @@ class Purged(msgspec.Struct, frozen=True):
     """Provider receipts, recorded sends and first final reports."""
     content_hours: int = 0
     """Hours of message content (recipients, bodies) made unreadable."""
+    campaign_rows: int = 0
+    """Campaign rows whose content key went with them."""
 
 
 async def purge(
@@ -65,9 +67,12 @@ async def purge(
         "DELETE FROM duplicate_deliveries WHERE counted_at < $1",
     ):
         receipts += rows_affected(await pool.execute(statement, handled_before))
-    content = await pool.execute(
-        "DELETE FROM content_keys WHERE hour < $1", first_readable_hour(int(now.timestamp() * 1000), content_days)
+    first_hour = first_readable_hour(int(now.timestamp() * 1000), content_days)
+    # A campaign's rows are sealed under a content key: past it they could never be opened again.
+    campaign_rows = await pool.execute(
+        "DELETE FROM campaign_rows WHERE campaign_id IN (SELECT id FROM campaigns WHERE content_key < $1)", first_hour
     )
+    content = await pool.execute("DELETE FROM content_keys WHERE hour < $1", first_hour)
     return Purged(
         recipients=rows_affected(recipients),
         claims=rows_affected(claims) + rows_affected(cancellations),
@@ -76,4 +81,5 @@ async def purge(
         deferrals=rows_affected(deferrals),
         receipts=receipts,
         content_hours=rows_affected(content),
+        campaign_rows=rows_affected(campaign_rows),
     )
