@@ -29,7 +29,6 @@ from herald.db import campaigns as store
 from herald.db.campaigns import StoredRow
 from herald.db.content_keys import ContentKeys
 from herald.domain.campaigns import Campaign, CampaignState, Rejection, row_key
-from herald.domain.models import KeyKind
 from herald.domain.records import OutboundMessage
 from herald.domain.sends import SendRequest
 from herald.domain.tenants import Tenant
@@ -169,7 +168,7 @@ class _Production:
         if template is None:
             raise NotFound("the campaign's template no longer exists", code="template_not_found")
         make = await self._r._sender.preparer(
-            tenant, KeyKind(c.key_kind), template.channel, c.template_name, c.template_language
+            tenant, c.key_kind, template.channel, c.template_name, c.template_language
         )
         now_ms = clock.now_ms()
         messages: list[OutboundMessage] = []

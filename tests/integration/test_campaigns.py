@@ -17,6 +17,7 @@ import asyncpg
 import msgspec
 import pytest
 
+from herald import metrics
 from herald.embedded import free_port
 from herald_cli.settings import Settings
 from tests.eventually import eventually
@@ -241,19 +242,22 @@ async def test_pause_resume_and_cancel_mid_campaign_send_nothing_after_the_cance
         await platform.stop()
 
 
-async def test_the_producing_api_process_sigkilled_mid_campaign_loses_no_row_and_sends_none_twice(
+async def test_the_producing_api_and_a_worker_each_sigkilled_mid_campaign_lose_no_row_and_send_none_twice(
     settings: Settings, pool: asyncpg.Pool
 ) -> None:
-    # The in-process API produces no campaign: the spawned ones do, one killed mid-campaign.
+    # The in-process API produces no campaign and no worker runs in-process: spawned ones do, and
+    # one of each is killed mid-campaign (the API first, then the worker).
     quiet = msgspec.structs.replace(settings, campaigns=msgspec.structs.replace(settings.campaigns, max_concurrent=0))
-    platform = await Platform(quiet).start()
+    platform = await Platform(quiet).start(worker=False)
+    duplicates_before = metrics.DUPLICATE_SENDS._value.get()
     port = free_port()
-    env = env_for(settings, HERALD_API_PORT=str(port), HERALD_DATA_DIR=str(settings.data_dir),
-                  HERALD_ADMIN_TOKEN=settings.api.admin_token, HERALD_CAMPAIGNS_LEASE_SECONDS="2",
-                  HERALD_CAMPAIGNS_POLL_SECONDS="0.2")  # fmt: skip
-    log = Path(settings.data_dir) / "api.log"
-    first = spawn("api", env, log)
-    second = None
+    api_env = env_for(settings, HERALD_API_PORT=str(port), HERALD_DATA_DIR=str(settings.data_dir),
+                      HERALD_ADMIN_TOKEN=settings.api.admin_token, HERALD_CAMPAIGNS_LEASE_SECONDS="2",
+                      HERALD_CAMPAIGNS_POLL_SECONDS="0.2")  # fmt: skip
+    worker_env = env_for(settings, HERALD_WORKER_BATCH_MAX_RECORDS="200", HERALD_WORKER_MAX_IN_FLIGHT="50",
+                         HERALD_WORKER_BUFFER_PER_CLASS="100")  # fmt: skip
+    log = Path(settings.data_dir) / "processes.log"
+    spawned = [spawn("worker", worker_env, log), spawn("api", api_env, log)]
     try:
         tenant_id, auth = await platform.tenant_with_key(tier="enterprise")
         await platform.patch_tenant(tenant_id, rate_limit_per_second=250)  # produced at 200/s
@@ -268,24 +272,37 @@ async def test_the_producing_api_process_sigkilled_mid_campaign_loses_no_row_and
             return dict((await _read(platform, auth, cid))["counts"])
 
         at_kill = await eventually(counts, lambda c: c["accepted"] >= 600, "queuing under the first API", seconds=60)
-        first.send_signal(signal.SIGKILL)
-        first.wait()
+        spawned[1].send_signal(signal.SIGKILL)
+        spawned[1].wait()
         assert at_kill["accepted"] < n, "the kill came too late to prove anything"
         # Its lease lapses; another API process resumes from the last recorded row.
-        second = spawn("api", env, log)
+        spawned.append(spawn("api", api_env, log))
+        at_kill = await eventually(counts, lambda c: c["delivered"] >= 1500, "delivering under the first worker",
+                                   seconds=60)  # fmt: skip
+        spawned[0].send_signal(signal.SIGKILL)
+        spawned[0].wait()
+        assert at_kill["delivered"] < n, "the kill came too late to prove anything"
+        spawned.append(spawn("worker", worker_env, log))
         final = await eventually(
-            counts, lambda c: c["delivered"] == n, "every row delivered after the kill", seconds=120
+            counts, lambda c: c["delivered"] == n, "every row delivered after the kills", seconds=120
         )
         assert final["accepted"] == n, final
         assert final["rejected"] == 0, final
         assert (await _read(platform, auth, cid))["state"] == "completed"
+        assert await pool.fetchval("SELECT count(*) FROM messages WHERE campaign_id = $1::uuid", cid) == n
         sends = await _sends_of(pool, platform, cid)
         assert len(sends) == n, "every row sent"
-        assert set(sends.values()) == {1}, "none twice"
-        assert await pool.fetchval("SELECT count(*) FROM messages WHERE campaign_id = $1::uuid", cid) == n
+        # The producer's kill re-produces nothing twice (a row is one message id). A worker killed
+        # with sends in flight cannot know whether the carrier took them: it sends them again, and
+        # each such re-send is counted (herald_duplicate_sends_total) and bounded by its window.
+        again = sum(count - 1 for count in sends.values())
+        assert again <= 50 + 300, again
+        counted = await eventually(lambda: metrics.DUPLICATE_SENDS._value.get() - duplicates_before,
+                                   lambda seen: seen >= again, "re-sends counted", seconds=10)  # fmt: skip
+        assert counted == again
     finally:
-        for process in (first, second):
-            if process is not None and process.poll() is None:
+        for process in spawned:
+            if process.poll() is None:
                 process.kill()
                 process.wait()
         await platform.stop()

@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 
 from herald.db import campaigns, tenants
-from herald.db.campaigns import NewCampaign
 from herald.db.retention import purge
-from herald.domain.models import Tier
+from herald.domain.campaigns import CampaignSpec
+from herald.domain.models import KeyKind, Tier
 
 
 async def test_purge_removes_only_what_has_expired(pool: asyncpg.Pool) -> None:
@@ -73,8 +73,9 @@ async def test_purge_removes_the_rows_of_campaigns_whose_content_key_is_past_ret
     hour = int(now.timestamp()) // 3600
     tenant = await tenants.create(pool, uuid.uuid4(), "Old Co", Tier.STANDARD, True, None, None)
     for key_hour in (hour - 30 * 24 - 1, hour):
-        campaign = await campaigns.create(pool, NewCampaign(uuid.uuid4(), tenant.id, "live", "c", "sale", "en",
-                                                            None, None))  # fmt: skip
+        spec = CampaignSpec(id=uuid.uuid4(), tenant_id=tenant.id, key_kind=KeyKind.LIVE, name="c",
+                            template_name="sale", template_language="en", send_at=None, ttl_seconds=None)
+        campaign = await campaigns.create(pool, spec)
         await pool.execute("UPDATE campaigns SET content_key = $2 WHERE id = $1", campaign.id, key_hour)
         await pool.execute(
             "INSERT INTO campaign_rows (campaign_id, row_no, country, segments, recipient, content)"

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import msgspec
@@ -21,7 +21,7 @@ import msgspec
 from herald.billing.ratecards import DEFAULT_CURRENCY
 from herald.db.billing import price_lookup
 from herald.db.pool import Conn
-from herald.domain.campaigns import Campaign, CampaignState, Rejection
+from herald.domain.campaigns import Campaign, CampaignSpec, CampaignState, Rejection
 from herald.domain.limits import WINDOW_SECONDS
 from herald.domain.models import Category, Channel
 
@@ -30,17 +30,6 @@ COLUMNS = (
     " rows_total, rejected, accepted, next_row, accept_tail, created_at, updated_at, started_at, finished_at,"
     " cancelled_at"
 )
-
-
-class NewCampaign(msgspec.Struct, frozen=True):
-    id: uuid.UUID
-    tenant_id: uuid.UUID
-    key_kind: str
-    name: str
-    template_name: str
-    template_language: str
-    send_at: datetime | None
-    ttl_seconds: int | None
 
 
 class StoredRow(msgspec.Struct, frozen=True, array_like=True):
@@ -66,11 +55,11 @@ def _campaign(row: asyncpg.Record) -> Campaign:
     return msgspec.convert(dict(row), Campaign)
 
 
-async def create(conn: Conn, new: NewCampaign) -> Campaign:
+async def create(conn: Conn, new: CampaignSpec) -> Campaign:
     row = await conn.fetchrow(
         "INSERT INTO campaigns (id, tenant_id, key_kind, name, template_name, template_language, send_at, ttl_seconds)"
         f" VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {COLUMNS}",
-        new.id, new.tenant_id, new.key_kind, new.name, new.template_name, new.template_language, new.send_at,
+        new.id, new.tenant_id, new.key_kind.value, new.name, new.template_name, new.template_language, new.send_at,
         new.ttl_seconds,
     )  # fmt: skip
     assert row is not None
@@ -239,7 +228,7 @@ async def recipients_to_add(conn: Conn, campaign: Campaign, from_row: int) -> tu
     """(distinct recipients in the rows from `from_row` not already counted in the tenant's
     rolling window, recipients the window holds now). Rows are hashed under the key of their
     upload: a key rotated since then counts them as new (the figure errs toward refusing)."""
-    since = datetime.now().astimezone() - timedelta(seconds=WINDOW_SECONDS)
+    since = datetime.now(UTC) - timedelta(seconds=WINDOW_SECONDS)
     row = await conn.fetchrow(
         "SELECT (SELECT count(DISTINCT r.recipient) FROM campaign_rows r WHERE r.campaign_id = $1 AND r.row_no >= $4"
         "   AND NOT EXISTS (SELECT 1 FROM tenant_recipients t WHERE t.tenant_id = $2"

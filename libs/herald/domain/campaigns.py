@@ -18,6 +18,7 @@ from enum import StrEnum
 
 import msgspec
 
+from herald.domain.models import KeyKind
 from herald.errors import Conflict
 
 MAX_ROWS = 10_000_000
@@ -92,15 +93,21 @@ class Counts(msgspec.Struct, frozen=True, kw_only=True):
     """Messages cancelled before a provider had them, and rows a cancellation left unqueued."""
 
 
-class Campaign(msgspec.Struct, frozen=True, kw_only=True):
+class CampaignSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """What a campaign is created with."""
+
     id: uuid.UUID
     tenant_id: uuid.UUID
-    key_kind: str
+    key_kind: KeyKind
+    """The kind of the key that created it: its messages are sent as that kind's (test: never billed)."""
     name: str
     template_name: str
     template_language: str
     send_at: datetime | None
     ttl_seconds: int | None
+
+
+class Campaign(CampaignSpec, frozen=True, kw_only=True):
     state: CampaignState
     content_key: int | None
     rows_total: int

@@ -20,12 +20,13 @@ import msgspec
 
 from herald import clock
 from herald.db import campaigns as store
-from herald.db.campaigns import NewCampaign, PricedGroup, StoredRow
+from herald.db.campaigns import PricedGroup, StoredRow
 from herald.db.content_keys import ContentKeys
 from herald.domain.campaigns import (
     STATE_CHECK_SECONDS,
     Action,
     Campaign,
+    CampaignSpec,
     CampaignState,
     Counts,
     Rejection,
@@ -116,7 +117,9 @@ class Campaigns:
         if send_at is not None:
             probe = SendRequest("", template.channel, template_name, language, {}, send_at=send_at)
             probe.not_before_ms(clock.now_ms())  # raises invalid_send_at
-        new = NewCampaign(uuid.uuid4(), tenant.id, key_kind.value, name, template_name, language, send_at, ttl_seconds)
+        new = CampaignSpec(id=uuid.uuid4(), tenant_id=tenant.id, key_kind=key_kind, name=name,
+                           template_name=template_name, template_language=language, send_at=send_at,
+                           ttl_seconds=ttl_seconds)  # fmt: skip
         return await store.create(self._pool, new)
 
     async def get(self, tenant_id: uuid.UUID, campaign_id: uuid.UUID) -> Campaign:
@@ -154,7 +157,7 @@ class Campaigns:
             if campaign.state is not CampaignState.DRAFT:
                 raise Conflict(f"the campaign is {campaign.state}: only a draft takes rows", code="campaign_state")
             template = await self.template(tenant, campaign.template_name, campaign.template_language)
-            make = await self._sender.preparer(tenant, KeyKind(campaign.key_kind), template.channel,
+            make = await self._sender.preparer(tenant, campaign.key_kind, template.channel,
                                                campaign.template_name, campaign.template_language)  # fmt: skip
             send_at_ms = 0 if campaign.send_at is None else int(campaign.send_at.timestamp() * 1000)
             hour, aead = await self._keys.sealing_key(send_at_ms)
@@ -193,7 +196,7 @@ class Campaigns:
         async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
             groups = await store.priced_groups(conn, campaign, template.channel, template.category, campaign.next_row)
             new, used = await store.recipients_to_add(conn, campaign, campaign.next_row)
-        billed = campaign.key_kind == KeyKind.LIVE.value and TIER_POLICIES[tenant.tier].billed
+        billed = campaign.key_kind is KeyKind.LIVE and TIER_POLICIES[tenant.tier].billed
         lines = [_line(g, billed) for g in groups]
         messages = sum(g.messages for g in groups)
         rate = tenant.limits.rate_per_second * self._rate_share
