@@ -317,3 +317,37 @@ async def test_the_producing_api_and_a_worker_each_sigkilled_mid_campaign_lose_n
                 process.kill()
                 process.wait()
         await platform.stop()
+
+
+async def test_a_running_campaign_leaves_room_for_the_same_tenants_otps(platform: Platform, pool: asyncpg.Pool) -> None:
+    tenant_id, auth = await platform.tenant_with_key(tier="enterprise")
+    await platform.patch_tenant(tenant_id, rate_limit_per_second=50)  # the campaign is produced at 40/s
+    await platform.template(auth)  # the OTP template
+    await platform.template(auth, channel="sms", **PROMO)
+    campaign = await _campaign(platform, auth)
+    cid = campaign["id"]
+    await _upload(platform, auth, cid, _csv([[_to(i), "Di", "30", f"r{i}"] for i in range(1, 1001)]))
+    await _act(platform, auth, cid, "start")
+
+    async def counts() -> dict[str, int]:
+        return dict((await _read(platform, auth, cid))["counts"])
+
+    await eventually(counts, lambda c: c["delivered"] >= 100, "the campaign under way", seconds=30)
+    otps = []
+    for i in range(20):
+        r = await platform.send(auth, to=f"+44780{900_000 + i:06d}7")
+        assert r.status_code == 202, r.text
+        otps.append(r.json()["id"])
+        await asyncio.sleep(0.1)
+    running = await _read(platform, auth, cid)
+    assert running["state"] == "sending", "the OTPs went while the campaign was sending"
+    rows = await eventually(
+        lambda: pool.fetch(
+            "SELECT m.id, min(e.at) FILTER (WHERE e.status = 'sent') - m.created_at AS waited FROM messages m"
+            " JOIN message_events e ON e.message_id = m.id WHERE m.id = ANY($1::uuid[]) GROUP BY m.id", otps,
+        ),
+        lambda found: len(found) == len(otps) and all(r["waited"] is not None for r in found),
+        "every OTP sent", seconds=30,
+    )  # fmt: skip
+    slowest = max(r["waited"].total_seconds() for r in rows)
+    assert slowest < 1.0, f"an OTP waited {slowest:.2f} s behind the campaign"
