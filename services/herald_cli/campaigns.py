@@ -98,7 +98,7 @@ def _create(api: httpx.Client, console: Console, args: argparse.Namespace) -> di
         campaign = _ok(api.put(f"/v1/campaigns/{campaign['id']}/recipients", content=chunks(),
                                headers={"content-type": media}, timeout=None))  # fmt: skip
     if campaign["counts"]["rejected"]:
-        console.print(f"{campaign['counts']['rejected']} rows refused: GET /v1/campaigns/{campaign['id']}/rejections")
+        console.print(f"rows refused: {campaign['counts']['rejected']} (GET /v1/campaigns/{campaign['id']}/rejections)")
     return campaign
 
 
@@ -111,7 +111,8 @@ def _follow(api: httpx.Client, console: Console, campaign_id: str) -> dict[str, 
         while True:
             counts = campaign["counts"]
             bar.update(queued, completed=counts["accepted"] + counts["rejected"], description=campaign["state"])
-            bar.update(delivered, completed=counts["delivered"] + counts["read"])
+            bar.update(delivered, completed=counts["delivered"] + counts["read"],
+                       total=max(1, counts["rows"] - counts["rejected"]))  # fmt: skip
             if campaign["state"] in ENDED and _settled(campaign):
                 return campaign
             time.sleep(1)

@@ -34,7 +34,7 @@ async def test_create_uploads_starts_and_follows_a_campaign_to_the_end(platform:
     assert "rejected=1" in done.stdout
     counts = dict(pair.split("=") for pair in done.stdout.split()[3:])
     assert int(counts["sent"]) + int(counts["delivered"]) == 200, "followed until every message is with the carrier"
-    assert "1 rows refused" in done.stderr  # and where to read them
+    assert "rows refused: 1" in done.stderr  # and where to read them
     assert "uploading" in done.stderr  # the progress bar was drawn
 
     status = await _herald(platform, key, "status", campaign_id)
