@@ -28,7 +28,7 @@ from herald import clock, metrics
 from herald.db import campaigns as store
 from herald.db.campaigns import StoredRow
 from herald.db.content_keys import ContentKeys
-from herald.domain.campaigns import Campaign, CampaignState, Rejection, row_key
+from herald.domain.campaigns import Campaign, CampaignState, Rejection, RowOutcome, row_key
 from herald.domain.records import OutboundMessage
 from herald.domain.sends import SendRequest
 from herald.domain.tenants import Tenant
@@ -55,6 +55,8 @@ class CampaignRunner:
         self._tenant = tenant
         self._owner = uuid.uuid4()
         self._producing: dict[uuid.UUID, asyncio.Task[None]] = {}
+        for outcome in RowOutcome:  # every series exists from the first scrape, at 0
+            metrics.CAMPAIGN_ROWS.labels(outcome.value)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Until `stop`: take due campaigns (up to `max_concurrent`) and produce each in its own task."""
@@ -140,8 +142,8 @@ class _Production:
             next_row = rows[-1].row_no + 1 if rows else self._next
             state = await store.advance(self._r._pool, c.id, self._r._owner, next_row, queued, refused,
                                         settings.lease_seconds, finished=finished)  # fmt: skip
-            metrics.CAMPAIGN_ROWS.labels("queued").inc(queued)
-            metrics.CAMPAIGN_ROWS.labels("refused_at_send").inc(len(refused))
+            metrics.CAMPAIGN_ROWS.labels(RowOutcome.QUEUED.value).inc(queued)
+            metrics.CAMPAIGN_ROWS.labels(RowOutcome.REFUSED_AT_SEND.value).inc(len(refused))
             self._next = next_row
             if state is not CampaignState.SENDING or finished:
                 return

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -58,6 +59,9 @@ async def test_a_parquet_file_with_typed_columns_is_read_as_text_rows(api: Platf
     assert r.json()["counts"] == {**r.json()["counts"], "rows": 500, "rejected": 1}
     rejections = (await api.http.get(f"/v1/campaigns/{cid}/rejections", headers=auth)).text
     assert rejections.splitlines() == ["row,code,field", "500,invalid_recipient,to"]
+    scraped = (await api.http.get("/metrics")).text
+    for outcome in ("kept", "refused_at_upload"):
+        assert re.search(rf'^herald_campaign_rows_total\{{outcome="{outcome}"\}} [1-9]', scraped, re.M), outcome
 
 
 async def test_files_refused_whole_change_nothing_and_name_the_problem(api: Platform) -> None:

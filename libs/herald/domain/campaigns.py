@@ -44,6 +44,15 @@ class Action(StrEnum):
     CANCEL = "cancel"
 
 
+class RowOutcome(StrEnum):
+    """What became of a campaign's row (`herald_campaign_rows_total`'s `outcome`)."""
+
+    KEPT = "kept"
+    REFUSED_AT_UPLOAD = "refused_at_upload"
+    QUEUED = "queued"
+    REFUSED_AT_SEND = "refused_at_send"
+
+
 RUNNING = frozenset({CampaignState.SCHEDULED, CampaignState.SENDING})
 _FROM: dict[Action, frozenset[CampaignState]] = {
     Action.START: frozenset({CampaignState.DRAFT}),

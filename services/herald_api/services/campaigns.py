@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 import asyncpg
 import msgspec
 
-from herald import clock
+from herald import clock, metrics
 from herald.db import campaigns as store
 from herald.db.campaigns import PricedGroup, StoredRow
 from herald.db.content_keys import ContentKeys
@@ -30,6 +30,7 @@ from herald.domain.campaigns import (
     CampaignState,
     Counts,
     Rejection,
+    RowOutcome,
     after,
 )
 from herald.domain.limits import RecipientHasher
@@ -187,6 +188,8 @@ class Campaigns:
                 if rejected:
                     await store.copy_rejections(conn, campaign_id, rejected)
                 refused += len(rejected)
+                metrics.CAMPAIGN_ROWS.labels(RowOutcome.KEPT.value).inc(len(kept))
+                metrics.CAMPAIGN_ROWS.labels(RowOutcome.REFUSED_AT_UPLOAD.value).inc(len(rejected))
                 await asyncio.sleep(0)  # a large file must not hold the loop from other requests
             return await store.uploaded(conn, campaign_id, total, refused)
 
