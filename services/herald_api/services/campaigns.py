@@ -19,6 +19,7 @@ import asyncpg
 import msgspec
 
 from herald import clock, metrics
+from herald.caches import TTLCache
 from herald.db import campaigns as store
 from herald.db.campaigns import PricedGroup, StoredRow
 from herald.db.content_keys import ContentKeys
@@ -44,6 +45,8 @@ from herald.sealing import seal_blob
 from herald_api.services.sending import Sender
 
 ROW_CONTENT = msgspec.msgpack.Encoder()
+COUNTS_SECONDS = 1.0
+"""How stale a campaign's message counts may be (one query per campaign per second per process)."""
 RowItem = tuple[int, SendRequest | HeraldError]
 """A file's row, by number: what it asks to send, or why it cannot be read."""
 
@@ -101,6 +104,8 @@ class Campaigns:
         self._keys = keys
         self._hasher = hasher
         self._rate_share = rate_share
+        # A large campaign's counts group millions of rows; clients poll them every second or so.
+        self._message_counts: TTLCache[uuid.UUID, dict[str, int]] = TTLCache(COUNTS_SECONDS)
 
     async def template(self, tenant: Tenant, name: str, language: str) -> Template:
         template = await self._sender.template(tenant.id, name, language)
@@ -134,7 +139,7 @@ class Campaigns:
         return await store.listed(self._pool, tenant_id, limit)
 
     async def counts(self, campaign: Campaign) -> Counts:
-        by_status = await store.message_counts(self._pool, campaign.id)
+        by_status = await self._message_counts.get(campaign.id, lambda: store.message_counts(self._pool, campaign.id))
         unqueued = campaign.unqueued if campaign.state is CampaignState.CANCELLED else 0
         queued = sum(by_status.get(s, 0) for s in (Status.ACCEPTED, Status.SENDING))
         return Counts(
