@@ -233,9 +233,10 @@ class Campaigns:
             state = after(action, locked.state, locked.send_at, datetime.now(UTC))
             changed = await store.set_state(conn, campaign_id, state, accept_tail=accept_tail)
         if action is Action.CANCEL:
-            # Every worker re-reads a campaign's cancellation within STATE_CHECK_SECONDS: once
-            # this answer is sent, none of them starts a send of it.
-            await asyncio.sleep(STATE_CHECK_SECONDS + 0.25)
+            # Every worker re-reads a campaign's cancellation within STATE_CHECK_SECONDS of its
+            # last read (plus that read's own time): once this answer is sent, none of them
+            # starts a send of it.
+            await asyncio.sleep(STATE_CHECK_SECONDS + 0.5)
         return changed
 
     async def rejections_csv(self, campaign: Campaign, page: int = 10_000) -> AsyncIterator[bytes]:
