@@ -353,3 +353,13 @@ async def test_a_running_campaign_leaves_room_for_the_same_tenants_otps(platform
     )  # fmt: skip
     slowest = max(r["waited"].total_seconds() for r in rows)
     assert slowest < 1.0, f"an OTP waited {slowest:.2f} s behind the campaign"
+
+    # The tenant's messages filtered to the campaign (still growing): its own, none of the OTPs.
+    query = "SELECT count(*) FROM messages WHERE campaign_id = $1::uuid"
+    before = await pool.fetchval(query, cid)
+    listed = (await platform.http.get("/v1/messages", headers=auth, params={"campaign": cid, "limit": "1000"})).json()
+    after = await pool.fetchval(query, cid)
+    ids = {item["id"] for item in listed["items"]}
+    assert ids.isdisjoint(otps)
+    assert {item["template"]["name"] for item in listed["items"]} == {"sale"}
+    assert before <= len(ids) <= after
