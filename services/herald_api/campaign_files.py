@@ -142,8 +142,7 @@ async def parquet_rows(chunks: AsyncIterator[bytes], spool_dir: str | None = Non
         except (pa.ArrowException, OSError) as exc:
             raise InvalidRequest.field("recipients", f"not a Parquet file: {exc}", code="recipients_invalid") from None
         columns = _Columns(list(parquet.schema_arrow.names))
-        if parquet.metadata.num_rows > MAX_ROWS:
-            _counted(parquet.metadata.num_rows)
+        _counted(parquet.metadata.num_rows)
         number = 0
         for batch in parquet.iter_batches(batch_size=BATCH_ROWS):
             rows = []

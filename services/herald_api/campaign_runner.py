@@ -18,6 +18,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 import asyncpg
 import msgspec
@@ -43,28 +44,36 @@ _ROW = msgspec.msgpack.Decoder(tuple[str, dict[str, str], str | None])
 _FAILURES = (asyncpg.PostgresError, OSError, TimeoutError, KafkaError, Unavailable)
 
 
+@dataclass(frozen=True)
+class _Parts:
+    """What producing a campaign uses; `owner` names this process's leases."""
+
+    pool: asyncpg.Pool
+    sender: Sender
+    keys: ContentKeys
+    settings: CampaignSettings
+    tenant: Callable[[uuid.UUID], Awaitable[Tenant | None]]
+    owner: uuid.UUID
+
+
 class CampaignRunner:
     def __init__(
         self, pool: asyncpg.Pool, sender: Sender, keys: ContentKeys, settings: CampaignSettings,
         tenant: Callable[[uuid.UUID], Awaitable[Tenant | None]],
     ) -> None:  # fmt: skip
-        self._pool = pool
-        self._sender = sender
-        self._keys = keys
-        self._settings = settings
-        self._tenant = tenant
-        self._owner = uuid.uuid4()
+        self._parts = _Parts(pool, sender, keys, settings, tenant, uuid.uuid4())
         self._producing: dict[uuid.UUID, asyncio.Task[None]] = {}
         for outcome in RowOutcome:  # every series exists from the first scrape, at 0
             metrics.CAMPAIGN_ROWS.labels(outcome.value)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Until `stop`: take due campaigns (up to `max_concurrent`) and produce each in its own task."""
+        p = self._parts
         try:
             while not stop.is_set():
-                if len(self._producing) < self._settings.max_concurrent:
+                if len(self._producing) < p.settings.max_concurrent:
                     try:
-                        campaign = await store.claim(self._pool, self._owner, self._settings.lease_seconds)
+                        campaign = await store.claim(p.pool, p.owner, p.settings.lease_seconds)
                     except _FAILURES as exc:
                         log.warning("campaigns not claimed this round", extra={"error": type(exc).__name__})
                         campaign = None
@@ -75,7 +84,7 @@ class CampaignRunner:
                         metrics.CAMPAIGNS_PRODUCING.inc()
                         continue
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), self._settings.poll_seconds)
+                    await asyncio.wait_for(stop.wait(), p.settings.poll_seconds)
         finally:
             tasks = list(self._producing.values())
             for task in tasks:
@@ -87,7 +96,7 @@ class CampaignRunner:
 
     async def _produce(self, campaign: Campaign) -> None:
         try:
-            await _Production(self, campaign).run()
+            await _Production(self._parts, campaign).run()
         except asyncio.CancelledError:
             raise
         except Exception:  # one campaign's failure must not stop the others; its lease lapses
@@ -95,14 +104,14 @@ class CampaignRunner:
         finally:
             metrics.CAMPAIGNS_PRODUCING.dec()
             with contextlib.suppress(*_FAILURES):
-                await store.release(self._pool, campaign.id, self._owner)
+                await store.release(self._parts.pool, campaign.id, self._parts.owner)
 
 
 class _Production:
     """One lease's production of one campaign: the cursor, the tokens, the content key."""
 
-    def __init__(self, runner: CampaignRunner, campaign: Campaign) -> None:
-        self._r = runner
+    def __init__(self, parts: _Parts, campaign: Campaign) -> None:
+        self._p = parts
         self._campaign = campaign
         self._next = campaign.next_row
         self._tokens = 0.0
@@ -110,24 +119,24 @@ class _Production:
 
     async def run(self) -> None:
         c = self._campaign
-        settings = self._r._settings
+        settings = self._p.settings
         if c.content_key is None:
             return
         try:
-            aead = await self._r._keys.opening_key(c.content_key)
+            aead = await self._p.keys.opening_key(c.content_key)
         except ContentUnavailable:
             log.error("campaign rows past retention: cancelling it", extra={"campaign": str(c.id)})
             await self._finish_unreadable()
             return
         while True:
-            tenant = await self._r._tenant(c.tenant_id)
+            tenant = await self._p.tenant(c.tenant_id)
             if tenant is None or tenant.suspended:
                 await asyncio.sleep(settings.poll_seconds)
                 if not await self._renew():
                     return
                 continue
             take = await self._take(tenant.limits.rate_per_second * settings.rate_share)
-            rows = await store.next_rows(self._r._pool, c.id, self._next, take)
+            rows = await store.next_rows(self._p.pool, c.id, self._next, take)
             finished = len(rows) < take
             try:
                 queued, refused = await self._queue(tenant, rows, aead)
@@ -140,7 +149,7 @@ class _Production:
                 await self._pause()
                 return
             next_row = rows[-1].row_no + 1 if rows else self._next
-            state = await store.advance(self._r._pool, c.id, self._r._owner, next_row, queued, refused,
+            state = await store.advance(self._p.pool, c.id, self._p.owner, next_row, queued, refused,
                                         settings.lease_seconds, finished=finished)  # fmt: skip
             metrics.CAMPAIGN_ROWS.labels(RowOutcome.QUEUED.value).inc(queued)
             metrics.CAMPAIGN_ROWS.labels(RowOutcome.REFUSED_AT_SEND.value).inc(len(refused))
@@ -157,7 +166,7 @@ class _Production:
             self._tokens = min(burst, self._tokens + (now - self._filled) * rate)
             self._filled = now
             if self._tokens >= 1:
-                take = min(int(self._tokens), self._r._settings.chunk_rows)
+                take = min(int(self._tokens), self._p.settings.chunk_rows)
                 self._tokens -= take
                 return take
             await asyncio.sleep((1 - self._tokens) / rate)
@@ -166,10 +175,10 @@ class _Production:
         c = self._campaign
         if not rows:
             return 0, []
-        template = await self._r._sender.template(tenant.id, c.template_name, c.template_language)
+        template = await self._p.sender.template(tenant.id, c.template_name, c.template_language)
         if template is None:
             raise NotFound("the campaign's template no longer exists", code="template_not_found")
-        make = await self._r._sender.preparer(
+        make = await self._p.sender.preparer(
             tenant, c.key_kind, template.channel, c.template_name, c.template_language
         )
         now_ms = clock.now_ms()
@@ -184,27 +193,27 @@ class _Production:
                 messages.append(make(request, now_ms))
                 numbers.append(row.row_no)
             except HeraldError as exc:
-                refused.append(Rejection(row.row_no, exc.code, exc.fields[0].field if exc.fields else None))
-        outcomes = await self._r._sender.accept_many(tenant, messages)
+                refused.append(Rejection.of(row.row_no, exc))
+        outcomes = await self._p.sender.accept_many(tenant, messages)
         queued = 0
         for number, outcome in zip(numbers, outcomes, strict=True):
             if isinstance(outcome, HeraldError):
-                refused.append(Rejection(number, outcome.code, outcome.fields[0].field if outcome.fields else None))
+                refused.append(Rejection.of(number, outcome))
             else:
                 queued += 1
         return queued, refused
 
     async def _renew(self) -> bool:
-        state = await store.advance(self._r._pool, self._campaign.id, self._r._owner, self._next, 0, [],
-                                    self._r._settings.lease_seconds, finished=False)  # fmt: skip
+        state = await store.advance(self._p.pool, self._campaign.id, self._p.owner, self._next, 0, [],
+                                    self._p.settings.lease_seconds, finished=False)  # fmt: skip
         return state is CampaignState.SENDING
 
     async def _pause(self) -> None:
-        async with self._r._pool.acquire() as conn, conn.transaction():
+        async with self._p.pool.acquire() as conn, conn.transaction():
             locked = await store.get(conn, self._campaign.tenant_id, self._campaign.id, lock=True)
             if locked is not None and locked.state is CampaignState.SENDING:
                 await store.set_state(conn, self._campaign.id, CampaignState.PAUSED)
 
     async def _finish_unreadable(self) -> None:
-        async with self._r._pool.acquire() as conn, conn.transaction():
+        async with self._p.pool.acquire() as conn, conn.transaction():
             await store.set_state(conn, self._campaign.id, CampaignState.CANCELLED)

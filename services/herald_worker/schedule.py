@@ -12,7 +12,7 @@ release repeated after a crash is still one send), every `interval` seconds in e
 message's cancellation row for the send, or decides a cancellation that was waiting for it
 (`herald.db.schedule`). Asking costs a write, so it is asked only of a tenant that asked to
 cancel something lately: each worker keeps, per tenant, when it last did (refreshed every
-`ttl` seconds); a message accepted more than `SKEW_SECONDS` after that cannot be the one.
+`ttl` seconds); a message accepted well after that cannot be the one (`herald_worker.recency`).
 A campaign's message is cancelled with its campaign: each worker re-reads a campaign's state
 within `STATE_CHECK_SECONDS`, and the API answers a campaign's cancellation only after that.
 """
@@ -41,11 +41,11 @@ from herald.domain.records import ENCODER, MESSAGE_DECODER, OutboundMessage, Sta
 from herald.domain.status import Status
 from herald.kafka.producer import Producer, Record
 from herald.kafka.topics import EVENTS, class_topic
+from herald_worker.recency import LatestChange
 from herald_worker.scheduler import Item
 
 log = logging.getLogger(__name__)
 
-SKEW_SECONDS = 60.0
 OWED_AFTER = timedelta(seconds=10)
 """A decided cancellation whose event was not confirmed sent after this is sent again."""
 
@@ -124,7 +124,9 @@ class CancellationCheck(Protocol):
 class Cancellations:
     def __init__(self, pool: asyncpg.Pool, ttl: float = 1.0) -> None:
         self._pool = pool
-        self._latest: TTLCache[uuid.UUID, datetime | None] = TTLCache(ttl)
+        self._changed: LatestChange[uuid.UUID] = LatestChange(
+            lambda tenant_id: store.latest_cancellation(pool, tenant_id), ttl
+        )
         self._campaigns: TTLCache[uuid.UUID, bool] = TTLCache(min(ttl, STATE_CHECK_SECONDS))
 
     async def may_send(self, message: OutboundMessage) -> bool:
@@ -134,10 +136,6 @@ class Cancellations:
             campaign, lambda: until_written(lambda: campaigns.cancelled(self._pool, campaign))
         ):
             return await until_written(lambda: store.decide_cancelled(self._pool, message.tenant_id, message.id))
-        # Both wait out a database outage, as the worker's other notes do: an outage must not fail messages.
-        latest = await self._latest.get(
-            message.tenant_id, lambda: until_written(lambda: store.latest_cancellation(self._pool, message.tenant_id))
-        )
-        if latest is None or latest.timestamp() + SKEW_SECONDS < message.created_at_ms / 1000:
+        if not await self._changed.may_affect(message.tenant_id, message.created_at_ms):
             return True
         return await until_written(lambda: store.may_send(self._pool, message.tenant_id, message.id))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import functools
 import io
 import signal
 import time
@@ -68,6 +69,22 @@ async def _act(platform: Platform, auth: dict[str, str], campaign: str, action: 
     r = await platform.http.post(f"/v1/campaigns/{campaign}/{action}", headers=auth, json=body or None)
     assert r.status_code == 200, r.text
     return dict(r.json())
+
+
+async def _started(platform: Platform, rows: int, rate: int) -> tuple[str, dict[str, str], str]:
+    """A tenant limited to `rate` msg/s whose campaign of `rows` rows is started (produced at
+    80% of it): its id, its key's header, the campaign's id."""
+    tenant_id, auth = await platform.tenant_with_key(tier="enterprise")
+    await platform.patch_tenant(tenant_id, rate_limit_per_second=rate)
+    await platform.template(auth, channel="sms", **PROMO)
+    cid = (await _campaign(platform, auth))["id"]
+    await _upload(platform, auth, cid, _csv([[_to(i), "Bo", "10", f"r{i}"] for i in range(1, rows + 1)]))
+    await _act(platform, auth, cid, "start")
+    return tenant_id, auth, cid
+
+
+async def _counts(platform: Platform, auth: dict[str, str], campaign: str) -> dict[str, int]:
+    return dict((await _read(platform, auth, campaign))["counts"])
 
 
 async def _sends_of(pool: asyncpg.Pool, platform: Platform, campaign: str) -> dict[str, int]:
@@ -195,17 +212,9 @@ async def test_pause_resume_and_cancel_mid_campaign_send_nothing_after_the_cance
 ) -> None:
     platform = await Platform(_slow(settings, latency_ms=200, in_flight=4)).start()
     try:
-        tenant_id, auth = await platform.tenant_with_key(tier="enterprise")
-        await platform.patch_tenant(tenant_id, rate_limit_per_second=100)  # produced at 80/s, sent at ~20/s
-        await platform.template(auth, channel="sms", **PROMO)
         n = 3000
-        campaign = await _campaign(platform, auth)
-        cid = campaign["id"]
-        await _upload(platform, auth, cid, _csv([[_to(i), "Bo", "10", f"r{i}"] for i in range(1, n + 1)]))
-        await _act(platform, auth, cid, "start")
-
-        async def counts() -> dict[str, int]:
-            return dict((await _read(platform, auth, cid))["counts"])
+        tenant_id, auth, cid = await _started(platform, n, rate=100)  # produced at 80/s, sent at ~20/s
+        counts = functools.partial(_counts, platform, auth, cid)
 
         await eventually(counts, lambda c: c["accepted"] >= 200, "some rows queued", seconds=30)
         paused = await _act(platform, auth, cid, "pause")
@@ -272,17 +281,9 @@ async def test_the_producing_api_and_a_worker_each_sigkilled_mid_campaign_lose_n
     log = Path(settings.data_dir) / "processes.log"
     spawned = [spawn("worker", worker_env, log), spawn("api", api_env, log)]
     try:
-        tenant_id, auth = await platform.tenant_with_key(tier="enterprise")
-        await platform.patch_tenant(tenant_id, rate_limit_per_second=250)  # produced at 200/s
-        await platform.template(auth, channel="sms", **PROMO)
         n = 3000
-        campaign = await _campaign(platform, auth)
-        cid = campaign["id"]
-        await _upload(platform, auth, cid, _csv([[_to(i), "Cy", "5", f"r{i}"] for i in range(1, n + 1)]))
-        await _act(platform, auth, cid, "start")
-
-        async def counts() -> dict[str, int]:
-            return dict((await _read(platform, auth, cid))["counts"])
+        _, auth, cid = await _started(platform, n, rate=250)  # produced at 200/s
+        counts = functools.partial(_counts, platform, auth, cid)
 
         at_kill = await eventually(counts, lambda c: c["accepted"] >= 600, "queuing under the first API", seconds=60)
         spawned[1].send_signal(signal.SIGKILL)
@@ -322,17 +323,9 @@ async def test_the_producing_api_and_a_worker_each_sigkilled_mid_campaign_lose_n
 
 
 async def test_a_running_campaign_leaves_room_for_the_same_tenants_otps(platform: Platform, pool: asyncpg.Pool) -> None:
-    tenant_id, auth = await platform.tenant_with_key(tier="enterprise")
-    await platform.patch_tenant(tenant_id, rate_limit_per_second=50)  # the campaign is produced at 40/s
+    _, auth, cid = await _started(platform, 1000, rate=50)  # the campaign is produced at 40/s
     await platform.template(auth)  # the OTP template
-    await platform.template(auth, channel="sms", **PROMO)
-    campaign = await _campaign(platform, auth)
-    cid = campaign["id"]
-    await _upload(platform, auth, cid, _csv([[_to(i), "Di", "30", f"r{i}"] for i in range(1, 1001)]))
-    await _act(platform, auth, cid, "start")
-
-    async def counts() -> dict[str, int]:
-        return dict((await _read(platform, auth, cid))["counts"])
+    counts = functools.partial(_counts, platform, auth, cid)
 
     await eventually(counts, lambda c: c["delivered"] >= 100, "the campaign under way", seconds=30)
     otps = []
@@ -363,3 +356,26 @@ async def test_a_running_campaign_leaves_room_for_the_same_tenants_otps(platform
     assert ids.isdisjoint(otps)
     assert {item["template"]["name"] for item in listed["items"]} == {"sale"}
     assert before <= len(ids) <= after
+
+
+async def test_rows_produced_again_after_the_producer_died_before_recording_them_are_sent_once(
+    platform: Platform, pool: asyncpg.Pool
+) -> None:
+    # The SIGKILL test's kill lands wherever it lands; this puts the campaign exactly where a
+    # producer killed after the broker took its rows, and before it recorded them, leaves it.
+    n = 300
+    _, auth, cid = await _started(platform, n, rate=1000)
+    counts = functools.partial(_counts, platform, auth, cid)
+    await eventually(counts, lambda c: c["delivered"] == n, "the campaign delivered", seconds=60)
+    repeats_before = metrics.IDEMPOTENT_REPEATS._value.get()
+    await pool.execute(
+        "UPDATE campaigns SET state = 'sending', next_row = 1, accepted = 0, finished_at = NULL, lease_owner = NULL,"
+        " lease_until = NULL WHERE id = $1::uuid", cid,
+    )  # fmt: skip
+    await eventually(counts, lambda c: c["accepted"] == n, "every row produced again", seconds=30)
+    await eventually(lambda: metrics.IDEMPOTENT_REPEATS._value.get() - repeats_before, lambda seen: seen >= n,
+                     "the worker read every repeated record", seconds=30)  # fmt: skip
+    sends = await _sends_of(pool, platform, cid)
+    assert len(sends) == n, "the same rows are the same messages"
+    assert set(sends.values()) == {1}, "none sent twice"
+    assert (await _read(platform, auth, cid))["state"] == "completed"

@@ -19,7 +19,7 @@ from enum import StrEnum
 import msgspec
 
 from herald.domain.models import KeyKind
-from herald.errors import Conflict
+from herald.errors import Conflict, HeraldError
 
 MAX_ROWS = 10_000_000
 """Rows in one campaign's file."""
@@ -140,3 +140,8 @@ class Rejection(msgspec.Struct, frozen=True, array_like=True):
     row: int
     code: str
     field: str | None
+
+    @classmethod
+    def of(cls, row: int, error: HeraldError) -> Rejection:
+        """Row `row` refused for `error`: its code and the first field it names (never a value)."""
+        return cls(row, error.code, error.fields[0].field if error.fields else None)

@@ -31,14 +31,19 @@ class SendRequest(msgspec.Struct, frozen=True):
     """Set by Herald's campaign producer, never by a client."""
 
     def not_before_ms(self, now_ms: int) -> int:
-        """When the message may go: 0 for now. Raises InvalidRequest (`invalid_send_at`) for a
-        time past the grace or more than `MAX_SCHEDULE_DAYS` ahead."""
-        if self.send_at is None:
-            return 0
-        at = int(self.send_at.timestamp() * 1000)
-        if at < now_ms - PAST_GRACE_MS:
-            raise InvalidRequest.field("send_at", "is in the past", code="invalid_send_at")
-        if at > now_ms + MAX_SCHEDULE_DAYS * 86_400_000:
-            ahead = f"is more than {MAX_SCHEDULE_DAYS} days ahead"
-            raise InvalidRequest.field("send_at", ahead, code="invalid_send_at")
-        return at if at > now_ms else 0
+        """When the message may go (`not_before_ms` of its `send_at`)."""
+        return not_before_ms(self.send_at, now_ms)
+
+
+def not_before_ms(send_at: datetime | None, now_ms: int) -> int:
+    """When something sent with `send_at` may go: 0 for now. Raises InvalidRequest
+    (`invalid_send_at`) for a time past the grace or more than `MAX_SCHEDULE_DAYS` ahead."""
+    if send_at is None:
+        return 0
+    at = int(send_at.timestamp() * 1000)
+    if at < now_ms - PAST_GRACE_MS:
+        raise InvalidRequest.field("send_at", "is in the past", code="invalid_send_at")
+    if at > now_ms + MAX_SCHEDULE_DAYS * 86_400_000:
+        ahead = f"is more than {MAX_SCHEDULE_DAYS} days ahead"
+        raise InvalidRequest.field("send_at", ahead, code="invalid_send_at")
+    return at if at > now_ms else 0

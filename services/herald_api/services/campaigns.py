@@ -36,7 +36,7 @@ from herald.domain.campaigns import (
 )
 from herald.domain.limits import RecipientHasher
 from herald.domain.models import DEFAULT_TTL_SECONDS, TIER_POLICIES, Category, Channel, KeyKind
-from herald.domain.sends import SendRequest
+from herald.domain.sends import SendRequest, not_before_ms
 from herald.domain.status import Status
 from herald.domain.templates import Template
 from herald.domain.tenants import Tenant
@@ -120,9 +120,7 @@ class Campaigns:
     ) -> Campaign:  # fmt: skip
         template = await self.template(tenant, template_name, language)
         await self._sender.preparer(tenant, key_kind, template.channel, template_name, language)
-        if send_at is not None:
-            probe = SendRequest("", template.channel, template_name, language, {}, send_at=send_at)
-            probe.not_before_ms(clock.now_ms())  # raises invalid_send_at
+        not_before_ms(send_at, clock.now_ms())  # raises invalid_send_at
         new = CampaignSpec(id=uuid.uuid4(), tenant_id=tenant.id, key_kind=key_kind, name=name,
                            template_name=template_name, template_language=language, send_at=send_at,
                            ttl_seconds=ttl_seconds)  # fmt: skip
@@ -187,7 +185,7 @@ class Campaigns:
                                 seal_blob(aead, plain, row_binding(campaign_id, row)),
                             ))  # fmt: skip
                             continue
-                    rejected.append(Rejection(row, item.code, item.fields[0].field if item.fields else None))
+                    rejected.append(Rejection.of(row, item))
                 if kept:
                     await store.copy_rows(conn, campaign_id, kept)
                 if rejected:
