@@ -6,6 +6,8 @@ codes, topic names), never from tenant-supplied text, so cardinality stays bound
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 from prometheus_client import Counter, Gauge, Histogram
 
 # Request-path latencies: a broker ack on loopback is ~1-5 ms; tails up to seconds when the
@@ -94,10 +96,40 @@ WORKER_BUFFERED = Gauge(
     " shows here (and in in-flight), not in consumer lag: the messages are already fetched.",
     ["category"],
 )
+
+
+class ProviderOutcome(StrEnum):
+    """What one attempt at a provider came to, as its health sees it."""
+
+    SUCCESS = "success"
+    ERROR = "error"
+    """The provider failed it: 5xx, an unreadable answer, no connection."""
+    NO_ANSWER = "no_answer"
+    """No answer at all (a timeout, a connection dropped after the request went out): the
+    provider may have the message, and may be stalled."""
+    THROTTLED = "throttled"
+    QUOTA = "quota"
+    """The account's daily quota is spent: the tenant's volume, not the provider's health."""
+    RECIPIENT = "recipient"
+    """The recipient's doing: a busy recipient, an invalid or opted-out number."""
+    REFUSED = "refused"
+    """Any other refusal (content, template, account): the sender's to fix."""
+
+
+PROVIDER_HEALTH_OUTCOMES = (ProviderOutcome.SUCCESS, ProviderOutcome.ERROR, ProviderOutcome.NO_ANSWER)
+"""The outcomes that say whether a provider works; the others are the recipient's or the
+sender's doing (`HeraldProviderErrorRatio` counts only these)."""
+
 PROVIDER_OUTCOMES = Counter(
     "herald_provider_outcomes_total",
-    "Provider call outcomes by kind (success, retryable, permanent).",
+    "Provider attempts by outcome (ProviderOutcome: success, error, no_answer, throttled, quota, recipient, refused).",
     ["provider", "outcome"],
+)
+PROVIDER_STALLS = Counter(
+    "herald_provider_stalls_total",
+    "Times a worker saw a provider stop answering (an attempt timed out or lost its connection"
+    " after the request went out) and went to one attempt at a time until it answered again.",
+    ["provider"],
 )
 PROVIDER_SECONDS = Histogram(
     "herald_provider_seconds",
@@ -251,9 +283,7 @@ CAMPAIGN_ROWS = Counter(
     " (produced as messages), refused_at_send (suppressed or over the daily limit when produced).",
     ["outcome"],
 )
-CAMPAIGNS_PRODUCING = Gauge(
-    "herald_campaigns_producing", "Campaigns this API process holds the lease of and produces."
-)
+CAMPAIGNS_PRODUCING = Gauge("herald_campaigns_producing", "Campaigns this API process holds the lease of and produces.")
 SMS_OPT_OUTS = Counter(
     "herald_sms_opt_outs_total",
     "SMS opt-outs recorded in a tenant's suppression list, by source: stop_reply, provider_opt_out;"

@@ -18,7 +18,13 @@ And configurable, like the real thing under load (WhatsApp Cloud API, Twilio):
   * throughput cap `max_per_second` (token bucket, 0 = none): beyond it, 429 `throttled`
     (Twilio's 20429 / WhatsApp's 130429), with `Retry-After` (the next token) unless
     `throttle_retry_after` is off;
-  * outages: `POST /v1/sim/outage {"seconds": N}` answers 503 to every send for N seconds.
+  * outages: `POST /v1/sim/outage {"seconds": N}` answers 503 to every send for N seconds;
+  * stalls: `POST /v1/sim/stall {"seconds": N}` answers nothing for N seconds, then processes
+    every send that came meanwhile, as a frozen process (SIGSTOP, a long GC pause) does with the
+    requests waiting in its sockets: a client that timed out never hears that its send was taken.
+
+Its own metrics (not Herald's: a provider's view of the traffic) at `GET /v1/sim/metrics`:
+`carrier_sim_requests_total{answer}` and `carrier_sim_receipts_total{result}`.
 """
 
 from __future__ import annotations
@@ -38,7 +44,8 @@ from datetime import UTC, datetime, timedelta
 
 import aiohttp
 import msgspec
-from litestar import Litestar, Response, post
+import prometheus_client
+from litestar import Litestar, Response, get, post
 from litestar.params import JSONBody
 
 from herald.ops import ops_handlers
@@ -80,6 +87,34 @@ class ErrorOut(msgspec.Struct, frozen=True):
 
 class OutageIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     seconds: float
+
+
+class SimMetrics:
+    """The double's own counters, in a registry of its own (in tests it shares a process with
+    Herald, whose catalogue it must not touch)."""
+
+    ANSWERS = ("accepted", "invalid_number", "opted_out", "recipient_busy", "error", "quota_exhausted", "throttled",
+               "outage")  # fmt: skip
+    """`accepted`, or the `error.code` the double answered."""
+
+    def __init__(self) -> None:
+        self.registry = prometheus_client.CollectorRegistry(auto_describe=True)
+        self.requests = prometheus_client.Counter(
+            "carrier_sim_requests", "Send requests by the answer given.", ["answer"], registry=self.registry
+        )
+        self.receipts = prometheus_client.Counter(
+            "carrier_sim_receipts", "Receipt deliveries to Herald by result.", ["result"], registry=self.registry
+        )
+        self.stalled = prometheus_client.Gauge(
+            "carrier_sim_stalled_requests", "Send requests held unanswered by a stall.", registry=self.registry
+        )
+        for answer in self.ANSWERS:
+            self.requests.labels(answer)
+        for result in ("delivered", "gave_up"):
+            self.receipts.labels(result)
+
+    def answered(self, answer: str) -> None:
+        self.requests.labels(answer).inc()
 
 
 class Latency:
@@ -141,6 +176,8 @@ def create_app(settings: CarrierSimSettings, provider: ProviderSettings) -> Lite
     latency = Latency(settings.latency_ms, settings.latency_p99_ms or settings.latency_ms)
     throughput = Throughput(settings.max_per_second)
     outage_until = [0.0]
+    stall_until = [0.0]
+    sim_metrics = SimMetrics()
 
     def client() -> aiohttp.ClientSession:
         if not clients:  # created lazily, inside the running loop
@@ -187,22 +224,36 @@ def create_app(settings: CarrierSimSettings, provider: ProviderSettings) -> Lite
                     },
                 ) as response:
                     if response.status < 500:
+                        sim_metrics.receipts.labels("delivered").inc(len(batch))
                         return
             except (aiohttp.ClientError, TimeoutError):
                 pass
             if time.monotonic() + delay > deadline:
                 log.warning("receipt not delivered after retries")
+                sim_metrics.receipts.labels("gave_up").inc(len(batch))
                 return
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
 
     @post("/v1/messages", status_code=201)
     async def send(data: JSONBody[SendIn]) -> Response[SendOut | ErrorOut]:
+        answer = await answered(data)
+        content = answer.content
+        sim_metrics.answered(content.error.code if isinstance(content, ErrorOut) else "accepted")
+        return answer
+
+    async def answered(data: SendIn) -> Response[SendOut | ErrorOut]:
+        if (frozen := stall_until[0] - time.monotonic()) > 0:
+            sim_metrics.stalled.inc()
+            try:
+                await asyncio.sleep(frozen)
+            finally:
+                sim_metrics.stalled.dec()
         if settings.latency_ms:
             await asyncio.sleep(latency.sample_seconds())
         if time.monotonic() < outage_until[0]:
             outage_refusals[0] += 1
-            return Response(ErrorOut(ErrorDetail("unavailable", "outage")), status_code=503)
+            return Response(ErrorOut(ErrorDetail("outage", "outage")), status_code=503)
         if (wait := throughput.take()) is not None:
             throttle_refusals[0] += 1
             return Response(
@@ -221,7 +272,7 @@ def create_app(settings: CarrierSimSettings, provider: ProviderSettings) -> Lite
                 headers={"retry-after": "1"},
             )
         if suffix == "0004":
-            return Response(ErrorOut(ErrorDetail("internal", "outage")), status_code=500)
+            return Response(ErrorOut(ErrorDetail("error", "internal error")), status_code=500)
         if suffix == "0009":
             return Response(
                 ErrorOut(ErrorDetail("quota_exhausted", "daily quota")),
@@ -249,6 +300,16 @@ def create_app(settings: CarrierSimSettings, provider: ProviderSettings) -> Lite
     async def outage(data: JSONBody[OutageIn]) -> None:
         outage_until[0] = time.monotonic() + data.seconds
 
+    @post("/v1/sim/stall", status_code=204)
+    async def stall(data: JSONBody[OutageIn]) -> None:
+        stall_until[0] = time.monotonic() + data.seconds
+
+    @get("/v1/sim/metrics", sync_to_thread=False)
+    def own_metrics() -> Response[bytes]:
+        return Response(
+            prometheus_client.generate_latest(sim_metrics.registry), media_type=prometheus_client.CONTENT_TYPE_LATEST
+        )
+
     async def ready() -> dict[str, str]:
         return {"self": "ok"}
 
@@ -268,7 +329,7 @@ def create_app(settings: CarrierSimSettings, provider: ProviderSettings) -> Lite
                 await session.close()
 
     app = Litestar(
-        route_handlers=[send, outage, *ops_handlers(ready)],
+        route_handlers=[send, outage, stall, own_metrics, *ops_handlers(ready)],
         lifespan=[lifespan],
         openapi_config=None,
         logging_config=None,

@@ -176,11 +176,9 @@ class Deliverer:
         except Postponed as exc:
             return self.held(message, exc.seconds, exc.reason)
         except PermanentError as exc:
-            metrics.PROVIDER_OUTCOMES.labels(provider.name, "permanent").inc()
             return Outcome([self._event(message, Status.FAILED, exc.reason, provider_error=exc.provider_error)])
         except RetryableError as exc:
             return self._later(message, exc)
-        metrics.PROVIDER_OUTCOMES.labels(provider.name, "success").inc()
         metrics.ACCEPTED_TO_SENT_SECONDS.labels(message.category.value).observe(
             max(0.0, (self._clock() - message.created_at_ms) / 1000)
         )
@@ -237,8 +235,5 @@ class Deliverer:
         started = time.perf_counter()
         try:
             return await provider.send(message)
-        except RetryableError:
-            metrics.PROVIDER_OUTCOMES.labels(provider.name, "retryable").inc()
-            raise
         finally:
             metrics.PROVIDER_SECONDS.labels(provider.name).observe(time.perf_counter() - started)

@@ -31,22 +31,38 @@ and an in-process retry in `Throttled`, before it calls the provider again.
   over minutes at 1,000 msg/s. Other workers learn from their own 429s; setting the capacity
   shares it exactly. A busy recipient or a spent daily quota is not the provider's throughput
   and leaves the gate open.
+* **Stalls** (an attempt with no answer at all: a timeout, a connection dropped after the
+  request went out). The provider may have taken that message, and a stalled provider usually
+  has: requests wait in its socket buffers and are processed when it thaws, answered to nobody.
+  Every attempt sent into a stall is then one more message sent twice, so after an unanswered
+  attempt the gate lets one attempt through at a time (a probe; first attempts and retries
+  alike) until the provider answers anything again. What a stall costs is then bounded: the
+  attempts in flight when it began (at most `worker.max_in_flight`) and one probe per provider
+  timeout are all that can reach the provider twice; they show as
+  `herald_duplicate_sends_total` once its receipts come. Without it a 60 s stall of the
+  carrier double made 475 duplicates (issue #31): every in-process retry of every in-flight
+  send joined the provider's queue.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from functools import partial
 
 import asyncpg
 
 from herald import metrics
 from herald.domain.records import OutboundMessage
+from herald.metrics import ProviderOutcome
 from herald_worker.pacing import BucketPacer
-from herald_worker.providers.base import Accepted, Provider, RetryableError
+from herald_worker.providers.base import Accepted, PermanentError, Provider, RetryableError, outcome_of
+
+log = logging.getLogger(__name__)
 
 MAX_PAUSE_SECONDS = 10.0
 DEFAULT_PAUSE_SECONDS = 0.2
@@ -63,6 +79,8 @@ CUBIC_SCALE = 0.4
 """msg/s per s³, RFC 9438's C: how fast the rate grows back after a cut."""
 MIN_RATE = 1.0
 RELEASE_AFTER_SECONDS = 60.0
+STALL_POLL_SECONDS = 0.1
+"""How often a send waiting behind a stalled provider's probe looks again."""
 _BUCKETS = uuid.UUID("6f0d3c1e-5b8a-4f39-9d7e-2a41c8b0e5a7")
 
 
@@ -129,7 +147,9 @@ class ProviderGate:
         # The provider's series exist from the first scrape (at 0), not from its first cut.
         metrics.PROVIDER_THROTTLE_CUTS.labels(self.provider)
         metrics.PROVIDER_CAPACITY_WAIT_SECONDS.labels(self.provider)
-        metrics.PROVIDER_OUTCOMES.labels(self.provider, "success")  # "no success in 5 min" needs a series
+        for outcome in ProviderOutcome:  # every series from the first scrape ("no success in 5 min")
+            metrics.PROVIDER_OUTCOMES.labels(self.provider, outcome)
+        metrics.PROVIDER_STALLS.labels(self.provider)
         self._bucket = bucket_id(provider)
         self._make_pacer = pacer if rate_per_second > 0 else None
         self._pacer: BucketPacer[str] | None = None
@@ -146,6 +166,10 @@ class ProviderGate:
         self._attempted = _PerSecond()
         self._admitted: set[uuid.UUID] = set()
         """Messages whose first attempt took its token in the dispatcher."""
+        self._stalled_since: float | None = None
+        """When an attempt last went unanswered, while the provider has answered none since."""
+        self._probes: set[uuid.UUID] = set()
+        """Messages whose attempt went out while the provider was stalled, until it ends."""
 
     @classmethod
     def on_postgres(cls, pool: asyncpg.Pool, provider: str, rate_per_second: float) -> ProviderGate:
@@ -168,6 +192,8 @@ class ProviderGate:
         now = self._clock()
         if now < self._shut_until:
             return False
+        if self._stalled_since is not None and self._probes:
+            return False
         if self._own is not None:
             rate = self._own.rate(now)
             self._own_tokens = min(max(1.0, rate / 10), self._own_tokens + (now - self._own_at) * rate)
@@ -179,6 +205,8 @@ class ProviderGate:
     def take(self, message_id: uuid.UUID | None = None) -> None:
         """Spend what `ready` found for an attempt; `message_id` marks a first attempt taken by
         the dispatcher, so that `Throttled` does not take a second token for it."""
+        if message_id is not None:
+            self._probe(message_id)
         self._attempted.add(self._clock())
         if self._own is not None:
             self._own_tokens -= 1
@@ -199,14 +227,61 @@ class ProviderGate:
         while not self.ready():
             opens = self.opens_at()
             await asyncio.sleep(min(0.1, max(0.005, (opens - self._clock()) if opens is not None else 0.005)))
+        self._probe(message_id)
         self.take()
 
-    def accepted(self) -> None:
-        now = self._clock()
-        self._accepted.add(now)
-        self._strikes = 0
-        if self._own is not None and now - self._last_cut >= RELEASE_AFTER_SECONDS:
-            self._own = None
+    def _probe(self, message_id: uuid.UUID) -> None:
+        if self._stalled_since is not None:
+            self._probes.add(message_id)
+
+    async def through(self, message_id: uuid.UUID, send: Callable[[], Awaitable[Accepted]]) -> Accepted:
+        """One attempt of `message_id`: waits for the gate, makes the call, reports its answer
+        (`throttled`, `reported`) and returns or raises what the call did."""
+        await self.before_attempt(message_id)
+        try:
+            accepted = await send()
+        except (RetryableError, PermanentError) as exc:
+            if isinstance(exc, RetryableError) and exc.reason == "throttled":
+                self.throttled(exc.retry_after)
+            self.reported(message_id, outcome_of(exc))
+            raise
+        except BaseException:
+            self.reported(message_id, None)
+            raise
+        self.reported(message_id, ProviderOutcome.SUCCESS)
+        return accepted
+
+    def reported(self, message_id: uuid.UUID, outcome: ProviderOutcome | None) -> None:
+        """An attempt is over, with `outcome` (counted in `herald_provider_outcomes_total`), or
+        with None: it ended before reaching the provider and says nothing about it. Any answer,
+        a refusal too, ends a stall; `no_answer` (it timed out, or the connection dropped after
+        the request went out) begins one."""
+        self._probes.discard(message_id)  # a stalled provider's next probe may go
+        if outcome is None:
+            return
+        metrics.PROVIDER_OUTCOMES.labels(self.provider, outcome).inc()
+        if outcome is ProviderOutcome.SUCCESS:
+            now = self._clock()
+            self._accepted.add(now)
+            self._strikes = 0
+            if self._own is not None and now - self._last_cut >= RELEASE_AFTER_SECONDS:
+                self._own = None
+        if outcome is not ProviderOutcome.NO_ANSWER:
+            if self._stalled_since is not None:
+                log.warning(
+                    "provider answers again; sends resume",
+                    extra={"provider": self.provider, "stalled_seconds": round(self._clock() - self._stalled_since, 1)},
+                )  # fmt: skip
+                self._stalled_since = None
+                self._probes.clear()
+            return
+        if self._stalled_since is None:
+            self._stalled_since = self._clock()
+            metrics.PROVIDER_STALLS.labels(self.provider).inc()
+            log.warning(
+                "provider did not answer a send (timeout or connection lost); one attempt at a time until it answers",
+                extra={"provider": self.provider},
+            )  # fmt: skip
 
     def throttled(self, retry_after: float | None) -> None:
         now = self._clock()
@@ -235,6 +310,8 @@ class ProviderGate:
         now = self._clock()
         if now < self._shut_until:
             return self._shut_until
+        if self._stalled_since is not None and self._probes:
+            return now + STALL_POLL_SECONDS  # woken, too, when the probe's answer comes
         if self._own is not None and self._own_tokens < 1:
             return self._own_at + (1 - self._own_tokens) / self._own.rate(now)
         return None
@@ -261,15 +338,7 @@ class Throttled:
             gate.attach(lambda: None)
 
     async def send(self, message: OutboundMessage) -> Accepted:
-        await self._gate.before_attempt(message.id)
-        try:
-            accepted = await self._provider.send(message)
-        except RetryableError as exc:
-            if exc.reason == "throttled":
-                self._gate.throttled(exc.retry_after)
-            raise
-        self._gate.accepted()
-        return accepted
+        return await self._gate.through(message.id, partial(self._provider.send, message))
 
     async def close(self) -> None:
         await self._provider.close()

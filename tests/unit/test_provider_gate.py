@@ -10,17 +10,24 @@ import uuid
 import pytest
 
 from herald.domain.reasons import Reason
+from herald.metrics import ProviderOutcome
 from herald_carrier_sim.app import Throughput
 from herald_worker.pacing import BucketPacer
 from herald_worker.provider_gate import (
     DEFAULT_PAUSE_SECONDS,
     MAX_PAUSE_SECONDS,
     RELEASE_AFTER_SECONDS,
+    STALL_POLL_SECONDS,
     ProviderGate,
     Throttled,
 )
 from herald_worker.providers.base import Accepted, RetryableError
 from tests.unit.fakes import Clock, Scripted, outbound
+
+
+def _accepted(gate: ProviderGate) -> None:
+    """The provider took a send of this worker's."""
+    gate.reported(uuid.uuid4(), ProviderOutcome.SUCCESS)
 
 
 def _gate(clock: Clock) -> ProviderGate:
@@ -30,7 +37,7 @@ def _gate(clock: Clock) -> ProviderGate:
 def _accept(gate: ProviderGate, clock: Clock, n: int, over: float) -> None:
     for _ in range(n):
         clock.now += over / n
-        gate.accepted()
+        _accepted(gate)
 
 
 def test_without_capacity_or_throttling_the_gate_is_always_open() -> None:
@@ -52,7 +59,7 @@ def test_a_429_shuts_the_gate_for_its_retry_after_capped_or_a_moment_if_it_names
     gate.throttled(3600.0)  # an hour is an outage, not a throttle: never shut that long
     assert gate.opens_at() == clock.now + MAX_PAUSE_SECONDS
     clock.now += MAX_PAUSE_SECONDS
-    gate.accepted()
+    _accepted(gate)
     gate.throttled(None)  # WhatsApp's 130429 names no wait
     assert gate.opens_at() == clock.now + DEFAULT_PAUSE_SECONDS
 
@@ -70,7 +77,7 @@ def test_without_retry_after_the_shut_doubles_while_the_provider_accepts_nothing
     # A refusal within CUT_SPACING_SECONDS of the last cut is the same signal: it shuts again for
     # as long, and the shut doubles from the next cut on.
     assert shuts == [0.2, 0.2, 0.2, 0.4, 0.4, 0.8, 1.6, 3.2, 6.4, MAX_PAUSE_SECONDS, MAX_PAUSE_SECONDS]
-    gate.accepted()  # the provider takes a send again: back to a short shut
+    _accepted(gate)  # the provider takes a send again: back to a short shut
     gate.throttled(None)
     assert gate.opens_at() == clock.now + DEFAULT_PAUSE_SECONDS
 
@@ -115,7 +122,7 @@ def test_the_own_rate_grows_back_flattens_where_the_429_came_and_is_lifted_after
     _sent_in(gate, clock, 0.1)
     assert 120 <= _sent_in(gate, clock, 1.0) <= 150  # then probing beyond it: 127 to 146 msg/s
     clock.now += RELEASE_AFTER_SECONDS
-    gate.accepted()
+    _accepted(gate)
     assert _sent_in(gate, clock, 1.0) == 10_000  # lifted: every step may send
 
 
@@ -163,7 +170,7 @@ def test_a_worker_joining_a_saturated_provider_gets_an_even_share(capacity: floa
             _, _, worker, retry_after = heapq.heappop(answers)
             in_flight[worker] -= 1
             if retry_after is None:
-                gates[worker].accepted()
+                _accepted(gates[worker])
                 accepted[worker].append(clock.now - start)
             else:
                 gates[worker].throttled(retry_after)
@@ -224,3 +231,53 @@ async def test_only_a_throttle_shuts_the_gate_and_every_answer_still_reaches_the
     clock.now += 0.5
     gate.take(message.id)  # the dispatcher let this attempt through: no second token, no wait
     assert await provider.send(message) == Accepted("p-1")
+
+
+def test_after_an_unanswered_attempt_one_attempt_at_a_time_goes_until_the_provider_answers() -> None:
+    clock = Clock()
+    gate = _gate(clock)
+    in_flight = [uuid.uuid4() for _ in range(4)]
+    for message_id in in_flight:  # four sends go out; the provider freezes with them
+        assert gate.ready()
+        gate.take(message_id)
+    gate.reported(in_flight[0], ProviderOutcome.NO_ANSWER)
+    # The other three are still out: they are not probes, and one probe may go now.
+    assert gate.ready()
+    probe = uuid.uuid4()
+    gate.take(probe)
+    assert not gate.ready()
+    assert gate.opens_at() == clock.now + STALL_POLL_SECONDS  # looked at again, not spun on
+    for message_id in in_flight[1:]:  # the rest time out too: still one probe at a time
+        gate.reported(message_id, ProviderOutcome.NO_ANSWER)
+        assert not gate.ready()
+    gate.reported(probe, ProviderOutcome.NO_ANSWER)  # the probe got no answer: the next may go
+    assert gate.ready()
+    second = uuid.uuid4()
+    gate.take(second)
+    assert not gate.ready()
+    gate.reported(second, ProviderOutcome.RECIPIENT)  # any answer, a refusal too, ends the stall
+    assert gate.ready()
+    for _ in range(3):
+        gate.take(uuid.uuid4())
+        assert gate.ready()
+
+
+async def test_through_reports_a_lost_answer_and_an_attempt_that_never_reached_the_provider() -> None:
+    clock = Clock()
+    gate = _gate(clock)
+    gate.attach(lambda: None)
+
+    async def lost() -> Accepted:
+        raise RetryableError(Reason.PROVIDER_UNAVAILABLE, lost=True)
+
+    async def broken() -> Accepted:
+        raise RuntimeError("a defect before the call")
+
+    with pytest.raises(RetryableError):
+        await gate.through(uuid.uuid4(), lost)
+    probe = uuid.uuid4()
+    with pytest.raises(RuntimeError):
+        await gate.through(probe, broken)
+    assert gate.ready()  # the probe that never reached the provider frees its place
+    with pytest.raises(ValueError, match="may have been taken"):
+        RetryableError(Reason.PROVIDER_UNAVAILABLE, lost=True, untaken=True)

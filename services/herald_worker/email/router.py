@@ -45,7 +45,7 @@ class EmailRouter:
         except RetryableError as exc:
             if exc.untaken and not pinned:
                 raise
-            raise RetryableError(exc.reason, exc.retry_after, pinned=provider.name) from exc
+            raise RetryableError(exc.reason, exc.retry_after, pinned=provider.name, lost=exc.lost) from exc
         return accepted if accepted.provider else msgspec.structs.replace(accepted, provider=provider.name)
 
     async def close(self) -> None:

@@ -86,7 +86,7 @@ class SesProvider:
             raise RetryableError(Reason.PROVIDER_UNAVAILABLE, untaken=True) from exc
         except (ReadTimeoutError, ConnectionClosedError, OSError) as exc:
             metrics.EMAIL_SES_ANSWERS.labels("lost").inc()
-            raise RetryableError(Reason.PROVIDER_UNAVAILABLE) from exc
+            raise RetryableError(Reason.PROVIDER_UNAVAILABLE, lost=True) from exc
         metrics.EMAIL_SES_ANSWERS.labels("accepted").inc()
         # With SES's events published to Herald, its acceptance is `sent`; the event decides.
         return Accepted(provider_message_id=answer["MessageId"], delivered=not self._settings.ses_notifications)

@@ -106,7 +106,7 @@ class SmtpProvider:
             metrics.EMAIL_SMTP_REPLIES.labels("dropped").inc()
             if data_sent:  # the mail may be with the relay: retried, not passed to another provider
                 log.warning("smtp relay connection lost after DATA", extra={"error": type(exc).__name__})
-                raise RetryableError(Reason.PROVIDER_UNAVAILABLE) from exc
+                raise RetryableError(Reason.PROVIDER_UNAVAILABLE, lost=True) from exc
             raise RetryableError(Reason.PROVIDER_UNAVAILABLE, untaken=True) from exc
         finally:
             await self._pool.give_back(connection, keep)

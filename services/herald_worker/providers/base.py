@@ -9,6 +9,7 @@ import msgspec
 
 from herald.domain.reasons import Reason
 from herald.domain.records import OutboundMessage
+from herald.metrics import ProviderOutcome
 
 
 class Accepted(msgspec.Struct, frozen=True):
@@ -34,17 +35,30 @@ class RetryableError(Exception):
     """
 
     def __init__(
-        self, reason: Reason, retry_after: float | None = None, *, untaken: bool = False, pinned: str | None = None
+        self,
+        reason: Reason,
+        retry_after: float | None = None,
+        *,
+        untaken: bool = False,
+        pinned: str | None = None,
+        lost: bool = False,
     ) -> None:
         """`untaken`: the provider certainly did not take the message (no connection, no bind,
         throttled, refused before acceptance), so another provider may be tried. Otherwise it may
         have (an answer lost to a timeout or a dropped connection): `pinned`, set by the router,
-        names that provider, and every later attempt goes to it alone (`MessageEnvelope.provider_pin`)."""
+        names that provider, and every later attempt goes to it alone (`MessageEnvelope.provider_pin`).
+
+        `lost`: no answer came at all: the request went out, then the call timed out or the
+        connection dropped. The provider may have the message, and may be stalled
+        (`ProviderGate.reported`: one attempt at a time until it answers again)."""
         if not reason.transient:
             raise ValueError(f"{reason} is not a transient reason")
+        if lost and untaken:
+            raise ValueError("an attempt whose answer was lost may have been taken")
         super().__init__(reason)
         self.reason = reason
         self.untaken = untaken
+        self.lost = lost
         self.pinned = pinned
         if retry_after is not None and not (math.isfinite(retry_after) and retry_after >= 0):
             retry_after = None
@@ -81,3 +95,21 @@ class Provider(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+_RECIPIENT_REASONS = frozenset({Reason.INVALID_NUMBER, Reason.OPTED_OUT, Reason.RECIPIENT_BUSY})
+
+
+def outcome_of(exc: RetryableError | PermanentError) -> ProviderOutcome:
+    """The provider-health outcome of a refused or failed attempt."""
+    if isinstance(exc, RetryableError) and exc.lost:
+        return ProviderOutcome.NO_ANSWER
+    if exc.reason in _RECIPIENT_REASONS:
+        return ProviderOutcome.RECIPIENT
+    if exc.reason is Reason.THROTTLED:
+        return ProviderOutcome.THROTTLED
+    if exc.reason is Reason.QUOTA_EXHAUSTED:
+        return ProviderOutcome.QUOTA
+    if exc.reason in (Reason.PROVIDER_UNAVAILABLE, Reason.PROVIDER_BAD_RESPONSE):
+        return ProviderOutcome.ERROR
+    return ProviderOutcome.REFUSED

@@ -5,7 +5,9 @@ Outcome mapping, modelled on Twilio and the WhatsApp Cloud API:
   429                          -> Retryable("throttled", Retry-After)
   429 quota_exhausted          -> Retryable("quota_exhausted", Retry-After: until the quota resets)
   409 recipient_busy           -> Retryable("recipient_busy", Retry-After)
-  5xx, timeouts, resets        -> Retryable("provider_unavailable")
+  5xx                          -> Retryable("provider_unavailable")
+  no connection                -> Retryable("provider_unavailable", untaken)
+  timeouts, resets             -> Retryable("provider_unavailable", lost: it may have the message)
   4xx with error.code          -> Permanent(code): invalid_number, opted_out, template_paused, ...
 """
 
@@ -95,8 +97,10 @@ class CarrierProvider:
                 "/v1/messages", data=msgspec.json.encode(payload), headers={"content-type": "application/json"}
             ) as response:
                 status, headers, content = response.status, response.headers, await response.read()
+        except aiohttp.ClientConnectorError as exc:
+            raise RetryableError(Reason.PROVIDER_UNAVAILABLE, untaken=True) from exc
         except (TimeoutError, aiohttp.ClientError) as exc:
-            raise RetryableError(Reason.PROVIDER_UNAVAILABLE) from exc
+            raise RetryableError(Reason.PROVIDER_UNAVAILABLE, lost=True) from exc
         if 200 <= status < 300:
             try:
                 return Accepted(provider_message_id=msgspec.json.decode(content, type=_SendResponse).id)

@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
+from functools import partial
 from typing import Protocol
 
 import asyncpg
@@ -213,12 +214,10 @@ class SmsRouter:
 
     async def _attempt(self, route: Route, live: Live, message: OutboundMessage, *, pinned: bool) -> Accepted:
         name = live.name
-        await live.gate.before_attempt(message.id)
-        try:
-            accepted = await live.adapter.send(message)
+        try:  # the gate sees every answer (throttling, acceptance, silence) through `through`
+            accepted = await live.gate.through(message.id, partial(live.adapter.send, message))
         except RetryableError as exc:
             if exc.reason is Reason.THROTTLED:
-                live.gate.throttled(exc.retry_after)
                 self._health.settled(name)
             else:
                 self._health.failed(name)
@@ -227,7 +226,7 @@ class SmsRouter:
                 metrics.SMS_ROUTE_ATTEMPTS.labels(route.label, name, "failover").inc()
                 raise
             metrics.SMS_ROUTE_ATTEMPTS.labels(route.label, name, "pinned").inc()
-            raise RetryableError(exc.reason, exc.retry_after, pinned=name) from exc
+            raise RetryableError(exc.reason, exc.retry_after, pinned=name, lost=exc.lost) from exc
         except PermanentError as exc:
             self._health.succeeded(name)  # it answered
             metrics.SMS_ROUTE_ATTEMPTS.labels(route.label, name, "refused").inc()
@@ -238,7 +237,6 @@ class SmsRouter:
         self._health.succeeded(name)
         if recovered:
             self._observe(route)
-        live.gate.accepted()
         metrics.SMS_ROUTE_ATTEMPTS.labels(route.label, name, "accepted").inc()
         return accepted
 

@@ -227,7 +227,7 @@ class SmppProvider:
                 log.warning("smpp submit unanswered", extra={"provider": self.name, "error": type(exc).__name__,
                                                              "detail": str(exc)[:120]})  # fmt: skip
                 bind.drop(smsc)
-                raise RetryableError(Reason.PROVIDER_UNAVAILABLE) from None
+                raise RetryableError(Reason.PROVIDER_UNAVAILABLE, lost=True) from None
             if answer.is_success and answer.message_id:
                 last_id = answer.message_id
                 continue

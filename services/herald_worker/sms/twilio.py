@@ -66,7 +66,7 @@ class TwilioProvider:
         except aiohttp.ClientConnectorError:
             raise RetryableError(Reason.PROVIDER_UNAVAILABLE, untaken=True) from None
         except (TimeoutError, aiohttp.ClientError):
-            raise RetryableError(Reason.PROVIDER_UNAVAILABLE) from None  # it may have it
+            raise RetryableError(Reason.PROVIDER_UNAVAILABLE, lost=True) from None  # it may have it
         if 200 <= status < 300:
             try:
                 return Accepted(msgspec.json.decode(content, type=_Created).sid, provider=self.name)
