@@ -327,3 +327,42 @@ def provider_label(provider: str) -> str:
     """A provider name as a metric label: a tenant's own account (`whatsapp:<waba id>`) counts
     under its kind, so the series stay bounded whatever the number of tenants."""
     return provider.partition(":")[0]
+
+
+# Which tenant: a bounded label set. Each names at most `SHOWN_TENANTS` tenants (the worst by
+# its own measure), so the series stay bounded at 10,000 tenants; a tenant leaving the top
+# loses its series.
+SHOWN_TENANTS = 10
+TENANT_UNDELIVERED = Gauge(
+    "herald_tenant_undelivered_messages",
+    "Messages of the tenant that ended failed or expired over the last 15 minutes, for the tenants"
+    " with the most, as seen by this sinks process (its share of herald.events' partitions: sum by"
+    " tenant across processes).",
+    ["tenant"],
+)
+TENANT_MEAN_FINAL_SECONDS = Gauge(
+    "herald_tenant_mean_final_seconds",
+    "Mean accepted -> delivered seconds of the tenant's messages over the last 15 minutes, for the"
+    " slowest tenants with 20 or more delivered, as seen by this sinks process.",
+    ["tenant"],
+)
+TENANT_CALLBACKS_PENDING = Gauge(
+    "herald_tenant_callbacks_pending",
+    "Status callbacks waiting to reach the tenant's endpoint, for the tenants with the oldest"
+    " (from the callback outbox: every sinks process reports the same figure).",
+    ["tenant"],
+)
+TENANT_CALLBACKS_RETRYING = Gauge(
+    "herald_tenant_callbacks_retrying",
+    "Of those, callbacks the tenant's endpoint has failed at least once (waiting for a retry).",
+    ["tenant"],
+)
+TENANT_CALLBACK_OLDEST_SECONDS = Gauge(
+    "herald_tenant_callback_oldest_seconds",
+    "Age of the tenant's oldest status callback still waiting to reach its endpoint.",
+    ["tenant"],
+)
+CALLBACKS_PENDING = Gauge(
+    "herald_callbacks_pending",
+    "Status callbacks waiting to reach tenants' endpoints, all tenants (from the callback outbox).",
+)

@@ -17,6 +17,7 @@ from herald_sinks.billing import BillingLedger
 from herald_sinks.callbacks import CallbackConfigs, CallbackRecorder
 from herald_sinks.settings import SinksConfig
 from herald_sinks.status import SendsRecorded, StatusProjection
+from herald_sinks.tenant_board import TenantBoard
 
 TOPICS: dict[str, tuple[str, ...]] = {
     STATUS_SINK_GROUP: (*MESSAGE_TOPICS, EVENTS),
@@ -32,12 +33,14 @@ def handlers(
     settings: SinksConfig,
     configs: CallbackConfigs | None = None,
     sends_recorded: SendsRecorded | None = None,
+    board: TenantBoard | None = None,
 ) -> dict[str, Handler]:
     """`configs` is shared with the callback dispatcher when the sinks run; a new one otherwise.
-    `sends_recorded` (the receipt binder's) hears of every send the status projection records."""
+    `sends_recorded` (the receipt binder's) hears of every send the status projection records;
+    `board` of every final status it applies."""
     names = Names(settings.kafka.topic_prefix)
     return {
-        STATUS_SINK_GROUP: StatusProjection(pool, names, sends_recorded),
+        STATUS_SINK_GROUP: StatusProjection(pool, names, sends_recorded, board),
         BILLING_SINK_GROUP: BillingLedger(pool),
         CALLBACK_SINK_GROUP: CallbackRecorder(pool, configs or CallbackConfigs(pool)),
     }

@@ -26,6 +26,7 @@ from herald_sinks.receipts import Binder
 from herald_sinks.reputation import run_complaint_report
 from herald_sinks.settings import SinksConfig
 from herald_sinks.sweeper import run_sweeper
+from herald_sinks.tenant_board import TenantBoard, run_callback_report
 from herald_sinks.whatsapp import run_template_sweep
 
 
@@ -41,6 +42,7 @@ async def run_sinks(settings: SinksConfig, stop: asyncio.Event, membership: Memb
     binder = Binder(pool, producer, settings.sinks)
     graph = Graph(settings.whatsapp.graph_url, settings.whatsapp.timeout_seconds)
     ring = KeyRing(settings.secrets.keys())
+    board = TenantBoard()
     background = [
         asyncio.create_task(run_sweeper(pool, producer, settings.sinks, stop)),
         asyncio.create_task(binder.run(stop)),
@@ -49,6 +51,7 @@ async def run_sinks(settings: SinksConfig, stop: asyncio.Event, membership: Memb
         asyncio.create_task(run_parked_report(pool, settings.sinks.parked_report_seconds, stop)),
         asyncio.create_task(run_template_sweep(pool, ring, graph, settings.whatsapp.template_sweep_seconds, stop)),
         asyncio.create_task(run_complaint_report(pool, settings.sinks.complaint_report_seconds, stop)),
+        asyncio.create_task(run_callback_report(board, pool, settings.sinks.callback_report_seconds, stop)),
     ]
     parking = Parking(pool)
     # Sinks are off the send path: a longer long-poll costs their lag nothing under load and
@@ -56,7 +59,7 @@ async def run_sinks(settings: SinksConfig, stop: asyncio.Event, membership: Memb
     kafka = msgspec.structs.replace(settings.kafka, fetch_max_wait_ms=settings.sinks.fetch_max_wait_ms)
     consumers, loops = [], []
     membership = membership or Membership()
-    groups = handlers(pool, settings, configs, binder.sends_recorded)
+    groups = handlers(pool, settings, configs, binder.sends_recorded, board)
     membership.expect(groups)
     for group, handler in groups.items():
         consumer = make_consumer(kafka, names, group, TOPICS[group], membership.listener(group))

@@ -59,6 +59,9 @@ class SinkSettings(msgspec.Struct, frozen=True):
     A receipt recorded later than that (the callbacks sink lagging by minutes) waits out the hold."""
     parked_report_seconds: float = 15.0
     complaint_report_seconds: float = 60.0
+    callback_report_seconds: float = 15.0
+    """How often the callback backlog per tenant is read from the outbox (and the tenant board
+    exported when no status came)."""
     """How often each tenant's email complaint rate over the last day is recomputed."""
     """How often the parked records are recounted for `herald_sink_parked_records` (a replay or
     discard runs in another process)."""

@@ -20,6 +20,7 @@ from herald.domain.records import EVENT_DECODER, MESSAGE_DECODER, MessageEnvelop
 from herald.domain.status import Status
 from herald.kafka.consumer import Batch, decoded
 from herald.kafka.topics import EVENTS, Names
+from herald_sinks.tenant_board import TenantBoard
 
 log = logging.getLogger(__name__)
 
@@ -29,10 +30,17 @@ SendsRecorded = Callable[[Sequence[tuple[str, str]]], None]
 
 
 class StatusProjection:
-    def __init__(self, pool: asyncpg.Pool, names: Names, sends_recorded: SendsRecorded | None = None) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        names: Names,
+        sends_recorded: SendsRecorded | None = None,
+        board: TenantBoard | None = None,
+    ) -> None:
         self._pool = pool
         self._names = names
         self._sends_recorded = sends_recorded
+        self._board = board
 
     async def __call__(self, batch: Batch) -> None:
         messages: list[MessageEnvelope] = []
@@ -67,3 +75,5 @@ class StatusProjection:
             if t.status in (Status.DELIVERED, Status.FAILED, Status.EXPIRED, Status.CANCELLED):
                 metrics.MESSAGES_FINAL.labels(t.status.value, t.channel, t.category).inc()
                 metrics.ACCEPTED_TO_FINAL_SECONDS.labels(t.category, t.status.value).observe(t.seconds_since_accepted)
+        if self._board is not None:
+            self._board.add(applied.transitions)

@@ -13,12 +13,14 @@ import msgspec
 import pytest
 from litestar import Litestar, Request, Response, post
 from litestar.params import FromPath
+from prometheus_client import REGISTRY
 
 from herald import signing
 from herald.domain.records import EVENT_DECODER
 from herald.embedded import free_port
 from herald.kafka.topics import EVENTS
 from herald_cli.settings import Settings
+from herald_sinks.tenant_board import TenantBoard
 from tests.eventually import eventually
 from tests.integration.harness import Platform, Served, read_records
 
@@ -225,3 +227,42 @@ async def test_a_callback_host_that_now_resolves_inside_is_never_dialled(
         assert {r["last_error"] for r in dead} == {"not_allowed"}
     finally:
         await running.stop()
+
+
+async def test_the_backlog_names_the_tenant_whose_endpoint_fails(
+    platform: Platform, receiver: tuple[Receiver, str], pool: asyncpg.Pool
+) -> None:
+    """Issue #31: one tenant's 503 endpoint tripled the callback failure ratio, and nothing said
+    which tenant. The outbox's backlog per tenant names it, and only it."""
+    rec, base = receiver
+    rec.fail_first["down"] = 10_000
+    down = await platform.tenant(callback_url=f"{base}/cb/down")
+    fine = await platform.tenant(callback_url=f"{base}/cb/fine")
+    for tenant in (down, fine):
+        auth = {"authorization": f"Bearer {await platform.key(tenant['id'])}"}
+        await platform.template(auth)
+        for n in range(3):
+            await platform.send(auth, to=f"+44751{n:06d}7")
+    await _wait(lambda: len(rec.bodies("fine")) == 6, "the healthy tenant's six callbacks")
+    await _wait(lambda: rec.calls.get("down", 0) >= 2, "the failing endpoint tried")
+    board = TenantBoard()
+    await board.report_callbacks(pool)
+    retrying = _tenant_samples("herald_tenant_callbacks_retrying")
+    # (Membership, not equality: the registry is the test process's, shared with earlier tests.)
+    assert down["id"] in retrying
+    assert fine["id"] not in retrying
+    assert retrying[down["id"]] >= 1
+    assert _tenant_samples("herald_tenant_callbacks_pending")[down["id"]] >= 1
+    assert _tenant_samples("herald_tenant_callback_oldest_seconds")[down["id"]] > 0
+    # Its endpoint recovers: once its callbacks are through, the tenant's series go.
+    rec.fail_first["down"] = 0
+    await _wait(lambda: len(rec.bodies("down")) == 6, "the recovered tenant's six callbacks", 40)
+    await board.report_callbacks(pool)
+    assert down["id"] not in _tenant_samples("herald_tenant_callbacks_retrying")
+
+
+def _tenant_samples(name: str) -> dict[str, float]:
+    return {
+        s.labels["tenant"]: s.value
+        for metric in REGISTRY.collect() for s in metric.samples if s.name == name
+    }  # fmt: skip

@@ -177,3 +177,35 @@ async def dead(pool: asyncpg.Pool, outbox_id: int, error: str) -> None:
         outbox_id,
         error,
     )
+
+
+class TenantBacklog(msgspec.Struct, frozen=True):
+    tenant_id: uuid.UUID
+    pending: int
+    retrying: int
+    """Pending callbacks the endpoint has failed at least once."""
+    oldest_seconds: float
+
+
+class Backlog(msgspec.Struct, frozen=True):
+    pending: int
+    worst: list[TenantBacklog]
+    """The tenants with the oldest pending callback, oldest first."""
+
+
+async def backlog(pool: asyncpg.Pool, tenants: int) -> Backlog:
+    """What waits to reach tenants' endpoints (pending: neither delivered nor given up), and the
+    `tenants` tenants whose oldest pending callback is oldest. Reads only pending rows, through
+    the outbox's partial due index."""
+    rows = await pool.fetch(
+        """
+        SELECT tenant_id, count(*) AS pending, count(*) FILTER (WHERE attempts > 0) AS retrying,
+               extract(epoch FROM now() - min(created_at))::float8 AS oldest_seconds,
+               sum(count(*)) OVER ()::bigint AS everyone
+        FROM callback_outbox WHERE dead_at IS NULL AND delivered_at IS NULL
+        GROUP BY tenant_id ORDER BY min(created_at) LIMIT $1
+        """,
+        tenants,
+    )
+    worst = [TenantBacklog(r["tenant_id"], r["pending"], r["retrying"], max(0.0, r["oldest_seconds"])) for r in rows]
+    return Backlog(rows[0]["everyone"] if rows else 0, worst)

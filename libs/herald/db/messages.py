@@ -61,6 +61,7 @@ class MessageView(msgspec.Struct, frozen=True):
 class Transition(msgspec.Struct, frozen=True):
     """A projected status change, for metrics: how long after acceptance it happened."""
 
+    tenant_id: uuid.UUID
     category: str
     channel: str
     status: Status
@@ -170,16 +171,17 @@ async def apply_batch(
 
 async def _recompute(conn: asyncpg.pool.PoolConnectionProxy[asyncpg.Record], ids: list[uuid.UUID]) -> list[Transition]:
     rows = await conn.fetch(
-        "SELECT m.id, m.status, m.category, m.channel, m.created_at, e.status AS event_status, e.at FROM messages m"
+        "SELECT m.id, m.tenant_id, m.status, m.category, m.channel, m.created_at, e.status AS event_status, e.at"
+        " FROM messages m"
         " LEFT JOIN message_events e ON e.message_id = m.id WHERE m.id = ANY($1::uuid[])",
         ids,
     )
     current: dict[uuid.UUID, str] = {}
-    accepted: dict[uuid.UUID, tuple[str, str, datetime]] = {}
+    accepted: dict[uuid.UUID, tuple[uuid.UUID, str, str, datetime]] = {}
     seen: dict[uuid.UUID, list[tuple[int, Status]]] = {}
     for r in rows:
         current[r["id"]] = r["status"]
-        accepted[r["id"]] = (r["category"], r["channel"], r["created_at"])
+        accepted[r["id"]] = (r["tenant_id"], r["category"], r["channel"], r["created_at"])
         history = seen.setdefault(r["id"], [])
         if r["event_status"] is not None:
             history.append((int(r["at"].timestamp() * 1000), Status(r["event_status"])))
@@ -190,9 +192,10 @@ async def _recompute(conn: asyncpg.pool.PoolConnectionProxy[asyncpg.Record], ids
         status = fold(history, start)
         if status.value != current[message_id]:
             changes.append((message_id, status.value))
-            category, channel, created_at = accepted[message_id]
+            tenant_id, category, channel, created_at = accepted[message_id]
             at_ms = max((at for at, s in history if s is status), default=int(created_at.timestamp() * 1000))
-            transitions.append(Transition(category, channel, status, max(0.0, at_ms / 1000 - created_at.timestamp())))
+            seconds = max(0.0, at_ms / 1000 - created_at.timestamp())
+            transitions.append(Transition(tenant_id, category, channel, status, seconds))
     if changes:
         await conn.execute(
             "UPDATE messages m SET status = c.status, updated_at = now()"
