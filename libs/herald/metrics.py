@@ -36,6 +36,12 @@ CONSUMER_LAG = Gauge(
     "Records behind the partition highwater after the last committed batch, per consumer group.",
     ["group", "topic", "partition"],
 )
+CONSUMER_BUSY_SECONDS = Gauge(
+    "herald_consumer_busy_seconds",
+    "How long this process's loop of the consumer group has been on its current batch (0 between"
+    " batches). Lag is reported after each batch, so a blocked handler shows here, not in lag.",
+    ["group"],
+)
 IDEMPOTENT_REPEATS = Counter(
     "herald_idempotent_repeats_total",
     "Records skipped by workers because another record already claimed the id.",
@@ -325,8 +331,10 @@ EMAIL_SMTP_REPLIES = Counter(
 
 def provider_label(provider: str) -> str:
     """A provider name as a metric label: a tenant's own account (`whatsapp:<waba id>`) counts
-    under its kind, so the series stay bounded whatever the number of tenants."""
-    return provider.partition(":")[0]
+    under its kind, so the series stay bounded whatever the number of tenants; a provider the
+    operator configured (`sms:<name>`, a handful) under its own name, so that its health shows."""
+    kind, _, name = provider.partition(":")
+    return kind if kind == "whatsapp" or not name else name
 
 
 # Which tenant: a bounded label set. Each names at most `SHOWN_TENANTS` tenants (the worst by

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+import time
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import TypeAlias, TypeVar
 
 import msgspec
@@ -155,6 +157,7 @@ class ConsumerLoop:
         self._max_parked = max_parked
         self._transient = transient
         self._stopping = asyncio.Event()
+        self._busy = busy_clock(group)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -169,7 +172,8 @@ class ConsumerLoop:
             batch: Batch = await self._consumer.getmany(timeout_ms=200, max_records=self._max_records)
             if not batch:
                 continue
-            await self.handle(batch)
+            with self._busy():
+                await self.handle(batch)
             for tp, records in batch.items():
                 self._tracker.handled(tp, records[-1].offset + 1)
                 report_lag(self._consumer, self._names, self._group, tp, records[-1].offset + 1)
@@ -226,6 +230,43 @@ class ConsumerLoop:
                 raise
             except Exception as exc:
                 await self._isolate(half, exc, refused)
+
+
+class _Busy:
+    """How long the loops of one consumer group in this process have been on their current
+    batch (the longest, 0 between batches): `herald_consumer_busy_seconds`, read at scrape time.
+    Lag is reported after a batch, so a handler blocked on its batch (a lock, a database that
+    accepts connections and never answers) freezes the lag where it was; this grows instead."""
+
+    def __init__(self, group: str) -> None:
+        self._since: dict[int, float] = {}
+        self._token = itertools.count()
+        metrics.CONSUMER_BUSY_SECONDS.labels(group).set_function(self.seconds)
+
+    def seconds(self) -> float:
+        return time.monotonic() - min(self._since.values()) if self._since else 0.0
+
+    def __call__(self) -> contextlib.AbstractContextManager[None]:
+        return self._batch()
+
+    @contextlib.contextmanager
+    def _batch(self) -> Iterator[None]:
+        token = next(self._token)
+        self._since[token] = time.monotonic()
+        try:
+            yield
+        finally:
+            del self._since[token]
+
+
+_BUSY: dict[str, _Busy] = {}
+
+
+def busy_clock(group: str) -> _Busy:
+    """The one busy clock of `group` in this process (tests run several loops of a group)."""
+    if group not in _BUSY:
+        _BUSY[group] = _Busy(group)
+    return _BUSY[group]
 
 
 def report_lag(consumer: AIOKafkaConsumer, names: Names, group: str, tp: TopicPartition, next_offset: int) -> None:
