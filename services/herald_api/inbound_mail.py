@@ -22,7 +22,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from herald import metrics
 from herald.db.pool import DATABASE_ERRORS
 from herald.email.bounces import BounceAddresses
-from herald.email.reports import parse
+from herald.email.reports import Kind, parse
 from herald.errors import NotFound
 from herald_api.services.email import Email
 
@@ -38,6 +38,8 @@ class InboundMail:
         self._bounces = bounces
         self._email = email
         self._unsubscribe = unsubscribe_mailbox.lower()
+        for kind in (*Kind, "hard_bounce", "refused", "unreadable"):
+            metrics.EMAIL_REPORTS.labels(kind)  # every series from the first scrape
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]

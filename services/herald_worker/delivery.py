@@ -40,7 +40,7 @@ from tenacity import (
 
 from herald import clock, metrics
 from herald.domain.models import Channel, KeyKind
-from herald.domain.reasons import Reason
+from herald.domain.reasons import TRANSIENT_REASONS, LetterKind, Reason
 from herald.domain.records import MessageEnvelope, OutboundMessage, StatusEventV1
 from herald.domain.status import Status
 from herald.retrying import retried
@@ -99,6 +99,12 @@ class Deliverer:
         self._attempts = attempts
         self._delays = retry_delays_seconds
         self._clock = clock
+        # Every reason a message may wait on herald.retry for, and every kind of dead letter, is
+        # a series from the first scrape: a panel of them is never empty before the first one.
+        for reason in (*TRANSIENT_REASONS, Reason.TENANT_BACKLOG, Reason.TENANT_SUSPENDED, Reason.ACCOUNT_SUSPENDED):
+            metrics.RETRIES_SCHEDULED.labels(reason)
+        for kind in LetterKind:
+            metrics.DLQ_RECORDS.labels(kind)
 
     def _event(
         self,

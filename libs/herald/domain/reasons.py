@@ -90,6 +90,8 @@ _EXHAUSTED: dict[Reason, Reason] = {
     Reason.PROVIDER_BAD_RESPONSE: Reason.PROVIDER_BAD_RESPONSE_RETRIES_EXHAUSTED,
 }
 _EXHAUSTED_VALUES = frozenset(_EXHAUSTED.values())
+TRANSIENT_REASONS = tuple(_EXHAUSTED)
+"""The reasons a provider's refusal is retried for."""
 
 
 NOT_DEAD_LETTERED = frozenset({Reason.RECIPIENT_SUPPRESSED})
