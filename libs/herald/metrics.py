@@ -9,6 +9,7 @@ from __future__ import annotations
 from enum import StrEnum
 
 from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client.metrics import MetricWrapperBase
 
 # Request-path latencies: a broker ack on loopback is ~1-5 ms; tails up to seconds when the
 # broker is slow or re-electing.
@@ -374,3 +375,37 @@ CALLBACKS_PENDING = Gauge(
     "herald_callbacks_pending",
     "Status callbacks waiting to reach tenants' endpoints, all tenants (from the callback outbox).",
 )
+
+
+class Role(StrEnum):
+    """The Herald process serving a `/metrics`."""
+
+    API = "api"
+    WORKER = "worker"
+    SINKS = "sinks"
+
+
+# An unlabelled metric has its series (at 0) in every process that imports this module; each is
+# shown only by the processes that keep it, so the API does not report a worker's in-flight.
+# (A labelled one has series only where it is used.)
+UNLABELLED_OWNERS: dict[MetricWrapperBase, frozenset[Role]] = {
+    PRODUCE_SECONDS: frozenset(Role),
+    IDEMPOTENT_REPEATS: frozenset({Role.WORKER}),
+    DUPLICATE_SENDS: frozenset({Role.SINKS}),
+    IN_FLIGHT: frozenset({Role.WORKER}),
+    RECEIPT_TIMEOUTS: frozenset({Role.SINKS}),
+    BILLING_PENDING_REFUSED: frozenset({Role.SINKS}),
+    BILLING_PENDING_OLDEST: frozenset({Role.SINKS}),
+    CALLBACKS_STALE: frozenset({Role.SINKS}),
+    CALLBACK_SECONDS: frozenset({Role.SINKS}),
+    WHATSAPP_ACCOUNTS_SUSPENDED: frozenset({Role.WORKER}),
+    SMS_CONFIG_VERSION: frozenset({Role.WORKER}),
+    CAMPAIGNS_PRODUCING: frozenset({Role.API}),
+    EMAIL_UNSUBSCRIBES: frozenset({Role.API}),
+    CALLBACKS_PENDING: frozenset({Role.SINKS}),
+}
+
+
+def not_shown_by(role: Role | None) -> frozenset[str]:
+    """The families of the unlabelled metrics `role` does not keep (None, a double: all of them)."""
+    return frozenset(m._name for m, roles in UNLABELLED_OWNERS.items() if role not in roles)

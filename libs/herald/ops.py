@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 
 import asyncpg
 import msgspec
@@ -17,6 +17,10 @@ import prometheus_client
 from litestar import Response, get
 from litestar.handlers import HTTPRouteHandler
 from prometheus_client import multiprocess
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+
+from herald import metrics
 
 ReadyCheck = Callable[[], Awaitable[dict[str, str]]]
 """Returns a map of component -> "ok" or a short reason; ready when all are "ok"."""
@@ -28,10 +32,16 @@ class Health(msgspec.Struct, frozen=True):
 
 
 def ops_handlers(
-    check: ReadyCheck, cache_seconds: float = 1.0, live: Callable[[], dict[str, str]] | None = None
+    check: ReadyCheck,
+    cache_seconds: float = 1.0,
+    live: Callable[[], dict[str, str]] | None = None,
+    *,
+    role: metrics.Role | None = None,
 ) -> list[HTTPRouteHandler]:
     """`check` (dependencies) is cached for `cache_seconds`; `live` (in-memory state, such as the
-    consumer groups joined) is asked on every probe."""
+    consumer groups joined) is asked on every probe. `/metrics` shows the unlabelled metrics
+    `role` keeps (`metrics.UNLABELLED_OWNERS`); a double (None) shows none of Herald's."""
+    hidden = metrics.not_shown_by(role)
     cached: list[tuple[float, dict[str, str]]] = []
 
     @get("/healthz", include_in_schema=False, sync_to_thread=False)
@@ -55,7 +65,7 @@ def ops_handlers(
 
     @get("/metrics", include_in_schema=False, sync_to_thread=False)
     def metrics() -> Response[bytes]:
-        return Response(exposition(), media_type=prometheus_client.CONTENT_TYPE_LATEST)
+        return Response(exposition(hidden), media_type=prometheus_client.CONTENT_TYPE_LATEST)
 
     return [healthz, readyz, metrics]
 
@@ -65,11 +75,23 @@ async def check_postgres(pool: asyncpg.Pool) -> str:
     return "ok"
 
 
-def exposition() -> bytes:
+def exposition(hidden: frozenset[str] = frozenset()) -> bytes:
     """This process's metrics, or, with several API worker processes (PROMETHEUS_MULTIPROC_DIR set
-    by `herald api`), the sum over all of them, whichever process the scrape lands on."""
+    by `herald api`), the sum over all of them, whichever process the scrape lands on; without
+    the metric families named in `hidden`."""
+    source: Collector = prometheus_client.REGISTRY
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = prometheus_client.CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-        return prometheus_client.generate_latest(registry)
-    return prometheus_client.generate_latest()
+        source = registry
+    return prometheus_client.generate_latest(_Without(source, hidden))  # type: ignore[arg-type]
+
+
+class _Without:
+    """A registry's families but those named."""
+
+    def __init__(self, source: Collector, hidden: frozenset[str]) -> None:
+        self._source, self._hidden = source, hidden
+
+    def collect(self) -> Iterator[Metric]:
+        return (family for family in self._source.collect() if family.name not in self._hidden)

@@ -20,6 +20,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.types import Guard
 
+from herald import metrics
 from herald.db import tenants
 from herald.db.pool import create_pool
 from herald.email.bounces import BounceAddresses
@@ -142,7 +143,7 @@ def create_app(settings: ApiConfig) -> Litestar:
             SmsRouteController,
             TwilioCallbackController,
             ReceiptController,
-            *ops_handlers(ready),
+            *ops_handlers(ready, role=metrics.Role.API),
         ],
         dependencies={
             "svc": Provide(_services, sync_to_thread=False),

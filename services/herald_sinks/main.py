@@ -9,6 +9,7 @@ import asyncpg
 import msgspec
 from litestar import Litestar
 
+from herald import metrics
 from herald.db.pool import TRANSIENT_ERRORS, close_pool, create_pool
 from herald.kafka.consumer import ConsumerLoop, make_consumer
 from herald.kafka.membership import Membership
@@ -108,7 +109,7 @@ def ops_app(settings: SinksConfig, membership: Membership) -> Litestar:
             await pool.close()
 
     return Litestar(
-        route_handlers=ops_handlers(ready, cache_seconds=5.0, live=membership.check), on_shutdown=[close],
+        route_handlers=ops_handlers(ready, cache_seconds=5.0, live=membership.check, role=metrics.Role.SINKS), on_shutdown=[close],
         openapi_config=None,
         logging_config=None,
     )  # fmt: skip

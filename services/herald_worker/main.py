@@ -10,6 +10,7 @@ import msgspec
 from aiokafka import AIOKafkaConsumer
 from litestar import Litestar
 
+from herald import metrics
 from herald.db.content_keys import ContentKeys
 from herald.db.pool import close_pool, create_pool
 from herald.domain.limits import RecipientHasher
@@ -193,7 +194,7 @@ def ops_app(settings: WorkerConfig, membership: Membership) -> Litestar:
         return {"kafka": "ok" if not missing else "missing topics"}
 
     return Litestar(
-        route_handlers=ops_handlers(ready, cache_seconds=5.0, live=membership.check), openapi_config=None,
+        route_handlers=ops_handlers(ready, cache_seconds=5.0, live=membership.check, role=metrics.Role.WORKER), openapi_config=None,
         logging_config=None,
     )  # fmt: skip
 

@@ -13,6 +13,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client.metrics import MetricWrapperBase
 
 from herald import metrics
+from herald.ops import exposition
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 SUFFIXES = {Counter: ("_total",), Gauge: ("",), Histogram: ("_bucket", "_sum", "_count")}
@@ -59,3 +60,21 @@ def test_promtool_checks_and_unit_tests_pass() -> None:
     assert check.returncode == 0, check.stdout + check.stderr
     tests = subprocess.run(["promtool", "test", "rules", "alerts_test.yml"], cwd=folder, capture_output=True, text=True)
     assert tests.returncode == 0, tests.stdout + tests.stderr
+
+
+def test_every_unlabelled_metric_has_the_processes_that_show_it() -> None:
+    """Issue #31: every unlabelled metric was exported at 0 by every process (the worker's
+    in-flight by the API too). Each now names the processes that keep it."""
+    unlabelled = {v for v in vars(metrics).values() if isinstance(v, MetricWrapperBase) and not v._labelnames}
+    assert unlabelled == set(metrics.UNLABELLED_OWNERS)
+    assert "herald_worker_in_flight" in metrics.not_shown_by(metrics.Role.API)
+    assert "herald_worker_in_flight" not in metrics.not_shown_by(metrics.Role.WORKER)
+    assert metrics.not_shown_by(None) == {m._name for m in unlabelled}
+
+
+def test_a_process_shows_only_its_own_unlabelled_metrics() -> None:
+    shown = exposition(metrics.not_shown_by(metrics.Role.API)).decode()
+    assert "herald_campaigns_producing" in shown
+    assert "herald_worker_in_flight" not in shown
+    assert "herald_duplicate_sends_total" not in shown
+    assert "herald_produce_seconds_bucket" in shown  # every process produces
