@@ -26,8 +26,10 @@ run: install
 # TEST_WORKERS parallel processes, each with its own PostgreSQL and broker (tests/conftest.py).
 TEST_WORKERS ?= 2
 
+# --dist worksteal with the long tests collected first (tests/conftest.py): an idle worker takes
+# tests still waiting at another, so the suite does not end waiting for one long test.
 test: install tools lint typecheck
-	$(BIN)/pytest -n $(TEST_WORKERS)
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal
 
 # promtool (Debian package prometheus) unit-tests the alert rules; installed when missing and
 # possible (root with apt), otherwise that one test is skipped and says why.
@@ -40,7 +42,7 @@ unit: install
 	$(BIN)/pytest tests/unit
 
 integration: install
-	$(BIN)/pytest -n $(TEST_WORKERS) tests/integration
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal tests/integration
 
 lint: install
 	$(BIN)/ruff check libs services tests loadtests clients/python

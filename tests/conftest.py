@@ -154,3 +154,9 @@ async def settings(database_url: str, broker: EmbeddedBroker, tmp_path: Path) ->
     )  # fmt: skip
     await ensure_topics(result.kafka, Names(prefix))
     return result
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The long tests first (`@pytest.mark.long`): with `--dist worksteal` the other worker runs
+    the rest meanwhile, instead of the suite ending on one long test."""
+    items.sort(key=lambda item: item.get_closest_marker("long") is None)

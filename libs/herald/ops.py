@@ -64,10 +64,10 @@ def ops_handlers(
         )
 
     @get("/metrics", include_in_schema=False, sync_to_thread=False)
-    def metrics() -> Response[bytes]:
+    def metrics_page() -> Response[bytes]:
         return Response(exposition(hidden), media_type=prometheus_client.CONTENT_TYPE_LATEST)
 
-    return [healthz, readyz, metrics]
+    return [healthz, readyz, metrics_page]
 
 
 async def check_postgres(pool: asyncpg.Pool) -> str:
@@ -84,7 +84,7 @@ def exposition(hidden: frozenset[str] = frozenset()) -> bytes:
         registry = prometheus_client.CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         source = registry
-    return prometheus_client.generate_latest(_Without(source, hidden))  # type: ignore[arg-type]
+    return prometheus_client.generate_latest(_Without(source, hidden))
 
 
 class _Without:

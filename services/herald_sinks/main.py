@@ -109,7 +109,8 @@ def ops_app(settings: SinksConfig, membership: Membership) -> Litestar:
             await pool.close()
 
     return Litestar(
-        route_handlers=ops_handlers(ready, cache_seconds=5.0, live=membership.check, role=metrics.Role.SINKS), on_shutdown=[close],
+        route_handlers=ops_handlers(ready, cache_seconds=5.0, live=membership.check, role=metrics.Role.SINKS),
+        on_shutdown=[close],
         openapi_config=None,
         logging_config=None,
     )  # fmt: skip

@@ -194,7 +194,8 @@ def ops_app(settings: WorkerConfig, membership: Membership) -> Litestar:
         return {"kafka": "ok" if not missing else "missing topics"}
 
     return Litestar(
-        route_handlers=ops_handlers(ready, cache_seconds=5.0, live=membership.check, role=metrics.Role.WORKER), openapi_config=None,
+        route_handlers=ops_handlers(ready, cache_seconds=5.0, live=membership.check, role=metrics.Role.WORKER),
+        openapi_config=None,
         logging_config=None,
     )  # fmt: skip
 

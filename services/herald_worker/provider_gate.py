@@ -170,6 +170,8 @@ class ProviderGate:
         """When an attempt last went unanswered, while the provider has answered none since."""
         self._probes: set[uuid.UUID] = set()
         """Messages whose attempt went out while the provider was stalled, until it ends."""
+        self._failed = 0
+        """Attempts the provider failed on its side since it last took one."""
 
     @classmethod
     def on_postgres(cls, pool: asyncpg.Pool, provider: str, rate_per_second: float) -> ProviderGate:
@@ -243,7 +245,7 @@ class ProviderGate:
         except (RetryableError, PermanentError) as exc:
             if isinstance(exc, RetryableError) and exc.reason == "throttled":
                 self.throttled(exc.retry_after)
-            self.reported(message_id, outcome_of(exc))
+            self.reported(message_id, outcome_of(exc), exc.reason)
             raise
         except BaseException:
             self.reported(message_id, None)
@@ -251,7 +253,7 @@ class ProviderGate:
         self.reported(message_id, ProviderOutcome.SUCCESS)
         return accepted
 
-    def reported(self, message_id: uuid.UUID, outcome: ProviderOutcome | None) -> None:
+    def reported(self, message_id: uuid.UUID, outcome: ProviderOutcome | None, reason: str | None = None) -> None:
         """An attempt is over, with `outcome` (counted in `herald_provider_outcomes_total`), or
         with None: it ended before reaching the provider and says nothing about it. Any answer,
         a refusal too, ends a stall; `no_answer` (it timed out, or the connection dropped after
@@ -260,6 +262,7 @@ class ProviderGate:
         if outcome is None:
             return
         metrics.PROVIDER_OUTCOMES.labels(self.provider, outcome).inc()
+        self._log_failing(outcome, reason)
         if outcome is ProviderOutcome.SUCCESS:
             now = self._clock()
             self._accepted.add(now)
@@ -282,6 +285,17 @@ class ProviderGate:
                 "provider did not answer a send (timeout or connection lost); one attempt at a time until it answers",
                 extra={"provider": self.provider},
             )  # fmt: skip
+
+    def _log_failing(self, outcome: ProviderOutcome, reason: str | None) -> None:
+        """A warning when the provider starts failing sends on its side, and when it takes one
+        again (with how many failed between): an outage shows in the log, once, not per send."""
+        if outcome is ProviderOutcome.ERROR:
+            if self._failed == 0:
+                log.warning("provider failing sends", extra={"provider": self.provider, "reason": reason or outcome})
+            self._failed += 1
+        elif outcome is ProviderOutcome.SUCCESS and self._failed:
+            log.warning("provider takes sends again", extra={"provider": self.provider, "failed": self._failed})
+            self._failed = 0
 
     def throttled(self, retry_after: float | None) -> None:
         now = self._clock()

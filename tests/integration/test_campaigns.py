@@ -104,6 +104,7 @@ async def _undelivered(pool: asyncpg.Pool, platform: Platform, campaign: str) ->
 
 # 100,000 rows go through the one process this test runs the platform in (a few minutes).
 @pytest.mark.timeout(600)
+@pytest.mark.long
 async def test_a_campaign_sends_each_good_row_once_and_reports_the_bad_ones_by_row(
     settings: Settings, pool: asyncpg.Pool
 ) -> None:

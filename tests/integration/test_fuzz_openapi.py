@@ -34,6 +34,7 @@ async def _run(api: Platform, token: str, path_flag: str) -> tuple[int, str]:
 
 
 @pytest.mark.skipif(shutil.which(str(CLI)) is None, reason="schemathesis is a dev dependency; `make install` adds it")
+@pytest.mark.long
 async def test_fuzzing_finds_no_server_errors(settings: Settings) -> None:
     # With the doubles: the WhatsApp routes ask Meta (the double), which must answer.
     api = await Platform(settings).start(worker=False, sinks=False, email=True)

@@ -5,7 +5,7 @@ no alert fires; then each fault fires its alert: a callback endpoint failing for
 SMSC frozen (SIGSTOP), the SMSC refusing every bind, the billing table locked, a worker killed.
 
 Time in the rules runs `SCALE` times faster: every range, `for` and age threshold is divided by
-it (a five-minute window is fifteen seconds), so that faults fire within a test's minutes; the
+it (a five-minute window is ten seconds), so that faults fire within a test's minutes; the
 promtool unit tests (tests/unit/test_observability.py) check the same rules at their real
 durations. Prometheus scrapes every second.
 """
@@ -42,7 +42,7 @@ from herald_cli.sms import apply as apply_sms_config
 from tests.integration.harness import Platform, Served
 from tests.integration.processes import env_for
 
-SCALE = 20
+SCALE = 30
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 pytestmark = [
     pytest.mark.timeout(420),
@@ -66,10 +66,10 @@ def scaled_rules(text: str, scale: int) -> str:
 
 def test_scaling_rewrites_every_duration_and_age_threshold() -> None:
     rules = scaled_rules((DEPLOY / "prometheus" / "alerts.yml").read_text(), SCALE)
-    assert "[15000ms]" in rules  # [5m]
-    assert "for: 6000ms" in rules  # 2m
-    assert "herald_consumer_busy_seconds) > 15" in rules  # 300 s
-    assert "herald_billing_pending_oldest_seconds) > 180" in rules  # 3600 s
+    assert "[10000ms]" in rules  # [5m]
+    assert "for: 4000ms" in rules  # 2m
+    assert "herald_consumer_busy_seconds) > 10" in rules  # 300 s
+    assert "herald_billing_pending_oldest_seconds) > 120" in rules  # 3600 s
     assert not re.search(r"\[\d+[smh]\]|for: \d+[smh]\b", rules)
 
 
@@ -248,6 +248,7 @@ async def _during(fault: Awaitable[None], check: Callable[[], Awaitable[float]])
             await task
 
 
+@pytest.mark.long
 async def test_panels_have_data_normal_traffic_pages_no_one_and_each_fault_fires_its_alert(
     settings: Settings, monkeypatch: pytest.MonkeyPatch, pool: asyncpg.Pool
 ) -> None:
@@ -279,8 +280,8 @@ async def test_panels_have_data_normal_traffic_pages_no_one_and_each_fault_fires
             traffic_task = asyncio.create_task(traffic.run())
 
             # Normal traffic: every panel has data, nothing fires.
-            await asyncio.sleep(45)
-            assert traffic.answers.get(202, 0) > 150, traffic.answers
+            await asyncio.sleep(30)
+            assert traffic.answers.get(202, 0) > 100, traffic.answers
             assert traffic.answers.get(422, 0) > 10, traffic.answers  # the bad numbers
             dashboard = json.loads((DEPLOY / "grafana" / "herald.json").read_text())
             empty = [
@@ -331,7 +332,8 @@ async def test_panels_have_data_normal_traffic_pages_no_one_and_each_fault_fires
 
             # The logs said what happened, with the provider and why, and never a recipient or a body.
             logs = {path.name: path.read_text(errors="replace") for path in (settings.data_dir / "logs").glob("*.log")}
-            assert "provider did not answer a send" in logs["worker.log"]
+            assert "provider did not answer a send" in logs["worker.log"]  # the stall
+            assert "provider failing sends" in logs["worker.log"]  # the refused binds
             assert "smpp-main" in logs["worker.log"]
             for name, text in logs.items():
                 assert not re.search(r"4475\d{7}|4474\d{7}|Your code is|20% off", text), name
