@@ -127,6 +127,11 @@ PROVIDER_HEALTH_OUTCOMES = (ProviderOutcome.SUCCESS, ProviderOutcome.ERROR, Prov
 """The outcomes that say whether a provider works; the others are the recipient's or the
 sender's doing (`HeraldProviderErrorRatio` counts only these)."""
 
+WORKER_OLDEST_BUFFERED_SECONDS = Gauge(
+    "herald_worker_oldest_buffered_seconds",
+    "Seconds since acceptance of the oldest message this worker has fetched and not yet handed to"
+    " a provider (0: none waits): how far behind a stalled provider or a paced backlog is.",
+)
 PROVIDER_OUTCOMES = Counter(
     "herald_provider_outcomes_total",
     "Provider attempts by outcome (ProviderOutcome: success, error, no_answer, throttled, quota, recipient, refused).",
@@ -393,6 +398,7 @@ UNLABELLED_OWNERS: dict[MetricWrapperBase, frozenset[Role]] = {
     IDEMPOTENT_REPEATS: frozenset({Role.WORKER}),
     DUPLICATE_SENDS: frozenset({Role.SINKS}),
     IN_FLIGHT: frozenset({Role.WORKER}),
+    WORKER_OLDEST_BUFFERED_SECONDS: frozenset({Role.WORKER}),
     RECEIPT_TIMEOUTS: frozenset({Role.SINKS}),
     BILLING_PENDING_REFUSED: frozenset({Role.SINKS}),
     BILLING_PENDING_OLDEST: frozenset({Role.SINKS}),

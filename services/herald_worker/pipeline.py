@@ -112,6 +112,7 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
         self._content_keys = content_keys
         self._claims = claims
         self._scheduler = Scheduler(settings.recipient_gap_seconds)
+        metrics.WORKER_OLDEST_BUFFERED_SECONDS.set_function(self._oldest_buffered_seconds)
         self._tracker: OffsetTracker[TopicPartition] = OffsetTracker()
         self._committer = Committer(consumer, self._tracker, CommitPolicy(settings.commit_interval_seconds))
         wake = asyncio.Event()
@@ -357,6 +358,10 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
             if not self._settle_if_expired(item):
                 self._scheduler.add(item)
                 self._dispatch.wake()
+
+    def _oldest_buffered_seconds(self) -> float:
+        oldest = self._scheduler.oldest_accepted_ms()
+        return 0.0 if oldest is None else max(0.0, (clock.now_ms() - oldest) / 1000)
 
     def _apply_pauses(self) -> None:
         for buffered_class, waiting in self._scheduler.buffered.items():

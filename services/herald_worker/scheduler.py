@@ -80,6 +80,14 @@ class Scheduler:
     def __len__(self) -> int:
         return sum(self.buffered.values())
 
+    def oldest_accepted_ms(self) -> int | None:
+        """When the longest-waiting buffered message was accepted (None: none waits). Reads the
+        head of every lane's queues: for a scrape, not for the send path."""
+        heads = (
+            queue[0].message.created_at_ms for lane in self._lanes.values() for queue in lane.queues.values() if queue
+        )
+        return min(heads, default=None)
+
     def waiting(self, tenant_id: uuid.UUID, category: Category) -> int:
         tenant = self._classes[category].tenants.get(tenant_id)
         return 0 if tenant is None else tenant.count

@@ -96,3 +96,20 @@ def test_commit_point_waits_for_the_oldest_record_in_hand() -> None:
     assert t.in_hand() == 0
     t.forget(["p"])
     assert t.committable() == {}
+
+
+def test_the_oldest_buffered_message_is_known_for_the_backlog_gauge() -> None:
+    scheduler = Scheduler(0.0)
+    assert scheduler.oldest_accepted_ms() is None
+    old, new = _item_accepted_at(1_000), _item_accepted_at(5_000)
+    scheduler.add(new)
+    scheduler.add(old)
+    assert scheduler.oldest_accepted_ms() == 1_000
+    taken = [scheduler.take(lambda _: True), scheduler.take(lambda _: True)]
+    assert {t.message.created_at_ms for t in taken if t is not None} == {1_000, 5_000}
+    assert scheduler.oldest_accepted_ms() is None
+
+
+def _item_accepted_at(created_at_ms: int) -> Item:
+    message = outbound(to=f"+4475100{created_at_ms:05d}7", created_at_ms=created_at_ms)
+    return Item(message, "p0", created_at_ms, seal(KEY, 0, message))
