@@ -17,6 +17,10 @@ receipts collected in `../shared/PROVIDERS.md`:
   `…0001` REJECTD err:00B, `…0005` no receipt ever; anything else DELIVRD.
 * Mobile-originated replies (`POST /_sim/mo`) are `deliver_sm` with esm_class 0.
 
+Its own metrics (an operator's view of the traffic, not Herald's) at `GET /_sim/metrics`:
+`smsc_sim_submits_total{answer}` (accepted parts, throttled, refused) and `smsc_sim_sessions`
+(bound ESME sessions).
+
 Control endpoints: `/_sim/faults` (an outage: every session unbound and new binds refused, until
 lifted; a rate limit), `/_sim/mo`, `/_sim/sent` (complete messages per destination, parts,
 throttled submits) and `/_sim/reset`.
@@ -30,14 +34,17 @@ import itertools
 import logging
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
+import prometheus_client
 import smpp34
-from litestar import Litestar, get, post
+from litestar import Litestar, Response, get, post
 from litestar.params import JSONBody
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
 
 from herald.ops import ops_handlers
 from herald_smsc_sim.settings import SmscSimSettings
@@ -60,6 +67,21 @@ _DELIVERED = ("DELIVRD", "000", 2)
 class Faults(msgspec.Struct):
     outage: bool = False
     rate_per_second: int | None = None
+
+
+class _SmscCollector:
+    """The SMSC's own counts, read when scraped."""
+
+    def __init__(self, smsc: Smsc) -> None:
+        self._smsc = smsc
+
+    def collect(self) -> Iterator[Metric]:
+        submits = CounterMetricFamily("smsc_sim_submits", "submit_sm PDUs by the answer given.", labels=["answer"])
+        submits.add_metric(["accepted"], self._smsc.parts)
+        submits.add_metric(["throttled"], self._smsc.throttled)
+        submits.add_metric(["refused"], self._smsc.refused)
+        yield submits
+        yield GaugeMetricFamily("smsc_sim_sessions", "ESME sessions bound now.", value=len(self._smsc.sessions))
 
 
 class Mo(msgspec.Struct, frozen=True):
@@ -101,10 +123,15 @@ class Smsc:
             self._senders = [asyncio.create_task(self._deliver_receipts(i)) for i in range(RECEIPT_SENDERS)]
 
     async def stop(self) -> None:
+        """The listener first, so that no session binds while the others are unbound (an ESME
+        binding again at once got a session nobody served, whose submits the library answered
+        `ESME_RTHROTTLED`); the pump still runs meanwhile, and unbinds whoever bound just before."""
         async def unbind(session: smpp34.Esme) -> None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(session.unbind(), 2)
 
+        if self.server is not None:
+            await self.server.stop()
         await asyncio.gather(*(unbind(s) for s in list(self.sessions.values())))
         self.sessions.clear()
         if self._pump is not None:
@@ -112,9 +139,7 @@ class Smsc:
             with contextlib.suppress(BaseException):
                 await self._pump
             self._pump = None
-        if self.server is not None:
-            await self.server.stop()
-            self.server = None
+        self.server = None
 
     async def close(self) -> None:
         """The process ends: the server, and the receipts' senders (an outage keeps those)."""
@@ -256,6 +281,14 @@ def create_app(settings: SmscSimSettings) -> Litestar:
             "refused": smsc.refused, "sessions": len(smsc.sessions),
         }  # fmt: skip
 
+    @get("/_sim/metrics", sync_to_thread=False)
+    def own_metrics() -> Response[bytes]:
+        registry = prometheus_client.CollectorRegistry(auto_describe=True)
+        registry.register(_SmscCollector(smsc))
+        return Response(
+            prometheus_client.generate_latest(registry), media_type=prometheus_client.CONTENT_TYPE_LATEST
+        )
+
     @post("/_sim/reset", status_code=204)
     async def reset() -> None:
         smsc.messages.clear()
@@ -265,7 +298,7 @@ def create_app(settings: SmscSimSettings) -> Litestar:
         return {"smpp": "ok" if smsc.server is not None or smsc.faults.outage else "down"}
 
     app = Litestar(
-        route_handlers=[faults, mobile_originated, sent, reset, *ops_handlers(ready)],
+        route_handlers=[faults, mobile_originated, sent, own_metrics, reset, *ops_handlers(ready)],
         lifespan=[lifespan], openapi_config=None, logging_config=None,
     )  # fmt: skip
     app.state.smsc = smsc

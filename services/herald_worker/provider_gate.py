@@ -36,7 +36,7 @@ and an in-process retry in `Throttled`, before it calls the provider again.
   has: requests wait in its socket buffers and are processed when it thaws, answered to nobody.
   Every attempt sent into a stall is then one more message sent twice, so after an unanswered
   attempt the gate lets one attempt through at a time (a probe; first attempts and retries
-  alike) until the provider answers anything again. What a stall costs is then bounded: the
+  alike) until the provider answers again with anything but an error. What a stall costs is then bounded: the
   attempts in flight when it began (at most `worker.max_in_flight`) and one probe per provider
   timeout are all that can reach the provider twice; they show as
   `herald_duplicate_sends_total` once its receipts come. Without it a 60 s stall of the
@@ -255,9 +255,9 @@ class ProviderGate:
 
     def reported(self, message_id: uuid.UUID, outcome: ProviderOutcome | None, reason: str | None = None) -> None:
         """An attempt is over, with `outcome` (counted in `herald_provider_outcomes_total`), or
-        with None: it ended before reaching the provider and says nothing about it. Any answer,
-        a refusal too, ends a stall; `no_answer` (it timed out, or the connection dropped after
-        the request went out) begins one."""
+        with None: it ended before reaching the provider and says nothing about it. `no_answer`
+        (it timed out, or the connection dropped after the request went out) begins a stall; an
+        answer other than an error (an acceptance, a refusal, a 429) ends it."""
         self._probes.discard(message_id)  # a stalled provider's next probe may go
         if outcome is None:
             return
@@ -270,7 +270,9 @@ class ProviderGate:
             if self._own is not None and now - self._last_cut >= RELEASE_AFTER_SECONDS:
                 self._own = None
         if outcome is not ProviderOutcome.NO_ANSWER:
-            if self._stalled_since is not None:
+            # An error ends no stall: "no connection" or "no bind" is not an answer, and a
+            # provider answering only 5xx is probed one attempt at a time all the same.
+            if self._stalled_since is not None and outcome is not ProviderOutcome.ERROR:
                 log.warning(
                     "provider answers again; sends resume",
                     extra={"provider": self.provider, "stalled_seconds": round(self._clock() - self._stalled_since, 1)},

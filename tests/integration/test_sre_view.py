@@ -258,7 +258,8 @@ async def test_panels_have_data_normal_traffic_pages_no_one_and_each_fault_fires
     async with _platform(settings, monkeypatch) as stack:
         urls = {"herald-api": stack.metrics_urls["api"], "herald-worker": stack.metrics_urls["worker"],
                 "herald-sinks": stack.metrics_urls["sinks"],
-                "carrier-sim": f"{stack.sim_url}/v1/sim/metrics"}  # fmt: skip
+                "carrier-sim": f"{stack.sim_url}/v1/sim/metrics",
+                "smsc-sim": f"http://127.0.0.1:{settings.smsc_sim.port}/_sim/metrics"}  # fmt: skip
         targets = {job: (re.sub(r"^http://([^/]+)/.*$", r"\1", url), "/" + url.split("/", 3)[3])
                    for job, url in urls.items()}  # fmt: skip
         folder = settings.data_dir / "prometheus"
@@ -291,6 +292,15 @@ async def test_panels_have_data_normal_traffic_pages_no_one_and_each_fault_fires
             ]  # fmt: skip
             assert empty == [], "\n".join(map(str, empty))
             assert await prometheus.alerts() == []
+            # The provider's side agrees: every send Herald counts as taken, the SMSC counts too.
+            # (Scraped a second apart at most, at ~25 sends/s: within 50 of each other.)
+            taken = await prometheus.query(
+                'sum(herald_provider_outcomes_total{provider="smpp-main",outcome="success"})'
+            )
+            submitted = await prometheus.query('sum(smsc_sim_submits_total{answer="accepted"})')
+            herald_count, smsc_count = float(taken[0]["value"][1]), float(submitted[0]["value"][1])
+            assert herald_count > 100
+            assert abs(smsc_count - herald_count) <= 50, (smsc_count, herald_count)
             assert (await prometheus.query('up{job=~"herald-.*"} == 0')) == []
 
             # One tenant's endpoint fails (and stays failing while the SMSC is frozen).

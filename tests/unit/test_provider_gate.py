@@ -255,7 +255,12 @@ def test_after_an_unanswered_attempt_one_attempt_at_a_time_goes_until_the_provid
     second = uuid.uuid4()
     gate.take(second)
     assert not gate.ready()
-    gate.reported(second, ProviderOutcome.RECIPIENT)  # any answer, a refusal too, ends the stall
+    gate.reported(second, ProviderOutcome.ERROR)  # no bind, a 5xx: no answer that ends a stall
+    assert gate.ready()
+    third = uuid.uuid4()
+    gate.take(third)
+    assert not gate.ready()
+    gate.reported(third, ProviderOutcome.RECIPIENT)  # an answer, a refusal too, ends the stall
     assert gate.ready()
     for _ in range(3):
         gate.take(uuid.uuid4())
