@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 
 import asyncpg
 import msgspec
@@ -17,6 +17,7 @@ import prometheus_client
 from litestar import Response, get
 from litestar.handlers import HTTPRouteHandler
 from prometheus_client import multiprocess
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
@@ -95,3 +96,22 @@ class _Without:
 
     def collect(self) -> Iterator[Metric]:
         return (family for family in self._source.collect() if family.name not in self._hidden)
+
+
+def double_metrics(prefix: str, counts: Callable[[], Mapping[str, float]]) -> HTTPRouteHandler:
+    """`GET /_sim/metrics` of a double: its own counts (`counts()`, read when scraped) as
+    `<prefix>_<name>`, the provider's view of the traffic beside Herald's. Never Herald's
+    catalogue: a double is the outside world."""
+
+    class Counts:
+        def collect(self) -> Iterator[Metric]:
+            for name, value in counts().items():
+                yield GaugeMetricFamily(f"{prefix}_{name}", f"The double's own count: {name}.", value=float(value))
+
+    @get("/_sim/metrics", include_in_schema=False, sync_to_thread=False)
+    def own_metrics() -> Response[bytes]:
+        registry = prometheus_client.CollectorRegistry(auto_describe=False)
+        registry.register(Counts())
+        return Response(prometheus_client.generate_latest(registry), media_type=prometheus_client.CONTENT_TYPE_LATEST)
+
+    return own_metrics

@@ -66,7 +66,7 @@ from cryptography.x509.oid import NameOID
 from litestar import Litestar, MediaType, Response, get, post, put
 from litestar.params import FromQuery, JSONBody
 
-from herald.ops import ops_handlers
+from herald.ops import double_metrics, ops_handlers
 from herald_mail_sim.settings import MailSimSettings
 
 log = logging.getLogger(__name__)
@@ -466,7 +466,10 @@ def create_app(settings: MailSimSettings) -> Litestar:
         return {"smtp": "ok" if servers["smtp"] is not None or relay.faults.outage else "down"}
 
     app = Litestar(
-        route_handlers=[faults, mails, stats, certificate, publish, reset, page, *ops_handlers(ready)],
+        route_handlers=[
+            faults, mails, stats, certificate, publish, reset, page, *ops_handlers(ready),
+            double_metrics("mail_sim", relay.stats),
+        ],
         lifespan=[lifespan], openapi_config=None, logging_config=None,
     )  # fmt: skip
     app.state.relay = relay

@@ -41,7 +41,7 @@ from litestar.params import FromPath, FromQuery, JSONBody
 from moto.server import ThreadedMotoServer
 
 from herald.embedded import free_port
-from herald.ops import ops_handlers
+from herald.ops import double_metrics, ops_handlers
 from herald_ses_sim.settings import SesSimSettings
 
 SEND_PATH = "/v2/email/outbound-emails"
@@ -225,6 +225,12 @@ def create_app(settings: SesSimSettings) -> Litestar:
         return {"moto": "ok" if "session" in upstream else "starting"}
 
     return Litestar(
-        route_handlers=[forward, set_faults, sent, certificate, subscribe, confirm, reset, *ops_handlers(ready)],
+        route_handlers=[
+            forward, set_faults, sent, certificate, subscribe, confirm, reset, *ops_handlers(ready),
+            double_metrics("ses_sim", lambda: {
+                "accepted": len(state["sent"]), "refused": state["refused"],
+                "notified": sum(topic.delivered.values()),
+            }),
+        ],
         lifespan=[lifespan], openapi_config=None, logging_config=None, request_max_body_size=20_000_000,
     )  # fmt: skip

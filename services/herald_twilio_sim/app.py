@@ -34,7 +34,7 @@ import msgspec
 from litestar import Litestar, Request, Response, get, post
 from litestar.params import FromPath
 
-from herald.ops import ops_handlers
+from herald.ops import double_metrics, ops_handlers
 from herald_twilio_sim.settings import TwilioSimSettings
 
 
@@ -159,7 +159,10 @@ def create_app(settings: TwilioSimSettings) -> Litestar:
         return {"twilio": "ok"}
 
     return Litestar(
-        route_handlers=[create_message, set_faults, what_was_sent, reset, *ops_handlers(ready)],
+        route_handlers=[
+            create_message, set_faults, what_was_sent, reset, *ops_handlers(ready),
+            double_metrics("twilio_sim", lambda: {"accepted": sum(sent.values()), **counts}),
+        ],
         lifespan=[lifespan], openapi_config=None, logging_config=None,
     )  # fmt: skip
 

@@ -48,7 +48,7 @@ import msgspec
 from litestar import Litestar, Request, Response, get, post
 from litestar.params import FromPath, JSONBody
 
-from herald.ops import ops_handlers
+from herald.ops import double_metrics, ops_handlers
 from herald_whatsapp_sim.settings import WhatsAppSimSettings
 
 log = logging.getLogger(__name__)
@@ -599,6 +599,9 @@ def create_app(settings: WhatsAppSimSettings) -> Litestar:
             set_faults,
             sent,
             *ops_handlers(ready),
+            double_metrics("whatsapp_sim", lambda: {
+                "accepted": sum(sent_per_message.values()), "refused": sum(refusals.values()),
+            }),
         ],
         lifespan=[lifespan],
         openapi_config=None,

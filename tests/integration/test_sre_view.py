@@ -259,7 +259,11 @@ async def test_panels_have_data_normal_traffic_pages_no_one_and_each_fault_fires
         urls = {"herald-api": stack.metrics_urls["api"], "herald-worker": stack.metrics_urls["worker"],
                 "herald-sinks": stack.metrics_urls["sinks"],
                 "carrier-sim": f"{stack.sim_url}/v1/sim/metrics",
-                "smsc-sim": f"http://127.0.0.1:{settings.smsc_sim.port}/_sim/metrics"}  # fmt: skip
+                "smsc-sim": f"http://127.0.0.1:{settings.smsc_sim.port}/_sim/metrics",
+                "twilio-sim": f"http://127.0.0.1:{settings.twilio_sim.port}/_sim/metrics",
+                "whatsapp-sim": f"http://127.0.0.1:{settings.whatsapp_sim.port}/_sim/metrics",
+                "mail-sim": f"http://127.0.0.1:{settings.mail_sim.port}/_sim/metrics",
+                "ses-sim": f"http://127.0.0.1:{settings.ses_sim.port}/_sim/metrics"}  # fmt: skip
         targets = {job: (re.sub(r"^http://([^/]+)/.*$", r"\1", url), "/" + url.split("/", 3)[3])
                    for job, url in urls.items()}  # fmt: skip
         folder = settings.data_dir / "prometheus"
@@ -302,6 +306,10 @@ async def test_panels_have_data_normal_traffic_pages_no_one_and_each_fault_fires
             assert herald_count > 100
             assert abs(smsc_count - herald_count) <= 50, (smsc_count, herald_count)
             assert (await prometheus.query('up{job=~"herald-.*"} == 0')) == []
+            # Every double reports its own view of the traffic (never Herald's catalogue).
+            doubles = await prometheus.query('count by (job) ({__name__=~"[a-z]+_sim_.+"})')
+            assert {d["metric"]["job"] for d in doubles} == {j for j in targets if j.endswith("-sim")}
+            assert await prometheus.query('{job=~".+-sim", __name__=~"herald_.+"}') == []
 
             # One tenant's endpoint fails (and stays failing while the SMSC is frozen).
             endpoints.failing.add("airline")
