@@ -47,20 +47,22 @@ and an in-process retry in `Throttled`, before it calls the provider again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from functools import partial
 
 import asyncpg
 
 from herald import metrics
+from herald.domain.reasons import Reason
 from herald.domain.records import OutboundMessage
 from herald.metrics import ProviderOutcome
 from herald_worker.pacing import BucketPacer
-from herald_worker.providers.base import Accepted, PermanentError, Provider, RetryableError, outcome_of
+from herald_worker.providers.base import Accepted, PermanentError, Postponed, Provider, RetryableError, outcome_of
 
 log = logging.getLogger(__name__)
 
@@ -237,21 +239,34 @@ class ProviderGate:
             self._probes.add(message_id)
 
     async def through(self, message_id: uuid.UUID, send: Callable[[], Awaitable[Accepted]]) -> Accepted:
-        """One attempt of `message_id`: waits for the gate, makes the call, reports its answer
-        (`throttled`, `reported`) and returns or raises what the call did."""
+        """One attempt of `message_id`: waits for the gate, makes the call, shuts the gate on a
+        429 (`throttled`), reports the answer (`reporting`) and returns or raises what the call did."""
         await self.before_attempt(message_id)
+        with self.reporting(message_id):
+            try:
+                return await send()
+            except RetryableError as exc:
+                if exc.reason is Reason.THROTTLED:
+                    self.throttled(exc.retry_after)
+                raise
+
+    @contextlib.contextmanager
+    def reporting(self, message_id: uuid.UUID) -> Iterator[None]:
+        """Around one attempt: its outcome goes to `reported` from what the block raised
+        (`outcome_of`; `Postponed`, the tenant's account, is a refusal; anything else never
+        reached the provider), `success` when it raised nothing."""
         try:
-            accepted = await send()
+            yield
         except (RetryableError, PermanentError) as exc:
-            if isinstance(exc, RetryableError) and exc.reason == "throttled":
-                self.throttled(exc.retry_after)
             self.reported(message_id, outcome_of(exc), exc.reason)
+            raise
+        except Postponed:
+            self.reported(message_id, ProviderOutcome.REFUSED)
             raise
         except BaseException:
             self.reported(message_id, None)
             raise
         self.reported(message_id, ProviderOutcome.SUCCESS)
-        return accepted
 
     def reported(self, message_id: uuid.UUID, outcome: ProviderOutcome | None, reason: str | None = None) -> None:
         """An attempt is over, with `outcome` (counted in `herald_provider_outcomes_total`), or

@@ -280,6 +280,10 @@ async def test_through_reports_a_lost_answer_and_an_attempt_that_never_reached_t
 
     with pytest.raises(RetryableError):
         await gate.through(uuid.uuid4(), lost)
+    waiting = uuid.uuid4()  # the lost answer began a stall: one probe out, the next waits
+    gate.take(waiting)
+    assert not gate.ready()
+    gate.reported(waiting, None)
     probe = uuid.uuid4()
     with pytest.raises(RuntimeError):
         await gate.through(probe, broken)

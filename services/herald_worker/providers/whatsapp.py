@@ -37,13 +37,12 @@ from herald.domain.reasons import Reason
 from herald.domain.records import OutboundMessage
 from herald.domain.whatsapp import Account, AccountStatus, PhoneNumber, Secrets
 from herald.keyring import KeyRing
-from herald.metrics import ProviderOutcome
 from herald.whatsapp import codes
 from herald.whatsapp.graph import Graph, GraphError, GraphUnavailable
 from herald.whatsapp.templates import send_components
 from herald.whatsapp.wire import Language, SendRequest, TemplateSend
 from herald_worker.provider_gate import ProviderGate
-from herald_worker.providers.base import Accepted, PermanentError, Postponed, RetryableError, outcome_of
+from herald_worker.providers.base import Accepted, PermanentError, Postponed, RetryableError
 
 log = logging.getLogger(__name__)
 TENANT_LIMITED_SECONDS = 60.0
@@ -145,24 +144,15 @@ class WhatsAppProvider:
             biz_opaque_callback_data=str(message.id),
         )
         await gate.before_attempt(message.id)
-        try:
-            sent = await self._graph.send(number.id, secrets.access_token, request)
-        except GraphUnavailable:
-            gate.reported(message.id, ProviderOutcome.NO_ANSWER)
-            raise RetryableError(Reason.PROVIDER_UNAVAILABLE, lost=True) from None
-        except GraphError as exc:
+        # Not `gate.through`: only Meta's throughput 429 shuts the number's gate (`_refused`),
+        # a tenant's own limit does not.
+        with gate.reporting(message.id):
             try:
+                sent = await self._graph.send(number.id, secrets.access_token, request)
+            except GraphUnavailable:
+                raise RetryableError(Reason.PROVIDER_UNAVAILABLE, lost=True) from None
+            except GraphError as exc:
                 await self._refused(account, gate, exc)
-            except (RetryableError, PermanentError) as refusal:
-                gate.reported(message.id, outcome_of(refusal))
-                raise
-            except BaseException:  # Postponed: the tenant's account, not the provider's health
-                gate.reported(message.id, ProviderOutcome.REFUSED)
-                raise
-        except BaseException:
-            gate.reported(message.id, None)
-            raise
-        gate.reported(message.id, ProviderOutcome.SUCCESS)
         if not sent.messages:
             raise RetryableError(Reason.PROVIDER_BAD_RESPONSE)
         return Accepted(provider_message_id=sent.messages[0].id, provider=account.provider)
