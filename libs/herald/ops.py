@@ -98,17 +98,29 @@ class _Without:
         return (family for family in self._source.collect() if family.name not in self._hidden)
 
 
-def double_metrics(prefix: str, counts: Callable[[], Mapping[str, float]]) -> HTTPRouteHandler:
-    """`GET /_sim/metrics` of a double: its own counts (`counts()`, read when scraped) as
-    `<prefix>_<name>`, the provider's view of the traffic beside Herald's. Never Herald's
-    catalogue: a double is the outside world."""
+DoubleCounts = Mapping[str, "float | Mapping[str, float]"]
+
+
+def double_metrics(
+    prefix: str, counts: Callable[[], DoubleCounts], path: str = "/_sim/metrics"
+) -> HTTPRouteHandler:
+    """`GET <path>` of a double: its own counts (`counts()`, read when scraped), the provider's
+    view of the traffic beside Herald's: a number as `<prefix>_<name>`, a mapping as
+    `<prefix>_<name>{kind=...}`. Never Herald's catalogue: a double is the outside world."""
 
     class Counts:
         def collect(self) -> Iterator[Metric]:
             for name, value in counts().items():
-                yield GaugeMetricFamily(f"{prefix}_{name}", f"The double's own count: {name}.", value=float(value))
+                help_text = f"The double's own count: {name}."
+                if isinstance(value, Mapping):
+                    family = GaugeMetricFamily(f"{prefix}_{name}", help_text, labels=["kind"])
+                    for kind, n in value.items():
+                        family.add_metric([kind], float(n))
+                    yield family
+                else:
+                    yield GaugeMetricFamily(f"{prefix}_{name}", help_text, value=float(value))
 
-    @get("/_sim/metrics", include_in_schema=False, sync_to_thread=False)
+    @get(path, include_in_schema=False, sync_to_thread=False)
     def own_metrics() -> Response[bytes]:
         registry = prometheus_client.CollectorRegistry(auto_describe=False)
         registry.register(Counts())

@@ -24,7 +24,8 @@ And configurable, like the real thing under load (WhatsApp Cloud API, Twilio):
     requests waiting in its sockets: a client that timed out never hears that its send was taken.
 
 Its own metrics (not Herald's: a provider's view of the traffic) at `GET /v1/sim/metrics`:
-`carrier_sim_requests_total{answer}` and `carrier_sim_receipts_total{result}`.
+`carrier_sim_requests{kind=<answer>}`, `carrier_sim_receipts{kind=delivered|gave_up}` and
+`carrier_sim_stalled_requests`.
 """
 
 from __future__ import annotations
@@ -44,11 +45,10 @@ from datetime import UTC, datetime, timedelta
 
 import aiohttp
 import msgspec
-import prometheus_client
-from litestar import Litestar, Response, get, post
+from litestar import Litestar, Response, post
 from litestar.params import JSONBody
 
-from herald.ops import ops_handlers
+from herald.ops import double_metrics, ops_handlers
 from herald.settings import ProviderSettings
 from herald_carrier_sim.settings import CarrierSimSettings
 
@@ -89,32 +89,9 @@ class OutageIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     seconds: float
 
 
-class SimMetrics:
-    """The double's own counters, in a registry of its own (in tests it shares a process with
-    Herald, whose catalogue it must not touch)."""
-
-    ANSWERS = ("accepted", "invalid_number", "opted_out", "recipient_busy", "error", "quota_exhausted", "throttled",
-               "outage")  # fmt: skip
-    """`accepted`, or the `error.code` the double answered."""
-
-    def __init__(self) -> None:
-        self.registry = prometheus_client.CollectorRegistry(auto_describe=True)
-        self.requests = prometheus_client.Counter(
-            "carrier_sim_requests", "Send requests by the answer given.", ["answer"], registry=self.registry
-        )
-        self.receipts = prometheus_client.Counter(
-            "carrier_sim_receipts", "Receipt deliveries to Herald by result.", ["result"], registry=self.registry
-        )
-        self.stalled = prometheus_client.Gauge(
-            "carrier_sim_stalled_requests", "Send requests held unanswered by a stall.", registry=self.registry
-        )
-        for answer in self.ANSWERS:
-            self.requests.labels(answer)
-        for result in ("delivered", "gave_up"):
-            self.receipts.labels(result)
-
-    def answered(self, answer: str) -> None:
-        self.requests.labels(answer).inc()
+ANSWERS = ("accepted", "invalid_number", "opted_out", "recipient_busy", "error", "quota_exhausted", "throttled",
+           "outage")  # fmt: skip
+"""What the double answers a send: `accepted`, or the `error.code` of its refusal."""
 
 
 class Latency:
@@ -169,15 +146,15 @@ def create_app(settings: CarrierSimSettings, provider: ProviderSettings) -> Lite
     # (monotonic time, tenant id) of every accepted send: lets tests measure paced rates.
     # Bounded: `make run` and the benchmarks keep the simulator up for millions of sends.
     log_sends: collections.deque[tuple[float, str]] = collections.deque(maxlen=100_000)
-    outage_refusals = [0]
-    throttle_refusals = [0]
+    answers: collections.Counter[str] = collections.Counter(dict.fromkeys(ANSWERS, 0))
+    receipts: collections.Counter[str] = collections.Counter(delivered=0, gave_up=0)
     pending: set[asyncio.Task[None]] = set()
     clients: list[aiohttp.ClientSession] = []
     latency = Latency(settings.latency_ms, settings.latency_p99_ms or settings.latency_ms)
     throughput = Throughput(settings.max_per_second)
     outage_until = [0.0]
     stall_until = [0.0]
-    sim_metrics = SimMetrics()
+    stalled = [0]
 
     def client() -> aiohttp.ClientSession:
         if not clients:  # created lazily, inside the running loop
@@ -224,13 +201,13 @@ def create_app(settings: CarrierSimSettings, provider: ProviderSettings) -> Lite
                     },
                 ) as response:
                     if response.status < 500:
-                        sim_metrics.receipts.labels("delivered").inc(len(batch))
+                        receipts["delivered"] += len(batch)
                         return
             except (aiohttp.ClientError, TimeoutError):
                 pass
             if time.monotonic() + delay > deadline:
                 log.warning("receipt not delivered after retries")
-                sim_metrics.receipts.labels("gave_up").inc(len(batch))
+                receipts["gave_up"] += len(batch)
                 return
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
@@ -239,23 +216,21 @@ def create_app(settings: CarrierSimSettings, provider: ProviderSettings) -> Lite
     async def send(data: JSONBody[SendIn]) -> Response[SendOut | ErrorOut]:
         answer = await answered(data)
         content = answer.content
-        sim_metrics.answered(content.error.code if isinstance(content, ErrorOut) else "accepted")
+        answers[content.error.code if isinstance(content, ErrorOut) else "accepted"] += 1
         return answer
 
     async def answered(data: SendIn) -> Response[SendOut | ErrorOut]:
         if (frozen := stall_until[0] - time.monotonic()) > 0:
-            sim_metrics.stalled.inc()
+            stalled[0] += 1
             try:
                 await asyncio.sleep(frozen)
             finally:
-                sim_metrics.stalled.dec()
+                stalled[0] -= 1
         if settings.latency_ms:
             await asyncio.sleep(latency.sample_seconds())
         if time.monotonic() < outage_until[0]:
-            outage_refusals[0] += 1
             return Response(ErrorOut(ErrorDetail("outage", "outage")), status_code=503)
         if (wait := throughput.take()) is not None:
-            throttle_refusals[0] += 1
             return Response(
                 ErrorOut(ErrorDetail("throttled", "throughput cap")),
                 status_code=429,
@@ -304,11 +279,10 @@ def create_app(settings: CarrierSimSettings, provider: ProviderSettings) -> Lite
     async def stall(data: JSONBody[OutageIn]) -> None:
         stall_until[0] = time.monotonic() + data.seconds
 
-    @get("/v1/sim/metrics", sync_to_thread=False)
-    def own_metrics() -> Response[bytes]:
-        return Response(
-            prometheus_client.generate_latest(sim_metrics.registry), media_type=prometheus_client.CONTENT_TYPE_LATEST
-        )
+    own_metrics = double_metrics(
+        "carrier_sim", lambda: {"requests": answers, "receipts": receipts, "stalled_requests": stalled[0]},
+        path="/v1/sim/metrics",
+    )  # fmt: skip
 
     async def ready() -> dict[str, str]:
         return {"self": "ok"}
@@ -336,6 +310,5 @@ def create_app(settings: CarrierSimSettings, provider: ProviderSettings) -> Lite
     )
     app.state.sends = sends
     app.state.log_sends = log_sends
-    app.state.outage_refusals = outage_refusals
-    app.state.throttle_refusals = throttle_refusals
+    app.state.answers = answers
     return app

@@ -18,8 +18,8 @@ receipts collected in `../shared/PROVIDERS.md`:
 * Mobile-originated replies (`POST /_sim/mo`) are `deliver_sm` with esm_class 0.
 
 Its own metrics (an operator's view of the traffic, not Herald's) at `GET /_sim/metrics`:
-`smsc_sim_submits_total{answer}` (accepted parts, throttled, refused) and `smsc_sim_sessions`
-(bound ESME sessions).
+`smsc_sim_submits{kind=accepted|throttled|refused}` (submit_sm PDUs: parts) and
+`smsc_sim_sessions` (bound ESME sessions).
 
 Control endpoints: `/_sim/faults` (an outage: every session unbound and new binds refused, until
 lifted; a rate limit), `/_sim/mo`, `/_sim/sent` (complete messages per destination, parts,
@@ -34,19 +34,16 @@ import itertools
 import logging
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
-import prometheus_client
 import smpp34
-from litestar import Litestar, Response, get, post
+from litestar import Litestar, get, post
 from litestar.params import JSONBody
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-from prometheus_client.metrics_core import Metric
 
-from herald.ops import ops_handlers
+from herald.ops import double_metrics, ops_handlers
 from herald_smsc_sim.settings import SmscSimSettings
 
 log = logging.getLogger(__name__)
@@ -67,21 +64,6 @@ _DELIVERED = ("DELIVRD", "000", 2)
 class Faults(msgspec.Struct):
     outage: bool = False
     rate_per_second: int | None = None
-
-
-class _SmscCollector:
-    """The SMSC's own counts, read when scraped."""
-
-    def __init__(self, smsc: Smsc) -> None:
-        self._smsc = smsc
-
-    def collect(self) -> Iterator[Metric]:
-        submits = CounterMetricFamily("smsc_sim_submits", "submit_sm PDUs by the answer given.", labels=["answer"])
-        submits.add_metric(["accepted"], self._smsc.parts)
-        submits.add_metric(["throttled"], self._smsc.throttled)
-        submits.add_metric(["refused"], self._smsc.refused)
-        yield submits
-        yield GaugeMetricFamily("smsc_sim_sessions", "ESME sessions bound now.", value=len(self._smsc.sessions))
 
 
 class Mo(msgspec.Struct, frozen=True):
@@ -281,13 +263,10 @@ def create_app(settings: SmscSimSettings) -> Litestar:
             "refused": smsc.refused, "sessions": len(smsc.sessions),
         }  # fmt: skip
 
-    @get("/_sim/metrics", sync_to_thread=False)
-    def own_metrics() -> Response[bytes]:
-        registry = prometheus_client.CollectorRegistry(auto_describe=True)
-        registry.register(_SmscCollector(smsc))
-        return Response(
-            prometheus_client.generate_latest(registry), media_type=prometheus_client.CONTENT_TYPE_LATEST
-        )
+    own_metrics = double_metrics("smsc_sim", lambda: {
+        "submits": {"accepted": smsc.parts, "throttled": smsc.throttled, "refused": smsc.refused},
+        "sessions": len(smsc.sessions),
+    })  # fmt: skip
 
     @post("/_sim/reset", status_code=204)
     async def reset() -> None:

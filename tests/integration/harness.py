@@ -148,12 +148,12 @@ class Platform:
     def sim_outage_refusals(self) -> int:
         """Sends the in-process carrier-sim refused with 503 during outages."""
         assert self._sim is not None, "started without the carrier-sim"
-        return int(self._sim.state.outage_refusals[0])
+        return int(self._sim.state.answers["outage"])
 
     def sim_throttle_refusals(self) -> int:
         """Sends the in-process carrier-sim refused with 429 `throttled` (its throughput cap)."""
         assert self._sim is not None, "started without the carrier-sim"
-        return int(self._sim.state.throttle_refusals[0])
+        return int(self._sim.state.answers["throttled"])
 
     def check_running(self, when: str) -> None:
         """Every worker and sink loop this platform started still runs; else the first that

@@ -301,7 +301,7 @@ async def test_panels_have_data_normal_traffic_pages_no_one_and_each_fault_fires
             taken = await prometheus.query(
                 'sum(herald_provider_outcomes_total{provider="smpp-main",outcome="success"})'
             )
-            submitted = await prometheus.query('sum(smsc_sim_submits_total{answer="accepted"})')
+            submitted = await prometheus.query('sum(smsc_sim_submits{kind="accepted"})')
             herald_count, smsc_count = float(taken[0]["value"][1]), float(submitted[0]["value"][1])
             assert herald_count > 100
             assert abs(smsc_count - herald_count) <= 50, (smsc_count, herald_count)
