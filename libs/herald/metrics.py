@@ -123,10 +123,6 @@ class ProviderOutcome(StrEnum):
     """Any other refusal (content, template, account): the sender's to fix."""
 
 
-PROVIDER_HEALTH_OUTCOMES = (ProviderOutcome.SUCCESS, ProviderOutcome.ERROR, ProviderOutcome.NO_ANSWER)
-"""The outcomes that say whether a provider works; the others are the recipient's or the
-sender's doing (`HeraldProviderErrorRatio` counts only these)."""
-
 WORKER_OLDEST_BUFFERED_SECONDS = Gauge(
     "herald_worker_oldest_buffered_seconds",
     "Seconds since acceptance of the oldest message this worker has fetched and not yet handed to"

@@ -58,13 +58,13 @@ class SinkSettings(msgspec.Struct, frozen=True):
     message's receipt to find, any for a stale or replayed event of its message to be recognised.
     A receipt recorded later than that (the callbacks sink lagging by minutes) waits out the hold."""
     parked_report_seconds: float = 15.0
+    """How often the parked records are recounted for `herald_sink_parked_records` (a replay or
+    discard runs in another process)."""
     complaint_report_seconds: float = 60.0
+    """How often each tenant's email complaint rate over the last day is recomputed."""
     callback_report_seconds: float = 15.0
     """How often the callback backlog per tenant is read from the outbox (and the tenant board
     exported when no status came)."""
-    """How often each tenant's email complaint rate over the last day is recomputed."""
-    """How often the parked records are recounted for `herald_sink_parked_records` (a replay or
-    discard runs in another process)."""
     billing_settle_seconds: float = 2.0
     """How often billable events that arrived before their message row are settled."""
     metrics_host: str = "127.0.0.1"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import heapq
 import logging
 import time
 import uuid
@@ -84,12 +85,10 @@ class TenantBoard:
                 total.undelivered += tally.undelivered
                 total.delivered += tally.delivered
                 total.seconds += tally.seconds
-        undelivered = sorted(((t, s.undelivered) for t, s in summed.items() if s.undelivered), key=lambda x: -x[1])
-        slow = sorted(
-            ((t, s.seconds / s.delivered) for t, s in summed.items() if s.delivered >= MIN_DELIVERED),
-            key=lambda x: -x[1],
-        )
-        return undelivered[: metrics.SHOWN_TENANTS], slow[: metrics.SHOWN_TENANTS]
+        shown = metrics.SHOWN_TENANTS
+        undelivered = ((t, s.undelivered) for t, s in summed.items() if s.undelivered)
+        slow = ((t, s.seconds / s.delivered) for t, s in summed.items() if s.delivered >= MIN_DELIVERED)
+        return heapq.nlargest(shown, undelivered, key=lambda x: x[1]), heapq.nlargest(shown, slow, key=lambda x: x[1])
 
     def export(self) -> None:
         self._exported_at = self._clock()

@@ -172,7 +172,7 @@ class ConsumerLoop:
             batch: Batch = await self._consumer.getmany(timeout_ms=200, max_records=self._max_records)
             if not batch:
                 continue
-            with self._busy():
+            with self._busy.batch():
                 await self.handle(batch)
             for tp, records in batch.items():
                 self._tracker.handled(tp, records[-1].offset + 1)
@@ -246,11 +246,8 @@ class _Busy:
     def seconds(self) -> float:
         return time.monotonic() - min(self._since.values()) if self._since else 0.0
 
-    def __call__(self) -> contextlib.AbstractContextManager[None]:
-        return self._batch()
-
     @contextlib.contextmanager
-    def _batch(self) -> Iterator[None]:
+    def batch(self) -> Iterator[None]:
         token = next(self._token)
         self._since[token] = time.monotonic()
         try:
