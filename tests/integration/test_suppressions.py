@@ -103,6 +103,10 @@ async def test_a_csv_import_is_all_or_nothing_pages_by_cursor_and_exports_withou
         if (after := page.get("next")) is None:
             break
     assert (pages, len(seen), len(set(seen))) == (3, 25, 25)
+    for cursor in ("sms:not-hex", "fax:" + "0" * 64, "garbage"):  # once a 500 (found by the fuzzer)
+        bad_cursor = await platform.http.get("/v1/suppressions", headers=auth, params={"after": cursor})
+        assert (bad_cursor.status_code, bad_cursor.json()["code"]) == (422, "validation_failed")
+        assert [e["field"] for e in bad_cursor.json()["errors"]] == ["after"]
     assert {item["reason"] for item in page["items"]} == {"imported"}
 
     export = await platform.http.get("/v1/suppressions/export", headers=auth)

@@ -7,6 +7,7 @@ under the current key.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
@@ -17,7 +18,7 @@ import msgspec
 from herald.db.pool import Conn
 from herald.domain.limits import RecipientHasher
 from herald.domain.models import Channel
-from herald.domain.suppressions import SuppressionReason, hint
+from herald.domain.suppressions import ENTRY_ID, SuppressionReason, hint
 
 
 class Suppression(msgspec.Struct, frozen=True):
@@ -48,11 +49,13 @@ def candidate(hasher: RecipientHasher, tenant_id: uuid.UUID, channel: Channel, a
     return Candidate(channel, hasher.candidates(tenant_id, address), hint(channel, address))
 
 
-ENTRY_ID = r"^(sms|whatsapp|email):[0-9a-f]{64}$"
 _COLUMNS = "channel || ':' || encode(recipient_hash, 'hex') AS id, channel, hint, reason, created_at"
 
 
 def _key(entry_id: str) -> tuple[str, bytes]:
+    """The (channel, hash) an entry id names; callers validate it against `ENTRY_ID` first."""
+    if re.fullmatch(ENTRY_ID, entry_id) is None:
+        raise ValueError("not an entry id")  # the API validates; reaching here is a caller's bug
     channel, _, digest = entry_id.partition(":")
     return channel, bytes.fromhex(digest)
 

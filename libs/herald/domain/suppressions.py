@@ -30,6 +30,9 @@ SUPPRESSED_CATEGORIES = frozenset({Category.MARKETING})
 """The categories a suppression refuses (the policy above)."""
 MAX_IMPORT_ROWS = 100_000
 
+ENTRY_ID = r"^(sms|whatsapp|email):[0-9a-f]{64}$"
+"""An entry's `id`: `<channel>:<the recipient's keyed hash in hex>`, what the store's key reads back."""
+
 
 class SuppressionReason(StrEnum):
     ADDED = "added"

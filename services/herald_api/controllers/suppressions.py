@@ -12,15 +12,17 @@ from litestar.params import FromPath, FromQuery, JSONBody, Parameter
 from litestar.response import Stream
 
 from herald.domain.models import Channel
-from herald.domain.suppressions import Entry, SuppressionReason, entry
+from herald.domain.suppressions import ENTRY_ID, Entry, SuppressionReason, entry
 from herald.errors import InvalidRequest
 from herald_api.auth import TENANT_AUTH, Principal
 from herald_api.deps import Services
 from herald_api.downloads import attachment
 from herald_api.schemas import ImportOut, SuppressionIn, SuppressionOut, SuppressionPage
 
-ENTRY_ID = r"^(sms|whatsapp|email):[0-9a-f]{64}$"
 EntryId = Annotated[str, Parameter(pattern=ENTRY_ID, description="An entry's `id`")]
+# Litestar drops a Parameter's constraints from `Annotated[...] | None`, so the optional cursor
+# carries its pattern inside the Annotated.
+Cursor = Annotated[str | None, Parameter(pattern=ENTRY_ID, description="The previous page's `next`")]
 
 
 def _entry(data: SuppressionIn) -> Entry:
@@ -42,7 +44,7 @@ class SuppressionController(Controller):
         principal: NamedDependency[Principal],
         svc: NamedDependency[Services],
         channel: FromQuery[Channel | None] = None,
-        after: FromQuery[EntryId | None] = None,
+        after: FromQuery[Cursor] = None,
         limit: FromQuery[Annotated[int, Parameter(ge=1, le=1000)]] = 100,
     ) -> SuppressionPage:
         items, following = await svc.suppressions.page(principal.tenant.id, channel, after, limit)
