@@ -233,3 +233,19 @@ async def test_provider_configuration_is_validated_and_its_secret_never_answered
                                     json={"country": "GB", "providers": ["smpp-main"]})).status_code == 200
     in_use = await platform.http.delete("/v1/admin/providers/smpp-main", headers=admin)
     assert (in_use.status_code, in_use.json()["code"]) == (409, "provider_in_use")
+
+
+async def test_a_route_to_a_carrier_kind_provider_binds_its_receipts(platform: Platform, pool: asyncpg.Pool) -> None:
+    # The carrier double's receipts arrive as `carrier-sim` (POST /v1/providers/carrier-sim/receipts);
+    # a routed send was once recorded under the router's "sms", so none bound and all stayed `sent`.
+    _, auth = await platform.tenant_with_key(tier="standard")
+    await platform.template(auth, name="notice", body="{{text}}", category="utility")
+    body = {"kind": "carrier", "endpoint": f"http://127.0.0.1:{platform.settings.carrier_sim.port}"}
+    r = await platform.http.put("/v1/admin/providers/sim", headers=platform.admin, json=body)
+    assert r.status_code == 201, r.text
+    await platform.sms_route(["sim"])
+    ids = await _send_many(platform, auth, 300, 5, template={"name": "notice", "language": "en"},
+                           params={"text": "Your parcel is on its way"})  # fmt: skip
+    await eventually(lambda: _statuses(pool, ids), lambda s: s.get("delivered") == len(ids), "all delivered",
+                     seconds=30)  # fmt: skip
+    assert await _providers_used(pool, ids) == {"carrier-sim": len(ids)}

@@ -238,7 +238,9 @@ class SmsRouter:
         if recovered:
             self._observe(route)
         metrics.SMS_ROUTE_ATTEMPTS.labels(route.label, name, "accepted").inc()
-        return accepted
+        # Recorded under the name its receipts arrive under: the adapter's (`carrier-sim` for a
+        # carrier-kind provider), never the router's "sms", to which no receipt would bind.
+        return accepted if accepted.provider else msgspec.structs.replace(accepted, provider=live.adapter.name)
 
     def _observe(self, route: Route) -> None:
         metrics.SMS_ROUTE_HEALTHY_PROVIDERS.labels(route.label).set(
