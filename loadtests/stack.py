@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from herald.embedded import free_port, wait_for_port
-from herald.settings import EmailSettings
+from herald.settings import EmailSettings, KafkaSettings
 from herald_api.settings import ApiSettings
 from herald_cli.dev import CHILDREN, DevStack
 from herald_cli.settings import Settings
@@ -27,9 +27,10 @@ def require_wrk() -> None:
 
 
 @contextlib.contextmanager
-def bench_stack(data_dir: Path, children: tuple[str, ...] = CHILDREN) -> Iterator[DevStack]:
+def bench_stack(data_dir: Path, children: tuple[str, ...] = CHILDREN, bootstrap: str = "") -> Iterator[DevStack]:
     """Embedded Postgres and broker plus `children`, in `data_dir`; yielded once the API answers
-    /readyz (and the carrier-sim accepts connections, when it runs); stopped on exit."""
+    /readyz (and the carrier-sim accepts connections, when it runs); stopped on exit. With
+    `bootstrap`, that broker instead of an embedded one (started and stopped by the caller)."""
     # Benchmarks measure capacity with one key: the per-key HTTP rate limit (2,000 req/s per API
     # process by default) would cap the figure instead. The children inherit the environment.
     os.environ.setdefault("HERALD_API_KEY_REQUESTS_PER_SECOND", "0")
@@ -40,6 +41,7 @@ def bench_stack(data_dir: Path, children: tuple[str, ...] = CHILDREN) -> Iterato
         twilio_sim=TwilioSimSettings(port=free_port()),
         mail_sim=MailSimSettings(port=free_port(), smtp_port=free_port(), dns_port=free_port(socket.SOCK_DGRAM)),
         email=EmailSettings(inbound_port=free_port()), ses_sim=SesSimSettings(port=free_port()),
+        kafka=KafkaSettings(bootstrap=bootstrap),
     )  # fmt: skip
     stack = DevStack(settings, children=children)
     try:

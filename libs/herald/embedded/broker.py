@@ -21,14 +21,17 @@ def _binary() -> Path:
 
 
 class EmbeddedBroker:
-    def __init__(self, port: int, log_path: Path | None = None) -> None:
+    def __init__(self, port: int, log_path: Path | None = None, advertised_port: int | None = None) -> None:
+        """`advertised_port`: the port clients are told to connect to after bootstrapping, when
+        something (a benchmark's counting proxy) stands in front of the broker; `port` if None."""
         self.port = port
+        self._advertised = advertised_port or port
         self._log_path = log_path
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
     def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"127.0.0.1:{self._advertised}"
 
     @property
     def pid(self) -> int | None:
@@ -43,7 +46,7 @@ class EmbeddedBroker:
             "--listener-url",
             url,
             "--advertised-listener-url",
-            url,
+            f"tcp://127.0.0.1:{self._advertised}",
             "--storage-engine",
             "memory://tansu/",
         ]

@@ -71,7 +71,12 @@ class EmbeddedPostgres:
                 timeout=30,
                 check=False,
             )
-        options = f"-h 127.0.0.1 -p {self.port} -k {self.data_dir} -c fsync=off -c max_connections=200"
+        # pg_stat_statements (shipped with the embedded build) lets a benchmark count the queries
+        # each message costs (`loadtests/sweep.py`); tracking costs a hash per statement.
+        options = (
+            f"-h 127.0.0.1 -p {self.port} -k {self.data_dir} -c fsync=off -c max_connections=200"
+            " -c shared_preload_libraries=pg_stat_statements"
+        )
         self._run(
             "pg_ctl",
             "-D",
