@@ -198,7 +198,9 @@ class Scheduler:
         if tenant.count == 0:
             queue = self._classes[category]
             del queue.tenants[tenant_id]
-            queue.rotation.remove(tenant_id)
+            # `take` has just rotated this tenant to the end: popping it is O(1), where a
+            # remove() scanned every tenant with messages waiting (10,000 on a busy platform).
+            queue.rotation.pop()
         return item
 
     def _cool_down(self) -> None:
