@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install tools wrk run test unit integration lint typecheck check lock clean bench-e2e bench-whatsapp bench-sms bench-sms-failover bench-email bench-search bench-campaigns bench-ingest bench-billing bench-close bench-delivery bench-broker bench-outbox
+.PHONY: install tools wrk run test unit integration lint typecheck check lock clean bench-e2e bench-whatsapp bench-sms bench-sms-failover bench-email bench-search bench-campaigns bench-ingest bench-billing bench-close bench-delivery bench-tenants bench-broker bench-outbox
 
 $(STAMP): pyproject.toml requirements-dev.lock clients/python/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -93,6 +93,9 @@ bench-ingest: install wrk
 
 bench-delivery: install wrk
 	$(BIN)/python -m loadtests.delivery
+
+bench-tenants: install
+	$(BIN)/python -m loadtests.sweep --tenants 1,100,1000,10000
 
 bench-broker: install
 	$(BIN)/python -m loadtests.broker
