@@ -74,26 +74,13 @@ async def close_pool(pool: Pool, seconds: float = 10.0) -> None:
         pool.terminate()
 
 
-async def _keep_session(conn: asyncpg.Connection) -> None:
-    """What a connection goes through on its way back to the pool, after asyncpg has rolled back
-    any transaction left open: nothing. asyncpg's default is a round trip of four statements
-    (`SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL`) on every release, which
-    was most of the statements a message cost (loadtests/RESULTS.md, the tenant sweep). Herald leaves
-    none of that state on a pooled connection: its advisory locks are transaction-scoped
-    (`pg_advisory_xact_lock`; the migration lock is on a connection of its own), its cursors live
-    inside transactions, it never LISTENs or SETs outside a transaction (SET LOCAL only). The
-    billing sink's temporary staging table is session state kept on purpose (ON COMMIT DELETE ROWS);
-    the default reset left it too."""
-
-
 async def create_pool(settings: DatabaseSettings, query_timeout: float | None = None) -> Pool:
     """The process's pool; each query and each new connection fails with TimeoutError (transient)
     after `query_timeout` seconds (default `settings.command_timeout_seconds`)."""
     seconds = settings.command_timeout_seconds if query_timeout is None else query_timeout
     pool = await asyncpg.create_pool(
-        settings.url, min_size=settings.pool_min, max_size=settings.pool_max, command_timeout=seconds, timeout=seconds,
-        reset=_keep_session,
-    )  # fmt: skip
+        settings.url, min_size=settings.pool_min, max_size=settings.pool_max, command_timeout=seconds, timeout=seconds
+    )
     assert pool is not None
     return pool
 
