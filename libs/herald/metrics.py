@@ -6,6 +6,7 @@ codes, topic names), never from tenant-supplied text, so cardinality stays bound
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import StrEnum
 
 from prometheus_client import Counter, Gauge, Histogram
@@ -329,6 +330,14 @@ EMAIL_SMTP_REPLIES = Counter(
     " connection within the timeout: the relay's connection limit held by other workers).",
     ["outcome"],
 )
+
+
+def every_series(metric: MetricWrapperBase, values: Iterable[str], *leading: str) -> None:
+    """Create `metric`'s series for each of `values` (after the `leading` label values), at 0. A
+    closed vocabulary's series then exist from the first scrape: no panel is empty before the first
+    event, and a rule such as "no success in 5 minutes" reads 0, not an absent series."""
+    for value in values:
+        metric.labels(*leading, value)
 
 
 def provider_label(provider: str) -> str:

@@ -55,7 +55,7 @@ async def report_parked(pool: asyncpg.Pool) -> None:
     waiting = await parked.waiting(pool)
     for group in PARKING_GROUPS:
         metrics.SINK_PARKED_RECORDS.labels(group).set(waiting.get(group, 0))
-        metrics.SINK_RECORDS_PARKED.labels(group)  # the counter too: a series from the first scrape
+    metrics.every_series(metrics.SINK_RECORDS_PARKED, PARKING_GROUPS)  # the counter too
 
 
 async def run_parked_report(pool: asyncpg.Pool, interval_seconds: float, stop: asyncio.Event) -> None:

@@ -63,8 +63,7 @@ class CampaignRunner:
     ) -> None:  # fmt: skip
         self._parts = _Parts(pool, sender, keys, settings, tenant, uuid.uuid4())
         self._producing: dict[uuid.UUID, asyncio.Task[None]] = {}
-        for outcome in RowOutcome:  # every series exists from the first scrape, at 0
-            metrics.CAMPAIGN_ROWS.labels(outcome.value)
+        metrics.every_series(metrics.CAMPAIGN_ROWS, RowOutcome)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Until `stop`: take due campaigns (up to `max_concurrent`) and produce each in its own task."""

@@ -38,8 +38,7 @@ class InboundMail:
         self._bounces = bounces
         self._email = email
         self._unsubscribe = unsubscribe_mailbox.lower()
-        for kind in (*Kind, "hard_bounce", "refused", "unreadable"):
-            metrics.EMAIL_REPORTS.labels(kind)  # every series from the first scrape
+        metrics.every_series(metrics.EMAIL_REPORTS, (*Kind, "hard_bounce", "refused", "unreadable"))
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]

@@ -99,12 +99,10 @@ class Deliverer:
         self._attempts = attempts
         self._delays = retry_delays_seconds
         self._clock = clock
-        # Every reason a message may wait on herald.retry for, and every kind of dead letter, is
-        # a series from the first scrape: a panel of them is never empty before the first one.
-        for reason in (*TRANSIENT_REASONS, Reason.TENANT_BACKLOG, Reason.TENANT_SUSPENDED, Reason.ACCOUNT_SUSPENDED):
-            metrics.RETRIES_SCHEDULED.labels(reason)
-        for kind in LetterKind:
-            metrics.DLQ_RECORDS.labels(kind)
+        # Every reason a message may wait on herald.retry for, and every kind of dead letter.
+        waits = (*TRANSIENT_REASONS, Reason.TENANT_BACKLOG, Reason.TENANT_SUSPENDED, Reason.ACCOUNT_SUSPENDED)
+        metrics.every_series(metrics.RETRIES_SCHEDULED, waits)
+        metrics.every_series(metrics.DLQ_RECORDS, LetterKind)
 
     def _event(
         self,

@@ -146,12 +146,11 @@ class ProviderGate:
         tenant's phone number has its own: `whatsapp:<number id>`); metrics count it under its
         kind (`metrics.provider_label`)."""
         self.provider = metrics.provider_label(provider)
-        # The provider's series exist from the first scrape (at 0), not from its first cut.
-        metrics.PROVIDER_THROTTLE_CUTS.labels(self.provider)
-        metrics.PROVIDER_CAPACITY_WAIT_SECONDS.labels(self.provider)
-        for outcome in ProviderOutcome:  # every series from the first scrape ("no success in 5 min")
-            metrics.PROVIDER_OUTCOMES.labels(self.provider, outcome)
-        metrics.PROVIDER_STALLS.labels(self.provider)
+        # The provider's series exist from the first scrape (at 0), not from its first event.
+        for per_provider in (metrics.PROVIDER_THROTTLE_CUTS, metrics.PROVIDER_CAPACITY_WAIT_SECONDS,
+                             metrics.PROVIDER_STALLS):  # fmt: skip
+            metrics.every_series(per_provider, (self.provider,))
+        metrics.every_series(metrics.PROVIDER_OUTCOMES, ProviderOutcome, self.provider)
         self._bucket = bucket_id(provider)
         self._make_pacer = pacer if rate_per_second > 0 else None
         self._pacer: BucketPacer[str] | None = None

@@ -54,8 +54,7 @@ class SesProvider:
         wrapped in."""
         self._settings = settings
         self._composer = composer
-        for outcome in ("accepted", "lost", "rejected", "transient", "unreachable"):
-            metrics.EMAIL_SES_ANSWERS.labels(outcome)  # every series from the first scrape
+        metrics.every_series(metrics.EMAIL_SES_ANSWERS, ("accepted", "lost", "rejected", "transient", "unreachable"))
         self._stack = contextlib.AsyncExitStack()
         # botocore's clients are built at run time from the service model: untyped (Any).
         self._client: Any = None

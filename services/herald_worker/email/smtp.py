@@ -63,8 +63,8 @@ class SmtpProvider:
         self._settings = settings
         self._composer = composer
         self._bounces = bounces
-        for outcome in ("accepted", "dropped", "no_connection", "permanent", "transient"):
-            metrics.EMAIL_SMTP_REPLIES.labels(outcome)  # every series from the first scrape
+        replies = ("accepted", "dropped", "no_connection", "permanent", "transient")
+        metrics.every_series(metrics.EMAIL_SMTP_REPLIES, replies)
         self._pool: RelayPool[aiosmtplib.SMTP] = RelayPool(
             self._connect, _disconnect, lambda client: client.is_connected, size=settings.smtp_connections,
             slots=slots, wait_seconds=settings.smtp_timeout_seconds, idle_seconds=settings.smtp_idle_seconds,

@@ -47,8 +47,8 @@ class Inbound:
         self._pool = pool
         self._producer = producer
         self._hasher = hasher
-        for source in ("unattributed", SuppressionReason.STOP_REPLY, SuppressionReason.PROVIDER_OPT_OUT):
-            metrics.SMS_OPT_OUTS.labels(source)  # every series from the first scrape
+        sources = ("unattributed", SuppressionReason.STOP_REPLY, SuppressionReason.PROVIDER_OPT_OUT)
+        metrics.every_series(metrics.SMS_OPT_OUTS, sources)
         self._queue: asyncio.Queue[tuple[str, Reported]] = asyncio.Queue()
         self._flusher = asyncio.create_task(self._flush_forever(), name="sms-receipts")
 
