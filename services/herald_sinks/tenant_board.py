@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import heapq
 import logging
 import time
@@ -53,7 +52,6 @@ class TenantBoard:
         self._clock = clock
         self._bins: collections.deque[tuple[int, dict[uuid.UUID, _Tally]]] = collections.deque()
         self._exported_at = float("-inf")
-        self._shown: dict[Gauge, set[str]] = {}
 
     def add(self, transitions: Iterable[Transition]) -> None:
         minute = int(self._clock() // 60)
@@ -103,15 +101,13 @@ class TenantBoard:
         self._show(metrics.TENANT_CALLBACKS_RETRYING, {str(t.tenant_id): float(t.retrying) for t in backlog.worst})
         self._show(metrics.TENANT_CALLBACK_OLDEST_SECONDS, {str(t.tenant_id): t.oldest_seconds for t in backlog.worst})
 
-    def _show(self, gauge: Gauge, values: dict[str, float]) -> None:
-        shown = self._shown.setdefault(gauge, set())
-        for tenant in shown - values.keys():
-            with contextlib.suppress(KeyError):  # (removed already: tests run several boards)
-                gauge.remove(tenant)
+    @staticmethod
+    def _show(gauge: Gauge, values: dict[str, float]) -> None:
+        # Replaced whole: a tenant that left the top loses its series. No scrape sees the gauge
+        # empty between the two, because /metrics is served on this same event loop.
+        gauge.clear()
         for tenant, value in values.items():
             gauge.labels(tenant).set(value)
-        shown.clear()
-        shown.update(values)
 
 
 async def run_callback_report(
