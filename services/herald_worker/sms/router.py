@@ -166,6 +166,13 @@ class SmsRoutes:
         self._live = {}
 
 
+def _sent_by(accepted: Accepted, adapter: str) -> Accepted:
+    """A send the router passed on is recorded under the name its receipts arrive under: the
+    adapter's own (`carrier-sim` for the carrier), or the one it named; never the router's "sms",
+    to which no receipt binds."""
+    return accepted if accepted.provider else msgspec.structs.replace(accepted, provider=adapter)
+
+
 class SmsRouter:
     name = "sms"
 
@@ -182,9 +189,7 @@ class SmsRouter:
     async def send(self, message: OutboundMessage) -> Accepted:
         route = self._routes.route(message)
         if route is None:
-            accepted = await self._fallback.send(message)
-            # Recorded under the fallback's name (its receipts arrive under it), never the router's.
-            return accepted if accepted.provider else msgspec.structs.replace(accepted, provider=self._fallback.name)
+            return _sent_by(await self._fallback.send(message), self._fallback.name)
         if message.provider_pin is not None:
             pinned = self._routes.live(message.provider_pin)
             if pinned is None:  # the provider that may have it is gone: it waits, and expires
@@ -238,9 +243,7 @@ class SmsRouter:
         if recovered:
             self._observe(route)
         metrics.SMS_ROUTE_ATTEMPTS.labels(route.label, name, "accepted").inc()
-        # Recorded under the name its receipts arrive under: the adapter's (`carrier-sim` for a
-        # carrier-kind provider), never the router's "sms", to which no receipt would bind.
-        return accepted if accepted.provider else msgspec.structs.replace(accepted, provider=live.adapter.name)
+        return _sent_by(accepted, live.adapter.name)
 
     def _observe(self, route: Route) -> None:
         metrics.SMS_ROUTE_HEALTHY_PROVIDERS.labels(route.label).set(
