@@ -53,14 +53,14 @@ end
 
 STORED_TOPICS = ["herald.messages.marketing", "herald.messages.utility", "herald.events"]
 
-_RANGE = {"update": "74", "promo": "75", "otp": "77"}  # UK mobile ranges: one per class, 1M numbers each
+RANGE = {"update": "74", "promo": "75", "otp": "77"}  # UK mobile ranges: one per class, 1M numbers each
 
 
-def _messages(template: str, params: dict[str, str], start: int, n: int) -> list[dict[str, Any]]:
+def messages(template: str, params: dict[str, str], start: int, n: int) -> list[dict[str, Any]]:
     """`n` messages to distinct recipients (numbered from `start`, ending in 99: clear of the
     carrier-sim's scripted outcomes)."""
     return [
-        {"to": f"+44{_RANGE[template]}{(start + i) % 1_000_000:06d}99", "channel": "sms",
+        {"to": f"+44{RANGE[template]}{(start + i) % 1_000_000:06d}99", "channel": "sms",
          "template": {"name": template, "language": "en"}, "params": params}
         for i in range(n)
     ]  # fmt: skip
@@ -136,7 +136,7 @@ async def sustained(client: Client, dsn: str, seconds: int, warmup: int = 15) ->
             if accepted - delivered > 30_000:
                 await asyncio.sleep(0.5)
                 continue
-            accepted += await client.batch(_messages("update", {"ref": "X1"}, accepted, 1000))
+            accepted += await client.batch(messages("update", {"ref": "X1"}, accepted, 1000))
 
     feeder = asyncio.create_task(feed())
     try:
@@ -155,18 +155,33 @@ async def sustained(client: Client, dsn: str, seconds: int, warmup: int = 15) ->
     return delivered / elapsed, accepted, cpu.report(cpu.spent(cpu_before, cpu_after), elapsed, delivered)
 
 
-async def _until_sent(conn: asyncpg.Connection, category: str, n: int, seconds: float) -> None:
-    """Until `n` messages of `category` have a `sent` event (handed to the provider)."""
+async def sent_count(conn: asyncpg.Connection, category: str) -> int:
+    """Messages of `category` with a `sent` event (handed to the provider)."""
+    return int(await conn.fetchval(
+        "SELECT count(*) FROM messages m JOIN message_events e ON e.message_id = m.id AND e.status = 'sent'"
+        " WHERE m.category = $1", category,
+    ))  # fmt: skip
+
+
+async def until_sent(conn: asyncpg.Connection, category: str, n: int, seconds: float) -> None:
+    """Until `n` messages of `category` have been handed to the provider."""
     deadline = time.monotonic() + seconds
-    while (
-        sent := await conn.fetchval(
-            "SELECT count(*) FROM messages m JOIN message_events e ON e.message_id = m.id AND e.status = 'sent'"
-            " WHERE m.category = $1",
-            category,
-        )
-    ) < n:
-        assert time.monotonic() < deadline, f"{sent} of {n} {category} messages sent"
+    while (sent := await sent_count(conn, category)) < n:
+        assert time.monotonic() < deadline, f"{sent} of {n} {category} messages sent within {seconds:.0f} s"
         await asyncio.sleep(0.1)
+
+
+async def otp_latency(conn: asyncpg.Connection) -> dict[str, float]:
+    """Accepted -> `sent` of every authentication message: p50, p99 and worst, in ms."""
+    row = await conn.fetchrow(
+        "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY e.at - m.created_at) AS p50,"
+        " percentile_cont(0.99) WITHIN GROUP (ORDER BY e.at - m.created_at) AS p99,"
+        " max(e.at - m.created_at) AS worst"
+        " FROM messages m JOIN message_events e ON e.message_id = m.id AND e.status = 'sent'"
+        " WHERE m.category = 'authentication'"
+    )
+    assert row is not None
+    return {f"{k}_ms": row[k].total_seconds() * 1000 for k in ("p50", "p99", "worst")}
 
 
 async def priority(client: Client, dsn: str, backlog: int, otp_seconds: int) -> dict[str, float]:
@@ -174,8 +189,8 @@ async def priority(client: Client, dsn: str, backlog: int, otp_seconds: int) -> 
     try:
         # A worker still joining its consumer group would be measured as OTP latency (the `wrk`
         # ceiling run used to give it that time): first one probe goes through.
-        await client.send(_messages("update", {"ref": "probe"}, 999_999, 1)[0])
-        await _until_sent(conn, "utility", 1, seconds=60)
+        await client.send(messages("update", {"ref": "probe"}, 999_999, 1)[0])
+        await until_sent(conn, "utility", 1, seconds=60)
         return await _otps_behind(client, conn, backlog, otp_seconds)
     finally:
         await conn.close()
@@ -186,33 +201,19 @@ async def _otps_behind(client: Client, conn: asyncpg.Connection, backlog: int, o
     while queued < backlog:
         sizes = [min(1000, backlog - queued - k * 1000) for k in range(4)]
         done = await asyncio.gather(
-            *(client.batch(_messages("promo", {"pct": "20%"}, queued + k * 1000, s))
+            *(client.batch(messages("promo", {"pct": "20%"}, queued + k * 1000, s))
               for k, s in enumerate(sizes) if s > 0)
         )  # fmt: skip
         queued += sum(done)
     queued_at = time.monotonic()
     sent = 0
     while time.monotonic() - queued_at < otp_seconds:
-        await client.send(_messages("otp", {"code": "424242"}, sent, 1)[0])
+        await client.send(messages("otp", {"code": "424242"}, sent, 1)[0])
         sent += 1
         await asyncio.sleep(0.05)
-    await _until_sent(conn, "authentication", sent, seconds=120)
+    await until_sent(conn, "authentication", sent, seconds=120)
     marketing_left = backlog - await _count(conn, "marketing", "delivered")
-    row = await conn.fetchrow(
-        "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY e.at - m.created_at) AS p50,"
-        " percentile_cont(0.99) WITHIN GROUP (ORDER BY e.at - m.created_at) AS p99,"
-        " max(e.at - m.created_at) AS worst"
-        " FROM messages m JOIN message_events e ON e.message_id = m.id AND e.status = 'sent'"
-        " WHERE m.category = 'authentication'"
-    )
-    assert row is not None
-    return {
-        "otps": sent,
-        "p50_ms": row["p50"].total_seconds() * 1000,
-        "p99_ms": row["p99"].total_seconds() * 1000,
-        "worst_ms": row["worst"].total_seconds() * 1000,
-        "marketing_left": marketing_left,
-    }
+    return {"otps": sent, **await otp_latency(conn), "marketing_left": marketing_left}
 
 
 def main() -> None:

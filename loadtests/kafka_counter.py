@@ -65,22 +65,25 @@ def _run(listen_port: int, broker_port: int, counts: Any) -> None:
 
 
 class KafkaCounter:
-    def __init__(self, listen_port: int, broker_port: int) -> None:
-        self.counts: Any = multiprocessing.Array("q", _KEYS, lock=False)
-        self._process = multiprocessing.Process(
-            target=_run, args=(listen_port, broker_port, self.counts), daemon=True, name="kafka-counter"
-        )
+    """The proxy's counts so far; `counting` runs the proxy."""
+
+    def __init__(self, counts: Any) -> None:
+        self._counts = counts
 
     def snapshot(self) -> dict[str, int]:
-        return {API_NAMES.get(k, str(k)): int(self.counts[k]) for k in range(_KEYS) if self.counts[k]}
+        return {API_NAMES.get(k, str(k)): int(self._counts[k]) for k in range(_KEYS) if self._counts[k]}
 
 
 @contextlib.contextmanager
 def counting(listen_port: int, broker_port: int) -> Iterator[KafkaCounter]:
-    counter = KafkaCounter(listen_port, broker_port)
-    counter._process.start()
+    """The proxy on `listen_port`, forwarding to the broker on `broker_port`, until exit."""
+    counts = multiprocessing.Array("q", _KEYS, lock=False)
+    process = multiprocessing.Process(
+        target=_run, args=(listen_port, broker_port, counts), daemon=True, name="kafka-counter"
+    )
+    process.start()
     try:
-        yield counter
+        yield KafkaCounter(counts)
     finally:
-        counter._process.terminate()
-        counter._process.join(5)
+        process.terminate()
+        process.join(5)

@@ -43,13 +43,12 @@ import asyncpg
 from herald.embedded import free_port, wait_for_port
 from herald.embedded.broker import EmbeddedBroker
 from herald_cli.dev import DevStack
-from loadtests import cpu
+from loadtests import cpu, delivery
 from loadtests.kafka_counter import KafkaCounter, counting
 from loadtests.stack import bench_stack
 
 HERALD = ("api", "worker", "sinks")
 TIER_RATES = {"standard": 80, "enterprise": 1_000}
-_RANGE = {"update": "74", "promo": "75", "otp": "77"}  # UK mobile ranges: one per class, 1M numbers each
 TEMPLATES = (
     ("otp", "authentication", "Your code is {{code}}"),
     ("update", "utility", "Your parcel {{ref}} is on its way"),
@@ -62,15 +61,11 @@ PARAMS = {"otp": {"code": "424242"}, "update": {"ref": "X1"}, "promo": {"pct": "
 class Numbers:
     """Distinct recipients per class (ending in 99: clear of the doubles' scripted outcomes)."""
 
-    next: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_RANGE, 0))
+    next: dict[str, int] = field(default_factory=lambda: dict.fromkeys(delivery.RANGE, 0))
 
     def messages(self, template: str, n: int) -> list[dict[str, Any]]:
         start, self.next[template] = self.next[template], self.next[template] + n
-        return [
-            {"to": f"+44{_RANGE[template]}{(start + i) % 1_000_000:06d}99", "channel": "sms",
-             "template": {"name": template, "language": "en"}, "params": PARAMS[template]}
-            for i in range(n)
-        ]  # fmt: skip
+        return delivery.messages(template, PARAMS[template], start, n)
 
 
 class Platform:
@@ -134,13 +129,6 @@ async def _bounded(jobs: Any, limit: int) -> None:
     await asyncio.gather(*(one(j) for j in jobs))
 
 
-async def _sent_count(conn: asyncpg.Connection, category: str) -> int:
-    return int(await conn.fetchval(
-        "SELECT count(*) FROM messages m JOIN message_events e ON e.message_id = m.id AND e.status = 'sent'"
-        " WHERE m.category = $1", category,
-    ))  # fmt: skip
-
-
 async def priority(p: Platform, conn: asyncpg.Connection, backlog: int, otp_seconds: int) -> dict[str, float]:
     """OTPs from random tenants behind a marketing backlog spread over every tenant."""
     share, extra = divmod(backlog, len(p.tenants))
@@ -156,20 +144,9 @@ async def priority(p: Platform, conn: asyncpg.Connection, backlog: int, otp_seco
         await p.single(rng.choice(p.tenants), p.numbers.messages("otp", 1)[0])
         sent += 1
         await asyncio.sleep(0.05)
-    deadline = time.monotonic() + 120
-    while (done := await _sent_count(conn, "authentication")) < sent:
-        assert time.monotonic() < deadline, f"{done} of {sent} OTPs sent within 120 s"
-        await asyncio.sleep(0.2)
-    row = await conn.fetchrow(
-        "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY e.at - m.created_at) AS p50,"
-        " percentile_cont(0.99) WITHIN GROUP (ORDER BY e.at - m.created_at) AS p99, max(e.at - m.created_at) AS worst"
-        " FROM messages m JOIN message_events e ON e.message_id = m.id AND e.status = 'sent'"
-        " WHERE m.category = 'authentication'"
-    )
-    assert row is not None
-    left = backlog - await _sent_count(conn, "marketing")
-    return {"otps": sent, "p50": row["p50"].total_seconds() * 1e3, "p99": row["p99"].total_seconds() * 1e3,
-            "worst": row["worst"].total_seconds() * 1e3, "marketing_left": left}  # fmt: skip
+    await delivery.until_sent(conn, "authentication", sent, seconds=120)
+    left = backlog - await delivery.sent_count(conn, "marketing")
+    return {"otps": sent, **await delivery.otp_latency(conn), "marketing_left": left}
 
 
 async def _db_counters(conn: asyncpg.Connection) -> tuple[int, int]:
@@ -257,7 +234,7 @@ def report(n: int, setup: float, pri: dict[str, float], s: Sustained) -> dict[st
     }  # fmt: skip
     print(f"\n=== {n:,} tenants (set up in {setup:.0f} s) ===")
     print(f"priority: {pri['otps']:.0f} OTPs behind the marketing backlog: accepted -> sent "
-          f"p50 {pri['p50']:.0f} ms, p99 {pri['p99']:.0f} ms, worst {pri['worst']:.0f} ms; "
+          f"p50 {pri['p50_ms']:.0f} ms, p99 {pri['p99_ms']:.0f} ms, worst {pri['worst_ms']:.0f} ms; "
           f"marketing not yet sent: {pri['marketing_left']:,.0f}")  # fmt: skip
     print(f"sustained: {s.rate:,.0f} msg/s accepted -> delivered over {s.elapsed:.0f} s ({s.accepted:,} accepted)")
     print(f"CPU in the window, by process:\n{cpu.report(s.cpu, s.elapsed, s.delivered)}")
@@ -335,7 +312,7 @@ def main() -> None:
         ratio = r["herald_us"] / r["yardstick_us"] if r["yardstick_us"] else float("nan")
         print(f"| {r['tenants']:,.0f} | {r['rate']:,.0f} | {r['herald_us']:.0f} ({ratio:.2f}) | "
               f"{r['herald_us'] / base['herald_us']:.2f} | {r['statements']:.2f} | {r['commits']:.2f} | "
-              f"{r['broker']:.3f} | {r['otp_p50']:.0f} / {r['otp_p99']:.0f} |")  # fmt: skip
+              f"{r['broker']:.3f} | {r['otp_p50_ms']:.0f} / {r['otp_p99_ms']:.0f} |")  # fmt: skip
 
 
 if __name__ == "__main__":
