@@ -105,6 +105,14 @@ class DsnSMTP(SMTP):
     `ORCPT` (aiosmtpd refuses parameters it does not know) and keeps them for the reports; and
     with the relay's connection limit."""
 
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        cast(Relay, self.event_handler).sessions.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        cast(Relay, self.event_handler).sessions.discard(self)
+        super().connection_lost(exc)
+
     async def _handle_client(self) -> None:
         relay = cast(Relay, self.event_handler)
         if not relay.connected():
@@ -141,6 +149,9 @@ class Relay:
         self.per_message_id: Counter[str] = Counter()
         self.refused = self.throttled = self.dropped = self.tls = 0
         self.connections = self.connections_peak = self.connections_refused = 0
+        self.sessions: set[DsnSMTP] = set()
+        """Open connections, closed when the double stops: Python 3.11's `Server.close()` leaves
+        accepted ones open (a stopped relay that still holds its clients' connections)."""
         self._window_start = time.monotonic()
         self._window_count = 0
 
@@ -426,6 +437,9 @@ def create_app(settings: MailSimSettings) -> Litestar:
         finally:
             udp.close()
             await unlisten()
+            for session in list(relay.sessions):
+                if session.transport is not None:
+                    session.transport.close()
 
     @post("/_sim/faults", status_code=204)
     async def faults(data: JSONBody[Faults]) -> None:
