@@ -43,7 +43,7 @@ import asyncpg
 from herald.embedded import free_port, wait_for_port
 from herald.embedded.broker import EmbeddedBroker
 from herald_cli.dev import DevStack
-from loadtests import cpu, delivery
+from loadtests import cpu, delivery, profile
 from loadtests.kafka_counter import KafkaCounter, counting
 from loadtests.stack import bench_stack
 
@@ -174,6 +174,7 @@ class Sustained:
 async def sustained(p: Platform, dsn: str, counter: KafkaCounter, args: argparse.Namespace) -> Sustained:
     conn, feeder_conn = await asyncpg.connect(dsn), await asyncpg.connect(dsn)
     stop = asyncio.Event()
+    files: list[Path] = []
     state = {"accepted": 0, "delivered": 0}
     singles_per_batch = args.batch * args.single_share / (1 - args.single_share)
     single_odds = singles_per_batch / (singles_per_batch + 1)
@@ -203,15 +204,22 @@ async def sustained(p: Platform, dsn: str, counter: KafkaCounter, args: argparse
         await asyncio.sleep(args.warmup)
         d0, t0, c0 = int(await conn.fetchval(delivered_sql)), time.monotonic(), cpu.snapshot()
         db0, k0 = await _db_counters(conn), counter.snapshot()
-        await asyncio.sleep(args.seconds)
-        d1, t1, c1 = int(await conn.fetchval(delivered_sql)), time.monotonic(), cpu.snapshot()
-        db1, k1 = await _db_counters(conn), counter.snapshot()
+        with contextlib.ExitStack() as spying:
+            if args.profile:
+                herald = {pid: group for pid, (group, _) in c0.items() if group in HERALD}
+                out = Path(args.profile) / f"{len(p.tenants)}-tenants"
+                files = spying.enter_context(profile.record(herald, args.seconds, out))
+            await asyncio.sleep(args.seconds)
+            d1, t1, c1 = int(await conn.fetchval(delivered_sql)), time.monotonic(), cpu.snapshot()
+            db1, k1 = await _db_counters(conn), counter.snapshot()
     finally:
         stop.set()
         await asyncio.gather(*tasks)
         await conn.close()
         await feeder_conn.close()
     delivered = d1 - d0
+    if args.profile:
+        print("\n".join(profile.summary(f) for f in files if f.exists()))
     return Sustained(
         rate=delivered / (t1 - t0), delivered=delivered, accepted=state["accepted"],
         cpu=cpu.spent(c0, c1), elapsed=t1 - t0, statements=db1[0] - db0[0], commits=db1[1] - db0[1],
@@ -300,6 +308,8 @@ def main() -> None:
     parser.add_argument("--outstanding", type=int, default=20_000, help="accepted but undelivered, at most")
     parser.add_argument("--rate-per-tenant-basis", type=float, default=5_000,
                         help="total msg/s for tenants' shares (each's rate: twice its share)")  # fmt: skip
+    parser.add_argument("--profile", default=None,
+                        help="a directory for py-spy profiles of api, worker and sinks over the window")  # fmt: skip
     parser.add_argument("--keep", default=None, help="a directory to keep each run's data and logs in")
     args = parser.parse_args()
     os.environ.setdefault("HERALD_LOG_LEVEL", "WARNING")

@@ -1,6 +1,7 @@
 """Housekeeping deletes for tables that would otherwise grow without bound.
 
-- `tenant_recipients` rows older than the 24 h window no longer count towards any limit;
+- `tenant_recipients` rows an hour past the 24 h window: they no longer count towards any limit
+  (the hour: `herald.db.recipients.KEPT_PAST_WINDOW`);
 - `message_claims` older than `claim_days` (> the 24 h idempotency promise; a repeat after that
   is delivered again, as documented);
 - dead `callback_outbox` rows older than `dead_callback_days` (kept for inspection until then);
@@ -22,7 +23,7 @@ import asyncpg
 import msgspec
 
 from herald.db.pool import rows_affected
-from herald.domain.limits import WINDOW_SECONDS
+from herald.db.recipients import purgeable_before
 from herald.sealing import first_readable_hour
 
 
@@ -44,9 +45,7 @@ class Purged(msgspec.Struct, frozen=True):
 async def purge(
     pool: asyncpg.Pool, now: datetime, *, content_days: int, claim_days: int = 7, dead_callback_days: int = 30
 ) -> Purged:
-    recipients = await pool.execute(
-        "DELETE FROM tenant_recipients WHERE last_sent_at <= $1", now - timedelta(seconds=WINDOW_SECONDS)
-    )
+    recipients = await pool.execute("DELETE FROM tenant_recipients WHERE last_sent_at <= $1", purgeable_before(now))
     claims = await pool.execute("DELETE FROM message_claims WHERE claimed_at < $1", now - timedelta(days=claim_days))
     # A cancellation is kept while its message could still be read and sent (its content lives).
     cancellations = await pool.execute(

@@ -1,0 +1,77 @@
+"""Where a Herald process's CPU goes during a benchmark window: py-spy, attached from outside.
+
+`record` samples each given process for the window (`--nonblocking`: the process is not
+paused to be read, so the window's CPU figures stay those of an unprofiled run, at the price
+of an occasional torn stack) and writes py-spy's collapsed stacks, one file per process.
+`summary` reads one back: the functions the samples were in (self) and under (inclusive),
+as shares of the samples in which the process was running Python (idle samples are dropped
+by py-spy without `--idle`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import subprocess
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def record(processes: dict[int, str], seconds: float, out: Path, rate: int = 200) -> Iterator[list[Path]]:
+    """py-spy on each pid (named by its group) for `seconds`; the files once the block ends."""
+    spy = shutil.which("py-spy")
+    assert spy, "py-spy is not on PATH (it is in requirements-dev.lock: `make install`)"
+    out.mkdir(parents=True, exist_ok=True)
+    files = [out / f"{group}-{pid}.txt" for pid, group in processes.items()]
+    runs = []
+    for (pid, _), path in zip(processes.items(), files, strict=True):
+        argv = [spy, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", str(rate),
+                "--format", "raw", "--nonblocking", "--output", str(path)]  # fmt: skip
+        runs.append(subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    try:
+        yield files
+    finally:
+        for run in runs:
+            try:
+                run.wait(timeout=seconds + 30)
+            except subprocess.TimeoutExpired:
+                run.kill()
+
+
+def _frame(raw: str) -> str:
+    """`handle (herald_worker/deliver.py:120)` -> `herald_worker/deliver.py:handle`."""
+    name, _, where = raw.partition(" (")
+    path = where.rstrip(")").rsplit(":", 1)[0]
+    for marker in ("site-packages/", "/lib/python3"):
+        if marker in path:
+            path = path.split(marker, 1)[1]
+            break
+    else:
+        path = "/".join(path.split("/")[-2:])
+    return f"{path}:{name}"
+
+
+def summary(path: Path, top: int = 25) -> str:
+    """The `top` functions by self and by inclusive share of the samples in `path`."""
+    own: Counter[str] = Counter()
+    under: Counter[str] = Counter()
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        n = int(count)
+        frames = [_frame(f) for f in stack.split(";")]
+        total += n
+        own[frames[-1]] += n
+        for f in set(frames):
+            under[f] += n
+    if not total:
+        return f"{path.name}: no samples"
+    lines = [f"{path.name}: {total:,} samples"]
+    for title, counts in (("self", own), ("inclusive", under)):
+        lines.append(f"  {title}:")
+        lines += [f"    {n / total * 100:5.1f}%  {f}" for f, n in counts.most_common(top)]
+    return "\n".join(lines)
