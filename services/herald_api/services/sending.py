@@ -268,10 +268,9 @@ class Sender:
         # refusing, never toward overshooting). So a database failure here is a 503 before
         # anything is queued, and the tenant's lock and a pool connection are never held across
         # a broker round trip, which a stalled broker would stretch to the produce timeout.
-        async with self._pool.acquire() as conn, conn.transaction():
-            reservation = await recipient_store.reserve(
-                conn, tenant.id, [hashed(m.to) for m in messages], limit, datetime.now(UTC)
-            )
+        reservation = await recipient_store.reserve(
+            self._pool, tenant.id, [hashed(m.to) for m in messages], limit, datetime.now(UTC)
+        )
         admitted = [i for i, ok in enumerate(reservation.admitted) if ok]
         await self._produce([messages[i] for i in admitted], [sealed[i] for i in admitted])
         refused = RateLimited(
