@@ -20,7 +20,11 @@ CREATE TABLE tenant_recipient_windows (
 CREATE FUNCTION herald_reserve_recipients(
     p_tenant uuid, p_message integer[], p_hash bytea[], p_limit integer,
     p_now timestamptz, p_window interval, p_recount interval
-) RETURNS TABLE (admitted integer[], retry_after_seconds integer) LANGUAGE plpgsql AS $$
+) RETURNS TABLE (admitted integer[], retry_after_seconds integer) LANGUAGE plpgsql
+-- Planned once per connection, not per call: every plan here is an index lookup or range scan
+-- whatever the arguments (a single send's reservation took 0.50 ms with custom plans, 0.31 ms).
+SET plan_cache_mode = force_generic_plan
+AS $$
 DECLARE
     v_since timestamptz := p_now - p_window;
     v_stored tenant_recipient_windows%ROWTYPE;
