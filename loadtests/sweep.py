@@ -75,7 +75,9 @@ class Platform:
         self.admin = {"authorization": f"Bearer {stack.admin_token}"}
         self.http = aiohttp.ClientSession(
             base_url=stack.api_url, timeout=aiohttp.ClientTimeout(total=120),
-            connector=aiohttp.TCPConnector(limit=64),
+            # An idle connection is dropped before uvicorn's keep-alive (5 s) closes it: a request
+            # sent on one the server is closing is reset (aiohttp's default keeps them 15 s).
+            connector=aiohttp.TCPConnector(limit=64, keepalive_timeout=2.0),
         )  # fmt: skip
         self.tenants: list[dict[str, str]] = []
         """Each tenant's authorization header."""
