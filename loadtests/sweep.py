@@ -200,6 +200,7 @@ async def sustained(p: Platform, dsn: str, counter: KafkaCounter, args: argparse
         assert time.monotonic() < drained, "the priority phase's messages did not all end in 600 s"
         await asyncio.sleep(2.0)
     base = int(await conn.fetchval(delivered_sql))
+    print(f"window opens after {time.monotonic() - drained + 600:.0f} s of draining: {base:,} delivered of {earlier:,}")
 
     async def watch() -> None:
         # Counting scans the table: every 2 s, as delivery.py does.
@@ -218,13 +219,17 @@ async def sustained(p: Platform, dsn: str, counter: KafkaCounter, args: argparse
                 await p.single(auth, p.numbers.messages("update", 1)[0])
                 state["accepted"] += 1
             else:
-                state["accepted"] += await p.batch(auth, p.numbers.messages("update", args.batch))
+                # Not `state["accepted"] += await ...`: that reads the count before the await and
+                # writes it back after, losing what other clients added meanwhile.
+                accepted = await p.batch(auth, p.numbers.messages("update", args.batch))
+                state["accepted"] += accepted
 
     tasks = [asyncio.create_task(watch()), *(asyncio.create_task(client(s)) for s in range(args.clients))]
     try:
         await asyncio.sleep(args.warmup)
         d0, t0, c0 = int(await conn.fetchval(delivered_sql)), time.monotonic(), cpu.snapshot()
         a0 = state["accepted"]
+        print(f"after the warm-up: {a0:,} accepted, {state['delivered']:,} delivered")
         db0, k0 = await _db_counters(conn), counter.snapshot()
         with contextlib.ExitStack() as spying:
             if args.profile:
