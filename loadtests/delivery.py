@@ -31,6 +31,7 @@ import asyncio
 import os
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -163,12 +164,20 @@ async def sent_count(conn: asyncpg.Connection, category: str) -> int:
     ))  # fmt: skip
 
 
+async def until_count(
+    count: Callable[[], Awaitable[int]], n: int, seconds: float, what: str, poll: float = 0.1
+) -> float:
+    """Until `count()` reaches `n` (failing after `seconds`, naming `what`); the seconds it took."""
+    started = time.monotonic()
+    while (done := await count()) < n:
+        assert time.monotonic() - started < seconds, f"{done} of {n} {what} within {seconds:.0f} s"
+        await asyncio.sleep(poll)
+    return time.monotonic() - started
+
+
 async def until_sent(conn: asyncpg.Connection, category: str, n: int, seconds: float) -> None:
     """Until `n` messages of `category` have been handed to the provider."""
-    deadline = time.monotonic() + seconds
-    while (sent := await sent_count(conn, category)) < n:
-        assert time.monotonic() < deadline, f"{sent} of {n} {category} messages sent within {seconds:.0f} s"
-        await asyncio.sleep(0.1)
+    await until_count(lambda: sent_count(conn, category), n, seconds, f"{category} messages sent")
 
 
 async def otp_latency(conn: asyncpg.Connection) -> dict[str, float]:
