@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import subprocess
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,15 +22,20 @@ from pathlib import Path
 @contextlib.contextmanager
 def record(processes: dict[int, str], seconds: float, out: Path, rate: int = 200) -> Iterator[list[Path]]:
     """py-spy on each pid (named by its group) for `seconds`; the files once the block ends."""
-    spy = shutil.which("py-spy")
-    assert spy, "py-spy is not on PATH (it is in requirements-dev.lock: `make install`)"
+    # Beside this interpreter first: `.venv/bin/python -m loadtests.sweep` without the venv on PATH.
+    beside = Path(sys.executable).parent / "py-spy"
+    spy = str(beside) if beside.exists() else shutil.which("py-spy")
+    assert spy, "py-spy is not installed (it is in requirements-dev.lock: `make install`)"
     out.mkdir(parents=True, exist_ok=True)
     files = [out / f"{group}-{pid}.txt" for pid, group in processes.items()]
     runs = []
     for (pid, _), path in zip(processes.items(), files, strict=True):
         argv = [spy, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", str(rate),
                 "--format", "raw", "--nonblocking", "--output", str(path)]  # fmt: skip
-        runs.append(subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        # Its own output beside the profile: why a profile is missing (attaching to another
+        # process needs ptrace permission: root, or kernel.yama.ptrace_scope = 0).
+        with path.with_suffix(".log").open("wb") as log:
+            runs.append(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT))
     try:
         yield files
     finally:
@@ -54,7 +60,11 @@ def _frame(raw: str) -> str:
 
 
 def summary(path: Path, top: int = 25) -> str:
-    """The `top` functions by self and by inclusive share of the samples in `path`."""
+    """The `top` functions by self and by inclusive share of the samples in `path` (or, when
+    py-spy wrote none, the end of what it said)."""
+    if not path.exists():
+        said = path.with_suffix(".log")
+        return f"{path.name}: no profile; py-spy said: {said.read_text()[-500:] if said.exists() else '(nothing)'}"
     own: Counter[str] = Counter()
     under: Counter[str] = Counter()
     total = 0

@@ -247,7 +247,7 @@ async def sustained(p: Platform, dsn: str, counter: KafkaCounter, args: argparse
         await feeder_conn.close()
     delivered = d1 - d0
     if args.profile:
-        print("\n".join(profile.summary(f) for f in files if f.exists()))
+        print("\n".join(profile.summary(f) for f in files))
     return Sustained(
         rate=delivered / (t1 - t0), delivered=delivered, accepted=a1 - a0,
         cpu=cpu.spent(c0, c1), elapsed=t1 - t0, statements=db1[0] - db0[0], commits=db1[1] - db0[1],
