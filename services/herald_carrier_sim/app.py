@@ -147,6 +147,9 @@ def create_app(settings: CarrierSimSettings, provider: ProviderSettings) -> Lite
     # Bounded: `make run` and the benchmarks keep the simulator up for millions of sends.
     log_sends: collections.deque[tuple[float, str]] = collections.deque(maxlen=100_000)
     answers: collections.Counter[str] = collections.Counter(dict.fromkeys(ANSWERS, 0))
+    # Sends that reached the carrier, and those not yet answered: lets tests hit a client at a
+    # moment its every call is here, and see whether it started another afterwards.
+    calls: collections.Counter[str] = collections.Counter(arrived=0, unanswered=0)
     receipts: collections.Counter[str] = collections.Counter(delivered=0, gave_up=0)
     pending: set[asyncio.Task[None]] = set()
     clients: list[aiohttp.ClientSession] = []
@@ -214,7 +217,12 @@ def create_app(settings: CarrierSimSettings, provider: ProviderSettings) -> Lite
 
     @post("/v1/messages", status_code=201)
     async def send(data: JSONBody[SendIn]) -> Response[SendOut | ErrorOut]:
-        answer = await answered(data)
+        calls["arrived"] += 1
+        calls["unanswered"] += 1
+        try:
+            answer = await answered(data)
+        finally:
+            calls["unanswered"] -= 1
         content = answer.content
         answers[content.error.code if isinstance(content, ErrorOut) else "accepted"] += 1
         return answer
@@ -311,4 +319,5 @@ def create_app(settings: CarrierSimSettings, provider: ProviderSettings) -> Lite
     app.state.sends = sends
     app.state.log_sends = log_sends
     app.state.answers = answers
+    app.state.calls = calls
     return app

@@ -7,7 +7,8 @@ earliest moment something may be: a recipient lane's rest, a timer's due time, t
 opening, or a `wake()` (a message arrived, a send finished, a token may have come).
 
 Each send runs as a task held per partition, so a revocation waits for its partitions' sends and
-the drain for every one. After `stop()` nothing new starts.
+the drain for every one. After `stop()`, or once the process's stop event is set, nothing new
+starts.
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ class Dispatch:
         self._wake = wake
         self._tasks: dict[asyncio.Task[None], Hashable] = {}
         self._stopping = False
+        self._requested = asyncio.Event()
 
     def wake(self) -> None:
         self._wake.set()
@@ -85,22 +87,32 @@ class Dispatch:
 
     @property
     def stopping(self) -> bool:
-        return self._stopping
+        """`stop()` was called or the stop event given to `run` is set."""
+        return self._stopping or self._requested.is_set()
 
     def held_back(self, item: Item) -> bool:
         """A suspended tenant's message goes back on herald.retry, unsent."""
         return self._suspensions.suspended(item.message.tenant_id)
 
-    async def run(self, send: Callable[[Item], Coroutine[None, None, None]]) -> None:
-        """Until `stop()`: take a slot, wait for a message that may go, start `send(item)`.
-        `send` must call `finished(item)` once the provider call is over."""
-        while not self._stopping:
+    async def run(
+        self, send: Callable[[Item], Coroutine[None, None, None]], requested: asyncio.Event | None = None
+    ) -> None:
+        """Until `stop()` or `requested`: take a slot, wait for a message that may go, start
+        `send(item)`. `send` must call `finished(item)` once the provider call is over.
+
+        `requested` is the process's stop event (SIGTERM), read before every start: the drain's
+        `stop()` comes a few loop turns after the signal, and a slot that comes free in those
+        turns (a worker stalled across the signal resumes with replies and the signal at once)
+        must not start a send the signal came before."""
+        if requested is not None:
+            self._requested = requested
+        while not self.stopping:
             await self._slots.acquire()
-            item = None if self._stopping else self._next()
-            while item is None and not self._stopping:
+            item = None if self.stopping else self._next()
+            while item is None and not self.stopping:
                 self._wake.clear()
                 await self._sleep_until_something_may_be_ready()
-                if not self._stopping:
+                if not self.stopping:
                     self._release_due()
                     item = self._next()
             if item is None:

@@ -147,7 +147,7 @@ class Pipeline(ConsumerRebalanceListener):  # type: ignore[misc]
 
     # --- the three loops ----------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
-        loops = asyncio.gather(self._fetch_loop(), self._dispatch.run(self._deliver), self._commit_loop())
+        loops = asyncio.gather(self._fetch_loop(), self._dispatch.run(self._deliver, stop), self._commit_loop())
         try:
             await until_stopped(loops, stop)  # a loop that dies is re-raised
             # Fetching stops and no send starts; waiting messages are left for the next owner.

@@ -140,6 +140,11 @@ class Platform:
         """Ids of the messages the in-process carrier-sim accepted more than once."""
         return [message_id for message_id, count in self.sim_sends().items() if count > 1]
 
+    def sim_calls(self) -> tuple[int, int]:
+        """(sends that reached the in-process carrier-sim, those of them not yet answered)."""
+        assert self._sim is not None, "started without the carrier-sim"
+        return self._sim.state.calls["arrived"], self._sim.state.calls["unanswered"]
+
     def sim_log(self) -> list[tuple[float, str]]:
         """(monotonic time, tenant id) of every send the in-process carrier-sim accepted."""
         assert self._sim is not None, "started without the carrier-sim"

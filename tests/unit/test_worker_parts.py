@@ -285,6 +285,22 @@ async def test_after_stop_a_slot_that_comes_free_starts_nothing() -> None:
     assert sum(scheduler.buffered.values()) == 2
 
 
+async def test_a_slot_freed_in_the_loop_turn_of_the_stop_signal_starts_nothing() -> None:
+    """A worker stalled across SIGTERM resumes with a provider's reply and the signal at once; the
+    drain's `stop()` comes turns later, and the freed slot must not start a send meanwhile."""
+    waiting = [item(offset=n, to=f"+4474001234{n:02d}") for n in range(3)]
+    dispatch, scheduler, sends = dispatching(*waiting, max_in_flight=1)
+    requested = asyncio.Event()
+    running = asyncio.create_task(dispatch.run(sends, requested))
+    await until(lambda: len(sends.started) == 1)
+    sends.release[sends.started[0].message.id].set()
+    requested.set()  # the signal handler's `stop.set`, in the same turn as the reply
+    await asyncio.wait_for(running, 2)
+    assert len(sends.started) == 1
+    assert sum(scheduler.buffered.values()) == 2
+    assert dispatch.stopping
+
+
 async def test_a_tenant_without_a_token_is_passed_over_and_a_closed_gate_holds_everyone() -> None:
     paced, free = uuid.uuid4(), uuid.uuid4()
     first, second = item(offset=0, tenant_id=paced), item(offset=1, tenant_id=free, to="+447400123499")
