@@ -96,7 +96,7 @@ def create_app(settings: ApiConfig) -> Litestar:
                 handler = InboundMail(BounceAddresses(settings.secrets.keys()), services.email,
                                       settings.email.unsubscribe_mailto)  # fmt: skip
                 inbound = await serve_inbound_mail(handler, settings.email.inbound_host, settings.email.inbound_port)
-                started.callback(inbound.close)
+                started.push_async_callback(inbound.close)
             if settings.campaigns.max_concurrent:
                 runner = CampaignRunner(pool, services.sender, services.content_keys, settings.campaigns,
                                         functools.partial(tenants.get, pool))  # fmt: skip

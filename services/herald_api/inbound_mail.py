@@ -12,6 +12,7 @@ bounce processor never bounces).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email
 import email.policy
 import logging
@@ -88,14 +89,70 @@ class InboundMail:
         return "250 2.0.0 OK"
 
 
-async def serve(handler: InboundMail, host: str, port: int) -> asyncio.AbstractServer:
+class _Connections:
+    """The server's open connections, and an event set while there are none."""
+
+    def __init__(self) -> None:
+        self.open: set[SMTP] = set()
+        self.none = asyncio.Event()
+        self.none.set()
+
+    def made(self, session: SMTP) -> None:
+        self.open.add(session)
+        self.none.clear()
+
+    def lost(self, session: SMTP) -> None:
+        self.open.discard(session)
+        if not self.open:
+            self.none.set()
+
+
+class _Session(SMTP):
+    """aiosmtpd's protocol for one connection, counted in `connections` while connected."""
+
+    def __init__(self, handler: InboundMail, connections: _Connections) -> None:
+        super().__init__(handler, hostname="inbound.herald.invalid", ident="Herald", data_size_limit=MAX_REPORT_BYTES)
+        self._connections = connections
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._connections.made(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._connections.lost(self)
+        super().connection_lost(exc)
+
+
+class InboundServer:
+    """The listening server and its open connections. `close()` ends both: Python 3.11's
+    `Server.close()` stops listening but leaves accepted connections open, so a relay in the
+    middle of a report would hold a stopped API's socket (and its transport is collected unclosed)."""
+
+    def __init__(self, server: asyncio.AbstractServer, connections: _Connections) -> None:
+        self._server = server
+        self._connections = connections
+
+    async def close(self, seconds: float = 2.0) -> None:
+        """Stop listening, close every connection (a report cut off here is unanswered: the
+        relay sends it again) and wait, up to `seconds`, until each is gone."""
+        self._server.close()
+        for session in list(self._connections.open):
+            if session.transport is not None:
+                session.transport.close()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._connections.none.wait(), seconds)
+
+
+async def serve(handler: InboundMail, host: str, port: int) -> InboundServer:
     # aiosmtpd logs every command and peer at INFO ("mail.log"): warnings only, like Herald's own
     # logs, which name no address.
     logging.getLogger("mail.log").setLevel(logging.WARNING)
     loop = asyncio.get_running_loop()
-    return await loop.create_server(
-        lambda: SMTP(handler, hostname="inbound.herald.invalid", ident="Herald", data_size_limit=MAX_REPORT_BYTES),
+    connections = _Connections()
+    server = await loop.create_server(
+        lambda: _Session(handler, connections),
         # Every API process on a host listens on the port (uvicorn's workers, or tests' second
         # app): the kernel spreads connections between them, as for HTTP.
         host, port, reuse_port=True,
     )  # fmt: skip
+    return InboundServer(server, connections)

@@ -393,6 +393,28 @@ async def _report_to(platform: Platform, address: str, report: bytes) -> int:
         return (await client.data(report)).code
 
 
+async def test_a_stopping_api_closes_the_connections_its_report_server_has_open(settings: Settings) -> None:
+    """A relay mid-session when the API stops gets its connection closed (it sends the report
+    again later), not held by a process that no longer listens: Python 3.11's `Server.close()`
+    alone leaves accepted connections open."""
+    platform = await Platform(settings).start(worker=False, sinks=False, sim=False)
+    stopped = False
+    reader, writer = await asyncio.open_connection("127.0.0.1", settings.email.inbound_port)
+    try:
+        assert (await asyncio.wait_for(reader.readline(), 5)).startswith(b"220 ")  # RFC 5321 greeting
+        writer.write(b"EHLO relay.example.org\r\n")
+        await writer.drain()
+        while not (line := await asyncio.wait_for(reader.readline(), 5)).startswith(b"250 "):
+            assert line.startswith(b"250-"), line
+        await platform.stop()
+        stopped = True
+        assert await asyncio.wait_for(reader.read(), 5) == b"", "the connection outlived the API"
+    finally:
+        writer.close()
+        if not stopped:
+            await platform.stop()
+
+
 async def test_a_hard_bounce_or_a_complaint_stops_the_next_marketing_email_and_a_forged_report_changes_nothing(
     platform: Platform, pool: asyncpg.Pool
 ) -> None:
