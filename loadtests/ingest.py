@@ -10,18 +10,23 @@ Only the API runs (plus the embedded database and broker): workers would compete
 two cores and this measures ingestion. `wrk` is the client (an httpx client was the bottleneck).
 
     make bench-ingest   # = .venv/bin/python -m loadtests.ingest --seconds 10
+
+`--profile DIR` runs py-spy on the API over the single and the every-recipient-new batch phases
+(`loadtests/profile.py`) and prints where its CPU went.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
@@ -31,7 +36,7 @@ from herald.domain.records import ENCODER, OutboundMessage
 from herald.embedded import free_port, wait_for_port
 from herald.ids import uuid7
 from herald.sealing import seal
-from loadtests import wrk
+from loadtests import cpu, profile, wrk
 from loadtests.e2e import WRK_SCRIPT, setup_tenant
 from loadtests.stack import bench_stack
 from loadtests.wrk import WrkResult
@@ -144,18 +149,33 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--profile", default=None, help="a directory for py-spy profiles of the API")
     args = parser.parse_args()
+    files: list[Path] = []
+
+    @contextlib.contextmanager
+    def profiled(phase: str) -> Iterator[None]:
+        if args.profile is None:
+            yield
+            return
+        api = {pid: group for pid, (group, _) in cpu.snapshot().items() if group == "api"}
+        with profile.record(api, args.seconds, Path(args.profile) / phase) as written:
+            yield
+        files.extend(written)
+
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         bare = bare_ceiling(args.seconds, args.connections, tmp)
         with bench_stack(tmp, children=("api",)) as stack:
             key = setup_tenant(stack.api_url, stack.admin_token)
             (tmp / "single.lua").write_text(WRK_SCRIPT % key)
-            single = wrk.run(f"{stack.api_url}/v1/messages", tmp / "single.lua", args.seconds, args.connections)
+            with profiled("single"):
+                single = wrk.run(f"{stack.api_url}/v1/messages", tmp / "single.lua", args.seconds, args.connections)
             raw = asyncio.run(raw_produce(stack.bootstrap, 100_000))
             batch = wrk.run(f"{stack.api_url}/v1/messages/batch", batch_script(key, tmp), args.seconds, 4)
             (tmp / "distinct.lua").write_text(BATCH_DISTINCT % key)
-            distinct = wrk.run(f"{stack.api_url}/v1/messages/batch", tmp / "distinct.lua", args.seconds, 4)
+            with profiled("distinct"):
+                distinct = wrk.run(f"{stack.api_url}/v1/messages/batch", tmp / "distinct.lua", args.seconds, 4)
     batch_mps, distinct_mps = batch.rps * 1000, distinct.rps * 1000
     print(
         f"ceiling A  bare Litestar 202         {bare.rps:>9,.0f} req/s  "
@@ -174,6 +194,8 @@ def main() -> None:
         f"batch      POST /v1/messages/batch    {distinct_mps:>9,.0f} msg/s  ({distinct.rps:.1f} req/s of 1,000; "
         f"p50 {distinct.p50_ms:.0f} ms)  ratio {distinct_mps / raw:.2f} (target 0.5)  [every recipient new]"
     )
+    for written in files:
+        print(f"\n{written.parent.name}: {profile.summary(written)}")
 
 
 if __name__ == "__main__":
