@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
-from litestar import Litestar, get, post
+from litestar import Litestar, Request, get, post
 from litestar.params import JSONBody
 from litestar.testing import TestClient
+from litestar.utils.scope.state import ScopeState
 
 from herald.errors import Conflict, InvalidRequest, NotFound, RateLimited
 from herald_api import problems
 from herald_api.ratelimit import FailedAuthLimiter
-from herald_api.schemas import KeyCreate
+from herald_api.schemas import KeyCreate, MessageCreate
+from herald_api.strict import strict_body
 
 
 @get("/invalid", sync_to_thread=False)
@@ -111,3 +115,24 @@ def test_failed_authentications_are_limited_per_client_address() -> None:
     limiter.failed("10.0.0.3")  # past max_clients the oldest entry is forgotten
     limiter.check("10.0.0.1")
     assert FailedAuthLimiter(0).check("x") is None  # off
+
+
+@post("/strict", sync_to_thread=False)
+def strict(data: JSONBody[MessageCreate], request: Request[Any, Any, Any]) -> dict[str, object]:
+    return {"ttl": data.ttl_seconds, "decoded_once": data is ScopeState.from_scope(request.scope).json}
+
+
+strict_app = Litestar([strict], exception_handlers=problems.HANDLERS, before_request=strict_body)
+
+
+def test_a_body_is_decoded_strictly_and_once() -> None:
+    """A string is not a number (Litestar's own conversion is lax), and the handler gets the very
+    value the strict decode made: Litestar does not parse the body a second time."""
+    body = {"to": "+447400100010", "channel": "sms", "template": {"name": "otp", "language": "en"}}
+    with TestClient(strict_app) as client:
+        r = client.post("/strict", json={**body, "ttl_seconds": "60"})
+        assert r.status_code == 422, r.text
+        assert [e["field"] for e in r.json()["errors"]] == ["ttl_seconds"]
+        r = client.post("/strict", json={**body, "ttl_seconds": 60})
+        assert r.status_code == 201, r.text
+        assert r.json() == {"ttl": 60, "decoded_once": True}

@@ -9,6 +9,7 @@ acks are awaited once. If the broker does not acknowledge, nothing is reported a
 
 from __future__ import annotations
 
+import collections
 import functools
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -302,5 +303,7 @@ class Sender:
                 code="broker_unavailable",
                 retry_after=1,
             ) from exc
-        for m in messages:
-            metrics.MESSAGES_ACCEPTED.labels(m.category.value, m.channel.value).inc()
+        # Counted per kind, not per message: a labelled child's lookup and its lock per message
+        # were measurable in a batch of 1,000 (loadtests/RESULTS.md, ingestion profile).
+        for (category, channel), n in collections.Counter((m.category, m.channel) for m in messages).items():
+            metrics.MESSAGES_ACCEPTED.labels(category.value, channel.value).inc(n)
