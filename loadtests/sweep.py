@@ -286,6 +286,8 @@ def report(n: int, setup: float, pri: dict[str, float], s: Sustained) -> dict[st
 
 def run_one(n: int, args: argparse.Namespace) -> dict[str, float]:
     with contextlib.ExitStack() as cleanup:
+        if args.keep:
+            Path(args.keep).mkdir(parents=True, exist_ok=True)
         tmp = tempfile.mkdtemp(dir=args.keep, prefix=f"sweep-{n}-")
         if not args.keep:
             cleanup.callback(shutil.rmtree, tmp, ignore_errors=True)

@@ -2,7 +2,9 @@
 
 The worker asks two lists again just before a send (the suppression list, cancellations). Asking
 for every message would be a query per send; instead each worker keeps, per key, when the list
-last changed (refreshed every `ttl` seconds). A message accepted well after that change was
+last changed (refreshed every `ttl` seconds; the keys that need it at one moment are asked in
+one statement, `herald.batching`: with thousands of tenants each is rarely fresh, and one round
+trip per key was one per message). A message accepted well after that change was
 checked at accept against a list that already held it, or cannot be what changed; only the
 others need the costly check. "Well after" allows `SKEW_SECONDS` for the API's and the
 database's clocks and for a change whose transaction began before the accept and committed after.
@@ -10,10 +12,11 @@ database's clocks and for a change whose transaction began before the accept and
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from datetime import datetime
 from typing import Generic, TypeVar
 
+from herald.batching import Batched
 from herald.caches import TTLCache
 from herald.db.pool import until_written
 
@@ -23,9 +26,9 @@ K = TypeVar("K", bound=Hashable)
 
 
 class LatestChange(Generic[K]):
-    def __init__(self, latest: Callable[[K], Awaitable[datetime | None]], ttl: float) -> None:
-        """`latest(key)`: when the list last changed for `key` (None: never)."""
-        self._latest = latest
+    def __init__(self, latest: Callable[[list[K]], Awaitable[Sequence[datetime | None]]], ttl: float) -> None:
+        """`latest(keys)`: when the list last changed for each key, in order (None: never)."""
+        self._latest: Batched[K, datetime | None] = Batched(latest)
         self._cache: TTLCache[K, datetime | None] = TTLCache(ttl)
 
     async def may_affect(self, key: K, accepted_at_ms: int) -> bool:

@@ -125,7 +125,7 @@ class Cancellations:
     def __init__(self, pool: asyncpg.Pool, ttl: float = 1.0) -> None:
         self._pool = pool
         self._changed: LatestChange[uuid.UUID] = LatestChange(
-            lambda tenant_id: store.latest_cancellation(pool, tenant_id), ttl
+            lambda tenant_ids: store.latest_cancellations(pool, tenant_ids), ttl
         )
         self._campaigns: TTLCache[uuid.UUID, bool] = TTLCache(min(ttl, STATE_CHECK_SECONDS))
 

@@ -36,7 +36,7 @@ class PostgresSuppressions:
         self._pool = pool
         self._hasher = hasher
         self._changed: LatestChange[tuple[uuid.UUID, Channel]] = LatestChange(
-            lambda key: store.latest(pool, key[0], key[1]), ttl
+            lambda keys: store.latest(pool, keys), ttl
         )
 
     async def suppressed(self, message: OutboundMessage) -> bool:

@@ -126,13 +126,15 @@ async def decide_cancelled(conn: Conn, tenant_id: uuid.UUID, message_id: uuid.UU
     return bool(decided == "sent")
 
 
-async def latest_cancellation(conn: Conn, tenant_id: uuid.UUID) -> datetime | None:
-    """When the tenant last asked to cancel a message (None: never)."""
-    found: datetime | None = await conn.fetchval(
-        "SELECT max(requested_at) FROM message_cancellations WHERE tenant_id = $1 AND requested_at > '-infinity'",
-        tenant_id,
-    )
-    return found
+async def latest_cancellations(conn: Conn, tenant_ids: Sequence[uuid.UUID]) -> list[datetime | None]:
+    """When each tenant last asked to cancel a message (None: never), in order."""
+    rows = await conn.fetch(
+        "SELECT (SELECT max(requested_at) FROM message_cancellations c"
+        "        WHERE c.tenant_id = t.id AND c.requested_at > '-infinity') AS latest"
+        " FROM unnest($1::uuid[]) WITH ORDINALITY AS t(id, i) ORDER BY t.i",
+        list(tenant_ids),
+    )  # fmt: skip
+    return [row["latest"] for row in rows]
 
 
 async def owed_events(conn: Conn, older_than: datetime, limit: int) -> list[tuple[uuid.UUID, uuid.UUID]]:

@@ -77,12 +77,14 @@ async def matching(conn: Conn, tenant_id: uuid.UUID, candidates: Sequence[Candid
     return [next((s for h in c.hashes if (s := found.get((c.channel.value, h))) is not None), None) for c in candidates]
 
 
-async def latest(conn: Conn, tenant_id: uuid.UUID, channel: Channel) -> datetime | None:
-    """When the tenant's newest suppression on `channel` was added (None: it has none)."""
-    found: datetime | None = await conn.fetchval(
-        "SELECT max(created_at) FROM suppressions WHERE tenant_id = $1 AND channel = $2", tenant_id, channel.value
-    )
-    return found
+async def latest(conn: Conn, keys: Sequence[tuple[uuid.UUID, Channel]]) -> list[datetime | None]:
+    """When each (tenant, channel)'s newest suppression was added (None: it has none), in order."""
+    rows = await conn.fetch(
+        "SELECT (SELECT max(created_at) FROM suppressions s WHERE s.tenant_id = k.tenant AND s.channel = k.channel)"
+        " AS latest FROM unnest($1::uuid[], $2::text[]) WITH ORDINALITY AS k(tenant, channel, i) ORDER BY k.i",
+        [tenant for tenant, _ in keys], [channel.value for _, channel in keys],
+    )  # fmt: skip
+    return [row["latest"] for row in rows]
 
 
 async def add(conn: Conn, tenant_id: uuid.UUID, candidates: Sequence[Candidate], reason: SuppressionReason) -> int:

@@ -1,0 +1,46 @@
+"""The worker's "latest change" lookups, many keys in one statement: each key its own answer, in order."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+
+from herald.db import schedule, suppressions
+from herald.domain.models import Channel
+
+T0 = datetime(2026, 12, 5, 9, 0, tzinfo=UTC)
+
+
+async def _tenant(pool: asyncpg.Pool) -> uuid.UUID:
+    tenant_id = uuid.uuid4()
+    await pool.execute("INSERT INTO tenants (id, name, tier) VALUES ($1, 'Changes', 'enterprise')", tenant_id)
+    return tenant_id
+
+
+async def test_each_tenants_latest_cancellation_in_the_order_asked(pool: asyncpg.Pool) -> None:
+    cancelled, never = await _tenant(pool), await _tenant(pool)
+    for minutes in (5, 30, 10):
+        await pool.execute(
+            "INSERT INTO message_cancellations (message_id, tenant_id, requested_at) VALUES ($1, $2, $3)",
+            uuid.uuid4(), cancelled, T0 + timedelta(minutes=minutes),
+        )  # fmt: skip
+    latest = T0 + timedelta(minutes=30)
+    asked = [never, cancelled, never, cancelled]
+    assert await schedule.latest_cancellations(pool, asked) == [None, latest, None, latest]
+    assert await schedule.latest_cancellations(pool, []) == []
+
+
+async def test_each_tenant_and_channels_latest_suppression_in_the_order_asked(pool: asyncpg.Pool) -> None:
+    one, other = await _tenant(pool), await _tenant(pool)
+    for tenant_id, channel, minutes in ((one, "sms", 5), (one, "sms", 20), (one, "email", 7), (other, "whatsapp", 1)):
+        await pool.execute(
+            "INSERT INTO suppressions (tenant_id, channel, recipient_hash, hint, reason, created_at)"
+            " VALUES ($1, $2, $3, '…1234', 'opted_out', $4)",
+            tenant_id, channel, uuid.uuid4().bytes, T0 + timedelta(minutes=minutes),
+        )  # fmt: skip
+    keys = [(one, Channel.SMS), (other, Channel.SMS), (one, Channel.EMAIL), (other, Channel.WHATSAPP),
+            (one, Channel.SMS)]  # fmt: skip
+    at = [T0 + timedelta(minutes=m) for m in (20, 7, 1)]
+    assert await suppressions.latest(pool, keys) == [at[0], None, at[1], at[2], at[0]]
