@@ -34,11 +34,13 @@ from typing import Generic, TypeVar
 import asyncpg
 
 from herald import metrics
+from herald.batching import Batched
 from herald.caches import TTLCache
 from herald.db import pacing, tenants
 from herald.db.pool import DATABASE_ERRORS, until_written
 from herald.domain.limits import effective
 from herald.domain.models import Tier
+from herald.domain.tenants import Tenant
 from herald.runtime import ticks
 
 log = logging.getLogger(__name__)
@@ -57,6 +59,9 @@ class TenantRates:
         self._pool = pool
         self._cache: TTLCache[uuid.UUID, tuple[Tier, float]] = TTLCache(ttl)
         self._suspended: set[uuid.UUID] = set()
+        # The tenants due a reload at one moment are read in one statement (many tenants: each
+        # is rarely fresh, and one round trip each was one per message).
+        self._rows: Batched[uuid.UUID, Tenant | None] = Batched(lambda ids: tenants.get_many(pool, ids))
 
     async def get(self, tenant_id: uuid.UUID) -> tuple[Tier, float]:
         return await self._cache.get(tenant_id, lambda: self._load(tenant_id))
@@ -68,7 +73,7 @@ class TenantRates:
     async def _load(self, tenant_id: uuid.UUID) -> tuple[Tier, float]:
         # Until the database answers: the fetch loop and the token refills wait for it, as pacing
         # does (its tokens come from the same database); none of their work may be skipped.
-        row = await until_written(lambda: tenants.get(self._pool, tenant_id))
+        row = await until_written(lambda: self._rows(tenant_id))
         if row is not None and row.suspended:
             self._suspended.add(tenant_id)
         else:

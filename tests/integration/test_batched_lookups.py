@@ -1,4 +1,5 @@
-"""The worker's "latest change" lookups, many keys in one statement: each key its own answer, in order."""
+"""The worker's per-tenant lookups, many keys in one statement (`herald.batching`): each key its
+own answer, in the order asked, a key asked twice answered twice."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
-from herald.db import schedule, suppressions
+from herald.db import schedule, suppressions, tenants
 from herald.domain.models import Channel
 
 T0 = datetime(2026, 12, 5, 9, 0, tzinfo=UTC)
@@ -44,3 +45,12 @@ async def test_each_tenant_and_channels_latest_suppression_in_the_order_asked(po
             (one, Channel.SMS)]  # fmt: skip
     at = [T0 + timedelta(minutes=m) for m in (20, 7, 1)]
     assert await suppressions.latest(pool, keys) == [at[0], None, at[1], at[2], at[0]]
+
+
+async def test_each_tenant_in_the_order_asked_and_none_for_one_that_is_not_there(pool: asyncpg.Pool) -> None:
+    one, other, missing = await _tenant(pool), await _tenant(pool), uuid.uuid4()
+    await pool.execute("UPDATE tenants SET suspended = true WHERE id = $1", other)
+    found = await tenants.get_many(pool, [other, missing, one, other])
+    assert [None if t is None else (t.id, t.suspended) for t in found] == [
+        (other, True), None, (one, False), (other, True)
+    ]
