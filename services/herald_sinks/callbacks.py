@@ -30,6 +30,7 @@ import asyncpg
 import msgspec
 
 from herald import metrics, signing
+from herald.batching import Batched
 from herald.caches import TTLCache
 from herald.callback_urls import AddressNotAllowed, CallbackPolicy, GuardedResolver, check_target
 from herald.db import callbacks as outbox
@@ -68,9 +69,14 @@ class CallbackConfigs:
     def __init__(self, pool: asyncpg.Pool, cache_seconds: float = 5.0) -> None:
         self._pool = pool
         self._cache: TTLCache[uuid.UUID, CallbackConfig | None] = TTLCache(cache_seconds)
+        # The tenants asked for at one moment are read in one statement: with thousands of
+        # tenants each is rarely fresh, and one round trip each was one per event.
+        self._rows: Batched[uuid.UUID, CallbackConfig | None] = Batched(
+            lambda tenant_ids: tenants.callback_configs(pool, tenant_ids)
+        )
 
     async def get(self, tenant_id: uuid.UUID) -> CallbackConfig | None:
-        return await self._cache.get(tenant_id, lambda: tenants.callback_config(self._pool, tenant_id))
+        return await self._cache.get(tenant_id, lambda: self._rows(tenant_id))
 
 
 class CallbackRecorder:
@@ -80,8 +86,14 @@ class CallbackRecorder:
 
     async def __call__(self, batch: Batch) -> None:
         pending: list[outbox.Pending] = []
-        for _, _, event in decoded(batch, decode_event):
-            config = await until_written(partial(self._configs.get, event.tenant_id))
+        events = [event for _, _, event in decoded(batch, decode_event)]
+        # Every tenant of the batch asked at once (one statement for those not cached).
+        tenant_ids = list({event.tenant_id: None for event in events})
+        configs = dict(zip(tenant_ids, await asyncio.gather(
+            *(until_written(partial(self._configs.get, tenant_id)) for tenant_id in tenant_ids)
+        ), strict=True))  # fmt: skip
+        for event in events:
+            config = configs[event.tenant_id]
             if config is None:
                 continue
             body = CallbackV1(

@@ -52,5 +52,21 @@ async def test_each_tenant_in_the_order_asked_and_none_for_one_that_is_not_there
     await pool.execute("UPDATE tenants SET suspended = true WHERE id = $1", other)
     found = await tenants.get_many(pool, [other, missing, one, other])
     assert [None if t is None else (t.id, t.suspended) for t in found] == [
-        (other, True), None, (one, False), (other, True)
+        (other, True),
+        None,
+        (one, False),
+        (other, True),
     ]
+
+
+async def test_each_tenants_callback_configuration_in_the_order_asked(pool: asyncpg.Pool) -> None:
+    configured, unset, missing = await _tenant(pool), await _tenant(pool), uuid.uuid4()
+    await pool.execute(
+        "UPDATE tenants SET callback_url = $2, callback_secret = 's3cret' WHERE id = $1",
+        configured,
+        "https://hooks.example.com/herald",
+    )
+    config = tenants.CallbackConfig(url="https://hooks.example.com/herald", secret="s3cret")
+    asked = [unset, configured, missing, configured]
+    assert await tenants.callback_configs(pool, asked) == [None, config, None, config]
+    assert await tenants.callback_config(pool, configured) == config
