@@ -67,7 +67,6 @@ class CallbackConfigs:
     effect within that. One instance per process, shared by recorder and dispatcher."""
 
     def __init__(self, pool: asyncpg.Pool, cache_seconds: float = 5.0) -> None:
-        self._pool = pool
         self._cache: TTLCache[uuid.UUID, CallbackConfig | None] = TTLCache(cache_seconds)
         # The tenants asked for at one moment are read in one statement: with thousands of
         # tenants each is rarely fresh, and one round trip each was one per event.

@@ -56,7 +56,6 @@ class TenantRates:
     default as the API's auth cache, so a suspension stops sends and new requests alike)."""
 
     def __init__(self, pool: asyncpg.Pool, ttl: float = 5.0) -> None:
-        self._pool = pool
         self._cache: TTLCache[uuid.UUID, tuple[Tier, float]] = TTLCache(ttl)
         self._suspended: set[uuid.UUID] = set()
         # The tenants due a reload at one moment are read in one statement (many tenants: each
