@@ -74,13 +74,29 @@ async def close_pool(pool: Pool, seconds: float = 10.0) -> None:
         pool.terminate()
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """What a connection goes through on its way back to the pool, after asyncpg has rolled back
+    any transaction left open: nothing more. asyncpg's default adds a round trip of four
+    statements (`SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL`) to every
+    release: more than half the statements a message cost the database (loadtests/RESULTS.md).
+
+    The contract this puts on callers: leave no session state on a pooled connection. Advisory
+    locks are transaction-scoped (`pg_advisory_xact_lock`; the migration's session lock is on a
+    connection of its own), cursors live inside transactions, nothing LISTENs, nothing SETs
+    outside a transaction. Nor is finding a connection a failure broke this function's job: one
+    the server closed is replaced at the next acquire, and one that is silently dead fails its
+    next query with a transient error, which every caller already meets with a retry or a 503
+    (the database-fault tests in tests/integration/test_crash.py run without the reset)."""
+
+
 async def create_pool(settings: DatabaseSettings, query_timeout: float | None = None) -> Pool:
     """The process's pool; each query and each new connection fails with TimeoutError (transient)
     after `query_timeout` seconds (default `settings.command_timeout_seconds`)."""
     seconds = settings.command_timeout_seconds if query_timeout is None else query_timeout
     pool = await asyncpg.create_pool(
-        settings.url, min_size=settings.pool_min, max_size=settings.pool_max, command_timeout=seconds, timeout=seconds
-    )
+        settings.url, min_size=settings.pool_min, max_size=settings.pool_max, command_timeout=seconds, timeout=seconds,
+        reset=_keep_session,
+    )  # fmt: skip
     assert pool is not None
     return pool
 
