@@ -1,8 +1,10 @@
 """Where a Herald process's CPU goes during a benchmark window: py-spy, attached from outside.
 
-`record` samples each given process for the window (`--nonblocking`: the process is not
-paused to be read, so the window's CPU figures stay those of an unprofiled run, at the price
-of an occasional torn stack) and writes py-spy's collapsed stacks, one file per process.
+`record` samples each given process for the window and writes py-spy's collapsed stacks, one
+file per process. By default `--nonblocking`: the process is not paused to be read, so the
+window's CPU figures stay those of an unprofiled run; but under uvloop such stacks often lose
+their roots and misattribute self time. `blocking=True` pauses each process per sample: shares
+are then right and the window's CPU and rate figures are not those of an unprofiled run.
 `summary` reads one back: the functions the samples were in (self) and under (inclusive),
 as shares of the samples in which the process was running Python (idle samples are dropped
 by py-spy without `--idle`).
@@ -20,7 +22,9 @@ from pathlib import Path
 
 
 @contextlib.contextmanager
-def record(processes: dict[int, str], seconds: float, out: Path, rate: int = 200) -> Iterator[list[Path]]:
+def record(
+    processes: dict[int, str], seconds: float, out: Path, rate: int = 200, blocking: bool = False
+) -> Iterator[list[Path]]:
     """py-spy on each pid (named by its group) for `seconds`; the files once the block ends."""
     # Beside this interpreter first: `.venv/bin/python -m loadtests.sweep` without the venv on PATH.
     beside = Path(sys.executable).parent / "py-spy"
@@ -31,7 +35,7 @@ def record(processes: dict[int, str], seconds: float, out: Path, rate: int = 200
     runs = []
     for (pid, _), path in zip(processes.items(), files, strict=True):
         argv = [spy, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", str(rate),
-                "--format", "raw", "--nonblocking", "--output", str(path)]  # fmt: skip
+                "--format", "raw", "--output", str(path), *([] if blocking else ["--nonblocking"])]  # fmt: skip
         # Its own output beside the profile: why a profile is missing (attaching to another
         # process needs ptrace permission: root, or kernel.yama.ptrace_scope = 0).
         with path.with_suffix(".log").open("wb") as log:

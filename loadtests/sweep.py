@@ -235,7 +235,7 @@ async def sustained(p: Platform, dsn: str, counter: KafkaCounter, args: argparse
             if args.profile:
                 herald = {pid: group for pid, (group, _) in c0.items() if group in HERALD}
                 out = Path(args.profile) / f"{len(p.tenants)}-tenants"
-                files = spying.enter_context(profile.record(herald, args.seconds, out))
+                files = spying.enter_context(profile.record(herald, args.seconds, out, blocking=args.profile_blocking))
             await asyncio.sleep(args.seconds)
             d1, t1, c1 = int(await conn.fetchval(delivered_sql)), time.monotonic(), cpu.snapshot()
             a1 = state["accepted"]
@@ -342,6 +342,8 @@ def main() -> None:
                         help="total msg/s for tenants' shares (each's rate: twice its share)")  # fmt: skip
     parser.add_argument("--profile", default=None,
                         help="a directory for py-spy profiles of api, worker and sinks over the window")  # fmt: skip
+    parser.add_argument("--profile-blocking", action="store_true",
+                        help="py-spy pauses each process per sample: right shares, slowed figures")  # fmt: skip
     parser.add_argument("--keep", default=None, help="a directory to keep each run's data and logs in")
     args = parser.parse_args()
     os.environ.setdefault("HERALD_LOG_LEVEL", "WARNING")
