@@ -6,16 +6,24 @@ moment go in one `run_many(requests)`, which returns one result per request, in 
 is out, the calls that come meanwhile wait and go together in the next. Nothing waits to fill a
 batch: a call alone goes at once, and a batch is what gathered during the previous one, so the
 batches grow with the load and the latency added is at most one `run_many`.
+
+`BatchedCache(load_many, ttl)` is a `TTLCache` whose misses go through one `Batched`: the keys
+missing at one moment are loaded in one `load_many(keys)`. For per-key state that a process with
+thousands of tenants finds stale for most keys (each is asked more rarely than its entry lives).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+import time
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from typing import Generic, TypeVar
+
+from herald.caches import TTLCache
 
 Q = TypeVar("Q")
 R = TypeVar("R")
+K = TypeVar("K", bound=Hashable)
 
 
 class Batched(Generic[Q, R]):
@@ -60,3 +68,21 @@ class Batched(Generic[Q, R]):
         for (_, future), result in zip(batch, results, strict=True):
             if not future.done():  # its caller gave up: what it asked for is done all the same
                 future.set_result(result)
+
+
+class BatchedCache(Generic[K, R]):
+    def __init__(
+        self,
+        load_many: Callable[[list[K]], Awaitable[Sequence[R]]],
+        ttl: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """`load_many(keys)`: one value per key, in order (what `Batched` asks of `run_many`).
+        Retrying a failed load is the caller's (`until_written` around `load_many` retries a
+        whole batch; around `get`, one key)."""
+        self._cache: TTLCache[K, R] = TTLCache(ttl, clock=clock)
+        self._load: Batched[K, R] = Batched(load_many)
+
+    async def get(self, key: K) -> R:
+        """The cached value, or the value loaded now (with the other keys missing meanwhile)."""
+        return await self._cache.get(key, lambda: self._load(key))

@@ -30,8 +30,7 @@ import asyncpg
 import msgspec
 
 from herald import metrics, signing
-from herald.batching import Batched
-from herald.caches import TTLCache
+from herald.batching import BatchedCache
 from herald.callback_urls import AddressNotAllowed, CallbackPolicy, GuardedResolver, check_target
 from herald.db import callbacks as outbox
 from herald.db import tenants
@@ -67,15 +66,14 @@ class CallbackConfigs:
     effect within that. One instance per process, shared by recorder and dispatcher."""
 
     def __init__(self, pool: asyncpg.Pool, cache_seconds: float = 5.0) -> None:
-        self._cache: TTLCache[uuid.UUID, CallbackConfig | None] = TTLCache(cache_seconds)
         # The tenants asked for at one moment are read in one statement: with thousands of
         # tenants each is rarely fresh, and one round trip each was one per event.
-        self._rows: Batched[uuid.UUID, CallbackConfig | None] = Batched(
-            lambda tenant_ids: tenants.callback_configs(pool, tenant_ids)
+        self._configs: BatchedCache[uuid.UUID, CallbackConfig | None] = BatchedCache(
+            lambda tenant_ids: tenants.callback_configs(pool, tenant_ids), cache_seconds
         )
 
     async def get(self, tenant_id: uuid.UUID) -> CallbackConfig | None:
-        return await self._cache.get(tenant_id, lambda: self._rows(tenant_id))
+        return await self._configs.get(tenant_id)
 
 
 class CallbackRecorder:

@@ -29,13 +29,12 @@ import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Generic, TypeVar
+from typing import Generic, NamedTuple, TypeVar
 
 import asyncpg
 
 from herald import metrics
-from herald.batching import Batched
-from herald.caches import TTLCache
+from herald.batching import BatchedCache
 from herald.db import pacing, tenants
 from herald.db.pool import DATABASE_ERRORS, until_written
 from herald.domain.limits import effective
@@ -56,31 +55,42 @@ class TenantRates:
     default as the API's auth cache, so a suspension stops sends and new requests alike)."""
 
     def __init__(self, pool: asyncpg.Pool, ttl: float = 5.0) -> None:
-        self._cache: TTLCache[uuid.UUID, tuple[Tier, float]] = TTLCache(ttl)
-        self._suspended: set[uuid.UUID] = set()
+        self._pool = pool
         # The tenants due a reload at one moment are read in one statement (many tenants: each
         # is rarely fresh, and one round trip each was one per message).
-        self._rows: Batched[uuid.UUID, Tenant | None] = Batched(lambda ids: tenants.get_many(pool, ids))
+        self._rates: BatchedCache[uuid.UUID, _Rate] = BatchedCache(self._load_many, ttl)
+        self._suspended: set[uuid.UUID] = set()
 
     async def get(self, tenant_id: uuid.UUID) -> tuple[Tier, float]:
-        return await self._cache.get(tenant_id, lambda: self._load(tenant_id))
+        rate = await self._rates.get(tenant_id)
+        if rate.suspended:
+            self._suspended.add(tenant_id)
+        else:
+            self._suspended.discard(tenant_id)
+        return rate.tier, rate.per_second
 
     def suspended(self, tenant_id: uuid.UUID) -> bool:
         """As of the tenant's last load (`get`, which reloads it once `ttl` has passed)."""
         return tenant_id in self._suspended
 
-    async def _load(self, tenant_id: uuid.UUID) -> tuple[Tier, float]:
+    async def _load_many(self, tenant_ids: list[uuid.UUID]) -> list[_Rate]:
         # Until the database answers: the fetch loop and the token refills wait for it, as pacing
         # does (its tokens come from the same database); none of their work may be skipped.
-        row = await until_written(lambda: self._rows(tenant_id))
-        if row is not None and row.suspended:
-            self._suspended.add(tenant_id)
-        else:
-            self._suspended.discard(tenant_id)
+        rows = await until_written(lambda: tenants.get_many(self._pool, tenant_ids))
+        return [_Rate.of(row) for row in rows]
+
+
+class _Rate(NamedTuple):
+    tier: Tier
+    per_second: float
+    suspended: bool
+
+    @classmethod
+    def of(cls, row: Tenant | None) -> _Rate:
         if row is None:
             # A deleted tenant's queued messages still drain, at the lowest tier's rate.
-            return Tier.FREE, float(effective(Tier.FREE, False, None, None).rate_per_second)
-        return row.tier, float(row.limits.rate_per_second)
+            return cls(Tier.FREE, float(effective(Tier.FREE, False, None, None).rate_per_second), False)
+        return cls(row.tier, float(row.limits.rate_per_second), row.suspended)
 
 
 L = TypeVar("L")

@@ -16,8 +16,7 @@ from collections.abc import Awaitable, Callable, Hashable, Sequence
 from datetime import datetime
 from typing import Generic, TypeVar
 
-from herald.batching import Batched
-from herald.caches import TTLCache
+from herald.batching import BatchedCache
 from herald.db.pool import until_written
 
 SKEW_SECONDS = 60.0
@@ -27,12 +26,14 @@ K = TypeVar("K", bound=Hashable)
 
 class LatestChange(Generic[K]):
     def __init__(self, latest: Callable[[list[K]], Awaitable[Sequence[datetime | None]]], ttl: float) -> None:
-        """`latest(keys)`: when the list last changed for each key, in order (None: never)."""
-        self._latest: Batched[K, datetime | None] = Batched(latest)
-        self._cache: TTLCache[K, datetime | None] = TTLCache(ttl)
+        """`latest(keys)`: when the list last changed for each key, in order (None: never).
+        Waits out a database outage, as the worker's other notes do: an outage must not fail
+        messages."""
+        self._latest: BatchedCache[K, datetime | None] = BatchedCache(
+            lambda keys: until_written(lambda: latest(keys)), ttl
+        )
 
     async def may_affect(self, key: K, accepted_at_ms: int) -> bool:
-        """Whether a change for `key` may postdate a message accepted at `accepted_at_ms`.
-        Waits out a database outage, as the worker's other notes do: an outage must not fail messages."""
-        latest = await self._cache.get(key, lambda: until_written(lambda: self._latest(key)))
+        """Whether a change for `key` may postdate a message accepted at `accepted_at_ms`."""
+        latest = await self._latest.get(key)
         return latest is not None and latest.timestamp() + SKEW_SECONDS >= accepted_at_ms / 1000

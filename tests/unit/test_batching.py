@@ -1,4 +1,5 @@
-"""`Batched`: calls waiting at one moment run together, each gets its own result or the batch's error."""
+"""`Batched`: calls waiting at one moment run together, each gets its own result or the batch's error.
+`BatchedCache`: the keys missing at one moment are loaded together, each once per lifetime."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import asyncio
 
 import pytest
 
-from herald.batching import Batched
+from herald.batching import Batched, BatchedCache
 
 
 class Doubler:
@@ -70,3 +71,18 @@ async def test_a_wrong_count_of_results_is_an_error_not_a_shifted_answer() -> No
     batched: Batched[int, int] = Batched(short)
     results = await asyncio.gather(batched(1), batched(2), return_exceptions=True)
     assert all(isinstance(r, RuntimeError) for r in results), results
+
+
+async def test_the_keys_missing_at_one_moment_load_together_each_once_and_again_after_their_lifetime() -> None:
+    now = [0.0]
+    run = Doubler()
+    run.release.set()
+    cache: BatchedCache[int, int] = BatchedCache(run, ttl=5.0, clock=lambda: now[0])
+    assert await asyncio.gather(*(cache.get(n) for n in (1, 2, 1, 3, 2))) == [2, 4, 2, 6, 4]
+    assert run.batches == [[1, 2, 3]]  # one statement; a key asked twice is loaded once
+    now[0] = 4.9
+    assert await asyncio.gather(cache.get(3), cache.get(4)) == [6, 8]
+    assert run.batches == [[1, 2, 3], [4]]  # 3 still cached
+    now[0] = 5.1
+    assert await asyncio.gather(*(cache.get(n) for n in (1, 2, 4))) == [2, 4, 8]
+    assert run.batches == [[1, 2, 3], [4], [1, 2]]  # 1 and 2 expired; 4, loaded at 4.9, not
