@@ -52,7 +52,8 @@ class Child:
         with open(self.log_path, "ab") as log:  # the child keeps its own descriptor
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "herald_cli", self.name],
-                env=self.env,
+                # The child stops itself if this process dies without stopping it (herald_cli.orphans).
+                env={**self.env, "HERALD_SUPERVISOR_PID": str(os.getpid())},
                 stdout=log,
                 stderr=log,
                 start_new_session=True,

@@ -83,6 +83,10 @@ def main(argv: list[str] | None = None) -> None:
     except ValueError as exc:
         sys.exit(str(exc))
     logs.configure(settings.log_level, args.command)
+    if settings.supervisor_pid:
+        from herald_cli.orphans import stop_when_orphaned
+
+        stop_when_orphaned(settings.supervisor_pid)
     command = COMMANDS[args.command]
     if command.serving and (refusals := settings.refusals()):
         sys.exit(

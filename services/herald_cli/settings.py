@@ -35,6 +35,9 @@ class Settings(Common, frozen=True):
     twilio_sim: TwilioSimSettings = msgspec.field(default_factory=TwilioSimSettings)
     mail_sim: MailSimSettings = msgspec.field(default_factory=MailSimSettings)
     ses_sim: SesSimSettings = msgspec.field(default_factory=SesSimSettings)
+    supervisor_pid: int = 0
+    """Set by `herald dev` on its children: a child whose parent is no longer this pid stops
+    itself (`herald_cli.orphans`). 0: not supervised."""
 
     def refusals(self) -> list[str]:
         """Why this configuration must not serve production (empty: it may). Names the variables,
