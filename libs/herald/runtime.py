@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -18,6 +19,28 @@ import uvicorn
 from litestar import Litestar
 
 log = logging.getLogger(__name__)
+
+GC_YOUNG_THRESHOLD = 10_000
+"""Allocations (net of deallocations) between young-generation collections; CPython's default
+is 700."""
+
+
+def collect_garbage_rarely() -> None:
+    """Set once a serving process has imported and built what it serves, before it serves.
+
+    CPython's cyclic collector is triggered by allocations, and each full collection walks every
+    tracked object. A Herald process holds ~150,000 of them from its imports alone and allocates
+    hundreds per message (futures, tasks, records, dicts), so at the defaults a worker spent
+    about half of its CPU collecting (loadtests/RESULTS.md, session 26). `gc.freeze()` moves
+    what exists now (modules, classes, functions: never garbage) out of every later
+    collection's walk, and a larger young threshold lets most per-message objects die of their
+    reference counts before a collection looks at them. Cycles are still collected, later:
+    at most this many more allocations' worth of them wait, megabytes, not a leak.
+    """
+    gc.collect()
+    gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
 
 
 async def run_until_signalled(

@@ -54,6 +54,7 @@ def api_factory() -> Any:
     """uvicorn's factory (`factory=True`): each API worker process builds its own app from the
     same environment."""
     from herald import logs
+    from herald.runtime import collect_garbage_rarely
     from herald_api.app import create_app
     from herald_api.http_server import DeadlinedHttpTools
 
@@ -61,17 +62,20 @@ def api_factory() -> Any:
     logs.configure(settings.log_level, "api")
     # This process's protocol class (a uvicorn worker re-imports it).
     DeadlinedHttpTools.configure(settings.api, settings.campaigns)
-    return create_app(settings)
+    app = create_app(settings)
+    collect_garbage_rarely()
+    return app
 
 
 def _consumer_process(settings: Settings, module: str, host: str, port: int) -> None:
     """worker and sinks: a main coroutine `run(settings, stop, membership)` beside the ops HTTP
     server, whose /readyz answers 200 once the process has joined its consumer groups."""
     from herald.kafka.membership import Membership
-    from herald.runtime import run_until_signalled
+    from herald.runtime import collect_garbage_rarely, run_until_signalled
 
     mod = importlib.import_module(module)
     membership = Membership()
+    collect_garbage_rarely()
     uvloop.run(
         run_until_signalled(
             lambda stop: mod.run(settings, stop, membership), mod.ops_app(settings, membership), host, port
