@@ -6,8 +6,9 @@ window's CPU figures stay those of an unprofiled run; but under uvloop such stac
 their roots and misattribute self time. `blocking=True` pauses each process per sample: shares
 are then right and the window's CPU and rate figures are not those of an unprofiled run.
 `summary` reads one back: the functions the samples were in (self) and under (inclusive),
-as shares of the samples in which the process was running Python (idle samples are dropped
-by py-spy without `--idle`).
+as shares of the event loop thread's samples (idle samples are dropped by py-spy without
+`--idle`, though not all of them in blocking mode: the loop's own wait shows as
+`Runner.run`'s self time).
 """
 
 from __future__ import annotations
@@ -71,20 +72,25 @@ def summary(path: Path, top: int = 25) -> str:
         return f"{path.name}: no profile; py-spy said: {said.read_text()[-500:] if said.exists() else '(nothing)'}"
     own: Counter[str] = Counter()
     under: Counter[str] = Counter()
-    total = 0
+    total = threads = 0
     for line in path.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
         if not stack or not count.isdigit():
             continue
         n = int(count)
         frames = [_frame(f) for f in stack.split(";")]
+        if frames[0] == "threading.py:Thread._bootstrap":
+            # A thread besides the event loop's: executor workers and watchers, which in
+            # blocking mode py-spy samples while they wait. Herald's work runs on the loop.
+            threads += n
+            continue
         total += n
         own[frames[-1]] += n
         for f in set(frames):
             under[f] += n
     if not total:
         return f"{path.name}: no samples"
-    lines = [f"{path.name}: {total:,} samples"]
+    lines = [f"{path.name}: {total:,} samples on the event loop's thread ({threads:,} on others, left out)"]
     for title, counts in (("self", own), ("inclusive", under)):
         lines.append(f"  {title}:")
         lines += [f"    {n / total * 100:5.1f}%  {f}" for f, n in counts.most_common(top)]
