@@ -1,7 +1,8 @@
 """The ceiling for single-message accept: Litestar + msgspec, a Struct body, 202 with an id.
 
-Same server settings as `herald api` (uvicorn, uvloop, httptools, no access log); no auth, no
-validation beyond decoding, no broker. Served by loadtests/ingest.py in the same run.
+Same server settings as `herald api` (uvicorn, uvloop, httptools, no access log, the garbage
+collector set as `herald.runtime.collect_garbage_rarely` sets it); no auth, no validation
+beyond decoding, no broker. Served by loadtests/ingest.py in the same run.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import uuid
 import msgspec
 from litestar import Litestar, post
 from litestar.params import JSONBody
+
+from herald.runtime import collect_garbage_rarely
 
 
 class Ref(msgspec.Struct, forbid_unknown_fields=True):
@@ -36,3 +39,4 @@ async def accept(data: JSONBody[Body]) -> Accepted:
 
 
 app = Litestar([accept], openapi_config=None, logging_config=None)
+collect_garbage_rarely()
