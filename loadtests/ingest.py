@@ -11,8 +11,8 @@ two cores and this measures ingestion. `wrk` is the client (an httpx client was 
 
     make bench-ingest   # = .venv/bin/python -m loadtests.ingest --seconds 10
 
-`--profile DIR` runs py-spy on the API over the single and the every-recipient-new batch phases
-(`loadtests/profile.py`) and prints where its CPU went.
+`--profile DIR` runs py-spy (blocking mode) on the API over the single and the every-recipient-new
+batch phases (`loadtests/profile.py`) and prints where its CPU went; that run's figures are slowed.
 """
 
 from __future__ import annotations
@@ -159,7 +159,8 @@ def main() -> None:
             yield
             return
         api = {pid: group for pid, (group, _) in cpu.snapshot().items() if group == "api"}
-        with profile.record(api, args.seconds, Path(args.profile) / phase) as written:
+        # Blocking: under uvloop only its shares are right; the profiled run's figures are slowed.
+        with profile.record(api, args.seconds, Path(args.profile) / phase, blocking=True) as written:
             yield
         files.extend(written)
 
