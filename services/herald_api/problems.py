@@ -111,11 +111,17 @@ _HTTP_CODES = {
 }
 
 
-def _http(_: Request, exc: HTTPException) -> Response[Problem]:  # type: ignore[type-arg]
+def _http(request: Request, exc: HTTPException) -> Response[Problem]:  # type: ignore[type-arg]
     status = exc.status_code
     code, title = _HTTP_CODES.get(status, (f"http_{status}", "Error"))
     if status >= 500:
-        log.error("http error", extra={"status": status})
+        # Types, not messages: what failed and where is enough to find it, and a message may
+        # carry a value from the request.
+        cause = exc.__cause__ or exc.__context__
+        log.error("http error", extra={
+            "status": status, "path": request.url.path, "error": type(exc).__name__,
+            "cause": None if cause is None else type(cause).__name__,
+        })  # fmt: skip
         return _response(status, code, title, "the server could not handle the request")
     headers = dict(exc.headers or {})
     return _response(status, code, title, str(exc.detail), headers=headers or None)

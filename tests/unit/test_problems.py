@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 from litestar import Litestar, Request, get, post
+from litestar.exceptions import InternalServerException
 from litestar.params import JSONBody
 from litestar.testing import TestClient
 from litestar.utils.scope.state import ScopeState
@@ -42,12 +43,20 @@ def boom() -> None:
     raise RuntimeError("secret internal detail +447400123456")
 
 
+@get("/broken", sync_to_thread=False)
+def broken() -> None:
+    try:
+        {}["+447400123456"]
+    except KeyError as exc:
+        raise InternalServerException("lookup of +447400123456 failed") from exc
+
+
 @post("/typed", sync_to_thread=False)
 def typed(data: JSONBody[KeyCreate]) -> None:
     return None
 
 
-app = Litestar([invalid, missing, limited, conflict, boom, typed], exception_handlers=problems.HANDLERS)
+app = Litestar([invalid, missing, limited, conflict, boom, broken, typed], exception_handlers=problems.HANDLERS)
 
 
 def test_domain_errors_map_to_problem_json() -> None:
@@ -78,6 +87,19 @@ def test_unexpected_error_is_a_generic_500_without_details() -> None:
         assert r.json()["code"] == "internal_error"
         assert "secret" not in r.text
         assert "+44" not in r.text
+
+
+def test_a_server_side_http_error_is_logged_with_its_route_and_types_but_no_values(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with TestClient(app) as client, caplog.at_level("ERROR", logger=problems.__name__):
+        r = client.get("/broken")
+    assert (r.status_code, r.json()["code"]) == (500, "http_500")
+    assert "+44" not in r.text
+    (record,) = [r for r in caplog.records if r.getMessage() == "http error"]
+    logged = {k: getattr(record, k) for k in ("status", "path", "error", "cause")}
+    assert logged == {"status": 500, "path": "/broken", "error": "InternalServerException", "cause": "KeyError"}
+    assert "+44" not in f"{record.getMessage()} {record.__dict__}"
 
 
 def test_body_validation_names_the_field() -> None:
