@@ -310,6 +310,20 @@ EMAIL_COMPLAINT_RATIO = Gauge(
     " providers throttle bulk senders above 0.3%.",
     ["tenant"],
 )
+
+
+class SesAnswer(StrEnum):
+    """Amazon SES's answer to one SendEmail, as `EMAIL_SES_ANSWERS` counts it."""
+
+    ACCEPTED = "accepted"
+    TRANSIENT = "transient"
+    """Throttled, quota, paused, 5xx: SES did not take it."""
+    REJECTED = "rejected"
+    UNREACHABLE = "unreachable"
+    LOST = "lost"
+    """No answer after the request went out: SES may have it."""
+
+
 EMAIL_SES_ANSWERS = Counter(
     "herald_email_ses_answers_total",
     "Amazon SES's answers to each SendEmail, by class: accepted, transient (throttled, quota,"
@@ -323,6 +337,19 @@ EMAIL_REPORTS = Counter(
     " (an address Herald did not mint).",
     ["kind"],
 )
+
+
+class SmtpReply(StrEnum):
+    """The relay's answer to one mail handed over, as `EMAIL_SMTP_REPLIES` counts it."""
+
+    ACCEPTED = "accepted"
+    TRANSIENT = "transient"
+    PERMANENT = "permanent"
+    DROPPED = "dropped"
+    """The connection was lost or timed out before an answer."""
+    NO_CONNECTION = "no_connection"
+
+
 EMAIL_SMTP_REPLIES = Counter(
     "herald_email_smtp_replies_total",
     "The relay's answers to each mail handed over, by class: accepted, transient (4xx, retried),"

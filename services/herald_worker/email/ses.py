@@ -54,7 +54,7 @@ class SesProvider:
         wrapped in."""
         self._settings = settings
         self._composer = composer
-        metrics.every_series(metrics.EMAIL_SES_ANSWERS, ("accepted", "lost", "rejected", "transient", "unreachable"))
+        metrics.every_series(metrics.EMAIL_SES_ANSWERS, metrics.SesAnswer)
         self._stack = contextlib.AsyncExitStack()
         # botocore's clients are built at run time from the service model: untyped (Any).
         self._client: Any = None
@@ -83,12 +83,12 @@ class SesProvider:
         except ClientError as exc:
             raise self._refused(exc) from exc
         except (EndpointConnectionError, ConnectTimeoutError) as exc:
-            metrics.EMAIL_SES_ANSWERS.labels("unreachable").inc()
+            metrics.EMAIL_SES_ANSWERS.labels(metrics.SesAnswer.UNREACHABLE).inc()
             raise RetryableError(Reason.PROVIDER_UNAVAILABLE, untaken=True) from exc
         except (ReadTimeoutError, ConnectionClosedError, OSError) as exc:
-            metrics.EMAIL_SES_ANSWERS.labels("lost").inc()
+            metrics.EMAIL_SES_ANSWERS.labels(metrics.SesAnswer.LOST).inc()
             raise RetryableError(Reason.PROVIDER_UNAVAILABLE, lost=True) from exc
-        metrics.EMAIL_SES_ANSWERS.labels("accepted").inc()
+        metrics.EMAIL_SES_ANSWERS.labels(metrics.SesAnswer.ACCEPTED).inc()
         # With SES's events published to Herald, its acceptance is `sent`; the event decides.
         return Accepted(provider_message_id=answer["MessageId"], delivered=not self._settings.ses_notifications)
 
@@ -96,9 +96,9 @@ class SesProvider:
         code = str(exc.response.get("Error", {}).get("Code", ""))
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
         if (reason := _UNTAKEN.get(code)) is not None or status >= 500:
-            metrics.EMAIL_SES_ANSWERS.labels("transient").inc()
+            metrics.EMAIL_SES_ANSWERS.labels(metrics.SesAnswer.TRANSIENT).inc()
             return RetryableError(reason or Reason.PROVIDER_UNAVAILABLE, untaken=True)
-        metrics.EMAIL_SES_ANSWERS.labels("rejected").inc()
+        metrics.EMAIL_SES_ANSWERS.labels(metrics.SesAnswer.REJECTED).inc()
         log.info("ses refused a mail", extra={"status": status, "code": code})
         return PermanentError(Reason.REJECTED, f"{status} {code}".strip())
 

@@ -63,8 +63,7 @@ class SmtpProvider:
         self._settings = settings
         self._composer = composer
         self._bounces = bounces
-        replies = ("accepted", "dropped", "no_connection", "permanent", "transient")
-        metrics.every_series(metrics.EMAIL_SMTP_REPLIES, replies)
+        metrics.every_series(metrics.EMAIL_SMTP_REPLIES, metrics.SmtpReply)
         self._pool: RelayPool[aiosmtplib.SMTP] = RelayPool(
             self._connect, _disconnect, lambda client: client.is_connected, size=settings.smtp_connections,
             slots=slots, wait_seconds=settings.smtp_timeout_seconds, idle_seconds=settings.smtp_idle_seconds,
@@ -74,7 +73,7 @@ class SmtpProvider:
         mail = await self._composer.compose(message)
         await self._transaction(self._bounces.address(message.id, mail.identity.domain), message.id,
                                 message.to, mail.raw)  # fmt: skip
-        metrics.EMAIL_SMTP_REPLIES.labels("accepted").inc()
+        metrics.EMAIL_SMTP_REPLIES.labels(metrics.SmtpReply.ACCEPTED).inc()
         # With delivery reports, the relay's acceptance is `sent`; its report says delivered or bounced.
         final = not self._settings.smtp_delivery_reports
         return Accepted(provider_message_id=message_id(str(message.id), mail.identity), delivered=final)
@@ -83,10 +82,10 @@ class SmtpProvider:
         try:
             connection: Connection[aiosmtplib.SMTP] = await self._pool.acquire()
         except NoConnection as exc:
-            metrics.EMAIL_SMTP_REPLIES.labels("no_connection").inc()
+            metrics.EMAIL_SMTP_REPLIES.labels(metrics.SmtpReply.NO_CONNECTION).inc()
             raise RetryableError(Reason.PROVIDER_UNAVAILABLE, untaken=True) from exc
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-            metrics.EMAIL_SMTP_REPLIES.labels("dropped").inc()
+            metrics.EMAIL_SMTP_REPLIES.labels(metrics.SmtpReply.DROPPED).inc()
             log.warning("smtp relay unreachable", extra={"error": type(exc).__name__})
             raise RetryableError(Reason.PROVIDER_UNAVAILABLE, untaken=True) from exc
         client = connection.client
@@ -105,7 +104,7 @@ class SmtpProvider:
             keep = await self._reset(client)
             self._refused(exc)
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-            metrics.EMAIL_SMTP_REPLIES.labels("dropped").inc()
+            metrics.EMAIL_SMTP_REPLIES.labels(metrics.SmtpReply.DROPPED).inc()
             if data_sent:  # the mail may be with the relay: retried, not passed to another provider
                 log.warning("smtp relay connection lost after DATA", extra={"error": type(exc).__name__})
                 raise RetryableError(Reason.PROVIDER_UNAVAILABLE, lost=True) from exc
@@ -116,10 +115,10 @@ class SmtpProvider:
     def _refused(self, exc: aiosmtplib.SMTPResponseException) -> None:
         code, text = exc.code, exc.message
         if 400 <= code < 500:
-            metrics.EMAIL_SMTP_REPLIES.labels("transient").inc()
+            metrics.EMAIL_SMTP_REPLIES.labels(metrics.SmtpReply.TRANSIENT).inc()
             # Refused before DATA was taken, or DATA answered 4xx: the relay does not have it.
             raise RetryableError(_transient(code, text), untaken=True) from exc
-        metrics.EMAIL_SMTP_REPLIES.labels("permanent").inc()
+        metrics.EMAIL_SMTP_REPLIES.labels(metrics.SmtpReply.PERMANENT).inc()
         # The reply's code and enhanced status only: its text may quote the address.
         status = text.split(" ", 1)[0] if text[:1].isdigit() else ""
         log.info("smtp relay refused a mail", extra={"code": code, "status": status})
