@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import asyncpg
 import msgspec
@@ -12,6 +13,8 @@ from herald.db.pool import Conn
 from herald.domain.apikeys import IssuedKey
 from herald.domain.models import KeyKind, Tier
 from herald.domain.tenants import Tenant
+
+T = TypeVar("T")
 
 
 class KeyLookup(msgspec.Struct, frozen=True):
@@ -68,7 +71,15 @@ async def get(conn: asyncpg.Pool | asyncpg.Connection, tenant_id: uuid.UUID) -> 
 async def get_many(conn: asyncpg.Pool | asyncpg.Connection, tenant_ids: Sequence[uuid.UUID]) -> list[Tenant | None]:
     """Each tenant, in the order asked (None: no such tenant), in one statement."""
     rows = await conn.fetch(f"SELECT {TENANT_COLUMNS} FROM tenants WHERE id = ANY($1::uuid[])", list(tenant_ids))
-    found = {row["id"]: tenant_from_row(row) for row in rows}
+    return _in_order(rows, tenant_ids, tenant_from_row)
+
+
+def _in_order(
+    rows: Sequence[asyncpg.Record], tenant_ids: Sequence[uuid.UUID], make: Callable[[asyncpg.Record], T | None]
+) -> list[T | None]:
+    """One answer per id asked, in that order, from rows in any order keyed by their `id` (None:
+    no row, or `make` made none of it); a repeated id gets the same answer."""
+    found = {row["id"]: make(row) for row in rows}
     return [found.get(tenant_id) for tenant_id in tenant_ids]
 
 
@@ -155,12 +166,13 @@ async def callback_configs(pool: Conn, tenant_ids: Sequence[uuid.UUID]) -> list[
     rows = await pool.fetch(
         "SELECT id, callback_url, callback_secret FROM tenants WHERE id = ANY($1::uuid[])", list(tenant_ids)
     )
-    found = {
-        row["id"]: CallbackConfig(url=row["callback_url"], secret=row["callback_secret"])
-        for row in rows
-        if row["callback_url"] and row["callback_secret"]
-    }
-    return [found.get(tenant_id) for tenant_id in tenant_ids]
+    return _in_order(rows, tenant_ids, _callback_config)
+
+
+def _callback_config(row: asyncpg.Record) -> CallbackConfig | None:
+    if not row["callback_url"] or not row["callback_secret"]:
+        return None
+    return CallbackConfig(url=row["callback_url"], secret=row["callback_secret"])
 
 
 async def rotate_callback_secret(pool: asyncpg.Pool, tenant_id: uuid.UUID, secret: str) -> bool:
