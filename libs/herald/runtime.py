@@ -31,7 +31,7 @@ def collect_garbage_rarely() -> None:
     CPython's cyclic collector is triggered by allocations, and each full collection walks every
     tracked object. A Herald process holds ~150,000 of them from its imports alone and allocates
     hundreds per message (futures, tasks, records, dicts), so at the defaults a worker spent
-    about half of its CPU collecting (loadtests/RESULTS.md, session 26). `gc.freeze()` moves
+    up to half of its CPU collecting (a wall-time upper bound; loadtests/RESULTS.md, session 26). `gc.freeze()` moves
     what exists now (modules, classes, functions: never garbage) out of every later
     collection's walk, and a larger young threshold lets most per-message objects die of their
     reference counts before a collection looks at them. Cycles are still collected, later:
