@@ -135,18 +135,6 @@ class _Senders:
             i += 1
             await asyncio.sleep(0.02)
 
-    async def batch(self, n: int) -> list[str]:
-        """`n` more messages in one batch request, every one accepted: their ids."""
-        messages = [
-            # ...98: clear of carrier-sim's scripted suffixes (0000-0005, 0009).
-            {"to": f"+4474{i:06d}98", "channel": "sms", "template": {"name": "otp", "language": "en"},
-             "params": {"code": "1"}}
-            for i in range(n)
-        ]  # fmt: skip
-        r = await self._platform.http.post("/v1/messages/batch", headers=self._auth, json={"messages": messages})
-        assert (r.status_code, r.json()["rejected"]) == (202, 0), r.text
-        return [str(item["id"]) for item in r.json()["results"]]
-
     def halt(self) -> None:
         self._sending = False
 
@@ -532,7 +520,7 @@ async def test_database_crash_stall_or_failover_under_traffic_loses_nothing_and_
         await at_least(delivered, 200, "delivered before the crash", seconds=60)
         # The senders alone outpace the tenant's rate only on an idle host (on a loaded one the
         # worker kept up with them): three seconds of the rate at once make the backlog certain.
-        senders.accepted.extend(await senders.batch(300))
+        senders.accepted.extend(await platform.send_batch(auth, 0, 300))
         backlog = len(senders.accepted) - await delivered()
         assert backlog > 100, f"no backlog was left at the crash to prove anything ({backlog})"
         await pool.close()

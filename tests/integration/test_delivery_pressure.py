@@ -26,24 +26,6 @@ def _with(settings: Settings, **worker: Any) -> Settings:
     return msgspec.structs.replace(settings, worker=msgspec.structs.replace(settings.worker, **worker))
 
 
-async def _batch(
-    platform: Platform, auth: dict[str, str], start: int, n: int, *, idempotent: bool = False, **fields: Any
-) -> list[str]:
-    ids: list[str] = []
-    for first in range(start, start + n, 1000):
-        messages = [
-            # ...99: clear of carrier-sim's scripted suffixes (0000-0005, 0009).
-            {"to": f"+4474{i:06d}99", "channel": "sms", "template": {"name": "otp", "language": "en"},
-             "params": {"code": "1"}, **({"idempotency_key": f"order-{i}"} if idempotent else {}), **fields}
-            for i in range(first, min(first + 1000, start + n))
-        ]  # fmt: skip
-        r = await platform.http.post("/v1/messages/batch", headers=auth, json={"messages": messages})
-        assert r.status_code == 202, r.text
-        assert r.json()["rejected"] == 0, r.text
-        ids += [item["id"] for item in r.json()["results"]]
-    return ids
-
-
 async def _settle_group(platform: Platform, auth: dict[str, str], workers: int) -> None:
     """One message through, then (with several workers) time for every worker to own partitions,
     so that the measured burst is not paced by a rebalance."""
@@ -102,7 +84,7 @@ async def test_tenant_rate_holds_across_workers(settings: Settings, pool: asyncp
                 await asyncio.sleep(0.2)
 
         sampler = asyncio.create_task(sample())
-        await _batch(platform, auth, 0, n)
+        await platform.send_batch(auth, 0, n)
         await wait_status_count(pool, n + 1, tenant_id=tenant_id, deadline_s=60)
         sampler.cancel()
     finally:
@@ -128,7 +110,7 @@ async def test_workers_joining_mid_flow_send_nothing_twice(settings: Settings, p
         tenant_id, auth = await platform.tenant_with_key(tier="enterprise")
         await platform.template(auth)
         n = 600
-        await _batch(platform, auth, 0, n)
+        await platform.send_batch(auth, 0, n)
         await at_least(lambda: len(platform.sim_sends()), 100, "sends before the first join", seconds=30)
         platform.add_worker()
         await asyncio.sleep(2)
@@ -157,7 +139,7 @@ async def test_a_rebalance_while_a_fetch_waits_for_the_database_sends_nothing_tw
         await _settle_group(platform, auth, 1)
         n = 200
         async with _table_locked(pool, "message_claims"):
-            await _batch(platform, auth, 0, n, idempotent=True)
+            await platform.send_batch(auth, 0, n, idempotent=True)
             await at_least(partial(_waiting_on, pool, "message_claims"), 1, "the fetch waiting on the lock", seconds=10)
             platform.add_worker()
             await asyncio.sleep(6.0)  # the group rebalances meanwhile
@@ -189,7 +171,7 @@ async def test_a_rebalance_while_deferrals_wait_for_their_notes_sends_each_once(
         n = 100
         waiting_to_note = partial(_waiting_on, pool, "deferred_records")
         async with _table_locked(pool, "deferred_records"):
-            ids = await _batch(platform, auth, 0, n)
+            ids = await platform.send_batch(auth, 0, n)
             await at_least(waiting_to_note, 1, "the first worker waiting to note its deferrals", seconds=10)
             platform.add_worker()
             # The revocation gave up waiting, the group rebalanced, and a new owner read the
@@ -220,7 +202,7 @@ async def test_provider_capacity_holds_across_workers_and_tenants(
             await platform.template(auth)
         await _settle_group(platform, tenants[0][1], workers)
         for index, (_, auth) in enumerate(tenants):
-            await _batch(platform, auth, index * per_tenant, per_tenant)
+            await platform.send_batch(auth, index * per_tenant, per_tenant)
         await wait_status_count(pool, 2 * per_tenant + 1, deadline_s=60)
     finally:
         await platform.stop()
@@ -250,7 +232,7 @@ async def test_a_throttling_provider_slows_the_worker_down_instead_of_failing_me
     try:
         tenant_id, auth = await platform.tenant_with_key(tier="enterprise")
         await platform.template(auth)
-        await _batch(platform, auth, 0, n)
+        await platform.send_batch(auth, 0, n)
 
         async def final() -> int:
             return sum([await count_status(pool, s, tenant_id) for s in ("delivered", "failed")])
@@ -273,7 +255,7 @@ async def _otps_behind_a_campaign(settings: Settings, pool: asyncpg.Pool, n: int
         await platform.template(campaign, name="promo", body="Sale {{pct}}", category="marketing")
         bank_id, bank = await platform.tenant_with_key(tier="enterprise")
         await platform.template(bank)
-        await _batch(platform, campaign, 0, n, template={"name": "promo", "language": "en"}, params={"pct": "5"})
+        await platform.send_batch(campaign, 0, n, template={"name": "promo", "language": "en"}, params={"pct": "5"})
         platform.add_worker()
         await wait_status_count(pool, 200, tenant_id=campaign_id)
         otps = []
@@ -431,7 +413,7 @@ async def test_idempotent_messages_come_back_through_the_retry_topic_and_are_sen
         )
         assert outage.status_code == 204
         n = 120
-        ids = await _batch(platform, auth, 0, n, idempotent=True)
+        ids = await platform.send_batch(auth, 0, n, idempotent=True)
         await wait_status_count(pool, n + 1, tenant_id=tenant_id, deadline_s=60)  # and the probe
     finally:
         await platform.stop()
@@ -456,7 +438,7 @@ async def test_messages_expiring_in_a_backlog_expire_on_time_and_take_no_turn_fr
         await platform.template(auth)
         await _settle_group(platform, auth, 1)
         n, ttl = 150, 2
-        ids = await _batch(platform, auth, 0, n, ttl_seconds=ttl)
+        ids = await platform.send_batch(auth, 0, n, ttl_seconds=ttl)
         await asyncio.sleep(ttl + 1)
         started = time.monotonic()
         late = await platform.send(auth, to="+447400888888")
@@ -497,7 +479,7 @@ async def test_provider_outage_loses_nothing_and_drains_without_a_retry_storm(
         assert outage.status_code == 204
         n = 300
         started = time.monotonic()
-        await _batch(platform, auth, 0, n)
+        await platform.send_batch(auth, 0, n)
         await wait_status_count(pool, n, tenant_id=tenant_id, deadline_s=60)
         drained_after = time.monotonic() - started
     finally:
