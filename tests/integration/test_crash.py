@@ -642,7 +642,7 @@ async def test_broker_stall_under_traffic_loses_nothing_and_idempotent_retries_s
 async def test_worker_sigkill_while_deferring_a_tenant_backlog_sends_nothing_deferred_twice(
     settings: Settings, pool: asyncpg.Pool
 ) -> None:
-    # A tenant paced at 40 msg/s sends a burst of 240 far above it: the worker keeps 5 waiting and
+    # A tenant paced at 20 msg/s sends a burst of 240 far above it: the worker keeps 5 waiting and
     # defers the rest to herald.retry, each for its turn. It is SIGKILLed mid-burst, with a
     # commit interval long enough that nothing it deferred is committed yet, and restarted: it
     # reads those records again. It must not defer them (and so send them) a second time. What
@@ -659,9 +659,10 @@ async def test_worker_sigkill_while_deferring_a_tenant_backlog_sends_nothing_def
         first = workers.spawn()
         tenant_id, auth = await platform.tenant_with_key()
         await platform.template(auth)
-        # (40, not 80: on a loaded 2-core CI runner the API took the burst slowly enough at 80
-        # for the worker to keep up with most of it, and fewer than a quarter were deferred.)
-        await platform.patch_tenant(tenant_id, rate_limit_per_second=40)
+        # (20, not 80 or 40: on a loaded 2-core CI runner the API took the burst of single sends
+        # slowly enough for the worker to keep up with most of it at 80, and once at 40, and
+        # fewer than a quarter were deferred.)
+        await platform.patch_tenant(tenant_id, rate_limit_per_second=20)
         warm_up = await platform.send(auth, to="+447400399999")
         await platform.wait_status(auth, warm_up.json()["id"], {"delivered"})  # the worker is in its group
         ids: list[str] = [str(warm_up.json()["id"])]
